@@ -1,0 +1,422 @@
+"""The use cases, shared by the CLI and the library: fit, apply, merge, export.
+
+Each CLI command parses its options and calls exactly one function here with the same parameter
+names; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from normstat import artifact
+from normstat.core.checks import NAN_POLICIES, NanPolicy
+from normstat.core.layout import AxisLayout, AxisSpec
+from normstat.core.moments import Moments, merge_all
+from normstat.core.stats import Stats
+from normstat.core.transform import TransformParams, transform_params
+from normstat.engine.local import fit_local
+from normstat.engine.task import chunk_task
+from normstat.errors import ArtifactError, UsageError
+from normstat.sinks import atomic_output, check_writable, open_array_writer, writer_format
+from normstat.sources import ArraySource, Chunk, describe, open_sources
+from normstat.sources.base import DEFAULT_CHUNK_BYTES
+
+ChunkSize = int | str | None
+"""Rows per chunk (``65536``), a byte budget (``"64MB"``, ``"1GiB"``), or ``None`` (32 MiB)."""
+
+
+class ProgressHook(Protocol):
+    """What fit / apply report to: the total number of samples, then samples as they are done."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# fit
+
+
+def fit(
+    sources: str | Sequence[str],
+    *,
+    dataset: str | None = None,
+    axis: AxisSpec = -1,
+    ddof: int = 0,
+    nan: NanPolicy = "skip",
+    chunk_size: ChunkSize = None,
+    workers: int | None = None,
+    input_format: str | None = None,
+    progress: ProgressHook | None = None,
+) -> Stats:
+    """Statistics of one dataset stored in one or more files (shards along axis 0), one pass."""
+    _check_options(ddof, nan)
+    srcs = open_sources([sources] if isinstance(sources, str) else sources, dataset, input_format)
+    try:
+        layout = AxisLayout.create(axis, srcs[0].shape)
+        rows = _chunk_rows(srcs[0], chunk_size)
+        if progress is not None:
+            progress.start(sum(s.shape[0] for s in srcs))
+        moments = fit_local(
+            _all_chunks(srcs, rows),
+            layout,
+            nan,
+            workers=workers,
+            progress=None if progress is None else progress.advance,
+        )
+        return Stats(moments, layout.feature_shape, layout.axis, ddof, None, describe(srcs))
+    finally:
+        for s in srcs:
+            s.close()
+
+
+def _all_chunks(srcs: list[ArraySource], rows: int) -> Iterable[Chunk]:
+    for s in srcs:
+        yield from s.chunks(rows)
+
+
+def _check_options(ddof: int, nan: str) -> None:
+    if ddof < 0:
+        raise UsageError(f"--ddof must be >= 0, received {ddof}")
+    if nan not in NAN_POLICIES:
+        raise UsageError(f"--nan must be one of {', '.join(NAN_POLICIES)}, received {nan!r}")
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.I)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+}
+
+
+def _chunk_rows(src: ArraySource, chunk_size: ChunkSize) -> int:
+    if chunk_size is None:
+        return src.preferred_rows(DEFAULT_CHUNK_BYTES)
+    if isinstance(chunk_size, int) or str(chunk_size).strip().isdigit():
+        rows = int(chunk_size)
+        if rows < 1:
+            raise UsageError(f"--chunk-size must be at least 1 row, received {chunk_size}")
+        return rows
+    m = _SIZE.match(str(chunk_size))
+    if not m:
+        raise UsageError(
+            f"--chunk-size must be rows (65536) or bytes (64MB, 1GiB), received {chunk_size!r}"
+        )
+    unit = (m[2] or "").lower().rstrip("b")
+    return src.preferred_rows(max(1, int(float(m[1]) * _UNITS[unit])))
+
+
+class Accumulator:
+    """A running fit over in-memory batches: ``update(batch)`` as they come, ``merge(other)``.
+
+    Batches are arrays whose axis 0 is the sample axis; all must share the shape of one sample.
+    """
+
+    def __init__(self, axis: AxisSpec = -1, *, ddof: int = 0, nan: NanPolicy = "skip") -> None:
+        _check_options(ddof, nan)
+        self.axis, self.ddof, self.nan = axis, ddof, nan
+        self.layout: AxisLayout | None = None
+        self.moments: Moments | None = None
+        self.rows = 0
+        self.dtype: np.dtype | None = None
+
+    def update(self, batch: np.ndarray) -> Accumulator:
+        batch = np.asarray(batch)
+        if batch.dtype.kind not in "biuf":
+            raise UsageError(f"batch dtype {batch.dtype} is not numeric")
+        layout = AxisLayout.create(self.axis, batch.shape)
+        if self.layout is None:
+            self.layout, self.moments = layout, Moments.empty(layout.n_features)
+        elif layout.sample_shape != self.layout.sample_shape:
+            raise UsageError(
+                f"batch sample shape {list(batch.shape[1:])} disagrees with "
+                f"{list(self.layout.sample_shape)} seen before"
+            )
+        part = chunk_task(Chunk(batch, "<array>", None, self.rows), layout, self.nan)
+        assert self.moments is not None
+        self.moments = self.moments.merge(part)
+        self.rows += batch.shape[0]
+        self.dtype = batch.dtype if self.dtype is None else np.result_type(self.dtype, batch.dtype)
+        return self
+
+    def merge(self, other: Accumulator) -> Accumulator:
+        if other.layout is None:
+            return self
+        if self.layout is None:
+            self.layout, self.moments = other.layout, other.moments.copy()  # type: ignore[union-attr]
+        elif other.layout != self.layout:
+            raise UsageError("cannot merge accumulators of different sample shapes or axes")
+        else:
+            self.moments = self.moments.merge(other.moments)  # type: ignore[union-attr, arg-type]
+        self.rows += other.rows
+        return self
+
+    def result(self) -> Stats:
+        if self.layout is None or self.moments is None:
+            raise UsageError("no batch has been seen yet")
+        source = {
+            "paths": [],
+            "dataset": None,
+            "shape": [self.rows, *self.layout.sample_shape],
+            "dtype": str(self.dtype),
+            "kind": "array",
+        }
+        return Stats(
+            self.moments.copy(),
+            self.layout.feature_shape,
+            self.layout.axis,
+            self.ddof,
+            None,
+            source,
+        )
+
+
+def fit_arrays(
+    batches: np.ndarray | Iterable[np.ndarray],
+    *,
+    axis: AxisSpec = -1,
+    ddof: int = 0,
+    nan: NanPolicy = "skip",
+) -> Stats:
+    """Statistics of an array, or of an iterable of batches that together form one dataset."""
+    acc = Accumulator(axis, ddof=ddof, nan=nan)
+    for b in [batches] if isinstance(batches, np.ndarray) else batches:
+        acc.update(b)
+    return acc.result()
+
+
+# ---------------------------------------------------------------------------------------------
+# apply
+
+
+def transform(
+    x: np.ndarray,
+    stats: Stats,
+    *,
+    method: str = "zscore",
+    feature_range: tuple[float, float] = (0.0, 1.0),
+    inverse: bool = False,
+    dtype: Any = np.float32,
+) -> np.ndarray:
+    """Normalise (or, with ``inverse``, restore) an in-memory array with fitted statistics."""
+    x = np.asarray(x)
+    layout = _layout_for(stats, x.shape, "array")
+    params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
+    return _transform_block(x, layout, params, inverse, np.dtype(dtype))
+
+
+def _transform_block(
+    x: np.ndarray, layout: AxisLayout, params: TransformParams, inverse: bool, dtype: np.dtype
+) -> np.ndarray:
+    block = x.reshape((x.shape[0], *layout.sample_shape))
+    y = params.inverse(block, dtype) if inverse else params.forward(block, dtype)
+    return y.reshape(x.shape)
+
+
+def _layout_for(stats: Stats, shape: tuple[int, ...], where: str) -> AxisLayout:
+    layout = AxisLayout.create(stats.axis, shape)
+    if layout.feature_shape != tuple(stats.feature_shape):
+        raise ArtifactError(
+            f"feature shape {list(layout.feature_shape)} of the data (axis "
+            f"{None if stats.axis is None else list(stats.axis)}) disagrees with "
+            f"{list(stats.feature_shape)} in the statistics",
+            path=where,
+        )
+    return layout
+
+
+def apply(
+    stats: Stats | str,
+    sources: str | Sequence[str],
+    out: str,
+    *,
+    dataset: str | None = None,
+    method: str = "zscore",
+    feature_range: tuple[float, float] = (0.0, 1.0),
+    inverse: bool = False,
+    dtype: Any = "float32",
+    chunk_size: ChunkSize = None,
+    force: bool = False,
+    input_format: str | None = None,
+    progress: ProgressHook | None = None,
+) -> None:
+    """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout)."""
+    if isinstance(stats, str):
+        stats = artifact.load(stats)
+    out_dtype = _float_dtype(dtype)
+    paths = [sources] if isinstance(sources, str) else list(sources)
+    srcs = open_sources(paths, dataset, input_format)
+    try:
+        layout = _layout_for(stats, srcs[0].shape, srcs[0].path)
+        params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
+        shape = (sum(s.shape[0] for s in srcs), *srcs[0].shape[1:])
+        rows = _chunk_rows(srcs[0], chunk_size)
+        if progress is not None:
+            progress.start(shape[0])
+        blocks = _transformed(srcs, rows, layout, params, inverse, out_dtype, progress)
+        if out == "-":
+            from normstat.sinks.npy import NpyStreamWriter
+
+            _drain(NpyStreamWriter(shape, out_dtype), blocks)
+            return
+        check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
+        fmt = writer_format(out, srcs[0].format)
+        options = _writer_options(fmt, srcs, stats, method, inverse, params)
+        with atomic_output(out) as tmp:
+            _drain(open_array_writer(fmt, tmp, shape, out_dtype, **options), blocks)
+    finally:
+        for s in srcs:
+            s.close()
+
+
+def _float_dtype(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise UsageError(f"--dtype {dtype!r} is not a numpy dtype") from None
+    if dt.kind != "f":
+        raise UsageError(f"--dtype must be a floating type (float16/32/64), received {dt}")
+    return dt
+
+
+def _transformed(
+    srcs: list[ArraySource],
+    rows: int,
+    layout: AxisLayout,
+    params: TransformParams,
+    inverse: bool,
+    dtype: np.dtype,
+    progress: ProgressHook | None,
+) -> Iterable[np.ndarray]:
+    for chunk in _all_chunks(srcs, rows):
+        yield _transform_block(chunk.data, layout, params, inverse, dtype)
+        if progress is not None:
+            progress.advance(chunk.data.shape[0])
+
+
+def _drain(writer: Any, blocks: Iterable[np.ndarray]) -> None:
+    start = 0
+    try:
+        for block in blocks:
+            writer.write(start, block)
+            start += block.shape[0]
+    finally:
+        writer.close()
+
+
+def _writer_options(
+    fmt: str,
+    srcs: list[ArraySource],
+    stats: Stats,
+    method: str,
+    inverse: bool,
+    params: TransformParams,
+) -> dict[str, Any]:
+    if fmt != "hdf5":
+        return {}
+    single = srcs[0] if len(srcs) == 1 and srcs[0].format == "hdf5" else None
+    attrs = {
+        "normstat_method": method,
+        "normstat_inverse": inverse,
+        "normstat_shift": params.shift.reshape(stats.feature_shape),
+        "normstat_scale": params.scale.reshape(stats.feature_shape),
+        "normstat_stats": json.dumps(artifact.to_dict(stats), allow_nan=False),
+    }
+    return {
+        "dataset": srcs[0].dataset or "/data",
+        "like": getattr(single, "handle", None),
+        "attrs": attrs,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# merge and export
+
+
+def merge(parts: Sequence[Stats | str]) -> Stats:
+    """Exact merge of the statistics of disjoint parts (e.g. shards fitted separately)."""
+    loaded = [artifact.load(p) if isinstance(p, str) else p for p in parts]
+    names = [p if isinstance(p, str) else f"part {i}" for i, p in enumerate(parts)]
+    if not loaded:
+        raise UsageError("nothing to merge")
+    first = loaded[0]
+    for name, s in zip(names[1:], loaded[1:], strict=True):
+        for key in ("feature_shape", "axis", "features", "ddof"):
+            a, b = getattr(first, key), getattr(s, key)
+            if (list(a) if a is not None else None) != (list(b) if b is not None else None):
+                raise ArtifactError(f"{key} {b} disagrees with {a} of {names[0]}", path=name)
+    moments = merge_all((s.moments for s in loaded), first.moments.n_features)
+    return Stats(
+        moments,
+        first.feature_shape,
+        first.axis,
+        first.ddof,
+        first.features,
+        _merged_source([s.source for s in loaded]),
+    )
+
+
+def _merged_source(sources: list[dict[str, Any]]) -> dict[str, Any]:
+    out = dict(sources[0])
+    out["paths"] = [p for s in sources for p in s.get("paths", [])]
+    shapes = [s.get("shape") for s in sources]
+    if all(isinstance(sh, list) and sh for sh in shapes):
+        out["shape"] = [sum(sh[0] for sh in shapes), *shapes[0][1:]]  # type: ignore[index]
+    dtypes = {s.get("dtype") for s in sources}
+    if len(dtypes) > 1:
+        try:
+            out["dtype"] = str(np.result_type(*dtypes))
+        except TypeError:
+            out["dtype"] = "mixed"
+    return out
+
+
+EXPORT_TARGETS: tuple[str, ...] = ("keras", "torch", "sklearn")
+
+
+def export(stats: Stats | str, to: str) -> dict[str, Any]:
+    """The statistics as the named framework takes them (plain lists, JSON-ready).
+
+    Near-constant features get variance / std 1, so the framework only centres them, exactly as
+    ``apply`` does (Keras would otherwise divide by its epsilon and blow them up).
+    """
+    if isinstance(stats, str):
+        stats = artifact.load(stats)
+    mean = np.where(stats.count > 0, stats.mean, 0.0)
+    scale = stats.scale
+    if to == "keras":
+        return {
+            "axis": None if stats.axis is None else list(stats.axis),
+            "mean": mean.tolist(),
+            "variance": (scale * scale).tolist(),
+        }
+    if to == "torch":
+        return {"mean": mean.tolist(), "std": scale.tolist()}
+    if to == "sklearn":
+        counts = stats.count
+        seen = (
+            int(counts.flat[0])
+            if counts.size and (counts == counts.flat[0]).all()
+            else counts.tolist()
+        )
+        return {
+            "mean_": mean.tolist(),
+            "var_": np.nan_to_num(stats.var).tolist(),
+            "scale_": scale.tolist(),
+            "n_samples_seen_": seen,
+            "n_features_in_": int(np.prod(stats.feature_shape)),
+        }
+    raise UsageError(f"--to must be one of {', '.join(EXPORT_TARGETS)}, received {to!r}")

@@ -1,0 +1,211 @@
+"""Statistics + metadata <-> JSON / NPZ, with a strict, validating load.
+
+JSON floats are written with Python's shortest round-trip repr, so they read back bit for bit;
+NaN is never written (undefined statistics are ``null``), and loading refuses NaN/Infinity
+spellings. The NPZ holds the same arrays (NaN for null) plus ``meta``, the JSON metadata string.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from normstat import __version__
+from normstat.core.moments import Moments
+from normstat.core.stats import Stats
+from normstat.errors import ArtifactError
+from normstat.sinks.atomic import atomic_output
+
+FORMAT = "normstat.stats"
+SCHEMA_VERSION = 1
+FLOAT_KEYS = ("mean", "var", "std", "min", "max", "m2")
+INT_KEYS = ("count", "nan_count")
+META_KEYS = (
+    "format",
+    "schema_version",
+    "normstat_version",
+    "created",
+    "source",
+    "axis",
+    "feature_shape",
+    "features",
+    "ddof",
+)
+
+
+def _nested(a: np.ndarray) -> Any:
+    a = np.asarray(a)
+    if a.dtype.kind in "iu":
+        return a.tolist()
+    obj = a.astype(object)
+    obj[~np.isfinite(a)] = None
+    return obj.tolist()
+
+
+def _meta(stats: Stats) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "normstat_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": stats.source,
+        "axis": None if stats.axis is None else list(stats.axis),
+        "feature_shape": list(stats.feature_shape),
+        "features": stats.features,
+        "ddof": stats.ddof,
+    }
+
+
+def _arrays(stats: Stats) -> dict[str, np.ndarray]:
+    return {k: getattr(stats, k) for k in (*INT_KEYS, *FLOAT_KEYS)}
+
+
+def to_dict(stats: Stats) -> dict[str, Any]:
+    out = _meta(stats)
+    out.update({k: _nested(v) for k, v in _arrays(stats).items()})
+    return out
+
+
+def dumps(stats: Stats) -> str:
+    return json.dumps(to_dict(stats), indent=2, allow_nan=False) + "\n"
+
+
+def save(stats: Stats, path: str) -> None:
+    """Write ``.npz`` when the suffix says so, JSON otherwise; atomically."""
+    with atomic_output(path) as tmp:
+        if path.lower().endswith(".npz"):
+            with open(tmp, "wb") as fp:
+                np.savez(fp, meta=np.array(json.dumps(_meta(stats))), **_arrays(stats))
+        else:
+            with open(tmp, "w", encoding="utf-8") as fp:
+                fp.write(dumps(stats))
+
+
+def load(path: str) -> Stats:
+    """Read and validate an artifact; every problem is an :class:`ArtifactError` naming it."""
+    if not os.path.isfile(path):
+        raise ArtifactError("no such statistics file", path=path)
+    doc = _read_npz(path) if path.lower().endswith(".npz") else _read_json(path)
+    return from_dict(doc, path)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed in a statistics file")
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fp:
+            doc = json.load(fp, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"not a normstat JSON statistics file ({exc})", path=path) from None
+    if not isinstance(doc, dict):
+        raise ArtifactError("not a normstat statistics file (expected a JSON object)", path=path)
+    return doc
+
+
+def _read_npz(path: str) -> dict[str, Any]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        doc = json.loads(str(arrays.pop("meta")), parse_constant=_reject_constant)
+    except KeyError:
+        raise ArtifactError("NPZ has no 'meta' entry", path=path) from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise ArtifactError(f"not a normstat NPZ statistics file ({exc})", path=path) from None
+    if not isinstance(doc, dict):
+        raise ArtifactError("NPZ 'meta' is not a JSON object", path=path)
+    doc.update(arrays)
+    return doc
+
+
+def from_dict(doc: dict[str, Any], path: str = "<artifact>") -> Stats:
+    def fail(msg: str) -> ArtifactError:
+        return ArtifactError(msg, path=path)
+
+    missing = [k for k in (*META_KEYS, *INT_KEYS, *FLOAT_KEYS) if k not in doc]
+    if doc.get("format") != FORMAT:
+        raise fail(f"'format' is {doc.get('format')!r}, expected {FORMAT!r}")
+    if missing:
+        raise fail(f"missing keys: {', '.join(missing)}")
+    if doc["schema_version"] != SCHEMA_VERSION:
+        raise fail(
+            f"schema_version {doc['schema_version']!r} is not supported "
+            f"(this normstat reads {SCHEMA_VERSION})"
+        )
+    shape = _int_list(doc["feature_shape"], "feature_shape", fail, minimum=0)
+    axis = None if doc["axis"] is None else tuple(_int_list(doc["axis"], "axis", fail))
+    ddof = doc["ddof"]
+    if not isinstance(ddof, int) or isinstance(ddof, bool) or ddof < 0:
+        raise fail(f"'ddof' must be a non-negative integer, received {ddof!r}")
+    features = doc["features"]
+    if features is not None and (
+        not isinstance(features, list)
+        or not all(isinstance(f, str) for f in features)
+        or len(shape) != 1
+        or len(features) != shape[0]
+    ):
+        raise fail(f"'features' must be null or {math.prod(shape)} names for feature_shape {shape}")
+    if not isinstance(doc["source"], dict):
+        raise fail("'source' must be an object")
+    arrays = {k: _array(doc[k], k, shape, fail) for k in (*INT_KEYS, *FLOAT_KEYS)}
+    moments = _moments(arrays, fail)
+    stats = Stats(moments, tuple(shape), axis, ddof, features, doc["source"])
+    _check_derived(stats, arrays, fail)
+    return stats
+
+
+def _int_list(v: Any, key: str, fail: Any, minimum: int | None = None) -> list[int]:
+    ok = isinstance(v, list | tuple | np.ndarray) and all(
+        isinstance(x, int | np.integer) and not isinstance(x, bool) for x in v
+    )
+    if not ok or (minimum is not None and any(x < minimum for x in v)):
+        raise fail(f"'{key}' must be a list of integers, received {v!r}")
+    return [int(x) for x in v]
+
+
+def _array(v: Any, key: str, shape: list[int], fail: Any) -> np.ndarray:
+    try:
+        a = np.array(v, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise fail(f"'{key}' is not a numeric array") from None
+    if list(a.shape) != shape:
+        raise fail(f"'{key}' has shape {list(a.shape)}, expected feature_shape {shape}")
+    if key in INT_KEYS:
+        if not (np.isfinite(a).all() and (a >= 0).all() and (a == np.round(a)).all()):
+            raise fail(f"'{key}' must hold non-negative integers")
+    elif np.isinf(a).any():
+        raise fail(f"'{key}' holds an infinite value")
+    return a
+
+
+def _moments(a: dict[str, np.ndarray], fail: Any) -> Moments:
+    count = a["count"].astype(np.int64).reshape(-1)
+    has = count > 0
+    for k in ("mean", "m2", "min", "max"):
+        v = a[k].reshape(-1)
+        if np.isnan(v[has]).any():
+            raise fail(f"'{k}' is null for a feature whose count is positive")
+    if (a["m2"].reshape(-1)[has] < 0).any():
+        raise fail("'m2' is negative")
+    return Moments(
+        count=count,
+        nan_count=a["nan_count"].astype(np.int64).reshape(-1),
+        mean=np.where(has, a["mean"].reshape(-1), 0.0),
+        m2=np.where(has, a["m2"].reshape(-1), 0.0),
+        min=np.where(has, a["min"].reshape(-1), np.inf),
+        max=np.where(has, a["max"].reshape(-1), -np.inf),
+    )
+
+
+def _check_derived(stats: Stats, a: dict[str, np.ndarray], fail: Any) -> None:
+    """var and std are derived from m2; a file where they disagree has been edited or damaged."""
+    for key in ("var", "std"):
+        want, got = getattr(stats, key), a[key]
+        if not np.allclose(want, got, rtol=1e-9, atol=0, equal_nan=True):
+            raise fail(f"'{key}' disagrees with m2, count and ddof")

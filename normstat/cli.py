@@ -1,0 +1,334 @@
+"""The command line: click only. Parse, call one :mod:`normstat.api` function, render.
+
+This is the only module that prints or looks at the terminal. Library errors become one
+``Error: ...`` line on stderr in one place (:class:`_Group`), with exit 2 for usage errors and 1
+for data errors; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from normstat import __version__, api, artifact, report
+from normstat.core.checks import NAN_POLICIES
+from normstat.core.layout import parse_axis
+from normstat.core.stats import Stats
+from normstat.core.transform import METHODS
+from normstat.errors import NormstatError
+
+
+class _Failure(click.ClickException):
+    """One line, ``Error: ...``, with the exit code the library error asked for."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NormstatError as exc:
+            raise _Failure(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            ctx.exit(130)
+        except BrokenPipeError:
+            # Python's documented recipe: stop writing to the closed pipe, exit quietly.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(1)
+        except (OSError, MemoryError) as exc:
+            if os.environ.get("NORMSTAT_DEBUG"):
+                raise
+            raise _Failure(f"{type(exc).__name__}: {exc}", 1) from None
+
+
+class _ClickProgress:
+    """A click progress bar on stderr, created when the total is known."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+
+    def start(self, total: int) -> None:
+        self.bar = click.progressbar(
+            length=total, label=self.label, file=sys.stderr, show_pos=True, show_eta=True
+        )
+        self.bar.__enter__()
+
+    def advance(self, n: int) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _progress(enabled: bool | None, quiet: bool, label: str) -> _ClickProgress | None:
+    if quiet or enabled is False:
+        return None
+    if enabled is None and not sys.stderr.isatty():
+        return None
+    return _ClickProgress(label)
+
+
+def _run_with_progress(
+    hook: _ClickProgress | None, fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    try:
+        return fn(*args, progress=hook, **kwargs)
+    finally:
+        if hook is not None:
+            hook.close()
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, allow_nan=False))
+
+
+def _write_stats(stats: Stats, output: str | None, quiet: bool) -> None:
+    if output is None or output == "-":
+        click.echo(artifact.dumps(stats), nl=False)
+        return
+    artifact.save(stats, output)
+    if not quiet:
+        n = int(stats.moments.count.size)
+        click.echo(
+            f"wrote {output}: {n} features, feature shape {list(stats.feature_shape)}, "
+            f"{stats.source.get('shape', ['?'])[0]} samples",
+            err=True,
+        )
+
+
+# Options shared by the commands that read data.
+def _reading_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for deco in reversed(
+        [
+            click.option(
+                "--dataset",
+                metavar="/GROUP/NAME",
+                help="HDF5 dataset to read (or write SOURCE as file.h5:/group/name).",
+            ),
+            click.option(
+                "--input-format",
+                type=click.Choice(["npy"]),
+                help="Format of stdin when SOURCE is '-'.",
+            ),
+            click.option(
+                "--chunk-size",
+                metavar="ROWS|BYTES",
+                help="Samples per chunk (65536) or a byte budget (64MB, 1GiB). "
+                "Default: about 32 MiB of input, aligned to HDF5 chunks.",
+            ),
+            click.option(
+                "--progress/--no-progress",
+                default=None,
+                help="Progress bar on stderr (default: only when stderr is a terminal).",
+            ),
+            click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
+        ]
+    ):
+        fn = deco(fn)
+    return fn
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="normstat")
+def main() -> None:
+    """Normalization statistics of datasets too large for memory, in one streaming pass.
+
+    \b
+      normstat fit data.h5:/images -o stats.json     # per-channel mean/var
+      normstat apply stats.json test.h5 -o test-std.h5
+      normstat show stats.json
+    """
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@click.option(
+    "-o",
+    "--output",
+    metavar="STATS",
+    help="Write the statistics here (.json, or .npz); default: JSON to stdout.",
+)
+@click.option(
+    "--axis",
+    "axis",
+    multiple=True,
+    metavar="AXIS",
+    help="Axis that keeps its own statistics (repeatable; 'none' reduces all). "
+    "Default -1: the last axis, e.g. channels of NHWC images.",
+)
+@click.option(
+    "--ddof",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Delta degrees of freedom: var = m2 / (count - ddof).",
+)
+@click.option(
+    "--nan",
+    type=click.Choice(NAN_POLICIES),
+    default="skip",
+    show_default=True,
+    help="skip: ignore NaN per feature; error: fail naming feature and row.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Compute threads (default: all cores).",
+)
+@_reading_options
+def fit(
+    sources: tuple[str, ...],
+    output: str | None,
+    axis: tuple[str, ...],
+    ddof: int,
+    nan: str,
+    workers: int | None,
+    dataset: str | None,
+    input_format: str | None,
+    chunk_size: str | None,
+    progress: bool | None,
+    quiet: bool,
+) -> None:
+    """Compute statistics of SOURCE (several files are shards of one dataset) in one pass.
+
+    Python: normstat.fit(sources, axis=..., ddof=..., nan=...).
+    """
+    hook = _progress(progress, quiet, "fit")
+    stats = _run_with_progress(
+        hook,
+        api.fit,
+        list(sources),
+        dataset=dataset,
+        axis=parse_axis(axis),
+        ddof=ddof,
+        nan=nan,
+        chunk_size=chunk_size,
+        workers=workers,
+        input_format=input_format,
+    )
+    _write_stats(stats, output, quiet)
+
+
+@main.command("apply")
+@click.argument("stats", metavar="STATS")
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    metavar="OUT",
+    help="Output file (.h5, .npy; default: the input's format), or '-' for NPY on stdout.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default="zscore",
+    show_default=True,
+    help="zscore: (x - mean) / std; minmax: to --range; center: x - mean.",
+)
+@click.option(
+    "--range",
+    "feature_range",
+    nargs=2,
+    type=float,
+    default=(0.0, 1.0),
+    show_default=True,
+    metavar="LOW HIGH",
+    help="Target range of --method minmax.",
+)
+@click.option("--inverse", is_flag=True, help="Undo the transform (restore original units).")
+@click.option("--dtype", default="float32", show_default=True, help="Output dtype (a float).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (never an input).")
+@_reading_options
+def apply_cmd(
+    stats: str,
+    sources: tuple[str, ...],
+    output: str,
+    method: str,
+    feature_range: tuple[float, float],
+    inverse: bool,
+    dtype: str,
+    force: bool,
+    dataset: str | None,
+    input_format: str | None,
+    chunk_size: str | None,
+    progress: bool | None,
+    quiet: bool,
+) -> None:
+    """Normalise SOURCE with the statistics in STATS and write OUT.
+
+    Features with (near-)zero std are only centred. Python: normstat.apply(stats, sources, out).
+    """
+    hook = _progress(progress, quiet, "apply")
+    _run_with_progress(
+        hook,
+        api.apply,
+        stats,
+        list(sources),
+        output,
+        dataset=dataset,
+        method=method,
+        feature_range=feature_range,
+        inverse=inverse,
+        dtype=dtype,
+        chunk_size=chunk_size,
+        force=force,
+        input_format=input_format,
+    )
+    if not quiet and output != "-":
+        click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
+@click.argument("stats", metavar="STATS")
+@click.option("--json", "as_json", is_flag=True, help="The artifact as JSON (exact values).")
+@click.option("--all", "show_all", is_flag=True, help="List every feature, however many.")
+def show(stats: str, as_json: bool, show_all: bool) -> None:
+    """Show the statistics in STATS as a table. Python: normstat.load(path)."""
+    loaded = artifact.load(stats)
+    if as_json:
+        click.echo(artifact.dumps(loaded), nl=False)
+    else:
+        click.echo(report.table(loaded, None if show_all else 20))
+
+
+@main.command()
+@click.argument("parts", nargs=-1, required=True, metavar="STATS...")
+@click.option(
+    "-o", "--output", metavar="OUT", help="Merged statistics (.json/.npz); default: JSON to stdout."
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+def merge(parts: tuple[str, ...], output: str | None, quiet: bool) -> None:
+    """Merge statistics of disjoint parts exactly. Python: normstat.merge(paths)."""
+    _write_stats(api.merge(list(parts)), output, quiet)
+
+
+@main.command()
+@click.argument("stats", metavar="STATS")
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(api.EXPORT_TARGETS),
+    required=True,
+    help="keras: Normalization(axis, mean, variance); torch: Normalize(mean, std); "
+    "sklearn: StandardScaler attributes.",
+)
+def export(stats: str, to: str) -> None:
+    """Print the statistics in the form a framework takes, as JSON.
+
+    Python: normstat.export(stats, to).
+    """
+    _echo_json(api.export(stats, to))

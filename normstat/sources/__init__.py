@@ -1,0 +1,129 @@
+"""Reading only: a table of formats, and the function that opens SOURCE arguments.
+
+Formats are a closed, small set, so they are a table (name, suffixes, module, class), not a plugin
+system. A format's module is imported only when a file of that format is opened, so
+``import normstat`` does not pay for h5py or pyarrow.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from normstat.errors import DataError, UsageError
+from normstat.sources.base import ArraySource, Chunk, describe
+
+__all__ = ["FORMATS", "ArraySource", "Chunk", "Format", "describe", "format_of", "open_sources"]
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    suffixes: tuple[str, ...]
+    module: str
+    reader: str  # class in ``module`` taking (path, dataset)
+    stream_reader: str | None = None  # class reading the format from stdin
+
+
+FORMATS: tuple[Format, ...] = (
+    Format("hdf5", (".h5", ".hdf5", ".he5"), "normstat.sources.hdf5", "Hdf5Dataset"),
+    Format("npy", (".npy",), "normstat.sources.npy", "NpyFile", "NpyStream"),
+)
+
+_DATASET_SUFFIX = re.compile(r"^(?P<path>.+\.(?:h5|hdf5|he5)):(?P<dataset>/?[^:]*)$", re.I)
+
+
+def _known() -> str:
+    return ", ".join(f"{f.name} ({' '.join(f.suffixes)})" for f in FORMATS)
+
+
+def format_of(path: str, input_format: str | None = None) -> Format:
+    """The format named by ``input_format``, else guessed from the suffix; else a clear error."""
+    if input_format is not None:
+        for f in FORMATS:
+            if f.name == input_format:
+                return f
+        raise UsageError(f"unknown --input-format {input_format!r}; known: {_known()}")
+    suffix = os.path.splitext(path)[1].lower()
+    for f in FORMATS:
+        if suffix in f.suffixes:
+            return f
+    raise UsageError(
+        f"cannot tell the format from the suffix {suffix!r}; known: {_known()}", path=path
+    )
+
+
+def _expand(spec: str) -> list[tuple[str, str | None]]:
+    """One SOURCE argument -> [(path, dataset)]: ``file.h5:/name`` and globs are understood."""
+    if spec == "-" or os.path.exists(spec):
+        return [(spec, None)]
+    m = _DATASET_SUFFIX.match(spec)
+    if m:
+        return [(p, m["dataset"]) for p in _expand_glob(m["path"])]
+    return [(p, None) for p in _expand_glob(spec)]
+
+
+def _expand_glob(pattern: str) -> list[str]:
+    if glob.has_magic(pattern):
+        matches = sorted(glob.glob(pattern))
+        if not matches:
+            raise DataError("no file matches this pattern", path=pattern)
+        return matches
+    if not os.path.exists(pattern):
+        raise DataError("no such file", path=pattern)
+    return [pattern]
+
+
+def open_one(path: str, dataset: str | None, input_format: str | None = None) -> ArraySource:
+    if path == "-":
+        if input_format is None:
+            raise UsageError("reading stdin ('-') needs --input-format")
+        fmt = format_of(path, input_format)
+        if fmt.stream_reader is None:
+            raise UsageError(f"--input-format {fmt.name} cannot be read from stdin")
+        return getattr(importlib.import_module(fmt.module), fmt.stream_reader)()
+    fmt = format_of(path, None if input_format is None else input_format)
+    if os.path.isdir(path):
+        raise DataError("is a directory, expected a file", path=path)
+    cls = getattr(importlib.import_module(fmt.module), fmt.reader)
+    if fmt.name == "hdf5":
+        return cls(path, dataset)
+    if dataset is not None:
+        raise UsageError(f"--dataset applies to HDF5 only, not {fmt.name}", path=path)
+    return cls(path)
+
+
+def open_sources(
+    specs: Sequence[str], dataset: str | None = None, input_format: str | None = None
+) -> list[ArraySource]:
+    """Open every shard; they must agree on the shape of one sample."""
+    if not specs:
+        raise UsageError("no SOURCE given")
+    opened: list[ArraySource] = []
+    try:
+        for spec in specs:
+            for path, ds in _expand(spec):
+                src = open_one(path, ds or dataset, input_format)
+                opened.append(src)
+                _check_agrees(opened[0], src)
+    except BaseException:
+        for s in opened:
+            s.close()
+        raise
+    return opened
+
+
+def _check_agrees(first: ArraySource, other: ArraySource) -> None:
+    if first is other:
+        return
+    if tuple(first.shape[1:]) != tuple(other.shape[1:]):
+        raise DataError(
+            f"sample shape {list(other.shape[1:])} disagrees with {list(first.shape[1:])} of "
+            f"the first shard {first.path}",
+            path=other.path,
+            dataset=other.dataset,
+        )
