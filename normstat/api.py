@@ -24,16 +24,17 @@ from normstat.engine.task import chunk_task
 from normstat.errors import ArtifactError, UsageError
 from normstat.sinks import atomic_output, check_writable, open_array_writer, writer_format
 from normstat.sources import ArraySource, Chunk, describe, open_sources
-from normstat.sources.base import DEFAULT_CHUNK_BYTES
+from normstat.sources.base import DEFAULT_CHUNK_BYTES, total_rows
 
 ChunkSize = int | str | None
 """Rows per chunk (``65536``), a byte budget (``"64MB"``, ``"1GiB"``), or ``None`` (32 MiB)."""
 
 
 class ProgressHook(Protocol):
-    """What fit / apply report to: the total number of samples, then samples as they are done."""
+    """What fit / apply report to: the total number of samples (None when not known before
+    reading, as for CSV and stdin), then samples as they are done."""
 
-    def start(self, total: int) -> None: ...
+    def start(self, total: int | None) -> None: ...
 
     def advance(self, n: int) -> None: ...
 
@@ -52,27 +53,47 @@ def fit(
     chunk_size: ChunkSize = None,
     workers: int | None = None,
     input_format: str | None = None,
+    columns: Sequence[str] | None = None,
     progress: ProgressHook | None = None,
 ) -> Stats:
-    """Statistics of one dataset stored in one or more files (shards along axis 0), one pass."""
+    """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
+
+    Tables (Parquet, Arrow / Feather, CSV): ``columns`` selects the feature columns (default:
+    every numeric one); each keeps its own statistics.
+    """
     _check_options(ddof, nan)
-    srcs = open_sources([sources] if isinstance(sources, str) else sources, dataset, input_format)
+    paths = [sources] if isinstance(sources, str) else sources
+    srcs = open_sources(paths, dataset, input_format, columns)
     try:
-        layout = AxisLayout.create(axis, srcs[0].shape)
+        layout = _source_layout(axis, srcs[0])
         rows = _chunk_rows(srcs[0], chunk_size)
         if progress is not None:
-            progress.start(sum(s.shape[0] for s in srcs))
+            progress.start(total_rows(srcs))
         moments = fit_local(
             _all_chunks(srcs, rows),
             layout,
             nan,
             workers=workers,
+            features=srcs[0].features,
             progress=None if progress is None else progress.advance,
         )
-        return Stats(moments, layout.feature_shape, layout.axis, ddof, None, describe(srcs))
+        return Stats(
+            moments, layout.feature_shape, layout.axis, ddof, srcs[0].features, describe(srcs)
+        )
     finally:
         for s in srcs:
             s.close()
+
+
+def _source_layout(axis: AxisSpec, src: ArraySource) -> AxisLayout:
+    """The axis layout of a source; a table has one statistic per feature column."""
+    layout = AxisLayout.create(axis, (0, *src.shape[1:]))
+    if src.kind == "table" and layout.kept != (1,):
+        raise UsageError(
+            f"a table has one statistic per column: --axis must be -1 (or 1), received {axis}",
+            path=src.path,
+        )
+    return layout
 
 
 def _all_chunks(srcs: list[ArraySource], rows: int) -> Iterable[Chunk]:
@@ -251,21 +272,39 @@ def apply(
     chunk_size: ChunkSize = None,
     force: bool = False,
     input_format: str | None = None,
+    columns: Sequence[str] | None = None,
     progress: ProgressHook | None = None,
 ) -> None:
-    """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout)."""
+    """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout, or an
+    Arrow IPC stream for tables, whose other columns pass through unchanged)."""
     if isinstance(stats, str):
         stats = artifact.load(stats)
     out_dtype = _float_dtype(dtype)
     paths = [sources] if isinstance(sources, str) else list(sources)
-    srcs = open_sources(paths, dataset, input_format)
+    srcs = open_sources(paths, dataset, input_format, _apply_columns(stats, columns))
     try:
-        layout = _layout_for(stats, srcs[0].shape, srcs[0].path)
+        layout = _layout_for(stats, (0, *srcs[0].shape[1:]), srcs[0].path)
         params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
-        shape = (sum(s.shape[0] for s in srcs), *srcs[0].shape[1:])
         rows = _chunk_rows(srcs[0], chunk_size)
         if progress is not None:
-            progress.start(shape[0])
+            progress.start(total_rows(srcs))
+        if srcs[0].kind == "table":
+            from normstat.apply_table import apply_table
+
+            options = _writer_options("hdf5", srcs, stats, method, inverse, params)
+            apply_table(
+                srcs,  # type: ignore[arg-type]
+                out,
+                params,
+                inverse=inverse,
+                dtype=out_dtype,
+                rows=rows,
+                force=force,
+                progress=progress,
+                array_options=options,
+            )
+            return
+        shape = (sum(s.shape[0] for s in srcs), *srcs[0].shape[1:])
         blocks = _transformed(srcs, rows, layout, params, inverse, out_dtype, progress)
         if out == "-":
             from normstat.sinks.npy import NpyStreamWriter
@@ -280,6 +319,18 @@ def apply(
     finally:
         for s in srcs:
             s.close()
+
+
+def _apply_columns(stats: Stats, columns: Sequence[str] | None) -> Sequence[str] | None:
+    """A table is read by the artifact's feature names; ``columns`` may only repeat them."""
+    if columns is None or stats.features is None:
+        return stats.features if columns is None else columns
+    if list(columns) != list(stats.features):
+        raise UsageError(
+            f"--columns {list(columns)} disagree with the features of the statistics "
+            f"{stats.features}"
+        )
+    return columns
 
 
 def _float_dtype(dtype: Any) -> np.dtype:

@@ -58,18 +58,27 @@ class _ClickProgress:
         self.label = label
         self.bar: Any = None
 
-    def start(self, total: int) -> None:
+    def start(self, total: int | None) -> None:
+        if total is None:  # CSV or a stream: no total to show progress against, so count rows
+            self.done = 0
+            return
         self.bar = click.progressbar(
             length=total, label=self.label, file=sys.stderr, show_pos=True, show_eta=True
         )
         self.bar.__enter__()
 
     def advance(self, n: int) -> None:
+        if self.bar is None:
+            self.done += n
+            click.echo(f"\r{self.label}: {self.done:,} rows", err=True, nl=False)
+            return
         self.bar.update(n)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
+        elif getattr(self, "done", 0):
+            click.echo("", err=True)
 
 
 def _progress(enabled: bool | None, quiet: bool, label: str) -> _ClickProgress | None:
@@ -108,6 +117,15 @@ def _write_stats(stats: Stats, output: str | None, quiet: bool) -> None:
         )
 
 
+def _split_columns(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",")]
+    if not all(names):
+        raise click.BadParameter(f"expected names separated by commas, received {value!r}")
+    return names
+
+
 # Options shared by the commands that read data.
 def _reading_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for deco in reversed(
@@ -119,8 +137,15 @@ def _reading_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--input-format",
-                type=click.Choice(["npy"]),
-                help="Format of stdin when SOURCE is '-'.",
+                type=click.Choice(["npy", "arrow", "csv"]),
+                help="Format of stdin when SOURCE is '-' (arrow: an Arrow IPC stream).",
+            ),
+            click.option(
+                "--columns",
+                callback=_split_columns,
+                metavar="A,B,C",
+                help="Tables: the feature columns, comma-separated "
+                "(default: every integer, float and decimal column).",
             ),
             click.option(
                 "--chunk-size",
@@ -198,6 +223,7 @@ def fit(
     workers: int | None,
     dataset: str | None,
     input_format: str | None,
+    columns: list[str] | None,
     chunk_size: str | None,
     progress: bool | None,
     quiet: bool,
@@ -218,6 +244,7 @@ def fit(
         chunk_size=chunk_size,
         workers=workers,
         input_format=input_format,
+        columns=columns,
     )
     _write_stats(stats, output, quiet)
 
@@ -230,7 +257,8 @@ def fit(
     "--output",
     required=True,
     metavar="OUT",
-    help="Output file (.h5, .npy; default: the input's format), or '-' for NPY on stdout.",
+    help="Output file (.h5, .npy, .parquet, .arrow, .feather, .csv; default: the input's "
+    "format), or '-' for stdout (NPY for arrays, an Arrow IPC stream for tables).",
 )
 @click.option(
     "--method",
@@ -264,6 +292,7 @@ def apply_cmd(
     force: bool,
     dataset: str | None,
     input_format: str | None,
+    columns: list[str] | None,
     chunk_size: str | None,
     progress: bool | None,
     quiet: bool,
@@ -287,6 +316,7 @@ def apply_cmd(
         chunk_size=chunk_size,
         force=force,
         input_format=input_format,
+        columns=columns,
     )
     if not quiet and output != "-":
         click.echo(f"wrote {output}", err=True)

@@ -64,6 +64,8 @@ def resolve_dataset(f: h5py.File, path: str, dataset: str | None) -> h5py.Datase
 
 class Hdf5Dataset:
     format = "hdf5"
+    kind = "array"
+    features = None
 
     def __init__(self, path: str, dataset: str | None) -> None:
         self.path = path

@@ -20,6 +20,8 @@ def _check_dtype(dtype: np.dtype, path: str) -> np.dtype:
 
 class NpyFile:
     format = "npy"
+    kind = "array"
+    features = None
     dataset = None
 
     def __init__(self, path: str) -> None:
@@ -48,6 +50,8 @@ class NpyStream:
     """An NPY stream (``-`` on stdin): the header, then raw C-order rows read a chunk at a time."""
 
     format = "npy"
+    kind = "array"
+    features = None
     dataset = None
 
     def __init__(self, stream: BinaryIO | None = None, path: str = "-") -> None:

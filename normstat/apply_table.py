@@ -1,0 +1,160 @@
+"""``apply`` for tables: stream record batches, replace the feature columns, pass the rest.
+
+Each feature column is replaced, at its own position, by its normalised values (float32 unless
+``dtype`` says otherwise) with the input's nulls kept null; every other column (ids, labels,
+strings, timestamps) is the very same Arrow array, so it is written unchanged. The schema's
+metadata is kept. Memory is bounded by one batch per stage of the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from normstat.core.transform import TransformParams
+from normstat.errors import DataError
+from normstat.sinks import atomic_output, check_writable, open_array_writer
+from normstat.sinks.table import IpcStreamWriter, open_table_writer, table_output_format
+from normstat.sources.table import TableSource, to_matrix
+
+
+def output_schema(schema: pa.Schema, features: list[str], dtype: np.dtype) -> pa.Schema:
+    """The input's schema with the feature columns retyped; field and schema metadata kept."""
+    out_type = pa.from_numpy_dtype(dtype)
+    chosen = set(features)
+    fields = [
+        pa.field(f.name, out_type, nullable=True, metadata=f.metadata) if f.name in chosen else f
+        for f in schema
+    ]
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def transform_batch(
+    batch: pa.RecordBatch,
+    features: list[str],
+    params: TransformParams,
+    inverse: bool,
+    schema: pa.Schema,
+) -> pa.RecordBatch:
+    x = to_matrix(batch, features)
+    dtype = schema.field(features[0]).type.to_pandas_dtype()
+    y = params.inverse(x, dtype) if inverse else params.forward(x, dtype)
+    cols = list(batch.columns)
+    for j, name in enumerate(features):
+        pos = schema.get_field_index(name)
+        col = cols[pos]
+        mask = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else None
+        cols[pos] = pa.array(y[:, j], type=schema.field(pos).type, mask=mask)
+    return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def check_same_schema(srcs: list[TableSource]) -> None:
+    """One output file needs one schema: every shard must have the first one's columns."""
+    first = srcs[0].schema
+    for s in srcs[1:]:
+        if s.schema.equals(first, check_metadata=False):
+            continue
+        for a, b in zip(first, s.schema, strict=False):
+            if a.name != b.name or a.type != b.type:
+                why = (
+                    f"column {b.name!r} ({b.type}) where the first shard has {a.name!r} ({a.type})"
+                )
+                break
+        else:
+            why = f"{len(s.schema)} columns where the first shard has {len(first)}"
+        raise DataError(
+            f"has {why}; shards written to one output must have the same columns ({srcs[0].path})",
+            path=s.path,
+        )
+
+
+def apply_table(
+    srcs: list[TableSource],
+    out: str,
+    params: TransformParams,
+    *,
+    inverse: bool,
+    dtype: np.dtype,
+    rows: int,
+    force: bool,
+    progress: Any = None,
+    array_options: dict[str, Any] | None = None,
+) -> None:
+    """Stream the shards through the transform into OUT (``"-"``: an Arrow IPC stream)."""
+    check_same_schema(srcs)
+    features = srcs[0].features
+    schema = output_schema(srcs[0].schema, features, dtype)
+    batches = (
+        transform_batch(b, features, params, inverse, schema)
+        for b in _counted(_all_batches(srcs, rows), progress)
+    )
+    if out == "-":
+        _drain(IpcStreamWriter(schema), batches)
+        return
+    check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
+    fmt = table_output_format(out, srcs[0].format)
+    with atomic_output(out) as tmp:
+        if fmt in ("npy", "hdf5"):
+            shape = (_count_rows(srcs), len(features))
+            writer = open_array_writer(fmt, tmp, shape, dtype, **(array_options or {}))
+            _write_matrix(writer, srcs, rows, params, inverse, dtype, progress)
+        else:
+            _drain(open_table_writer(fmt, tmp, schema), batches)
+
+
+def _all_batches(srcs: list[TableSource], rows: int) -> Iterator[pa.RecordBatch]:
+    for s in srcs:
+        yield from s.batches(rows)
+
+
+def _counted(batches: Iterable[pa.RecordBatch], progress: Any) -> Iterator[pa.RecordBatch]:
+    for b in batches:
+        yield b
+        if progress is not None:
+            progress.advance(b.num_rows)
+
+
+def _drain(writer: Any, batches: Iterable[pa.RecordBatch]) -> None:
+    try:
+        for b in batches:
+            writer.write(b)
+    finally:
+        writer.close()
+
+
+def _count_rows(srcs: list[TableSource]) -> int:
+    for s in srcs:
+        if s.shape[0] is None and s.path == "-":
+            raise DataError(
+                "the row count of a stream is not known before reading it, so it cannot be "
+                "written as .npy / .h5; write a table (.parquet, .arrow, .csv) or '-'",
+                path="-",
+            )
+    return sum(s.count_rows() for s in srcs)
+
+
+def _write_matrix(
+    writer: Any,
+    srcs: list[TableSource],
+    rows: int,
+    params: TransformParams,
+    inverse: bool,
+    dtype: np.dtype,
+    progress: Any,
+) -> None:
+    """npy / h5 output: the feature columns only, as a (rows, features) matrix."""
+    start = 0
+    try:
+        for s in srcs:
+            for chunk in s.chunks(rows):
+                x = chunk.data
+                y = params.inverse(x, dtype) if inverse else params.forward(x, dtype)
+                writer.write(start, np.ascontiguousarray(y))
+                start += x.shape[0]
+                if progress is not None:
+                    progress.advance(x.shape[0])
+    finally:
+        writer.close()
