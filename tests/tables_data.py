@@ -33,7 +33,7 @@ def numbers(n: int = 1001, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
 def table(x: np.ndarray, nulls: np.ndarray) -> pa.Table:
     cols = {name: pa.array(x[:, j], mask=nulls[:, j]) for j, name in enumerate(FEATURES)}
     n = x.shape[0]
-    cols["label"] = pa.array([f"row {i}, \"q\"" for i in range(n)])
+    cols["label"] = pa.array([f'row {i}, "q"' for i in range(n)])
     cols["idx"] = pa.array(np.arange(n, dtype=np.int64))
     cols["ts"] = pa.array(np.arange(n).astype("datetime64[s]"))
     names = ["label", "a", "b", "ts", "c", "idx"]

@@ -184,3 +184,12 @@ def test_table_axis_other_than_columns_is_refused(tmp_path):
     path = write("parquet", table(x, nulls), str(tmp_path / "d.parquet"))
     result = CliRunner().invoke(main, ["fit", path, "--axis", "none"])
     assert result.exit_code == 2 and "one statistic per column" in result.stderr
+
+
+def test_import_normstat_loads_no_pyarrow():
+    import subprocess
+    import sys
+
+    code = "import sys, normstat; print('pyarrow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
