@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -45,10 +46,10 @@ def _fit(fmt: str, tmp_path, x, nulls, **options) -> dict:
         args, stdin = ["-", "--input-format", "arrow"], arrow_stream(t)
     elif fmt == "stdin-csv":
         path = write("csv", t, str(tmp_path / "d.csv"))
-        args, stdin = ["-", "--input-format", "csv"], open(path, "rb").read()
+        args, stdin = ["-", "--input-format", "csv"], Path(path).read_bytes()
     elif fmt == "stdin-npy":
         path = write_array("npy", _nan_matrix(x, nulls), str(tmp_path / "d.npy"))
-        args, stdin, cols = ["-", "--input-format", "npy"], open(path, "rb").read(), []
+        args, stdin, cols = ["-", "--input-format", "npy"], Path(path).read_bytes(), []
     else:
         args = [write(fmt, t, str(tmp_path / f"d{suffix(fmt)}"))]
     extra = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
