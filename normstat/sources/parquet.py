@@ -1,8 +1,8 @@
 """Parquet files, read a record batch at a time, only the columns asked for.
 
 ``buffer_size`` makes pyarrow read each column chunk through a small buffer instead of whole, so
-memory is bounded by the batch, not by the writer's row-group size (a default row group of 64
-float32 columns is 256 MB).
+memory is bounded by the batch and a decoded page per column, not by the writer's row-group
+size (a default row group of 64 float32 columns is 256 MB).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from normstat.sources.table import Batch, TableSource, arrow_error
 
-_READ_BUFFER = 1 << 20
+_READ_BUFFER = 1 << 18
 
 
 class ParquetFile(TableSource):

@@ -121,7 +121,9 @@ class TableSource:
         raise NotImplementedError
 
     def preferred_rows(self, target_bytes: int) -> int:
-        return max(1, target_bytes // (8 * max(len(self.features), 1)))
+        """A quarter of the budget for the float64 matrix: a table chunk also lives as an Arrow
+        batch, and the kernel makes float64 temporaries of it while the next one is read."""
+        return max(1, target_bytes // (4 * 8 * max(len(self.features), 1)))
 
     def batches(self, rows: int, columns: list[str] | None = None) -> Iterator[Batch]:
         """Record batches of at most ``rows`` rows (every column unless ``columns`` is given);
