@@ -32,8 +32,10 @@ def is_selectable(t: pa.DataType) -> bool:
     return is_default_feature(t) or pa.types.is_boolean(t)
 
 
-def _listing(schema: pa.Schema) -> str:
-    return ", ".join(f"{f.name} ({f.type})" for f in schema)
+def _listing(schema: pa.Schema, limit: int = 40) -> str:
+    """The columns with their types, for an error line (a wide table is cut short)."""
+    shown = ", ".join(f"{f.name} ({f.type})" for f in list(schema)[:limit])
+    return shown if len(schema) <= limit else f"{shown}, ... ({len(schema) - limit} more)"
 
 
 def select_features(schema: pa.Schema, columns: Sequence[str] | None, path: str) -> list[str]:
