@@ -30,7 +30,6 @@ class Format:
     kind: str = "array"  # "table": features are named columns
 
 
-_TABLES = "normstat.sources."
 FORMATS: tuple[Format, ...] = (
     Format("hdf5", (".h5", ".hdf5", ".he5"), "normstat.sources.hdf5", "Hdf5Dataset"),
     Format("npy", (".npy",), "normstat.sources.npy", "NpyFile", "NpyStream"),
