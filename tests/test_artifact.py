@@ -14,9 +14,25 @@ from normstat.errors import ArtifactError
 from tests.conftest import DIGITS
 
 GOLDEN = Path(__file__).parent / "data" / "digits-pixels.json"
-SPEC_KEYS = {"format", "schema_version", "normstat_version", "created", "source", "axis",
-             "feature_shape", "features", "ddof", "count", "nan_count", "mean", "var", "std",
-             "min", "max", "m2"}
+SPEC_KEYS = {
+    "format",
+    "schema_version",
+    "normstat_version",
+    "created",
+    "source",
+    "axis",
+    "feature_shape",
+    "features",
+    "ddof",
+    "count",
+    "nan_count",
+    "mean",
+    "var",
+    "std",
+    "min",
+    "max",
+    "m2",
+}
 
 
 def _awkward_stats() -> normstat.Stats:

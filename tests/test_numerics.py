@@ -74,15 +74,29 @@ def test_near_constant_rule_would_bite_with_naive_zero_test():
     from normstat.core.moments import Moments
     from normstat.core.stats import Stats
 
-    m = Moments(np.array([1000]), np.array([0]), np.array([0.1]), np.array([2e-32]),
-                np.array([0.1]), np.array([0.1]))
+    m = Moments(
+        np.array([1000]),
+        np.array([0]),
+        np.array([0.1]),
+        np.array([2e-32]),
+        np.array([0.1]),
+        np.array([0.1]),
+    )
     stats = Stats(m, (1,))
     assert stats.std[0] > 0  # the naive test says "not constant" ...
     assert stats.constant[0]  # ... the rule says constant
     assert normstat.transform(np.array([[0.1]]), stats, dtype=np.float64)[0, 0] == 0.0
-    assert not Stats(Moments(np.array([1000]), np.array([0]), np.array([0.1]),
-                             np.array([1e-6]), np.array([0.09]), np.array([0.11])),
-                     (1,)).constant[0]
+    assert not Stats(
+        Moments(
+            np.array([1000]),
+            np.array([0]),
+            np.array([0.1]),
+            np.array([1e-6]),
+            np.array([0.09]),
+            np.array([0.11]),
+        ),
+        (1,),
+    ).constant[0]
 
 
 def test_integer_data_is_exact():

@@ -17,8 +17,9 @@ from normstat.core.moments import Moments, chunk_moments, merge_all
 from tests.conftest import reference
 
 DTYPES = [np.uint8, np.int16, np.float32, np.float64]
-PROFILE = settings(max_examples=60, deadline=None, derandomize=True,
-                   suppress_health_check=[HealthCheck.too_slow])
+PROFILE = settings(
+    max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @st.composite
@@ -48,8 +49,12 @@ def _close(stats: normstat.Stats, ref: dict, ddof: int = 0) -> None:
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-9, err_msg=key)
     with np.errstate(all="ignore"):
         want_var = np.asarray(ref["m2"] / (ref["count"] - ddof)).reshape(stats.feature_shape)
-    np.testing.assert_allclose(stats.var, np.where(ref["count"] - ddof > 0, want_var, np.nan)
-                               .reshape(stats.feature_shape), rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(
+        stats.var,
+        np.where(ref["count"] - ddof > 0, want_var, np.nan).reshape(stats.feature_shape),
+        rtol=1e-10,
+        atol=1e-9,
+    )
 
 
 def _axes(axis, ndim):
@@ -66,8 +71,7 @@ def test_fit_from_file_equals_two_pass_reference(data, chunk_rows, ddof):
         path = Path(d) / "x.h5"
         with h5py.File(path, "w") as f:
             f.create_dataset("x", data=x, chunks=(min(3, x.shape[0]), *x.shape[1:]))
-        stats = normstat.fit(f"{path}:/x", axis=axis, ddof=ddof, chunk_size=chunk_rows,
-                             workers=2)
+        stats = normstat.fit(f"{path}:/x", axis=axis, ddof=ddof, chunk_size=chunk_rows, workers=2)
     _close(stats, reference(x, _axes(axis, x.ndim)), ddof)
 
 
@@ -91,9 +95,14 @@ def test_any_split_merged_equals_the_whole(data, draw):
 
 
 @PROFILE
-@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 50), st.integers(1, 4)),
-                  elements=st.floats(-100, 100) | st.just(np.nan)),
-       st.integers(1, 9))
+@given(
+    hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(1, 50), st.integers(1, 4)),
+        elements=st.floats(-100, 100) | st.just(np.nan),
+    ),
+    st.integers(1, 9),
+)
 def test_nan_skip_counts_per_feature_like_nanmean(x, step):
     parts = [chunk_moments(x[i : i + step]) for i in range(0, x.shape[0], step)]
     m = merge_all(parts, x.shape[1])
