@@ -1,5 +1,5 @@
 """``python -m normstat``: the same CLI as the ``normstat`` command."""
 
-from normstat.cli import run
+from normstat.entry import run
 
 run()

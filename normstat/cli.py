@@ -21,24 +21,8 @@ from normstat.core.checks import NAN_POLICIES
 from normstat.core.layout import parse_axis
 from normstat.core.stats import Stats
 from normstat.core.transform import METHODS
+from normstat.entry import Terminated, interrupted_message, signal_exit
 from normstat.errors import NormstatError
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread as KeyboardInterrupt is for SIGINT, so the same
-    cleanup (temporary outputs removed, threads cancelled) runs for both."""
-
-
-_received: list[int] = []  # signals seen, so an interrupt swallowed by a C callback still counts
-
-
-def _on_signal(signum: int, frame: object) -> None:
-    _received.append(signum)
-    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
-
-
-def _signal_exit(signum: int) -> int:
-    return 128 + signum  # the shell convention: 130 for SIGINT, 143 for SIGTERM
 
 
 class _Failure(click.ClickException):
@@ -57,10 +41,8 @@ class _Group(click.Group):
             raise _Failure(str(exc), exc.exit_code) from None
         except (KeyboardInterrupt, Terminated) as exc:
             signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
-            click.echo(
-                f"Error: interrupted by {signal.Signals(signum).name}; no output written", err=True
-            )
-            ctx.exit(_signal_exit(signum))
+            click.echo(interrupted_message(signum), err=True)
+            ctx.exit(signal_exit(signum))
         except BrokenPipeError:
             # Python's documented recipe: stop writing to the closed pipe, exit quietly.
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -353,26 +335,3 @@ def export(stats: str, to: str) -> None:
     Python: normstat.export(stats, to).
     """
     _echo_json(api.export(stats, to))
-
-
-def run() -> None:
-    """The console entry point: the CLI with process-level signal handling.
-
-    Python installs no SIGTERM handler; ours raises :class:`Terminated` so a kill cleans up like
-    Ctrl-C. SIGXFSZ (a file-size limit) is ignored so an oversized write fails with EFBIG and a
-    clear error instead of killing the process with a partial file. If a signal arrived but the
-    interrupt was swallowed somewhere (a callback inside h5py or pyarrow), the exit code still
-    says so: a run that was interrupted never exits 0.
-    """
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    if hasattr(signal, "SIGXFSZ"):
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    try:
-        main(prog_name="normstat")
-        code: object = 0
-    except SystemExit as exc:
-        code = exc.code
-    if _received and code != _signal_exit(_received[0]):
-        code = _signal_exit(_received[0])
-    sys.exit(code)

@@ -29,9 +29,11 @@ rows, cols = 200_000, 16
 np.lib.format.write_array_header_1_0(sys.stdout.buffer,
     {"descr": "<f8", "fortran_order": False, "shape": (rows, cols)})
 rng = np.random.default_rng(0)
-for _ in range(rows // 1000):
+for i in range(rows // 1000):
     sys.stdout.buffer.write(rng.standard_normal((1000, cols)).tobytes())
     sys.stdout.buffer.flush()
+    if i == 3:  # more than a pipe buffer is written: the consumer is up and reading
+        open(sys.argv[1], "w").close()
     time.sleep(0.02)
 """
 
@@ -41,8 +43,9 @@ def _digest(path: Path) -> str:
 
 
 def _start(args: list[str], cwd: Path) -> tuple[subprocess.Popen, subprocess.Popen]:
+    ready = cwd.parent / f"{cwd.name}.ready"
     producer = subprocess.Popen(
-        [sys.executable, "-c", PRODUCER],
+        [sys.executable, "-c", PRODUCER, str(ready)],
         stdout=subprocess.PIPE,
         preexec_fn=lambda: os.setpgid(0, 0),
     )
@@ -56,6 +59,10 @@ def _start(args: list[str], cwd: Path) -> tuple[subprocess.Popen, subprocess.Pop
         preexec_fn=lambda: os.setpgid(0, pgid),
     )
     producer.stdout.close()
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), "the consumer never started reading"
     return producer, consumer
 
 
@@ -91,7 +98,7 @@ def test_signal_stops_cleanly(tmp_path, stats_file, sig, code, command):
             "--force",
         ]
     producer, proc = _start(args, tmp_path)
-    delay = float(np.random.default_rng(sig + len(command)).uniform(1.0, 2.5))
+    delay = float(np.random.default_rng(sig + len(command)).uniform(0.2, 1.5))
     time.sleep(delay)
     assert proc.poll() is None, "the run ended before the signal"
     sent = time.monotonic()
