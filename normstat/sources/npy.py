@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tokenize
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -12,6 +13,24 @@ import numpy as np
 
 from normstat.errors import DataError
 from normstat.sources.base import Chunk, rows_for_bytes
+
+
+# numpy parses the header (a Python literal) with ast/tokenize: a damaged header can raise any of
+# these, and none of them should become a traceback.
+HEADER_ERRORS = (
+    ValueError,
+    OSError,
+    EOFError,
+    SyntaxError,
+    TypeError,
+    MemoryError,
+    tokenize.TokenError,
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _check_dtype(dtype: np.dtype, path: str) -> np.dtype:
@@ -38,8 +57,8 @@ class NpyFile:
                 shape, fortran, dtype = _read_header(fp, version)
                 self._offset = fp.tell()
             size = os.path.getsize(path)
-        except (ValueError, OSError, EOFError) as exc:
-            raise DataError(f"not a readable .npy file ({exc})", path=path) from None
+        except HEADER_ERRORS as exc:
+            raise DataError(f"not a readable .npy file ({_first_line(exc)})", path=path) from None
         self.dtype = _check_dtype(np.dtype(dtype), path)
         if len(shape) == 0:
             raise DataError("expected an array with a sample axis, received a scalar", path=path)
@@ -100,8 +119,8 @@ class NpyStream:
         try:
             version = np.lib.format.read_magic(self._fp)
             shape, fortran, dtype = _read_header(self._fp, version)
-        except (ValueError, OSError, EOFError) as exc:
-            raise DataError(f"not an NPY stream ({exc})", path=path) from None
+        except HEADER_ERRORS as exc:
+            raise DataError(f"not an NPY stream ({_first_line(exc)})", path=path) from None
         if fortran and len(shape) > 1:
             raise DataError("Fortran-ordered NPY streams are not supported", path=path)
         if len(shape) == 0:
