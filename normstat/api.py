@@ -6,9 +6,11 @@ names; nothing here prints.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,7 +23,7 @@ from normstat.core.stats import Stats
 from normstat.core.transform import TransformParams, transform_params
 from normstat.engine.local import fit_local
 from normstat.engine.task import chunk_task
-from normstat.errors import ArtifactError, UsageError
+from normstat.errors import ArtifactError, DataError, UsageError
 from normstat.sinks import atomic_output, check_writable, open_array_writer, writer_format
 from normstat.sources import ArraySource, Chunk, describe, open_sources
 from normstat.sources.base import DEFAULT_CHUNK_BYTES, total_rows
@@ -309,13 +311,15 @@ def apply(
         if out == "-":
             from normstat.sinks.npy import NpyStreamWriter
 
-            _drain(NpyStreamWriter(shape, out_dtype), blocks)
+            _drain(NpyStreamWriter(shape, out_dtype), blocks, "<stdout>")
             return
         check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
         fmt = writer_format(out, srcs[0].format)
         options = _writer_options(fmt, srcs, stats, method, inverse, params)
         with atomic_output(out) as tmp:
-            _drain(open_array_writer(fmt, tmp, shape, out_dtype, **options), blocks)
+            with _write_errors(out):
+                writer = open_array_writer(fmt, tmp, shape, out_dtype, **options)
+            _drain(writer, blocks, out)
     finally:
         for s in srcs:
             s.close()
@@ -358,14 +362,46 @@ def _transformed(
             progress.advance(chunk.data.shape[0])
 
 
-def _drain(writer: Any, blocks: Iterable[np.ndarray]) -> None:
+def _drain(writer: Any, blocks: Iterable[np.ndarray], out: str) -> None:
+    """Write every block, then close. On failure the writer is closed quietly (a full disk makes
+    closing fail too) so the first error, not a follow-on, is what the user sees. Only failures
+    of the writer itself are reported as write errors; a closed stdout pipe passes through."""
     start = 0
     try:
         for block in blocks:
-            writer.write(start, block)
+            with _write_errors(out):
+                writer.write(start, block)
             start += block.shape[0]
-    finally:
+    except BaseException:
+        _close_quietly(writer)
+        raise
+    with _write_errors(out):
         writer.close()
+
+
+@contextlib.contextmanager
+def _write_errors(out: str) -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except (OSError, RuntimeError) as exc:  # h5py reports some write failures as RuntimeError
+        raise DataError(f"cannot write the output ({os_reason(exc)})", path=out) from None
+
+
+def _close_quietly(writer: Any) -> None:
+    with contextlib.suppress(Exception):
+        writer.close()
+
+
+def os_reason(exc: BaseException) -> str:
+    """One line for an OS-level failure: ``strerror`` when there is an errno (h5py's messages
+    run over several lines), else the first line of the message."""
+    errno = getattr(exc, "errno", None)
+    if errno:
+        return os.strerror(errno)
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _writer_options(
@@ -406,8 +442,8 @@ def merge(parts: Sequence[Stats | str]) -> Stats:
     first = loaded[0]
     for name, s in zip(names[1:], loaded[1:], strict=True):
         for key in ("feature_shape", "axis", "features", "ddof"):
-            a, b = getattr(first, key), getattr(s, key)
-            if (list(a) if a is not None else None) != (list(b) if b is not None else None):
+            a, b = _plain(getattr(first, key)), _plain(getattr(s, key))
+            if a != b:
                 raise ArtifactError(f"{key} {b} disagrees with {a} of {names[0]}", path=name)
     moments = merge_all((s.moments for s in loaded), first.moments.n_features)
     return Stats(
@@ -418,6 +454,10 @@ def merge(parts: Sequence[Stats | str]) -> Stats:
         first.features,
         _merged_source([s.source for s in loaded]),
     )
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple | list) else v
 
 
 def _merged_source(sources: list[dict[str, Any]]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from normstat.core.checks import NAN_POLICIES
 from normstat.core.layout import parse_axis
 from normstat.core.stats import Stats
 from normstat.core.transform import METHODS
+from normstat.entry import Terminated, interrupted_message, signal_exit
 from normstat.errors import NormstatError
 
 
@@ -37,9 +39,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except NormstatError as exc:
             raise _Failure(str(exc), exc.exit_code) from None
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted", err=True)
-            ctx.exit(130)
+        except (KeyboardInterrupt, Terminated) as exc:
+            signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+            click.echo(interrupted_message(signum), err=True)
+            ctx.exit(signal_exit(signum))
         except BrokenPipeError:
             # Python's documented recipe: stop writing to the closed pipe, exit quietly.
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -48,7 +51,7 @@ class _Group(click.Group):
         except (OSError, MemoryError) as exc:
             if os.environ.get("NORMSTAT_DEBUG"):
                 raise
-            raise _Failure(f"{type(exc).__name__}: {exc}", 1) from None
+            raise _Failure(f"{type(exc).__name__}: {api.os_reason(exc)}", 1) from None
 
 
 class _ClickProgress:
