@@ -8,6 +8,8 @@ metadata is kept. Memory is bounded by one batch per stage of the pipeline.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -92,17 +94,21 @@ def apply_table(
         for b in _counted(_all_batches(srcs, rows), progress)
     )
     if out == "-":
-        _drain(IpcStreamWriter(schema), batches)
+        _drain(IpcStreamWriter(schema), batches, "<stdout>")
         return
     check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
     fmt = table_output_format(out, srcs[0].format)
     with atomic_output(out) as tmp:
         if fmt in ("npy", "hdf5"):
             shape = (_count_rows(srcs), len(features))
-            writer = open_array_writer(fmt, tmp, shape, dtype, **(array_options or {}))
-            _write_matrix(writer, srcs, rows, params, inverse, dtype, progress)
+            with _write_errors(out):
+                writer = open_array_writer(fmt, tmp, shape, dtype, **(array_options or {}))
+            blocks = _matrices(srcs, rows, params, inverse, dtype, progress)
+            _drain(_ArrayAdapter(writer), blocks, out)
         else:
-            _drain(open_table_writer(fmt, tmp, schema), batches)
+            with _write_errors(out):
+                writer = open_table_writer(fmt, tmp, schema)
+            _drain(writer, batches, out)
 
 
 def _all_batches(srcs: list[TableSource], rows: int) -> Iterator[pa.RecordBatch]:
@@ -117,12 +123,45 @@ def _counted(batches: Iterable[pa.RecordBatch], progress: Any) -> Iterator[pa.Re
             progress.advance(b.num_rows)
 
 
-def _drain(writer: Any, batches: Iterable[pa.RecordBatch]) -> None:
+def _drain(writer: Any, items: Iterable[Any], out: str) -> None:
+    """Write every item, then close. On failure the writer is closed quietly, so the first
+    error (a full disk, say) is what the user sees; a closed stdout pipe passes through."""
     try:
-        for b in batches:
-            writer.write(b)
-    finally:
+        for item in items:
+            with _write_errors(out):
+                writer.write(item)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            writer.close()
+        raise
+    with _write_errors(out):
         writer.close()
+
+
+@contextlib.contextmanager
+def _write_errors(out: str) -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except (OSError, RuntimeError, pa.ArrowException) as exc:
+        errno = getattr(exc, "errno", None)
+        reason = os.strerror(errno) if errno else " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"cannot write the output ({reason})", path=out) from None
+
+
+class _ArrayAdapter:
+    """An array writer (``write(start, block)``) fed blocks in order, like a table writer."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer, self._start = writer, 0
+
+    def write(self, block: np.ndarray) -> None:
+        self._writer.write(self._start, block)
+        self._start += block.shape[0]
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 def _count_rows(srcs: list[TableSource]) -> int:
@@ -136,25 +175,19 @@ def _count_rows(srcs: list[TableSource]) -> int:
     return sum(s.count_rows() for s in srcs)
 
 
-def _write_matrix(
-    writer: Any,
+def _matrices(
     srcs: list[TableSource],
     rows: int,
     params: TransformParams,
     inverse: bool,
     dtype: np.dtype,
     progress: Any,
-) -> None:
-    """npy / h5 output: the feature columns only, as a (rows, features) matrix."""
-    start = 0
-    try:
-        for s in srcs:
-            for chunk in s.chunks(rows):
-                x = chunk.data
-                y = params.inverse(x, dtype) if inverse else params.forward(x, dtype)
-                writer.write(start, np.ascontiguousarray(y))
-                start += x.shape[0]
-                if progress is not None:
-                    progress.advance(x.shape[0])
-    finally:
-        writer.close()
+) -> Iterator[np.ndarray]:
+    """npy / h5 output: the feature columns only, as (rows, features) blocks."""
+    for s in srcs:
+        for chunk in s.chunks(rows):
+            x = chunk.data
+            y = params.inverse(x, dtype) if inverse else params.forward(x, dtype)
+            yield np.ascontiguousarray(y)
+            if progress is not None:
+                progress.advance(x.shape[0])
