@@ -39,10 +39,11 @@ def transform_batch(
     features: list[str],
     params: TransformParams,
     inverse: bool,
+    dtype: np.dtype,
     schema: pa.Schema,
 ) -> pa.RecordBatch:
+    """``batch`` with its feature columns transformed in place; ``schema`` is the output's."""
     x = to_matrix(batch, features)
-    dtype = schema.field(features[0]).type.to_pandas_dtype()
     y = params.inverse(x, dtype) if inverse else params.forward(x, dtype)
     cols = list(batch.columns)
     for j, name in enumerate(features):
@@ -90,7 +91,7 @@ def apply_table(
     features = srcs[0].features
     schema = output_schema(srcs[0].schema, features, dtype)
     batches = (
-        transform_batch(b, features, params, inverse, schema)
+        transform_batch(b, features, params, inverse, dtype, schema)
         for b in _counted(_all_batches(srcs, rows), progress)
     )
     if out == "-":

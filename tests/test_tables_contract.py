@@ -102,6 +102,15 @@ def test_nulls_under_nan_error_name_feature_and_row(fmt, tmp_path):
     assert path in str(err.value)
 
 
+def test_arrow_file_holding_the_stream_format(tmp_path):
+    x, nulls = numbers()
+    path = tmp_path / "d.arrows"
+    path.write_bytes(arrow_stream(table(x, nulls)))
+    s = normstat.fit(str(path), columns=FEATURES, chunk_size=64)
+    np.testing.assert_allclose(s.var, reference(_nan_matrix(x, nulls))["var"], rtol=1e-12)
+    assert s.source["shape"] == [x.shape[0], 4]
+
+
 def test_default_features_are_the_numeric_columns(tmp_path):
     x, nulls = numbers()
     path = write("parquet", table(x, nulls), str(tmp_path / "d.parquet"))
