@@ -83,3 +83,21 @@ def test_csv_apply_keeps_text_columns_and_quotes(people, tmp_path):
         (np.array([1.80, 1.65, 1.72, 1.90]) - stats.mean[0]) / stats.std[0],
         rtol=1e-6,
     )
+
+
+def test_progress_counts_rows_when_the_total_is_unknown(people):
+    result = CliRunner().invoke(main, ["fit", people, "--progress", "-o", "-"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.strip().endswith("fit: 5 rows")
+
+
+def test_apply_columns_must_repeat_the_artifact(people, tmp_path):
+    stats = str(tmp_path / "s.json")
+    normstat.save(normstat.fit(people, columns=["height", "weight"]), stats)
+    out = tmp_path / "o.csv"
+    result = CliRunner().invoke(
+        main, ["apply", stats, people, "--columns", "weight", "-o", str(out)]
+    )
+    assert result.exit_code == 2
+    assert "--columns ['weight'] disagree with the features of the statistics" in result.stderr
+    assert not out.exists()
