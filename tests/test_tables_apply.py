@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 
+import h5py
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -102,13 +104,19 @@ def test_output_format_follows_the_suffix(out_fmt, data, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_npy_output_holds_the_features(fmt, data, tmp_path):
+@pytest.mark.parametrize("out_suffix", [".npy", ".h5"])
+def test_array_output_holds_the_features(fmt, out_suffix, data, tmp_path):
     x, nulls, t = data
     src = write(fmt, t, str(tmp_path / f"in{suffix(fmt)}"))
     stats = normstat.fit(src)
-    out = str(tmp_path / "out.npy")
-    normstat.apply(stats, src, out)
-    got = np.load(out)
+    out = str(tmp_path / f"out{out_suffix}")
+    normstat.apply(stats, src, out, chunk_size=100)
+    if out_suffix == ".npy":
+        got = np.load(out)
+    else:
+        with h5py.File(out) as f:
+            got = f["data"][...]
+            assert json.loads(f["data"].attrs["normstat_stats"])["features"] == FEATURES
     want = (np.where(nulls, np.nan, x) - stats.mean) / stats.std
     np.testing.assert_allclose(got, want.astype(np.float32), rtol=1e-6, atol=1e-6)
 
