@@ -14,7 +14,6 @@ import numpy as np
 from normstat.errors import DataError
 from normstat.sources.base import Chunk, rows_for_bytes
 
-
 # numpy parses the header (a Python literal) with ast/tokenize: a damaged header can raise any of
 # these, and none of them should become a traceback.
 HEADER_ERRORS = (
