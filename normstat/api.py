@@ -21,12 +21,13 @@ from normstat.core.layout import AxisLayout, AxisSpec
 from normstat.core.moments import Moments, merge_all
 from normstat.core.stats import Stats
 from normstat.core.transform import TransformParams, transform_params
+from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
 from normstat.engine.task import chunk_task
 from normstat.errors import ArtifactError, DataError, UsageError
 from normstat.sinks import atomic_output, check_writable, open_array_writer, writer_format
 from normstat.sources import ArraySource, Chunk, describe, open_sources
-from normstat.sources.base import DEFAULT_CHUNK_BYTES, total_rows
+from normstat.sources.base import DEFAULT_CHUNK_BYTES, known_rows, total_rows
 
 ChunkSize = int | str | None
 """Rows per chunk (``65536``), a byte budget (``"64MB"``, ``"1GiB"``), or ``None`` (32 MiB)."""
@@ -57,28 +58,51 @@ def fit(
     input_format: str | None = None,
     columns: Sequence[str] | None = None,
     progress: ProgressHook | None = None,
+    checkpoint: str | None = None,
+    checkpoint_every: float = 60.0,
+    resume: bool = False,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
     Tables (Parquet, Arrow / Feather, CSV): ``columns`` selects the feature columns (default:
     every numeric one); each keeps its own statistics.
+
+    With ``checkpoint``, the merged state and position are saved there every
+    ``checkpoint_every`` seconds; ``resume`` continues from that file if it exists (the data must
+    be unchanged). The checkpoint is removed when the fit completes.
     """
     _check_options(ddof, nan)
-    paths = [sources] if isinstance(sources, str) else sources
-    srcs = open_sources(paths, dataset, input_format, columns)
+    specs = [sources] if isinstance(sources, str) else list(sources)
+    if resume and not checkpoint:
+        raise UsageError("--resume needs --checkpoint PATH")
+    if checkpoint and "-" in specs:
+        raise UsageError("a fit from stdin cannot be checkpointed (it cannot be re-read)")
+    srcs = open_sources(specs, dataset, input_format, columns)
     try:
         layout = _source_layout(axis, srcs[0])
         rows = _chunk_rows(srcs[0], chunk_size)
+        saver, initial = None, None
+        if checkpoint:
+            saver, initial = _checkpointer(
+                srcs, layout, rows, nan, checkpoint, checkpoint_every, resume
+            )
+        skip = saver.rows_done if saver else 0
         if progress is not None:
             progress.start(total_rows(srcs))
+            if skip:
+                progress.advance(skip)
         moments = fit_local(
-            _all_chunks(srcs, rows),
+            _all_chunks(srcs, rows, skip),
             layout,
             nan,
             workers=workers,
             features=srcs[0].features,
             progress=None if progress is None else progress.advance,
+            initial=initial,
+            after_chunk=saver,
         )
+        if checkpoint and os.path.exists(checkpoint):
+            os.unlink(checkpoint)
         return Stats(
             moments, layout.feature_shape, layout.axis, ddof, srcs[0].features, describe(srcs)
         )
@@ -98,9 +122,45 @@ def _source_layout(axis: AxisSpec, src: ArraySource) -> AxisLayout:
     return layout
 
 
-def _all_chunks(srcs: list[ArraySource], rows: int) -> Iterable[Chunk]:
+def _checkpointer(
+    srcs: list[ArraySource],
+    layout: AxisLayout,
+    rows: int,
+    nan: str,
+    path: str,
+    every: float,
+    resume: bool,
+) -> tuple[checkpoints.Checkpointer, Moments | None]:
+    if every <= 0:
+        raise UsageError(f"--checkpoint-every must be positive, received {every}")
+    print_ = checkpoints.fingerprint(
+        srcs,
+        axis=_plain(layout.axis),
+        nan=nan,
+        chunk_rows=rows,
+        sample_shape=list(layout.sample_shape),
+        features=srcs[0].features,
+    )
+    saver = checkpoints.Checkpointer(path, every, print_)
+    if os.path.exists(path):
+        if not resume:
+            raise UsageError(
+                "checkpoint exists: add --resume to continue from it, or delete it", path=path
+            )
+        initial, saver.rows_done = checkpoints.load(path, print_)
+        return saver, initial
+    return saver, None
+
+
+def _all_chunks(srcs: list[ArraySource], rows: int, skip: int = 0) -> Iterable[Chunk]:
+    """Chunks of every shard in order, starting ``skip`` samples in (when resuming)."""
     for s in srcs:
-        yield from s.chunks(rows)
+        n = known_rows(s) if skip else 0
+        if skip and skip >= n:
+            skip -= n
+            continue
+        yield from s.chunks(rows, skip)
+        skip = 0
 
 
 def _check_options(ddof: int, nan: str) -> None:

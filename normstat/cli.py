@@ -216,6 +216,24 @@ def main() -> None:
     default=None,
     help="Compute threads (default: all cores).",
 )
+@click.option(
+    "--checkpoint",
+    metavar="STATE.npz",
+    help="Save the merged state and position here, atomically, while fitting; removed on success.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=float,
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often to save the checkpoint.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue from --checkpoint if it exists (refused if the data changed).",
+)
 @_reading_options
 def fit(
     sources: tuple[str, ...],
@@ -224,6 +242,9 @@ def fit(
     ddof: int,
     nan: str,
     workers: int | None,
+    checkpoint: str | None,
+    checkpoint_every: float,
+    resume: bool,
     dataset: str | None,
     input_format: str | None,
     columns: list[str] | None,
@@ -248,6 +269,9 @@ def fit(
         workers=workers,
         input_format=input_format,
         columns=columns,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
     )
     _write_stats(stats, output, quiet)
 

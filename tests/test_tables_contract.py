@@ -203,3 +203,43 @@ def test_import_normstat_loads_no_pyarrow():
     code = "import sys, normstat; print('pyarrow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+class _CrashAfter:
+    """A progress hook that "crashes" the fit after some rows (a stand-in for a kill)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.done = limit, 0
+
+    def start(self, total: int | None) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.done >= self.limit:
+            raise RuntimeError("crash")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("crash_at", [100, 700])  # inside the first shard / inside the second
+def test_resume_a_table_fit_after_a_crash(fmt, crash_at, tmp_path):
+    x, nulls = numbers()
+    t = table(x, nulls)
+    paths = [
+        write(fmt, t.slice(0, 500), str(tmp_path / f"p0{suffix(fmt)}")),
+        write(fmt, t.slice(500), str(tmp_path / f"p1{suffix(fmt)}")),
+    ]
+    state = str(tmp_path / "state.npz")
+    options = {"columns": FEATURES, "chunk_size": 37, "workers": 1, "checkpoint": state}
+    with pytest.raises(RuntimeError, match="crash"):
+        normstat.fit(paths, checkpoint_every=1e-9, progress=_CrashAfter(crash_at), **options)
+    assert Path(state).exists()
+    resumed = normstat.fit(paths, resume=True, **options)
+    ref = reference(_nan_matrix(x, nulls))
+    assert resumed.count.tolist() == ref["count"].tolist()
+    np.testing.assert_allclose(resumed.var, ref["var"], rtol=1e-12)
+    assert resumed.source["shape"] == [x.shape[0], 4]
+    with pytest.raises(RuntimeError, match="crash"):  # other columns: refuse to resume
+        normstat.fit(paths, checkpoint_every=1e-9, progress=_CrashAfter(crash_at), **options)
+    with pytest.raises(DataError, match="features"):
+        normstat.fit(paths, resume=True, **{**options, "columns": ["c", "a", "b", "idx"]})

@@ -41,7 +41,9 @@ class ArraySource(Protocol):
         """Rows per chunk near ``target_bytes``, aligned to the storage's own chunking."""
         ...
 
-    def chunks(self, rows: int) -> Iterator[Chunk]: ...
+    def chunks(self, rows: int, start: int = 0) -> Iterator[Chunk]:
+        """Row blocks of ``rows`` samples from sample ``start`` on (``start`` > 0 resumes)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -61,6 +63,12 @@ def describe(sources: list[ArraySource]) -> dict[str, Any]:
         "dtype": str(np.result_type(*(s.dtype for s in sources))),
         "kind": first.kind,
     }
+
+
+def known_rows(source: ArraySource) -> int:
+    """``shape[0]``, counting the rows first when the source cannot tell them up front (CSV)."""
+    rows = source.shape[0]
+    return rows if rows is not None else source.count_rows()  # type: ignore[attr-defined]
 
 
 def total_rows(sources: list[ArraySource]) -> int | None:

@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from normstat.errors import DataError
+from normstat.errors import DataError, UsageError
 from normstat.sources.base import Chunk, rows_for_bytes
 
 # numpy parses the header (a Python literal) with ast/tokenize: a damaged header can raise any of
@@ -75,16 +75,15 @@ class NpyFile:
     def preferred_rows(self, target_bytes: int) -> int:
         return rows_for_bytes(self.shape, self.dtype, target_bytes)
 
-    def chunks(self, rows: int) -> Iterator[Chunk]:
+    def chunks(self, rows: int, start: int = 0) -> Iterator[Chunk]:
+        first = start
         if self._fortran:  # rows are not contiguous: one map, strided row blocks
             whole = np.load(self.path, mmap_mode="r")
-            for start in range(0, self.shape[0], rows):
-                yield Chunk(
-                    np.ascontiguousarray(whole[start : start + rows]), self.path, None, start
-                )
+            for i in range(first, self.shape[0], rows):
+                yield Chunk(np.ascontiguousarray(whole[i : i + rows]), self.path, None, i)
             return
         row_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
-        for start in range(0, self.shape[0], rows):
+        for start in range(first, self.shape[0], rows):
             n = min(rows, self.shape[0] - start)
             if n * row_bytes == 0:
                 data = np.empty((n, *self.shape[1:]), self.dtype)
@@ -134,7 +133,9 @@ class NpyStream:
     def preferred_rows(self, target_bytes: int) -> int:
         return rows_for_bytes(self.shape, self.dtype, target_bytes)
 
-    def chunks(self, rows: int) -> Iterator[Chunk]:
+    def chunks(self, rows: int, start: int = 0) -> Iterator[Chunk]:
+        if start:
+            raise UsageError("a stream cannot be resumed part-way")
         row_shape = self.shape[1:]
         for start in range(0, self.shape[0], rows):
             n = min(rows, self.shape[0] - start)

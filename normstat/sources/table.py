@@ -141,11 +141,19 @@ class TableSource:
             ) from None
         self.shape = (seen, self.shape[1])
 
-    def chunks(self, rows: int) -> Iterator[Chunk]:
-        start = 0
+    def chunks(self, rows: int, start: int = 0) -> Iterator[Chunk]:
+        """Feature matrices of at most ``rows`` rows from row ``start`` on. Resuming part-way
+        reads the rows before ``start`` again (a table has no random access to rows), but does
+        not convert or compute them."""
+        at = 0
         for b in self.batches(rows, self.features):
-            yield Chunk(to_matrix(b, self.features), self.path, None, start)
-            start += b.num_rows
+            if at + b.num_rows <= start:
+                at += b.num_rows
+                continue
+            if at < start:
+                b, at = b.slice(start - at), start
+            yield Chunk(to_matrix(b, self.features), self.path, None, at)
+            at += b.num_rows
 
     def count_rows(self) -> int:
         """Rows of the table, counting them with a pass over one column if need be."""
