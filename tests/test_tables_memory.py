@@ -48,3 +48,20 @@ def test_parquet_fit_and_apply_memory_is_bounded(tmp_path):
     )
     assert pq.ParquetFile(out).metadata.num_rows == 1_800_000
     assert fit < 450 and apply < 450, (fit, apply)
+
+
+@pytest.mark.slow
+def test_arrow_file_of_one_huge_batch_streams(tmp_path):
+    path = str(tmp_path / "one-batch.arrow")
+    rng = np.random.default_rng(1)
+    rows = 1_500_000
+    t = pa.table({f"f{j}": rng.standard_normal(rows, dtype=np.float32) for j in range(64)})
+    with pa.ipc.new_file(path, t.schema) as w:
+        w.write_table(t, max_chunksize=rows)  # a single 384 MB record batch
+    mean = float(t.column("f3").to_numpy().astype(np.float64).mean())
+    del t
+    peak = _peak_mb(
+        f"import normstat; s = normstat.fit({path!r}); "
+        f"assert abs(s.mean[3] - {mean!r}) < 1e-12, s.mean[3]"
+    )
+    assert peak < 300, peak

@@ -1,12 +1,17 @@
 """Arrow IPC files and Feather (v2, the same format), and Arrow IPC streams (files or stdin).
 
 Files are memory-mapped and read a record batch at a time; a batch is sliced, never copied, so a
-file written as one huge batch still streams. A file that holds the IPC *stream* format (some
+file written as one huge batch still streams. Pages of a mapping stay resident (and count as the
+process's memory) until the kernel needs them, so after every slice the mapping is told it is no
+longer needed (``MADV_DONTNEED``): the pages are file cache, re-read if touched again, and the
+resident memory stays bounded by the batch. A file that holds the IPC *stream* format (some
 tools write that to ``.arrow``) is read as a stream.
 """
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import sys
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
@@ -22,11 +27,13 @@ class IpcFile(TableSource):
 
     def __init__(self, path: str, columns: Sequence[str] | None = None) -> None:
         try:
-            self._map = pa.memory_map(path)
-        except (pa.ArrowException, OSError) as exc:
-            raise arrow_error(exc, "file", path) from None
+            with open(path, "rb") as fp:
+                self._map = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:  # ValueError: an empty file cannot be mapped
+            raise arrow_error(exc, "Arrow IPC file", path) from None
+        self._buffer = pa.py_buffer(self._map)
         try:
-            self._file: ipc.RecordBatchFileReader | None = ipc.open_file(self._map)
+            self._file: ipc.RecordBatchFileReader | None = ipc.open_file(self._buffer)
             rows: int | None = self._file.count_rows()
             schema = self._file.schema
         except pa.ArrowInvalid:
@@ -38,8 +45,7 @@ class IpcFile(TableSource):
 
     def _open_stream(self, path: str) -> ipc.RecordBatchStreamReader:
         try:
-            self._map.seek(0)
-            return ipc.open_stream(self._map)
+            return ipc.open_stream(self._buffer)
         except (pa.ArrowException, OSError) as exc:
             raise arrow_error(
                 exc, "Arrow IPC file or stream (Feather v1 is not read)", path
@@ -53,8 +59,15 @@ class IpcFile(TableSource):
             b = self._file.get_batch(i)
             yield b if columns is None else b.select(columns)
 
+    def _release(self) -> None:
+        if hasattr(self._map, "madvise"):
+            self._map.madvise(mmap.MADV_DONTNEED)
+
     def close(self) -> None:
-        self._map.close()
+        self._file = self._buffer = None  # type: ignore[assignment]
+        # batches handed out may still point into the map: then the GC closes it
+        with contextlib.suppress(BufferError):
+            self._map.close()
 
 
 class IpcStream(TableSource):

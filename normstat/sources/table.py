@@ -122,6 +122,9 @@ class TableSource:
     def _read(self, rows: int, columns: list[str] | None) -> Iterator[Batch]:
         raise NotImplementedError
 
+    def _release(self) -> None:
+        """Called once a batch has been used: a memory-mapped reader drops its pages here."""
+
     def preferred_rows(self, target_bytes: int) -> int:
         """A quarter of the budget for the float64 matrix: a table chunk also lives as an Arrow
         batch, and the kernel makes float64 temporaries of it while the next one is read."""
@@ -135,6 +138,7 @@ class TableSource:
             for b in sliced(self._read(rows, columns), rows):
                 seen += b.num_rows
                 yield b
+                self._release()
         except (pa.ArrowException, OSError) as exc:
             raise DataError(
                 f"cannot read past row {seen}: {_one_line(exc)}", path=self.path
