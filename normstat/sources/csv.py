@@ -17,7 +17,9 @@ import pyarrow.csv as pacsv
 
 from normstat.sources.table import Batch, TableSource, arrow_error, read_once
 
-_BLOCK_BYTES = 16 << 20
+# pyarrow's reader keeps some thirty blocks in memory (read-ahead, parsed and converted), so
+# blocks are small: 16 MiB blocks showed 700 MB resident on a 567 MB file, 1 MiB ones 132 MB.
+_BLOCK_BYTES = 1 << 20
 
 
 def _open(
