@@ -65,3 +65,19 @@ def test_arrow_file_of_one_huge_batch_streams(tmp_path):
         f"assert abs(s.mean[3] - {mean!r}) < 1e-12, s.mean[3]"
     )
     assert peak < 300, peak
+
+
+@pytest.mark.slow
+def test_csv_fit_memory_does_not_grow_with_the_file(tmp_path):
+    import pyarrow.csv as pacsv
+
+    path = str(tmp_path / "big.csv")
+    rng = np.random.default_rng(2)
+    names = [f"f{j}" for j in range(32)]
+    schema = pa.schema([(n, pa.float64()) for n in names])
+    with pacsv.CSVWriter(path, schema) as w:
+        for _ in range(20):  # ~380 MB of text
+            cols = [pa.array(rng.standard_normal(50_000)) for _ in names]
+            w.write_batch(pa.RecordBatch.from_arrays(cols, schema=schema))
+    peak = _peak_mb(f"import normstat; s = normstat.fit({path!r}); assert s.count[0] == 1_000_000")
+    assert peak < 250, peak
