@@ -9,6 +9,8 @@ __version__ = "0.1.0"
 from normstat.api import (  # noqa: E402
     Accumulator,
     apply,
+    diff,
+    drift,
     export,
     fit,
     fit_arrays,
@@ -28,6 +30,8 @@ __all__ = [
     "UsageError",
     "__version__",
     "apply",
+    "diff",
+    "drift",
     "export",
     "fit",
     "fit_arrays",

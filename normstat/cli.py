@@ -332,3 +332,102 @@ def export(stats: str, to: str) -> None:
     Python: normstat.export(stats, to).
     """
     _echo_json(api.export(stats, to))
+
+
+def _drift_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for deco in reversed(
+        [
+            click.option(
+                "--threshold",
+                type=click.FloatRange(min=0),
+                metavar="X",
+                help="Exit 1 when any feature's |mean_shift| = |mean_b - mean_a| / std_a "
+                "exceeds X (std ratio and range are reported, not tested).",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Every feature as JSON."),
+            click.option("--all", "show_all", is_flag=True, help="List every feature."),
+        ]
+    ):
+        fn = deco(fn)
+    return fn
+
+
+def _report_drift(result: Any, threshold: float | None, as_json: bool, show_all: bool) -> None:
+    exceeding = [] if threshold is None else [result.names[i] for i in result.exceeding(threshold)]
+    if as_json:
+        _echo_json(
+            {
+                "threshold": threshold,
+                "exceeding": exceeding if threshold is not None else None,
+                "features": result.records(),
+            }
+        )
+    else:
+        click.echo(report.drift_table(result, None if show_all else 20, threshold))
+    if exceeding:
+        shown = ", ".join(exceeding[:5]) + (", ..." if len(exceeding) > 5 else "")
+        click.echo(
+            f"drift: {len(exceeding)} features with |mean_shift| > {threshold}: {shown}", err=True
+        )
+        raise click.exceptions.Exit(1)
+
+
+@main.command()
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@_drift_options
+def diff(a: str, b: str, threshold: float | None, as_json: bool, show_all: bool) -> None:
+    """Compare statistics B (e.g. serving) with A (e.g. training), worst feature first.
+
+    Per feature: mean_shift = (mean_b - mean_a) / std_a (B's mean after A's z-score), std_ratio =
+    std_b / std_a, and the change of min and max. Python: normstat.diff(a, b).
+    """
+    _report_drift(api.diff(a, b), threshold, as_json, show_all)
+
+
+@main.command()
+@click.argument("stats", metavar="STATS")
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@_drift_options
+@click.option(
+    "--nan",
+    type=click.Choice(NAN_POLICIES),
+    default="skip",
+    show_default=True,
+    help="skip: ignore NaN per feature; error: fail naming feature and row.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Compute threads (default: all)."
+)
+@_reading_options
+def drift(
+    stats: str,
+    sources: tuple[str, ...],
+    threshold: float | None,
+    as_json: bool,
+    show_all: bool,
+    nan: str,
+    workers: int | None,
+    dataset: str | None,
+    input_format: str | None,
+    chunk_size: str | None,
+    progress: bool | None,
+    quiet: bool,
+) -> None:
+    """Fit SOURCE (with the axis and ddof of STATS) and compare it with STATS, as `diff` does.
+
+    Python: normstat.drift(stats, sources).
+    """
+    hook = _progress(progress, quiet, "drift")
+    result = _run_with_progress(
+        hook,
+        api.drift,
+        stats,
+        list(sources),
+        dataset=dataset,
+        nan=nan,
+        chunk_size=chunk_size,
+        workers=workers,
+        input_format=input_format,
+    )
+    _report_drift(result, threshold, as_json, show_all)
