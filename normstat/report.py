@@ -137,7 +137,8 @@ def _drift_summary(drift: Drift, threshold: float | None) -> str:
     worst = int(drift.order[0]) if n else None
     text = f"{n} features compared"
     if worst is not None and np.isfinite(drift.mean_shift[worst]):
-        text += f"; largest |mean_shift| {_num(abs(drift.mean_shift[worst]), 4)} at {drift.names[worst]}"
+        largest = _num(abs(drift.mean_shift[worst]), 4)
+        text += f"; largest |mean_shift| {largest} at {drift.names[worst]}"
     if threshold is not None:
         k = len(drift.exceeding(threshold))
         text += f"; {k} with |mean_shift| > {_num(threshold)}"
