@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -52,24 +53,68 @@ class _Group(click.Group):
 
 
 class _ClickProgress:
-    """A click progress bar on stderr, created when the total is known."""
+    """click's progress bar on stderr: percent, rows done of the total, throughput and ETA.
+
+    On a terminal the bar redraws in place; when forced (``--progress``) onto a file or pipe,
+    click prints only the label, so a one-line summary is printed when the run ends.
+    """
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.bar: Any = None
+        self.started = 0.0
 
     def start(self, total: int) -> None:
+        self.started = time.monotonic()
         self.bar = click.progressbar(
-            length=total, label=self.label, file=sys.stderr, show_pos=True, show_eta=True
+            length=total,
+            label=click.style(self.label, bold=True),
+            file=sys.stderr,
+            show_eta=True,
+            show_percent=True,
+            item_show_func=self._info,
+            width=24,
+            bar_template="%(label)s  " + click.style("%(bar)s", fg="green") + "  %(info)s",
+            **_bar_chars(),
         )
         self.bar.__enter__()
+
+    def _info(self, _item: object) -> str:
+        done, total = self.bar.pos, self.bar.length
+        return f"{_count(done)}/{_count(total)} rows  {self._rate(done)}"
+
+    def _rate(self, done: int) -> str:
+        elapsed = time.monotonic() - self.started
+        return f"{_count(done / elapsed)} rows/s" if elapsed > 0 and done else ""
 
     def advance(self, n: int) -> None:
         self.bar.update(n)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
+        if self.bar is None:
+            return
+        self.bar.__exit__(None, None, None)
+        if not sys.stderr.isatty():
+            elapsed = time.monotonic() - self.started
+            click.echo(
+                f"{self.label}: {_count(self.bar.pos)} rows in {elapsed:.1f} s "
+                f"({self._rate(self.bar.pos)})".replace(" ()", ""),
+                err=True,
+            )
+
+
+def _bar_chars() -> dict[str, str]:
+    if (getattr(sys.stderr, "encoding", None) or "").lower().replace("-", "") == "utf8":
+        return {"fill_char": "\u2588", "empty_char": "\u2591"}
+    return {"fill_char": "#", "empty_char": "-"}
+
+
+def _count(n: float) -> str:
+    """1234 -> 1.2k, 5600000 -> 5.6M: short enough for a progress line."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
 
 
 def _progress(enabled: bool | None, quiet: bool, label: str) -> _ClickProgress | None:
