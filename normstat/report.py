@@ -53,6 +53,7 @@ def table(stats: Stats, limit: int | None = 20) -> str:
         head, tail = limit - limit // 4, limit // 4
         hidden = len(rows) - head - tail
         rows = rows[:head] + [["...", "", "", "", "", "", ""]] + rows[len(rows) - tail :]
+    rows = _align_decimals(rows, range(3, len(COLUMNS)))
     widths = [max(len(r[i]) for r in [list(COLUMNS), *rows]) for i in range(len(COLUMNS))]
     lines = [_line(COLUMNS, widths)] + [_line(r, widths) for r in rows]
     lines.append(_summary(stats, len(names)))
@@ -74,6 +75,20 @@ def _overview(stats: Stats) -> str:
         f"min {span(stats.min)}, max {span(stats.max)}, "
         f"{int(stats.constant.sum())} constant, {int((stats.count == 0).sum())} empty"
     )
+
+
+def _align_decimals(rows: list[list[str]], columns: range) -> list[list[str]]:
+    """Pad numbers on the right so the decimal points of a column line up."""
+
+    def frac(cell: str) -> int:
+        return len(cell) - cell.index(".") if "." in cell else 0
+
+    for c in columns:
+        width = max(frac(r[c]) for r in rows)
+        for r in rows:
+            if r[c] and r[c][-1].isdigit():
+                r[c] = r[c] + " " * (width - frac(r[c]))
+    return rows
 
 
 def _line(cells: object, widths: list[int]) -> str:
@@ -118,6 +133,7 @@ def drift_table(drift: Drift, limit: int | None = 20, threshold: float | None = 
         ]
         for i in order.tolist()
     ]
+    rows = _align_decimals(rows, range(1, 3))
     header = ["  " + DRIFT_COLUMNS[0], *DRIFT_COLUMNS[1:]]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [_line(header, widths)] + [_line(r, widths) for r in rows]
