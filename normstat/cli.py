@@ -22,6 +22,7 @@ from normstat.core.layout import parse_axis
 from normstat.core.stats import Stats
 from normstat.core.transform import METHODS
 from normstat.errors import NormstatError
+from normstat.sinks.atomic import check_writable
 
 
 class _Failure(click.ClickException):
@@ -476,3 +477,26 @@ def drift(
         input_format=input_format,
     )
     _report_drift(result, threshold, as_json, show_all)
+
+
+@main.command("plot")
+@click.argument("stats", metavar="STATS")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    metavar="IMAGE",
+    help="Image to write (.png, .svg or .pdf).",
+)
+@click.option("--title", help="Title instead of the description of the data.")
+@click.option("--force", is_flag=True, help="Replace IMAGE if it exists.")
+def plot_cmd(stats: str, output: str, title: str | None, force: bool) -> None:
+    """Draw STATS: heatmaps of mean and std per position, bars per channel, or a band per feature.
+
+    Needs the plot extra (pip install 'normstat[plot]'). Python: normstat.plot.plot(stats, out).
+    """
+    from normstat import plot
+
+    check_writable(output, force=force)
+    plot.plot(stats, output, title=title)
+    click.echo(f"wrote {output}", err=True)
