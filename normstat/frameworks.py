@@ -6,7 +6,7 @@ All three build on :func:`normstat.export`, so near-constant features get a scal
 - :func:`to_sklearn`: a fitted ``sklearn.preprocessing.StandardScaler`` whose ``transform`` equals
   :func:`normstat.transform` on ``x.reshape(n, -1)``;
 - :func:`keras_kwargs`: ``keras.layers.Normalization(**keras_kwargs(stats))``;
-- :func:`torch_normalize_kwargs`: ``torchvision.transforms.Normalize(**torch_normalize_kwargs(stats))``.
+- :func:`torch_normalize_kwargs`: ``torchvision.transforms.Normalize(**kwargs)``.
 """
 
 from __future__ import annotations

@@ -12,9 +12,8 @@ def test_new_file_honours_umask(tmp_path):
     old = os.umask(0o022)
     try:
         target = tmp_path / "out.bin"
-        with atomic_output(str(target)) as tmp:
-            with open(tmp, "wb") as f:
-                f.write(b"x")
+        with atomic_output(str(target)) as tmp, open(tmp, "wb") as f:
+            f.write(b"x")
         assert stat.S_IMODE(target.stat().st_mode) == 0o644
     finally:
         os.umask(old)
