@@ -423,7 +423,7 @@ def _report_drift(result: Any, threshold: float | None, as_json: bool, show_all:
 @click.argument("b", metavar="B")
 @_drift_options
 def diff(a: str, b: str, threshold: float | None, as_json: bool, show_all: bool) -> None:
-    """Compare statistics B (e.g. serving) with A (e.g. training), worst feature first.
+    """Compare statistics B with A (serving vs training data), worst feature first.
 
     Per feature: mean_shift = (mean_b - mean_a) / std_a (B's mean after A's z-score), std_ratio =
     std_b / std_a, and the change of min and max. Python: normstat.diff(a, b).
@@ -460,7 +460,9 @@ def drift(
     progress: bool | None,
     quiet: bool,
 ) -> None:
-    """Fit SOURCE (with the axis and ddof of STATS) and compare it with STATS, as `diff` does.
+    """Fit SOURCE and compare it with STATS (as diff does), worst feature first.
+
+    SOURCE is fitted with the axis and ddof recorded in STATS.
 
     Python: normstat.drift(stats, sources).
     """
@@ -491,7 +493,7 @@ def drift(
 @click.option("--title", help="Title instead of the description of the data.")
 @click.option("--force", is_flag=True, help="Replace IMAGE if it exists.")
 def plot_cmd(stats: str, output: str, title: str | None, force: bool) -> None:
-    """Draw STATS: heatmaps of mean and std per position, bars per channel, or a band per feature.
+    """Draw STATS: mean/std heatmaps per position, bars per channel, or ranges per feature.
 
     Needs the plot extra (pip install 'normstat[plot]'). Python: normstat.plot.plot(stats, out).
     """

@@ -53,9 +53,9 @@ def test_sklearn_refuses_reduced_axes(digits):
         to_sklearn(per_column)
 
 
-def test_keras_layer_normalises_like_normstat(digits, pixel_stats):
+def test_keras_layer_normalises_like_normstat(digits, pixel_stats, monkeypatch):
     if "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("tensorflow") is None:
-        os.environ["KERAS_BACKEND"] = "jax"  # Keras 3 runs on any backend; jax is the lightest
+        monkeypatch.setenv("KERAS_BACKEND", "jax")  # Keras 3 runs on any backend
     keras = pytest.importorskip("keras")
     kwargs = keras_kwargs(pixel_stats)
     assert kwargs["axis"] == (1, 2)

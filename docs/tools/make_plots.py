@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's normstat
 
 import normstat
 from normstat.plot import describe, plot
