@@ -95,7 +95,7 @@ class _ClickProgress:
         if self.bar is None:
             return
         self.bar.__exit__(None, None, None)
-        if not sys.stderr.isatty():
+        if not sys.stderr.isatty() and self.bar.pos >= self.bar.length:  # not after a failure
             elapsed = time.monotonic() - self.started
             click.echo(
                 f"{self.label}: {_count(self.bar.pos)} rows in {elapsed:.1f} s "

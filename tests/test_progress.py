@@ -43,3 +43,14 @@ def test_quiet_wins_over_progress(data, tmp_path):
 )
 def test_count_format(n, text):
     assert _count(n) == text
+
+
+def test_no_summary_after_a_failure(tmp_path):
+    x = np.zeros((2500, 2))
+    x[1500, 1] = np.inf
+    path = tmp_path / "bad.npy"
+    np.save(path, x)
+    res = CliRunner().invoke(main, ["fit", str(path), "--chunk-size", "1000", "--progress"])
+    assert res.exit_code == 1
+    assert "rows in" not in res.stderr
+    assert res.stderr.splitlines()[-1].startswith("Error: ")
