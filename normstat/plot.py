@@ -4,8 +4,9 @@
   and the std image as heatmaps, one row per channel;
 - a few channels of images (a 1-D feature shape of at most 16, from data with more than 2 axes):
   one bar per channel, mean with a ±std error bar, min and max marked;
-- anything else (table columns, 1-D features, a scalar): mean per feature with a ±std band and
-  min / max lines; a symmetric log axis when the features' scales differ by more than 100x.
+- anything else (table columns, 1-D features, a scalar): per feature a min-max line, a mean ± std
+  bar and the mean (as bands over the feature index past 60 features); a symmetric log axis when
+  the features' scales differ by more than 100x.
 
 matplotlib is imported here only, and only through its object API (``Figure``), so plotting never
 changes pyplot's global state or backend in the caller's notebook.
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 MAX_CHANNEL_BARS = 16
 MAX_TICK_LABELS = 40
+MAX_RANGE_BARS = 60
 
 
 def plot(stats: Stats | str, out: str | None = None, *, title: str | None = None) -> Figure:
@@ -86,7 +88,8 @@ def describe(stats: Stats) -> str:
         if src.get("dtype"):
             what += f" {src['dtype']}"
     axis = "none" if stats.axis is None else ", ".join(map(str, stats.axis))
-    return f"{where or 'in-memory data'}: {what}\nstatistics per {_per(stats)} (axis {axis})"
+    per = f"per {_per(stats)}" if stats.feature_shape else "over all values"
+    return f"{where or 'in-memory data'}: {what}\nstatistics {per} (axis {axis})"
 
 
 def _per(stats: Stats) -> str:
@@ -96,7 +99,7 @@ def _per(stats: Stats) -> str:
         return "position"
     if _is_channels(stats):
         return "channel"
-    return "feature" if stats.feature_shape else "dataset (scalars)"
+    return "feature"
 
 
 def _is_channels(stats: Stats) -> bool:
@@ -203,12 +206,10 @@ def _per_feature(fig: Figure, stats: Stats) -> None:
     x = np.arange(len(names))
     fig.set_size_inches(min(14.0, max(6.0, 0.4 * len(names) + 3.0)), 4.8)
     ax = fig.subplots()
-    ax.vlines(x, lo, hi, color="0.55", linewidth=1.2, label="min - max")
-    ax.scatter(x, lo, marker="_", color="0.4", s=80)
-    ax.scatter(x, hi, marker="_", color="0.4", s=80)
-    ax.vlines(x, mean - std, mean + std, color="tab:blue", linewidth=6, alpha=0.45,
-              label="mean ± std")  # fmt: skip
-    ax.scatter(x, mean, color="tab:blue", zorder=3, s=22, label="mean")
+    if len(names) > MAX_RANGE_BARS:
+        _bands(ax, x, mean, std, lo, hi)
+    else:
+        _ranges(ax, x, mean, std, lo, hi)
     _feature_ticks(ax, names)
     ax.set_xlabel("column" if stats.features is not None else "feature")
     ax.set_ylabel("value (units of each feature)")
@@ -221,6 +222,25 @@ def _per_feature(fig: Figure, stats: Stats) -> None:
         ax.set_ylim(bottom=0)
     fig.legend(loc="outside right upper", fontsize=8)
     ax.grid(alpha=0.3)
+
+
+def _ranges(ax: Any, x: np.ndarray, mean: np.ndarray, std: np.ndarray, lo: np.ndarray,
+            hi: np.ndarray) -> None:  # fmt: skip
+    ax.vlines(x, lo, hi, color="0.55", linewidth=1.2, label="min - max")
+    ax.scatter(x, lo, marker="_", color="0.4", s=80)
+    ax.scatter(x, hi, marker="_", color="0.4", s=80)
+    ax.vlines(x, mean - std, mean + std, color="tab:blue", linewidth=6, alpha=0.45,
+              label="mean ± std")  # fmt: skip
+    ax.scatter(x, mean, color="tab:blue", zorder=3, s=22, label="mean")
+
+
+def _bands(ax: Any, x: np.ndarray, mean: np.ndarray, std: np.ndarray, lo: np.ndarray,
+           hi: np.ndarray) -> None:  # fmt: skip
+    """Too many features for one bar each: draw them as curves over the feature index."""
+    ax.fill_between(x, lo, hi, color="0.85", step="mid", label="min - max")
+    ax.fill_between(x, mean - std, mean + std, color="tab:blue", alpha=0.35, step="mid",
+                    label="mean ± std")  # fmt: skip
+    ax.step(x, mean, where="mid", color="tab:blue", linewidth=1, label="mean")
 
 
 def _feature_ticks(ax: Any, names: list[str]) -> None:

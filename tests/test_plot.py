@@ -76,3 +76,13 @@ def test_cli_writes_a_png_and_refuses_to_overwrite(tmp_path):
     bad = runner.invoke(main, ["plot", str(stats), "-o", str(tmp_path / "x.docx")])
     assert bad.exit_code == 2
     assert "cannot write .docx images" in bad.stderr
+
+
+def test_many_features_are_drawn_as_bands_and_scalars_say_so():
+    x = np.random.default_rng(8).normal(size=(30, 200))
+    fig = plot(normstat.fit_arrays(x))
+    (ax,) = fig.axes
+    (line,) = ax.get_lines()  # the mean, as one step curve over the feature index
+    np.testing.assert_allclose(line.get_ydata(), x.mean(axis=0), rtol=1e-12)
+    scalar = plot(normstat.fit_arrays(x, axis=None))
+    assert "statistics over all values (axis none)" in scalar.get_suptitle()
