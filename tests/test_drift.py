@@ -111,3 +111,14 @@ def test_diff_refuses_different_features(tmp_path):
     res = CliRunner().invoke(main, ["diff", str(a), str(b)])
     assert res.exit_code == 1
     assert res.stderr.strip() == f"Error: {b}: feature shape [2] disagrees with [3] of {a}"
+
+
+def test_core_drift_is_pure():
+    """core/ is numpy and the standard library: no I/O, no other normstat layer."""
+    import ast
+
+    tree = ast.parse((Path(normstat.__file__).parent / "core" / "drift.py").read_text())
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    allowed = ("__future__", "dataclasses", "numpy", "normstat.core.", "normstat.errors")
+    assert imported and all(m.startswith(allowed) for m in imported), imported

@@ -10,7 +10,7 @@ HEAVY = ("matplotlib", "sklearn", "torch", "keras", "tensorflow", "click", "h5py
 
 def test_import_normstat_loads_no_optional_library():
     code = (
-        "import sys, normstat, normstat.frameworks, normstat.core.drift\n"
+        "import sys, normstat, normstat.frameworks, normstat.plot, normstat.core.drift\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
