@@ -413,7 +413,9 @@ def _report_drift(result: Any, threshold: float | None, as_json: bool, show_all:
     if exceeding:
         shown = ", ".join(exceeding[:5]) + (", ..." if len(exceeding) > 5 else "")
         click.echo(
-            f"drift: {len(exceeding)} features with |mean_shift| > {threshold}: {shown}", err=True
+            f"drift: {len(exceeding)} feature{'s' if len(exceeding) > 1 else ''} with "
+            f"|mean_shift| > {threshold}: {shown}",
+            err=True,
         )
         raise click.exceptions.Exit(1)
 
