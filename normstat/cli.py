@@ -18,6 +18,7 @@ import click
 
 from normstat import __version__, api, artifact, report
 from normstat.core.checks import NAN_POLICIES
+from normstat.core.drift import Drift
 from normstat.core.layout import parse_axis
 from normstat.core.stats import Stats
 from normstat.core.transform import METHODS
@@ -398,7 +399,7 @@ def _drift_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _report_drift(result: Any, threshold: float | None, as_json: bool, show_all: bool) -> None:
+def _report_drift(result: Drift, threshold: float | None, as_json: bool, show_all: bool) -> None:
     exceeding = [] if threshold is None else [result.names[i] for i in result.exceeding(threshold)]
     if as_json:
         _echo_json(
