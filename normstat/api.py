@@ -1,4 +1,4 @@
-"""The use cases, shared by the CLI and the library: fit, apply, merge, export.
+"""The use cases, shared by the CLI and the library: fit, apply, merge, export, diff, drift.
 
 Each CLI command parses its options and calls exactly one function here with the same parameter
 names; nothing here prints.
@@ -17,6 +17,7 @@ import numpy as np
 
 from normstat import artifact
 from normstat.core.checks import NAN_POLICIES, NanPolicy
+from normstat.core.drift import Drift, check_comparable, compare
 from normstat.core.layout import AxisLayout, AxisSpec
 from normstat.core.moments import Moments, merge_all
 from normstat.core.stats import Stats
@@ -25,6 +26,7 @@ from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
 from normstat.engine.task import chunk_task
 from normstat.errors import ArtifactError, DataError, UsageError
+from normstat.report import feature_names
 from normstat.sinks import atomic_output, check_writable, open_array_writer, writer_format
 from normstat.sources import ArraySource, Chunk, describe, open_sources
 from normstat.sources.base import DEFAULT_CHUNK_BYTES
@@ -519,3 +521,43 @@ def export(stats: Stats | str, to: str) -> dict[str, Any]:
             "n_features_in_": int(np.prod(stats.feature_shape)),
         }
     raise UsageError(f"--to must be one of {', '.join(EXPORT_TARGETS)}, received {to!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# drift
+
+
+def diff(a: Stats | str, b: Stats | str) -> Drift:
+    """Drift of statistics B relative to A (e.g. serving vs training), worst feature first."""
+    sa, sb = (artifact.load(s) if isinstance(s, str) else s for s in (a, b))
+    check_comparable(sa, sb, a if isinstance(a, str) else "A", b if isinstance(b, str) else "B")
+    return compare(sa, sb, feature_names(sa))
+
+
+def drift(
+    stats: Stats | str,
+    sources: str | Sequence[str],
+    *,
+    dataset: str | None = None,
+    nan: NanPolicy = "skip",
+    chunk_size: ChunkSize = None,
+    workers: int | None = None,
+    input_format: str | None = None,
+    progress: ProgressHook | None = None,
+) -> Drift:
+    """Fit SOURCE with the axis and ddof of STATS, then compare it to STATS (see :func:`diff`)."""
+    base = artifact.load(stats) if isinstance(stats, str) else stats
+    new = fit(
+        sources,
+        dataset=dataset,
+        axis=base.axis,
+        ddof=base.ddof,
+        nan=nan,
+        chunk_size=chunk_size,
+        workers=workers,
+        input_format=input_format,
+        progress=progress,
+    )
+    name = stats if isinstance(stats, str) else "STATS"
+    check_comparable(base, new, name, ", ".join(new.source.get("paths", [])) or "SOURCE")
+    return compare(base, new, feature_names(base))
