@@ -36,9 +36,10 @@ ChunkSize = int | str | None
 
 
 class ProgressHook(Protocol):
-    """What fit / apply report to: the total number of samples, then samples as they are done."""
+    """What fit / apply report to: the total number of samples (and the input bytes per sample,
+    when known), then samples as they are done."""
 
-    def start(self, total: int) -> None: ...
+    def start(self, total: int, row_bytes: int = 0) -> None: ...
 
     def advance(self, n: int) -> None: ...
 
@@ -85,7 +86,7 @@ def fit(
             )
         skip = saver.rows_done if saver else 0
         if progress is not None:
-            progress.start(sum(s.shape[0] for s in srcs))
+            progress.start(sum(s.shape[0] for s in srcs), _row_bytes(srcs[0]))
             progress.advance(skip)
         moments = fit_local(
             _all_chunks(srcs, rows, skip),
@@ -102,6 +103,10 @@ def fit(
     finally:
         for s in srcs:
             s.close()
+
+
+def _row_bytes(src: ArraySource) -> int:
+    return int(np.prod(src.shape[1:], dtype=np.int64)) * src.dtype.itemsize
 
 
 def _checkpointer(
@@ -328,7 +333,7 @@ def apply(
         shape = (sum(s.shape[0] for s in srcs), *srcs[0].shape[1:])
         rows = _chunk_rows(srcs[0], chunk_size)
         if progress is not None:
-            progress.start(shape[0])
+            progress.start(shape[0], _row_bytes(srcs[0]))
         blocks = _transformed(srcs, rows, layout, params, inverse, out_dtype, progress)
         if out == "-":
             from normstat.sinks.npy import NpyStreamWriter
