@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Accumulator": "normstat.api",
     "apply": "normstat.api",
+    "diff": "normstat.api",
+    "drift": "normstat.api",
     "export": "normstat.api",
     "fit": "normstat.api",
     "fit_arrays": "normstat.api",
@@ -38,6 +40,8 @@ __all__ = [
     "UsageError",
     "__version__",
     "apply",
+    "diff",
+    "drift",
     "export",
     "fit",
     "fit_arrays",
@@ -48,7 +52,17 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from normstat.api import Accumulator, apply, export, fit, fit_arrays, merge, transform
+    from normstat.api import (
+        Accumulator,
+        apply,
+        diff,
+        drift,
+        export,
+        fit,
+        fit_arrays,
+        merge,
+        transform,
+    )
     from normstat.artifact import load, save
     from normstat.core.stats import Stats
     from normstat.errors import ArtifactError, DataError, NormstatError, UsageError

@@ -1,4 +1,4 @@
-"""The use cases, shared by the CLI and the library: fit, apply, merge, export.
+"""The use cases, shared by the CLI and the library: fit, apply, merge, export, diff, drift.
 
 Each CLI command parses its options and calls exactly one function here with the same parameter
 names; nothing here prints.
@@ -17,6 +17,7 @@ import numpy as np
 
 from normstat import artifact
 from normstat.core.checks import NAN_POLICIES, NanPolicy
+from normstat.core.drift import Drift, check_comparable, compare
 from normstat.core.layout import AxisLayout, AxisSpec
 from normstat.core.moments import Moments, merge_all
 from normstat.core.stats import Stats
@@ -25,6 +26,7 @@ from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
 from normstat.engine.task import chunk_task
 from normstat.errors import ArtifactError, DataError, UsageError
+from normstat.report import feature_names
 from normstat.sinks import atomic_output, check_writable, open_array_writer, writer_format
 from normstat.sources import ArraySource, Chunk, describe, open_sources
 from normstat.sources.base import DEFAULT_CHUNK_BYTES, known_rows, total_rows
@@ -35,9 +37,10 @@ ChunkSize = int | str | None
 
 class ProgressHook(Protocol):
     """What fit / apply report to: the total number of samples (None when not known before
-    reading, as for CSV and stdin), then samples as they are done."""
+    reading, as for CSV and stdin) and the input bytes per sample (when known), then samples as
+    they are done."""
 
-    def start(self, total: int | None) -> None: ...
+    def start(self, total: int | None, row_bytes: int = 0) -> None: ...
 
     def advance(self, n: int) -> None: ...
 
@@ -88,9 +91,8 @@ def fit(
             )
         skip = saver.rows_done if saver else 0
         if progress is not None:
-            progress.start(total_rows(srcs))
-            if skip:
-                progress.advance(skip)
+            progress.start(total_rows(srcs), _row_bytes(srcs[0]))
+            progress.advance(skip)
         moments = fit_local(
             _all_chunks(srcs, rows, skip),
             layout,
@@ -120,6 +122,10 @@ def _source_layout(axis: AxisSpec, src: ArraySource) -> AxisLayout:
             path=src.path,
         )
     return layout
+
+
+def _row_bytes(src: ArraySource) -> int:
+    return int(np.prod(src.shape[1:], dtype=np.int64)) * src.dtype.itemsize
 
 
 def _checkpointer(
@@ -349,7 +355,7 @@ def apply(
         params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
         rows = _chunk_rows(srcs[0], chunk_size)
         if progress is not None:
-            progress.start(total_rows(srcs))
+            progress.start(total_rows(srcs), _row_bytes(srcs[0]))
         if srcs[0].kind == "table":
             from normstat.apply_table import apply_table
 
@@ -571,3 +577,46 @@ def export(stats: Stats | str, to: str) -> dict[str, Any]:
             "n_features_in_": int(np.prod(stats.feature_shape)),
         }
     raise UsageError(f"--to must be one of {', '.join(EXPORT_TARGETS)}, received {to!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# drift
+
+
+def diff(a: Stats | str, b: Stats | str) -> Drift:
+    """Drift of statistics B relative to A (e.g. serving vs training), worst feature first."""
+    sa, sb = (artifact.load(s) if isinstance(s, str) else s for s in (a, b))
+    check_comparable(sa, sb, a if isinstance(a, str) else "A", b if isinstance(b, str) else "B")
+    return compare(sa, sb, feature_names(sa))
+
+
+def drift(
+    stats: Stats | str,
+    sources: str | Sequence[str],
+    *,
+    dataset: str | None = None,
+    nan: NanPolicy = "skip",
+    chunk_size: ChunkSize = None,
+    workers: int | None = None,
+    input_format: str | None = None,
+    columns: Sequence[str] | None = None,
+    progress: ProgressHook | None = None,
+) -> Drift:
+    """Fit SOURCE with the axis and ddof of STATS (a table: its feature columns), then compare it
+    to STATS (see :func:`diff`)."""
+    base = artifact.load(stats) if isinstance(stats, str) else stats
+    new = fit(
+        sources,
+        dataset=dataset,
+        axis=base.axis,
+        ddof=base.ddof,
+        nan=nan,
+        chunk_size=chunk_size,
+        workers=workers,
+        input_format=input_format,
+        columns=_apply_columns(base, columns),
+        progress=progress,
+    )
+    name = stats if isinstance(stats, str) else "STATS"
+    check_comparable(base, new, name, ", ".join(new.source.get("paths", [])) or "SOURCE")
+    return compare(base, new, feature_names(base))

@@ -31,3 +31,47 @@ def test_npy_fit_memory_is_bounded_by_chunks_not_file(tmp_path):
     ).stdout
     peak_mb = int(out.split()[-1]) / 1024
     assert peak_mb < 300, f"peak RSS {peak_mb:.0f} MB for a 410 MB file"
+
+
+def _limit_data(limit: int):
+    import resource
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+    return apply
+
+
+def test_fit_of_1gb_npy_under_a_data_limit_that_loading_it_would_break(tmp_path):
+    path = tmp_path / "g1.npy"
+    rows, cols = 2_000_000, 128  # 1.02 GB of float32
+    header = {"descr": "<f4", "fortran_order": False, "shape": (rows, cols)}
+    rng = np.random.default_rng(1)
+    block = rng.standard_normal((100_000, cols), dtype=np.float32).tobytes()
+    with open(path, "wb") as fp:
+        np.lib.format.write_array_header_1_0(fp, header)
+        for _ in range(rows // 100_000):
+            fp.write(block)
+    limit = 400 * 2**20  # prlimit --data=400MiB
+    # the witness: loading the file whole cannot work under this limit
+    load = subprocess.run(
+        [sys.executable, "-c", f"import numpy; numpy.load({str(path)!r})"],
+        preexec_fn=_limit_data(limit),
+        capture_output=True,
+        text=True,
+    )
+    assert load.returncode != 0 and "Unable to allocate" in load.stderr
+    fit = subprocess.run(
+        [sys.executable, "-m", "normstat", "fit", str(path), "-q", "-o", str(tmp_path / "s.json")],
+        preexec_fn=_limit_data(limit),
+        capture_output=True,
+        text=True,
+    )
+    assert fit.returncode == 0, fit.stderr
+    import normstat
+
+    stats = normstat.load(str(tmp_path / "s.json"))
+    assert stats.count[0] == rows
+    ref = np.frombuffer(block, np.float32).reshape(-1, cols).astype(np.float64)
+    np.testing.assert_allclose(stats.mean, ref.mean(axis=0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(stats.var, ref.var(axis=0), rtol=1e-9)

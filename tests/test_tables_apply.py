@@ -180,3 +180,15 @@ def test_shards_with_other_columns_cannot_share_one_output(data, tmp_path):
     with pytest.raises(DataError) as err:
         normstat.apply(stats, [a, b], str(tmp_path / "out.parquet"))
     assert err.value.path == b
+
+
+def test_drift_on_a_table_reads_the_artifacts_columns(data, tmp_path):
+    x, nulls, t = data
+    train = write("parquet", t, str(tmp_path / "train.parquet"))
+    stats = normstat.fit(train, columns=["a", "c"])
+    shifted = t.set_column(4, "c", pa.array(x[:, 2] + 3 * stats.std[1]))
+    serving = write("parquet", shifted, str(tmp_path / "serving.parquet"))
+    d = normstat.drift(stats, serving)
+    assert d.names == ["a", "c"]
+    assert d.mean_shift[0] == pytest.approx(0.0, abs=1e-12)
+    assert d.mean_shift[1] == pytest.approx(3.0, rel=1e-9)
