@@ -192,3 +192,17 @@ def test_drift_on_a_table_reads_the_artifacts_columns(data, tmp_path):
     assert d.names == ["a", "c"]
     assert d.mean_shift[0] == pytest.approx(0.0, abs=1e-12)
     assert d.mean_shift[1] == pytest.approx(3.0, rel=1e-9)
+
+
+def test_shards_in_a_directory_become_one_output_in_order(data, tmp_path):
+    x, nulls, t = data
+    (tmp_path / "parts").mkdir()
+    for i, lo in enumerate(range(0, t.num_rows, 300)):
+        write("parquet", t.slice(lo, 300), str(tmp_path / "parts" / f"p{i}.parquet"))
+    stats = normstat.fit(str(tmp_path / "parts"))
+    out = str(tmp_path / "out.arrow")
+    normstat.apply(stats, str(tmp_path / "parts"), out)
+    got = read(out)
+    assert got.num_rows == t.num_rows and got.column("label").equals(t.column("label"))
+    want = (np.where(nulls[:, 3], np.nan, x[:, 3]) - stats.mean[3]) / stats.std[3]
+    np.testing.assert_allclose(got.column("idx").to_numpy(), want.astype(np.float32), rtol=1e-6)
