@@ -18,11 +18,11 @@ from normstat.core.checks import NAN_POLICIES, NanPolicy
 from normstat.core.layout import AxisLayout, AxisSpec
 from normstat.core.moments import Moments, merge_all
 from normstat.core.stats import Stats
-from normstat.core.transform import TransformParams, transform_params
+from normstat.core.transform import TransformParams, transform_block, transform_params
 from normstat.engine.local import fit_local
 from normstat.engine.task import chunk_task
 from normstat.errors import ArtifactError, UsageError
-from normstat.sinks import atomic_output, check_writable, open_array_writer, writer_format
+from normstat.sinks import atomic_output_for, check_writable, open_array_writer, writer_format
 from normstat.sources import ArraySource, Chunk, describe, open_sources
 from normstat.sources.base import DEFAULT_CHUNK_BYTES
 
@@ -53,26 +53,71 @@ def fit(
     workers: int | None = None,
     input_format: str | None = None,
     progress: ProgressHook | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    task_size: ChunkSize = None,
 ) -> Stats:
-    """Statistics of one dataset stored in one or more files (shards along axis 0), one pass."""
+    """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
+
+    ``engine="dask"`` runs the same per-chunk step and merge as Dask tasks, on the cluster at
+    ``scheduler`` (or $DASK_SCHEDULER_ADDRESS), else on a local cluster of ``workers`` processes.
+    """
     _check_options(ddof, nan)
+    _check_engine(engine, scheduler, sources)
     srcs = open_sources([sources] if isinstance(sources, str) else sources, dataset, input_format)
     try:
         layout = AxisLayout.create(axis, srcs[0].shape)
         rows = _chunk_rows(srcs[0], chunk_size)
         if progress is not None:
             progress.start(sum(s.shape[0] for s in srcs))
-        moments = fit_local(
-            _all_chunks(srcs, rows),
-            layout,
-            nan,
-            workers=workers,
-            progress=None if progress is None else progress.advance,
-        )
+        advance = None if progress is None else progress.advance
+        if engine == "dask":
+            from normstat.engine.dask import fit_dask
+            from normstat.engine.plan import shard_ranges
+
+            ranges = [r for s in srcs for r in shard_ranges(s, _task_rows(s, rows, task_size))]
+            moments = fit_dask(
+                ranges, rows, layout, nan, scheduler=scheduler, workers=workers, progress=advance
+            )
+        else:
+            moments = fit_local(
+                _all_chunks(srcs, rows), layout, nan, workers=workers, progress=advance
+            )
         return Stats(moments, layout.feature_shape, layout.axis, ddof, None, describe(srcs))
     finally:
         for s in srcs:
             s.close()
+
+
+ENGINES: tuple[str, ...] = ("local", "dask")
+
+
+def _check_engine(engine: str, scheduler: str | None, sources: str | Sequence[str]) -> None:
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, received {engine!r}")
+    if scheduler is not None and engine != "dask":
+        raise UsageError("--scheduler needs --engine dask")
+    if engine == "dask" and "-" in ([sources] if isinstance(sources, str) else sources):
+        raise UsageError("--engine dask reads files by path; stdin ('-') needs --engine local")
+
+
+def _task_rows(src: ArraySource, chunk_rows: int, task_size: ChunkSize) -> int:
+    """Rows per Dask task: a whole number of chunks near ``task_size`` (default 64 MiB)."""
+    from normstat.engine.plan import TASK_BYTES, row_bytes, rows_per_task
+
+    if task_size is None:
+        return rows_per_task(chunk_rows, row_bytes(src), TASK_BYTES)
+    if isinstance(task_size, int) or str(task_size).strip().isdigit():
+        if int(task_size) < 1:
+            raise UsageError(f"--task-size must be at least 1 row, received {task_size}")
+        return int(task_size)
+    m = _SIZE.match(str(task_size))
+    if not m:
+        raise UsageError(
+            f"--task-size must be rows (1000000) or bytes (64MB, 1GiB), received {task_size!r}"
+        )
+    budget = max(1, int(float(m[1]) * _UNITS[(m[2] or "").lower().rstrip("b")]))
+    return rows_per_task(chunk_rows, row_bytes(src), budget)
 
 
 def _all_chunks(srcs: list[ArraySource], rows: int) -> Iterable[Chunk]:
@@ -221,9 +266,7 @@ def transform(
 def _transform_block(
     x: np.ndarray, layout: AxisLayout, params: TransformParams, inverse: bool, dtype: np.dtype
 ) -> np.ndarray:
-    block = x.reshape((x.shape[0], *layout.sample_shape))
-    y = params.inverse(block, dtype) if inverse else params.forward(block, dtype)
-    return y.reshape(x.shape)
+    return transform_block(x, layout, params, inverse, dtype)
 
 
 def _layout_for(stats: Stats, shape: tuple[int, ...], where: str) -> AxisLayout:
@@ -252,12 +295,21 @@ def apply(
     force: bool = False,
     input_format: str | None = None,
     progress: ProgressHook | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    task_size: ChunkSize = None,
 ) -> None:
-    """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout)."""
+    """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout).
+
+    ``engine="dask"``: workers read and write their own rows in parallel, into one Zarr / NPY
+    array, or (several shards, OUT without a known suffix) a directory of parts named as the
+    shards. HDF5 output needs the local engine.
+    """
     if isinstance(stats, str):
         stats = artifact.load(stats)
     out_dtype = _float_dtype(dtype)
     paths = [sources] if isinstance(sources, str) else list(sources)
+    _check_engine(engine, scheduler, paths)
     srcs = open_sources(paths, dataset, input_format)
     try:
         layout = _layout_for(stats, srcs[0].shape, srcs[0].path)
@@ -266,6 +318,23 @@ def apply(
         rows = _chunk_rows(srcs[0], chunk_size)
         if progress is not None:
             progress.start(shape[0])
+        if engine == "dask":
+            check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
+            _apply_dask(
+                srcs,
+                out,
+                stats,
+                method,
+                inverse,
+                params,
+                layout,
+                out_dtype,
+                rows,
+                task_size,
+                scheduler,
+                progress,
+            )
+            return
         blocks = _transformed(srcs, rows, layout, params, inverse, out_dtype, progress)
         if out == "-":
             from normstat.sinks.npy import NpyStreamWriter
@@ -275,7 +344,7 @@ def apply(
         check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
         fmt = writer_format(out, srcs[0].format)
         options = _writer_options(fmt, srcs, stats, method, inverse, params)
-        with atomic_output(out) as tmp:
+        with atomic_output_for(out, fmt) as tmp:
             _drain(open_array_writer(fmt, tmp, shape, out_dtype, **options), blocks)
     finally:
         for s in srcs:
@@ -325,21 +394,65 @@ def _writer_options(
     inverse: bool,
     params: TransformParams,
 ) -> dict[str, Any]:
+    if fmt == "zarr":
+        from normstat.sinks.zarr import zarr_writer_options
+
+        return zarr_writer_options(srcs, _attrs(stats, method, inverse, params))
     if fmt != "hdf5":
         return {}
     single = srcs[0] if len(srcs) == 1 and srcs[0].format == "hdf5" else None
-    attrs = {
+    attrs = _attrs(stats, method, inverse, params)
+    return {
+        "dataset": srcs[0].dataset or "/data",
+        "like": getattr(single, "handle", None),
+        "attrs": attrs,
+    }
+
+
+def _attrs(stats: Stats, method: str, inverse: bool, params: TransformParams) -> dict[str, Any]:
+    """What an output records about how it was made (HDF5 / Zarr attributes)."""
+    return {
         "normstat_method": method,
         "normstat_inverse": inverse,
         "normstat_shift": params.shift.reshape(stats.feature_shape),
         "normstat_scale": params.scale.reshape(stats.feature_shape),
         "normstat_stats": json.dumps(artifact.to_dict(stats), allow_nan=False),
     }
-    return {
-        "dataset": srcs[0].dataset or "/data",
-        "like": getattr(single, "handle", None),
-        "attrs": attrs,
-    }
+
+
+def _apply_dask(
+    srcs: list[ArraySource],
+    out: str,
+    stats: Stats,
+    method: str,
+    inverse: bool,
+    params: TransformParams,
+    layout: AxisLayout,
+    dtype: np.dtype,
+    rows: int,
+    task_size: ChunkSize,
+    scheduler: str | None,
+    progress: ProgressHook | None,
+) -> None:
+    from normstat.engine.dask_apply import apply_to_output, runner
+
+    run = runner(
+        rows,
+        layout,
+        params,
+        inverse,
+        dtype,
+        scheduler=scheduler,
+        progress=None if progress is None else progress.advance,
+    )
+    apply_to_output(
+        srcs,
+        out,
+        dtype=dtype,
+        task_rows=lambda s: _task_rows(s, rows, task_size),
+        attrs=_attrs(stats, method, inverse, params),
+        run=run,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,14 +27,17 @@ class Format:
     module: str
     reader: str  # class in ``module`` taking (path, dataset)
     stream_reader: str | None = None  # class reading the format from stdin
+    named_arrays: bool = False  # holds several arrays, chosen by ``file:/name`` or --dataset
+    directory: bool = False  # stored as a directory (a Zarr store), not one file
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("hdf5", (".h5", ".hdf5", ".he5"), "normstat.sources.hdf5", "Hdf5Dataset"),
+    Format("hdf5", (".h5", ".hdf5", ".he5"), "normstat.sources.hdf5", "Hdf5Dataset", None, True),
     Format("npy", (".npy",), "normstat.sources.npy", "NpyFile", "NpyStream"),
+    Format("zarr", (".zarr",), "normstat.sources.zarr", "ZarrArray", None, True, True),
 )
 
-_DATASET_SUFFIX = re.compile(r"^(?P<path>.+\.(?:h5|hdf5|he5)):(?P<dataset>/?[^:]*)$", re.I)
+_DATASET_SUFFIX = re.compile(r"^(?P<path>.+\.(?:h5|hdf5|he5|zarr)):(?P<dataset>/?[^:]*)$", re.I)
 
 
 def _known() -> str:
@@ -48,7 +51,7 @@ def format_of(path: str, input_format: str | None = None) -> Format:
             if f.name == input_format:
                 return f
         raise UsageError(f"unknown --input-format {input_format!r}; known: {_known()}")
-    suffix = os.path.splitext(path)[1].lower()
+    suffix = os.path.splitext(path.rstrip("/"))[1].lower()
     for f in FORMATS:
         if suffix in f.suffixes:
             return f
@@ -87,13 +90,13 @@ def open_one(path: str, dataset: str | None, input_format: str | None = None) ->
             raise UsageError(f"--input-format {fmt.name} cannot be read from stdin")
         return getattr(importlib.import_module(fmt.module), fmt.stream_reader)()
     fmt = format_of(path, None if input_format is None else input_format)
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not fmt.directory:
         raise DataError("is a directory, expected a file", path=path)
     cls = getattr(importlib.import_module(fmt.module), fmt.reader)
-    if fmt.name == "hdf5":
+    if fmt.named_arrays:
         return cls(path, dataset)
     if dataset is not None:
-        raise UsageError(f"--dataset applies to HDF5 only, not {fmt.name}", path=path)
+        raise UsageError(f"--dataset applies to HDF5 and Zarr only, not {fmt.name}", path=path)
     return cls(path)
 
 

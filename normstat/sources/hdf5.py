@@ -92,9 +92,9 @@ class Hdf5Dataset:
             rows = max(step, rows // step * step)
         return rows
 
-    def chunks(self, rows: int) -> Iterator[Chunk]:
-        n = self.shape[0]
-        for start in range(0, n, rows):
+    def chunks(self, rows: int, first: int = 0, last: int | None = None) -> Iterator[Chunk]:
+        n = self.shape[0] if last is None else min(last, self.shape[0])
+        for start in range(first, n, rows):
             stop = min(start + rows, n)
             buf = np.empty((stop - start, *self.shape[1:]), self.dtype)
             try:

@@ -36,9 +36,11 @@ class NpyFile:
     def preferred_rows(self, target_bytes: int) -> int:
         return rows_for_bytes(self.shape, self.dtype, target_bytes)
 
-    def chunks(self, rows: int) -> Iterator[Chunk]:
-        for start in range(0, self.shape[0], rows):
-            yield Chunk(np.asarray(self._array[start : start + rows]), self.path, None, start)
+    def chunks(self, rows: int, first: int = 0, last: int | None = None) -> Iterator[Chunk]:
+        n = self.shape[0] if last is None else min(last, self.shape[0])
+        for start in range(first, n, rows):
+            stop = min(start + rows, n)
+            yield Chunk(np.asarray(self._array[start:stop]), self.path, None, start)
 
     def close(self) -> None:
         self._array = None  # drop the memory map
@@ -71,7 +73,9 @@ class NpyStream:
     def preferred_rows(self, target_bytes: int) -> int:
         return rows_for_bytes(self.shape, self.dtype, target_bytes)
 
-    def chunks(self, rows: int) -> Iterator[Chunk]:
+    def chunks(self, rows: int, first: int = 0, last: int | None = None) -> Iterator[Chunk]:
+        if first != 0 or last is not None:
+            raise ValueError("a stream is read from its start to its end only")
         row_shape = self.shape[1:]
         for start in range(0, self.shape[0], rows):
             n = min(rows, self.shape[0] - start)

@@ -1,0 +1,195 @@
+"""The Dask engine: the local engine's per-chunk step and merge, run as dask.distributed tasks.
+
+Tasks carry row ranges (a path, a dataset, two row numbers), never data; each worker reopens its
+rows itself, so the data goes from storage to the worker that reduces it and only a few hundred
+bytes of moments come back per task. The merges run on the cluster as a tree submitted in the
+same binary-counter order as the local engine's :func:`merge_all`, so the tree's shape does not
+depend on which worker finishes first: a run is reproducible, bit for bit.
+
+A worker that dies is Dask's to handle: the scheduler re-runs the tasks whose results were lost
+(every task is a pure function of its range). If workers keep dying on the same task, Dask gives
+up with ``KilledWorker``, which becomes a clear error here; either way no partial result is
+returned. dask and distributed are an optional extra, imported only by this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from normstat.core.checks import NanPolicy
+from normstat.core.layout import AxisLayout
+from normstat.core.moments import Moments
+from normstat.core.transform import TransformParams
+from normstat.engine.plan import WriteTask
+from normstat.engine.ranged import apply_range, fit_range, merge_pair
+from normstat.errors import DataError, NormstatError, UsageError
+from normstat.sinks.ranged import RangeTarget
+from normstat.sources.ranges import RowRange
+
+Progress = Callable[[int], None]
+"""Called on the client with the number of samples a finished task covered."""
+
+ENV_SCHEDULER = "DASK_SCHEDULER_ADDRESS"
+
+
+def distributed_module() -> ModuleType:
+    """dask.distributed, or a clear error naming the extra that provides it."""
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError(
+            "--engine dask needs dask.distributed: pip install 'normstat[dask]'"
+        ) from None
+    return distributed
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """A client of the cluster at ``scheduler`` (or $DASK_SCHEDULER_ADDRESS); with neither, of
+    a ``LocalCluster`` of ``workers`` single-threaded processes, closed on exit."""
+    distributed = distributed_module()
+    address = scheduler or os.environ.get(ENV_SCHEDULER) or None
+    if address is None:
+        with (
+            distributed.LocalCluster(
+                n_workers=workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            yield client
+        return
+    if workers is not None:
+        raise UsageError(
+            f"--workers sizes the cluster normstat starts itself; the cluster at {address} "
+            "has its own workers (drop --workers or --scheduler)"
+        )
+    try:
+        client = distributed.Client(address, timeout=30)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
+    with client:
+        yield client
+
+
+def fit_dask(
+    ranges: Sequence[RowRange],
+    rows: int,
+    layout: AxisLayout,
+    nan_policy: NanPolicy = "skip",
+    *,
+    features: list[str] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> Moments:
+    """Moments of all ``ranges``: one task per range, merged on the cluster as a tree."""
+    if not ranges:
+        return Moments.empty(layout.n_features)
+    with dask_client(scheduler, workers) as client:
+        leaves: list[Any] = []
+
+        def leaf(r: RowRange) -> Any:
+            fut = client.submit(fit_range, r, rows, layout, nan_policy, features, pure=False)
+            leaves.append(fut)
+            return fut
+
+        root = _submit_tree(client, (leaf(r) for r in ranges))
+        sizes = {f.key: r.rows for f, r in zip(leaves, ranges, strict=True)}
+        _track(leaves, sizes, progress)
+        return _outcome(root.result)
+
+
+def _submit_tree(client: Any, leaves: Iterable[Any]) -> Any:
+    """Submit merges as leaves arrive, in :func:`merge_all`'s order, so the tree's shape (and
+    the floating-point result) never depends on scheduling, and merges run early, freeing the
+    leaves' results."""
+    stack: list[tuple[int, Any]] = []
+    for fut in leaves:
+        level, cur = 0, fut
+        while stack and stack[-1][0] == level:
+            cur = client.submit(merge_pair, stack.pop()[1], cur, pure=False)
+            level += 1
+        stack.append((level, cur))
+    root = stack[0][1]
+    for _, fut in stack[1:]:
+        root = client.submit(merge_pair, root, fut, pure=False)
+    return root
+
+
+def _track(futures: list[Any], sizes: dict[str, int], progress: Progress | None) -> None:
+    """Report tasks as they finish; raise the first failure at once.
+
+    ``futures`` is emptied, so a finished task's result is released as soon as the tree has
+    consumed it instead of being held on a worker until the end.
+    """
+    completed = distributed_module().as_completed(futures)
+    futures.clear()
+    for fut in completed:
+        if fut.status != "finished":
+            _outcome(fut.result)
+        if progress is not None:
+            progress(sizes[fut.key])
+
+
+def _outcome(get: Callable[[], Any]) -> Any:
+    """Run ``get`` (a future's result), turning cluster failures into one clear line."""
+    distributed = distributed_module()
+    try:
+        return get()
+    except NormstatError:
+        raise
+    except distributed.KilledWorker as exc:
+        raise DataError(
+            f"Dask workers died repeatedly while running a task ({exc}); "
+            "no result was written. Check the workers' memory limit and logs"
+        ) from None
+    except ModuleNotFoundError as exc:
+        raise DataError(
+            f"a Dask worker cannot import {exc.name!r}: install normstat (same version) on "
+            "every worker"
+        ) from None
+    except Exception as exc:
+        raise DataError(f"the Dask computation failed ({type(exc).__name__}: {exc})") from None
+
+
+def apply_dask(
+    jobs: Sequence[tuple[WriteTask, RangeTarget]],
+    rows: int,
+    layout: AxisLayout,
+    params: TransformParams,
+    inverse: bool,
+    dtype: np.dtype,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Run every (task, target) write on the cluster; returns the rows written.
+
+    Targets must already exist (``create()``d by the caller, which also commits them).
+    """
+    if not jobs:
+        return 0
+    with dask_client(scheduler, workers) as client:
+        futures = [
+            client.submit(
+                apply_range, task, target, rows, layout, params, inverse, dtype, pure=False
+            )
+            for task, target in jobs
+        ]
+        sizes = {f.key: task.rows for f, (task, _) in zip(futures, jobs, strict=True)}
+        pending = list(futures)
+        _track(pending, sizes, progress)
+        written = _outcome(lambda: client.gather(futures))
+    return int(sum(written))

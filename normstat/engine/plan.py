@@ -1,0 +1,82 @@
+"""Cutting a dataset into distributed tasks: how many rows each, and where they start.
+
+A task is a reference to rows (:class:`RowRange`), never the rows. Its size is a trade-off: each
+task costs the scheduler about a millisecond and a few kB, so millions of tiny tasks would drown
+it, while a few huge ones leave workers idle and make a lost worker expensive. About 64 MiB of
+input per task makes a 100 GB dataset about 1,500 tasks; a task reads its range in chunk-size
+blocks, so a worker's memory stays bounded by the chunk size, not the task size.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from normstat.sources.base import ArraySource
+from normstat.sources.ranges import RowRange
+
+TASK_BYTES = 64 * 2**20
+
+
+def row_bytes(src: ArraySource) -> int:
+    n = 1
+    for s in src.shape[1:]:
+        n *= int(s)
+    return max(n * src.dtype.itemsize, 1)
+
+
+def rows_per_task(chunk_rows: int, bytes_per_row: int, task_bytes: int = TASK_BYTES) -> int:
+    """A whole number of chunks near ``task_bytes``, so chunks stay aligned to storage."""
+    per_chunk = max(chunk_rows * bytes_per_row, 1)
+    return chunk_rows * max(1, task_bytes // per_chunk)
+
+
+def aligned(rows: int, align: int | None, total: int) -> int:
+    """``rows`` rounded down to a multiple of ``align`` (at least one block); ``None``: all."""
+    if align is None:
+        return max(total, 1)
+    return max(align, rows // align * align)
+
+
+def shard_ranges(src: ArraySource, task_rows: int) -> list[RowRange]:
+    """Rows of one shard in tasks of ``task_rows``, by absolute path (workers have other cwds)."""
+    path = os.path.abspath(src.path)
+    n = src.shape[0]
+    return [
+        RowRange(src.format, path, src.dataset, start, min(start + task_rows, n))
+        for start in range(0, n, task_rows)
+    ]
+
+
+@dataclass(frozen=True)
+class WriteTask:
+    """Rows from one or more ranges, written consecutively from output row ``out_start``."""
+
+    pieces: tuple[RowRange, ...]
+    out_start: int
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.pieces)
+
+
+def concat_tasks(srcs: list[ArraySource], task_rows: int) -> list[WriteTask]:
+    """Tasks over the shards concatenated, cut at multiples of ``task_rows`` of the OUTPUT.
+
+    Output boundaries are what must align (to the output's chunks); a task may span the end of
+    one shard and the start of the next.
+    """
+    bounds, offset = [], 0
+    for s in srcs:
+        bounds.append((offset, offset + s.shape[0], s))
+        offset += s.shape[0]
+    tasks = []
+    for lo in range(0, offset, task_rows):
+        hi = min(lo + task_rows, offset)
+        pieces = tuple(
+            RowRange(s.format, os.path.abspath(s.path), s.dataset, max(lo, a) - a, min(hi, b) - a)
+            for a, b, s in bounds
+            if a < hi and b > lo
+        )
+        tasks.append(WriteTask(pieces, lo))
+    return tasks
