@@ -295,6 +295,7 @@ def apply(
     force: bool = False,
     input_format: str | None = None,
     progress: ProgressHook | None = None,
+    workers: int | None = None,
     engine: str = "local",
     scheduler: str | None = None,
     task_size: ChunkSize = None,
@@ -332,6 +333,7 @@ def apply(
                 rows,
                 task_size,
                 scheduler,
+                workers,
                 progress,
             )
             return
@@ -432,6 +434,7 @@ def _apply_dask(
     rows: int,
     task_size: ChunkSize,
     scheduler: str | None,
+    workers: int | None,
     progress: ProgressHook | None,
 ) -> None:
     from normstat.engine.dask_apply import apply_to_output, runner
@@ -443,6 +446,7 @@ def _apply_dask(
         inverse,
         dtype,
         scheduler=scheduler,
+        workers=workers,
         progress=None if progress is None else progress.advance,
     )
     apply_to_output(
@@ -452,6 +456,7 @@ def _apply_dask(
         task_rows=lambda s: _task_rows(s, rows, task_size),
         attrs=_attrs(stats, method, inverse, params),
         run=run,
+        rows=rows,
     )
 
 

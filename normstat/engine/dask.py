@@ -37,6 +37,7 @@ Progress = Callable[[int], None]
 """Called on the client with the number of samples a finished task covered."""
 
 ENV_SCHEDULER = "DASK_SCHEDULER_ADDRESS"
+CONNECT_TIMEOUT = 10  # seconds; a scheduler that does not answer by then is reported as down
 
 
 def distributed_module() -> ModuleType:
@@ -75,7 +76,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
             "has its own workers (drop --workers or --scheduler)"
         )
     try:
-        client = distributed.Client(address, timeout=30)
+        client = distributed.Client(address, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as exc:
         raise UsageError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
     with client:

@@ -59,15 +59,18 @@ def apply_to_output(
     task_rows: TaskRows,
     attrs: dict[str, Any],
     run: Run,
+    rows: int | None = None,
 ) -> None:
-    """Write all shards into OUT (one array, or a directory of parts); ``run`` executes jobs."""
+    """Write all shards into OUT (one array, or a directory of parts); ``run`` executes jobs.
+
+    ``rows`` is the read block, a bound on the output's chunk rows (Zarr)."""
     if out == "-":
         raise UsageError("-o - streams rows in order from one process; use --engine local")
     fmt = suffix_format(out)
     if len(srcs) > 1 and fmt is None:
-        _to_parts(srcs, out, dtype, task_rows, attrs, run)
+        _to_parts(srcs, out, dtype, task_rows, attrs, run, rows)
     else:
-        _to_one(srcs, out, fmt or srcs[0].format, dtype, task_rows, attrs, run)
+        _to_one(srcs, out, fmt or srcs[0].format, dtype, task_rows, attrs, run, rows)
 
 
 def _to_one(
@@ -78,12 +81,13 @@ def _to_one(
     task_rows: TaskRows,
     attrs: dict[str, Any],
     run: Run,
+    rows: int | None,
 ) -> None:
     refuse_hdf5(fmt, out)
     shape = (sum(s.shape[0] for s in srcs), *srcs[0].shape[1:])
     like = srcs[0] if len(srcs) == 1 else None
     with atomic_output_for(out, fmt) as tmp:
-        target = range_target(fmt, tmp, shape, dtype, like=like, attrs=attrs)
+        target = range_target(fmt, tmp, shape, dtype, like=like, attrs=attrs, rows=rows)
         target.create()
         rows = aligned(task_rows(srcs[0]), target.align, shape[0])
         run([(t, target) for t in concat_tasks(srcs, rows)])
@@ -96,6 +100,7 @@ def _to_parts(
     task_rows: TaskRows,
     attrs: dict[str, Any],
     run: Run,
+    rows: int | None,
 ) -> None:
     names = _part_names(srcs, out)
     with atomic_directory(out) as tmp:
@@ -103,7 +108,9 @@ def _to_parts(
         for src, name in zip(srcs, names, strict=True):
             refuse_hdf5(src.format, src.path)
             part = os.path.join(tmp, name)
-            target = range_target(src.format, part, src.shape, dtype, like=src, attrs=attrs)
+            target = range_target(
+                src.format, part, src.shape, dtype, like=src, attrs=attrs, rows=rows
+            )
             target.create()
             rows = aligned(task_rows(src), target.align, src.shape[0])
             jobs += [(WriteTask((r,), r.start), target) for r in shard_ranges(src, rows)]

@@ -28,6 +28,7 @@ def atomic_directory(path: str) -> Iterator[str]:
     except OSError as exc:
         raise DataError(f"cannot create a directory here ({exc.strerror})", path=path) from None
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it a normal mode
         yield tmp
         _replace(tmp, path)
     except BaseException:
@@ -46,3 +47,9 @@ def _replace(tmp: str, path: str) -> None:
         os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

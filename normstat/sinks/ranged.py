@@ -85,7 +85,7 @@ class NpyRangeWriter:
 
 
 # (format, module, factory): outputs that can be written by row ranges. A factory takes
-# (path, shape, dtype, like=source or None, attrs=dict) and returns a RangeTarget.
+# (path, shape, dtype, like: source or None, attrs: dict, rows: int or None), returns a target.
 RANGE_TARGETS: tuple[tuple[str, str, str], ...] = (
     ("npy", "normstat.sinks.ranged", "npy_target"),
     ("zarr", "normstat.sinks.zarr", "zarr_target"),
@@ -100,12 +100,18 @@ def range_target(
     *,
     like: Any = None,
     attrs: dict[str, Any] | None = None,
+    rows: int | None = None,
 ) -> RangeTarget:
-    """The parallel-writable output of format ``fmt`` at ``path`` (absolute, for workers)."""
+    """The parallel-writable output of format ``fmt`` at ``path`` (absolute, for workers).
+
+    ``like`` is the source it is made from (its storage chunks are kept), ``rows`` the rows per
+    read block (a bound on the output's chunk rows otherwise)."""
     for name, module, factory in RANGE_TARGETS:
         if name == fmt:
             make = getattr(importlib.import_module(module), factory)
-            return make(os.path.abspath(path), tuple(shape), np.dtype(dtype), like, attrs or {})
+            return make(
+                os.path.abspath(path), tuple(shape), np.dtype(dtype), like, attrs or {}, rows
+            )
     known = ", ".join(n for n, _, _ in RANGE_TARGETS)
     raise UsageError(
         f"{fmt} output cannot be written by parallel workers yet (can: {known}); "
@@ -115,6 +121,11 @@ def range_target(
 
 
 def npy_target(
-    path: str, shape: tuple[int, ...], dtype: np.dtype, like: Any, attrs: dict[str, Any]
+    path: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    like: Any,
+    attrs: dict[str, Any],
+    rows: int | None,
 ) -> NpyTarget:
     return NpyTarget(path, shape, dtype.str)

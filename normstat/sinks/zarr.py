@@ -20,13 +20,19 @@ OUTPUT_CHUNK_BYTES = 16 * 2**20
 
 
 def output_chunks(
-    shape: tuple[int, ...], dtype: np.dtype, like: tuple[int, ...] | None = None
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    like: tuple[int, ...] | None = None,
+    rows: int | None = None,
 ) -> tuple[int, ...]:
-    """Chunks of the output array: the input's storage chunks if it had them, else ~16 MiB."""
+    """Chunks of the output array: the input's storage chunks if it had them, else at most
+    ~16 MiB and at most ``rows`` (the read block), so blocks cover whole chunks."""
     if like is not None and len(like) == len(shape):
         return tuple(max(1, min(c, s)) for c, s in zip(like, shape, strict=True))
-    rows = rows_for_bytes(shape, np.dtype(dtype), OUTPUT_CHUNK_BYTES)
-    return (max(1, min(rows, shape[0] if shape else 1)), *shape[1:])
+    n = rows_for_bytes(shape, np.dtype(dtype), OUTPUT_CHUNK_BYTES)
+    if rows is not None:
+        n = min(n, rows)
+    return (max(1, min(n, shape[0] if shape else 1)), *shape[1:])
 
 
 def _json_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +84,12 @@ class ZarrRangeWriter:
 
 
 def zarr_target(
-    path: str, shape: tuple[int, ...], dtype: np.dtype, like: Any, attrs: dict[str, Any]
+    path: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    like: Any,
+    attrs: dict[str, Any],
+    rows: int | None = None,
 ) -> ZarrTarget:
     """The output array, chunked like ``like`` (a source) when it is chunked storage.
 
@@ -87,7 +98,8 @@ def zarr_target(
     """
     chunks = getattr(like, "storage_chunks", None)
     dataset = like.dataset if getattr(like, "format", None) == "zarr" else None
-    return ZarrTarget(path, shape, dtype.str, output_chunks(shape, dtype, chunks), dataset, attrs)
+    chunking = output_chunks(shape, dtype, chunks, rows)
+    return ZarrTarget(path, shape, dtype.str, chunking, dataset, attrs)
 
 
 class ZarrWriter:
