@@ -73,11 +73,11 @@ def fit(
         advance = None if progress is None else progress.advance
         if engine == "dask":
             from normstat.engine.dask import fit_dask
-            from normstat.engine.plan import shard_ranges
+            from normstat.engine.plan import fit_tasks
 
-            ranges = [r for s in srcs for r in shard_ranges(s, _task_rows(s, rows, task_size))]
+            tasks = fit_tasks(srcs, rows, _task_rows(srcs[0], rows, task_size))
             moments = fit_dask(
-                ranges, rows, layout, nan, scheduler=scheduler, workers=workers, progress=advance
+                tasks, rows, layout, nan, scheduler=scheduler, workers=workers, progress=advance
             )
         else:
             moments = fit_local(

@@ -27,11 +27,10 @@ from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments
 from normstat.core.transform import TransformParams
-from normstat.engine.plan import WriteTask
+from normstat.engine.plan import FitTask, WriteTask
 from normstat.engine.ranged import apply_range, fit_range, merge_pair
 from normstat.errors import DataError, NormstatError, UsageError
 from normstat.sinks.ranged import RangeTarget
-from normstat.sources.ranges import RowRange
 
 Progress = Callable[[int], None]
 """Called on the client with the number of samples a finished task covered."""
@@ -63,7 +62,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
                 n_workers=workers or os.cpu_count() or 1,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",
                 silence_logs=logging.ERROR,
             ) as cluster,
             distributed.Client(cluster) as client,
@@ -84,7 +83,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
 
 
 def fit_dask(
-    ranges: Sequence[RowRange],
+    tasks: Sequence[FitTask],
     rows: int,
     layout: AxisLayout,
     nan_policy: NanPolicy = "skip",
@@ -94,30 +93,30 @@ def fit_dask(
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> Moments:
-    """Moments of all ``ranges``: one task per range, merged on the cluster as a tree."""
-    if not ranges:
+    """Moments of all ``tasks`` (from :func:`fit_tasks`), merged on the cluster as a tree."""
+    if not tasks:
         return Moments.empty(layout.n_features)
     with dask_client(scheduler, workers) as client:
         leaves: list[Any] = []
 
-        def leaf(r: RowRange) -> Any:
-            fut = client.submit(fit_range, r, rows, layout, nan_policy, features, pure=False)
+        def leaf(t: FitTask) -> tuple[int, Any]:
+            fut = client.submit(fit_range, t, rows, layout, nan_policy, features, pure=False)
             leaves.append(fut)
-            return fut
+            return t.level, fut
 
-        root = _submit_tree(client, (leaf(r) for r in ranges))
-        sizes = {f.key: r.rows for f, r in zip(leaves, ranges, strict=True)}
+        root = _submit_tree(client, (leaf(t) for t in tasks))
+        sizes = {f.key: t.rows for f, t in zip(leaves, tasks, strict=True)}
         _track(leaves, sizes, progress)
         return _outcome(root.result)
 
 
-def _submit_tree(client: Any, leaves: Iterable[Any]) -> Any:
-    """Submit merges as leaves arrive, in :func:`merge_all`'s order, so the tree's shape (and
-    the floating-point result) never depends on scheduling, and merges run early, freeing the
-    leaves' results."""
+def _submit_tree(client: Any, leaves: Iterable[tuple[int, Any]]) -> Any:
+    """Submit merges as leaves arrive, with :func:`merge_all`'s binary counter (a leaf of
+    ``2**level`` chunks enters at ``level``): the tree is the local engine's, so the result is
+    too, whatever the order in which workers finish; and merges run early, freeing the leaves."""
     stack: list[tuple[int, Any]] = []
-    for fut in leaves:
-        level, cur = 0, fut
+    for level, fut in leaves:
+        cur = fut
         while stack and stack[-1][0] == level:
             cur = client.submit(merge_pair, stack.pop()[1], cur, pure=False)
             level += 1
@@ -129,18 +128,26 @@ def _submit_tree(client: Any, leaves: Iterable[Any]) -> Any:
 
 
 def _track(futures: list[Any], sizes: dict[str, int], progress: Progress | None) -> None:
-    """Report tasks as they finish; raise the first failure at once.
+    """Report tasks as they finish; on a failure raise the error of the FIRST failing task in
+    plan order (as the local engine would), not of whichever failed first in time.
 
-    ``futures`` is emptied, so a finished task's result is released as soon as the tree has
-    consumed it instead of being held on a worker until the end.
+    Finished entries of ``futures`` are set to ``None``, so their results are released as soon
+    as the merge tree has consumed them instead of being held on a worker until the end.
     """
-    completed = distributed_module().as_completed(futures)
-    futures.clear()
-    for fut in completed:
+    order = {f.key: i for i, f in enumerate(futures)}
+    for fut in distributed_module().as_completed(list(futures)):
+        i = order[fut.key]
         if fut.status != "finished":
-            _outcome(fut.result)
+            _outcome(_first_failure(futures, i).result)
+        futures[i] = None
         if progress is not None:
             progress(sizes[fut.key])
+
+
+def _first_failure(futures: list[Any], i: int) -> Any:
+    earlier = [f for f in futures[:i] if f is not None]
+    distributed_module().wait(earlier)
+    return next((f for f in earlier if f.status != "finished"), futures[i])
 
 
 def _outcome(get: Callable[[], Any]) -> Any:

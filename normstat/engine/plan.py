@@ -49,6 +49,56 @@ def shard_ranges(src: ArraySource, task_rows: int) -> list[RowRange]:
 
 
 @dataclass(frozen=True)
+class FitTask:
+    """``2**level`` consecutive chunks of the dataset (possibly from two or more shards)."""
+
+    pieces: tuple[RowRange, ...]
+    level: int
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.pieces)
+
+
+def fit_tasks(srcs: list[ArraySource], chunk_rows: int, task_rows: int) -> list[FitTask]:
+    """Fit tasks that reproduce the local engine's merge tree exactly.
+
+    The local engine merges its chunks (each shard cut into ``chunk_rows`` blocks, shard after
+    shard) with :func:`merge_all`'s binary counter. A task of ``2**k`` consecutive chunks that
+    starts at a multiple of ``2**k`` is one complete subtree of that counter, so tasks of a
+    power-of-two number of chunks, with the remainder cut into decreasing powers of two, merged
+    on the cluster by the same counter, give the local engine's result bit for bit.
+    """
+    per_task = 1 << max(0, (max(task_rows // chunk_rows, 1)).bit_length() - 1)
+    total = sum(-(-s.shape[0] // chunk_rows) for s in srcs)
+    sizes = [per_task] * (total // per_task)
+    rest = total % per_task
+    sizes += [1 << j for j in range(per_task.bit_length() - 1, -1, -1) if rest >> j & 1]
+    tasks, first = [], 0
+    for n in sizes:
+        pieces = _chunk_pieces(srcs, chunk_rows, first, first + n)
+        tasks.append(FitTask(pieces, n.bit_length() - 1))
+        first += n
+    return tasks
+
+
+def _chunk_pieces(
+    srcs: list[ArraySource], chunk_rows: int, lo: int, hi: int
+) -> tuple[RowRange, ...]:
+    """The rows of global chunks ``lo:hi`` as one range per shard they touch."""
+    pieces, base = [], 0
+    for s in srcs:
+        n = -(-s.shape[0] // chunk_rows)
+        a, b = max(lo, base), min(hi, base + n)
+        if a < b:
+            start, stop = (a - base) * chunk_rows, min((b - base) * chunk_rows, s.shape[0])
+            path = os.path.abspath(s.path)
+            pieces.append(RowRange(s.format, path, s.dataset, start, stop))
+        base += n
+    return tuple(pieces)
+
+
+@dataclass(frozen=True)
 class WriteTask:
     """Rows from one or more ranges, written consecutively from output row ``out_start``."""
 

@@ -16,7 +16,7 @@ from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments, merge_all
 from normstat.core.transform import TransformParams, transform_block
-from normstat.engine.plan import WriteTask
+from normstat.engine.plan import FitTask, WriteTask
 from normstat.engine.task import chunk_task
 from normstat.errors import DataError, NormstatError
 from normstat.sinks.ranged import RangeTarget
@@ -40,14 +40,16 @@ def _blame(where: RowRange) -> Iterator[None]:
 
 
 def fit_range(
-    r: RowRange,
+    task: FitTask,
     rows: int,
     layout: AxisLayout,
     nan_policy: NanPolicy,
     features: list[str] | None = None,
 ) -> Moments:
-    with _blame(r):
-        parts = (chunk_task(c, layout, nan_policy, features) for c in read_range(r, rows))
+    """Moments of the task's chunks, merged exactly as the local engine merges them."""
+    with _blame(task.pieces[0]):
+        chunks = (c for piece in task.pieces for c in read_range(piece, rows))
+        parts = (chunk_task(c, layout, nan_policy, features) for c in chunks)
         return merge_all(parts, layout.n_features)
 
 
