@@ -339,8 +339,9 @@ def test_a_worker_death_beyond_dasks_retries_is_a_clear_error_never_a_wrong_resu
                 progress=hook,
             )
         except DataError as exc:
-            assert "Dask workers died" in str(exc)
+            assert "Dask workers died while running this task" in str(exc)
             assert "no result was written" in str(exc)
+            assert str(exc).startswith(path + ": rows ")  # names the file and the rows
         else:  # the victim held no running task: then Dask recomputed, and the result is exact
             np.testing.assert_allclose(stats.mean, x.mean(axis=0), rtol=1e-12)
             np.testing.assert_allclose(stats.var, x.var(axis=0), rtol=1e-9)

@@ -31,6 +31,7 @@ from normstat.engine.plan import FitTask, WriteTask
 from normstat.engine.ranged import apply_range, fit_range, merge_pair
 from normstat.errors import DataError, NormstatError, UsageError
 from normstat.sinks.ranged import RangeTarget
+from normstat.sources.ranges import RowRange
 
 Progress = Callable[[int], None]
 """Called on the client with the number of samples a finished task covered."""
@@ -106,7 +107,8 @@ def fit_dask(
 
         root = _submit_tree(client, (leaf(t) for t in tasks))
         sizes = {f.key: t.rows for f, t in zip(leaves, tasks, strict=True)}
-        _track(leaves, sizes, progress)
+        where = {f.key: t.pieces[0] for f, t in zip(leaves, tasks, strict=True)}
+        _track(leaves, sizes, progress, where)
         return _outcome(root.result)
 
 
@@ -127,7 +129,12 @@ def _submit_tree(client: Any, leaves: Iterable[tuple[int, Any]]) -> Any:
     return root
 
 
-def _track(futures: list[Any], sizes: dict[str, int], progress: Progress | None) -> None:
+def _track(
+    futures: list[Any],
+    sizes: dict[str, int],
+    progress: Progress | None,
+    where: dict[str, RowRange] | None = None,
+) -> None:
     """Report tasks as they finish; on a failure raise the error of the FIRST failing task in
     plan order (as the local engine would), not of whichever failed first in time.
 
@@ -138,7 +145,8 @@ def _track(futures: list[Any], sizes: dict[str, int], progress: Progress | None)
     for fut in distributed_module().as_completed(list(futures)):
         i = order[fut.key]
         if fut.status != "finished":
-            _outcome(_first_failure(futures, i).result)
+            failed = _first_failure(futures, i)
+            _outcome(failed.result, (where or {}).get(failed.key))
         futures[i] = None
         if progress is not None:
             progress(sizes[fut.key])
@@ -150,17 +158,21 @@ def _first_failure(futures: list[Any], i: int) -> Any:
     return next((f for f in earlier if f.status != "finished"), futures[i])
 
 
-def _outcome(get: Callable[[], Any]) -> Any:
+def _outcome(get: Callable[[], Any], where: RowRange | None = None) -> Any:
     """Run ``get`` (a future's result), turning cluster failures into one clear line."""
     distributed = distributed_module()
     try:
         return get()
     except NormstatError:
         raise
-    except distributed.KilledWorker as exc:
+    except distributed.KilledWorker:
+        rows = "" if where is None else f"rows {where.start}:{where.stop}: "
         raise DataError(
-            f"Dask workers died repeatedly while running a task ({exc}); "
-            "no result was written. Check the workers' memory limit and logs"
+            f"{rows}Dask workers died while running this task, more often than the "
+            "scheduler's allowed-failures; no result was written (see the workers' logs and "
+            "memory limit)",
+            path=None if where is None else where.path,
+            dataset=None if where is None else where.dataset,
         ) from None
     except ModuleNotFoundError as exc:
         raise DataError(
@@ -197,7 +209,7 @@ def apply_dask(
             for task, target in jobs
         ]
         sizes = {f.key: task.rows for f, (task, _) in zip(futures, jobs, strict=True)}
-        pending = list(futures)
-        _track(pending, sizes, progress)
+        where = {f.key: task.pieces[0] for f, (task, _) in zip(futures, jobs, strict=True)}
+        _track(list(futures), sizes, progress, where)
         written = _outcome(lambda: client.gather(futures))
     return int(sum(written))
