@@ -62,6 +62,16 @@ def _meta(stats: Stats) -> dict[str, Any]:
 
 
 def _arrays(stats: Stats) -> dict[str, np.ndarray]:
+    m = stats.moments
+    bad = (m.count > 0) & ~(np.isfinite(m.mean) & np.isfinite(m.m2))
+    if bad.any():
+        idx = (
+            np.unravel_index(int(np.argmax(bad)), stats.feature_shape)
+            if stats.feature_shape
+            else ()
+        )
+        name = stats.features[int(np.argmax(bad))] if stats.features else list(map(int, idx))
+        raise ArtifactError(f"statistics of feature {name} overflow float64 (values near 1e308?)")
     return {k: getattr(stats, k) for k in (*INT_KEYS, *FLOAT_KEYS)}
 
 
@@ -196,10 +206,11 @@ def _moments(a: dict[str, np.ndarray], fail: Any) -> Moments:
     return Moments(
         count=count,
         nan_count=a["nan_count"].astype(np.int64).reshape(-1),
-        mean=np.where(has, a["mean"].reshape(-1), 0.0),
+        dmean=np.zeros(count.shape),
         m2=np.where(has, a["m2"].reshape(-1), 0.0),
         min=np.where(has, a["min"].reshape(-1), np.inf),
         max=np.where(has, a["max"].reshape(-1), -np.inf),
+        shift=np.where(has, a["mean"].reshape(-1), 0.0),
     )
 
 

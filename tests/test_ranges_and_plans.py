@@ -16,8 +16,15 @@ from hypothesis import strategies as st
 
 import normstat
 from normstat.core.layout import AxisLayout
-from normstat.core.moments import merge_all
-from normstat.engine.plan import aligned, concat_tasks, fit_tasks, rows_per_task, shard_ranges
+from normstat.core.moments import Moments, merge_all
+from normstat.engine.plan import (
+    aligned,
+    concat_tasks,
+    counter_tree,
+    fit_tasks,
+    rows_per_task,
+    shard_ranges,
+)
 from normstat.engine.ranged import fit_range
 from normstat.engine.task import chunk_task
 from normstat.sinks import atomic_directory
@@ -113,8 +120,9 @@ def test_a_fit_task_equals_the_local_engine_on_its_chunks(files):
     root, a = files
     (src,) = open_sources([str(root / "a.npy")])
     layout = AxisLayout.create(-1, src.shape)
-    tasks = fit_tasks([src], 8, 32)
-    got = merge_all((fit_range(t, 8, layout, "skip") for t in tasks), layout.n_features)
+    tasks = fit_tasks([src], 8, 32)  # 13 chunks: tasks of 4, 4, 4, then 1
+    assert [t.level for t in tasks] == [2, 2, 2, 0]
+    got = counter_tree(((t.level, fit_range(t, 8, layout, "skip")) for t in tasks), Moments.merge)
     want = merge_all((chunk_task(c, layout, "skip") for c in src.chunks(8)), layout.n_features)
     src.close()
     for g, w in zip(got.arrays(), want.arrays(), strict=True):

@@ -27,7 +27,7 @@ from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments
 from normstat.core.transform import TransformParams
-from normstat.engine.plan import FitTask, WriteTask
+from normstat.engine.plan import FitTask, WriteTask, counter_tree
 from normstat.engine.ranged import apply_range, fit_range, merge_pair
 from normstat.errors import DataError, NormstatError, UsageError
 from normstat.sinks.ranged import RangeTarget
@@ -113,20 +113,10 @@ def fit_dask(
 
 
 def _submit_tree(client: Any, leaves: Iterable[tuple[int, Any]]) -> Any:
-    """Submit merges as leaves arrive, with :func:`merge_all`'s binary counter (a leaf of
-    ``2**level`` chunks enters at ``level``): the tree is the local engine's, so the result is
-    too, whatever the order in which workers finish; and merges run early, freeing the leaves."""
-    stack: list[tuple[int, Any]] = []
-    for level, fut in leaves:
-        cur = fut
-        while stack and stack[-1][0] == level:
-            cur = client.submit(merge_pair, stack.pop()[1], cur, pure=False)
-            level += 1
-        stack.append((level, cur))
-    root = stack[0][1]
-    for _, fut in stack[1:]:
-        root = client.submit(merge_pair, root, fut, pure=False)
-    return root
+    """Submit merges as leaves arrive, by the local engine's binary counter: the tree and so
+    the result are the local engine's, whatever the order in which workers finish; and merges
+    are submitted (so prioritised) early, freeing the leaves' results as the fit goes."""
+    return counter_tree(leaves, lambda a, b: client.submit(merge_pair, a, b, pure=False))
 
 
 def _track(

@@ -10,12 +10,16 @@ blocks, so a worker's memory stays bounded by the chunk size, not the task size.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from normstat.sources.base import ArraySource
 from normstat.sources.ranges import RowRange
 
 TASK_BYTES = 64 * 2**20
+
+T = TypeVar("T")
 
 
 def row_bytes(src: ArraySource) -> int:
@@ -80,6 +84,25 @@ def fit_tasks(srcs: list[ArraySource], chunk_rows: int, task_rows: int) -> list[
         tasks.append(FitTask(pieces, n.bit_length() - 1))
         first += n
     return tasks
+
+
+def counter_tree(parts: Iterable[tuple[int, T]], merge: Callable[[T, T], T]) -> T:
+    """Merge ``(level, part)`` pairs, in order, by :class:`TreeMerger`'s binary counter, where
+    a part of ``2**level`` chunks enters at ``level``. With the parts of :func:`fit_tasks` this
+    is the local engine's tree; ``merge`` may merge values or submit a merge to a cluster."""
+    stack: list[tuple[int, T]] = []
+    for level, part in parts:
+        cur = part
+        while stack and stack[-1][0] == level:
+            cur = merge(stack.pop()[1], cur)
+            level += 1
+        stack.append((level, cur))
+    if not stack:
+        raise ValueError("nothing to merge")
+    root = stack[0][1]
+    for _, part in stack[1:]:
+        root = merge(root, part)
+    return root
 
 
 def _chunk_pieces(

@@ -39,9 +39,10 @@ class ArraySource(Protocol):
         """Rows per chunk near ``target_bytes``, aligned to the storage's own chunking."""
         ...
 
-    def chunks(self, rows: int, first: int = 0, last: int | None = None) -> Iterator[Chunk]:
-        """Rows ``first:last`` (default: all) in blocks of ``rows``; a remote task reads its
-        own range this way after reopening the source by (path, dataset)."""
+    def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+        """Row blocks of ``rows`` samples from sample ``start`` (``start`` > 0 resumes) to
+        ``stop`` (default: the end); a remote task reads its own range this way after
+        reopening the source by (path, dataset)."""
         ...
 
     def close(self) -> None: ...

@@ -92,18 +92,18 @@ class Hdf5Dataset:
             rows = max(step, rows // step * step)
         return rows
 
-    def chunks(self, rows: int, first: int = 0, last: int | None = None) -> Iterator[Chunk]:
-        n = self.shape[0] if last is None else min(last, self.shape[0])
-        for start in range(first, n, rows):
-            stop = min(start + rows, n)
-            buf = np.empty((stop - start, *self.shape[1:]), self.dtype)
+    def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+        n = self.shape[0] if stop is None else min(stop, self.shape[0])
+        for first in range(start, n, rows):
+            end = min(first + rows, n)
+            buf = np.empty((end - first, *self.shape[1:]), self.dtype)
             try:
-                self._ds.read_direct(buf, np.s_[start:stop])
+                self._ds.read_direct(buf, np.s_[first:end])
             except OSError as exc:
                 raise DataError(
-                    f"cannot read rows {start}:{stop} ({exc})", path=self.path, dataset=self.dataset
+                    f"cannot read rows {first}:{end} ({exc})", path=self.path, dataset=self.dataset
                 ) from None
-            yield Chunk(buf, self.path, self.dataset, start)
+            yield Chunk(buf, self.path, self.dataset, first)
 
     def close(self) -> None:
         self._file.close()

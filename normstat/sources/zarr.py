@@ -98,17 +98,17 @@ class ZarrArray:
         step = self.storage_chunks[0]
         return max(step, rows // step * step)
 
-    def chunks(self, rows: int, first: int = 0, last: int | None = None) -> Iterator[Chunk]:
-        n = self.shape[0] if last is None else min(last, self.shape[0])
-        for start in range(first, n, rows):
-            stop = min(start + rows, n)
+    def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+        n = self.shape[0] if stop is None else min(stop, self.shape[0])
+        for first in range(start, n, rows):
+            end = min(first + rows, n)
             try:
-                block = np.asarray(self._arr[start:stop])
+                block = np.asarray(self._arr[first:end])
             except (OSError, ValueError, RuntimeError) as exc:
                 raise DataError(
-                    f"cannot read rows {start}:{stop} ({exc})", path=self.path, dataset=self.dataset
+                    f"cannot read rows {first}:{end} ({exc})", path=self.path, dataset=self.dataset
                 ) from None
-            yield Chunk(block, self.path, self.dataset, start)
+            yield Chunk(block, self.path, self.dataset, first)
 
     def close(self) -> None:
         self._arr = None
