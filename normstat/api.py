@@ -396,17 +396,12 @@ def apply(
             _apply_dask(
                 srcs,
                 out,
-                stats,
-                method,
-                inverse,
-                params,
-                layout,
-                out_dtype,
-                rows,
-                task_size,
-                scheduler,
-                workers,
-                progress,
+                attrs=_attrs(stats, method, inverse, params),
+                transform=(layout, params, inverse, out_dtype),
+                rows=rows,
+                task_size=task_size,
+                cluster={"scheduler": scheduler, "workers": workers},
+                progress=progress,
             )
             return
         blocks = _transformed(srcs, rows, layout, params, inverse, out_dtype, progress)
@@ -531,36 +526,25 @@ def _attrs(stats: Stats, method: str, inverse: bool, params: TransformParams) ->
 def _apply_dask(
     srcs: list[ArraySource],
     out: str,
-    stats: Stats,
-    method: str,
-    inverse: bool,
-    params: TransformParams,
-    layout: AxisLayout,
-    dtype: np.dtype,
+    *,
+    attrs: dict[str, Any],
+    transform: tuple[AxisLayout, TransformParams, bool, np.dtype],
     rows: int,
     task_size: ChunkSize,
-    scheduler: str | None,
-    workers: int | None,
+    cluster: dict[str, Any],
     progress: ProgressHook | None,
 ) -> None:
+    """Workers transform and write their own rows; see :mod:`normstat.engine.dask_apply`."""
     from normstat.engine.dask_apply import apply_to_output, runner
 
-    run = runner(
-        rows,
-        layout,
-        params,
-        inverse,
-        dtype,
-        scheduler=scheduler,
-        workers=workers,
-        progress=None if progress is None else progress.advance,
-    )
+    advance = None if progress is None else progress.advance
+    run = runner(rows, *transform, progress=advance, **cluster)
     apply_to_output(
         srcs,
         out,
-        dtype=dtype,
+        dtype=transform[3],
         task_rows=lambda s: _task_rows(s, rows, task_size),
-        attrs=_attrs(stats, method, inverse, params),
+        attrs=attrs,
         run=run,
         rows=rows,
     )
