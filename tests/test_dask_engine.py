@@ -115,27 +115,19 @@ def test_fit_reads_the_scheduler_from_the_environment(cluster, data, monkeypatch
     np.testing.assert_allclose(stats.mean, _reference(x)["mean"], rtol=1e-12)
 
 
-def test_a_data_error_on_a_worker_is_the_local_engines_error(cluster, data):
-    paths, _ = data["h5"]
+def test_a_data_error_on_a_worker_is_the_local_engines_error(cluster, data, monkeypatch):
+    monkeypatch.chdir(
+        data["root"]
+    )  # a relative path: workers open it absolute, errors say it as given
+    paths = ["table.h5:/grp/x"]
     local = _run(["fit", *paths, "--nan", "error"])
     remote = _run(
-        [
-            "fit",
-            *paths,
-            "--nan",
-            "error",
-            "--engine",
-            "dask",
-            "--scheduler",
-            cluster.scheduler_address,
-            *SMALL,
-        ]
-    )
+        ["fit", *paths, "--nan", "error", "--engine", "dask", "--scheduler",
+         cluster.scheduler_address, *SMALL]
+    )  # fmt: skip
     assert local.exit_code == remote.exit_code == 1
-    assert "NaN at row" in remote.stderr
-    assert remote.stderr.replace(str(data["root"]) + "/", "") == local.stderr.replace(
-        str(data["root"]) + "/", ""
-    )
+    assert remote.stderr.startswith("Error: table.h5:/grp/x: NaN at row ")
+    assert remote.stderr == local.stderr  # the same (first) bad row, in data order
 
 
 def _local_apply(tmp_path, stats, paths, name="ref.npy"):

@@ -64,7 +64,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=":0",
-                silence_logs=logging.ERROR,
+                silence_logs=logging.CRITICAL,  # task errors reach the user as one line
             ) as cluster,
             distributed.Client(cluster) as client,
         ):
@@ -161,7 +161,7 @@ def _outcome(get: Callable[[], Any], where: RowRange | None = None) -> Any:
             f"{rows}Dask workers died while running this task, more often than the "
             "scheduler's allowed-failures; no result was written (see the workers' logs and "
             "memory limit)",
-            path=None if where is None else where.path,
+            path=None if where is None else where.label,
             dataset=None if where is None else where.dataset,
         ) from None
     except ModuleNotFoundError as exc:

@@ -9,7 +9,6 @@ blocks, so a worker's memory stays bounded by the chunk size, not the task size.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -44,12 +43,8 @@ def aligned(rows: int, align: int | None, total: int) -> int:
 
 def shard_ranges(src: ArraySource, task_rows: int) -> list[RowRange]:
     """Rows of one shard in tasks of ``task_rows``, by absolute path (workers have other cwds)."""
-    path = os.path.abspath(src.path)
     n = src.shape[0]
-    return [
-        RowRange(src.format, path, src.dataset, start, min(start + task_rows, n))
-        for start in range(0, n, task_rows)
-    ]
+    return [RowRange.of(src, start, min(start + task_rows, n)) for start in range(0, n, task_rows)]
 
 
 @dataclass(frozen=True)
@@ -115,8 +110,7 @@ def _chunk_pieces(
         a, b = max(lo, base), min(hi, base + n)
         if a < b:
             start, stop = (a - base) * chunk_rows, min((b - base) * chunk_rows, s.shape[0])
-            path = os.path.abspath(s.path)
-            pieces.append(RowRange(s.format, path, s.dataset, start, stop))
+            pieces.append(RowRange.of(s, start, stop))
         base += n
     return tuple(pieces)
 
@@ -147,7 +141,7 @@ def concat_tasks(srcs: list[ArraySource], task_rows: int) -> list[WriteTask]:
     for lo in range(0, offset, task_rows):
         hi = min(lo + task_rows, offset)
         pieces = tuple(
-            RowRange(s.format, os.path.abspath(s.path), s.dataset, max(lo, a) - a, min(hi, b) - a)
+            RowRange.of(s, max(lo, a) - a, min(hi, b) - a)
             for a, b, s in bounds
             if a < hi and b > lo
         )

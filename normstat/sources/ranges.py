@@ -8,6 +8,7 @@ bytes; :func:`read_range` reopens the source wherever it runs and yields the row
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,14 +22,20 @@ class RowRange:
     dataset: str | None  # resolved dataset / array inside the file, if any
     start: int
     stop: int
+    shown: str | None = None  # the path as the user gave it, for messages (``path`` is absolute)
 
     @property
     def rows(self) -> int:
         return self.stop - self.start
 
+    @property
+    def label(self) -> str:
+        return self.shown or self.path
+
     @classmethod
     def of(cls, src: ArraySource, start: int, stop: int) -> RowRange:
-        return cls(src.format, src.path, src.dataset, start, stop)
+        """Rows of an open source, by absolute path: workers may run in another directory."""
+        return cls(src.format, os.path.abspath(src.path), src.dataset, start, stop, src.path)
 
 
 def open_range(r: RowRange) -> ArraySource:
