@@ -36,9 +36,10 @@ ChunkSize = int | str | None
 
 
 class ProgressHook(Protocol):
-    """What fit / apply report to: the total number of samples, then samples as they are done."""
+    """What fit / apply report to: the total number of samples (and the input bytes per sample,
+    when known), then samples as they are done."""
 
-    def start(self, total: int) -> None: ...
+    def start(self, total: int, row_bytes: int = 0) -> None: ...
 
     def advance(self, n: int) -> None: ...
 
@@ -92,7 +93,7 @@ def fit(
             )
         skip = saver.rows_done if saver else 0
         if progress is not None:
-            progress.start(sum(s.shape[0] for s in srcs))
+            progress.start(sum(s.shape[0] for s in srcs), _row_bytes(srcs[0]))
             progress.advance(skip)
         advance = None if progress is None else progress.advance
         if engine == "dask":
@@ -156,6 +157,10 @@ def _task_rows(src: ArraySource, chunk_rows: int, task_size: ChunkSize) -> int:
         )
     budget = max(1, int(float(m[1]) * _UNITS[(m[2] or "").lower().rstrip("b")]))
     return rows_per_task(chunk_rows, row_bytes(src), budget)
+
+
+def _row_bytes(src: ArraySource) -> int:
+    return int(np.prod(src.shape[1:], dtype=np.int64)) * src.dtype.itemsize
 
 
 def _checkpointer(
@@ -390,7 +395,7 @@ def apply(
         shape = (sum(s.shape[0] for s in srcs), *srcs[0].shape[1:])
         rows = _chunk_rows(srcs[0], chunk_size)
         if progress is not None:
-            progress.start(shape[0])
+            progress.start(shape[0], _row_bytes(srcs[0]))
         if engine == "dask":
             check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
             _apply_dask(

@@ -68,9 +68,11 @@ class _ClickProgress:
         self.label = label
         self.bar: Any = None
         self.started = 0.0
+        self.row_bytes = 0
 
-    def start(self, total: int) -> None:
+    def start(self, total: int, row_bytes: int = 0) -> None:
         self.started = time.monotonic()
+        self.row_bytes = row_bytes
         self.bar = click.progressbar(
             length=total,
             label=click.style(self.label, bold=True),
@@ -86,11 +88,19 @@ class _ClickProgress:
 
     def _info(self, _item: object) -> str:
         done, total = self.bar.pos, self.bar.length
-        return f"{_count(done)}/{_count(total)} rows  {self._rate(done)}"
+        info = f"{_count(done)}/{_count(total)} rows"
+        if self.row_bytes:
+            info += f"  {_count(done * self.row_bytes)}B/{_count(total * self.row_bytes)}B"
+        return f"{info}  {self._rate(done)}"
 
     def _rate(self, done: int) -> str:
         elapsed = time.monotonic() - self.started
-        return f"{_count(done / elapsed)} rows/s" if elapsed > 0 and done else ""
+        if not (elapsed > 0 and done):
+            return ""
+        rate = f"{_count(done / elapsed)} rows/s"
+        if self.row_bytes:
+            rate += f", {_count(done * self.row_bytes / elapsed)}B/s"
+        return rate
 
     def advance(self, n: int) -> None:
         self.bar.update(n)

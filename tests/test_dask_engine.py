@@ -269,7 +269,7 @@ class _KillOneWorker:
         self.done = 0
         self.killed = threading.Event()
 
-    def start(self, total: int) -> None:
+    def start(self, total: int, row_bytes: int = 0) -> None:
         self.total = total
 
     def advance(self, n: int) -> None:
