@@ -167,3 +167,84 @@ def test_atomic_directory_leaves_nothing_on_failure_and_replaces_on_success(tmp_
 def test_hdf5_has_no_parallel_target():
     with pytest.raises(normstat.UsageError, match="cannot be written by parallel workers"):
         range_target("hdf5", "/tmp/x.h5", (3, 2), np.dtype("f4"))
+
+
+def _in_process_run(layout, params, rows=7):
+    """Execute the (task, target) jobs here, in reverse order (as a cluster might)."""
+    from normstat.engine.ranged import apply_range
+
+    def run(jobs):
+        return sum(
+            apply_range(t, target, rows, layout, params, False, np.dtype("f4"))
+            for t, target in reversed(jobs)
+        )
+
+    return run
+
+
+def _shards(tmp_path, n=3):
+    rng = np.random.default_rng(9)
+    xs = [rng.normal(i, 1.0 + i, (20 + 13 * i, 4)) for i in range(n)]
+    paths = []
+    for i, x in enumerate(xs):
+        np.save(tmp_path / f"p{i}.npy", x)
+        paths.append(str(tmp_path / f"p{i}.npy"))
+    return paths, np.concatenate(xs)
+
+
+@pytest.mark.parametrize("out", ["parts", "one.npy"])
+def test_parallel_apply_outputs_equal_the_transform_in_memory(tmp_path, out):
+    from normstat.core.transform import transform_params
+    from normstat.engine.dask_apply import apply_to_output
+
+    paths, x = _shards(tmp_path)
+    stats = normstat.fit(paths)
+    srcs = open_sources(paths)
+    layout = AxisLayout.create(-1, srcs[0].shape)
+    params = transform_params(stats).broadcast(layout.broadcast_shape)
+    apply_to_output(srcs, str(tmp_path / out), dtype=np.dtype("f4"), task_rows=lambda s: 8,
+                    attrs={}, run=_in_process_run(layout, params))  # fmt: skip
+    for s in srcs:
+        s.close()
+    want = normstat.transform(x, stats)
+    if out == "parts":
+        got = np.concatenate([np.load(tmp_path / "parts" / f"p{i}.npy") for i in range(3)])
+    else:
+        got = np.load(tmp_path / out)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("out", ["parts", "one.npy"])
+def test_a_failed_parallel_apply_leaves_no_output(tmp_path, out):
+    from normstat.engine.dask_apply import apply_to_output
+
+    paths, _ = _shards(tmp_path)
+    srcs = open_sources(paths)
+
+    def run(jobs):
+        raise normstat.DataError("a task failed")
+
+    with pytest.raises(normstat.DataError):
+        apply_to_output(srcs, str(tmp_path / out), dtype=np.dtype("f4"), task_rows=lambda s: 8,
+                        attrs={}, run=run)  # fmt: skip
+    for s in srcs:
+        s.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p0.npy", "p1.npy", "p2.npy"]
+
+
+def test_parts_refuse_duplicate_names_and_an_output_holding_an_input(tmp_path):
+    from normstat.engine.dask_apply import apply_to_output
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    np.save(tmp_path / "a" / "x.npy", np.ones((3, 2)))
+    np.save(tmp_path / "b" / "x.npy", np.ones((3, 2)))
+    srcs = open_sources([str(tmp_path / "a" / "x.npy"), str(tmp_path / "b" / "x.npy")])
+    with pytest.raises(normstat.UsageError, match="share the file name 'x.npy'"):
+        apply_to_output(srcs, str(tmp_path / "out"), dtype=np.dtype("f4"),
+                        task_rows=lambda s: 8, attrs={}, run=lambda jobs: 0)  # fmt: skip
+    with pytest.raises(normstat.UsageError, match="would contain this input"):
+        apply_to_output(srcs, str(tmp_path), dtype=np.dtype("f4"),
+                        task_rows=lambda s: 8, attrs={}, run=lambda jobs: 0)  # fmt: skip
+    for s in srcs:
+        s.close()
