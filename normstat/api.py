@@ -21,13 +21,13 @@ from normstat.core.drift import Drift, check_comparable, compare
 from normstat.core.layout import AxisLayout, AxisSpec
 from normstat.core.moments import Moments, merge_all
 from normstat.core.stats import Stats
-from normstat.core.transform import TransformParams, transform_params
+from normstat.core.transform import TransformParams, transform_block, transform_params
 from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
 from normstat.engine.task import chunk_task
 from normstat.errors import ArtifactError, DataError, UsageError
 from normstat.report import feature_names
-from normstat.sinks import atomic_output, check_writable, open_array_writer, writer_format
+from normstat.sinks import atomic_output_for, check_writable, open_array_writer, writer_format
 from normstat.sources import ArraySource, Chunk, describe, open_sources
 from normstat.sources.base import DEFAULT_CHUNK_BYTES, known_rows, total_rows
 
@@ -64,6 +64,9 @@ def fit(
     checkpoint: str | None = None,
     checkpoint_every: float = 60.0,
     resume: bool = False,
+    engine: str = "local",
+    scheduler: str | None = None,
+    task_size: ChunkSize = None,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
@@ -73,9 +76,13 @@ def fit(
     With ``checkpoint``, the merged state and position are saved there every
     ``checkpoint_every`` seconds; ``resume`` continues from that file if it exists (the data must
     be unchanged). The checkpoint is removed when the fit completes.
+
+    ``engine="dask"`` runs the same per-chunk step and merge as Dask tasks, on the cluster at
+    ``scheduler`` (or $DASK_SCHEDULER_ADDRESS), else on a local cluster of ``workers`` processes.
     """
     _check_options(ddof, nan)
     specs = [sources] if isinstance(sources, str) else list(sources)
+    _check_engine(engine, scheduler, specs, checkpoint)
     if resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH")
     if checkpoint and "-" in specs:
@@ -83,6 +90,8 @@ def fit(
     srcs = open_sources(specs, dataset, input_format, columns)
     try:
         layout = _source_layout(axis, srcs[0])
+        if srcs[0].kind == "table":
+            _local_only(srcs[0], engine)
         rows = _chunk_rows(srcs[0], chunk_size)
         saver, initial = None, None
         if checkpoint:
@@ -93,16 +102,26 @@ def fit(
         if progress is not None:
             progress.start(total_rows(srcs), _row_bytes(srcs[0]))
             progress.advance(skip)
-        moments = fit_local(
-            _all_chunks(srcs, rows, skip),
-            layout,
-            nan,
-            workers=workers,
-            features=srcs[0].features,
-            progress=None if progress is None else progress.advance,
-            initial=initial,
-            after_chunk=saver,
-        )
+        advance = None if progress is None else progress.advance
+        if engine == "dask":
+            from normstat.engine.dask import fit_dask
+            from normstat.engine.plan import fit_tasks
+
+            tasks = fit_tasks(srcs, rows, _task_rows(srcs[0], rows, task_size))
+            moments = fit_dask(
+                tasks, rows, layout, nan, scheduler=scheduler, workers=workers, progress=advance
+            )
+        else:
+            moments = fit_local(
+                _all_chunks(srcs, rows, skip),
+                layout,
+                nan,
+                workers=workers,
+                features=srcs[0].features,
+                progress=advance,
+                initial=initial,
+                after_chunk=saver,
+            )
         if checkpoint and os.path.exists(checkpoint):
             os.unlink(checkpoint)
         return Stats(
@@ -111,6 +130,14 @@ def fit(
     finally:
         for s in srcs:
             s.close()
+
+
+def _local_only(src: ArraySource, engine: str) -> None:
+    if engine != "local":
+        raise UsageError(
+            "--engine dask reads arrays (HDF5, NPY, Zarr); tables need --engine local",
+            path=src.path,
+        )
 
 
 def _source_layout(axis: AxisSpec, src: ArraySource) -> AxisLayout:
@@ -122,6 +149,43 @@ def _source_layout(axis: AxisSpec, src: ArraySource) -> AxisLayout:
             path=src.path,
         )
     return layout
+
+
+ENGINES: tuple[str, ...] = ("local", "dask")
+
+
+def _check_engine(
+    engine: str, scheduler: str | None, specs: Sequence[str], checkpoint: str | None = None
+) -> None:
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, received {engine!r}")
+    if scheduler is not None and engine != "dask":
+        raise UsageError("--scheduler needs --engine dask")
+    if engine == "dask" and "-" in specs:
+        raise UsageError("--engine dask reads files by path; stdin ('-') needs --engine local")
+    if engine == "dask" and checkpoint:
+        raise UsageError(
+            "--checkpoint is for the local engine; Dask re-runs the tasks of a lost worker itself"
+        )
+
+
+def _task_rows(src: ArraySource, chunk_rows: int, task_size: ChunkSize) -> int:
+    """Rows per Dask task: a whole number of chunks near ``task_size`` (default 64 MiB)."""
+    from normstat.engine.plan import TASK_BYTES, row_bytes, rows_per_task
+
+    if task_size is None:
+        return rows_per_task(chunk_rows, row_bytes(src), TASK_BYTES)
+    if isinstance(task_size, int) or str(task_size).strip().isdigit():
+        if int(task_size) < 1:
+            raise UsageError(f"--task-size must be at least 1 row, received {task_size}")
+        return int(task_size)
+    m = _SIZE.match(str(task_size))
+    if not m:
+        raise UsageError(
+            f"--task-size must be rows (1000000) or bytes (64MB, 1GiB), received {task_size!r}"
+        )
+    budget = max(1, int(float(m[1]) * _UNITS[(m[2] or "").lower().rstrip("b")]))
+    return rows_per_task(chunk_rows, row_bytes(src), budget)
 
 
 def _row_bytes(src: ArraySource) -> int:
@@ -310,9 +374,7 @@ def transform(
 def _transform_block(
     x: np.ndarray, layout: AxisLayout, params: TransformParams, inverse: bool, dtype: np.dtype
 ) -> np.ndarray:
-    block = x.reshape((x.shape[0], *layout.sample_shape))
-    y = params.inverse(block, dtype) if inverse else params.forward(block, dtype)
-    return y.reshape(x.shape)
+    return transform_block(x, layout, params, inverse, dtype)
 
 
 def _layout_for(stats: Stats, shape: tuple[int, ...], where: str) -> AxisLayout:
@@ -342,16 +404,28 @@ def apply(
     input_format: str | None = None,
     columns: Sequence[str] | None = None,
     progress: ProgressHook | None = None,
+    workers: int | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    task_size: ChunkSize = None,
 ) -> None:
     """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout, or an
-    Arrow IPC stream for tables, whose other columns pass through unchanged)."""
+    Arrow IPC stream for tables, whose other columns pass through unchanged).
+
+    ``engine="dask"``: workers read and write their own rows in parallel, into one Zarr / NPY
+    array, or (several shards, OUT without a known suffix) a directory of parts named as the
+    shards. HDF5 output and tables need the local engine.
+    """
     if isinstance(stats, str):
         stats = artifact.load(stats)
     out_dtype = _float_dtype(dtype)
     paths = [sources] if isinstance(sources, str) else list(sources)
+    _check_engine(engine, scheduler, paths)
     srcs = open_sources(paths, dataset, input_format, _apply_columns(stats, columns))
     try:
         layout = _layout_for(stats, (0, *srcs[0].shape[1:]), srcs[0].path)
+        if srcs[0].kind == "table":
+            _local_only(srcs[0], engine)
         params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
         rows = _chunk_rows(srcs[0], chunk_size)
         if progress is not None:
@@ -373,6 +447,19 @@ def apply(
             )
             return
         shape = (sum(s.shape[0] for s in srcs), *srcs[0].shape[1:])
+        if engine == "dask":
+            check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
+            _apply_dask(
+                srcs,
+                out,
+                attrs=_attrs(stats, method, inverse, params),
+                transform=(layout, params, inverse, out_dtype),
+                rows=rows,
+                task_size=task_size,
+                cluster={"scheduler": scheduler, "workers": workers},
+                progress=progress,
+            )
+            return
         blocks = _transformed(srcs, rows, layout, params, inverse, out_dtype, progress)
         if out == "-":
             from normstat.sinks.npy import NpyStreamWriter
@@ -382,7 +469,7 @@ def apply(
         check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
         fmt = writer_format(out, srcs[0].format)
         options = _writer_options(fmt, srcs, stats, method, inverse, params)
-        with atomic_output(out) as tmp:
+        with atomic_output_for(out, fmt) as tmp:
             with _write_errors(out):
                 writer = open_array_writer(fmt, tmp, shape, out_dtype, **options)
             _drain(writer, blocks, out)
@@ -478,21 +565,57 @@ def _writer_options(
     inverse: bool,
     params: TransformParams,
 ) -> dict[str, Any]:
+    if fmt == "zarr":
+        from normstat.sinks.zarr import zarr_writer_options
+
+        return zarr_writer_options(srcs, _attrs(stats, method, inverse, params))
     if fmt != "hdf5":
         return {}
     single = srcs[0] if len(srcs) == 1 and srcs[0].format == "hdf5" else None
-    attrs = {
+    attrs = _attrs(stats, method, inverse, params)
+    return {
+        "dataset": srcs[0].dataset or "/data",
+        "like": getattr(single, "handle", None),
+        "attrs": attrs,
+    }
+
+
+def _attrs(stats: Stats, method: str, inverse: bool, params: TransformParams) -> dict[str, Any]:
+    """What an output records about how it was made (HDF5 / Zarr attributes)."""
+    return {
         "normstat_method": method,
         "normstat_inverse": inverse,
         "normstat_shift": params.shift.reshape(stats.feature_shape),
         "normstat_scale": params.scale.reshape(stats.feature_shape),
         "normstat_stats": json.dumps(artifact.to_dict(stats), allow_nan=False),
     }
-    return {
-        "dataset": srcs[0].dataset or "/data",
-        "like": getattr(single, "handle", None),
-        "attrs": attrs,
-    }
+
+
+def _apply_dask(
+    srcs: list[ArraySource],
+    out: str,
+    *,
+    attrs: dict[str, Any],
+    transform: tuple[AxisLayout, TransformParams, bool, np.dtype],
+    rows: int,
+    task_size: ChunkSize,
+    cluster: dict[str, Any],
+    progress: ProgressHook | None,
+) -> None:
+    """Workers transform and write their own rows; see :mod:`normstat.engine.dask_apply`."""
+    from normstat.engine.dask_apply import apply_to_output, runner
+
+    advance = None if progress is None else progress.advance
+    run = runner(rows, *transform, progress=advance, **cluster)
+    apply_to_output(
+        srcs,
+        out,
+        dtype=transform[3],
+        task_rows=lambda s: _task_rows(s, rows, task_size),
+        attrs=attrs,
+        run=run,
+        rows=rows,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

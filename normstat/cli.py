@@ -233,6 +233,36 @@ def _reading_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+# Options of the commands that can run on a Dask cluster.
+def _engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for deco in reversed(
+        [
+            click.option(
+                "--engine",
+                type=click.Choice(api.ENGINES),
+                default="local",
+                show_default=True,
+                help="local: threads in this process; dask: Dask tasks on a cluster "
+                "(pip install 'normstat[dask]').",
+            ),
+            click.option(
+                "--scheduler",
+                metavar="ADDRESS",
+                help="Dask scheduler to use, e.g. tcp://10.0.0.5:8786 (default: "
+                "$DASK_SCHEDULER_ADDRESS, else a local cluster started and closed here).",
+            ),
+            click.option(
+                "--task-size",
+                metavar="ROWS|BYTES",
+                help="Input per Dask task: rows or bytes (default 64MiB, a whole number of "
+                "chunks; 100 GB makes about 1,500 tasks).",
+            ),
+        ]
+    ):
+        fn = deco(fn)
+    return fn
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="normstat")
 def main() -> None:
@@ -279,7 +309,8 @@ def main() -> None:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Compute threads (default: all cores).",
+    help="Compute threads (default: all cores); with --engine dask and no --scheduler, "
+    "worker processes of the local cluster.",
 )
 @click.option(
     "--checkpoint",
@@ -300,6 +331,7 @@ def main() -> None:
     help="Continue from --checkpoint if it exists (refused if the data changed).",
 )
 @_reading_options
+@_engine_options
 def fit(
     sources: tuple[str, ...],
     output: str | None,
@@ -316,6 +348,9 @@ def fit(
     chunk_size: str | None,
     progress: bool | None,
     quiet: bool,
+    engine: str,
+    scheduler: str | None,
+    task_size: str | None,
 ) -> None:
     """Compute statistics of SOURCE (several files are shards of one dataset) in one pass.
 
@@ -337,6 +372,9 @@ def fit(
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         resume=resume,
+        engine=engine,
+        scheduler=scheduler,
+        task_size=task_size,
     )
     _write_stats(stats, output, quiet)
 
@@ -349,8 +387,10 @@ def fit(
     "--output",
     required=True,
     metavar="OUT",
-    help="Output file (.h5, .npy, .parquet, .arrow, .feather, .csv; default: the input's "
-    "format), or '-' for stdout (NPY for arrays, an Arrow IPC stream for tables).",
+    help="Output file (.h5, .npy, .zarr, and for tables .parquet, .arrow, .feather, .csv; "
+    "default: the input's format), or '-' for stdout (NPY for arrays, an Arrow IPC stream for "
+    "tables). With --engine dask and several SOURCEs, a name without suffix is a directory of "
+    "parts, one per SOURCE.",
 )
 @click.option(
     "--method",
@@ -372,7 +412,15 @@ def fit(
 @click.option("--inverse", is_flag=True, help="Undo the transform (restore original units).")
 @click.option("--dtype", default="float32", show_default=True, help="Output dtype (a float).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (never an input).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --engine dask and no --scheduler: worker processes of the local cluster "
+    "(default: all cores).",
+)
 @_reading_options
+@_engine_options
 def apply_cmd(
     stats: str,
     sources: tuple[str, ...],
@@ -382,12 +430,16 @@ def apply_cmd(
     inverse: bool,
     dtype: str,
     force: bool,
+    workers: int | None,
     dataset: str | None,
     input_format: str | None,
     columns: list[str] | None,
     chunk_size: str | None,
     progress: bool | None,
     quiet: bool,
+    engine: str,
+    scheduler: str | None,
+    task_size: str | None,
 ) -> None:
     """Normalise SOURCE with the statistics in STATS and write OUT.
 
@@ -407,8 +459,12 @@ def apply_cmd(
         dtype=dtype,
         chunk_size=chunk_size,
         force=force,
+        workers=workers,
         input_format=input_format,
         columns=columns,
+        engine=engine,
+        scheduler=scheduler,
+        task_size=task_size,
     )
     if not quiet and output != "-":
         click.echo(f"wrote {output}", err=True)

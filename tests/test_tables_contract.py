@@ -243,3 +243,16 @@ def test_resume_a_table_fit_after_a_crash(fmt, crash_at, tmp_path):
         normstat.fit(paths, checkpoint_every=1e-9, progress=_CrashAfter(crash_at), **options)
     with pytest.raises(DataError, match="features"):
         normstat.fit(paths, resume=True, **{**options, "columns": ["c", "a", "b", "idx"]})
+
+
+@pytest.mark.parametrize("fmt", TABLE_FORMATS)
+def test_chunks_of_a_row_range(fmt, tmp_path):
+    x, nulls = numbers(n=523)
+    path = write(fmt, table(x, nulls), str(tmp_path / f"d{suffix(fmt)}"))
+    (src,) = open_sources([path], columns=FEATURES)
+    parts = list(src.chunks(41, 100, 333))
+    assert parts[0].start == 100 and all(p.data.shape[0] <= 41 for p in parts)
+    np.testing.assert_array_equal(
+        np.concatenate([p.data for p in parts]), _nan_matrix(x, nulls)[100:333]
+    )
+    src.close()

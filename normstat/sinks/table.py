@@ -16,6 +16,8 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from normstat.errors import UsageError
+
 # (name, suffixes): the output formats a table can be written as; npy / hdf5 take the features
 # only, as a (rows, features) matrix, through the array writers.
 TABLE_OUTPUTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -30,7 +32,12 @@ TABLE_OUTPUTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 def table_output_format(out: str, input_format: str) -> str:
     """OUT's suffix names the output format; an unknown suffix keeps the input's format."""
-    suffix = os.path.splitext(out)[1].lower()
+    suffix = os.path.splitext(out.rstrip("/"))[1].lower()
+    if suffix == ".zarr":
+        raise UsageError(
+            "a table is written as .parquet, .arrow, .feather, .csv, .npy or .h5, not .zarr",
+            path=out,
+        )
     for name, suffixes in TABLE_OUTPUTS:
         if suffix in suffixes:
             return name

@@ -27,28 +27,25 @@ class Format:
     module: str
     reader: str  # class in ``module`` taking (path, dataset), or (path, columns) for tables
     stream_reader: str | None = None  # class reading the format from stdin
+    named_arrays: bool = False  # holds several arrays, chosen by ``file:/name`` or --dataset
+    directory: bool = False  # stored as a directory (a Zarr store), not one file
     kind: str = "array"  # "table": features are named columns
 
 
+_SRC = "normstat.sources."
 FORMATS: tuple[Format, ...] = (
-    Format("hdf5", (".h5", ".hdf5", ".he5"), "normstat.sources.hdf5", "Hdf5Dataset"),
+    Format("hdf5", (".h5", ".hdf5", ".he5"), "normstat.sources.hdf5", "Hdf5Dataset", None, True),
     Format("npy", (".npy",), "normstat.sources.npy", "NpyFile", "NpyStream"),
+    Format("zarr", (".zarr",), "normstat.sources.zarr", "ZarrArray", None, True, True),
+    Format("parquet", (".parquet", ".pq"), _SRC + "parquet", "ParquetFile", kind="table"),
     Format(
-        "parquet", (".parquet", ".pq"), "normstat.sources.parquet", "ParquetFile", None, "table"
+        "arrow", (".arrow", ".ipc", ".arrows"), _SRC + "ipc", "IpcFile", "IpcStream", kind="table"
     ),
-    Format(
-        "arrow",
-        (".arrow", ".ipc", ".arrows"),
-        "normstat.sources.ipc",
-        "IpcFile",
-        "IpcStream",
-        "table",
-    ),
-    Format("feather", (".feather",), "normstat.sources.ipc", "IpcFile", None, "table"),
-    Format("csv", (".csv",), "normstat.sources.csv", "CsvFile", "CsvStream", "table"),
+    Format("feather", (".feather",), _SRC + "ipc", "IpcFile", kind="table"),
+    Format("csv", (".csv",), _SRC + "csv", "CsvFile", "CsvStream", kind="table"),
 )
 
-_DATASET_SUFFIX = re.compile(r"^(?P<path>.+\.(?:h5|hdf5|he5)):(?P<dataset>/?[^:]*)$", re.I)
+_DATASET_SUFFIX = re.compile(r"^(?P<path>.+\.(?:h5|hdf5|he5|zarr)):(?P<dataset>/?[^:]*)$", re.I)
 
 
 def _known() -> str:
@@ -62,7 +59,7 @@ def format_of(path: str, input_format: str | None = None) -> Format:
             if f.name == input_format:
                 return f
         raise UsageError(f"unknown --input-format {input_format!r}; known: {_known()}")
-    suffix = os.path.splitext(path)[1].lower()
+    suffix = os.path.splitext(path.rstrip("/"))[1].lower()
     for f in FORMATS:
         if suffix in f.suffixes:
             return f
@@ -73,7 +70,7 @@ def format_of(path: str, input_format: str | None = None) -> Format:
 
 def _expand(spec: str) -> list[tuple[str, str | None]]:
     """One SOURCE argument -> [(path, dataset)]: ``file.h5:/name`` and globs are understood."""
-    if os.path.isdir(spec):
+    if os.path.isdir(spec) and not _is_store(spec):
         return [(p, None) for p in _table_files(spec)]
     if spec == "-" or os.path.exists(spec):
         return [(spec, None)]
@@ -81,6 +78,12 @@ def _expand(spec: str) -> list[tuple[str, str | None]]:
     if m:
         return [(p, m["dataset"]) for p in _expand_glob(m["path"])]
     return [(p, None) for p in _expand_glob(spec)]
+
+
+def _is_store(path: str) -> bool:
+    """A directory that is one array (a Zarr store), not a directory of table files."""
+    name = path.rstrip("/").lower()
+    return any(name.endswith(s) for f in FORMATS if f.directory for s in f.suffixes)
 
 
 def _table_files(directory: str) -> list[str]:
@@ -124,14 +127,18 @@ def open_one(
         cls = getattr(importlib.import_module(fmt.module), fmt.stream_reader)
         return cls(columns) if fmt.kind == "table" else _array_only(cls(), columns)
     fmt = format_of(path, None if input_format is None else input_format)
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not fmt.directory:
         raise DataError("is a directory, expected a file", path=path)
     cls = getattr(importlib.import_module(fmt.module), fmt.reader)
-    if dataset is not None and fmt.name != "hdf5":
-        raise UsageError(f"--dataset applies to HDF5 only, not {fmt.name}", path=path)
     if fmt.kind == "table":
+        if dataset is not None:
+            raise UsageError(f"--dataset applies to HDF5 and Zarr only, not {fmt.name}", path=path)
         return cls(path, columns)
-    return _array_only(cls(path, dataset) if fmt.name == "hdf5" else cls(path), columns)
+    if fmt.named_arrays:
+        return _array_only(cls(path, dataset), columns)
+    if dataset is not None:
+        raise UsageError(f"--dataset applies to HDF5 and Zarr only, not {fmt.name}", path=path)
+    return _array_only(cls(path), columns)
 
 
 def _array_only(src: ArraySource, columns: Sequence[str] | None) -> ArraySource:

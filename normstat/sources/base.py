@@ -41,8 +41,10 @@ class ArraySource(Protocol):
         """Rows per chunk near ``target_bytes``, aligned to the storage's own chunking."""
         ...
 
-    def chunks(self, rows: int, start: int = 0) -> Iterator[Chunk]:
-        """Row blocks of ``rows`` samples from sample ``start`` on (``start`` > 0 resumes)."""
+    def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+        """Row blocks of ``rows`` samples from sample ``start`` (``start`` > 0 resumes) to
+        ``stop`` (default: the end); a remote task reads its own range this way after
+        reopening the source by (path, dataset)."""
         ...
 
     def close(self) -> None: ...

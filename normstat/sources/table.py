@@ -145,19 +145,23 @@ class TableSource:
             ) from None
         self.shape = (seen, self.shape[1])
 
-    def chunks(self, rows: int, start: int = 0) -> Iterator[Chunk]:
-        """Feature matrices of at most ``rows`` rows from row ``start`` on. Resuming part-way
-        reads the rows before ``start`` again (a table has no random access to rows), but does
-        not convert or compute them."""
+    def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+        """Feature matrices of at most ``rows`` rows, rows ``start`` to ``stop``. Starting
+        part-way reads the rows before ``start`` again (a table has no random access to rows),
+        but does not convert or compute them."""
         at = 0
         for b in self.batches(rows, self.features):
+            if stop is not None and at + b.num_rows > stop:
+                b = b.slice(0, max(stop - at, 0))
             if at + b.num_rows <= start:
                 at += b.num_rows
-                continue
-            if at < start:
-                b, at = b.slice(start - at), start
-            yield Chunk(to_matrix(b, self.features), self.path, None, at)
-            at += b.num_rows
+            else:
+                if at < start:
+                    b, at = b.slice(start - at), start
+                yield Chunk(to_matrix(b, self.features), self.path, None, at)
+                at += b.num_rows
+            if stop is not None and at >= stop:
+                return
 
     def count_rows(self) -> int:
         """Rows of the table, counting them with a pass over one column if need be."""
