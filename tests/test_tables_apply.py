@@ -206,3 +206,16 @@ def test_shards_in_a_directory_become_one_output_in_order(data, tmp_path):
     assert got.num_rows == t.num_rows and got.column("label").equals(t.column("label"))
     want = (np.where(nulls[:, 3], np.nan, x[:, 3]) - stats.mean[3]) / stats.std[3]
     np.testing.assert_allclose(got.column("idx").to_numpy(), want.astype(np.float32), rtol=1e-6)
+
+
+def test_tables_need_the_local_engine_and_no_zarr_output(data, tmp_path):
+    _, _, t = data
+    src = write("parquet", t, str(tmp_path / "in.parquet"))
+    stats = str(tmp_path / "s.json")
+    normstat.save(normstat.fit(src), stats)
+    result = CliRunner().invoke(main, ["fit", src, "--engine", "dask"])
+    assert result.exit_code == 2 and "tables need --engine local" in result.stderr
+    out = tmp_path / "out.zarr"
+    result = CliRunner().invoke(main, ["apply", stats, src, "-o", str(out)])
+    assert result.exit_code == 2 and "not .zarr" in result.stderr
+    assert not out.exists()
