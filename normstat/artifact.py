@@ -90,7 +90,7 @@ def save(stats: Stats, path: str) -> None:
     with atomic_output(path) as tmp:
         if path.lower().endswith(".npz"):
             with open(tmp, "wb") as fp:
-                np.savez(fp, meta=np.array(json.dumps(_meta(stats))), **_arrays(stats))
+                np.savez(fp, meta=np.array(json.dumps(_meta(stats))), **_arrays(stats))  # type: ignore[arg-type]
         else:
             with open(tmp, "w", encoding="utf-8") as fp:
                 fp.write(dumps(stats))

@@ -76,7 +76,7 @@ class _ClickProgress:
         self.done = 0
         if total is None:  # CSV or a stream: no total to draw a bar against; count rows instead
             return
-        self.bar = click.progressbar(
+        self.bar = click.progressbar(  # type: ignore[call-overload]
             length=total,
             label=click.style(self.label, bold=True),
             file=sys.stderr,

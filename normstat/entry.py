@@ -45,13 +45,13 @@ def run() -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    code: object = 0
+    code: int | str | None = 0
     try:
         from normstat.cli import main
 
         main(prog_name="normstat")
     except SystemExit as exc:
-        code = exc.code
+        code = exc.code if isinstance(exc.code, int | str) or exc.code is None else 1
     except (KeyboardInterrupt, Terminated):  # before or after the command itself ran
         signum = _received[-1] if _received else signal.SIGINT
         print(interrupted_message(signum), file=sys.stderr)

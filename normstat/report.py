@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from normstat.core.drift import Drift
@@ -91,8 +93,8 @@ def _align_decimals(rows: list[list[str]], columns: range) -> list[list[str]]:
     return rows
 
 
-def _line(cells: object, widths: list[int]) -> str:
-    cells = list(cells)  # type: ignore[call-overload]
+def _line(cells: Sequence[str], widths: list[int]) -> str:
+    cells = list(cells)
     parts = [cells[0].ljust(widths[0])] + [
         c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)
     ]

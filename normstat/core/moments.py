@@ -35,7 +35,7 @@ class Moments:
     m2: np.ndarray  # float64, sum of squared deviations from the mean
     min: np.ndarray  # float64
     max: np.ndarray  # float64
-    shift: np.ndarray = field(default=None)  # type: ignore[assignment]  # float64; None: zeros
+    shift: np.ndarray = field(default=None)  # type: ignore[arg-type]  # float64; None: zeros
 
     def __post_init__(self) -> None:
         if self.shift is None:

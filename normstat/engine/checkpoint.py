@@ -51,7 +51,7 @@ class Checkpointer:
     def save(self, moments: Moments) -> None:
         meta = {"kind": KIND, "rows_done": self.rows_done, "fingerprint": self.print_}
         with atomic_output(self.path) as tmp, open(tmp, "wb") as fp:
-            np.savez(fp, meta=np.array(json.dumps(meta)), **_arrays(moments))
+            np.savez(fp, meta=np.array(json.dumps(meta)), **_arrays(moments))  # type: ignore[arg-type]
         self._last = time.monotonic()
 
 

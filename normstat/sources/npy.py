@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import sys
@@ -103,7 +104,7 @@ class NpyFile:
         pass
 
 
-def _read_header(fp: BinaryIO, version: tuple[int, int]) -> tuple:
+def _read_header(fp: BinaryIO | io.BufferedIOBase, version: tuple[int, int]) -> tuple:
     if version == (1, 0):
         return np.lib.format.read_array_header_1_0(fp)
     return np.lib.format.read_array_header_2_0(fp)
@@ -119,7 +120,8 @@ class NpyStream:
 
     def __init__(self, stream: BinaryIO | None = None, path: str = "-") -> None:
         self.path = path
-        self._fp = stream if stream is not None else sys.stdin.buffer
+        # a buffered binary stream: sys.stdin.buffer, or io.BytesIO in tests
+        self._fp: io.BufferedIOBase = stream if stream is not None else sys.stdin.buffer  # type: ignore[assignment]
         try:
             version = np.lib.format.read_magic(self._fp)
             shape, fortran, dtype = _read_header(self._fp, version)
@@ -142,7 +144,7 @@ class NpyStream:
         for start in range(0, self.shape[0], rows):
             n = min(rows, self.shape[0] - start)
             buf = np.empty((n, *row_shape), self.dtype)
-            view = memoryview(buf.reshape(-1).view(np.uint8))
+            view = buf.reshape(-1).view(np.uint8).data
             got = 0
             while got < len(view):
                 k = self._fp.readinto(view[got:])
