@@ -1,0 +1,138 @@
+"""Use cases over finished statistics: merge, export to frameworks, diff and drift."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from normstat import artifact
+from normstat.api.fitting import fit
+from normstat.api.options import ChunkSize, ProgressHook, plain
+from normstat.api.transforming import _apply_columns
+from normstat.core.checks import NanPolicy
+from normstat.core.drift import Drift, check_comparable, compare
+from normstat.core.moments import merge_all
+from normstat.core.stats import Stats
+from normstat.errors import ArtifactError, UsageError
+from normstat.report import feature_names
+
+
+def merge(parts: Sequence[Stats | str]) -> Stats:
+    """Exact merge of the statistics of disjoint parts (e.g. shards fitted separately)."""
+    loaded = [artifact.load(p) if isinstance(p, str) else p for p in parts]
+    names = [p if isinstance(p, str) else f"part {i}" for i, p in enumerate(parts)]
+    if not loaded:
+        raise UsageError("nothing to merge")
+    first = loaded[0]
+    for name, s in zip(names[1:], loaded[1:], strict=True):
+        for key in ("feature_shape", "axis", "features", "ddof"):
+            a, b = plain(getattr(first, key)), plain(getattr(s, key))
+            if a != b:
+                raise ArtifactError(f"{key} {b} disagrees with {a} of {names[0]}", path=name)
+    moments = merge_all((s.moments for s in loaded), first.moments.n_features)
+    return Stats(
+        moments,
+        first.feature_shape,
+        first.axis,
+        first.ddof,
+        first.features,
+        _merged_source([s.source for s in loaded]),
+    )
+
+
+def _merged_source(sources: list[dict[str, Any]]) -> dict[str, Any]:
+    out = dict(sources[0])
+    out["paths"] = [p for s in sources for p in s.get("paths", [])]
+    shapes = [s.get("shape") for s in sources]
+    if all(isinstance(sh, list) and sh for sh in shapes):
+        out["shape"] = [sum(sh[0] for sh in shapes), *shapes[0][1:]]  # type: ignore[index]
+    dtypes = {s.get("dtype") for s in sources}
+    if len(dtypes) > 1:
+        try:
+            out["dtype"] = str(np.result_type(*dtypes))
+        except TypeError:
+            out["dtype"] = "mixed"
+    return out
+
+
+EXPORT_TARGETS: tuple[str, ...] = ("keras", "torch", "sklearn")
+
+
+def export(stats: Stats | str, to: str) -> dict[str, Any]:
+    """The statistics as the named framework takes them (plain lists, JSON-ready).
+
+    Near-constant features get variance / std 1, so the framework only centres them, exactly as
+    ``apply`` does (Keras would otherwise divide by its epsilon and blow them up).
+    """
+    if isinstance(stats, str):
+        stats = artifact.load(stats)
+    mean = np.where(stats.count > 0, stats.mean, 0.0)
+    scale = stats.scale
+    if to == "keras":
+        return {
+            "axis": None if stats.axis is None else list(stats.axis),
+            "mean": mean.tolist(),
+            "variance": (scale * scale).tolist(),
+        }
+    if to == "torch":
+        return {"mean": mean.tolist(), "std": scale.tolist()}
+    if to == "sklearn":
+        counts = stats.count
+        seen = (
+            int(counts.flat[0])
+            if counts.size and (counts == counts.flat[0]).all()
+            else counts.tolist()
+        )
+        return {
+            "mean_": mean.tolist(),
+            "var_": np.nan_to_num(stats.var).tolist(),
+            "scale_": scale.tolist(),
+            "n_samples_seen_": seen,
+            "n_features_in_": int(np.prod(stats.feature_shape)),
+        }
+    raise UsageError(f"--to must be one of {', '.join(EXPORT_TARGETS)}, received {to!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# drift
+
+
+def diff(a: Stats | str, b: Stats | str) -> Drift:
+    """Drift of statistics B relative to A (e.g. serving vs training), worst feature first."""
+    sa, sb = (artifact.load(s) if isinstance(s, str) else s for s in (a, b))
+    check_comparable(sa, sb, a if isinstance(a, str) else "A", b if isinstance(b, str) else "B")
+    return compare(sa, sb, feature_names(sa))
+
+
+def drift(
+    stats: Stats | str,
+    sources: str | Sequence[str],
+    *,
+    dataset: str | None = None,
+    nan: NanPolicy = "skip",
+    chunk_size: ChunkSize = None,
+    workers: int | None = None,
+    input_format: str | None = None,
+    columns: Sequence[str] | None = None,
+    progress: ProgressHook | None = None,
+) -> Drift:
+    """Fit SOURCE with the axis and ddof of STATS (a table: its feature columns), then compare it
+    to STATS (see :func:`diff`)."""
+    base = artifact.load(stats) if isinstance(stats, str) else stats
+    new = fit(
+        sources,
+        dataset=dataset,
+        axis=base.axis,
+        ddof=base.ddof,
+        nan=nan,
+        chunk_size=chunk_size,
+        workers=workers,
+        input_format=input_format,
+        columns=_apply_columns(base, columns),
+        progress=progress,
+    )
+    name = stats if isinstance(stats, str) else "STATS"
+    check_comparable(base, new, name, ", ".join(new.source.get("paths", [])) or "SOURCE")
+    return compare(base, new, feature_names(base))
