@@ -355,8 +355,8 @@ def merge(parts: Sequence[Stats | str]) -> Stats:
     first = loaded[0]
     for name, s in zip(names[1:], loaded[1:], strict=True):
         for key in ("feature_shape", "axis", "features", "ddof"):
-            a, b = getattr(first, key), getattr(s, key)
-            if (list(a) if a is not None else None) != (list(b) if b is not None else None):
+            a, b = _plain(getattr(first, key)), _plain(getattr(s, key))
+            if a != b:
                 raise ArtifactError(f"{key} {b} disagrees with {a} of {names[0]}", path=name)
     moments = merge_all((s.moments for s in loaded), first.moments.n_features)
     return Stats(
@@ -367,6 +367,10 @@ def merge(parts: Sequence[Stats | str]) -> Stats:
         first.features,
         _merged_source([s.source for s in loaded]),
     )
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple | list) else v
 
 
 def _merged_source(sources: list[dict[str, Any]]) -> dict[str, Any]:

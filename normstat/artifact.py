@@ -62,6 +62,16 @@ def _meta(stats: Stats) -> dict[str, Any]:
 
 
 def _arrays(stats: Stats) -> dict[str, np.ndarray]:
+    m = stats.moments
+    bad = (m.count > 0) & ~(np.isfinite(m.mean) & np.isfinite(m.m2))
+    if bad.any():
+        idx = (
+            np.unravel_index(int(np.argmax(bad)), stats.feature_shape)
+            if stats.feature_shape
+            else ()
+        )
+        name = stats.features[int(np.argmax(bad))] if stats.features else list(map(int, idx))
+        raise ArtifactError(f"statistics of feature {name} overflow float64 (values near 1e308?)")
     return {k: getattr(stats, k) for k in (*INT_KEYS, *FLOAT_KEYS)}
 
 

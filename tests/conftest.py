@@ -1,0 +1,63 @@
+"""Shared helpers: an independent float64 two-pass reference, and small files on disk."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "examples" / "digits.h5"
+
+
+def reference(x: np.ndarray, axis: tuple[int, ...] | None, ddof: int = 0) -> dict[str, np.ndarray]:
+    """Plain numpy float64 two-pass statistics over the axes NOT kept (Keras semantics)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN is the answer
+        return _reference(np.asarray(x, dtype=np.float64), axis, ddof)
+
+
+def _reference(x: np.ndarray, axis: tuple[int, ...] | None, ddof: int) -> dict[str, np.ndarray]:
+    if x.ndim == 1:
+        x = x[:, None]
+    keep = () if axis is None else tuple(a % x.ndim for a in axis)
+    red = tuple(a for a in range(x.ndim) if a not in keep)
+    mean = np.nanmean(x, axis=red)
+    count = np.sum(~np.isnan(x), axis=red)
+    dev = x - np.expand_dims(mean, red)
+    m2 = np.nansum(dev * dev, axis=red)
+    return {
+        "count": count,
+        "mean": mean,
+        "m2": m2,
+        "var": m2 / (count - ddof),
+        "min": np.nanmin(x, axis=red),
+        "max": np.nanmax(x, axis=red),
+    }
+
+
+@pytest.fixture
+def h5file(tmp_path: Path):
+    """Write arrays into an HDF5 file: h5file({"/x": arr, ...}, chunks=...) -> path."""
+
+    def make(datasets: dict[str, np.ndarray], name: str = "data.h5", **kw) -> Path:
+        path = tmp_path / name
+        with h5py.File(path, "w") as f:
+            for key, arr in datasets.items():
+                f.create_dataset(key, data=arr, **kw)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def npyfile(tmp_path: Path):
+    def make(arr: np.ndarray, name: str = "data.npy") -> Path:
+        path = tmp_path / name
+        np.save(path, arr)
+        return path
+
+    return make
