@@ -153,8 +153,12 @@ def _exact_int_moments(rows: np.ndarray) -> Moments:
     n, f = rows.shape
     s, q = integer_sums(rows)
     lo, hi = _value_range(rows)
-    a, b = np.divmod(s, n)  # s = n*a + b, 0 <= b < n, so s**2/n = n*a**2 + 2*a*b + b**2/n
-    whole = q - n * a * a - 2 * a * b  # exact in int64
+    # m2 = sum((x - a)**2) - b**2 / n for any integer a, with b = s - n*a. The first term is an
+    # exact integer; a = round(s / n) makes |b| <= n/2, so the second is at most half the first
+    # (no cancellation) and m2 comes out within one ulp of the exact value.
+    a = (2 * s + n) // (2 * n)
+    b = s - n * a
+    whole = q - 2 * a * s + n * a * a  # exact in int64
     m2 = whole.astype(np.float64) - b.astype(np.float64) ** 2 / n
     return Moments(
         count=np.full(f, n, np.int64),
