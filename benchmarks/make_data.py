@@ -95,9 +95,7 @@ def make_all(out: str, gb: float, seed: int = 0) -> dict[str, str]:
         "images": os.path.join(out, "images.h5"),
         "table": os.path.join(out, "table.parquet"),
     }
-    write_hdf5(
-        paths["floats"], "x", (n_float, N_FEATURES), "float32", float_blocks(n_float, seed)
-    )
+    write_hdf5(paths["floats"], "x", (n_float, N_FEATURES), "float32", float_blocks(n_float, seed))
     write_hdf5(
         paths["images"], "images", (n_img, *IMAGE_SHAPE), "uint8", image_blocks(n_img, seed + 1)
     )

@@ -17,4 +17,6 @@ proc = subprocess.Popen(argv)
 _, status, usage = os.wait4(proc.pid, 0)
 wall = time.perf_counter() - t0
 with open(report, "w") as f:
-    json.dump({"wall": wall, "maxrss_kb": usage.ru_maxrss, "exit": os.waitstatus_to_exitcode(status)}, f)
+    json.dump(
+        {"wall": wall, "maxrss_kb": usage.ru_maxrss, "exit": os.waitstatus_to_exitcode(status)}, f
+    )

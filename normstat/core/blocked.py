@@ -7,7 +7,7 @@ materialises a float64 copy twice its size, so it runs at a third of memory spee
   spends its time in loop overhead. A C-contiguous ``(rows, f)`` chunk is viewed as
   ``(rows / r, r * f)`` with ``r * f >= 1024``; the ``r`` partial results per feature are folded at
   the end. Reductions (min, max, sums) then run over long contiguous inner loops.
-* **Sub-blocks.** The float64 deviations exist only for a sub-block of ~1 MB, which stays in L2
+* **Sub-blocks.** The float64 deviations exist only for a sub-block of ~2 MB, which stays in cache
   while it is summed and squared, instead of a full-chunk float64 temporary.
 * **Floats: shifted sums, exact fallback.** Sums of ``d = x - K`` and ``d * d`` with ``K`` the mean of
   the first sub-block give ``mean = K + s / n`` and ``m2 = q - s**2 / n`` (the corrected two-pass
@@ -30,8 +30,9 @@ import numpy as np
 
 from normstat.core.moments import Moments
 
-SUB_BLOCK_ELEMENTS = 2**17
-"""Elements per sub-block: 1 MiB of float64 deviations, the L2 of the machines we target."""
+SUB_BLOCK_ELEMENTS = 2**18
+"""Elements per sub-block: 2 MiB of float64 deviations, L2-to-L3 sized; measured faster than 2**16
+and 2**17 (fewer Python-level calls per chunk) on the 1 MB-L2 machine of docs/performance.md."""
 MIN_WIDTH = 1024
 """Inner length from which axis-0 reductions run at full speed."""
 SHIFT_RERUN = 16.0
@@ -43,7 +44,7 @@ _MAX_BLOCK_ROWS = 2**15
 _SQUARE: dict[str, tuple[type, type]] = {
     "uint8": (np.uint16, np.uint32),
     "int8": (np.int16, np.int32),
-    "uint16": (np.uint32, np.uint64),
+    "uint16": (np.uint32, np.int64),
     "int16": (np.int32, np.int64),
 }
 
@@ -86,14 +87,21 @@ def _sub_blocks(view: np.ndarray) -> Iterator[np.ndarray]:
         yield view[i : i + step]
 
 
-def _value_range(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature min and max as float64, over wide views."""
-    f = rows.shape[1]
-    lo, hi = np.full(f, np.inf), np.full(f, -np.inf)
-    for view, r in wide_parts(rows):
-        lo = np.minimum(lo, _fold(view.min(axis=0), r, np.minimum))
-        hi = np.maximum(hi, _fold(view.max(axis=0), r, np.maximum))
-    return lo, hi
+class _Range:
+    """Running per-column min and max of one wide view, kept in the data's own dtype."""
+
+    def __init__(self, first_row: np.ndarray) -> None:
+        self.lo, self.hi = first_row.copy(), first_row.copy()
+
+    def add(self, blk: np.ndarray) -> None:
+        np.minimum(self.lo, blk.min(axis=0), out=self.lo)
+        np.maximum(self.hi, blk.max(axis=0), out=self.hi)
+
+    def folded(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            _fold(self.lo, r, np.minimum).astype(np.float64),
+            _fold(self.hi, r, np.maximum).astype(np.float64),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,17 +114,14 @@ def _float_moments(rows: np.ndarray) -> Moments | None:
     shift = first.sum(axis=0, dtype=np.float64) / first.shape[0]
     if not np.isfinite(shift).all():
         return None
-    s, q = shifted_sums(rows, shift)
-    if not np.isfinite(s).all():
+    s, q, lo, hi = shifted_sums(rows, shift)
+    if not (np.isfinite(s).all() and np.isfinite(lo).all() and np.isfinite(hi).all()):
         return None
     mean, m2 = shift + s / n, q - s * s / n
     if (s * s > SHIFT_RERUN * n * m2).any():  # shift too far from the mean: two-pass exactly
         shift = mean
-        s, q = shifted_sums(rows, shift)
+        s, q, _, _ = shifted_sums(rows, shift)
         mean, m2 = shift + s / n, q - s * s / n
-    lo, hi = _value_range(rows)
-    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-        return None
     return Moments(
         count=np.full(f, n, np.int64),
         nan_count=np.zeros(f, np.int64),
@@ -127,22 +132,29 @@ def _float_moments(rows: np.ndarray) -> Moments | None:
     )
 
 
-def shifted_sums(rows: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per feature, ``sum(x - shift)`` and ``sum((x - shift)**2)`` in float64, sub-blocked."""
+def shifted_sums(rows: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per feature, ``sum(x - shift)``, ``sum((x - shift)**2)`` (float64), min and max, in one
+    read of ``rows``: each sub-block is cast into an L2-sized float64 buffer and reduced there."""
     f = rows.shape[1]
     s, q = np.zeros(f), np.zeros(f)
+    lo, hi = np.full(f, np.inf), np.full(f, -np.inf)
     for view, r in wide_parts(rows):
         k = np.tile(shift, r)
-        s_w, q_w = np.zeros(view.shape[1]), np.zeros(view.shape[1])
-        buf = np.empty((min(view.shape[0], max(1, SUB_BLOCK_ELEMENTS // view.shape[1])), k.size))
+        s_w, q_w, rng = np.zeros(k.size), np.zeros(k.size), _Range(view[0])
+        buf = np.empty((min(view.shape[0], max(1, SUB_BLOCK_ELEMENTS // k.size)), k.size))
         for blk in _sub_blocks(view):
             d = buf[: blk.shape[0]]
-            np.subtract(blk, k, out=d)
+            d[...] = blk  # a plain cast, then same-type arithmetic: faster than a mixed subtract
+            d -= k
             s_w += d.sum(axis=0)
-            q_w += np.einsum("ij,ij->j", d, d)
+            d *= d
+            q_w += d.sum(axis=0)
+            rng.add(blk)
         s += _fold(s_w, r, np.add)
         q += _fold(q_w, r, np.add)
-    return s, q
+        v_lo, v_hi = rng.folded(r)
+        lo, hi = np.minimum(lo, v_lo), np.maximum(hi, v_hi)
+    return s, q, lo, hi
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,8 +163,7 @@ def shifted_sums(rows: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def _exact_int_moments(rows: np.ndarray) -> Moments:
     n, f = rows.shape
-    s, q = integer_sums(rows)
-    lo, hi = _value_range(rows)
+    s, q, lo, hi = integer_sums(rows)
     # m2 = sum((x - a)**2) - b**2 / n for any integer a, with b = s - n*a. The first term is an
     # exact integer; a = round(s / n) makes |b| <= n/2, so the second is at most half the first
     # (no cancellation) and m2 comes out within one ulp of the exact value.
@@ -170,33 +181,31 @@ def _exact_int_moments(rows: np.ndarray) -> Moments:
     )
 
 
-def integer_sums(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per feature, the exact ``sum(x)`` and ``sum(x*x)`` (int64) of 8- or 16-bit integers."""
+def integer_sums(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per feature, the exact ``sum(x)`` and ``sum(x*x)`` (int64) of 8- or 16-bit integers, and
+    min and max (float64), in one read of ``rows``."""
     square_t, block_sum_t = _SQUARE[rows.dtype.name]
     f = rows.shape[1]
     s, q = np.zeros(f, np.int64), np.zeros(f, np.int64)
+    lo, hi = np.full(f, np.inf), np.full(f, -np.inf)
     for view, r in wide_parts(rows):
-        s_w = view.sum(axis=0, dtype=_sum_type(rows.dtype, view.shape[0])).astype(np.int64)
-        s += _fold(s_w, r, np.add)
-        q_w = np.zeros(view.shape[1], np.int64)
-        step = max(1, min(_MAX_BLOCK_ROWS, SUB_BLOCK_ELEMENTS // view.shape[1]))
-        buf = np.empty((min(view.shape[0], step), view.shape[1]), square_t)
+        w = view.shape[1]
+        s_w, q_w, rng = np.zeros(w, np.int64), np.zeros(w, np.int64), _Range(view[0])
+        step = max(1, min(_MAX_BLOCK_ROWS, SUB_BLOCK_ELEMENTS // w))
+        buf = np.empty((min(view.shape[0], step), w), square_t)
         for blk in _row_blocks(view, step):
             sq = buf[: blk.shape[0]]
             np.multiply(blk, blk, out=sq, dtype=square_t)
-            q_w += sq.sum(axis=0, dtype=block_sum_t).astype(np.int64)
+            s_w += blk.sum(axis=0, dtype=block_sum_t)
+            q_w += sq.sum(axis=0, dtype=block_sum_t)
+            rng.add(blk)
+        s += _fold(s_w, r, np.add)
         q += _fold(q_w, r, np.add)
-    return s, q
+        v_lo, v_hi = rng.folded(r)
+        lo, hi = np.minimum(lo, v_lo), np.maximum(hi, v_hi)
+    return s, q, lo, hi
 
 
 def _row_blocks(view: np.ndarray, step: int) -> Iterator[np.ndarray]:
     for i in range(0, view.shape[0], step):
         yield view[i : i + step]
-
-
-def _sum_type(dtype: np.dtype, rows: int) -> type:
-    """The narrowest accumulator that cannot overflow over ``rows`` values (32-bit is 2x faster)."""
-    bound = rows * max(abs(int(np.iinfo(dtype).min)), int(np.iinfo(dtype).max))
-    if dtype.kind == "u":
-        return np.uint32 if bound < 2**32 else np.uint64
-    return np.int32 if bound < 2**31 else np.int64

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 
 from normstat.errors import DataError, UsageError
-from normstat.sources.base import Chunk, rows_for_bytes
+from normstat.sources.base import BufferPool, Chunk, rows_for_bytes
 
 
 def numeric_datasets(f: h5py.File) -> list[str]:
@@ -94,9 +94,10 @@ class Hdf5Dataset:
 
     def chunks(self, rows: int) -> Iterator[Chunk]:
         n = self.shape[0]
+        pool = BufferPool()
         for start in range(0, n, rows):
             stop = min(start + rows, n)
-            buf = np.empty((stop - start, *self.shape[1:]), self.dtype)
+            buf = pool.get((stop - start, *self.shape[1:]), self.dtype)
             try:
                 self._ds.read_direct(buf, np.s_[start:stop])
             except OSError as exc:
@@ -104,6 +105,7 @@ class Hdf5Dataset:
                     f"cannot read rows {start}:{stop} ({exc})", path=self.path, dataset=self.dataset
                 ) from None
             yield Chunk(buf, self.path, self.dataset, start)
+            del buf  # drop our reference, so the pool can tell when the consumer is done
 
     def close(self) -> None:
         self._file.close()
