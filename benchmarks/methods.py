@@ -1,4 +1,4 @@
-"""The timed methods, run one per process by ``run.py``: ``python methods.py METHOD DATASET PATH N``.
+"""The timed methods, one per process: ``python methods.py METHOD DATASET PATH N`` (see run.py).
 
 Each method reads the whole dataset and returns the per-feature variance (population, ddof 0) as a
 flat float64 array. The worker runs it once untimed (warm page cache, imports done), then ``N``

@@ -9,8 +9,8 @@ materialises a float64 copy twice its size, so it runs at a third of memory spee
   the end. Reductions (min, max, sums) then run over long contiguous inner loops.
 * **Sub-blocks.** The float64 deviations exist only for a sub-block of ~2 MB, which stays in cache
   while it is summed and squared, instead of a full-chunk float64 temporary.
-* **Floats: shifted sums, exact fallback.** Sums of ``d = x - K`` and ``d * d`` with ``K`` the mean of
-  the first sub-block give ``mean = K + s / n`` and ``m2 = q - s**2 / n`` (the corrected two-pass
+* **Floats: shifted sums, exact fallback.** Sums of ``d = x - K`` and ``d * d`` with ``K`` the mean
+  of the first sub-block give ``mean = K + s / n`` and ``m2 = q - s**2 / n`` (the corrected two-pass
   formula with shift ``K``). Its error is ``eps * (1 + (mean - K)**2 / var)`` relative, so when the
   shift is more than 4 standard deviations off (data that drifts inside a chunk) the sums are taken
   again with ``K = mean``: that is the corrected two-pass exactly, and the error stays ``~17 eps``.
@@ -109,6 +109,11 @@ class _Range:
 
 
 def _float_moments(rows: np.ndarray) -> Moments | None:
+    with np.errstate(all="ignore"):  # inf - inf, overflowing squares: detected from the results
+        return _float_moments_quiet(rows)
+
+
+def _float_moments_quiet(rows: np.ndarray) -> Moments | None:
     n, f = rows.shape
     first = next(_sub_blocks(rows))
     shift = first.sum(axis=0, dtype=np.float64) / first.shape[0]
