@@ -8,7 +8,8 @@ import h5py
 import numpy as np
 
 from normstat.errors import DataError, UsageError
-from normstat.sources.base import BufferPool, Chunk, rows_for_bytes
+from normstat.sources.base import Chunk, rows_for_bytes
+from normstat.sources.buffers import BufferPool
 
 
 def numeric_datasets(f: h5py.File) -> list[str]:
