@@ -140,6 +140,8 @@ def _float_moments_quiet(rows: np.ndarray) -> Moments | None:
 def shifted_sums(rows: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per feature, ``sum(x - shift)``, ``sum((x - shift)**2)`` (float64), min and max, in one
     read of ``rows``: each sub-block is cast into an L2-sized float64 buffer and reduced there."""
+    if rows.flags.f_contiguous and not rows.flags.c_contiguous:
+        return _column_major_sums(rows, shift)
     f = rows.shape[1]
     s, q = np.zeros(f), np.zeros(f)
     lo, hi = np.full(f, np.inf), np.full(f, -np.inf)
@@ -159,6 +161,29 @@ def shifted_sums(rows: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
         q += _fold(q_w, r, np.add)
         v_lo, v_hi = rng.folded(r)
         lo, hi = np.minimum(lo, v_lo), np.maximum(hi, v_hi)
+    return s, q, lo, hi
+
+
+def _column_major_sums(rows: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`shifted_sums` for a column-major chunk (tables): every feature is a contiguous
+    row of ``rows.T``, so the reductions run along it, over sub-blocks of columns."""
+    cols = rows.T
+    f, n = cols.shape
+    k = shift[:, None]
+    s, q = np.zeros(f), np.zeros(f)
+    lo, hi = cols[:, 0].astype(np.float64), cols[:, 0].astype(np.float64)
+    step = max(1, SUB_BLOCK_ELEMENTS // max(f, 1))
+    buf = np.empty((f, min(n, step)))
+    for i in range(0, n, step):
+        blk = cols[:, i : i + step]
+        d = buf[:, : blk.shape[1]]
+        d[...] = blk
+        d -= k
+        s += d.sum(axis=1)
+        d *= d
+        q += d.sum(axis=1)
+        np.minimum(lo, blk.min(axis=1), out=lo)
+        np.maximum(hi, blk.max(axis=1), out=hi)
     return s, q, lo, hi
 
 
