@@ -1,23 +1,35 @@
 """normstat: one-pass, bounded-memory normalization statistics, and applying them.
 
-``import normstat`` loads numpy only; h5py, pyarrow, click and dask are imported when a format or
-command needs them.
+The public names are loaded on first use (PEP 562), so ``import normstat`` is nearly free: the
+console entry point can install its signal handlers before numpy is imported, and h5py, pyarrow,
+click and dask are imported only when a format or command needs them.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from normstat.api import (  # noqa: E402
-    Accumulator,
-    apply,
-    export,
-    fit,
-    fit_arrays,
-    merge,
-    transform,
-)
-from normstat.artifact import load, save  # noqa: E402
-from normstat.core.stats import Stats  # noqa: E402
-from normstat.errors import ArtifactError, DataError, NormstatError, UsageError  # noqa: E402
+_EXPORTS = {
+    "Accumulator": "normstat.api",
+    "apply": "normstat.api",
+    "diff": "normstat.api",
+    "drift": "normstat.api",
+    "export": "normstat.api",
+    "fit": "normstat.api",
+    "fit_arrays": "normstat.api",
+    "merge": "normstat.api",
+    "transform": "normstat.api",
+    "load": "normstat.artifact",
+    "save": "normstat.artifact",
+    "Stats": "normstat.core.stats",
+    "ArtifactError": "normstat.errors",
+    "DataError": "normstat.errors",
+    "NormstatError": "normstat.errors",
+    "UsageError": "normstat.errors",
+}
 
 __all__ = [
     "Accumulator",
@@ -28,6 +40,8 @@ __all__ = [
     "UsageError",
     "__version__",
     "apply",
+    "diff",
+    "drift",
     "export",
     "fit",
     "fit_arrays",
@@ -36,3 +50,32 @@ __all__ = [
     "save",
     "transform",
 ]
+
+if TYPE_CHECKING:
+    from normstat.api import (
+        Accumulator,
+        apply,
+        diff,
+        drift,
+        export,
+        fit,
+        fit_arrays,
+        merge,
+        transform,
+    )
+    from normstat.artifact import load, save
+    from normstat.core.stats import Stats
+    from normstat.errors import ArtifactError, DataError, NormstatError, UsageError
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'normstat' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

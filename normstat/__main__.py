@@ -1,5 +1,5 @@
 """``python -m normstat``: the same CLI as the ``normstat`` command."""
 
-from normstat.cli import main
+from normstat.entry import run
 
-main()
+run()

@@ -1,4 +1,4 @@
-"""The use cases, shared by the CLI and the library: fit, apply, merge, export.
+"""The use cases, shared by the CLI and the library: fit, apply, merge, export, diff, drift.
 
 Each CLI command parses its options and calls exactly one function here with the same parameter
 names; nothing here prints.
@@ -6,22 +6,27 @@ names; nothing here prints.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from normstat import artifact
 from normstat.core.checks import NAN_POLICIES, NanPolicy
+from normstat.core.drift import Drift, check_comparable, compare
 from normstat.core.layout import AxisLayout, AxisSpec
 from normstat.core.moments import Moments, merge_all
 from normstat.core.stats import Stats
 from normstat.core.transform import TransformParams, transform_params
+from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
 from normstat.engine.task import chunk_task
-from normstat.errors import ArtifactError, UsageError
+from normstat.errors import ArtifactError, DataError, UsageError
+from normstat.report import feature_names
 from normstat.sinks import atomic_output, check_writable, open_array_writer, writer_format
 from normstat.sources import ArraySource, Chunk, describe, open_sources
 from normstat.sources.base import DEFAULT_CHUNK_BYTES
@@ -53,31 +58,89 @@ def fit(
     workers: int | None = None,
     input_format: str | None = None,
     progress: ProgressHook | None = None,
+    checkpoint: str | None = None,
+    checkpoint_every: float = 60.0,
+    resume: bool = False,
 ) -> Stats:
-    """Statistics of one dataset stored in one or more files (shards along axis 0), one pass."""
+    """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
+
+    With ``checkpoint``, the merged state and position are saved there every
+    ``checkpoint_every`` seconds; ``resume`` continues from that file if it exists (the data must
+    be unchanged). The checkpoint is removed when the fit completes.
+    """
     _check_options(ddof, nan)
-    srcs = open_sources([sources] if isinstance(sources, str) else sources, dataset, input_format)
+    specs = [sources] if isinstance(sources, str) else list(sources)
+    if resume and not checkpoint:
+        raise UsageError("--resume needs --checkpoint PATH")
+    if checkpoint and "-" in specs:
+        raise UsageError("a fit from stdin cannot be checkpointed (it cannot be re-read)")
+    srcs = open_sources(specs, dataset, input_format)
     try:
         layout = AxisLayout.create(axis, srcs[0].shape)
         rows = _chunk_rows(srcs[0], chunk_size)
+        saver, initial = None, None
+        if checkpoint:
+            saver, initial = _checkpointer(
+                srcs, layout, rows, nan, checkpoint, checkpoint_every, resume
+            )
+        skip = saver.rows_done if saver else 0
         if progress is not None:
             progress.start(sum(s.shape[0] for s in srcs))
+            progress.advance(skip)
         moments = fit_local(
-            _all_chunks(srcs, rows),
+            _all_chunks(srcs, rows, skip),
             layout,
             nan,
             workers=workers,
             progress=None if progress is None else progress.advance,
+            initial=initial,
+            after_chunk=saver,
         )
+        if checkpoint and os.path.exists(checkpoint):
+            os.unlink(checkpoint)
         return Stats(moments, layout.feature_shape, layout.axis, ddof, None, describe(srcs))
     finally:
         for s in srcs:
             s.close()
 
 
-def _all_chunks(srcs: list[ArraySource], rows: int) -> Iterable[Chunk]:
+def _checkpointer(
+    srcs: list[ArraySource],
+    layout: AxisLayout,
+    rows: int,
+    nan: str,
+    path: str,
+    every: float,
+    resume: bool,
+) -> tuple[checkpoints.Checkpointer, Moments | None]:
+    if every <= 0:
+        raise UsageError(f"--checkpoint-every must be positive, received {every}")
+    print_ = checkpoints.fingerprint(
+        srcs,
+        axis=_plain(layout.axis),
+        nan=nan,
+        chunk_rows=rows,
+        sample_shape=list(layout.sample_shape),
+    )
+    saver = checkpoints.Checkpointer(path, every, print_)
+    if os.path.exists(path):
+        if not resume:
+            raise UsageError(
+                "checkpoint exists: add --resume to continue from it, or delete it", path=path
+            )
+        initial, saver.rows_done = checkpoints.load(path, print_)
+        return saver, initial
+    return saver, None
+
+
+def _all_chunks(srcs: list[ArraySource], rows: int, skip: int = 0) -> Iterable[Chunk]:
+    """Chunks of every shard in order, starting ``skip`` samples in (when resuming)."""
     for s in srcs:
-        yield from s.chunks(rows)
+        if skip >= s.shape[0]:
+            skip -= s.shape[0]
+            continue
+        yield from s.chunks(rows, skip)
+        skip = 0
 
 
 def _check_options(ddof: int, nan: str) -> None:
@@ -270,13 +333,15 @@ def apply(
         if out == "-":
             from normstat.sinks.npy import NpyStreamWriter
 
-            _drain(NpyStreamWriter(shape, out_dtype), blocks)
+            _drain(NpyStreamWriter(shape, out_dtype), blocks, "<stdout>")
             return
         check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
         fmt = writer_format(out, srcs[0].format)
         options = _writer_options(fmt, srcs, stats, method, inverse, params)
         with atomic_output(out) as tmp:
-            _drain(open_array_writer(fmt, tmp, shape, out_dtype, **options), blocks)
+            with _write_errors(out):
+                writer = open_array_writer(fmt, tmp, shape, out_dtype, **options)
+            _drain(writer, blocks, out)
     finally:
         for s in srcs:
             s.close()
@@ -307,14 +372,46 @@ def _transformed(
             progress.advance(chunk.data.shape[0])
 
 
-def _drain(writer: Any, blocks: Iterable[np.ndarray]) -> None:
+def _drain(writer: Any, blocks: Iterable[np.ndarray], out: str) -> None:
+    """Write every block, then close. On failure the writer is closed quietly (a full disk makes
+    closing fail too) so the first error, not a follow-on, is what the user sees. Only failures
+    of the writer itself are reported as write errors; a closed stdout pipe passes through."""
     start = 0
     try:
         for block in blocks:
-            writer.write(start, block)
+            with _write_errors(out):
+                writer.write(start, block)
             start += block.shape[0]
-    finally:
+    except BaseException:
+        _close_quietly(writer)
+        raise
+    with _write_errors(out):
         writer.close()
+
+
+@contextlib.contextmanager
+def _write_errors(out: str) -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except (OSError, RuntimeError) as exc:  # h5py reports some write failures as RuntimeError
+        raise DataError(f"cannot write the output ({os_reason(exc)})", path=out) from None
+
+
+def _close_quietly(writer: Any) -> None:
+    with contextlib.suppress(Exception):
+        writer.close()
+
+
+def os_reason(exc: BaseException) -> str:
+    """One line for an OS-level failure: ``strerror`` when there is an errno (h5py's messages
+    run over several lines), else the first line of the message."""
+    errno = getattr(exc, "errno", None)
+    if errno:
+        return os.strerror(errno)
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _writer_options(
@@ -424,3 +521,43 @@ def export(stats: Stats | str, to: str) -> dict[str, Any]:
             "n_features_in_": int(np.prod(stats.feature_shape)),
         }
     raise UsageError(f"--to must be one of {', '.join(EXPORT_TARGETS)}, received {to!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# drift
+
+
+def diff(a: Stats | str, b: Stats | str) -> Drift:
+    """Drift of statistics B relative to A (e.g. serving vs training), worst feature first."""
+    sa, sb = (artifact.load(s) if isinstance(s, str) else s for s in (a, b))
+    check_comparable(sa, sb, a if isinstance(a, str) else "A", b if isinstance(b, str) else "B")
+    return compare(sa, sb, feature_names(sa))
+
+
+def drift(
+    stats: Stats | str,
+    sources: str | Sequence[str],
+    *,
+    dataset: str | None = None,
+    nan: NanPolicy = "skip",
+    chunk_size: ChunkSize = None,
+    workers: int | None = None,
+    input_format: str | None = None,
+    progress: ProgressHook | None = None,
+) -> Drift:
+    """Fit SOURCE with the axis and ddof of STATS, then compare it to STATS (see :func:`diff`)."""
+    base = artifact.load(stats) if isinstance(stats, str) else stats
+    new = fit(
+        sources,
+        dataset=dataset,
+        axis=base.axis,
+        ddof=base.ddof,
+        nan=nan,
+        chunk_size=chunk_size,
+        workers=workers,
+        input_format=input_format,
+        progress=progress,
+    )
+    name = stats if isinstance(stats, str) else "STATS"
+    check_comparable(base, new, name, ", ".join(new.source.get("paths", [])) or "SOURCE")
+    return compare(base, new, feature_names(base))

@@ -206,10 +206,11 @@ def _moments(a: dict[str, np.ndarray], fail: Any) -> Moments:
     return Moments(
         count=count,
         nan_count=a["nan_count"].astype(np.int64).reshape(-1),
-        mean=np.where(has, a["mean"].reshape(-1), 0.0),
+        dmean=np.zeros(count.shape),
         m2=np.where(has, a["m2"].reshape(-1), 0.0),
         min=np.where(has, a["min"].reshape(-1), np.inf),
         max=np.where(has, a["max"].reshape(-1), -np.inf),
+        shift=np.where(has, a["mean"].reshape(-1), 0.0),
     )
 
 

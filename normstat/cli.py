@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +19,13 @@ import click
 
 from normstat import __version__, api, artifact, report
 from normstat.core.checks import NAN_POLICIES
+from normstat.core.drift import Drift
 from normstat.core.layout import parse_axis
 from normstat.core.stats import Stats
 from normstat.core.transform import METHODS
+from normstat.entry import Terminated, interrupted_message, signal_exit
 from normstat.errors import NormstatError
+from normstat.sinks.atomic import check_writable
 
 
 class _Failure(click.ClickException):
@@ -37,9 +42,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except NormstatError as exc:
             raise _Failure(str(exc), exc.exit_code) from None
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted", err=True)
-            ctx.exit(130)
+        except (KeyboardInterrupt, Terminated) as exc:
+            signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+            click.echo(interrupted_message(signum), err=True)
+            ctx.exit(signal_exit(signum))
         except BrokenPipeError:
             # Python's documented recipe: stop writing to the closed pipe, exit quietly.
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -48,28 +54,72 @@ class _Group(click.Group):
         except (OSError, MemoryError) as exc:
             if os.environ.get("NORMSTAT_DEBUG"):
                 raise
-            raise _Failure(f"{type(exc).__name__}: {exc}", 1) from None
+            raise _Failure(f"{type(exc).__name__}: {api.os_reason(exc)}", 1) from None
 
 
 class _ClickProgress:
-    """A click progress bar on stderr, created when the total is known."""
+    """click's progress bar on stderr: percent, rows done of the total, throughput and ETA.
+
+    On a terminal the bar redraws in place; when forced (``--progress``) onto a file or pipe,
+    click prints only the label, so a one-line summary is printed when the run ends.
+    """
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.bar: Any = None
+        self.started = 0.0
 
     def start(self, total: int) -> None:
+        self.started = time.monotonic()
         self.bar = click.progressbar(
-            length=total, label=self.label, file=sys.stderr, show_pos=True, show_eta=True
+            length=total,
+            label=click.style(self.label, bold=True),
+            file=sys.stderr,
+            show_eta=True,
+            show_percent=True,
+            item_show_func=self._info,
+            width=24,
+            bar_template="%(label)s  " + click.style("%(bar)s", fg="green") + "  %(info)s",
+            **_bar_chars(),
         )
         self.bar.__enter__()
+
+    def _info(self, _item: object) -> str:
+        done, total = self.bar.pos, self.bar.length
+        return f"{_count(done)}/{_count(total)} rows  {self._rate(done)}"
+
+    def _rate(self, done: int) -> str:
+        elapsed = time.monotonic() - self.started
+        return f"{_count(done / elapsed)} rows/s" if elapsed > 0 and done else ""
 
     def advance(self, n: int) -> None:
         self.bar.update(n)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
+        if self.bar is None:
+            return
+        self.bar.__exit__(None, None, None)
+        if not sys.stderr.isatty() and self.bar.pos >= self.bar.length:  # not after a failure
+            elapsed = time.monotonic() - self.started
+            click.echo(
+                f"{self.label}: {_count(self.bar.pos)} rows in {elapsed:.1f} s "
+                f"({self._rate(self.bar.pos)})".replace(" ()", ""),
+                err=True,
+            )
+
+
+def _bar_chars() -> dict[str, str]:
+    if (getattr(sys.stderr, "encoding", None) or "").lower().replace("-", "") == "utf8":
+        return {"fill_char": "\u2588", "empty_char": "\u2591"}
+    return {"fill_char": "#", "empty_char": "-"}
+
+
+def _count(n: float) -> str:
+    """1234 -> 1.2k, 5600000 -> 5.6M: short enough for a progress line."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
 
 
 def _progress(enabled: bool | None, quiet: bool, label: str) -> _ClickProgress | None:
@@ -188,6 +238,24 @@ def main() -> None:
     default=None,
     help="Compute threads (default: all cores).",
 )
+@click.option(
+    "--checkpoint",
+    metavar="STATE.npz",
+    help="Save the merged state and position here, atomically, while fitting; removed on success.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=float,
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often to save the checkpoint.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue from --checkpoint if it exists (refused if the data changed).",
+)
 @_reading_options
 def fit(
     sources: tuple[str, ...],
@@ -196,6 +264,9 @@ def fit(
     ddof: int,
     nan: str,
     workers: int | None,
+    checkpoint: str | None,
+    checkpoint_every: float,
+    resume: bool,
     dataset: str | None,
     input_format: str | None,
     chunk_size: str | None,
@@ -218,6 +289,9 @@ def fit(
         chunk_size=chunk_size,
         workers=workers,
         input_format=input_format,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
     )
     _write_stats(stats, output, quiet)
 
@@ -332,3 +406,129 @@ def export(stats: str, to: str) -> None:
     Python: normstat.export(stats, to).
     """
     _echo_json(api.export(stats, to))
+
+
+def _drift_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for deco in reversed(
+        [
+            click.option(
+                "--threshold",
+                type=click.FloatRange(min=0),
+                metavar="X",
+                help="Exit 1 when any feature's |mean_shift| = |mean_b - mean_a| / std_a "
+                "exceeds X (std ratio and range are reported, not tested).",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Every feature as JSON."),
+            click.option("--all", "show_all", is_flag=True, help="List every feature."),
+        ]
+    ):
+        fn = deco(fn)
+    return fn
+
+
+def _report_drift(result: Drift, threshold: float | None, as_json: bool, show_all: bool) -> None:
+    exceeding = [] if threshold is None else [result.names[i] for i in result.exceeding(threshold)]
+    if as_json:
+        _echo_json(
+            {
+                "threshold": threshold,
+                "exceeding": exceeding if threshold is not None else None,
+                "features": result.records(),
+            }
+        )
+    else:
+        click.echo(report.drift_table(result, None if show_all else 20, threshold))
+    if exceeding:
+        shown = ", ".join(exceeding[:5]) + (", ..." if len(exceeding) > 5 else "")
+        click.echo(
+            f"drift: {len(exceeding)} feature{'s' if len(exceeding) > 1 else ''} with "
+            f"|mean_shift| > {threshold}: {shown}",
+            err=True,
+        )
+        raise click.exceptions.Exit(1)
+
+
+@main.command()
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@_drift_options
+def diff(a: str, b: str, threshold: float | None, as_json: bool, show_all: bool) -> None:
+    """Compare statistics B with A (serving vs training data), worst feature first.
+
+    Per feature: mean_shift = (mean_b - mean_a) / std_a (B's mean after A's z-score), std_ratio =
+    std_b / std_a, and the change of min and max. Python: normstat.diff(a, b).
+    """
+    _report_drift(api.diff(a, b), threshold, as_json, show_all)
+
+
+@main.command()
+@click.argument("stats", metavar="STATS")
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@_drift_options
+@click.option(
+    "--nan",
+    type=click.Choice(NAN_POLICIES),
+    default="skip",
+    show_default=True,
+    help="skip: ignore NaN per feature; error: fail naming feature and row.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Compute threads (default: all)."
+)
+@_reading_options
+def drift(
+    stats: str,
+    sources: tuple[str, ...],
+    threshold: float | None,
+    as_json: bool,
+    show_all: bool,
+    nan: str,
+    workers: int | None,
+    dataset: str | None,
+    input_format: str | None,
+    chunk_size: str | None,
+    progress: bool | None,
+    quiet: bool,
+) -> None:
+    """Fit SOURCE and compare it with STATS (as diff does), worst feature first.
+
+    SOURCE is fitted with the axis and ddof recorded in STATS.
+
+    Python: normstat.drift(stats, sources).
+    """
+    hook = _progress(progress, quiet, "drift")
+    result = _run_with_progress(
+        hook,
+        api.drift,
+        stats,
+        list(sources),
+        dataset=dataset,
+        nan=nan,
+        chunk_size=chunk_size,
+        workers=workers,
+        input_format=input_format,
+    )
+    _report_drift(result, threshold, as_json, show_all)
+
+
+@main.command("plot")
+@click.argument("stats", metavar="STATS")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    metavar="IMAGE",
+    help="Image to write (.png, .svg or .pdf).",
+)
+@click.option("--title", help="Title instead of the description of the data.")
+@click.option("--force", is_flag=True, help="Replace IMAGE if it exists.")
+def plot_cmd(stats: str, output: str, title: str | None, force: bool) -> None:
+    """Draw STATS: mean/std heatmaps per position, bars per channel, or ranges per feature.
+
+    Needs the plot extra (pip install 'normstat[plot]'). Python: normstat.plot.plot(stats, out).
+    """
+    from normstat import plot
+
+    check_writable(output, force=force)
+    plot.plot(stats, output, title=title)
+    click.echo(f"wrote {output}", err=True)

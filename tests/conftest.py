@@ -1,4 +1,4 @@
-"""Shared helpers: an independent float64 two-pass reference, and small files on disk."""
+"""Shared helpers: an independent float64 two-pass reference, and the example dataset."""
 
 from __future__ import annotations
 
@@ -39,25 +39,8 @@ def _reference(x: np.ndarray, axis: tuple[int, ...] | None, ddof: int) -> dict[s
     }
 
 
-@pytest.fixture
-def h5file(tmp_path: Path):
-    """Write arrays into an HDF5 file: h5file({"/x": arr, ...}, chunks=...) -> path."""
-
-    def make(datasets: dict[str, np.ndarray], name: str = "data.h5", **kw) -> Path:
-        path = tmp_path / name
-        with h5py.File(path, "w") as f:
-            for key, arr in datasets.items():
-                f.create_dataset(key, data=arr, **kw)
-        return path
-
-    return make
-
-
-@pytest.fixture
-def npyfile(tmp_path: Path):
-    def make(arr: np.ndarray, name: str = "data.npy") -> Path:
-        path = tmp_path / name
-        np.save(path, arr)
-        return path
-
-    return make
+@pytest.fixture(scope="session")
+def digits() -> np.ndarray:
+    """The example dataset: 1,797 8x8 uint8 images."""
+    with h5py.File(DIGITS, "r") as f:
+        return f["images"][...]

@@ -374,3 +374,31 @@ def test_python_dash_m():
         cwd=Path(__file__).parents[1],
     )
     assert proc.returncode == 0 and normstat.__version__ in proc.stdout
+
+
+def test_ctrl_c_mid_apply_leaves_no_partial_file(fitted, tmp_path, monkeypatch):
+    path, _, stats = fitted
+    from normstat.sinks import npy as npy_sink
+
+    calls = {"n": 0}
+    real_write = npy_sink.NpyWriter.write
+
+    def interrupted(self, start, block):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        real_write(self, start, block)
+
+    monkeypatch.setattr(npy_sink.NpyWriter, "write", interrupted)
+    res = run(
+        "apply",
+        stats,
+        f"{path}:/group/images",
+        "-o",
+        tmp_path / "o.npy",
+        "--chunk-size",
+        "8",
+        ok=False,
+    )
+    assert res.exit_code == 130 and calls["n"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs.h5", "stats.json"]

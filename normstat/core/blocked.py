@@ -11,7 +11,8 @@ materialises a float64 copy twice its size, so it runs at a third of memory spee
   while it is summed and squared, instead of a full-chunk float64 temporary.
 * **Floats: shifted sums, exact fallback.** Sums of ``d = x - K`` and ``d * d`` with ``K`` the mean
   of the first sub-block give ``mean = K + s / n`` and ``m2 = q - s**2 / n`` (the corrected two-pass
-  formula with shift ``K``). Its error is ``eps * (1 + (mean - K)**2 / var)`` relative, so when the
+  formula with shift ``K``; ``K`` becomes the moments' ``shift`` and ``s / n`` their ``dmean``).
+  Its error is ``eps * (1 + (mean - K)**2 / var)`` relative, so when the
   shift is more than 4 standard deviations off (data that drifts inside a chunk) the sums are taken
   again with ``K = mean``: that is the corrected two-pass exactly, and the error stays ``~17 eps``.
 * **Small integers: exact.** For 8- and 16-bit integers (and bool) the sum and the sum of squares
@@ -124,18 +125,19 @@ def _float_moments_quiet(rows: np.ndarray) -> Moments | None:
     s, q, lo, hi = shifted_sums(rows, shift)
     if not (np.isfinite(s).all() and np.isfinite(lo).all() and np.isfinite(hi).all()):
         return None
-    mean, m2 = shift + s / n, q - s * s / n
+    m2 = q - s * s / n
     if (s * s > SHIFT_RERUN * n * m2).any():  # shift too far from the mean: two-pass exactly
-        shift = mean
+        shift = shift + s / n
         s, q, _, _ = shifted_sums(rows, shift)
-        mean, m2 = shift + s / n, q - s * s / n
+        m2 = q - s * s / n
     return Moments(
         count=np.full(f, n, np.int64),
         nan_count=np.zeros(f, np.int64),
-        mean=mean,
+        dmean=s / n,
         m2=np.maximum(m2, 0.0),
         min=lo,
         max=hi,
+        shift=shift,
     )
 
 
@@ -206,10 +208,11 @@ def _exact_int_moments(rows: np.ndarray) -> Moments:
     return Moments(
         count=np.full(f, n, np.int64),
         nan_count=np.zeros(f, np.int64),
-        mean=s / n,
+        dmean=b / n,  # mean = a + b / n: the integer part exact, the remainder below 1/2
         m2=np.maximum(m2, 0.0),
         min=lo,
         max=hi,
+        shift=a.astype(np.float64),
     )
 
 

@@ -14,12 +14,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout
-from normstat.core.moments import Moments, merge_all
+from normstat.core.moments import Moments, TreeMerger
 from normstat.engine.task import chunk_task
 from normstat.sources.base import Chunk
 
 Progress = Callable[[int], None]
 """Called with the number of samples just processed."""
+
+AfterChunk = Callable[[TreeMerger, int], None]
 
 
 def default_workers() -> int:
@@ -34,22 +36,37 @@ def fit_local(
     workers: int | None = None,
     features: list[str] | None = None,
     progress: Progress | None = None,
+    initial: Moments | None = None,
+    after_chunk: AfterChunk | None = None,
 ) -> Moments:
+    """Moments of every chunk, tree-merged in input order (after ``initial``, when resuming).
+
+    ``after_chunk(tree, samples)`` runs in this thread after each chunk is merged, with the
+    merge tree so far: the hook for checkpoints.
+    """
     workers = workers or default_workers()
-    if workers <= 1:
-        parts: Iterator[Moments] = (
-            _tick(chunk_task(c, layout, nan_policy, features), c, progress) for c in chunks
-        )
-        return merge_all(parts, layout.n_features)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="normstat") as pool:
+    tree = TreeMerger(layout.n_features)
+    if initial is not None:
+        tree.add(initial)
+    with ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="normstat") as pool:
         try:
-            return merge_all(
-                _pipelined(pool, chunks, layout, nan_policy, workers, features, progress),
-                layout.n_features,
-            )
+            if workers <= 1:
+                results: Iterator[tuple[Moments, Chunk]] = (
+                    (chunk_task(c, layout, nan_policy, features), c) for c in chunks
+                )
+            else:
+                results = _pipelined(pool, chunks, layout, nan_policy, workers, features)
+            for part, chunk in results:
+                tree.add(part)
+                samples = chunk.data.shape[0]
+                if progress is not None:
+                    progress(samples)
+                if after_chunk is not None:
+                    after_chunk(tree, samples)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+    return tree.total()
 
 
 def _pipelined(
@@ -59,21 +76,14 @@ def _pipelined(
     nan_policy: NanPolicy,
     workers: int,
     features: list[str] | None,
-    progress: Progress | None,
-) -> Iterator[Moments]:
+) -> Iterator[tuple[Moments, Chunk]]:
     """Yield chunk moments in input order while at most ``workers + 1`` chunks are in flight."""
     pending: deque[tuple[Future[Moments], Chunk]] = deque()
     for chunk in chunks:
         pending.append((pool.submit(chunk_task, chunk, layout, nan_policy, features), chunk))
         if len(pending) > workers:
             fut, done = pending.popleft()
-            yield _tick(fut.result(), done, progress)
+            yield fut.result(), done
     while pending:
         fut, done = pending.popleft()
-        yield _tick(fut.result(), done, progress)
-
-
-def _tick(m: Moments, chunk: Chunk, progress: Progress | None) -> Moments:
-    if progress is not None:
-        progress(chunk.data.shape[0])
-    return m
+        yield fut.result(), done

@@ -31,6 +31,12 @@ def check_writable(path: str, *, force: bool, inputs: tuple[str, ...] = ()) -> N
         raise UsageError("the output's directory does not exist", path=path)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str) -> Iterator[str]:
     """Yield a temporary path in the target's directory; rename it to ``path`` on success."""
@@ -42,6 +48,7 @@ def atomic_output(path: str) -> Iterator[str]:
         raise DataError(f"cannot create a file here ({exc.strerror})", path=path) from None
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a new file should honour umask
         yield tmp
         os.replace(tmp, path)
     except BaseException:

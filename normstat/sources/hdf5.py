@@ -93,19 +93,19 @@ class Hdf5Dataset:
             rows = max(step, rows // step * step)
         return rows
 
-    def chunks(self, rows: int) -> Iterator[Chunk]:
+    def chunks(self, rows: int, start: int = 0) -> Iterator[Chunk]:
         n = self.shape[0]
         pool = BufferPool()
-        for start in range(0, n, rows):
-            stop = min(start + rows, n)
-            buf = pool.get((stop - start, *self.shape[1:]), self.dtype)
+        for first in range(start, n, rows):
+            stop = min(first + rows, n)
+            buf = pool.get((stop - first, *self.shape[1:]), self.dtype)
             try:
-                self._ds.read_direct(buf, np.s_[start:stop])
+                self._ds.read_direct(buf, np.s_[first:stop])
             except OSError as exc:
                 raise DataError(
-                    f"cannot read rows {start}:{stop} ({exc})", path=self.path, dataset=self.dataset
+                    f"cannot read rows {first}:{stop} ({exc})", path=self.path, dataset=self.dataset
                 ) from None
-            yield Chunk(buf, self.path, self.dataset, start)
+            yield Chunk(buf, self.path, self.dataset, first)
             del buf  # drop our reference, so the pool can tell when the consumer is done
 
     def close(self) -> None:

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
+import tokenize
 from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
 
-from normstat.errors import DataError
+from normstat.errors import DataError, UsageError
 from normstat.sources.base import Chunk, rows_for_bytes
+
+# numpy parses the header (a Python literal) with ast/tokenize: a damaged header can raise any of
+# these, and none of them should become a traceback.
+HEADER_ERRORS = (
+    ValueError,
+    OSError,
+    EOFError,
+    SyntaxError,
+    TypeError,
+    MemoryError,
+    tokenize.TokenError,
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _check_dtype(dtype: np.dtype, path: str) -> np.dtype:
@@ -19,29 +39,70 @@ def _check_dtype(dtype: np.dtype, path: str) -> np.dtype:
 
 
 class NpyFile:
+    """Each chunk is its own small memory map of the file, dropped once the chunk is processed.
+
+    One map of the whole file would be simpler, but every page it touches stays counted in the
+    process's resident memory until the end; per-chunk maps keep memory bounded by the chunk size.
+    """
+
     format = "npy"
     dataset = None
 
     def __init__(self, path: str) -> None:
         self.path = path
         try:
-            self._array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise DataError(f"not a readable .npy file ({exc})", path=path) from None
-        if not isinstance(self._array, np.ndarray) or self._array.ndim == 0:
+            with open(path, "rb") as fp:
+                version = np.lib.format.read_magic(fp)
+                shape, fortran, dtype = _read_header(fp, version)
+                self._offset = fp.tell()
+            size = os.path.getsize(path)
+        except HEADER_ERRORS as exc:
+            raise DataError(f"not a readable .npy file ({_first_line(exc)})", path=path) from None
+        self.dtype = _check_dtype(np.dtype(dtype), path)
+        if len(shape) == 0:
             raise DataError("expected an array with a sample axis, received a scalar", path=path)
-        self.shape = tuple(self._array.shape)
-        self.dtype = _check_dtype(self._array.dtype, path)
+        self.shape = tuple(shape)
+        self._fortran = fortran and len(shape) > 1
+        needed = self._offset + math.prod(shape) * self.dtype.itemsize
+        if size < needed:
+            raise DataError(
+                f"file is truncated: its header promises {needed} bytes, it has {size}", path=path
+            )
+        self._whole: np.ndarray | None = None
 
     def preferred_rows(self, target_bytes: int) -> int:
         return rows_for_bytes(self.shape, self.dtype, target_bytes)
 
-    def chunks(self, rows: int) -> Iterator[Chunk]:
-        for start in range(0, self.shape[0], rows):
-            yield Chunk(np.asarray(self._array[start : start + rows]), self.path, None, start)
+    def chunks(self, rows: int, start: int = 0) -> Iterator[Chunk]:
+        first = start
+        if self._fortran:  # rows are not contiguous: one map, strided row blocks
+            whole = np.load(self.path, mmap_mode="r")
+            for i in range(first, self.shape[0], rows):
+                yield Chunk(np.ascontiguousarray(whole[i : i + rows]), self.path, None, i)
+            return
+        row_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
+        for start in range(first, self.shape[0], rows):
+            n = min(rows, self.shape[0] - start)
+            if n * row_bytes == 0:
+                data = np.empty((n, *self.shape[1:]), self.dtype)
+            else:
+                data = np.memmap(
+                    self.path,
+                    self.dtype,
+                    "r",
+                    self._offset + start * row_bytes,
+                    (n, *self.shape[1:]),
+                )
+            yield Chunk(data, self.path, None, start)
 
     def close(self) -> None:
-        self._array = None  # drop the memory map
+        pass
+
+
+def _read_header(fp: BinaryIO, version: tuple[int, int]) -> tuple:
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(fp)
+    return np.lib.format.read_array_header_2_0(fp)
 
 
 class NpyStream:
@@ -55,12 +116,9 @@ class NpyStream:
         self._fp = stream if stream is not None else sys.stdin.buffer
         try:
             version = np.lib.format.read_magic(self._fp)
-            reader = {(1, 0): np.lib.format.read_array_header_1_0}.get(
-                version, np.lib.format.read_array_header_2_0
-            )
-            shape, fortran, dtype = reader(self._fp)
-        except (ValueError, OSError, EOFError) as exc:
-            raise DataError(f"not an NPY stream ({exc})", path=path) from None
+            shape, fortran, dtype = _read_header(self._fp, version)
+        except HEADER_ERRORS as exc:
+            raise DataError(f"not an NPY stream ({_first_line(exc)})", path=path) from None
         if fortran and len(shape) > 1:
             raise DataError("Fortran-ordered NPY streams are not supported", path=path)
         if len(shape) == 0:
@@ -71,7 +129,9 @@ class NpyStream:
     def preferred_rows(self, target_bytes: int) -> int:
         return rows_for_bytes(self.shape, self.dtype, target_bytes)
 
-    def chunks(self, rows: int) -> Iterator[Chunk]:
+    def chunks(self, rows: int, start: int = 0) -> Iterator[Chunk]:
+        if start:
+            raise UsageError("a stream cannot be resumed part-way")
         row_shape = self.shape[1:]
         for start in range(0, self.shape[0], rows):
             n = min(rows, self.shape[0] - start)

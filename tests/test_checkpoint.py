@@ -1,0 +1,136 @@
+"""Resumable fits: a fit killed part-way resumes from its checkpoint to the same statistics as an
+uninterrupted run, and refuses to resume over changed data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+import normstat
+from normstat.errors import DataError, UsageError
+
+
+class _CrashAfter:
+    """A progress hook that "crashes" the fit after some samples (a stand-in for a kill)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.done = limit, 0
+
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.done >= self.limit:
+            raise RuntimeError("crash")
+
+
+@pytest.fixture
+def shards(tmp_path):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3000, 5)) * [1, 2, 3, 4, 5] + 1e6
+    paths = []
+    for i, part in enumerate(np.array_split(x, 3)):
+        paths.append(str(tmp_path / f"s{i}.npy"))
+        np.save(paths[-1], part)
+    return x, paths
+
+
+def _crash(paths, state, at, **kw):
+    with pytest.raises(RuntimeError, match="crash"):
+        normstat.fit(
+            paths,
+            chunk_size=64,
+            workers=1,
+            checkpoint=state,
+            checkpoint_every=1e-9,
+            progress=_CrashAfter(at),
+            **kw,
+        )
+
+
+def test_resume_after_crash_equals_uninterrupted(shards, tmp_path):
+    x, paths = shards
+    state = str(tmp_path / "state.npz")
+    whole = normstat.fit(paths, chunk_size=64)
+    _crash(paths, state, at=1500)  # part-way through the second shard
+    assert os.path.exists(state)
+    resumed = normstat.fit(paths, chunk_size=64, checkpoint=state, resume=True)
+    np.testing.assert_array_equal(resumed.count, whole.count)
+    np.testing.assert_allclose(resumed.mean, whole.mean, rtol=1e-12)
+    np.testing.assert_allclose(resumed.var, whole.var, rtol=1e-12)
+    np.testing.assert_array_equal(resumed.min, x.min(axis=0))
+    assert not os.path.exists(state)  # removed once the fit completed
+
+
+def test_resume_refuses_changed_data_and_settings(shards, tmp_path):
+    _, paths = shards
+    state = str(tmp_path / "state.npz")
+    _crash(paths, state, at=700)
+    with pytest.raises(UsageError, match="add --resume"):
+        normstat.fit(paths, chunk_size=64, checkpoint=state)
+    with pytest.raises(DataError, match="chunk_rows"):
+        normstat.fit(paths, chunk_size=65, checkpoint=state, resume=True)
+    st = os.stat(paths[2])
+    os.utime(paths[2], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with pytest.raises(DataError, match=r"s2.npy changed since the checkpoint \(mtime_ns\)"):
+        normstat.fit(paths, chunk_size=64, checkpoint=state, resume=True)
+    with pytest.raises(UsageError, match="--resume needs --checkpoint"):
+        normstat.fit(paths, resume=True)
+
+
+@pytest.mark.skipif(shutil.which("normstat") is None, reason="needs the installed command")
+def test_sigkill_then_resume_through_the_cli(tmp_path):
+    rng = np.random.default_rng(12)
+    data = tmp_path / "big.npy"
+    rows = 1_000_000
+    with open(data, "wb") as fp:
+        np.lib.format.write_array_header_1_0(
+            fp, {"descr": "<f8", "fortran_order": False, "shape": (rows, 4)}
+        )
+        for _ in range(4):
+            fp.write((rng.standard_normal((rows // 4, 4)) * 5 + 1e6).tobytes())
+    args = [
+        "normstat",
+        "fit",
+        str(data),
+        "--chunk-size",
+        "100",
+        "--workers",
+        "1",
+        "--checkpoint",
+        "state.npz",
+        "--checkpoint-every",
+        "0.1",
+        "-q",
+        "-o",
+        "out.json",
+    ]
+    proc = subprocess.Popen(args, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "state.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert proc.poll() is None, "the fit finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "out.json").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp") and "state" not in p]
+    subprocess.run([*args, "--resume"], cwd=tmp_path, check=True)
+    resumed = normstat.load(str(tmp_path / "out.json"))
+    whole = normstat.fit(str(data))
+    np.testing.assert_array_equal(resumed.count, whole.count)
+    np.testing.assert_allclose(resumed.mean, whole.mean, rtol=1e-12)
+    np.testing.assert_allclose(resumed.var, whole.var, rtol=1e-12)
+    assert not (tmp_path / "state.npz").exists()
+
+
+def test_stdin_cannot_be_checkpointed():
+    with pytest.raises(UsageError, match="stdin"):
+        normstat.fit("-", input_format="npy", checkpoint="x.npz")
