@@ -146,14 +146,22 @@ def rel_error(var: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(var - ref) / np.abs(ref)))
 
 
-def bench_dataset(dataset: str, path: str, repeats: int, scratch: str) -> list[Result]:
+def bench_dataset(
+    dataset: str, path: str, repeats: int, scratch: str, only: str | None = None
+) -> list[Result]:
     ref = reference(dataset, path)
-    results = [run_worker(dataset, m, path, repeats) for m in methods.for_dataset(dataset)]
-    results.insert(3, run_cli(dataset, path, repeats, scratch))
+    wanted = [m for m in methods.for_dataset(dataset) if _picked(m, only)]
+    results = [run_worker(dataset, m, path, repeats) for m in wanted]
+    if _picked("normstat fit (CLI)", only):
+        results.insert(min(3, len(results)), run_cli(dataset, path, repeats, scratch))
     for r in results:
         if hasattr(r, "_var"):
             r.rel_err = rel_error(r._var, ref)  # type: ignore[attr-defined]
     return results
+
+
+def _picked(method: str, only: str | None) -> bool:
+    return only is None or method.startswith("floor") or only.lower() in method.lower()
 
 
 def bench_apply(path: str, repeats: int, scratch: str) -> list[Result]:
@@ -203,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--small", action="store_true", help="generate tiny data in a temp dir (CI)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5, small 2)")
     p.add_argument("--only", default=None, help="comma-separated datasets: floats,images,table")
+    p.add_argument("--methods", default=None, help="only methods containing this (floors kept)")
     args = p.parse_args(argv)
     repeats = args.repeats or (2 if args.small else 5)
     with tempfile.TemporaryDirectory(prefix="nsbench-") as scratch:
@@ -216,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             if not os.path.exists(paths[ds]):
                 print(f"missing {paths[ds]}: run make_data.py first", file=sys.stderr)
                 return 2
-            results += bench_dataset(ds, paths[ds], repeats, scratch)
-        if "floats" in wanted:
+            results += bench_dataset(ds, paths[ds], repeats, scratch, args.methods)
+        if "floats" in wanted and _picked("normstat.apply", args.methods):
             results += bench_apply(paths["floats"], repeats, scratch)
         results.append(run_help(repeats))
     print_table(results)
