@@ -23,6 +23,7 @@ from normstat.core.moments import Moments, merge_all
 from normstat.core.stats import Stats
 from normstat.core.transform import TransformParams, transform_params
 from normstat.engine import checkpoint as checkpoints
+from normstat.engine.ahead import compute_ahead
 from normstat.engine.local import fit_local
 from normstat.engine.task import chunk_task
 from normstat.errors import ArtifactError, DataError, UsageError
@@ -366,10 +367,13 @@ def _transformed(
     dtype: np.dtype,
     progress: ProgressHook | None,
 ) -> Iterable[np.ndarray]:
-    for chunk in _all_chunks(srcs, rows):
-        yield _transform_block(chunk.data, layout, params, inverse, dtype)
+    def step(chunk: Chunk) -> tuple[int, np.ndarray]:
+        return chunk.data.shape[0], _transform_block(chunk.data, layout, params, inverse, dtype)
+
+    for n, block in compute_ahead(_all_chunks(srcs, rows), step):
+        yield block
         if progress is not None:
-            progress.advance(chunk.data.shape[0])
+            progress.advance(n)
 
 
 def _drain(writer: Any, blocks: Iterable[np.ndarray], out: str) -> None:
