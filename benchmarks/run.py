@@ -95,11 +95,7 @@ def run_cli(dataset: str, path: str, repeats: int, scratch: str) -> Result:
     """``normstat fit`` end to end, timed from outside (process start to exit)."""
     res = Result(dataset, "normstat fit (CLI)")
     out = os.path.join(scratch, f"cli-{dataset}.json")
-    exe = shutil.which("normstat") or ""
-    argv = [exe, "fit", methods.source_spec(dataset, path), "-o", out, "-q"]
-    if not exe:
-        res.note = "normstat not on PATH"
-        return res
+    argv = [*normstat_command(), "fit", methods.source_spec(dataset, path), "-o", out, "-q"]
     for i in range(repeats + 1):
         try:
             wall, rss, _ = run_measured(argv)
@@ -115,14 +111,16 @@ def run_cli(dataset: str, path: str, repeats: int, scratch: str) -> Result:
     return res
 
 
+def normstat_command() -> list[str]:
+    """The installed ``normstat`` script next to this interpreter, else ``python -m normstat``."""
+    exe = shutil.which("normstat", path=os.path.dirname(sys.executable)) or shutil.which("normstat")
+    return [exe] if exe else [sys.executable, "-m", "normstat"]
+
+
 def run_help(repeats: int) -> Result:
     res = Result("-", "normstat --help")
-    exe = shutil.which("normstat")
-    if exe is None:
-        res.note = "normstat not on PATH"
-        return res
     for _ in range(repeats + 1):
-        wall, res.rss_mb, _ = run_measured([exe, "--help"])
+        wall, res.rss_mb, _ = run_measured([*normstat_command(), "--help"])
         res.times.append(wall)
     res.times = res.times[1:]
     return res
