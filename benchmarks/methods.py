@@ -7,8 +7,10 @@ times timed, and prints one JSON line: ``{"times": [...], "var": [...]}`` or ``{
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -120,12 +122,19 @@ def normstat_fit(dataset: str, path: str) -> np.ndarray:
     return np.asarray(stats.var, np.float64).ravel()
 
 
+def _scratch_dir(prefix: str, path: str) -> str:
+    """A directory next to the data (same file system), removed when the worker exits."""
+    d = tempfile.mkdtemp(prefix=prefix, dir=os.path.dirname(path))
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
 def normstat_apply(dataset: str, path: str) -> Callable[[], None]:
     """Setup (untimed): fit; the returned function streams the dataset through ``apply``."""
     import normstat
 
     stats = normstat.fit(source_spec(dataset, path))
-    out = os.path.join(tempfile.mkdtemp(prefix="nsapply-", dir=os.path.dirname(path)), "o.h5")
+    out = os.path.join(_scratch_dir("nsapply-", path), "o.h5")
 
     def run() -> None:
         normstat.apply(stats, source_spec(dataset, path), out, force=True)
@@ -139,7 +148,7 @@ def h5py_copy(dataset: str, path: str) -> Callable[[], None]:
 
     with h5py.File(path, "r") as f:
         shape, dtype = f[HDF5_NAMES[dataset]].shape, f[HDF5_NAMES[dataset]].dtype
-    out = os.path.join(tempfile.mkdtemp(prefix="nscopy-", dir=os.path.dirname(path)), "o.h5")
+    out = os.path.join(_scratch_dir("nscopy-", path), "o.h5")
 
     def run() -> None:
         with h5py.File(out, "w") as g:
