@@ -21,25 +21,27 @@ from normstat.core.drift import Drift, check_comparable, compare
 from normstat.core.layout import AxisLayout, AxisSpec
 from normstat.core.moments import Moments, merge_all
 from normstat.core.stats import Stats
-from normstat.core.transform import TransformParams, transform_params
+from normstat.core.transform import TransformParams, transform_block, transform_params
 from normstat.engine import checkpoint as checkpoints
 from normstat.engine.ahead import compute_ahead
 from normstat.engine.local import fit_local
 from normstat.engine.task import chunk_task
 from normstat.errors import ArtifactError, DataError, UsageError
 from normstat.report import feature_names
-from normstat.sinks import atomic_output, check_writable, open_array_writer, writer_format
+from normstat.sinks import atomic_output_for, check_writable, open_array_writer, writer_format
 from normstat.sources import ArraySource, Chunk, describe, open_sources
-from normstat.sources.base import DEFAULT_CHUNK_BYTES
+from normstat.sources.base import DEFAULT_CHUNK_BYTES, known_rows, total_rows
 
 ChunkSize = int | str | None
 """Rows per chunk (``65536``), a byte budget (``"64MB"``, ``"1GiB"``), or ``None`` (32 MiB)."""
 
 
 class ProgressHook(Protocol):
-    """What fit / apply report to: the total number of samples, then samples as they are done."""
+    """What fit / apply report to: the total number of samples (None when not known before
+    reading, as for CSV and stdin) and the input bytes per sample (when known), then samples as
+    they are done."""
 
-    def start(self, total: int) -> None: ...
+    def start(self, total: int | None, row_bytes: int = 0) -> None: ...
 
     def advance(self, n: int) -> None: ...
 
@@ -58,26 +60,39 @@ def fit(
     chunk_size: ChunkSize = None,
     workers: int | None = None,
     input_format: str | None = None,
+    columns: Sequence[str] | None = None,
     progress: ProgressHook | None = None,
     checkpoint: str | None = None,
     checkpoint_every: float = 60.0,
     resume: bool = False,
+    engine: str = "local",
+    scheduler: str | None = None,
+    task_size: ChunkSize = None,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
+
+    Tables (Parquet, Arrow / Feather, CSV): ``columns`` selects the feature columns (default:
+    every numeric one); each keeps its own statistics.
 
     With ``checkpoint``, the merged state and position are saved there every
     ``checkpoint_every`` seconds; ``resume`` continues from that file if it exists (the data must
     be unchanged). The checkpoint is removed when the fit completes.
+
+    ``engine="dask"`` runs the same per-chunk step and merge as Dask tasks, on the cluster at
+    ``scheduler`` (or $DASK_SCHEDULER_ADDRESS), else on a local cluster of ``workers`` processes.
     """
     _check_options(ddof, nan)
     specs = [sources] if isinstance(sources, str) else list(sources)
+    _check_engine(engine, scheduler, specs, checkpoint)
     if resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH")
     if checkpoint and "-" in specs:
         raise UsageError("a fit from stdin cannot be checkpointed (it cannot be re-read)")
-    srcs = open_sources(specs, dataset, input_format)
+    srcs = open_sources(specs, dataset, input_format, columns)
     try:
-        layout = AxisLayout.create(axis, srcs[0].shape)
+        layout = _source_layout(axis, srcs[0])
+        if srcs[0].kind == "table":
+            _local_only(srcs[0], engine)
         rows = _chunk_rows(srcs[0], chunk_size)
         saver, initial = None, None
         if checkpoint:
@@ -86,23 +101,96 @@ def fit(
             )
         skip = saver.rows_done if saver else 0
         if progress is not None:
-            progress.start(sum(s.shape[0] for s in srcs))
+            progress.start(total_rows(srcs), _row_bytes(srcs[0]))
             progress.advance(skip)
-        moments = fit_local(
-            _all_chunks(srcs, rows, skip),
-            layout,
-            nan,
-            workers=workers,
-            progress=None if progress is None else progress.advance,
-            initial=initial,
-            after_chunk=saver,
-        )
+        advance = None if progress is None else progress.advance
+        if engine == "dask":
+            from normstat.engine.dask import fit_dask
+            from normstat.engine.plan import fit_tasks
+
+            tasks = fit_tasks(srcs, rows, _task_rows(srcs[0], rows, task_size))
+            moments = fit_dask(
+                tasks, rows, layout, nan, scheduler=scheduler, workers=workers, progress=advance
+            )
+        else:
+            moments = fit_local(
+                _all_chunks(srcs, rows, skip),
+                layout,
+                nan,
+                workers=workers,
+                features=srcs[0].features,
+                progress=advance,
+                initial=initial,
+                after_chunk=saver,
+            )
         if checkpoint and os.path.exists(checkpoint):
             os.unlink(checkpoint)
-        return Stats(moments, layout.feature_shape, layout.axis, ddof, None, describe(srcs))
+        return Stats(
+            moments, layout.feature_shape, layout.axis, ddof, srcs[0].features, describe(srcs)
+        )
     finally:
         for s in srcs:
             s.close()
+
+
+def _local_only(src: ArraySource, engine: str) -> None:
+    if engine != "local":
+        raise UsageError(
+            "--engine dask reads arrays (HDF5, NPY, Zarr); tables need --engine local",
+            path=src.path,
+        )
+
+
+def _source_layout(axis: AxisSpec, src: ArraySource) -> AxisLayout:
+    """The axis layout of a source; a table has one statistic per feature column."""
+    layout = AxisLayout.create(axis, (0, *src.shape[1:]))
+    if src.kind == "table" and layout.kept != (1,):
+        raise UsageError(
+            f"a table has one statistic per column: --axis must be -1 (or 1), received {axis}",
+            path=src.path,
+        )
+    return layout
+
+
+ENGINES: tuple[str, ...] = ("local", "dask")
+
+
+def _check_engine(
+    engine: str, scheduler: str | None, specs: Sequence[str], checkpoint: str | None = None
+) -> None:
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, received {engine!r}")
+    if scheduler is not None and engine != "dask":
+        raise UsageError("--scheduler needs --engine dask")
+    if engine == "dask" and "-" in specs:
+        raise UsageError("--engine dask reads files by path; stdin ('-') needs --engine local")
+    if engine == "dask" and checkpoint:
+        raise UsageError(
+            "--checkpoint is for the local engine; Dask re-runs the tasks of a lost worker itself"
+        )
+
+
+def _task_rows(src: ArraySource, chunk_rows: int, task_size: ChunkSize) -> int:
+    """Rows per Dask task: a whole number of chunks near ``task_size`` (default 64 MiB)."""
+    from normstat.engine.plan import TASK_BYTES, row_bytes, rows_per_task
+
+    if task_size is None:
+        return rows_per_task(chunk_rows, row_bytes(src), TASK_BYTES)
+    if isinstance(task_size, int) or str(task_size).strip().isdigit():
+        if int(task_size) < 1:
+            raise UsageError(f"--task-size must be at least 1 row, received {task_size}")
+        return int(task_size)
+    m = _SIZE.match(str(task_size))
+    if not m:
+        raise UsageError(
+            f"--task-size must be rows (1000000) or bytes (64MB, 1GiB), received {task_size!r}"
+        )
+    budget = max(1, int(float(m[1]) * _UNITS[(m[2] or "").lower().rstrip("b")]))
+    return rows_per_task(chunk_rows, row_bytes(src), budget)
+
+
+def _row_bytes(src: ArraySource) -> int:
+    return int(np.prod(src.shape[1:], dtype=np.int64)) * src.dtype.itemsize
 
 
 def _checkpointer(
@@ -122,6 +210,7 @@ def _checkpointer(
         nan=nan,
         chunk_rows=rows,
         sample_shape=list(layout.sample_shape),
+        features=srcs[0].features,
     )
     saver = checkpoints.Checkpointer(path, every, print_)
     if os.path.exists(path):
@@ -137,8 +226,9 @@ def _checkpointer(
 def _all_chunks(srcs: list[ArraySource], rows: int, skip: int = 0) -> Iterable[Chunk]:
     """Chunks of every shard in order, starting ``skip`` samples in (when resuming)."""
     for s in srcs:
-        if skip >= s.shape[0]:
-            skip -= s.shape[0]
+        n = known_rows(s) if skip else 0
+        if skip and skip >= n:
+            skip -= n
             continue
         yield from s.chunks(rows, skip)
         skip = 0
@@ -285,9 +375,7 @@ def transform(
 def _transform_block(
     x: np.ndarray, layout: AxisLayout, params: TransformParams, inverse: bool, dtype: np.dtype
 ) -> np.ndarray:
-    block = x.reshape((x.shape[0], *layout.sample_shape))
-    y = params.inverse(block, dtype) if inverse else params.forward(block, dtype)
-    return y.reshape(x.shape)
+    return transform_block(x, layout, params, inverse, dtype)
 
 
 def _layout_for(stats: Stats, shape: tuple[int, ...], where: str) -> AxisLayout:
@@ -315,21 +403,64 @@ def apply(
     chunk_size: ChunkSize = None,
     force: bool = False,
     input_format: str | None = None,
+    columns: Sequence[str] | None = None,
     progress: ProgressHook | None = None,
+    workers: int | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    task_size: ChunkSize = None,
 ) -> None:
-    """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout)."""
+    """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout, or an
+    Arrow IPC stream for tables, whose other columns pass through unchanged).
+
+    ``engine="dask"``: workers read and write their own rows in parallel, into one Zarr / NPY
+    array, or (several shards, OUT without a known suffix) a directory of parts named as the
+    shards. HDF5 output and tables need the local engine.
+    """
     if isinstance(stats, str):
         stats = artifact.load(stats)
     out_dtype = _float_dtype(dtype)
     paths = [sources] if isinstance(sources, str) else list(sources)
-    srcs = open_sources(paths, dataset, input_format)
+    _check_engine(engine, scheduler, paths)
+    srcs = open_sources(paths, dataset, input_format, _apply_columns(stats, columns))
     try:
-        layout = _layout_for(stats, srcs[0].shape, srcs[0].path)
+        layout = _layout_for(stats, (0, *srcs[0].shape[1:]), srcs[0].path)
+        if srcs[0].kind == "table":
+            _local_only(srcs[0], engine)
         params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
-        shape = (sum(s.shape[0] for s in srcs), *srcs[0].shape[1:])
         rows = _chunk_rows(srcs[0], chunk_size)
         if progress is not None:
-            progress.start(shape[0])
+            progress.start(total_rows(srcs), _row_bytes(srcs[0]))
+        if srcs[0].kind == "table":
+            from normstat.apply_table import apply_table
+
+            options = _writer_options("hdf5", srcs, stats, method, inverse, params)
+            apply_table(
+                srcs,  # type: ignore[arg-type]
+                out,
+                params,
+                inverse=inverse,
+                dtype=out_dtype,
+                rows=rows,
+                force=force,
+                progress=progress,
+                array_options=options,
+            )
+            return
+        shape = (sum(s.shape[0] for s in srcs), *srcs[0].shape[1:])
+        if engine == "dask":
+            check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
+            _apply_dask(
+                srcs,
+                out,
+                attrs=_attrs(stats, method, inverse, params),
+                transform=(layout, params, inverse, out_dtype),
+                rows=rows,
+                task_size=task_size,
+                cluster={"scheduler": scheduler, "workers": workers},
+                progress=progress,
+            )
+            return
         blocks = _transformed(srcs, rows, layout, params, inverse, out_dtype, progress)
         if out == "-":
             from normstat.sinks.npy import NpyStreamWriter
@@ -339,13 +470,25 @@ def apply(
         check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
         fmt = writer_format(out, srcs[0].format)
         options = _writer_options(fmt, srcs, stats, method, inverse, params)
-        with atomic_output(out) as tmp:
+        with atomic_output_for(out, fmt) as tmp:
             with _write_errors(out):
                 writer = open_array_writer(fmt, tmp, shape, out_dtype, **options)
             _drain(writer, blocks, out)
     finally:
         for s in srcs:
             s.close()
+
+
+def _apply_columns(stats: Stats, columns: Sequence[str] | None) -> Sequence[str] | None:
+    """A table is read by the artifact's feature names; ``columns`` may only repeat them."""
+    if columns is None or stats.features is None:
+        return stats.features if columns is None else columns
+    if list(columns) != list(stats.features):
+        raise UsageError(
+            f"--columns {list(columns)} disagree with the features of the statistics "
+            f"{stats.features}"
+        )
+    return columns
 
 
 def _float_dtype(dtype: Any) -> np.dtype:
@@ -426,21 +569,57 @@ def _writer_options(
     inverse: bool,
     params: TransformParams,
 ) -> dict[str, Any]:
+    if fmt == "zarr":
+        from normstat.sinks.zarr import zarr_writer_options
+
+        return zarr_writer_options(srcs, _attrs(stats, method, inverse, params))
     if fmt != "hdf5":
         return {}
     single = srcs[0] if len(srcs) == 1 and srcs[0].format == "hdf5" else None
-    attrs = {
+    attrs = _attrs(stats, method, inverse, params)
+    return {
+        "dataset": srcs[0].dataset or "/data",
+        "like": getattr(single, "handle", None),
+        "attrs": attrs,
+    }
+
+
+def _attrs(stats: Stats, method: str, inverse: bool, params: TransformParams) -> dict[str, Any]:
+    """What an output records about how it was made (HDF5 / Zarr attributes)."""
+    return {
         "normstat_method": method,
         "normstat_inverse": inverse,
         "normstat_shift": params.shift.reshape(stats.feature_shape),
         "normstat_scale": params.scale.reshape(stats.feature_shape),
         "normstat_stats": json.dumps(artifact.to_dict(stats), allow_nan=False),
     }
-    return {
-        "dataset": srcs[0].dataset or "/data",
-        "like": getattr(single, "handle", None),
-        "attrs": attrs,
-    }
+
+
+def _apply_dask(
+    srcs: list[ArraySource],
+    out: str,
+    *,
+    attrs: dict[str, Any],
+    transform: tuple[AxisLayout, TransformParams, bool, np.dtype],
+    rows: int,
+    task_size: ChunkSize,
+    cluster: dict[str, Any],
+    progress: ProgressHook | None,
+) -> None:
+    """Workers transform and write their own rows; see :mod:`normstat.engine.dask_apply`."""
+    from normstat.engine.dask_apply import apply_to_output, runner
+
+    advance = None if progress is None else progress.advance
+    run = runner(rows, *transform, progress=advance, **cluster)
+    apply_to_output(
+        srcs,
+        out,
+        dtype=transform[3],
+        task_rows=lambda s: _task_rows(s, rows, task_size),
+        attrs=attrs,
+        run=run,
+        rows=rows,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -547,9 +726,11 @@ def drift(
     chunk_size: ChunkSize = None,
     workers: int | None = None,
     input_format: str | None = None,
+    columns: Sequence[str] | None = None,
     progress: ProgressHook | None = None,
 ) -> Drift:
-    """Fit SOURCE with the axis and ddof of STATS, then compare it to STATS (see :func:`diff`)."""
+    """Fit SOURCE with the axis and ddof of STATS (a table: its feature columns), then compare it
+    to STATS (see :func:`diff`)."""
     base = artifact.load(stats) if isinstance(stats, str) else stats
     new = fit(
         sources,
@@ -560,6 +741,7 @@ def drift(
         chunk_size=chunk_size,
         workers=workers,
         input_format=input_format,
+        columns=_apply_columns(base, columns),
         progress=progress,
     )
     name = stats if isinstance(stats, str) else "STATS"

@@ -68,9 +68,14 @@ class _ClickProgress:
         self.label = label
         self.bar: Any = None
         self.started = 0.0
+        self.row_bytes = 0
 
-    def start(self, total: int) -> None:
+    def start(self, total: int | None, row_bytes: int = 0) -> None:
         self.started = time.monotonic()
+        self.row_bytes = row_bytes
+        self.done = 0
+        if total is None:  # CSV or a stream: no total to draw a bar against; count rows instead
+            return
         self.bar = click.progressbar(
             length=total,
             label=click.style(self.label, bold=True),
@@ -86,26 +91,48 @@ class _ClickProgress:
 
     def _info(self, _item: object) -> str:
         done, total = self.bar.pos, self.bar.length
-        return f"{_count(done)}/{_count(total)} rows  {self._rate(done)}"
+        info = f"{_count(done)}/{_count(total)} rows"
+        if self.row_bytes:
+            info += f"  {_count(done * self.row_bytes)}B/{_count(total * self.row_bytes)}B"
+        return f"{info}  {self._rate(done)}"
 
     def _rate(self, done: int) -> str:
         elapsed = time.monotonic() - self.started
-        return f"{_count(done / elapsed)} rows/s" if elapsed > 0 and done else ""
+        if not (elapsed > 0 and done):
+            return ""
+        rate = f"{_count(done / elapsed)} rows/s"
+        if self.row_bytes:
+            rate += f", {_count(done * self.row_bytes / elapsed)}B/s"
+        return rate
 
     def advance(self, n: int) -> None:
+        if self.bar is None:
+            self.done += n
+            if sys.stderr.isatty():
+                line = f"{self.label}  {_count(self.done)} rows  {self._rate(self.done)}"
+                click.echo(f"\r{line}", err=True, nl=False)
+            return
         self.bar.update(n)
 
     def close(self) -> None:
         if self.bar is None:
+            if self.done and sys.stderr.isatty():
+                click.echo("", err=True)
+            elif self.done:
+                self._summary(self.done)
             return
         self.bar.__exit__(None, None, None)
         if not sys.stderr.isatty() and self.bar.pos >= self.bar.length:  # not after a failure
-            elapsed = time.monotonic() - self.started
-            click.echo(
-                f"{self.label}: {_count(self.bar.pos)} rows in {elapsed:.1f} s "
-                f"({self._rate(self.bar.pos)})".replace(" ()", ""),
-                err=True,
-            )
+            self._summary(self.bar.pos)
+
+    def _summary(self, done: int) -> None:
+        elapsed = time.monotonic() - self.started
+        click.echo(
+            f"{self.label}: {_count(done)} rows in {elapsed:.1f} s ({self._rate(done)})".replace(
+                " ()", ""
+            ),
+            err=True,
+        )
 
 
 def _bar_chars() -> dict[str, str]:
@@ -158,6 +185,15 @@ def _write_stats(stats: Stats, output: str | None, quiet: bool) -> None:
         )
 
 
+def _split_columns(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",")]
+    if not all(names):
+        raise click.BadParameter(f"expected names separated by commas, received {value!r}")
+    return names
+
+
 # Options shared by the commands that read data.
 def _reading_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for deco in reversed(
@@ -169,8 +205,15 @@ def _reading_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--input-format",
-                type=click.Choice(["npy"]),
-                help="Format of stdin when SOURCE is '-'.",
+                type=click.Choice(["npy", "arrow", "csv"]),
+                help="Format of stdin when SOURCE is '-' (arrow: an Arrow IPC stream).",
+            ),
+            click.option(
+                "--columns",
+                callback=_split_columns,
+                metavar="A,B,C",
+                help="Tables: the feature columns, comma-separated "
+                "(default: every integer, float and decimal column).",
             ),
             click.option(
                 "--chunk-size",
@@ -184,6 +227,36 @@ def _reading_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 help="Progress bar on stderr (default: only when stderr is a terminal).",
             ),
             click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
+        ]
+    ):
+        fn = deco(fn)
+    return fn
+
+
+# Options of the commands that can run on a Dask cluster.
+def _engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for deco in reversed(
+        [
+            click.option(
+                "--engine",
+                type=click.Choice(api.ENGINES),
+                default="local",
+                show_default=True,
+                help="local: threads in this process; dask: Dask tasks on a cluster "
+                "(pip install 'normstat[dask]').",
+            ),
+            click.option(
+                "--scheduler",
+                metavar="ADDRESS",
+                help="Dask scheduler to use, e.g. tcp://10.0.0.5:8786 (default: "
+                "$DASK_SCHEDULER_ADDRESS, else a local cluster started and closed here).",
+            ),
+            click.option(
+                "--task-size",
+                metavar="ROWS|BYTES",
+                help="Input per Dask task: rows or bytes (default 64MiB, a whole number of "
+                "chunks; 100 GB makes about 1,500 tasks).",
+            ),
         ]
     ):
         fn = deco(fn)
@@ -236,7 +309,8 @@ def main() -> None:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Compute threads (default: all cores).",
+    help="Compute threads (default: all cores); with --engine dask and no --scheduler, "
+    "worker processes of the local cluster.",
 )
 @click.option(
     "--checkpoint",
@@ -257,6 +331,7 @@ def main() -> None:
     help="Continue from --checkpoint if it exists (refused if the data changed).",
 )
 @_reading_options
+@_engine_options
 def fit(
     sources: tuple[str, ...],
     output: str | None,
@@ -269,9 +344,13 @@ def fit(
     resume: bool,
     dataset: str | None,
     input_format: str | None,
+    columns: list[str] | None,
     chunk_size: str | None,
     progress: bool | None,
     quiet: bool,
+    engine: str,
+    scheduler: str | None,
+    task_size: str | None,
 ) -> None:
     """Compute statistics of SOURCE (several files are shards of one dataset) in one pass.
 
@@ -289,9 +368,13 @@ def fit(
         chunk_size=chunk_size,
         workers=workers,
         input_format=input_format,
+        columns=columns,
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         resume=resume,
+        engine=engine,
+        scheduler=scheduler,
+        task_size=task_size,
     )
     _write_stats(stats, output, quiet)
 
@@ -304,7 +387,10 @@ def fit(
     "--output",
     required=True,
     metavar="OUT",
-    help="Output file (.h5, .npy; default: the input's format), or '-' for NPY on stdout.",
+    help="Output file (.h5, .npy, .zarr, and for tables .parquet, .arrow, .feather, .csv; "
+    "default: the input's format), or '-' for stdout (NPY for arrays, an Arrow IPC stream for "
+    "tables). With --engine dask and several SOURCEs, a name without suffix is a directory of "
+    "parts, one per SOURCE.",
 )
 @click.option(
     "--method",
@@ -326,7 +412,15 @@ def fit(
 @click.option("--inverse", is_flag=True, help="Undo the transform (restore original units).")
 @click.option("--dtype", default="float32", show_default=True, help="Output dtype (a float).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (never an input).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --engine dask and no --scheduler: worker processes of the local cluster "
+    "(default: all cores).",
+)
 @_reading_options
+@_engine_options
 def apply_cmd(
     stats: str,
     sources: tuple[str, ...],
@@ -336,11 +430,16 @@ def apply_cmd(
     inverse: bool,
     dtype: str,
     force: bool,
+    workers: int | None,
     dataset: str | None,
     input_format: str | None,
+    columns: list[str] | None,
     chunk_size: str | None,
     progress: bool | None,
     quiet: bool,
+    engine: str,
+    scheduler: str | None,
+    task_size: str | None,
 ) -> None:
     """Normalise SOURCE with the statistics in STATS and write OUT.
 
@@ -360,7 +459,12 @@ def apply_cmd(
         dtype=dtype,
         chunk_size=chunk_size,
         force=force,
+        workers=workers,
         input_format=input_format,
+        columns=columns,
+        engine=engine,
+        scheduler=scheduler,
+        task_size=task_size,
     )
     if not quiet and output != "-":
         click.echo(f"wrote {output}", err=True)
@@ -486,6 +590,7 @@ def drift(
     workers: int | None,
     dataset: str | None,
     input_format: str | None,
+    columns: list[str] | None,
     chunk_size: str | None,
     progress: bool | None,
     quiet: bool,
@@ -507,6 +612,7 @@ def drift(
         chunk_size=chunk_size,
         workers=workers,
         input_format=input_format,
+        columns=columns,
     )
     _report_drift(result, threshold, as_json, show_all)
 

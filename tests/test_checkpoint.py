@@ -22,7 +22,7 @@ class _CrashAfter:
     def __init__(self, limit: int) -> None:
         self.limit, self.done = limit, 0
 
-    def start(self, total: int) -> None:
+    def start(self, total: int, row_bytes: int = 0) -> None:
         pass
 
     def advance(self, n: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -28,7 +30,8 @@ def test_forced_progress_reports_rows_and_rate(data):
     lines = res.stderr.splitlines()
     assert lines[0] == "fit"  # click prints the label once when not on a terminal
     assert lines[1].startswith("fit: 2.5k rows in ")
-    assert lines[1].endswith(" rows/s)")
+    # 2,500 rows of 4 float64: 80 kB read; the rate in rows and bytes per second
+    assert re.search(r" rows/s, [0-9.]+[kMG]?B/s\)$", lines[1]), lines[1]
 
 
 def test_quiet_wins_over_progress(data, tmp_path):

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from normstat.core.layout import AxisLayout
 from normstat.core.stats import Stats
 from normstat.errors import UsageError
 
@@ -86,3 +87,12 @@ def transform_params(
     shift = np.where(empty, 0.0, shift)
     scale = np.where(empty, 1.0, scale)
     return TransformParams(np.asarray(shift, np.float64), np.asarray(scale, np.float64))
+
+
+def transform_block(
+    x: np.ndarray, layout: AxisLayout, params: TransformParams, inverse: bool, dtype: np.dtype
+) -> np.ndarray:
+    """Transform one block of samples; shared by every engine so their outputs are identical."""
+    block = x.reshape((x.shape[0], *layout.sample_shape))
+    y = params.inverse(block, dtype) if inverse else params.forward(block, dtype)
+    return y.reshape(x.shape)

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import importlib
 import os
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import numpy as np
 
 from normstat.sinks.atomic import atomic_output, check_writable
+from normstat.sinks.directory import atomic_directory
 
 __all__ = [
     "ARRAY_WRITERS",
     "Writer",
+    "atomic_directory",
     "atomic_output",
+    "atomic_output_for",
     "check_writable",
     "open_array_writer",
     "writer_format",
@@ -34,12 +38,21 @@ class Writer(Protocol):
 ARRAY_WRITERS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
     ("hdf5", (".h5", ".hdf5", ".he5"), "normstat.sinks.hdf5", "Hdf5Writer"),
     ("npy", (".npy",), "normstat.sinks.npy", "NpyWriter"),
+    ("zarr", (".zarr",), "normstat.sinks.zarr", "ZarrWriter"),
 )
+
+DIRECTORY_FORMATS: tuple[str, ...] = ("zarr",)
+"""Output formats stored as a directory rather than one file."""
+
+
+def atomic_output_for(path: str, fmt: str) -> AbstractContextManager[str]:
+    """The atomic temporary for ``fmt``: a directory for Zarr stores, else a file."""
+    return atomic_directory(path) if fmt in DIRECTORY_FORMATS else atomic_output(path)
 
 
 def writer_format(out: str, input_format: str) -> str:
     """OUT's suffix names the output format; an unknown suffix keeps the input's format."""
-    suffix = os.path.splitext(out)[1].lower()
+    suffix = os.path.splitext(out.rstrip("/"))[1].lower()
     for name, suffixes, _, _ in ARRAY_WRITERS:
         if suffix in suffixes:
             return name

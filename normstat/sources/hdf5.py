@@ -65,6 +65,8 @@ def resolve_dataset(f: h5py.File, path: str, dataset: str | None) -> h5py.Datase
 
 class Hdf5Dataset:
     format = "hdf5"
+    kind = "array"
+    features = None
 
     def __init__(self, path: str, dataset: str | None) -> None:
         self.path = path
@@ -93,17 +95,17 @@ class Hdf5Dataset:
             rows = max(step, rows // step * step)
         return rows
 
-    def chunks(self, rows: int, start: int = 0) -> Iterator[Chunk]:
-        n = self.shape[0]
+    def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+        n = self.shape[0] if stop is None else min(stop, self.shape[0])
         pool = BufferPool()
         for first in range(start, n, rows):
-            stop = min(first + rows, n)
-            buf = pool.get((stop - first, *self.shape[1:]), self.dtype)
+            end = min(first + rows, n)
+            buf = pool.get((end - first, *self.shape[1:]), self.dtype)
             try:
-                self._ds.read_direct(buf, np.s_[first:stop])
+                self._ds.read_direct(buf, np.s_[first:end])
             except OSError as exc:
                 raise DataError(
-                    f"cannot read rows {first}:{stop} ({exc})", path=self.path, dataset=self.dataset
+                    f"cannot read rows {first}:{end} ({exc})", path=self.path, dataset=self.dataset
                 ) from None
             yield Chunk(buf, self.path, self.dataset, first)
             del buf  # drop our reference, so the pool can tell when the consumer is done

@@ -46,6 +46,8 @@ class NpyFile:
     """
 
     format = "npy"
+    kind = "array"
+    features = None
     dataset = None
 
     def __init__(self, path: str) -> None:
@@ -73,16 +75,18 @@ class NpyFile:
     def preferred_rows(self, target_bytes: int) -> int:
         return rows_for_bytes(self.shape, self.dtype, target_bytes)
 
-    def chunks(self, rows: int, start: int = 0) -> Iterator[Chunk]:
+    def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         first = start
+        end = self.shape[0] if stop is None else min(stop, self.shape[0])
         if self._fortran:  # rows are not contiguous: one map, strided row blocks
             whole = np.load(self.path, mmap_mode="r")
-            for i in range(first, self.shape[0], rows):
-                yield Chunk(np.ascontiguousarray(whole[i : i + rows]), self.path, None, i)
+            for i in range(first, end, rows):
+                block = whole[i : min(i + rows, end)]
+                yield Chunk(np.ascontiguousarray(block), self.path, None, i)
             return
         row_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
-        for start in range(first, self.shape[0], rows):
-            n = min(rows, self.shape[0] - start)
+        for start in range(first, end, rows):
+            n = min(rows, end - start)
             if n * row_bytes == 0:
                 data = np.empty((n, *self.shape[1:]), self.dtype)
             else:
@@ -109,6 +113,8 @@ class NpyStream:
     """An NPY stream (``-`` on stdin): the header, then raw C-order rows read a chunk at a time."""
 
     format = "npy"
+    kind = "array"
+    features = None
     dataset = None
 
     def __init__(self, stream: BinaryIO | None = None, path: str = "-") -> None:
@@ -129,9 +135,9 @@ class NpyStream:
     def preferred_rows(self, target_bytes: int) -> int:
         return rows_for_bytes(self.shape, self.dtype, target_bytes)
 
-    def chunks(self, rows: int, start: int = 0) -> Iterator[Chunk]:
-        if start:
-            raise UsageError("a stream cannot be resumed part-way")
+    def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+        if start or stop is not None:
+            raise UsageError("a stream cannot be read part-way")
         row_shape = self.shape[1:]
         for start in range(0, self.shape[0], rows):
             n = min(rows, self.shape[0] - start)

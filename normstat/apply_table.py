@@ -1,0 +1,194 @@
+"""``apply`` for tables: stream record batches, replace the feature columns, pass the rest.
+
+Each feature column is replaced, at its own position, by its normalised values (float32 unless
+``dtype`` says otherwise) with the input's nulls kept null; every other column (ids, labels,
+strings, timestamps) is the very same Arrow array, so it is written unchanged. The schema's
+metadata is kept. Memory is bounded by one batch per stage of the pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from normstat.core.transform import TransformParams
+from normstat.errors import DataError
+from normstat.sinks import atomic_output, check_writable, open_array_writer
+from normstat.sinks.table import IpcStreamWriter, open_table_writer, table_output_format
+from normstat.sources.table import TableSource, to_matrix
+
+
+def output_schema(schema: pa.Schema, features: list[str], dtype: np.dtype) -> pa.Schema:
+    """The input's schema with the feature columns retyped; field and schema metadata kept."""
+    out_type = pa.from_numpy_dtype(dtype)
+    chosen = set(features)
+    fields = [
+        pa.field(f.name, out_type, nullable=True, metadata=f.metadata) if f.name in chosen else f
+        for f in schema
+    ]
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def transform_batch(
+    batch: pa.RecordBatch,
+    features: list[str],
+    params: TransformParams,
+    inverse: bool,
+    dtype: np.dtype,
+    schema: pa.Schema,
+) -> pa.RecordBatch:
+    """``batch`` with its feature columns transformed in place; ``schema`` is the output's."""
+    x = to_matrix(batch, features)
+    y = params.inverse(x, dtype) if inverse else params.forward(x, dtype)
+    cols = list(batch.columns)
+    for j, name in enumerate(features):
+        pos = schema.get_field_index(name)
+        col = cols[pos]
+        mask = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else None
+        cols[pos] = pa.array(y[:, j], type=schema.field(pos).type, mask=mask)
+    return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def check_same_schema(srcs: list[TableSource]) -> None:
+    """One output file needs one schema: every shard must have the first one's columns."""
+    first = srcs[0].schema
+    for s in srcs[1:]:
+        if s.schema.equals(first, check_metadata=False):
+            continue
+        for a, b in zip(first, s.schema, strict=False):
+            if a.name != b.name or a.type != b.type:
+                why = (
+                    f"column {b.name!r} ({b.type}) where the first shard has {a.name!r} ({a.type})"
+                )
+                break
+        else:
+            why = f"{len(s.schema)} columns where the first shard has {len(first)}"
+        raise DataError(
+            f"has {why}; shards written to one output must have the same columns ({srcs[0].path})",
+            path=s.path,
+        )
+
+
+def apply_table(
+    srcs: list[TableSource],
+    out: str,
+    params: TransformParams,
+    *,
+    inverse: bool,
+    dtype: np.dtype,
+    rows: int,
+    force: bool,
+    progress: Any = None,
+    array_options: dict[str, Any] | None = None,
+) -> None:
+    """Stream the shards through the transform into OUT (``"-"``: an Arrow IPC stream)."""
+    check_same_schema(srcs)
+    features = srcs[0].features
+    schema = output_schema(srcs[0].schema, features, dtype)
+    batches = (
+        transform_batch(b, features, params, inverse, dtype, schema)
+        for b in _counted(_all_batches(srcs, rows), progress)
+    )
+    if out == "-":
+        _drain(IpcStreamWriter(schema), batches, "<stdout>")
+        return
+    check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
+    fmt = table_output_format(out, srcs[0].format)
+    with atomic_output(out) as tmp:
+        if fmt in ("npy", "hdf5"):
+            shape = (_count_rows(srcs), len(features))
+            with _write_errors(out):
+                writer = open_array_writer(fmt, tmp, shape, dtype, **(array_options or {}))
+            blocks = _matrices(srcs, rows, params, inverse, dtype, progress)
+            _drain(_ArrayAdapter(writer), blocks, out)
+        else:
+            with _write_errors(out):
+                writer = open_table_writer(fmt, tmp, schema)
+            _drain(writer, batches, out)
+
+
+def _all_batches(srcs: list[TableSource], rows: int) -> Iterator[pa.RecordBatch]:
+    for s in srcs:
+        yield from s.batches(rows)
+
+
+def _counted(batches: Iterable[pa.RecordBatch], progress: Any) -> Iterator[pa.RecordBatch]:
+    for b in batches:
+        yield b
+        if progress is not None:
+            progress.advance(b.num_rows)
+
+
+def _drain(writer: Any, items: Iterable[Any], out: str) -> None:
+    """Write every item, then close. On failure the writer is closed quietly, so the first
+    error (a full disk, say) is what the user sees; a closed stdout pipe passes through."""
+    try:
+        for item in items:
+            with _write_errors(out):
+                writer.write(item)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            writer.close()
+        raise
+    with _write_errors(out):
+        writer.close()
+
+
+@contextlib.contextmanager
+def _write_errors(out: str) -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except (OSError, RuntimeError, pa.ArrowException) as exc:
+        errno = getattr(exc, "errno", None)
+        reason = os.strerror(errno) if errno else " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"cannot write the output ({reason})", path=out) from None
+
+
+class _ArrayAdapter:
+    """An array writer (``write(start, block)``) fed blocks in order, like a table writer."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer, self._start = writer, 0
+
+    def write(self, block: np.ndarray) -> None:
+        self._writer.write(self._start, block)
+        self._start += block.shape[0]
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def _count_rows(srcs: list[TableSource]) -> int:
+    for s in srcs:
+        if s.shape[0] is None and s.path == "-":
+            raise DataError(
+                "the row count of a stream is not known before reading it, so it cannot be "
+                "written as .npy / .h5; write a table (.parquet, .arrow, .csv) or '-'",
+                path="-",
+            )
+    return sum(s.count_rows() for s in srcs)
+
+
+def _matrices(
+    srcs: list[TableSource],
+    rows: int,
+    params: TransformParams,
+    inverse: bool,
+    dtype: np.dtype,
+    progress: Any,
+) -> Iterator[np.ndarray]:
+    """npy / h5 output: the feature columns only, as (rows, features) blocks."""
+    for s in srcs:
+        for chunk in s.chunks(rows):
+            x = chunk.data
+            y = params.inverse(x, dtype) if inverse else params.forward(x, dtype)
+            yield np.ascontiguousarray(y)
+            if progress is not None:
+                progress.advance(x.shape[0])

@@ -1,0 +1,205 @@
+"""The Dask engine: the local engine's per-chunk step and merge, run as dask.distributed tasks.
+
+Tasks carry row ranges (a path, a dataset, two row numbers), never data; each worker reopens its
+rows itself, so the data goes from storage to the worker that reduces it and only a few hundred
+bytes of moments come back per task. The merges run on the cluster as a tree submitted in the
+same binary-counter order as the local engine's :func:`merge_all`, so the tree's shape does not
+depend on which worker finishes first: a run is reproducible, bit for bit.
+
+A worker that dies is Dask's to handle: the scheduler re-runs the tasks whose results were lost
+(every task is a pure function of its range). If workers keep dying on the same task, Dask gives
+up with ``KilledWorker``, which becomes a clear error here; either way no partial result is
+returned. dask and distributed are an optional extra, imported only by this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from normstat.core.checks import NanPolicy
+from normstat.core.layout import AxisLayout
+from normstat.core.moments import Moments
+from normstat.core.transform import TransformParams
+from normstat.engine.plan import FitTask, WriteTask, counter_tree
+from normstat.engine.ranged import apply_range, fit_range, merge_pair
+from normstat.errors import DataError, NormstatError, UsageError
+from normstat.sinks.ranged import RangeTarget
+from normstat.sources.ranges import RowRange
+
+Progress = Callable[[int], None]
+"""Called on the client with the number of samples a finished task covered."""
+
+ENV_SCHEDULER = "DASK_SCHEDULER_ADDRESS"
+CONNECT_TIMEOUT = 10  # seconds; a scheduler that does not answer by then is reported as down
+
+
+def distributed_module() -> ModuleType:
+    """dask.distributed, or a clear error naming the extra that provides it."""
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError(
+            "--engine dask needs dask.distributed: pip install 'normstat[dask]'"
+        ) from None
+    return distributed
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """A client of the cluster at ``scheduler`` (or $DASK_SCHEDULER_ADDRESS); with neither, of
+    a ``LocalCluster`` of ``workers`` single-threaded processes, closed on exit."""
+    distributed = distributed_module()
+    address = scheduler or os.environ.get(ENV_SCHEDULER) or None
+    if address is None:
+        with (
+            distributed.LocalCluster(
+                n_workers=workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=logging.CRITICAL,  # task errors reach the user as one line
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            yield client
+        return
+    if workers is not None:
+        raise UsageError(
+            f"--workers sizes the cluster normstat starts itself; the cluster at {address} "
+            "has its own workers (drop --workers or --scheduler)"
+        )
+    try:
+        client = distributed.Client(address, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
+    with client:
+        yield client
+
+
+def fit_dask(
+    tasks: Sequence[FitTask],
+    rows: int,
+    layout: AxisLayout,
+    nan_policy: NanPolicy = "skip",
+    *,
+    features: list[str] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> Moments:
+    """Moments of all ``tasks`` (from :func:`fit_tasks`), merged on the cluster as a tree."""
+    if not tasks:
+        return Moments.empty(layout.n_features)
+    with dask_client(scheduler, workers) as client:
+        leaves: list[Any] = []
+
+        def leaf(t: FitTask) -> tuple[int, Any]:
+            fut = client.submit(fit_range, t, rows, layout, nan_policy, features, pure=False)
+            leaves.append(fut)
+            return t.level, fut
+
+        root = _submit_tree(client, (leaf(t) for t in tasks))
+        sizes = {f.key: t.rows for f, t in zip(leaves, tasks, strict=True)}
+        where = {f.key: t.pieces[0] for f, t in zip(leaves, tasks, strict=True)}
+        _track(leaves, sizes, progress, where)
+        return _outcome(root.result)
+
+
+def _submit_tree(client: Any, leaves: Iterable[tuple[int, Any]]) -> Any:
+    """Submit merges as leaves arrive, by the local engine's binary counter: the tree and so
+    the result are the local engine's, whatever the order in which workers finish; and merges
+    are submitted (so prioritised) early, freeing the leaves' results as the fit goes."""
+    return counter_tree(leaves, lambda a, b: client.submit(merge_pair, a, b, pure=False))
+
+
+def _track(
+    futures: list[Any],
+    sizes: dict[str, int],
+    progress: Progress | None,
+    where: dict[str, RowRange] | None = None,
+) -> None:
+    """Report tasks as they finish; on a failure raise the error of the FIRST failing task in
+    plan order (as the local engine would), not of whichever failed first in time.
+
+    Finished entries of ``futures`` are set to ``None``, so their results are released as soon
+    as the merge tree has consumed them instead of being held on a worker until the end.
+    """
+    order = {f.key: i for i, f in enumerate(futures)}
+    for fut in distributed_module().as_completed(list(futures)):
+        i = order[fut.key]
+        if fut.status != "finished":
+            failed = _first_failure(futures, i)
+            _outcome(failed.result, (where or {}).get(failed.key))
+        futures[i] = None
+        if progress is not None:
+            progress(sizes[fut.key])
+
+
+def _first_failure(futures: list[Any], i: int) -> Any:
+    earlier = [f for f in futures[:i] if f is not None]
+    distributed_module().wait(earlier)
+    return next((f for f in earlier if f.status != "finished"), futures[i])
+
+
+def _outcome(get: Callable[[], Any], where: RowRange | None = None) -> Any:
+    """Run ``get`` (a future's result), turning cluster failures into one clear line."""
+    distributed = distributed_module()
+    try:
+        return get()
+    except NormstatError:
+        raise
+    except distributed.KilledWorker:
+        rows = "" if where is None else f"rows {where.start}:{where.stop}: "
+        raise DataError(
+            f"{rows}Dask workers died while running this task, more often than the "
+            "scheduler's allowed-failures; no result was written (see the workers' logs and "
+            "memory limit)",
+            path=None if where is None else where.label,
+            dataset=None if where is None else where.dataset,
+        ) from None
+    except ModuleNotFoundError as exc:
+        raise DataError(
+            f"a Dask worker cannot import {exc.name!r}: install normstat (same version) on "
+            "every worker"
+        ) from None
+    except Exception as exc:
+        raise DataError(f"the Dask computation failed ({type(exc).__name__}: {exc})") from None
+
+
+def apply_dask(
+    jobs: Sequence[tuple[WriteTask, RangeTarget]],
+    rows: int,
+    layout: AxisLayout,
+    params: TransformParams,
+    inverse: bool,
+    dtype: np.dtype,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Run every (task, target) write on the cluster; returns the rows written.
+
+    Targets must already exist (``create()``d by the caller, which also commits them).
+    """
+    if not jobs:
+        return 0
+    with dask_client(scheduler, workers) as client:
+        futures = [
+            client.submit(
+                apply_range, task, target, rows, layout, params, inverse, dtype, pure=False
+            )
+            for task, target in jobs
+        ]
+        sizes = {f.key: task.rows for f, (task, _) in zip(futures, jobs, strict=True)}
+        where = {f.key: task.pieces[0] for f, (task, _) in zip(futures, jobs, strict=True)}
+        _track(list(futures), sizes, progress, where)
+        written = _outcome(lambda: client.gather(futures))
+    return int(sum(written))

@@ -1,0 +1,91 @@
+"""Arrow IPC files and Feather (v2, the same format), and Arrow IPC streams (files or stdin).
+
+Files are memory-mapped and read a record batch at a time; a batch is sliced, never copied, so a
+file written as one huge batch still streams. Pages of a mapping stay resident (and count as the
+process's memory) until the kernel needs them, so after every slice the mapping is told it is no
+longer needed (``MADV_DONTNEED``): the pages are file cache, re-read if touched again, and the
+resident memory stays bounded by the batch. A file that holds the IPC *stream* format (some
+tools write that to ``.arrow``) is read as a stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import sys
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from normstat.sources.table import Batch, TableSource, arrow_error, read_once
+
+
+class IpcFile(TableSource):
+    format = "arrow"
+
+    def __init__(self, path: str, columns: Sequence[str] | None = None) -> None:
+        try:
+            with open(path, "rb") as fp:
+                self._map = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:  # ValueError: an empty file cannot be mapped
+            raise arrow_error(exc, "Arrow IPC file", path) from None
+        self._buffer = pa.py_buffer(self._map)
+        try:
+            self._file: ipc.RecordBatchFileReader | None = ipc.open_file(self._buffer)
+            rows: int | None = self._file.count_rows()
+            schema = self._file.schema
+        except pa.ArrowInvalid:
+            self._file, rows = None, None
+            schema = self._open_stream(path).schema
+        if path.lower().endswith(".feather"):
+            self.format = "feather"
+        self._setup(path, schema, columns, rows)
+
+    def _open_stream(self, path: str) -> ipc.RecordBatchStreamReader:
+        try:
+            return ipc.open_stream(self._buffer)
+        except (pa.ArrowException, OSError) as exc:
+            raise arrow_error(
+                exc, "Arrow IPC file or stream (Feather v1 is not read)", path
+            ) from None
+
+    def _read(self, rows: int, columns: list[str] | None) -> Iterator[Batch]:
+        if self._file is None:  # the stream format: read it again from the start
+            yield from read_once(self._open_stream(self.path), columns, self.path)
+            return
+        for i in range(self._file.num_record_batches):
+            b = self._file.get_batch(i)
+            yield b if columns is None else b.select(columns)
+
+    def _release(self) -> None:
+        if hasattr(self._map, "madvise"):
+            self._map.madvise(mmap.MADV_DONTNEED)
+
+    def close(self) -> None:
+        self._file = self._buffer = None  # type: ignore[assignment]
+        # batches handed out may still point into the map: then the GC closes it
+        with contextlib.suppress(BufferError):
+            self._map.close()
+
+
+class IpcStream(TableSource):
+    """An Arrow IPC stream on stdin (``-`` with ``--input-format arrow``): one pass only."""
+
+    format = "arrow"
+
+    def __init__(
+        self, columns: Sequence[str] | None = None, stream: BinaryIO | None = None, path: str = "-"
+    ) -> None:
+        try:
+            self._reader: ipc.RecordBatchStreamReader | None = ipc.open_stream(
+                stream if stream is not None else sys.stdin.buffer
+            )
+        except (pa.ArrowException, OSError) as exc:
+            raise arrow_error(exc, "Arrow IPC stream", path) from None
+        self._setup(path, self._reader.schema, columns, None)
+
+    def _read(self, rows: int, columns: list[str] | None) -> Iterator[Batch]:
+        reader, self._reader = self._reader, None
+        return read_once(reader, columns, self.path)

@@ -1,0 +1,56 @@
+"""Row ranges of a source that another process can reopen and read by itself.
+
+A distributed task must carry a *reference* to its rows, never the rows (they would travel through
+the scheduler) and never an open file handle (it does not pickle, and would not be valid on another
+machine). A :class:`RowRange` is that reference: format, path, dataset and rows, a few hundred
+bytes; :func:`read_range` reopens the source wherever it runs and yields the rows in chunks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from normstat.sources.base import ArraySource, Chunk
+
+
+@dataclass(frozen=True)
+class RowRange:
+    format: str  # a name in normstat.sources.FORMATS
+    path: str
+    dataset: str | None  # resolved dataset / array inside the file, if any
+    start: int
+    stop: int
+    shown: str | None = None  # the path as the user gave it, for messages (``path`` is absolute)
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def label(self) -> str:
+        return self.shown or self.path
+
+    @classmethod
+    def of(cls, src: ArraySource, start: int, stop: int) -> RowRange:
+        """Rows of an open source, by absolute path: workers may run in another directory."""
+        return cls(src.format, os.path.abspath(src.path), src.dataset, start, stop, src.path)
+
+
+def open_range(r: RowRange) -> ArraySource:
+    """Reopen the source a range refers to (by format, path and dataset)."""
+    from normstat.sources import open_one
+
+    if r.path == "-":
+        raise ValueError("stdin cannot be reopened by another process")
+    return open_one(r.path, r.dataset, r.format)
+
+
+def read_range(r: RowRange, rows: int) -> Iterator[Chunk]:
+    """The rows of ``r`` in chunks of at most ``rows``, each tagged with its file row."""
+    src = open_range(r)
+    try:
+        yield from src.chunks(rows, r.start, r.stop)
+    finally:
+        src.close()

@@ -1,0 +1,207 @@
+"""What every table reader shares: which columns are features, and Arrow batches -> float64 rows.
+
+A table source has the same shape as an array source (``shape = (rows, n_features)``, ``chunks``
+of a ``(n, F)`` float64 matrix), so the engine, the artifact and the commands do not care where
+the numbers came from; it adds ``features`` (the column names) and ``batches`` (whole record
+batches, every column, for ``apply`` to pass the others through).
+
+Decisions (see docs/tables.md): integer, floating and decimal columns are features by default;
+booleans only when named in ``columns`` (as 0 / 1), because a boolean is far more often a label or
+a flag than a quantity to standardise; anything else (strings, timestamps, lists) is never a
+feature. Nulls become NaN, so ``--nan`` treats them as missing values and counts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from normstat.errors import DataError, UsageError
+from normstat.sources.base import Chunk
+
+Batch = pa.RecordBatch
+
+
+def is_default_feature(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def is_selectable(t: pa.DataType) -> bool:
+    return is_default_feature(t) or pa.types.is_boolean(t)
+
+
+def _listing(schema: pa.Schema, limit: int = 40) -> str:
+    """The columns with their types, for an error line (a wide table is cut short)."""
+    shown = ", ".join(f"{f.name} ({f.type})" for f in list(schema)[:limit])
+    return shown if len(schema) <= limit else f"{shown}, ... ({len(schema) - limit} more)"
+
+
+def select_features(schema: pa.Schema, columns: Sequence[str] | None, path: str) -> list[str]:
+    """The feature columns: ``columns`` checked against the table, else every numeric one."""
+    if columns is None:
+        names = [f.name for f in schema if is_default_feature(f.type)]
+        if not names:
+            raise DataError(
+                f"no numeric column to use; the columns are: {_listing(schema)}", path=path
+            )
+    else:
+        names = list(columns)
+        if len(set(names)) != len(names):
+            raise UsageError(f"--columns names a column twice: {names}")
+    for name in names:
+        idx = schema.get_all_field_indices(name)
+        if not idx:
+            raise DataError(
+                f"no column {name!r}; the table's columns are: {_listing(schema)}",
+                path=path,
+                feature=name,
+            )
+        if len(idx) > 1:
+            raise DataError(f"column {name!r} appears {len(idx)} times", path=path, feature=name)
+        t = schema.field(idx[0]).type
+        if not is_selectable(t):
+            raise DataError(
+                f"column {name!r} is {t}, not numeric (integers, floats, decimals, booleans)",
+                path=path,
+                feature=name,
+            )
+    return names
+
+
+def numpy_dtype(t: pa.DataType) -> np.dtype:
+    if pa.types.is_decimal(t):
+        return np.dtype(np.float64)
+    return np.dtype(t.to_pandas_dtype())
+
+
+def column_to_float64(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """One column as float64, nulls as NaN (integers above 2**53 round, as in any float64)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if col.type != pa.float64():
+        col = col.cast(pa.float64(), safe=False)
+    return col.to_numpy(zero_copy_only=False)
+
+
+def to_matrix(batch: Batch, names: Sequence[str]) -> np.ndarray:
+    """The named columns of ``batch`` as an ``(n, F)`` float64 matrix (column-major: each column
+    is written contiguously, and the engine's reductions run down columns)."""
+    out = np.empty((batch.num_rows, len(names)), np.float64, order="F")
+    for j, name in enumerate(names):
+        out[:, j] = column_to_float64(batch.column(name))
+    return out
+
+
+def sliced(batches: Iterator[Batch], rows: int) -> Iterator[Batch]:
+    """Cut batches longer than ``rows`` (zero-copy slices), so chunks stay within budget."""
+    for b in batches:
+        for start in range(0, b.num_rows, rows):
+            yield b.slice(start, rows)
+
+
+class TableSource:
+    """Base of the table readers; a subclass sets ``format`` and implements :meth:`_read`."""
+
+    kind = "table"
+    dataset = None
+    format = "table"
+
+    def _setup(
+        self, path: str, schema: pa.Schema, columns: Sequence[str] | None, rows: int | None
+    ) -> None:
+        self.path = path
+        self.schema = schema
+        self.features = select_features(schema, columns, path)
+        self.feature_types = [str(schema.field(n).type) for n in self.features]
+        types = [numpy_dtype(schema.field(n).type) for n in self.features]
+        self.dtype = np.result_type(*types)
+        self.shape: tuple[int | None, int] = (rows, len(self.features))
+
+    def _read(self, rows: int, columns: list[str] | None) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Called once a batch has been used: a memory-mapped reader drops its pages here."""
+
+    def preferred_rows(self, target_bytes: int) -> int:
+        """A quarter of the budget for the float64 matrix: a table chunk also lives as an Arrow
+        batch, and the kernel makes float64 temporaries of it while the next one is read."""
+        return max(1, target_bytes // (4 * 8 * max(len(self.features), 1)))
+
+    def batches(self, rows: int, columns: list[str] | None = None) -> Iterator[Batch]:
+        """Record batches of at most ``rows`` rows (every column unless ``columns`` is given);
+        once all are read, ``shape[0]`` is known even for a CSV or a stream."""
+        seen = 0
+        try:
+            for b in sliced(self._read(rows, columns), rows):
+                seen += b.num_rows
+                yield b
+                self._release()
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(
+                f"cannot read past row {seen}: {_one_line(exc)}", path=self.path
+            ) from None
+        self.shape = (seen, self.shape[1])
+
+    def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+        """Feature matrices of at most ``rows`` rows, rows ``start`` to ``stop``. Starting
+        part-way reads the rows before ``start`` again (a table has no random access to rows),
+        but does not convert or compute them."""
+        at = 0
+        for b in self.batches(rows, self.features):
+            if stop is not None and at + b.num_rows > stop:
+                b = b.slice(0, max(stop - at, 0))
+            if at + b.num_rows <= start:
+                at += b.num_rows
+            else:
+                if at < start:
+                    b, at = b.slice(start - at), start
+                yield Chunk(to_matrix(b, self.features), self.path, None, at)
+                at += b.num_rows
+            if stop is not None and at >= stop:
+                return
+
+    def count_rows(self) -> int:
+        """Rows of the table, counting them with a pass over one column if need be."""
+        if self.shape[0] is None:
+            for _ in self.batches(1 << 20, self.features[:1]):
+                pass
+        assert self.shape[0] is not None
+        return self.shape[0]
+
+    def close(self) -> None:
+        pass
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def read_once(
+    reader: Iterator[Batch] | None, columns: list[str] | None, path: str
+) -> Iterator[Batch]:
+    """The batches of a one-pass reader (stdin); a second read is an error, not silence."""
+    if reader is None:
+        raise DataError("a stream can be read only once", path=path)
+    for b in reader:
+        yield b if columns is None else b.select(columns)
+
+
+def arrow_error(exc: BaseException, what: str, path: str) -> DataError:
+    return DataError(f"not a readable {what} ({_one_line(exc)})", path=path)
+
+
+def disagreement(first: TableSource, other: TableSource) -> str | None:
+    """Why shard ``other`` cannot continue ``first``: the first column that differs, or None."""
+    a = list(zip(first.features, first.feature_types, strict=True))
+    b = list(zip(other.features, other.feature_types, strict=True))
+    for (na, ta), (nb, tb) in zip(a, b, strict=False):
+        if na != nb:
+            return f"has column {nb!r} where the first shard {first.path} has {na!r}"
+        if ta != tb:
+            return f"column {na!r} is {tb}, but {ta} in the first shard {first.path}"
+    if len(a) != len(b):
+        return f"has {len(b)} feature columns, the first shard {first.path} has {len(a)}"
+    return None
