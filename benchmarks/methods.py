@@ -298,6 +298,8 @@ def measure(method: str, dataset: str, path: str, repeats: int) -> dict:
     var = fn()  # warm-up: page cache, imports, thread pools
     times = []
     for _ in range(repeats):
+        if method in PREPARED:  # writers: start each run with no dirty pages left to flush
+            os.sync()
         t0 = time.perf_counter()
         var = fn()
         times.append(time.perf_counter() - t0)
