@@ -24,9 +24,10 @@ from normstat.api.options import (
 from normstat.core.layout import AxisLayout
 from normstat.core.stats import Stats
 from normstat.core.transform import TransformParams, transform_block, transform_params
+from normstat.engine.ahead import compute_ahead
 from normstat.errors import ArtifactError, DataError, UsageError
 from normstat.sinks import atomic_output_for, check_writable, open_array_writer, writer_format
-from normstat.sources import ArraySource, open_sources
+from normstat.sources import ArraySource, Chunk, open_sources
 from normstat.sources.base import total_rows
 
 
@@ -174,10 +175,13 @@ def _transformed(
     dtype: np.dtype,
     progress: ProgressHook | None,
 ) -> Iterable[np.ndarray]:
-    for chunk in all_chunks(srcs, rows):
-        yield _transform_block(chunk.data, layout, params, inverse, dtype)
+    def step(chunk: Chunk) -> tuple[int, np.ndarray]:
+        return chunk.data.shape[0], _transform_block(chunk.data, layout, params, inverse, dtype)
+
+    for n, block in compute_ahead(all_chunks(srcs, rows), step):
+        yield block
         if progress is not None:
-            progress.advance(chunk.data.shape[0])
+            progress.advance(n)
 
 
 def _drain(writer: Any, blocks: Iterable[np.ndarray], out: str) -> None:

@@ -66,7 +66,9 @@ class Hdf5Writer:
 
 
 def _storage_like(ds: h5py.Dataset, shape: tuple[int, ...]) -> dict[str, Any]:
-    if ds.chunks is None or tuple(ds.shape[1:]) != tuple(shape[1:]):
+    if ds.chunks is None:  # contiguous in, contiguous out: h5py's auto-chunks halve write speed
+        return {}
+    if tuple(ds.shape[1:]) != tuple(shape[1:]):
         return {"chunks": True} if shape and shape[0] else {}
     out: dict[str, Any] = {"chunks": ds.chunks}
     if ds.compression:

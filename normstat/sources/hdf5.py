@@ -9,6 +9,7 @@ import numpy as np
 
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import Chunk, rows_for_bytes
+from normstat.sources.buffers import BufferPool
 
 
 def numeric_datasets(f: h5py.File) -> list[str]:
@@ -96,9 +97,10 @@ class Hdf5Dataset:
 
     def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         n = self.shape[0] if stop is None else min(stop, self.shape[0])
+        pool = BufferPool()
         for first in range(start, n, rows):
             end = min(first + rows, n)
-            buf = np.empty((end - first, *self.shape[1:]), self.dtype)
+            buf = pool.get((end - first, *self.shape[1:]), self.dtype)
             try:
                 self._ds.read_direct(buf, np.s_[first:end])
             except OSError as exc:
@@ -106,6 +108,7 @@ class Hdf5Dataset:
                     f"cannot read rows {first}:{end} ({exc})", path=self.path, dataset=self.dataset
                 ) from None
             yield Chunk(buf, self.path, self.dataset, first)
+            del buf  # drop our reference, so the pool can tell when the consumer is done
 
     def close(self) -> None:
         self._file.close()

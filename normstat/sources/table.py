@@ -86,12 +86,27 @@ def column_to_float64(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def to_matrix(batch: Batch, names: Sequence[str]) -> np.ndarray:
-    """The named columns of ``batch`` as an ``(n, F)`` float64 matrix (column-major: each column
-    is written contiguously, and the engine's reductions run down columns)."""
+    """The named columns of ``batch`` as an ``(n, F)`` matrix (column-major: each column is
+    written contiguously, and the engine's reductions run down columns).
+
+    float64, except when every column is float32: then float32 (nulls as NaN), because widening
+    here doubled the bytes written and read for nothing; the kernels and transforms compute in
+    float64 either way, and float32 -> float64 is exact, so results are the same.
+    """
+    cols = [batch.column(name) for name in names]
+    if cols and all(c.type == pa.float32() for c in cols):
+        out = np.empty((batch.num_rows, len(names)), np.float32, order="F")
+        for j, col in enumerate(cols):
+            out[:, j] = _combined(col).to_numpy(zero_copy_only=False)
+        return out
     out = np.empty((batch.num_rows, len(names)), np.float64, order="F")
-    for j, name in enumerate(names):
-        out[:, j] = column_to_float64(batch.column(name))
+    for j, col in enumerate(cols):
+        out[:, j] = column_to_float64(col)
     return out
+
+
+def _combined(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
 
 
 def sliced(batches: Iterator[Batch], rows: int) -> Iterator[Batch]:

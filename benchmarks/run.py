@@ -1,0 +1,236 @@
+"""Time normstat against the floors and the peers, in one run, each method in its own process.
+
+For each dataset of ``make_data.py`` and each method: the median wall time of several repeats
+(after one untimed warm-up run, so the page cache is warm), the ratio to the *read + one float64
+sum pass* floor measured in the same run, the largest relative error of the variance over the
+features against an exact reference, and the peak RSS of the method's process (``os.wait4``).
+
+    python benchmarks/make_data.py --gb 1.5 --out /tmp/nsbench
+    python benchmarks/run.py --data /tmp/nsbench
+    python benchmarks/run.py --small          # generates tiny data in a temp dir; CI runs this
+
+Peers that are not installed are skipped with a note (``pip install -e '.[bench]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import make_data  # noqa: E402
+import methods  # noqa: E402
+
+FLOOR = "floor: read + f64 sum"
+
+
+@dataclass
+class Result:
+    dataset: str
+    method: str
+    times: list[float] = field(default_factory=list)
+    rss_mb: float = float("nan")
+    rel_err: float | None = None
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.times)) if self.times else float("nan")
+
+
+def run_measured(argv: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) and stdout of one child process, measured by ``spawn.py``."""
+    with tempfile.TemporaryFile("w+") as errf, tempfile.TemporaryDirectory() as tmp:
+        rep = os.path.join(tmp, "rusage.json")
+        spawner = [sys.executable, "-S", os.path.join(HERE, "spawn.py"), rep]
+        done = subprocess.run(spawner + argv, stdout=subprocess.PIPE, stderr=errf, text=True)
+        with open(rep) as f:
+            usage = json.load(f)
+        if done.returncode != 0 or usage["exit"] != 0:
+            errf.seek(0)
+            last = (errf.read().strip().splitlines() or ["?"])[-1]
+            raise RuntimeError(f"{os.path.basename(argv[1])} {argv[2]} failed: {last}")
+    return usage["wall"], usage["maxrss_kb"] / 1024, done.stdout
+
+
+def run_worker(dataset: str, method: str, path: str, repeats: int) -> Result:
+    t0 = time.perf_counter()
+    res = _run_worker(dataset, method, path, repeats)
+    if os.environ.get("NSBENCH_VERBOSE"):
+        print(f"{dataset} {method}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return res
+
+
+def _run_worker(dataset: str, method: str, path: str, repeats: int) -> Result:
+    argv = [sys.executable, os.path.join(HERE, "methods.py"), method, dataset, path, str(repeats)]
+    res = Result(dataset, method)
+    try:
+        _, res.rss_mb, out = run_measured(argv)
+    except RuntimeError as exc:
+        res.note = str(exc)
+        return res
+    report = json.loads(out.strip().splitlines()[-1])
+    if "skip" in report:
+        res.note = report["skip"]
+        return res
+    res.times = report["times"]
+    res.note = report.get("note", "")
+    if "var" in report:
+        res._var = np.asarray(report["var"], np.float64)  # type: ignore[attr-defined]
+    return res
+
+
+def run_cli(dataset: str, path: str, repeats: int, scratch: str) -> Result:
+    """``normstat fit`` end to end, timed from outside (process start to exit)."""
+    res = Result(dataset, "normstat fit (CLI)")
+    out = os.path.join(scratch, f"cli-{dataset}.json")
+    argv = [*normstat_command(), "fit", methods.source_spec(dataset, path), "-o", out, "-q"]
+    for i in range(repeats + 1):
+        try:
+            wall, rss, _ = run_measured(argv)
+        except RuntimeError as exc:
+            res.note, res.times = str(exc).split("failed: ")[-1], []
+            return res
+        if i:  # the first run warms the page cache
+            res.times.append(wall)
+            res.rss_mb = max(rss, 0 if res.rss_mb != res.rss_mb else res.rss_mb)
+    with open(out) as f:
+        art = json.load(f)
+    res._var = np.asarray(art["var"], np.float64).ravel()  # type: ignore[attr-defined]
+    return res
+
+
+def normstat_command() -> list[str]:
+    """The installed ``normstat`` script next to this interpreter, else ``python -m normstat``."""
+    exe = shutil.which("normstat", path=os.path.dirname(sys.executable)) or shutil.which("normstat")
+    return [exe] if exe else [sys.executable, "-m", "normstat"]
+
+
+def run_help(repeats: int) -> Result:
+    res = Result("-", "normstat --help")
+    for _ in range(repeats + 1):
+        wall, res.rss_mb, _ = run_measured([*normstat_command(), "--help"])
+        res.times.append(wall)
+    res.times = res.times[1:]
+    return res
+
+
+def reference(dataset: str, path: str) -> np.ndarray:
+    """Exact variances, computed once per data file (cached next to it)."""
+    st = os.stat(path)
+    cache = f"{path}.refvar-{st.st_size}-{int(st.st_mtime)}.npy"
+    if not os.path.exists(cache):
+        argv = [sys.executable, os.path.join(HERE, "methods.py"), "reference", dataset, path, "1"]
+        _, _, out = run_measured(argv)
+        np.save(cache, np.asarray(json.loads(out.strip().splitlines()[-1])["var"]))
+    return np.load(cache)
+
+
+def rel_error(var: np.ndarray, ref: np.ndarray) -> float:
+    var = np.asarray(var, np.float64).ravel()
+    if var.shape != ref.shape:
+        return float("nan")
+    return float(np.max(np.abs(var - ref) / np.abs(ref)))
+
+
+def bench_dataset(
+    dataset: str, path: str, repeats: int, scratch: str, only: str | None = None
+) -> list[Result]:
+    ref = reference(dataset, path)
+    wanted = [m for m in methods.for_dataset(dataset) if _picked(m, only)]
+    results = [run_worker(dataset, m, path, repeats) for m in wanted]
+    if _picked("normstat fit (CLI)", only):
+        results.insert(min(3, len(results)), run_cli(dataset, path, repeats, scratch))
+    for r in results:
+        if hasattr(r, "_var"):
+            r.rel_err = rel_error(r._var, ref)  # type: ignore[attr-defined]
+    return results
+
+
+def _picked(method: str, only: str | None) -> bool:
+    return only is None or method.startswith("floor") or only.lower() in method.lower()
+
+
+def bench_apply(path: str, repeats: int, scratch: str) -> list[Result]:
+    """``apply`` float32 HDF5 -> HDF5 against a plain h5py copy (read + write)."""
+    out = []
+    for m in ("floor: h5py copy", "normstat.apply"):
+        r = run_worker("floats", m, path, repeats)
+        r.dataset = "apply floats"
+        out.append(r)
+    return out
+
+
+def fmt_row(r: Result, floor: float) -> str:
+    med = r.median
+    if r.times:
+        ratio = f"{med / floor:.2f}x" if floor == floor else "-"
+        err = "-" if r.rel_err is None else f"{r.rel_err:.1e}"
+        rss = f"{r.rss_mb:.0f}"
+        cells = [r.dataset, r.method, f"{med:.3f}", ratio, err, rss, r.note]
+    else:
+        cells = [r.dataset, r.method, "-", "-", "-", "-", r.note or "skipped"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def print_table(results: list[Result]) -> None:
+    print("| data | method | median s | / read+sum | var rel err | peak RSS MB | note |")
+    print("|---|---|---|---|---|---|---|")
+    floors: dict[str, float] = {}
+    for r in results:
+        if r.method in (FLOOR, "floor: h5py copy") and r.times:
+            floors[r.dataset] = r.median
+    for r in results:
+        print(fmt_row(r, floors.get(r.dataset, float("nan"))))
+
+
+def overheads(results: list[Result]) -> None:
+    by = {(r.dataset, r.method): r for r in results}
+    for ds in ("floats", "images", "table"):
+        lib, cli = by.get((ds, "normstat.fit (library)")), by.get((ds, "normstat fit (CLI)"))
+        if lib and cli and lib.times and cli.times:
+            print(f"CLI overhead {ds}: {cli.median - lib.median:+.3f} s (CLI - library median)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="/tmp/nsbench", help="directory written by make_data.py")
+    p.add_argument("--small", action="store_true", help="generate tiny data in a temp dir (CI)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5, small 2)")
+    p.add_argument("--only", default=None, help="comma-separated datasets: floats,images,table")
+    p.add_argument("--methods", default=None, help="only methods containing this (floors kept)")
+    args = p.parse_args(argv)
+    repeats = args.repeats or (2 if args.small else 5)
+    with tempfile.TemporaryDirectory(prefix="nsbench-") as scratch:
+        data = os.path.join(scratch, "data") if args.small else args.data
+        if args.small:
+            make_data.make_all(data, make_data.SMALL_GB)
+        paths = methods.data_paths(data)
+        wanted = args.only.split(",") if args.only else list(paths)
+        results: list[Result] = []
+        for ds in wanted:
+            if not os.path.exists(paths[ds]):
+                print(f"missing {paths[ds]}: run make_data.py first", file=sys.stderr)
+                return 2
+            results += bench_dataset(ds, paths[ds], repeats, scratch, args.methods)
+        if "floats" in wanted and _picked("normstat.apply", args.methods):
+            results += bench_apply(paths["floats"], repeats, scratch)
+        results.append(run_help(repeats))
+    print_table(results)
+    overheads(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""Cache-blocked kernels for chunks without NaN or inf: one read of the data, temporaries in L2.
+
+Why not the textbook two-pass over the whole chunk: it reads the chunk three or four times and
+materialises a float64 copy twice its size, so it runs at a third of memory speed. Here:
+
+* **Wide rows.** A reduction over axis 0 with a short inner dimension (3 channels, 64 columns)
+  spends its time in loop overhead. A C-contiguous ``(rows, f)`` chunk is viewed as
+  ``(rows / r, r * f)`` with ``r * f >= 1024``; the ``r`` partial results per feature are folded at
+  the end. Reductions (min, max, sums) then run over long contiguous inner loops.
+* **Sub-blocks.** The float64 deviations exist only for a sub-block of ~2 MB, which stays in cache
+  while it is summed and squared, instead of a full-chunk float64 temporary.
+* **Floats: shifted sums, exact fallback.** Sums of ``d = x - K`` and ``d * d`` with ``K`` the mean
+  of the first sub-block give ``mean = K + s / n`` and ``m2 = q - s**2 / n`` (the corrected two-pass
+  formula with shift ``K``; ``K`` becomes the moments' ``shift`` and ``s / n`` their ``dmean``).
+  Its error is ``eps * (1 + (mean - K)**2 / var)`` relative, so when the
+  shift is more than 4 standard deviations off (data that drifts inside a chunk) the sums are taken
+  again with ``K = mean``: that is the corrected two-pass exactly, and the error stays ``~17 eps``.
+* **Small integers: exact.** For 8- and 16-bit integers (and bool) the sum and the sum of squares
+  are computed in integer arithmetic, so a chunk's ``count``, ``mean`` and ``m2`` are exact up to
+  the final rounding to float64; chunks are then merged with Chan's update like any other.
+
+Every function returns ``None`` when the chunk holds a NaN or an inf: the caller then locates it
+(to name row and feature) or takes the NaN-skipping path, exactly as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from normstat.core.moments import Moments
+
+SUB_BLOCK_ELEMENTS = 2**18
+"""Elements per sub-block: 2 MiB of float64 deviations, L2-to-L3 sized; measured faster than 2**16
+and 2**17 (fewer Python-level calls per chunk) on the 1 MB-L2 machine of docs/performance.md."""
+MIN_WIDTH = 1024
+"""Inner length from which axis-0 reductions run at full speed."""
+SHIFT_RERUN = 16.0
+"""Take the sums again, shifted by the mean, when ``(mean - K)**2 > SHIFT_RERUN * var``."""
+
+# dtype of x*x and of the per-sub-block sums of x*x, for the integer types summed exactly
+_MAX_BLOCK_ROWS = 2**15
+"""Rows per sub-block of squares: 2**15 * 255**2 < 2**32, so the 32-bit block sums cannot wrap."""
+_BYTE_BLOCK_ROWS = 256
+"""Rows per float32 block of 1-byte integers: 256 * 255**2 < 2**24, so every sum is exact."""
+_SQUARE: dict[str, tuple[type, type]] = {
+    "uint8": (np.uint16, np.uint32),
+    "int8": (np.int16, np.int32),
+    "uint16": (np.uint32, np.int64),
+    "int16": (np.int32, np.int64),
+}
+
+
+def finite_moments(rows: np.ndarray) -> Moments | None:
+    """Moments of a ``(rows, features)`` chunk, or ``None`` if it holds a NaN or an inf."""
+    n, f = rows.shape
+    if n == 0:
+        return Moments.empty(f)
+    if rows.dtype.kind == "b":
+        rows = rows.view(np.uint8)
+    if rows.dtype.name in _SQUARE:
+        return _exact_int_moments(rows)
+    return _float_moments(rows)
+
+
+def wide_parts(rows: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
+    """``(view, r)`` pairs covering ``rows``: ``view[:, k*f:(k+1)*f]`` holds rows ``r*i + k``.
+
+    The bulk is one wide view (no copy); leftover rows, or a non-contiguous chunk, come as
+    ``r = 1``.
+    """
+    n, f = rows.shape
+    r = max(1, -(-MIN_WIDTH // max(f, 1)))
+    main = n // r * r if rows.flags.c_contiguous else 0
+    if r > 1 and main > 0:
+        yield rows[:main].reshape(main // r, r * f), r
+        rows = rows[main:]
+    if rows.shape[0]:
+        yield rows, 1
+
+
+def _fold(wide: np.ndarray, r: int, op: np.ufunc) -> np.ndarray:
+    return op.reduce(wide.reshape(r, -1), axis=0)
+
+
+def _sub_blocks(view: np.ndarray) -> Iterator[np.ndarray]:
+    step = max(1, SUB_BLOCK_ELEMENTS // max(view.shape[1], 1))
+    for i in range(0, view.shape[0], step):
+        yield view[i : i + step]
+
+
+class _Range:
+    """Running per-column min and max of one wide view, kept in the data's own dtype."""
+
+    def __init__(self, first_row: np.ndarray) -> None:
+        self.lo, self.hi = first_row.copy(), first_row.copy()
+
+    def add(self, blk: np.ndarray) -> None:
+        np.minimum(self.lo, blk.min(axis=0), out=self.lo)
+        np.maximum(self.hi, blk.max(axis=0), out=self.hi)
+
+    def folded(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            _fold(self.lo, r, np.minimum).astype(np.float64),
+            _fold(self.hi, r, np.maximum).astype(np.float64),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# floats (and wide integers): shifted sums in float64
+
+
+def _float_moments(rows: np.ndarray) -> Moments | None:
+    with np.errstate(all="ignore"):  # inf - inf, overflowing squares: detected from the results
+        return _float_moments_quiet(rows)
+
+
+def _float_moments_quiet(rows: np.ndarray) -> Moments | None:
+    n, f = rows.shape
+    first = next(_sub_blocks(rows))
+    shift = first.sum(axis=0, dtype=np.float64) / first.shape[0]
+    if not np.isfinite(shift).all():
+        return None
+    s, q, lo, hi = shifted_sums(rows, shift)
+    if not (np.isfinite(s).all() and np.isfinite(lo).all() and np.isfinite(hi).all()):
+        return None
+    m2 = q - s * s / n
+    if (s * s > SHIFT_RERUN * n * m2).any():  # shift too far from the mean: two-pass exactly
+        shift = shift + s / n
+        s, q, _, _ = shifted_sums(rows, shift)
+        m2 = q - s * s / n
+    return Moments(
+        count=np.full(f, n, np.int64),
+        nan_count=np.zeros(f, np.int64),
+        dmean=s / n,
+        m2=np.maximum(m2, 0.0),
+        min=lo,
+        max=hi,
+        shift=shift,
+    )
+
+
+def shifted_sums(rows: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per feature, ``sum(x - shift)``, ``sum((x - shift)**2)`` (float64), min and max, in one
+    read of ``rows``: each sub-block is cast into an L2-sized float64 buffer and reduced there."""
+    if rows.flags.f_contiguous and not rows.flags.c_contiguous:
+        return _column_major_sums(rows, shift)
+    f = rows.shape[1]
+    s, q = np.zeros(f), np.zeros(f)
+    lo, hi = np.full(f, np.inf), np.full(f, -np.inf)
+    for view, r in wide_parts(rows):
+        k = np.tile(shift, r)
+        s_w, q_w, rng = np.zeros(k.size), np.zeros(k.size), _Range(view[0])
+        buf = np.empty((min(view.shape[0], max(1, SUB_BLOCK_ELEMENTS // k.size)), k.size))
+        for blk in _sub_blocks(view):
+            d = buf[: blk.shape[0]]
+            d[...] = blk  # a plain cast, then same-type arithmetic: faster than a mixed subtract
+            d -= k
+            s_w += d.sum(axis=0)
+            d *= d
+            q_w += d.sum(axis=0)
+            rng.add(blk)
+        s += _fold(s_w, r, np.add)
+        q += _fold(q_w, r, np.add)
+        v_lo, v_hi = rng.folded(r)
+        lo, hi = np.minimum(lo, v_lo), np.maximum(hi, v_hi)
+    return s, q, lo, hi
+
+
+def _column_major_sums(rows: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`shifted_sums` for a column-major chunk (tables): every feature is a contiguous
+    row of ``rows.T``, so the reductions run along it, over sub-blocks of columns."""
+    cols = rows.T
+    f, n = cols.shape
+    k = shift[:, None]
+    s, q = np.zeros(f), np.zeros(f)
+    lo, hi = cols[:, 0].astype(np.float64), cols[:, 0].astype(np.float64)
+    step = max(1, SUB_BLOCK_ELEMENTS // max(f, 1))
+    buf = np.empty((f, min(n, step)))
+    for i in range(0, n, step):
+        blk = cols[:, i : i + step]
+        d = buf[:, : blk.shape[1]]
+        d[...] = blk
+        d -= k
+        s += d.sum(axis=1)
+        d *= d
+        q += d.sum(axis=1)
+        np.minimum(lo, blk.min(axis=1), out=lo)
+        np.maximum(hi, blk.max(axis=1), out=hi)
+    return s, q, lo, hi
+
+
+# ---------------------------------------------------------------------------------------------
+# 8- and 16-bit integers: exact integer sums
+
+
+def _exact_int_moments(rows: np.ndarray) -> Moments:
+    n, f = rows.shape
+    s, q, lo, hi = integer_sums(rows)
+    # m2 = sum((x - a)**2) - b**2 / n for any integer a, with b = s - n*a. The first term is an
+    # exact integer; a = round(s / n) makes |b| <= n/2, so the second is at most half the first
+    # (no cancellation) and m2 comes out within one ulp of the exact value.
+    a = (2 * s + n) // (2 * n)
+    b = s - n * a
+    whole = q - 2 * a * s + n * a * a  # exact in int64
+    m2 = whole.astype(np.float64) - b.astype(np.float64) ** 2 / n
+    return Moments(
+        count=np.full(f, n, np.int64),
+        nan_count=np.zeros(f, np.int64),
+        dmean=b / n,  # mean = a + b / n: the integer part exact, the remainder below 1/2
+        m2=np.maximum(m2, 0.0),
+        min=lo,
+        max=hi,
+        shift=a.astype(np.float64),
+    )
+
+
+def integer_sums(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per feature, the exact ``sum(x)`` and ``sum(x*x)`` (int64) of 8- or 16-bit integers, and
+    min and max (float64), in one read of ``rows``."""
+    if rows.dtype.itemsize == 1:
+        return byte_sums(rows)
+    square_t, block_sum_t = _SQUARE[rows.dtype.name]
+    f = rows.shape[1]
+    s, q = np.zeros(f, np.int64), np.zeros(f, np.int64)
+    lo, hi = np.full(f, np.inf), np.full(f, -np.inf)
+    for view, r in wide_parts(rows):
+        w = view.shape[1]
+        s_w, q_w, rng = np.zeros(w, np.int64), np.zeros(w, np.int64), _Range(view[0])
+        step = max(1, min(_MAX_BLOCK_ROWS, SUB_BLOCK_ELEMENTS // w))
+        buf = np.empty((min(view.shape[0], step), w), square_t)
+        for blk in _row_blocks(view, step):
+            sq = buf[: blk.shape[0]]
+            np.multiply(blk, blk, out=sq, dtype=square_t)
+            s_w += blk.sum(axis=0, dtype=block_sum_t)
+            q_w += sq.sum(axis=0, dtype=block_sum_t)
+            rng.add(blk)
+        s += _fold(s_w, r, np.add)
+        q += _fold(q_w, r, np.add)
+        v_lo, v_hi = rng.folded(r)
+        lo, hi = np.minimum(lo, v_lo), np.maximum(hi, v_hi)
+    return s, q, lo, hi
+
+
+def byte_sums(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`integer_sums` for 1-byte integers, through float32 matrix-vector products.
+
+    Exact: a value and its square (at most 128**2 or 255**2) are integers below 2**24, and so is
+    every partial sum over a block of ``_BYTE_BLOCK_ROWS`` rows (255**2 * 256 < 2**24), so float32
+    arithmetic loses nothing, in whatever order BLAS adds. A cast plus two ``sgemv`` measured 1.8x
+    faster than integer multiply-and-sum with widening casts.
+    """
+    f = rows.shape[1]
+    s, q = np.zeros(f, np.int64), np.zeros(f, np.int64)
+    lo, hi = np.full(f, np.inf), np.full(f, -np.inf)
+    for view, r in wide_parts(rows):
+        w = view.shape[1]
+        s_w, q_w, rng = np.zeros(w, np.int64), np.zeros(w, np.int64), _Range(view[0])
+        step = max(1, min(_BYTE_BLOCK_ROWS, SUB_BLOCK_ELEMENTS // w))
+        buf = np.empty((min(view.shape[0], step), w), np.float32)
+        ones = np.ones(buf.shape[0], np.float32)
+        for blk in _row_blocks(view, step):
+            x, one = buf[: blk.shape[0]], ones[: blk.shape[0]]
+            x[...] = blk
+            s_w += (one @ x).astype(np.int64)
+            x *= x
+            q_w += (one @ x).astype(np.int64)
+            rng.add(blk)
+        s += _fold(s_w, r, np.add)
+        q += _fold(q_w, r, np.add)
+        v_lo, v_hi = rng.folded(r)
+        lo, hi = np.minimum(lo, v_lo), np.maximum(hi, v_hi)
+    return s, q, lo, hi
+
+
+def _row_blocks(view: np.ndarray, step: int) -> Iterator[np.ndarray]:
+    for i in range(0, view.shape[0], step):
+        yield view[i : i + step]

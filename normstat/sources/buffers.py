@@ -1,0 +1,32 @@
+"""Read buffers for readers that copy into memory (h5py ``read_direct``), reused when free."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+
+class BufferPool:
+    """Reuses read buffers that nobody references any more, instead of allocating each chunk.
+
+    A fresh 32 MB ``np.empty`` is fresh pages from the kernel: faulting them in cost as much as
+    the read itself (measured: 1.10 s vs 0.40 s to read 1.5 GB from page cache). A buffer is
+    reused only when its reference count shows that no chunk, view or consumer still holds it, so
+    consumers may keep chunks as long as they like; then a new buffer is allocated instead.
+    """
+
+    def __init__(self, keep: int = 6) -> None:
+        self.keep = keep
+        self._buffers: list[np.ndarray] = []
+
+    def get(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        n = int(np.prod(shape, dtype=np.int64))
+        for buf in self._buffers:
+            # 3 references: the list, the loop variable, getrefcount's argument
+            if sys.getrefcount(buf) <= 3 and buf.dtype == dtype and buf.size >= n:
+                return buf[:n].reshape(shape)
+        buf = np.empty(n, dtype)
+        if len(self._buffers) < self.keep:
+            self._buffers.append(buf)
+        return buf.reshape(shape)

@@ -1,0 +1,39 @@
+"""The benchmark cannot rot: ``benchmarks/run.py --small`` runs end to end and prints its table,
+with normstat's variance checked against the exact reference (peers may be missing)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _row(table: str, data: str, method: str) -> list[str]:
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[:2] == [data, method]:
+            return cells
+    raise AssertionError(f"no row {data} / {method} in:\n{table}")
+
+
+def test_small_benchmark_prints_the_table():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--small", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "| data | method | median s | / read+sum | var rel err | peak RSS MB | note |" in out
+    for data in ("floats", "images"):
+        floor = _row(out, data, "floor: read + f64 sum")
+        assert floor[3] == "1.00x"
+        lib = _row(out, data, "normstat.fit (library)")
+        assert float(lib[2]) > 0 and float(lib[5]) > 0
+        assert float(lib[4]) <= (1e-12 if data == "floats" else 1e-15)
+        cli = _row(out, data, "normstat fit (CLI)")
+        assert float(cli[4]) <= 1e-12
+    assert float(_row(out, "-", "normstat --help")[2]) > 0
