@@ -90,8 +90,6 @@ def fit(
     srcs = open_sources(specs, dataset, input_format, columns)
     try:
         layout = _source_layout(axis, srcs[0])
-        if srcs[0].kind == "table":
-            _local_only(srcs[0], engine)
         rows = _chunk_rows(srcs[0], chunk_size)
         saver, initial = None, None
         if checkpoint:
@@ -104,13 +102,9 @@ def fit(
             progress.advance(skip)
         advance = None if progress is None else progress.advance
         if engine == "dask":
-            from normstat.engine.dask import fit_dask
-            from normstat.engine.plan import fit_tasks
-
-            tasks = fit_tasks(srcs, rows, _task_rows(srcs[0], rows, task_size))
-            moments = fit_dask(
-                tasks, rows, layout, nan, scheduler=scheduler, workers=workers, progress=advance
-            )
+            task_rows = _task_rows(srcs[0], rows, task_size)
+            cluster = {"scheduler": scheduler, "workers": workers, "progress": advance}
+            moments = _fit_dask(srcs, rows, task_rows, layout, nan, cluster)
         else:
             moments = fit_local(
                 _all_chunks(srcs, rows, skip),
@@ -132,12 +126,24 @@ def fit(
             s.close()
 
 
-def _local_only(src: ArraySource, engine: str) -> None:
-    if engine != "local":
-        raise UsageError(
-            "--engine dask reads arrays (HDF5, NPY, Zarr); tables need --engine local",
-            path=src.path,
-        )
+def _fit_dask(
+    srcs: list[ArraySource],
+    rows: int,
+    task_rows: int,
+    layout: AxisLayout,
+    nan: NanPolicy,
+    cluster: dict[str, Any],
+) -> Moments:
+    """Arrays by row ranges (:mod:`normstat.engine.dask`), tables by row groups
+    (:mod:`normstat.engine.dask_tables`)."""
+    if srcs[0].kind == "table":
+        from normstat.engine.dask_tables import fit_tables_dask
+
+        return fit_tables_dask(srcs, rows, task_rows, layout, nan, **cluster)  # type: ignore[arg-type]
+    from normstat.engine.dask import fit_dask
+    from normstat.engine.plan import fit_tasks
+
+    return fit_dask(fit_tasks(srcs, rows, task_rows), rows, layout, nan, **cluster)
 
 
 def _source_layout(axis: AxisSpec, src: ArraySource) -> AxisLayout:
@@ -414,7 +420,8 @@ def apply(
 
     ``engine="dask"``: workers read and write their own rows in parallel, into one Zarr / NPY
     array, or (several shards, OUT without a known suffix) a directory of parts named as the
-    shards. HDF5 output and tables need the local engine.
+    shards (tables: always, when several shards). HDF5 output, CSV and streams need the local
+    engine.
     """
     if isinstance(stats, str):
         stats = artifact.load(stats)
@@ -424,12 +431,26 @@ def apply(
     srcs = open_sources(paths, dataset, input_format, _apply_columns(stats, columns))
     try:
         layout = _layout_for(stats, (0, *srcs[0].shape[1:]), srcs[0].path)
-        if srcs[0].kind == "table":
-            _local_only(srcs[0], engine)
         params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
         rows = _chunk_rows(srcs[0], chunk_size)
         if progress is not None:
             progress.start(total_rows(srcs), _row_bytes(srcs[0]))
+        if srcs[0].kind == "table" and engine == "dask":
+            from normstat.engine.dask_tables import apply_tables_dask
+
+            advance = None if progress is None else progress.advance
+            cluster = {"scheduler": scheduler, "workers": workers, "progress": advance}
+            apply_tables_dask(
+                srcs,  # type: ignore[arg-type]
+                out,
+                params,
+                inverse=inverse,
+                dtype=out_dtype,
+                rows=rows,
+                force=force,
+                **cluster,
+            )
+            return
         if srcs[0].kind == "table":
             from normstat.apply_table import apply_table
 
