@@ -438,8 +438,6 @@ def apply(
         if srcs[0].kind == "table" and engine == "dask":
             from normstat.engine.dask_tables import apply_tables_dask
 
-            advance = None if progress is None else progress.advance
-            cluster = {"scheduler": scheduler, "workers": workers, "progress": advance}
             apply_tables_dask(
                 srcs,  # type: ignore[arg-type]
                 out,
@@ -448,7 +446,9 @@ def apply(
                 dtype=out_dtype,
                 rows=rows,
                 force=force,
-                **cluster,
+                scheduler=scheduler,
+                workers=workers,
+                progress=None if progress is None else progress.advance,
             )
             return
         if srcs[0].kind == "table":

@@ -121,10 +121,17 @@ def write_part(
     with blame(job.pieces):
         src = open_range(job.source)
         try:
+            table: TableSource = src  # type: ignore[assignment]
             n = write_table(
-                src, tmp, job.format, params, inverse=inverse, dtype=dtype, rows=rows,
+                table,
+                tmp,
+                job.format,
+                params,
+                inverse=inverse,
+                dtype=dtype,
+                rows=rows,
                 where=job.shown,
-            )  # fmt: skip
+            )
             os.replace(tmp, job.target)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -187,7 +194,7 @@ def apply_tables_dask(
 def _whole(src: TableSource) -> RowRange:
     n = src.shape[0]
     assert n is not None  # a table with row groups / record batches knows its rows
-    return RowRange.of(src, 0, n)
+    return RowRange.of(src, 0, n)  # type: ignore[arg-type]
 
 
 def _output_format(srcs: Sequence[TableSource], out: str) -> str:

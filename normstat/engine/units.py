@@ -69,9 +69,9 @@ def unit_tasks(srcs: Sequence[TableSource], chunk_rows: int, task_rows: int) -> 
                 pieces, first, chunks, rows, start = [], first + chunks, 0, 0, None
             if start is None:
                 start = u.start
-                pieces.append(RowRange.of(src, start, u.stop))
+                pieces.append(RowRange.of(src, start, u.stop))  # type: ignore[arg-type]
             else:
-                pieces[-1] = RowRange.of(src, start, u.stop)
+                pieces[-1] = RowRange.of(src, start, u.stop)  # type: ignore[arg-type]
             chunks += u.chunks(chunk_rows)
             rows += u.stop - u.start
     if pieces:

@@ -57,12 +57,18 @@ class IpcFile(TableSource):
         return read_once(self._open_stream(self.path), columns, self.path)
 
     def storage_blocks(self) -> list[int] | None:
-        """The record batches' row counts (from their headers: no data page is read), or
-        ``None`` for a file in the stream format."""
+        """The record batches' row counts, or ``None`` for a file in the stream format.
+
+        Counted through a reader of one feature column: a compressed (Feather) file would
+        otherwise decompress every column just to count rows (1.0 s instead of 0.05 s for a
+        100 MB zstd file)."""
         if self._file is None:
             return None
         if self._blocks is None:
-            reader = self._file
+            one = ipc.IpcReadOptions(
+                included_fields=[self.schema.get_field_index(self.features[0])]
+            )
+            reader = ipc.open_file(self._buffer, options=one)
             self._blocks = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
         return self._blocks
 
