@@ -176,6 +176,26 @@ def test_apply_to_arrow_parts_and_one_shard_to_one_file(cluster, data, tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["one.parquet", "parts", "ref.parquet"]
 
 
+def test_parts_keep_their_shards_own_other_columns(cluster, data, tmp_path):
+    root, _, t = data
+    shards = [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]
+    pq.write_table(t.slice(0, 100).drop_columns(["ts"]), shards[0])
+    pq.write_table(t.slice(100, 50).append_column("extra", pa.array(["x"] * 50)), shards[1])
+    s = normstat.fit(shards)
+    normstat.apply(
+        s, shards, str(tmp_path / "out"), engine="dask", scheduler=cluster.scheduler_address
+    )
+    a, b = (pq.read_table(tmp_path / "out" / n) for n in ("a.parquet", "b.parquet"))
+    assert a.column_names == ["label", "a", "b", "c", "idx"]
+    assert b.column_names == ["label", "a", "b", "ts", "c", "idx", "extra"]
+    assert b.column("extra").to_pylist() == ["x"] * 50
+    np.testing.assert_allclose(
+        b.column("c").to_numpy(zero_copy_only=False),
+        ((t.column("c").to_numpy()[100:150] - s.mean[2]) / s.std[2]).astype(np.float32),
+        rtol=1e-6,
+    )
+
+
 def test_a_failing_part_leaves_no_output_and_no_temporary(cluster, data, tmp_path):
     """A shard whose data pages are corrupt (its footer is fine, so the client accepts it)."""
     root, _, t = data

@@ -111,7 +111,10 @@ def test_reading_from_any_unit_gives_the_chunks_of_a_whole_read(tables, fmt):
     paths, _ = tables
     (src,) = open_sources(paths[fmt][2:])
     whole = list(src.chunks(16))
-    for u in src.read_units(16):
+    units = src.read_units(16)
+    want = [(s, min(s + 16, u.stop)) for u in units for s in range(u.start, u.stop, 16)]
+    assert [(c.start, c.start + c.data.shape[0]) for c in whole] == want  # never across units
+    for u in units:
         tail = list(src.chunks(16, u.start))
         assert [c.start for c in tail] == [c.start for c in whole if c.start >= u.start]
         for a, b in zip(tail, [c for c in whole if c.start >= u.start], strict=True):
