@@ -112,6 +112,34 @@ def apply_table(
             _drain(writer, batches, out)
 
 
+def write_table(
+    src: TableSource,
+    target: str,
+    fmt: str,
+    params: TransformParams,
+    *,
+    inverse: bool,
+    dtype: np.dtype,
+    rows: int,
+    where: str,
+) -> int:
+    """One shard, whole, into the table file ``target`` (named ``where`` in errors): what
+    :func:`apply_table` writes for that shard alone. Returns the rows written."""
+    schema = output_schema(src.schema, src.features, dtype)
+    done = 0
+
+    def transformed() -> Iterator[pa.RecordBatch]:
+        nonlocal done
+        for b in src.batches(rows):
+            yield transform_batch(b, src.features, params, inverse, dtype, schema)
+            done += b.num_rows
+
+    with _write_errors(where):
+        writer = open_table_writer(fmt, target, schema)
+    _drain(writer, transformed(), where)
+    return done
+
+
 def _all_batches(srcs: list[TableSource], rows: int) -> Iterator[pa.RecordBatch]:
     for s in srcs:
         yield from s.batches(rows)

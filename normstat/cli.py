@@ -255,7 +255,7 @@ def _engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 "--task-size",
                 metavar="ROWS|BYTES",
                 help="Input per Dask task: rows or bytes (default 64MiB, a whole number of "
-                "chunks; 100 GB makes about 1,500 tasks).",
+                "chunks, for tables whole row groups; 100 GB makes about 1,500 tasks).",
             ),
         ]
     ):

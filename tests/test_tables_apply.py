@@ -208,13 +208,29 @@ def test_shards_in_a_directory_become_one_output_in_order(data, tmp_path):
     np.testing.assert_allclose(got.column("idx").to_numpy(), want.astype(np.float32), rtol=1e-6)
 
 
-def test_tables_need_the_local_engine_and_no_zarr_output(data, tmp_path):
+def test_what_the_dask_engine_cannot_do_with_tables_is_refused_up_front(data, tmp_path):
+    """Refused before any cluster is started (none is given here, so one would be)."""
     _, _, t = data
+    csv = write("csv", t, str(tmp_path / "in.csv"))
+    stream = tmp_path / "in.arrow"
+    stream.write_bytes(arrow_stream(t))  # the IPC stream format: no index of its batches
     src = write("parquet", t, str(tmp_path / "in.parquet"))
     stats = str(tmp_path / "s.json")
     normstat.save(normstat.fit(src), stats)
-    result = CliRunner().invoke(main, ["fit", src, "--engine", "dask"])
-    assert result.exit_code == 2 and "tables need --engine local" in result.stderr
+    for path in (csv, str(stream)):
+        result = CliRunner().invoke(main, ["fit", path, "--engine", "dask"])
+        assert result.exit_code == 2, result.output
+        assert f"Error: {path}: --engine dask splits a table by row groups" in result.stderr
+        assert "use --engine local, or convert it to Parquet" in result.stderr
+    two = [src, write("parquet", t, str(tmp_path / "in2.parquet"))]
+    for out, why in [
+        ("one.parquet", "give OUT without a suffix, or use --engine local for one file"),
+        ("one.npy", "npy output of a table needs --engine local"),
+    ]:
+        args = ["apply", stats, *two, "-o", str(tmp_path / out), "--engine", "dask"]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and why in result.stderr, result.output
+        assert not (tmp_path / out).exists()
     out = tmp_path / "out.zarr"
     result = CliRunner().invoke(main, ["apply", stats, src, "-o", str(out)])
     assert result.exit_code == 2 and "not .zarr" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,8 +71,6 @@ def fit(
     srcs = open_sources(specs, dataset, input_format, columns)
     try:
         layout = source_layout(axis, srcs[0])
-        if srcs[0].kind == "table":
-            local_only(srcs[0], engine)
         rows = chunk_rows(srcs[0], chunk_size)
         saver, initial = None, None
         if checkpoint:
@@ -84,12 +83,9 @@ def fit(
             progress.advance(skip)
         advance = None if progress is None else progress.advance
         if engine == "dask":
-            from normstat.engine.dask import fit_dask
-            from normstat.engine.plan import fit_tasks
-
-            tasks = fit_tasks(srcs, rows, task_rows(srcs[0], rows, task_size))
-            moments = fit_dask(
-                tasks, rows, layout, nan, scheduler=scheduler, workers=workers, progress=advance
+            cluster = {"scheduler": scheduler, "workers": workers, "progress": advance}
+            moments = _fit_dask(
+                srcs, rows, task_rows(srcs[0], rows, task_size), layout, nan, cluster
             )
         else:
             moments = fit_local(
@@ -112,12 +108,24 @@ def fit(
             s.close()
 
 
-def local_only(src: ArraySource, engine: str) -> None:
-    if engine != "local":
-        raise UsageError(
-            "--engine dask reads arrays (HDF5, NPY, Zarr); tables need --engine local",
-            path=src.path,
-        )
+def _fit_dask(
+    srcs: list[ArraySource],
+    rows: int,
+    task_rows: int,
+    layout: AxisLayout,
+    nan: NanPolicy,
+    cluster: dict[str, Any],
+) -> Moments:
+    """Arrays by row ranges (:mod:`normstat.engine.dask`), tables by row groups
+    (:mod:`normstat.engine.dask_tables`)."""
+    if srcs[0].kind == "table":
+        from normstat.engine.dask_tables import fit_tables_dask
+
+        return fit_tables_dask(srcs, rows, task_rows, layout, nan, **cluster)  # type: ignore[arg-type]
+    from normstat.engine.dask import fit_dask
+    from normstat.engine.plan import fit_tasks
+
+    return fit_dask(fit_tasks(srcs, rows, task_rows), rows, layout, nan, **cluster)
 
 
 def source_layout(axis: AxisSpec, src: ArraySource) -> AxisLayout:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from normstat import artifact
-from normstat.api.fitting import all_chunks, local_only
+from normstat.api.fitting import all_chunks
 from normstat.api.options import (
     ChunkSize,
     ProgressHook,
@@ -90,7 +90,8 @@ def apply(
 
     ``engine="dask"``: workers read and write their own rows in parallel, into one Zarr / NPY
     array, or (several shards, OUT without a known suffix) a directory of parts named as the
-    shards. HDF5 output and tables need the local engine.
+    shards (tables: always, when several shards). HDF5 output, CSV and streams need the local
+    engine.
     """
     if isinstance(stats, str):
         stats = artifact.load(stats)
@@ -100,12 +101,26 @@ def apply(
     srcs = open_sources(paths, dataset, input_format, _apply_columns(stats, columns))
     try:
         layout = layout_for(stats, (0, *srcs[0].shape[1:]), srcs[0].path)
-        if srcs[0].kind == "table":
-            local_only(srcs[0], engine)
         params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
         rows = chunk_rows(srcs[0], chunk_size)
         if progress is not None:
             progress.start(total_rows(srcs), row_bytes(srcs[0]))
+        if srcs[0].kind == "table" and engine == "dask":
+            from normstat.engine.dask_tables import apply_tables_dask
+
+            apply_tables_dask(
+                srcs,  # type: ignore[arg-type]
+                out,
+                params,
+                inverse=inverse,
+                dtype=out_dtype,
+                rows=rows,
+                force=force,
+                scheduler=scheduler,
+                workers=workers,
+                progress=None if progress is None else progress.advance,
+            )
+            return
         if srcs[0].kind == "table":
             from normstat.apply_table import apply_table
 

@@ -102,7 +102,7 @@ def _to_parts(
     run: Run,
     rows: int | None,
 ) -> None:
-    names = _part_names(srcs, out)
+    names = part_names(srcs, out)
     with atomic_directory(out) as tmp:
         jobs: list[tuple[WriteTask, RangeTarget]] = []
         for src, name in zip(srcs, names, strict=True):
@@ -117,7 +117,7 @@ def _to_parts(
         run(jobs)
 
 
-def _part_names(srcs: list[ArraySource], out: str) -> list[str]:
+def part_names(srcs: list[ArraySource], out: str) -> list[str]:
     """One part per shard, named as the shard; names must be unique and OUT hold no input."""
     root = os.path.abspath(out.rstrip("/")) + os.sep
     names: dict[str, str] = {}

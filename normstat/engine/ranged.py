@@ -24,7 +24,7 @@ from normstat.sources.ranges import RowRange, read_range
 
 
 @contextmanager
-def _blame(pieces: tuple[RowRange, ...]) -> Iterator[None]:
+def blame(pieces: tuple[RowRange, ...]) -> Iterator[None]:
     """Errors name files as the user gave them (tasks open absolute paths), and an unexpected
     failure on a worker becomes one line naming the file and rows."""
     try:
@@ -50,7 +50,7 @@ def fit_range(
     features: list[str] | None = None,
 ) -> Moments:
     """Moments of the task's chunks, merged exactly as the local engine merges them."""
-    with _blame(task.pieces):
+    with blame(task.pieces):
         chunks = (c for piece in task.pieces for c in read_range(piece, rows))
         parts = (chunk_task(c, layout, nan_policy, features) for c in chunks)
         return merge_all(parts, layout.n_features)
@@ -67,7 +67,7 @@ def apply_range(
 ) -> int:
     """Transform the task's rows into ``target``; returns the number of rows written."""
     out = task.out_start
-    with _blame(task.pieces):
+    with blame(task.pieces):
         writer = target.open()
         try:
             for piece in task.pieces:

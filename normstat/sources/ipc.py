@@ -32,6 +32,7 @@ class IpcFile(TableSource):
         except (OSError, ValueError) as exc:  # ValueError: an empty file cannot be mapped
             raise arrow_error(exc, "Arrow IPC file", path) from None
         self._buffer = pa.py_buffer(self._map)
+        self._blocks: list[int] | None = None
         try:
             self._file: ipc.RecordBatchFileReader | None = ipc.open_file(self._buffer)
             rows: int | None = self._file.count_rows()
@@ -52,10 +53,30 @@ class IpcFile(TableSource):
             ) from None
 
     def _read(self, rows: int, columns: list[str] | None) -> Iterator[Batch]:
-        if self._file is None:  # the stream format: read it again from the start
-            yield from read_once(self._open_stream(self.path), columns, self.path)
-            return
-        for i in range(self._file.num_record_batches):
+        """The stream format (no index of batches): read it again from the start."""
+        return read_once(self._open_stream(self.path), columns, self.path)
+
+    def storage_blocks(self) -> list[int] | None:
+        """The record batches' row counts, or ``None`` for a file in the stream format.
+
+        Counted through a reader of one feature column: a compressed (Feather) file would
+        otherwise decompress every column just to count rows (1.0 s instead of 0.05 s for a
+        100 MB zstd file)."""
+        if self._file is None:
+            return None
+        if self._blocks is None:
+            one = ipc.IpcReadOptions(
+                included_fields=[self.schema.get_field_index(self.features[0])]
+            )
+            reader = ipc.open_file(self._buffer, options=one)
+            self._blocks = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+        return self._blocks
+
+    def _read_blocks(
+        self, lo: int, hi: int, rows: int, columns: list[str] | None
+    ) -> Iterator[Batch]:
+        assert self._file is not None
+        for i in range(lo, hi):
             b = self._file.get_batch(i)
             yield b if columns is None else b.select(columns)
 

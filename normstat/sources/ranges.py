@@ -2,8 +2,9 @@
 
 A distributed task must carry a *reference* to its rows, never the rows (they would travel through
 the scheduler) and never an open file handle (it does not pickle, and would not be valid on another
-machine). A :class:`RowRange` is that reference: format, path, dataset and rows, a few hundred
-bytes; :func:`read_range` reopens the source wherever it runs and yields the rows in chunks.
+machine). A :class:`RowRange` is that reference: format, path, dataset (or a table's columns)
+and rows, a few hundred bytes; :func:`read_range` reopens the source wherever it runs and yields
+the rows in chunks.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class RowRange:
     start: int
     stop: int
     shown: str | None = None  # the path as the user gave it, for messages (``path`` is absolute)
+    columns: tuple[str, ...] | None = None  # a table's feature columns, as the client chose them
 
     @property
     def rows(self) -> int:
@@ -35,7 +37,10 @@ class RowRange:
     @classmethod
     def of(cls, src: ArraySource, start: int, stop: int) -> RowRange:
         """Rows of an open source, by absolute path: workers may run in another directory."""
-        return cls(src.format, os.path.abspath(src.path), src.dataset, start, stop, src.path)
+        features = getattr(src, "features", None)
+        columns = None if features is None else tuple(features)
+        path = os.path.abspath(src.path)
+        return cls(src.format, path, src.dataset, start, stop, src.path, columns)
 
 
 def open_range(r: RowRange) -> ArraySource:
@@ -44,7 +49,7 @@ def open_range(r: RowRange) -> ArraySource:
 
     if r.path == "-":
         raise ValueError("stdin cannot be reopened by another process")
-    return open_one(r.path, r.dataset, r.format)
+    return open_one(r.path, r.dataset, r.format, None if r.columns is None else list(r.columns))
 
 
 def read_range(r: RowRange, rows: int) -> Iterator[Chunk]:

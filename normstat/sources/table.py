@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import Chunk
+from normstat.sources.blocks import Unit, exact_batches, read_units, unit_at
 
 Batch = pa.RecordBatch
 
@@ -135,7 +136,25 @@ class TableSource:
         self.shape: tuple[int | None, int] = (rows, len(self.features))
 
     def _read(self, rows: int, columns: list[str] | None) -> Iterator[Batch]:
+        """The whole table from its first row (sources without :meth:`storage_blocks`)."""
         raise NotImplementedError
+
+    def storage_blocks(self) -> list[int] | None:
+        """Rows of each block that can be read without the rows before it (Parquet row groups,
+        Arrow IPC record batches); ``None`` when rows can only be read from the start."""
+        return None
+
+    def _read_blocks(
+        self, lo: int, hi: int, rows: int, columns: list[str] | None
+    ) -> Iterator[Batch]:
+        """Storage blocks ``lo:hi`` (sources with :meth:`storage_blocks`)."""
+        raise NotImplementedError
+
+    def read_units(self, rows: int) -> list[Unit] | None:
+        """How the table is read in chunks of ``rows`` (see :mod:`normstat.sources.blocks`);
+        ``None`` for a source read from the start only (CSV, streams)."""
+        blocks = self.storage_blocks()
+        return None if blocks is None else read_units(blocks, rows)
 
     def _release(self) -> None:
         """Called once a batch has been used: a memory-mapped reader drops its pages here."""
@@ -145,12 +164,25 @@ class TableSource:
         batch, and the kernel makes float64 temporaries of it while the next one is read."""
         return max(1, target_bytes // (4 * 8 * max(len(self.features), 1)))
 
-    def batches(self, rows: int, columns: list[str] | None = None) -> Iterator[Batch]:
-        """Record batches of at most ``rows`` rows (every column unless ``columns`` is given);
-        once all are read, ``shape[0]`` is known even for a CSV or a stream."""
-        seen = 0
+    def first_row(self, rows: int, start: int) -> int:
+        """The row where reading for row ``start`` begins: the start of the read unit that
+        holds it (row 0 for a source without units)."""
+        units = self.read_units(rows)
+        if units is None:
+            return 0
+        i = unit_at(units, start)
+        return units[i].start if i < len(units) else start
+
+    def batches(
+        self, rows: int, columns: list[str] | None = None, start: int = 0
+    ) -> Iterator[Batch]:
+        """Record batches of at most ``rows`` rows (every column unless ``columns`` is given)
+        from :meth:`first_row` of ``start``; once all are read from row 0, ``shape[0]`` is known
+        even for a CSV or a stream."""
+        begin = self.first_row(rows, start)
+        seen = begin
         try:
-            for b in sliced(self._read(rows, columns), rows):
+            for b in self._from(rows, columns, begin):
                 seen += b.num_rows
                 yield b
                 self._release()
@@ -158,14 +190,23 @@ class TableSource:
             raise DataError(
                 f"cannot read past row {seen}: {_one_line(exc)}", path=self.path
             ) from None
-        self.shape = (seen, self.shape[1])
+        if begin == 0:
+            self.shape = (seen, self.shape[1])
+
+    def _from(self, rows: int, columns: list[str] | None, begin: int) -> Iterator[Batch]:
+        units = self.read_units(rows)
+        if units is None:
+            yield from sliced(self._read(rows, columns), rows)
+            return
+        for u in units[unit_at(units, begin) :]:
+            yield from exact_batches(self._read_blocks(u.lo, u.hi, rows, columns), rows)
 
     def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
-        """Feature matrices of at most ``rows`` rows, rows ``start`` to ``stop``. Starting
-        part-way reads the rows before ``start`` again (a table has no random access to rows),
-        but does not convert or compute them."""
-        at = 0
-        for b in self.batches(rows, self.features):
+        """Feature matrices of at most ``rows`` rows, rows ``start`` to ``stop``. Parquet and
+        Arrow files start reading at the row group / record batch that holds ``start``; CSV and
+        streams read the rows before ``start`` again, but do not convert or compute them."""
+        at = self.first_row(rows, start)
+        for b in self.batches(rows, self.features, start):
             if stop is not None and at + b.num_rows > stop:
                 b = b.slice(0, max(stop - at, 0))
             if at + b.num_rows <= start:
