@@ -7,25 +7,43 @@ for data errors; no traceback reaches the user.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from normstat import __version__, api, artifact, report
-from normstat.core.checks import NAN_POLICIES
-from normstat.core.drift import Drift
-from normstat.core.layout import parse_axis
-from normstat.core.stats import Stats
-from normstat.core.transform import METHODS
+from normstat import __version__
+from normstat.core.choices import ENGINES, EXPORT_TARGETS, METHODS, NAN_POLICIES
 from normstat.entry import Terminated, interrupted_message, signal_exit
 from normstat.errors import NormstatError
-from normstat.sinks.atomic import check_writable
+
+if TYPE_CHECKING:
+    from normstat.core.drift import Drift
+    from normstat.core.stats import Stats
+
+
+class _Lazy:
+    """A module imported on first use: building the commands (and ``--help``) needs none of the
+    engine, so numpy, h5py and pyarrow load only when a command runs."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+api = _Lazy("normstat.api")
+artifact = _Lazy("normstat.artifact")
+report = _Lazy("normstat.report")
+_layout = _Lazy("normstat.core.layout")
+_atomic = _Lazy("normstat.sinks.atomic")
 
 
 class _Failure(click.ClickException):
@@ -239,7 +257,7 @@ def _engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         [
             click.option(
                 "--engine",
-                type=click.Choice(api.ENGINES),
+                type=click.Choice(ENGINES),
                 default="local",
                 show_default=True,
                 help="local: threads in this process; dask: Dask tasks on a cluster "
@@ -362,7 +380,7 @@ def fit(
         api.fit,
         list(sources),
         dataset=dataset,
-        axis=parse_axis(axis),
+        axis=_layout.parse_axis(axis),
         ddof=ddof,
         nan=nan,
         chunk_size=chunk_size,
@@ -499,7 +517,7 @@ def merge(parts: tuple[str, ...], output: str | None, quiet: bool) -> None:
 @click.option(
     "--to",
     "to",
-    type=click.Choice(api.EXPORT_TARGETS),
+    type=click.Choice(EXPORT_TARGETS),
     required=True,
     help="keras: Normalization(axis, mean, variance); torch: Normalize(mean, std); "
     "sklearn: StandardScaler attributes.",
@@ -635,6 +653,6 @@ def plot_cmd(stats: str, output: str, title: str | None, force: bool) -> None:
     """
     from normstat import plot
 
-    check_writable(output, force=force)
+    _atomic.check_writable(output, force=force)
     plot.plot(stats, output, title=title)
     click.echo(f"wrote {output}", err=True)

@@ -59,3 +59,17 @@ def test_import_normstat_is_light():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PKG.parent
     ).stdout.strip()
     assert out == "[]"
+
+
+def test_cli_help_imports_no_engine():
+    """`normstat --help` builds every command without numpy, h5py or pyarrow (it stays fast)."""
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom normstat.cli import main\n"
+        "r = CliRunner().invoke(main, ['--help'])\nassert r.exit_code == 0\n"
+        "for c in main.commands: CliRunner().invoke(main, [c, '--help'])\n"
+        "print(sorted({'numpy', 'h5py', 'pyarrow'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PKG.parent
+    ).stdout.strip()
+    assert out == "[]"

@@ -12,6 +12,7 @@ from normstat.api.fitting import fit
 from normstat.api.options import ChunkSize, ProgressHook, plain
 from normstat.api.transforming import _apply_columns
 from normstat.core.checks import NanPolicy
+from normstat.core.choices import EXPORT_TARGETS
 from normstat.core.drift import Drift, check_comparable, compare
 from normstat.core.moments import merge_all
 from normstat.core.stats import Stats
@@ -55,9 +56,6 @@ def _merged_source(sources: list[dict[str, Any]]) -> dict[str, Any]:
         except TypeError:
             out["dtype"] = "mixed"
     return out
-
-
-EXPORT_TARGETS: tuple[str, ...] = ("keras", "torch", "sklearn")
 
 
 def export(stats: Stats | str, to: str) -> dict[str, Any]:

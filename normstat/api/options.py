@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from normstat.core.checks import NAN_POLICIES
+from normstat.core.choices import ENGINES, NAN_POLICIES
 from normstat.errors import UsageError
 from normstat.sources import ArraySource
 from normstat.sources.base import DEFAULT_CHUNK_BYTES
@@ -29,9 +29,6 @@ class ProgressHook(Protocol):
 
 # ---------------------------------------------------------------------------------------------
 # fit
-
-
-ENGINES: tuple[str, ...] = ("local", "dask")
 
 
 def check_engine(

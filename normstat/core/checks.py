@@ -7,7 +7,6 @@ from typing import Literal
 import numpy as np
 
 NanPolicy = Literal["skip", "error"]
-NAN_POLICIES: tuple[str, ...] = ("skip", "error")
 
 
 def find_forbidden(rows: np.ndarray, nan_policy: NanPolicy) -> tuple[str, int, int] | None:

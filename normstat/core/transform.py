@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from normstat.core.choices import METHODS
 from normstat.core.layout import AxisLayout
 from normstat.core.stats import Stats
 from normstat.errors import UsageError
-
-METHODS: tuple[str, ...] = ("zscore", "minmax", "center")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,10 @@
+"""Closed sets of option values, in one numpy-free place.
+
+The CLI builds its ``click.Choice`` options from these at import time; keeping them here (and not
+beside the code that uses them) lets ``normstat --help`` run without importing numpy.
+"""
+
+NAN_POLICIES: tuple[str, ...] = ("skip", "error")
+METHODS: tuple[str, ...] = ("zscore", "minmax", "center")
+ENGINES: tuple[str, ...] = ("local", "dask")
+EXPORT_TARGETS: tuple[str, ...] = ("keras", "torch", "sklearn")
