@@ -8,8 +8,6 @@ metadata is kept. Memory is bounded by one batch per stage of the pipeline.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -19,8 +17,11 @@ import pyarrow as pa
 from normstat.core.transform import TransformParams
 from normstat.errors import DataError
 from normstat.sinks import atomic_output, check_writable, open_array_writer
+from normstat.sinks.failures import drain, write_errors
 from normstat.sinks.table import IpcStreamWriter, open_table_writer, table_output_format
 from normstat.sources.table import TableSource, to_matrix
+
+_ARROW: tuple[type[BaseException], ...] = (pa.ArrowException,)  # pyarrow's write failures
 
 
 def output_schema(schema: pa.Schema, features: list[str], dtype: np.dtype) -> pa.Schema:
@@ -102,12 +103,12 @@ def apply_table(
     with atomic_output(out) as tmp:
         if fmt in ("npy", "hdf5"):
             shape = (_count_rows(srcs), len(features))
-            with _write_errors(out):
+            with write_errors(out, _ARROW):
                 writer = open_array_writer(fmt, tmp, shape, dtype, **(array_options or {}))
             blocks = _matrices(srcs, rows, params, inverse, dtype, progress)
             _drain(_ArrayAdapter(writer), blocks, out)
         else:
-            with _write_errors(out):
+            with write_errors(out, _ARROW):
                 writer = open_table_writer(fmt, tmp, schema)
             _drain(writer, batches, out)
 
@@ -134,7 +135,7 @@ def write_table(
             yield transform_batch(b, src.features, params, inverse, dtype, schema)
             done += b.num_rows
 
-    with _write_errors(where):
+    with write_errors(where, _ARROW):
         writer = open_table_writer(fmt, target, schema)
     _drain(writer, transformed(), where)
     return done
@@ -153,30 +154,7 @@ def _counted(batches: Iterable[pa.RecordBatch], progress: Any) -> Iterator[pa.Re
 
 
 def _drain(writer: Any, items: Iterable[Any], out: str) -> None:
-    """Write every item, then close. On failure the writer is closed quietly, so the first
-    error (a full disk, say) is what the user sees; a closed stdout pipe passes through."""
-    try:
-        for item in items:
-            with _write_errors(out):
-                writer.write(item)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            writer.close()
-        raise
-    with _write_errors(out):
-        writer.close()
-
-
-@contextlib.contextmanager
-def _write_errors(out: str) -> Iterator[None]:
-    try:
-        yield
-    except BrokenPipeError:
-        raise
-    except (OSError, RuntimeError, pa.ArrowException) as exc:
-        errno = getattr(exc, "errno", None)
-        reason = os.strerror(errno) if errno else " ".join(str(exc).split()) or type(exc).__name__
-        raise DataError(f"cannot write the output ({reason})", path=out) from None
+    drain(writer.write, writer.close, items, out, also=_ARROW)
 
 
 class _ArrayAdapter:

@@ -44,6 +44,7 @@ artifact = _Lazy("normstat.artifact")
 report = _Lazy("normstat.report")
 _layout = _Lazy("normstat.core.layout")
 _atomic = _Lazy("normstat.sinks.atomic")
+_failures = _Lazy("normstat.sinks.failures")
 
 
 class _Failure(click.ClickException):
@@ -72,7 +73,7 @@ class _Group(click.Group):
         except (OSError, MemoryError) as exc:
             if os.environ.get("NORMSTAT_DEBUG"):
                 raise
-            raise _Failure(f"{type(exc).__name__}: {api.os_reason(exc)}", 1) from None
+            raise _Failure(f"{type(exc).__name__}: {_failures.os_reason(exc)}", 1) from None
 
 
 class _ClickProgress:

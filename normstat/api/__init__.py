@@ -7,7 +7,7 @@ names; nothing here prints.
 from normstat.api.combining import EXPORT_TARGETS, diff, drift, export, merge
 from normstat.api.fitting import Accumulator, fit, fit_arrays
 from normstat.api.options import ENGINES, ChunkSize, ProgressHook
-from normstat.api.transforming import apply, os_reason, transform
+from normstat.api.transforming import apply, transform
 
 __all__ = [
     "ENGINES",
@@ -22,6 +22,5 @@ __all__ = [
     "fit",
     "fit_arrays",
     "merge",
-    "os_reason",
     "transform",
 ]

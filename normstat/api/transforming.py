@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -25,8 +23,9 @@ from normstat.core.layout import AxisLayout
 from normstat.core.stats import Stats
 from normstat.core.transform import TransformParams, transform_block, transform_params
 from normstat.engine.ahead import compute_ahead
-from normstat.errors import ArtifactError, DataError, UsageError
+from normstat.errors import ArtifactError, UsageError
 from normstat.sinks import atomic_output_for, check_writable, open_array_writer, writer_format
+from normstat.sinks.failures import drain, write_errors
 from normstat.sources import ArraySource, Chunk, open_sources
 from normstat.sources.base import total_rows
 
@@ -161,7 +160,7 @@ def apply(
         fmt = writer_format(out, srcs[0].format)
         options = _writer_options(fmt, srcs, stats, method, inverse, params)
         with atomic_output_for(out, fmt) as tmp:
-            with _write_errors(out):
+            with write_errors(out):
                 writer = open_array_writer(fmt, tmp, shape, out_dtype, **options)
             _drain(writer, blocks, out)
     finally:
@@ -200,45 +199,15 @@ def _transformed(
 
 
 def _drain(writer: Any, blocks: Iterable[np.ndarray], out: str) -> None:
-    """Write every block, then close. On failure the writer is closed quietly (a full disk makes
-    closing fail too) so the first error, not a follow-on, is what the user sees. Only failures
-    of the writer itself are reported as write errors; a closed stdout pipe passes through."""
+    """Write consecutive row blocks at their positions (:func:`normstat.sinks.failures.drain`)."""
+    drain(lambda item: writer.write(*item), writer.close, _positioned(blocks), out)
+
+
+def _positioned(blocks: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
     start = 0
-    try:
-        for block in blocks:
-            with _write_errors(out):
-                writer.write(start, block)
-            start += block.shape[0]
-    except BaseException:
-        _close_quietly(writer)
-        raise
-    with _write_errors(out):
-        writer.close()
-
-
-@contextlib.contextmanager
-def _write_errors(out: str) -> Iterator[None]:
-    try:
-        yield
-    except BrokenPipeError:
-        raise
-    except (OSError, RuntimeError) as exc:  # h5py reports some write failures as RuntimeError
-        raise DataError(f"cannot write the output ({os_reason(exc)})", path=out) from None
-
-
-def _close_quietly(writer: Any) -> None:
-    with contextlib.suppress(Exception):
-        writer.close()
-
-
-def os_reason(exc: BaseException) -> str:
-    """One line for an OS-level failure: ``strerror`` when there is an errno (h5py's messages
-    run over several lines), else the first line of the message."""
-    errno = getattr(exc, "errno", None)
-    if errno:
-        return os.strerror(errno)
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    for block in blocks:
+        yield start, block
+        start += block.shape[0]
 
 
 def _writer_options(
