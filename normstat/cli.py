@@ -214,6 +214,16 @@ def _split_columns(ctx: click.Context, param: click.Parameter, value: str | None
 
 
 # Options shared by the commands that read data.
+_nan_option = click.option(
+    "--nan",
+    type=click.Choice(NAN_POLICIES),
+    default="skip",
+    show_default=True,
+    help="skip: ignore NaN per feature; error: fail naming feature and row.",
+)
+"""Shared by fit and drift, which both fit data."""
+
+
 def _reading_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for deco in reversed(
         [
@@ -317,13 +327,7 @@ def main() -> None:
     show_default=True,
     help="Delta degrees of freedom: var = m2 / (count - ddof).",
 )
-@click.option(
-    "--nan",
-    type=click.Choice(NAN_POLICIES),
-    default="skip",
-    show_default=True,
-    help="skip: ignore NaN per feature; error: fail naming feature and row.",
-)
+@_nan_option
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -588,13 +592,7 @@ def diff(a: str, b: str, threshold: float | None, as_json: bool, show_all: bool)
 @click.argument("stats", metavar="STATS")
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @_drift_options
-@click.option(
-    "--nan",
-    type=click.Choice(NAN_POLICIES),
-    default="skip",
-    show_default=True,
-    help="skip: ignore NaN per feature; error: fail naming feature and row.",
-)
+@_nan_option
 @click.option(
     "--workers", type=click.IntRange(min=1), default=None, help="Compute threads (default: all)."
 )
