@@ -6,6 +6,8 @@ a Ctrl-C during start-up then ends with the same one line and exit code as one d
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 
@@ -56,6 +58,21 @@ def run() -> None:
         signum = _received[-1] if _received else signal.SIGINT
         print(interrupted_message(signum), file=sys.stderr)
         code = signal_exit(signum)
-    if _received and code != signal_exit(_received[0]):
-        code = signal_exit(_received[0])
+    if _received:
+        _exit_now(signal_exit(_received[0]))
     sys.exit(code)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without finalising the interpreter, once a signal has stopped the run.
+
+    Outputs are already cleaned up (that happens as the interrupt unwinds), but library threads
+    may still be busy: pyarrow's CSV reader reads stdin ahead on a thread of its own, and when
+    that thread called into Python during finalisation the process aborted ("PyGILState_Release
+    ... finalizing", exit 134) instead of exiting 143 with its one line. Nothing else is left
+    to run, so skip finalisation: flush what was printed and leave.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

@@ -91,9 +91,13 @@ _UNITS = {
 }
 
 
-def chunk_rows(src: ArraySource, chunk_size: ChunkSize) -> int:
+def chunk_rows(src: ArraySource, chunk_size: ChunkSize, transform: bool = False) -> int:
+    """Rows per chunk for ``chunk_size`` (rows, bytes, or the default budget). ``transform``:
+    for ``apply``, which holds more per row of a table (every column, and the float64 matrix
+    it transforms) than ``fit``, which reads only the feature columns, one at a time."""
+    size = getattr(src, "transform_rows", src.preferred_rows) if transform else src.preferred_rows
     if chunk_size is None:
-        return src.preferred_rows(DEFAULT_CHUNK_BYTES)
+        return size(DEFAULT_CHUNK_BYTES)
     if isinstance(chunk_size, int) or str(chunk_size).strip().isdigit():
         rows = int(chunk_size)
         if rows < 1:
@@ -105,7 +109,7 @@ def chunk_rows(src: ArraySource, chunk_size: ChunkSize) -> int:
             f"--chunk-size must be rows (65536) or bytes (64MB, 1GiB), received {chunk_size!r}"
         )
     unit = (m[2] or "").lower().rstrip("b")
-    return src.preferred_rows(max(1, int(float(m[1]) * _UNITS[unit])))
+    return size(max(1, int(float(m[1]) * _UNITS[unit])))
 
 
 def float_dtype(dtype: Any) -> np.dtype:

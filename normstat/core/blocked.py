@@ -169,26 +169,68 @@ def shifted_sums(rows: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def _column_major_sums(rows: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
-    """:func:`shifted_sums` for a column-major chunk (tables): every feature is a contiguous
-    row of ``rows.T``, so the reductions run along it, over sub-blocks of columns."""
-    cols = rows.T
-    f, n = cols.shape
-    k = shift[:, None]
-    s, q = np.zeros(f), np.zeros(f)
-    lo, hi = cols[:, 0].astype(np.float64), cols[:, 0].astype(np.float64)
-    step = max(1, SUB_BLOCK_ELEMENTS // max(f, 1))
-    buf = np.empty((f, min(n, step)))
-    for i in range(0, n, step):
-        blk = cols[:, i : i + step]
-        d = buf[:, : blk.shape[1]]
+    """:func:`shifted_sums` for a column-major chunk: every feature is a contiguous row of
+    ``rows.T``, reduced by :func:`column_sums`."""
+    parts = [column_sums(col, float(k)) for col, k in zip(rows.T, shift, strict=True)]
+    return tuple(np.array(v, np.float64) for v in zip(*parts, strict=True))
+
+
+def column_sums(col: np.ndarray, shift: float) -> tuple[float, float, float, float]:
+    """``sum(x - shift)``, ``sum((x - shift)**2)``, min and max of one contiguous column, read
+    once: each sub-block is cast into a cache-sized float64 buffer and reduced there (pairwise
+    sums, so the error grows like log(n)); min and max are taken on the column's own dtype."""
+    step = min(col.shape[0], SUB_BLOCK_ELEMENTS // 2) or 1
+    buf = np.empty(step)
+    s = q = 0.0
+    lo, hi = np.inf, -np.inf
+    for i in range(0, col.shape[0], step):
+        blk = col[i : i + step]
+        d = buf[: blk.shape[0]]
         d[...] = blk
-        d -= k
-        s += d.sum(axis=1)
+        d -= shift
+        s += float(d.sum())
         d *= d
-        q += d.sum(axis=1)
-        np.minimum(lo, blk.min(axis=1), out=lo)
-        np.maximum(hi, blk.max(axis=1), out=hi)
+        q += float(d.sum())
+        lo, hi = min(lo, float(blk.min())), max(hi, float(blk.max()))
     return s, q, lo, hi
+
+
+def column_moments(col: np.ndarray) -> Moments | None:
+    """Moments of one feature given as its column (1-D, as a table reader decodes it), or
+    ``None`` if it holds a NaN or an inf. The column is reduced where it lies: a table chunk is
+    never copied into a ``(rows, features)`` matrix, which cost more than the kernel itself."""
+    col = col.view(np.uint8) if col.dtype.kind == "b" else col
+    if col.dtype.name in _SQUARE or not col.flags.c_contiguous:
+        return finite_moments(col.reshape(-1, 1))
+    return _float_column(col)
+
+
+def _float_column(col: np.ndarray) -> Moments | None:
+    with np.errstate(all="ignore"):  # inf - inf, overflowing squares: detected from the results
+        n = col.shape[0]
+        if n == 0:
+            return Moments.empty(1)
+        head = col[: SUB_BLOCK_ELEMENTS // 2]
+        shift = float(head.sum(dtype=np.float64)) / head.shape[0]
+        if not np.isfinite(shift):
+            return None
+        s, q, lo, hi = column_sums(col, shift)
+        if not (np.isfinite(s) and np.isfinite(lo) and np.isfinite(hi)):
+            return None
+        m2 = q - s * s / n
+        if s * s > SHIFT_RERUN * n * m2:  # shift too far from the mean: two-pass exactly
+            shift += s / n
+            s, q, _, _ = column_sums(col, shift)
+            m2 = q - s * s / n
+        return Moments(
+            count=np.array([n], np.int64),
+            nan_count=np.zeros(1, np.int64),
+            dmean=np.array([s / n]),
+            m2=np.array([max(m2, 0.0)]),
+            min=np.array([lo]),
+            max=np.array([hi]),
+            shift=np.array([shift]),
+        )
 
 
 # ---------------------------------------------------------------------------------------------

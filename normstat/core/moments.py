@@ -15,7 +15,7 @@ coordination between chunks (each picks its own shift), so the distributed engin
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,6 +79,12 @@ class Moments:
             max=np.maximum(self.max, other.max),
             shift=shift,
         )
+
+    @classmethod
+    def join(cls, parts: Sequence[Moments]) -> Moments:
+        """The moments of disjoint *features* side by side (a table chunk reduced column by
+        column), as opposed to :meth:`merge`, which combines disjoint rows."""
+        return cls(*(np.concatenate(f) for f in zip(*(p.arrays() for p in parts), strict=True)))
 
     def copy(self) -> Moments:
         return Moments(*(a.copy() for a in self.arrays()))

@@ -58,7 +58,7 @@ def fit_local(
                 results = _pipelined(pool, chunks, layout, nan_policy, workers, features)
             for part, chunk in results:
                 tree.add(part)
-                samples = chunk.data.shape[0]
+                samples = chunk.rows
                 if progress is not None:
                     progress(samples)
                 if after_chunk is not None:

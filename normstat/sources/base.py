@@ -7,8 +7,7 @@ it came from so that errors can name the file and the row.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -18,12 +17,82 @@ DEFAULT_CHUNK_BYTES = 32 * 2**20
 few chunks in flight (plus their float64 temporaries) stay well under a few hundred MB."""
 
 
-@dataclass(frozen=True)
 class Chunk:
-    data: np.ndarray  # rows along axis 0
-    path: str  # file the rows came from ("-" for stdin)
-    dataset: str | None  # dataset inside the file, if any
-    start: int  # index of data[0] within that file / dataset
+    """Rows of one input along axis 0, tagged with where they came from (``path``, ``dataset``,
+    and ``start``: the index of the first row there) so an error can name file and row.
+
+    A table chunk is made of its feature ``columns`` instead: arrays as the reader decoded them
+    (zero-copy views of Arrow buffers where possible), or a sequence that decodes each column
+    only when it is asked for (Parquet), so the kernel reduces one column at a time where it lies
+    and a chunk waiting in the queue holds no data. The ``(rows, features)`` matrix is built only
+    if something asks for :attr:`data` (``apply`` to an array format); building it for every
+    chunk cost more than the kernel.
+    """
+
+    __slots__ = ("_data", "_rows", "columns", "dataset", "path", "start")
+
+    def __init__(
+        self,
+        data: np.ndarray | None,
+        path: str,
+        dataset: str | None,
+        start: int,
+        columns: Sequence[np.ndarray] | None = None,
+        rows: int | None = None,
+    ) -> None:
+        if data is None and (columns is None or rows is None):
+            raise ValueError("a chunk needs its data, or its columns and their length")
+        self._data = data
+        self._rows = int(data.shape[0]) if data is not None else rows
+        self.columns = columns
+        self.path = path
+        self.dataset = dataset
+        self.start = start
+
+    @classmethod
+    def of_columns(
+        cls,
+        columns: Sequence[np.ndarray],
+        path: str,
+        dataset: str | None,
+        start: int,
+        rows: int | None = None,
+    ) -> Chunk:
+        """A chunk of feature columns (``rows``: their length, needed when they are decoded on
+        demand)."""
+        if rows is None:
+            rows = len(columns[0]) if len(columns) else 0
+        return cls(None, path, dataset, start, columns, rows)
+
+    @property
+    def data(self) -> np.ndarray:
+        """The rows as an array (built from the columns on first use, for a table chunk)."""
+        if self._data is None:
+            assert self.columns is not None
+            self._data = stack_columns(list(self.columns), self.rows)
+        return self._data
+
+    @property
+    def rows(self) -> int:
+        assert self._rows is not None
+        return self._rows
+
+    def __repr__(self) -> str:
+        where = f"{self.path!r}, dataset={self.dataset!r}, start={self.start}"
+        return f"Chunk({where}, rows={self.rows})"
+
+
+def stack_columns(columns: Sequence[np.ndarray], rows: int | None = None) -> np.ndarray:
+    """Equal-length columns as an ``(n, F)`` column-major matrix (each column written
+    contiguously). float32 when every column is float32 (float32 -> float64 is exact, and
+    widening here would double the bytes for nothing), else float64.
+    """
+    n = rows if rows is not None else (len(columns[0]) if columns else 0)
+    dtype = np.float32 if columns and all(c.dtype == np.float32 for c in columns) else np.float64
+    out = np.empty((n, len(columns)), dtype, order="F")
+    for j, col in enumerate(columns):
+        out[:, j] = col
+    return out
 
 
 class ArraySource(Protocol):

@@ -1,21 +1,34 @@
-"""Parquet files, read a record batch at a time, only the columns asked for.
+"""Parquet files, read a row group at a time, only the columns asked for.
 
 ``buffer_size`` makes pyarrow read each column chunk through a small buffer instead of whole, so
-memory is bounded by the batch and a decoded page per column, not by the writer's row-group
-size (a default row group of 64 float32 columns is 256 MB). Row groups are the file's storage
-blocks: a read can start at any of them (see :mod:`normstat.sources.blocks`).
+memory is bounded by what is decoded, not by the writer's row-group size (a row group of 64
+float32 columns can be 256 MB). Row groups are the file's storage blocks: a read can start at any
+of them (see :mod:`normstat.sources.blocks`).
+
+For ``fit``, a chunk that holds whole row groups is handed out *undecoded*: its columns are
+decoded one at a time by the worker that reduces them (:class:`RowGroupColumns`). Measured on 1.5
+GB of float32 columns: decoding a column of a row group costs 1.3 CPU-s for the file against
+1.8-2.9 for record batches of every column, and a worker holds one column (1 MB here) instead of
+a 32 MB batch, which pyarrow's batch reader needed ~3.5x of while decoding.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from normstat.sources.table import Batch, TableSource, arrow_error
+from normstat.errors import DataError
+from normstat.sources.base import Chunk
+from normstat.sources.blocks import unit_at
+from normstat.sources.table import Batch, TableSource, arrow_error, column_array, one_line
 
 _READ_BUFFER = 1 << 18
+_WIDEST = 8
+"""Bytes per value of the widest column a chunk is decoded to (float64)."""
 
 
 class ParquetFile(TableSource):
@@ -28,10 +41,34 @@ class ParquetFile(TableSource):
         except (pa.ArrowException, OSError) as exc:
             raise arrow_error(exc, "Parquet file", path) from None
         self._setup(path, schema, columns, self._file.metadata.num_rows)
+        self._local = threading.local()
+        self._handles: list[pq.ParquetFile] = []
+        self._handles_lock = threading.Lock()
 
     def storage_blocks(self) -> list[int]:
         meta = self._file.metadata
         return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+    def preferred_rows(self, target_bytes: int) -> int:
+        """Whole row groups per chunk when one column of the largest fits the budget: a chunk
+        is then decoded a column at a time and no row group is decoded twice."""
+        rows = super().preferred_rows(target_bytes)
+        largest = max(self.storage_blocks(), default=0)
+        return largest if rows < largest <= target_bytes // _WIDEST else rows
+
+    def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+        units = self.read_units(rows)
+        if any(u.stop - u.start > rows for u in units):  # row groups larger than a chunk
+            yield from super().chunks(rows, start, stop)
+            return
+        end = self.shape[0] if stop is None else min(stop, self.shape[0] or 0)
+        assert end is not None
+        for u in units[unit_at(units, start) :]:
+            lo, hi = max(start, u.start), min(end, u.stop)
+            if lo >= hi:
+                break
+            columns = RowGroupColumns(self, u.lo, u.hi, lo - u.start, hi - lo)
+            yield Chunk.of_columns(columns, self.path, None, lo, rows=hi - lo)
 
     def _read_blocks(
         self, lo: int, hi: int, rows: int, columns: list[str] | None
@@ -40,5 +77,57 @@ class ParquetFile(TableSource):
             batch_size=rows, row_groups=range(lo, hi), columns=columns, use_threads=True
         )
 
+    def handle(self) -> pq.ParquetFile:
+        """This thread's own reader (the footer is parsed once, not per thread): chunks are
+        decoded by several workers at once."""
+        h = getattr(self._local, "file", None)
+        if h is None:
+            h = pq.ParquetFile(
+                self.path,
+                metadata=self._file.metadata,
+                buffer_size=_READ_BUFFER,
+                pre_buffer=False,
+            )
+            self._local.file = h
+            with self._handles_lock:
+                self._handles.append(h)
+        return h
+
     def close(self) -> None:
+        with self._handles_lock:
+            for h in self._handles:
+                h.close()
+            self._handles.clear()
         self._file.close()
+
+
+class RowGroupColumns(Sequence[np.ndarray]):
+    """The feature columns of row groups ``lo:hi`` (rows ``offset:offset + length`` of them),
+    each decoded when it is asked for, by the thread that asks."""
+
+    def __init__(self, src: ParquetFile, lo: int, hi: int, offset: int, length: int) -> None:
+        self.src, self.lo, self.hi, self.offset, self.length = src, lo, hi, offset, length
+
+    def __len__(self) -> int:
+        return len(self.src.features)
+
+    def __getitem__(self, j: int) -> np.ndarray:  # type: ignore[override]
+        name = self.src.features[j]
+        try:
+            table = self.src.handle().read_row_groups(
+                range(self.lo, self.hi), columns=[name], use_threads=False
+            )
+            col = table.column(0)
+            if self.offset or self.length != len(col):
+                col = col.slice(self.offset, self.length)
+            return column_array(col)
+        except (pa.ArrowException, OSError) as exc:
+            groups = f"{self.lo}" if self.hi == self.lo + 1 else f"{self.lo}-{self.hi - 1}"
+            raise DataError(
+                f"cannot read column {name!r} of row group {groups}: {one_line(exc)}",
+                path=self.src.path,
+                feature=name,
+            ) from None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[j] for j in range(len(self)))

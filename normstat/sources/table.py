@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from normstat.errors import DataError, UsageError
-from normstat.sources.base import Chunk
+from normstat.sources.base import Chunk, stack_columns
 from normstat.sources.blocks import Unit, exact_batches, read_units, unit_at
 
 Batch = pa.RecordBatch
@@ -79,35 +79,42 @@ def numpy_dtype(t: pa.DataType) -> np.dtype:
 
 def column_to_float64(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """One column as float64, nulls as NaN (integers above 2**53 round, as in any float64)."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
+    col = _combined(col)
     if col.type != pa.float64():
         col = col.cast(pa.float64(), safe=False)
     return col.to_numpy(zero_copy_only=False)
 
 
-def to_matrix(batch: Batch, names: Sequence[str]) -> np.ndarray:
-    """The named columns of ``batch`` as an ``(n, F)`` matrix (column-major: each column is
-    written contiguously, and the engine's reductions run down columns).
+def feature_columns(batch: Batch, names: Sequence[str]) -> list[np.ndarray]:
+    """The named columns of ``batch`` as 1-D arrays the kernel can read (see
+    :func:`column_array`)."""
+    return [column_array(batch.column(name)) for name in names]
 
-    float64, except when every column is float32: then float32 (nulls as NaN), because widening
-    here doubled the bytes written and read for nothing; the kernels and transforms compute in
-    float64 either way, and float32 -> float64 is exact, so results are the same.
-    """
-    cols = [batch.column(name) for name in names]
-    if cols and all(c.type == pa.float32() for c in cols):
-        out = np.empty((batch.num_rows, len(names)), np.float32, order="F")
-        for j, col in enumerate(cols):
-            out[:, j] = _combined(col).to_numpy(zero_copy_only=False)
-        return out
-    out = np.empty((batch.num_rows, len(names)), np.float64, order="F")
-    for j, col in enumerate(cols):
-        out[:, j] = column_to_float64(col)
-    return out
+
+def column_array(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """One feature column as a 1-D array: the Arrow buffer itself (no copy) for a null-free
+    integer or float column; otherwise a float copy with NaN for nulls (float32 stays float32),
+    and decimals and booleans as float64."""
+    col = _combined(col)
+    t = col.type
+    if col.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)):
+        return col.to_numpy(zero_copy_only=True)
+    if t == pa.float32():
+        return col.to_numpy(zero_copy_only=False)
+    return column_to_float64(col)
+
+
+def to_matrix(batch: Batch, names: Sequence[str]) -> np.ndarray:
+    """The named columns of ``batch`` as an ``(n, F)`` column-major matrix (see
+    :func:`normstat.sources.base.stack_columns`: float32 when every column is float32)."""
+    return stack_columns(feature_columns(batch, names))
 
 
 def _combined(col: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    """One contiguous array (``combine_chunks`` copies even a single chunk)."""
+    if not isinstance(col, pa.ChunkedArray):
+        return col
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
 
 
 def sliced(batches: Iterator[Batch], rows: int) -> Iterator[Batch]:
@@ -160,8 +167,15 @@ class TableSource:
         """Called once a batch has been used: a memory-mapped reader drops its pages here."""
 
     def preferred_rows(self, target_bytes: int) -> int:
-        """A quarter of the budget for the float64 matrix: a table chunk also lives as an Arrow
-        batch, and the kernel makes float64 temporaries of it while the next one is read."""
+        """Rows whose feature columns, as decoded, take ``target_bytes``: a chunk lives as its
+        Arrow batch, which the kernel reads in place (a column with nulls gets one float copy).
+        Bigger batches also decode faster: pyarrow's cost per batch is per column, not per row."""
+        row_bytes = sum(numpy_dtype(self.schema.field(n).type).itemsize for n in self.features)
+        return max(1, target_bytes // max(row_bytes, 1))
+
+    def transform_rows(self, target_bytes: int) -> int:
+        """Rows per batch for ``apply``: a quarter of the budget for the float64 matrix, since a
+        batch also lives as Arrow (every column), as the transformed copy and in the writer."""
         return max(1, target_bytes // (4 * 8 * max(len(self.features), 1)))
 
     def first_row(self, rows: int, start: int) -> int:
@@ -188,7 +202,7 @@ class TableSource:
                 self._release()
         except (pa.ArrowException, OSError) as exc:
             raise DataError(
-                f"cannot read past row {seen}: {_one_line(exc)}", path=self.path
+                f"cannot read past row {seen}: {one_line(exc)}", path=self.path
             ) from None
         if begin == 0:
             self.shape = (seen, self.shape[1])
@@ -214,7 +228,7 @@ class TableSource:
             else:
                 if at < start:
                     b, at = b.slice(start - at), start
-                yield Chunk(to_matrix(b, self.features), self.path, None, at)
+                yield Chunk.of_columns(feature_columns(b, self.features), self.path, None, at)
                 at += b.num_rows
             if stop is not None and at >= stop:
                 return
@@ -231,7 +245,7 @@ class TableSource:
         pass
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
@@ -246,7 +260,7 @@ def read_once(
 
 
 def arrow_error(exc: BaseException, what: str, path: str) -> DataError:
-    return DataError(f"not a readable {what} ({_one_line(exc)})", path=path)
+    return DataError(f"not a readable {what} ({one_line(exc)})", path=path)
 
 
 def disagreement(first: TableSource, other: TableSource) -> str | None:

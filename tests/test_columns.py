@@ -1,0 +1,141 @@
+"""Table chunks arrive as columns (Arrow buffers, uncopied) and are reduced column by column;
+the numbers must be those of independent references: rational arithmetic at a huge offset, numpy
+float64 two-pass, exact integers, and the same statistics as the row-matrix path."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import normstat
+from normstat.core.blocked import SUB_BLOCK_ELEMENTS, column_moments, finite_moments
+from normstat.core.layout import AxisLayout
+from normstat.core.moments import Moments
+from normstat.engine.task import chunk_task
+from normstat.errors import DataError
+from normstat.sources.base import Chunk, stack_columns
+from normstat.sources.table import feature_columns
+
+
+def exact(col: np.ndarray) -> tuple[float, float]:
+    vals = [Fraction(v) for v in col.tolist()]
+    mean = sum(vals) / len(vals)
+    return float(mean), float(sum((v - mean) ** 2 for v in vals))
+
+
+def test_float32_column_at_a_huge_offset_matches_rational_reference():
+    rng = np.random.default_rng(3)
+    n = 3 * (SUB_BLOCK_ELEMENTS // 2) + 17  # several sub-blocks and a tail
+    col = (rng.standard_normal(n) * 3 + 1e6).astype(np.float32)
+    m = column_moments(col)
+    mean, m2 = exact(col[::97])  # Fraction over all n is slow; check the kernel on a slice too
+    sub = column_moments(np.ascontiguousarray(col[::97]))
+    assert sub.mean[0] == pytest.approx(mean, rel=1e-15)
+    assert sub.m2[0] == pytest.approx(m2, rel=1e-13)
+    ref = col.astype(np.float64)
+    assert m.mean[0] == pytest.approx(ref.mean(), rel=1e-14)
+    assert m.m2[0] == pytest.approx(((ref - ref.mean()) ** 2).sum(), rel=1e-12)
+    assert (m.min[0], m.max[0]) == (float(col.min()), float(col.max()))
+    assert m.count[0] == n
+
+
+def test_drift_inside_a_column_takes_the_second_pass():
+    """The first sub-block's mean is far from the column's: the shifted sums are taken again."""
+    head = np.full(SUB_BLOCK_ELEMENTS // 2, 1e8)
+    col = np.concatenate([head, np.arange(50_000, dtype=np.float64)])
+    m = column_moments(col)
+    mean, m2 = exact(col)
+    assert m.mean[0] == pytest.approx(mean, rel=1e-15)
+    assert m.m2[0] == pytest.approx(m2, rel=1e-13)
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.int64, np.float16, np.bool_]
+)
+def test_every_column_type_matches_the_matrix_path(dtype):
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 100, (5000, 3)).astype(dtype)
+    by_col = Moments.join([column_moments(np.ascontiguousarray(x[:, j])) for j in range(3)])
+    by_rows = finite_moments(x)
+    ref = x.astype(np.float64)
+    np.testing.assert_allclose(by_col.mean, ref.mean(axis=0), rtol=1e-15)
+    np.testing.assert_allclose(by_col.m2, by_rows.m2, rtol=1e-13)
+    np.testing.assert_array_equal(by_col.min, ref.min(axis=0))
+    np.testing.assert_array_equal(by_col.max, ref.max(axis=0))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_column_is_handed_back(bad):
+    col = np.arange(10, dtype=np.float32)
+    col[7] = bad
+    assert column_moments(np.arange(10.0)) is not None
+    assert column_moments(col) is None
+
+
+def test_chunk_task_on_columns_names_row_and_column_of_an_inf():
+    cols = (np.arange(6.0), np.array([0, 1, 2, np.inf, 4, 5.0]))
+    chunk = Chunk.of_columns(cols, "t.parquet", None, 100)
+    with pytest.raises(DataError, match=r"t.parquet: infinite value at row 103, feature b$"):
+        chunk_task(chunk, AxisLayout.create(-1, (6, 2)), "skip", ["a", "b"])
+
+
+def test_chunk_task_on_columns_skips_nan_per_column():
+    cols = (np.array([1.0, np.nan, 3.0]), np.array([2.0, 4.0, 9.0], np.float32))
+    m = chunk_task(Chunk.of_columns(cols, "t", None, 0), AxisLayout.create(-1, (3, 2)), "skip")
+    np.testing.assert_array_equal(m.count, [2, 3])
+    np.testing.assert_array_equal(m.nan_count, [1, 0])
+    np.testing.assert_allclose(m.mean, [2.0, 5.0])
+
+
+def test_column_chunk_builds_its_matrix_only_when_asked():
+    cols = (np.array([1.0, 2.0], np.float32), np.array([3.0, 4.0], np.float32))
+    chunk = Chunk.of_columns(cols, "t", None, 0)
+    assert chunk.rows == 2 and chunk._data is None
+    np.testing.assert_array_equal(chunk.data, [[1, 3], [2, 4]])
+    assert chunk.data.dtype == np.float32 and chunk.data.flags.f_contiguous
+    assert stack_columns([np.array([1], np.int64), np.array([2.5])]).dtype == np.float64
+
+
+def test_null_free_numeric_columns_are_not_copied():
+    batch = pa.record_batch(
+        [
+            pa.array(np.arange(4, dtype=np.float32)),
+            pa.array(np.arange(4, dtype=np.int64)),
+            pa.array([1.0, None, 2.0, 3.0]),
+            pa.array([True, False, True, True]),
+        ],
+        names=["f", "i", "n", "b"],
+    )
+    f, i, n, b = feature_columns(batch, ["f", "i", "n", "b"])
+    assert np.shares_memory(f, np.frombuffer(batch.column(0).buffers()[1], np.float32))
+    assert np.shares_memory(i, np.frombuffer(batch.column(1).buffers()[1], np.int64))
+    assert np.isnan(n[1]) and n.dtype == np.float64
+    np.testing.assert_array_equal(b, [1.0, 0.0, 1.0, 1.0])
+
+
+def test_parquet_fit_of_mixed_types_with_nulls_matches_numpy(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 40_000
+    cols = {
+        "f32": (rng.standard_normal(n) * 2 + 1e5).astype(np.float32),
+        "f64": rng.standard_normal(n) * 1e-3 - 7,
+        "i64": rng.integers(-(10**12), 10**12, n),
+        "u8": rng.integers(0, 256, n).astype(np.uint8),
+        "i16": rng.integers(-3000, 3000, n).astype(np.int16),
+    }
+    masks = {"f64": rng.random(n) < 0.01, "i16": rng.random(n) < 0.02}
+    table = pa.table({k: pa.array(v, mask=masks.get(k)) for k, v in cols.items()})
+    pq.write_table(table, tmp_path / "m.parquet", row_group_size=7000)
+    stats = normstat.fit(str(tmp_path / "m.parquet"), chunk_size=3000)
+    for j, (name, v) in enumerate(cols.items()):
+        ref = v.astype(np.float64)
+        if name in masks:
+            ref = ref[~masks[name]]
+        assert stats.count[j] == ref.size, name
+        assert stats.mean[j] == pytest.approx(ref.mean(), rel=1e-13), name
+        assert stats.var[j] == pytest.approx(ref.var(), rel=1e-11), name
+        assert (stats.min[j], stats.max[j]) == (ref.min(), ref.max()), name
