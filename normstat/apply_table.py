@@ -15,11 +15,12 @@ import numpy as np
 import pyarrow as pa
 
 from normstat.core.transform import TransformParams
+from normstat.engine.ahead import compute_ahead
 from normstat.errors import DataError
 from normstat.sinks import atomic_output, check_writable, open_array_writer
 from normstat.sinks.failures import drain, write_errors
 from normstat.sinks.table import IpcStreamWriter, open_table_writer, table_output_format
-from normstat.sources.table import TableSource, to_matrix
+from normstat.sources.table import TableSource, column_array
 
 _ARROW: tuple[type[BaseException], ...] = (pa.ArrowException,)  # pyarrow's write failures
 
@@ -43,15 +44,19 @@ def transform_batch(
     dtype: np.dtype,
     schema: pa.Schema,
 ) -> pa.RecordBatch:
-    """``batch`` with its feature columns transformed in place; ``schema`` is the output's."""
-    x = to_matrix(batch, features)
-    y = params.inverse(x, dtype) if inverse else params.forward(x, dtype)
+    """``batch`` with its feature columns transformed in place; ``schema`` is the output's.
+
+    Column by column, from the Arrow buffers: gathering the features into a float64 matrix
+    first, and scattering the result back into columns, cost more than the transform itself."""
     cols = list(batch.columns)
     for j, name in enumerate(features):
         pos = schema.get_field_index(name)
         col = cols[pos]
+        x = column_array(col)
+        p = params.feature(j)
+        y = p.inverse(x, dtype) if inverse else p.forward(x, dtype)
         mask = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else None
-        cols[pos] = pa.array(y[:, j], type=schema.field(pos).type, mask=mask)
+        cols[pos] = pa.array(y, type=schema.field(pos).type, mask=mask)
     return pa.RecordBatch.from_arrays(cols, schema=schema)
 
 
@@ -91,9 +96,9 @@ def apply_table(
     check_same_schema(srcs)
     features = srcs[0].features
     schema = output_schema(srcs[0].schema, features, dtype)
-    batches = (
-        transform_batch(b, features, params, inverse, dtype, schema)
-        for b in _counted(_all_batches(srcs, rows), progress)
+    batches = compute_ahead(  # transform batch i + 1 on a second core while batch i is written
+        _counted(_all_batches(srcs, rows), progress),
+        lambda b: transform_batch(b, features, params, inverse, dtype, schema),
     )
     if out == "-":
         _drain(IpcStreamWriter(schema), batches, "<stdout>")
@@ -131,8 +136,12 @@ def write_table(
 
     def transformed() -> Iterator[pa.RecordBatch]:
         nonlocal done
-        for b in src.batches(rows):
-            yield transform_batch(b, src.features, params, inverse, dtype, schema)
+
+        def step(b: pa.RecordBatch) -> pa.RecordBatch:
+            return transform_batch(b, src.features, params, inverse, dtype, schema)
+
+        for b in compute_ahead(src.batches(rows), step):
+            yield b
             done += b.num_rows
 
     with write_errors(where, _ARROW):

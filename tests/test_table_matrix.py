@@ -8,7 +8,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import normstat
-from normstat.sources.table import to_matrix
+from normstat.sources.base import stack_columns
+from normstat.sources.table import feature_columns
+
+
+def to_matrix(b: pa.RecordBatch, names: list[str]) -> np.ndarray:
+    return stack_columns(feature_columns(b, names))
 
 
 def test_all_float32_columns_give_a_float32_matrix_with_nan_for_null():

@@ -28,6 +28,7 @@ from normstat.sinks import atomic_output_for, check_writable, open_array_writer,
 from normstat.sinks.failures import drain, write_errors
 from normstat.sources import ArraySource, Chunk, open_sources
 from normstat.sources.base import total_rows
+from normstat.sources.buffers import BufferPool
 
 
 def transform(
@@ -43,13 +44,7 @@ def transform(
     x = np.asarray(x)
     layout = layout_for(stats, x.shape, "array")
     params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
-    return _transform_block(x, layout, params, inverse, np.dtype(dtype))
-
-
-def _transform_block(
-    x: np.ndarray, layout: AxisLayout, params: TransformParams, inverse: bool, dtype: np.dtype
-) -> np.ndarray:
-    return transform_block(x, layout, params, inverse, dtype)
+    return transform_block(x, layout, params, inverse, np.dtype(dtype))
 
 
 def layout_for(stats: Stats, shape: tuple[int, ...], where: str) -> AxisLayout:
@@ -189,8 +184,12 @@ def _transformed(
     dtype: np.dtype,
     progress: ProgressHook | None,
 ) -> Iterable[np.ndarray]:
+    pool = BufferPool()  # used by the helper thread only
+
     def step(chunk: Chunk) -> tuple[int, np.ndarray]:
-        return chunk.data.shape[0], _transform_block(chunk.data, layout, params, inverse, dtype)
+        x = chunk.data
+        out = pool.get(x.shape, dtype)
+        return x.shape[0], transform_block(x, layout, params, inverse, dtype, out)
 
     for n, block in compute_ahead(all_chunks(srcs, rows), step):
         yield block

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from normstat.errors import DataError, UsageError
-from normstat.sources.base import Chunk, stack_columns
+from normstat.sources.base import Chunk
 from normstat.sources.blocks import Unit, exact_batches, read_units, unit_at
 
 Batch = pa.RecordBatch
@@ -104,12 +104,6 @@ def column_array(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return column_to_float64(col)
 
 
-def to_matrix(batch: Batch, names: Sequence[str]) -> np.ndarray:
-    """The named columns of ``batch`` as an ``(n, F)`` column-major matrix (see
-    :func:`normstat.sources.base.stack_columns`: float32 when every column is float32)."""
-    return stack_columns(feature_columns(batch, names))
-
-
 def _combined(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     """One contiguous array (``combine_chunks`` copies even a single chunk)."""
     if not isinstance(col, pa.ChunkedArray):
@@ -170,13 +164,17 @@ class TableSource:
         """Rows whose feature columns, as decoded, take ``target_bytes``: a chunk lives as its
         Arrow batch, which the kernel reads in place (a column with nulls gets one float copy).
         Bigger batches also decode faster: pyarrow's cost per batch is per column, not per row."""
-        row_bytes = sum(numpy_dtype(self.schema.field(n).type).itemsize for n in self.features)
-        return max(1, target_bytes // max(row_bytes, 1))
+        return max(1, target_bytes // self._feature_row_bytes())
 
     def transform_rows(self, target_bytes: int) -> int:
-        """Rows per batch for ``apply``: a quarter of the budget for the float64 matrix, since a
-        batch also lives as Arrow (every column), as the transformed copy and in the writer."""
-        return max(1, target_bytes // (4 * 8 * max(len(self.features), 1)))
+        """Rows per batch for ``apply``: a quarter of the above, since a batch lives as Arrow
+        input (every column, not only the features), as its transformed copy, and in the
+        writer's row group while the next ones are read and transformed."""
+        return max(1, target_bytes // (4 * self._feature_row_bytes()))
+
+    def _feature_row_bytes(self) -> int:
+        types = (numpy_dtype(self.schema.field(n).type) for n in self.features)
+        return max(1, sum(t.itemsize for t in types))
 
     def first_row(self, rows: int, start: int) -> int:
         """The row where reading for row ``start`` begins: the start of the read unit that
