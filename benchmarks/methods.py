@@ -130,11 +130,13 @@ def _scratch_dir(prefix: str, path: str) -> str:
 
 
 def normstat_apply(dataset: str, path: str) -> Callable[[], None]:
-    """Setup (untimed): fit; the returned function streams the dataset through ``apply``."""
+    """Setup (untimed): fit; the returned function streams the dataset through ``apply`` (an
+    HDF5 dataset into HDF5, a Parquet table into Parquet)."""
     import normstat
 
     stats = normstat.fit(source_spec(dataset, path))
-    out = os.path.join(_scratch_dir("nsapply-", path), "o.h5")
+    suffix = ".parquet" if dataset == "table" else ".h5"
+    out = os.path.join(_scratch_dir("nsapply-", path), "o" + suffix)
 
     def run() -> None:
         normstat.apply(stats, source_spec(dataset, path), out, force=True)
@@ -157,6 +159,24 @@ def h5py_copy(dataset: str, path: str) -> Callable[[], None]:
             for chunk in hdf5_chunks(dataset, path):
                 dst[start : start + chunk.shape[0]] = chunk
                 start += chunk.shape[0]
+        os.remove(out)
+
+    return run
+
+
+def pyarrow_copy(dataset: str, path: str) -> Callable[[], None]:
+    """pyarrow's own streaming copy of a Parquet file: each row group read, then written."""
+    import pyarrow.parquet as pq
+
+    if dataset != "table":
+        raise Skip("Parquet only")
+    out = os.path.join(_scratch_dir("nscopy-", path), "o.parquet")
+
+    def run() -> None:
+        src = pq.ParquetFile(path)
+        with pq.ParquetWriter(out, src.schema_arrow) as w:
+            for i in range(src.num_row_groups):
+                w.write_table(src.read_row_group(i))
         os.remove(out)
 
     return run
@@ -284,6 +304,7 @@ TIMED: dict[str, Callable[[str, str], np.ndarray | None]] = {
 PREPARED: dict[str, Callable[[str, str], Callable[[], None]]] = {
     "normstat.apply": normstat_apply,
     "floor: h5py copy": h5py_copy,
+    "floor: pyarrow read + write": pyarrow_copy,
 }
 
 

@@ -111,6 +111,24 @@ def run_cli(dataset: str, path: str, repeats: int, scratch: str) -> Result:
     return res
 
 
+IMPORTS = {"table": "pyarrow.parquet", "floats": "h5py", "images": "h5py"}
+IMPORT_FLOOR = "floor: python + imports"
+
+
+def run_imports(dataset: str, repeats: int) -> Result:
+    """The part of the CLI's overhead no code of ours can remove: a fresh interpreter importing
+    numpy, click and the format's reader library, timed from outside like the CLI."""
+    res = Result(dataset, IMPORT_FLOOR)
+    code = f"import numpy, click, {IMPORTS[dataset]}"
+    for i in range(repeats + 1):
+        wall, rss, _ = run_measured([sys.executable, "-c", code])
+        if i:
+            res.times.append(wall)
+            res.rss_mb = rss
+    res.note = code
+    return res
+
+
 def normstat_command() -> list[str]:
     """The installed ``normstat`` script next to this interpreter, else ``python -m normstat``."""
     exe = shutil.which("normstat", path=os.path.dirname(sys.executable)) or shutil.which("normstat")
@@ -152,6 +170,7 @@ def bench_dataset(
     results = [run_worker(dataset, m, path, repeats) for m in wanted]
     if _picked("normstat fit (CLI)", only):
         results.insert(min(3, len(results)), run_cli(dataset, path, repeats, scratch))
+        results.insert(min(4, len(results)), run_imports(dataset, repeats))
     for r in results:
         if hasattr(r, "_var"):
             r.rel_err = rel_error(r._var, ref)  # type: ignore[attr-defined]
@@ -162,12 +181,16 @@ def _picked(method: str, only: str | None) -> bool:
     return only is None or method.startswith("floor") or only.lower() in method.lower()
 
 
-def bench_apply(path: str, repeats: int, scratch: str) -> list[Result]:
-    """``apply`` float32 HDF5 -> HDF5 against a plain h5py copy (read + write)."""
+APPLY_FLOORS = {"floats": "floor: h5py copy", "table": "floor: pyarrow read + write"}
+
+
+def bench_apply(dataset: str, path: str, repeats: int) -> list[Result]:
+    """``apply`` float32 HDF5 -> HDF5 against a plain h5py copy (read + write), and Parquet ->
+    Parquet against pyarrow's own streaming read + write of the same file."""
     out = []
-    for m in ("floor: h5py copy", "normstat.apply"):
-        r = run_worker("floats", m, path, repeats)
-        r.dataset = "apply floats"
+    for m in (APPLY_FLOORS[dataset], "normstat.apply"):
+        r = run_worker(dataset, m, path, repeats)
+        r.dataset = f"apply {dataset}"
         out.append(r)
     return out
 
@@ -189,7 +212,7 @@ def print_table(results: list[Result]) -> None:
     print("|---|---|---|---|---|---|---|")
     floors: dict[str, float] = {}
     for r in results:
-        if r.method in (FLOOR, "floor: h5py copy") and r.times:
+        if (r.method == FLOOR or r.method in APPLY_FLOORS.values()) and r.times:
             floors[r.dataset] = r.median
     for r in results:
         print(fmt_row(r, floors.get(r.dataset, float("nan"))))
@@ -199,8 +222,12 @@ def overheads(results: list[Result]) -> None:
     by = {(r.dataset, r.method): r for r in results}
     for ds in ("floats", "images", "table"):
         lib, cli = by.get((ds, "normstat.fit (library)")), by.get((ds, "normstat fit (CLI)"))
+        imports = by.get((ds, IMPORT_FLOOR))
         if lib and cli and lib.times and cli.times:
-            print(f"CLI overhead {ds}: {cli.median - lib.median:+.3f} s (CLI - library median)")
+            line = f"CLI overhead {ds}: {cli.median - lib.median:+.3f} s (CLI - library median)"
+            if imports and imports.times:
+                line += f"; python + imports alone: {imports.median:.3f} s"
+            print(line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"missing {paths[ds]}: run make_data.py first", file=sys.stderr)
                 return 2
             results += bench_dataset(ds, paths[ds], repeats, scratch, args.methods)
-        if "floats" in wanted and _picked("normstat.apply", args.methods):
-            results += bench_apply(paths["floats"], repeats, scratch)
+        for ds in ("floats", "table"):
+            if ds in wanted and _picked("normstat.apply", args.methods):
+                results += bench_apply(ds, paths[ds], repeats)
         results.append(run_help(repeats))
     print_table(results)
     overheads(results)

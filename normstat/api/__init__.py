@@ -1,26 +1,48 @@
 """The use cases, shared by the CLI and the library: fit, apply, merge, export, diff, drift.
 
 Each CLI command parses its options and calls exactly one function here with the same parameter
-names; nothing here prints.
+names; nothing here prints. Names load from their submodule on first use (PEP 562), so a ``fit``
+does not import what only ``apply`` or ``merge`` need: every import is start-up time of the CLI.
 """
 
-from normstat.api.combining import EXPORT_TARGETS, diff, drift, export, merge
-from normstat.api.fitting import Accumulator, fit, fit_arrays
-from normstat.api.options import ENGINES, ChunkSize, ProgressHook
-from normstat.api.transforming import apply, transform
+from __future__ import annotations
 
-__all__ = [
-    "ENGINES",
-    "EXPORT_TARGETS",
-    "Accumulator",
-    "ChunkSize",
-    "ProgressHook",
-    "apply",
-    "diff",
-    "drift",
-    "export",
-    "fit",
-    "fit_arrays",
-    "merge",
-    "transform",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "EXPORT_TARGETS": "normstat.api.combining",
+    "diff": "normstat.api.combining",
+    "drift": "normstat.api.combining",
+    "export": "normstat.api.combining",
+    "merge": "normstat.api.combining",
+    "Accumulator": "normstat.api.fitting",
+    "fit": "normstat.api.fitting",
+    "fit_arrays": "normstat.api.fitting",
+    "ENGINES": "normstat.api.options",
+    "ChunkSize": "normstat.api.options",
+    "ProgressHook": "normstat.api.options",
+    "apply": "normstat.api.transforming",
+    "transform": "normstat.api.transforming",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from normstat.api.combining import EXPORT_TARGETS, diff, drift, export, merge
+    from normstat.api.fitting import Accumulator, fit, fit_arrays
+    from normstat.api.options import ENGINES, ChunkSize, ProgressHook
+    from normstat.api.transforming import apply, transform
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'normstat.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
