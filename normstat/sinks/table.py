@@ -49,7 +49,7 @@ class ParquetTableWriter:
     batch would make a slow, large file. Float columns skip dictionary encoding, which
     normalised values never profit from."""
 
-    ROW_GROUP_BYTES = 64 << 20
+    ROW_GROUP_BYTES = 32 << 20
 
     def __init__(self, target: str, schema: pa.Schema) -> None:
         plain = {f.name for f in schema if pa.types.is_floating(f.type)}
