@@ -26,7 +26,21 @@ _EXPORTS = {
     "transform": "normstat.api.transforming",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ENGINES",
+    "EXPORT_TARGETS",
+    "Accumulator",
+    "ChunkSize",
+    "ProgressHook",
+    "apply",
+    "diff",
+    "drift",
+    "export",
+    "fit",
+    "fit_arrays",
+    "merge",
+    "transform",
+]
 
 if TYPE_CHECKING:
     from normstat.api.combining import EXPORT_TARGETS, diff, drift, export, merge

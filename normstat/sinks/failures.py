@@ -29,11 +29,12 @@ def os_reason(exc: BaseException) -> str:
 @contextlib.contextmanager
 def write_errors(out: str, also: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Turn a failure of the writer into a :class:`DataError` naming ``out``."""
+    caught: tuple[type[BaseException], ...] = (OSError, RuntimeError, *also)  # h5py: RuntimeError
     try:
         yield
     except BrokenPipeError:
         raise
-    except (OSError, RuntimeError, *also) as exc:  # h5py reports some as RuntimeError
+    except caught as exc:
         raise DataError(f"cannot write the output ({os_reason(exc)})", path=out) from None
 
 

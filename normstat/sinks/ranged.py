@@ -74,7 +74,7 @@ class NpyRangeWriter:
         self._fd = os.open(path, os.O_WRONLY)
 
     def write(self, start: int, block: np.ndarray) -> None:
-        data = memoryview(np.ascontiguousarray(block, dtype=self._dtype)).cast("B")
+        data = np.ascontiguousarray(block, dtype=self._dtype).data.cast("B")
         pos, done = self._offset + start * self._row_bytes, 0
         while done < len(data):  # one pwrite may write less than asked (2 GiB cap on Linux)
             done += os.pwrite(self._fd, data[done:], pos + done)

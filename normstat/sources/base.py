@@ -139,10 +139,10 @@ def describe(sources: list[ArraySource]) -> dict[str, Any]:
 def known_rows(source: ArraySource) -> int:
     """``shape[0]``, counting the rows first when the source cannot tell them up front (CSV)."""
     rows = source.shape[0]
-    return rows if rows is not None else source.count_rows()  # type: ignore[attr-defined]
+    return rows if rows is not None else source.count_rows()
 
 
 def total_rows(sources: list[ArraySource]) -> int | None:
     """Samples in all shards; None while a CSV or a stream has not been read to its end."""
     rows = [s.shape[0] for s in sources]
-    return None if any(r is None for r in rows) else sum(rows)  # type: ignore[misc]
+    return None if any(r is None for r in rows) else sum(rows)

@@ -85,7 +85,7 @@ class IpcFile(TableSource):
             self._map.madvise(mmap.MADV_DONTNEED)
 
     def close(self) -> None:
-        self._file = self._buffer = None  # type: ignore[assignment]
+        self._file = self._buffer = None
         # batches handed out may still point into the map: then the GC closes it
         with contextlib.suppress(BufferError):
             self._map.close()

@@ -58,6 +58,7 @@ class ParquetFile(TableSource):
 
     def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         units = self.read_units(rows)
+        assert units is not None  # a Parquet file always has row groups
         if any(u.stop - u.start > rows for u in units):  # row groups larger than a chunk
             yield from super().chunks(rows, start, stop)
             return

@@ -14,6 +14,7 @@ feature. Nulls become NaN, so ``--nan`` treats them as missing values and counts
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +23,7 @@ from normstat.errors import DataError, UsageError
 from normstat.sources.base import Chunk
 from normstat.sources.blocks import Unit, exact_batches, read_units, unit_at
 
-Batch = pa.RecordBatch
+Batch: TypeAlias = pa.RecordBatch
 
 
 def is_default_feature(t: pa.DataType) -> bool:
