@@ -7,8 +7,9 @@ click and dask are imported only when a format or command needs them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from normstat.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -68,13 +69,7 @@ if TYPE_CHECKING:
     from normstat.errors import ArtifactError, DataError, NormstatError, UsageError
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'normstat' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("normstat", _EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from processes import interrupt, start_piped
 
 import normstat
 from normstat.errors import NormstatError
@@ -92,44 +93,10 @@ def test_signal_during_table_apply(tmp_path, table_stats, sig, code):
     out = tmp_path / "out.parquet"
     out.write_bytes(b"pre-existing")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    ready = tmp_path.parent / f"{tmp_path.name}.ready"
-    producer = subprocess.Popen(
-        [sys.executable, "-c", PRODUCER, str(ready)],
-        stdout=subprocess.PIPE,
-        preexec_fn=lambda: os.setpgid(0, 0),
-    )
-    pgid = producer.pid
-    proc = subprocess.Popen(
-        [
-            "normstat",
-            "apply",
-            "stats.json",
-            "-",
-            "--input-format",
-            "csv",
-            "-o",
-            "out.parquet",
-            "--force",
-        ],
-        stdin=producer.stdout,
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-        preexec_fn=lambda: os.setpgid(0, pgid),
-    )
-    producer.stdout.close()
-    deadline = time.monotonic() + 60
-    while not ready.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    args = ["apply", "stats.json", "-", "--input-format", "csv", "-o", "out.parquet", "--force"]
+    producer, proc = start_piped(PRODUCER, args, tmp_path)
     time.sleep(0.3)
-    assert proc.poll() is None
-    sent = time.monotonic()
-    os.killpg(pgid, sig)
-    _, err = proc.communicate(timeout=10)
-    producer.wait(timeout=10)
-    assert proc.returncode == code, err
-    assert time.monotonic() - sent < 1.5
-    lines = err.decode().strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: interrupted by"), err
+    assert interrupt(producer, proc, sig, code) < 1.5
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 

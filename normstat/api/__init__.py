@@ -7,8 +7,9 @@ does not import what only ``apply`` or ``merge`` need: every import is start-up 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from normstat.lazy import lazy_exports
 
 _EXPORTS = {
     "EXPORT_TARGETS": "normstat.api.combining",
@@ -49,13 +50,7 @@ if TYPE_CHECKING:
     from normstat.api.transforming import apply, transform
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'normstat.api' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("normstat.api", _EXPORTS)
 
 
 def __dir__() -> list[str]:
