@@ -48,11 +48,15 @@ _failures = _Lazy("normstat.sinks.failures")
 
 
 class _Failure(click.ClickException):
-    """One line, ``Error: ...``, with the exit code the library error asked for."""
+    """One line, ``Error: ...``, exit 1 (a data error); click declares ``exit_code`` per class."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    exit_code = 1
+
+
+class _UsageFailure(_Failure):
+    """One line, ``Error: ...``, exit 2 (a usage error)."""
+
+    exit_code = 2
 
 
 class _Group(click.Group):
@@ -60,7 +64,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except NormstatError as exc:
-            raise _Failure(str(exc), exc.exit_code) from None
+            failure = _UsageFailure if exc.exit_code == _UsageFailure.exit_code else _Failure
+            raise failure(str(exc)) from None
         except (KeyboardInterrupt, Terminated) as exc:
             signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
             click.echo(interrupted_message(signum), err=True)
@@ -73,7 +78,7 @@ class _Group(click.Group):
         except (OSError, MemoryError) as exc:
             if os.environ.get("NORMSTAT_DEBUG"):
                 raise
-            raise _Failure(f"{type(exc).__name__}: {_failures.os_reason(exc)}", 1) from None
+            raise _Failure(f"{type(exc).__name__}: {_failures.os_reason(exc)}") from None
 
 
 class _ClickProgress:
