@@ -12,6 +12,8 @@ import pytest
 from processes import apply_past_file_size_limit
 from tables_data import arrow_stream, numbers, table, write
 
+import normstat
+
 pytestmark = pytest.mark.skipif(
     shutil.which("normstat") is None, reason="needs the installed command"
 )
@@ -25,6 +27,10 @@ def files(tmp_path):
     raw = (tmp_path / "whole.parquet").read_bytes()
     (tmp_path / "half.parquet").write_bytes(raw[: len(raw) // 2])
     (tmp_path / "text.parquet").write_text("a,b\n1,2\n")
+    damaged = bytearray(raw)  # data pages overwritten, footer intact: found while decoding
+    damaged[len(raw) // 3 : len(raw) // 3 + len(raw) // 4] = b"Z" * (len(raw) // 4)
+    (tmp_path / "pages.parquet").write_bytes(bytes(damaged))
+    normstat.save(normstat.fit(str(tmp_path / "whole.parquet")), str(tmp_path / "whole.json"))
     write("arrow", t, str(tmp_path / "whole.arrow"))
     raw = (tmp_path / "whole.arrow").read_bytes()
     (tmp_path / "half.arrow").write_bytes(raw[: len(raw) // 2])
@@ -38,6 +44,11 @@ def files(tmp_path):
 CASES = {
     "truncated parquet": (["fit", "half.parquet"], "half.parquet: not a readable Parquet file"),
     "csv named parquet": (["fit", "text.parquet"], "text.parquet: not a readable Parquet file"),
+    "damaged data pages": (["fit", "pages.parquet"], "pages.parquet: cannot read column "),
+    "damaged pages, apply": (
+        ["apply", "whole.json", "pages.parquet", "-o", "out.parquet"],
+        "pages.parquet: cannot read",
+    ),
     "truncated arrow": (["fit", "half.arrow"], "half.arrow: "),
     "empty csv": (["fit", "empty.csv"], "empty.csv: not a readable CSV file"),
     "binary csv": (["fit", "binary.csv"], "binary.csv: "),

@@ -123,9 +123,10 @@ class RowGroupColumns(Sequence[np.ndarray]):
                 col = col.slice(self.offset, self.length)
             return column_array(col)
         except (pa.ArrowException, OSError) as exc:
-            groups = f"{self.lo}" if self.hi == self.lo + 1 else f"{self.lo}-{self.hi - 1}"
+            one = self.hi == self.lo + 1
+            groups = f"row group {self.lo}" if one else f"row groups {self.lo}-{self.hi - 1}"
             raise DataError(
-                f"cannot read column {name!r} of row group {groups}: {one_line(exc)}",
+                f"cannot read column {name!r} of {groups}: {one_line(exc)}",
                 path=self.src.path,
                 feature=name,
             ) from None
