@@ -60,6 +60,23 @@ def transform_batch(
     return pa.RecordBatch.from_arrays(cols, schema=schema)
 
 
+def transformed_ahead(
+    batches: Iterable[pa.RecordBatch],
+    features: list[str],
+    params: TransformParams,
+    inverse: bool,
+    dtype: np.dtype,
+    schema: pa.Schema,
+) -> Iterator[pa.RecordBatch]:
+    """:func:`transform_batch` over ``batches``, batch ``i + 1`` on a second core while the
+    caller writes batch ``i``."""
+
+    def step(b: pa.RecordBatch) -> pa.RecordBatch:
+        return transform_batch(b, features, params, inverse, dtype, schema)
+
+    return compute_ahead(batches, step)
+
+
 def check_same_schema(srcs: list[TableSource]) -> None:
     """One output file needs one schema: every shard must have the first one's columns."""
     first = srcs[0].schema
@@ -96,9 +113,8 @@ def apply_table(
     check_same_schema(srcs)
     features = srcs[0].features
     schema = output_schema(srcs[0].schema, features, dtype)
-    batches = compute_ahead(  # transform batch i + 1 on a second core while batch i is written
-        _counted(_all_batches(srcs, rows), progress),
-        lambda b: transform_batch(b, features, params, inverse, dtype, schema),
+    batches = transformed_ahead(
+        _counted(_all_batches(srcs, rows), progress), features, params, inverse, dtype, schema
     )
     if out == "-":
         _drain(IpcStreamWriter(schema), batches, "<stdout>")
@@ -137,10 +153,8 @@ def write_table(
     def transformed() -> Iterator[pa.RecordBatch]:
         nonlocal done
 
-        def step(b: pa.RecordBatch) -> pa.RecordBatch:
-            return transform_batch(b, src.features, params, inverse, dtype, schema)
-
-        for b in compute_ahead(src.batches(rows), step):
+        batches = src.batches(rows)
+        for b in transformed_ahead(batches, src.features, params, inverse, dtype, schema):
             yield b
             done += b.num_rows
 

@@ -144,8 +144,8 @@ def _float_moments_quiet(rows: np.ndarray) -> Moments | None:
 def shifted_sums(rows: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per feature, ``sum(x - shift)``, ``sum((x - shift)**2)`` (float64), min and max, in one
     read of ``rows``: each sub-block is cast into an L2-sized float64 buffer and reduced there."""
-    if rows.flags.f_contiguous and not rows.flags.c_contiguous:
-        return _column_major_sums(rows, shift)
+    if rows.flags.f_contiguous and (rows.shape[1] == 1 or not rows.flags.c_contiguous):
+        return _column_major_sums(rows, shift)  # one column, or columns laid out one by one
     f = rows.shape[1]
     s, q = np.zeros(f), np.zeros(f)
     lo, hi = np.full(f, np.inf), np.full(f, -np.inf)
@@ -197,40 +197,10 @@ def column_sums(col: np.ndarray, shift: float) -> tuple[float, float, float, flo
 
 def column_moments(col: np.ndarray) -> Moments | None:
     """Moments of one feature given as its column (1-D, as a table reader decodes it), or
-    ``None`` if it holds a NaN or an inf. The column is reduced where it lies: a table chunk is
-    never copied into a ``(rows, features)`` matrix, which cost more than the kernel itself."""
-    col = col.view(np.uint8) if col.dtype.kind == "b" else col
-    if col.dtype.name in _SQUARE or not col.flags.c_contiguous:
-        return finite_moments(col.reshape(-1, 1))
-    return _float_column(col)
-
-
-def _float_column(col: np.ndarray) -> Moments | None:
-    with np.errstate(all="ignore"):  # inf - inf, overflowing squares: detected from the results
-        n = col.shape[0]
-        if n == 0:
-            return Moments.empty(1)
-        head = col[: SUB_BLOCK_ELEMENTS // 2]
-        shift = float(head.sum(dtype=np.float64)) / head.shape[0]
-        if not np.isfinite(shift):
-            return None
-        s, q, lo, hi = column_sums(col, shift)
-        if not (np.isfinite(s) and np.isfinite(lo) and np.isfinite(hi)):
-            return None
-        m2 = q - s * s / n
-        if s * s > SHIFT_RERUN * n * m2:  # shift too far from the mean: two-pass exactly
-            shift += s / n
-            s, q, _, _ = column_sums(col, shift)
-            m2 = q - s * s / n
-        return Moments(
-            count=np.array([n], np.int64),
-            nan_count=np.zeros(1, np.int64),
-            dmean=np.array([s / n]),
-            m2=np.array([max(m2, 0.0)]),
-            min=np.array([lo]),
-            max=np.array([hi]),
-            shift=np.array([shift]),
-        )
+    ``None`` if it holds a NaN or an inf. The column is reduced where it lies (see
+    :func:`column_sums`): a table chunk is never copied into a ``(rows, features)`` matrix,
+    which cost more than the kernel itself."""
+    return finite_moments(col.reshape(-1, 1))
 
 
 # ---------------------------------------------------------------------------------------------

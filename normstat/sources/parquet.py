@@ -62,8 +62,9 @@ class ParquetFile(TableSource):
         if any(u.stop - u.start > rows for u in units):  # row groups larger than a chunk
             yield from super().chunks(rows, start, stop)
             return
-        end = self.shape[0] if stop is None else min(stop, self.shape[0] or 0)
-        assert end is not None
+        n = self.shape[0]
+        assert n is not None  # a Parquet footer knows its rows
+        end = n if stop is None else min(stop, n)
         for u in units[unit_at(units, start) :]:
             lo, hi = max(start, u.start), min(end, u.stop)
             if lo >= hi:
