@@ -330,7 +330,22 @@ def measure(method: str, dataset: str, path: str, repeats: int) -> dict:
     return report
 
 
+def serve(method: str, dataset: str, path: str) -> None:
+    """Time ``method`` once per line read on stdin, after one untimed warm-up: the library side
+    of the CLI-overhead pairs, kept warm while ``run.py`` starts the CLI between its calls."""
+    fn = lambda: TIMED[method](dataset, path)  # noqa: E731
+    fn()
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        t0 = time.perf_counter()
+        fn()
+        print(time.perf_counter() - t0, flush=True)
+
+
 def main(argv: list[str]) -> None:
+    if argv[0] == "serve":
+        serve(*argv[1:4])
+        return
     method, dataset, path, repeats = argv[0], argv[1], argv[2], int(argv[3])
     try:
         report = measure(method, dataset, path, repeats)

@@ -43,6 +43,7 @@ class Result:
     rss_mb: float = float("nan")
     rel_err: float | None = None
     note: str = ""
+    paired: list[float] = field(default_factory=list)  # CLI: run minus the library call after it
 
     @property
     def median(self) -> float:
@@ -92,19 +93,37 @@ def _run_worker(dataset: str, method: str, path: str, repeats: int) -> Result:
 
 
 def run_cli(dataset: str, path: str, repeats: int, scratch: str) -> Result:
-    """``normstat fit`` end to end, timed from outside (process start to exit)."""
+    """``normstat fit`` end to end, timed from outside (process start to exit).
+
+    Each CLI run is paired with a library call made right after it by a warm process that
+    stays up for the whole series, so the overhead (CLI minus engine time) is a median of
+    differences taken seconds apart: on a shared machine whose speed drifts by 20% over
+    minutes, a difference of two medians measured minutes apart moved by 0.2 s between runs.
+    """
     res = Result(dataset, "normstat fit (CLI)")
     out = os.path.join(scratch, f"cli-{dataset}.json")
     argv = [*normstat_command(), "fit", methods.source_spec(dataset, path), "-o", out, "-q"]
-    for i in range(repeats + 1):
-        try:
-            wall, rss, _ = run_measured(argv)
-        except RuntimeError as exc:
-            res.note, res.times = str(exc).split("failed: ")[-1], []
+    server = [sys.executable, os.path.join(HERE, "methods.py"), "serve", methods.NORMSTAT]
+    with subprocess.Popen(
+        [*server, dataset, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as lib:
+        assert lib.stdin is not None and lib.stdout is not None
+        if lib.stdout.readline().strip() != "ready":
+            res.note = "the library side of the pairs did not start"
             return res
-        if i:  # the first run warms the page cache
-            res.times.append(wall)
-            res.rss_mb = max(rss, 0 if res.rss_mb != res.rss_mb else res.rss_mb)
+        for i in range(repeats + 1):
+            try:
+                wall, rss, _ = run_measured(argv)
+            except RuntimeError as exc:
+                res.note, res.times = str(exc).split("failed: ")[-1], []
+                return res
+            if i:  # the first run warms the page cache
+                res.times.append(wall)
+                res.rss_mb = max(rss, 0 if res.rss_mb != res.rss_mb else res.rss_mb)
+                lib.stdin.write("go\n")
+                lib.stdin.flush()
+                res.paired.append(wall - float(lib.stdout.readline()))
+        lib.stdin.close()
     with open(out) as f:
         art = json.load(f)
     res._var = np.asarray(art["var"], np.float64).ravel()  # type: ignore[attr-defined]
@@ -236,10 +255,13 @@ def print_table(results: list[Result]) -> None:
 def overheads(results: list[Result]) -> None:
     by = {(r.dataset, r.method): r for r in results}
     for ds in ("floats", "images", "table"):
-        lib, cli = by.get((ds, "normstat.fit (library)")), by.get((ds, "normstat fit (CLI)"))
-        imports = by.get((ds, IMPORT_FLOOR))
-        if lib and cli and lib.times and cli.times:
-            line = f"CLI overhead {ds}: {cli.median - lib.median:+.3f} s (CLI - library median)"
+        cli, imports = by.get((ds, "normstat fit (CLI)")), by.get((ds, IMPORT_FLOOR))
+        if cli and cli.paired:
+            line = (
+                f"CLI overhead {ds}: {float(np.median(cli.paired)):+.3f} s (median of "
+                f"{len(cli.paired)} paired differences, CLI run - library call right after it; "
+                f"range {min(cli.paired):+.3f}..{max(cli.paired):+.3f})"
+            )
             if imports and imports.times:
                 line += f"; python + imports alone: {imports.median:.3f} s"
             print(line)

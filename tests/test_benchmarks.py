@@ -3,6 +3,7 @@ with normstat's variance checked against the exact reference (peers may be missi
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,5 @@ def test_small_benchmark_prints_the_table():
         cli = _row(out, data, "normstat fit (CLI)")
         assert float(cli[4]) <= 1e-12
     assert float(_row(out, "-", "normstat --help")[2]) > 0
+    for data in ("floats", "images", "table"):  # each CLI run paired with a warm library call
+        assert re.search(rf"CLI overhead {data}: [+-]\d+\.\d+ s \(median of 1 paired", out)
