@@ -82,6 +82,9 @@ LAYOUTS = {
     "compressed": lambda f, x: f.create_dataset("x", data=x, chunks=(16, 3), compression="gzip"),
     "compact": _compact,
     "unallocated": lambda f, x: f.create_dataset("x", shape=x.shape, dtype=x.dtype, fillvalue=7),
+    "external": lambda f, x: f.create_dataset(
+        "x", data=x, external=[(f.filename + ".raw", 0, h5py.h5f.UNLIMITED)]
+    ),
 }
 
 

@@ -77,8 +77,9 @@ def contiguous_offset(f: h5py.File, ds: h5py.Dataset) -> int | None:
     dsid = ds.id
     if not hasattr(os, "preadv") or f.driver != "sec2" or ds.dtype.kind not in "iuf":
         return None
-    if dsid.get_create_plist().get_layout() != h5py.h5d.CONTIGUOUS:
-        return None
+    dcpl = dsid.get_create_plist()
+    if dcpl.get_layout() != h5py.h5d.CONTIGUOUS or dcpl.get_external_count():
+        return None  # chunked, compact, virtual, or values kept in other (external) files
     if dsid.get_storage_size() != ds.size * ds.dtype.itemsize or not ds.size:
         return None  # not allocated (read as fill values), or not the plain layout
     if not h5py.h5t.py_create(ds.dtype).equal(dsid.get_type()):
