@@ -1,5 +1,5 @@
-"""HDF5 rows read with ``pread`` from a contiguous dataset's offset must be exactly the rows h5py
-reads, for every layout the shortcut accepts, and every other layout must stay with h5py."""
+"""HDF5 rows mapped straight from a contiguous dataset's place in the file must be exactly the rows
+h5py reads, for every layout the shortcut accepts, and every other layout must stay with h5py."""
 
 from __future__ import annotations
 
@@ -140,3 +140,19 @@ def test_a_file_cut_short_inside_the_data_is_one_error_line(tmp_path):
     assert len(lines) == 1 and "cut.h5" in lines[0], done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "s.json").exists()
+
+
+def test_mapped_chunks_are_read_only_and_outlive_the_source(tmp_path):
+    x = _data("<f8", (1000, 5), seed=9)
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=x)
+    src = Hdf5Dataset(str(path), "/x")
+    assert src.direct
+    kept = [c.data for c in src.chunks(300)]
+    src.close()
+    np.testing.assert_array_equal(np.concatenate(kept), x)
+    with pytest.raises(ValueError, match="read-only"):
+        kept[0][0, 0] = 1.0
+    with h5py.File(path, "r") as f:  # the file itself is untouched
+        np.testing.assert_array_equal(f["x"][...], x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Iterator
 
@@ -65,17 +66,15 @@ def resolve_dataset(f: h5py.File, path: str, dataset: str | None) -> h5py.Datase
 
 
 def contiguous_offset(f: h5py.File, ds: h5py.Dataset) -> int | None:
-    """Where ``ds``'s values lie in the file, when they can be read with plain ``pread``.
+    """Where ``ds``'s values lie in the file, when its rows can be mapped straight from it.
 
     That holds for a contiguous dataset whose storage is allocated and whose file type is
     exactly the standard type of its numpy dtype (so no conversion is due), in a file opened
-    with the default one-file driver. HDF5 then stores row-major values in one block at this
-    offset (user block included). Reading it directly measured 2x faster than ``read_direct``
-    on the 1.5 GB uint8 images (0.30 vs 0.63 s; HDF5 walks a 4-d selection element run by
-    element run) and releases the GIL for the whole read. Anything else: None, and h5py reads.
+    with the default one-file driver: HDF5 then stores the row-major values as one block at
+    this offset (user block included). Anything else: None, and h5py reads.
     """
     dsid = ds.id
-    if not hasattr(os, "preadv") or f.driver != "sec2" or ds.dtype.kind not in "iuf":
+    if f.driver != "sec2" or ds.dtype.kind not in "iuf":
         return None
     dcpl = dsid.get_create_plist()
     if dcpl.get_layout() != h5py.h5d.CONTIGUOUS or dcpl.get_external_count():
@@ -111,8 +110,11 @@ class Hdf5Dataset:
         if self._offset is not None:
             try:
                 self._fd = os.open(path, os.O_RDONLY)
+                end = self._offset + self._ds.size * self.dtype.itemsize
+                if os.fstat(self._fd).st_size < end:  # cut short: h5py's error names it
+                    self._stop_mapping()
             except OSError:
-                self._offset = None
+                self._stop_mapping()
 
     @property
     def handle(self) -> h5py.Dataset:
@@ -128,12 +130,15 @@ class Hdf5Dataset:
 
     def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         n = self.shape[0] if stop is None else min(stop, self.shape[0])
+        if self._offset is not None:
+            yield from self._mapped_chunks(rows, start, n)
+            return
         pool = BufferPool()
         for first in range(start, n, rows):
             end = min(first + rows, n)
             buf = pool.get((end - first, *self.shape[1:]), self.dtype)
             try:
-                self._read(buf, first, end)
+                self._ds.read_direct(buf, np.s_[first:end])
             except OSError as exc:
                 raise DataError(
                     f"cannot read rows {first}:{end} ({exc})", path=self.path, dataset=self.dataset
@@ -141,26 +146,49 @@ class Hdf5Dataset:
             yield Chunk(buf, self.path, self.dataset, first)
             del buf  # drop our reference, so the pool can tell when the consumer is done
 
+    def _mapped_chunks(self, rows: int, start: int, n: int) -> Iterator[Chunk]:
+        """Chunks that are read-only views of the file's pages, one mapping per chunk.
+
+        No copy: the kernel reads the page cache itself, where ``read_direct`` or ``pread``
+        first copied every byte into a buffer (25% of a fit's CPU on the 1.5 GB images, plus
+        zeroing fresh buffer pages in a new process). Measured: fit of those images 0.97 ->
+        0.75 s, of the float table 0.75 -> 0.66 s, peak RSS 175 -> 154 MB. A mapping lives as
+        long as its chunk (the array holds it), so memory stays bounded by the chunks in
+        flight. ``MADV_WILLNEED`` asks the kernel to read a chunk that is not cached yet while
+        earlier chunks are being reduced.
+        """
+        assert self._offset is not None
+        row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
+        for first in range(start, n, rows):
+            end = min(first + rows, n)
+            at = self._offset + first * row_bytes
+            base = at - at % mmap.ALLOCATIONGRANULARITY
+            try:
+                m = mmap.mmap(
+                    self._fd, at - base + (end - first) * row_bytes,
+                    access=mmap.ACCESS_READ, offset=base,
+                )  # fmt: skip
+            except OSError as exc:
+                raise DataError(
+                    f"cannot read rows {first}:{end} ({exc})", path=self.path, dataset=self.dataset
+                ) from None
+            if hasattr(m, "madvise") and hasattr(mmap, "MADV_WILLNEED"):
+                m.madvise(mmap.MADV_WILLNEED)
+            count = (end - first) * row_bytes // self.dtype.itemsize
+            data = np.frombuffer(m, self.dtype, count, at - base)
+            yield Chunk(data.reshape(end - first, *self.shape[1:]), self.path, self.dataset, first)
+
     @property
     def direct(self) -> bool:
-        """Whether rows are read with ``pread`` from the file (see :func:`contiguous_offset`)."""
+        """Whether chunks are mapped from the file (see :func:`contiguous_offset`)."""
         return self._offset is not None
 
-    def _read(self, buf: np.ndarray, first: int, end: int) -> None:
-        if self._offset is None:
-            self._ds.read_direct(buf, np.s_[first:end])
-            return
-        view = buf.data.cast("B")
-        at = self._offset + first * (view.nbytes // (end - first))
-        done = 0
-        while done < view.nbytes:
-            n = os.preadv(self._fd, [view[done:]], at + done)
-            if n == 0:
-                raise OSError("the file ends before the dataset's data")
-            done += n
-
-    def close(self) -> None:
+    def _stop_mapping(self) -> None:
+        """Stop mapping the file; chunks are read through h5py from now on."""
         if self._fd >= 0:
             os.close(self._fd)
-            self._fd = -1
+        self._fd, self._offset = -1, None
+
+    def close(self) -> None:
+        self._stop_mapping()
         self._file.close()
