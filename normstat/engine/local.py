@@ -51,14 +51,13 @@ def fit_local(
     with ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="normstat") as pool:
         try:
             if workers <= 1:
-                results: Iterator[tuple[Moments, Chunk]] = (
-                    (chunk_task(c, layout, nan_policy, features), c) for c in chunks
+                results: Iterator[tuple[Moments, int]] = (
+                    (chunk_task(c, layout, nan_policy, features), c.rows) for c in chunks
                 )
             else:
                 results = _pipelined(pool, chunks, layout, nan_policy, workers, features)
-            for part, chunk in results:
+            for part, samples in results:
                 tree.add(part)
-                samples = chunk.rows
                 if progress is not None:
                     progress(samples)
                 if after_chunk is not None:
@@ -76,14 +75,22 @@ def _pipelined(
     nan_policy: NanPolicy,
     workers: int,
     features: list[str] | None,
-) -> Iterator[tuple[Moments, Chunk]]:
-    """Yield chunk moments in input order while at most ``workers + 1`` chunks are in flight."""
-    pending: deque[tuple[Future[Moments], Chunk]] = deque()
+) -> Iterator[tuple[Moments, int]]:
+    """Yield chunk moments and sample counts in input order while at most ``workers + 1``
+    chunks are in flight.
+
+    Only the row count of a submitted chunk is kept here, not the chunk: a chunk is then
+    released the moment its task finishes (the executor drops a finished task's arguments),
+    not when the merge gets to it. That matters for chunks mapped from a file, whose pages
+    count in the process's memory for as long as the chunk lives.
+    """
+    pending: deque[tuple[Future[Moments], int]] = deque()
     for chunk in chunks:
-        pending.append((pool.submit(chunk_task, chunk, layout, nan_policy, features), chunk))
+        pending.append((pool.submit(chunk_task, chunk, layout, nan_policy, features), chunk.rows))
+        del chunk
         if len(pending) > workers:
-            fut, done = pending.popleft()
-            yield fut.result(), done
+            fut, rows = pending.popleft()
+            yield fut.result(), rows
     while pending:
-        fut, done = pending.popleft()
-        yield fut.result(), done
+        fut, rows = pending.popleft()
+        yield fut.result(), rows
