@@ -87,7 +87,7 @@ def _pipelined(
     pending: deque[tuple[Future[Moments], int]] = deque()
     for chunk in chunks:
         pending.append((pool.submit(chunk_task, chunk, layout, nan_policy, features), chunk.rows))
-        del chunk
+        del chunk  # not held here while waiting below: its task's end releases it
         if len(pending) > workers:
             fut, rows = pending.popleft()
             yield fut.result(), rows
