@@ -43,19 +43,22 @@ class Result:
     rss_mb: float = float("nan")
     rel_err: float | None = None
     note: str = ""
-    paired: list[float] = field(default_factory=list)  # CLI: run minus the library call after it
+    paired: list[float] = field(default_factory=list)  # CLI: run minus its paired library call
+    beyond_imports: list[float] = field(default_factory=list)  # ... minus its import-only run
 
     @property
     def median(self) -> float:
         return float(np.median(self.times)) if self.times else float("nan")
 
 
-def run_measured(argv: list[str]) -> tuple[float, float, str]:
+def run_measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MB) and stdout of one child process, measured by ``spawn.py``."""
     with tempfile.TemporaryFile("w+") as errf, tempfile.TemporaryDirectory() as tmp:
         rep = os.path.join(tmp, "rusage.json")
         spawner = [sys.executable, "-S", os.path.join(HERE, "spawn.py"), rep]
-        done = subprocess.run(spawner + argv, stdout=subprocess.PIPE, stderr=errf, text=True)
+        done = subprocess.run(
+            spawner + argv, stdout=subprocess.PIPE, stderr=errf, text=True, env=env
+        )
         with open(rep) as f:
             usage = json.load(f)
         if done.returncode != 0 or usage["exit"] != 0:
@@ -92,60 +95,71 @@ def _run_worker(dataset: str, method: str, path: str, repeats: int) -> Result:
     return res
 
 
-def run_cli(dataset: str, path: str, repeats: int, scratch: str) -> Result:
-    """``normstat fit`` end to end, timed from outside (process start to exit).
+IMPORTS = {"table": "pyarrow.parquet", "floats": "h5py", "images": "h5py"}
+IMPORT_FLOOR = "floor: python + imports"
+CLI = "normstat fit (CLI)"
 
-    Each CLI run is paired with a library call made right after it by a warm process that
-    stays up for the whole series, so the overhead (CLI minus engine time) is a median of
-    differences taken seconds apart: on a shared machine whose speed drifts by 20% over
-    minutes, a difference of two medians measured minutes apart moved by 0.2 s between runs.
+
+def run_cli(dataset: str, path: str, repeats: int, scratch: str) -> list[Result]:
+    """``normstat fit`` end to end, timed from outside (process start to exit), and the part of
+    it no code of ours can remove: a fresh interpreter importing numpy, click and the format's
+    reader library (with ``OPENBLAS_NUM_THREADS=1``, as the CLI sets it).
+
+    Each repeat is a triple taken back to back: a CLI run, a library call by a warm process that
+    stays up for the series, and an import-only run; the order rotates so that a drift in the
+    machine's speed does not favour one of them. The CLI overhead is the median of the per-triple
+    differences *CLI - library*, and what normstat adds beyond the imports the median of
+    *CLI - library - imports*. On a shared machine whose speed drifts by 20% over minutes, a
+    difference of two medians measured minutes apart moved by 0.2 s between runs; the paired
+    differences do not.
     """
-    res = Result(dataset, "normstat fit (CLI)")
+    cli, imports = Result(dataset, CLI), Result(dataset, IMPORT_FLOOR)
+    imports.note = code = f"import numpy, click, {IMPORTS[dataset]}"
     out = os.path.join(scratch, f"cli-{dataset}.json")
     argv = [*normstat_command(), "fit", methods.source_spec(dataset, path), "-o", out, "-q"]
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
     server = [sys.executable, os.path.join(HERE, "methods.py"), "serve", methods.NORMSTAT]
     with subprocess.Popen(
         [*server, dataset, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     ) as lib:
         assert lib.stdin is not None and lib.stdout is not None
-        if lib.stdout.readline().strip() != "ready":
-            res.note = "the library side of the pairs did not start"
-            return res
+        stdin, stdout = lib.stdin, lib.stdout
+
+        def library() -> float:
+            stdin.write("go\n")
+            stdin.flush()
+            return float(stdout.readline())
+
+        if stdout.readline().strip() != "ready":
+            cli.note = "the library side of the pairs did not start"
+            return [cli, imports]
+        steps = {
+            "cli": lambda: run_measured(argv),
+            "lib": lambda: (library(), float("nan"), ""),
+            "imports": lambda: run_measured([sys.executable, "-c", code], env),
+        }
         for i in range(repeats + 1):
+            order = list(steps)[i % 3 :] + list(steps)[: i % 3]
             try:
-                wall, rss, _ = run_measured(argv)
+                got = {name: steps[name]() for name in order}
             except RuntimeError as exc:
-                res.note, res.times = str(exc).split("failed: ")[-1], []
-                return res
-            if i:  # the first run warms the page cache
-                res.times.append(wall)
-                res.rss_mb = max(rss, 0 if res.rss_mb != res.rss_mb else res.rss_mb)
-                lib.stdin.write("go\n")
-                lib.stdin.flush()
-                res.paired.append(wall - float(lib.stdout.readline()))
-        lib.stdin.close()
+                cli.note, cli.times = str(exc).split("failed: ")[-1], []
+                return [cli, imports]
+            if i:  # the first triple warms the page cache
+                wall, rss, _ = got["cli"]
+                lib_s = got["lib"][0]
+                imp, imp_rss, _ = got["imports"]
+                cli.times.append(wall)
+                imports.times.append(imp)
+                cli.rss_mb = max(rss, 0 if cli.rss_mb != cli.rss_mb else cli.rss_mb)
+                imports.rss_mb = imp_rss
+                cli.paired.append(wall - lib_s)
+                cli.beyond_imports.append(wall - lib_s - imp)
+        stdin.close()
     with open(out) as f:
         art = json.load(f)
-    res._var = np.asarray(art["var"], np.float64).ravel()  # type: ignore[attr-defined]
-    return res
-
-
-IMPORTS = {"table": "pyarrow.parquet", "floats": "h5py", "images": "h5py"}
-IMPORT_FLOOR = "floor: python + imports"
-
-
-def run_imports(dataset: str, repeats: int) -> Result:
-    """The part of the CLI's overhead no code of ours can remove: a fresh interpreter importing
-    numpy, click and the format's reader library, timed from outside like the CLI."""
-    res = Result(dataset, IMPORT_FLOOR)
-    code = f"import numpy, click, {IMPORTS[dataset]}"
-    for i in range(repeats + 1):
-        wall, rss, _ = run_measured([sys.executable, "-c", code])
-        if i:
-            res.times.append(wall)
-            res.rss_mb = rss
-    res.note = code
-    return res
+    cli._var = np.asarray(art["var"], np.float64).ravel()  # type: ignore[attr-defined]
+    return [cli, imports]
 
 
 def compile_normstat() -> None:
@@ -202,9 +216,9 @@ def bench_dataset(
     ref = reference(dataset, path)
     wanted = [m for m in methods.for_dataset(dataset) if _picked(m, only)]
     results = [run_worker(dataset, m, path, repeats) for m in wanted]
-    if _picked("normstat fit (CLI)", only):
-        results.insert(min(3, len(results)), run_cli(dataset, path, repeats, scratch))
-        results.insert(min(4, len(results)), run_imports(dataset, repeats))
+    if _picked(CLI, only):
+        at = min(3, len(results))
+        results[at:at] = run_cli(dataset, path, repeats, scratch)
     for r in results:
         if hasattr(r, "_var"):
             r.rel_err = rel_error(r._var, ref)  # type: ignore[attr-defined]
@@ -255,15 +269,18 @@ def print_table(results: list[Result]) -> None:
 def overheads(results: list[Result]) -> None:
     by = {(r.dataset, r.method): r for r in results}
     for ds in ("floats", "images", "table"):
-        cli, imports = by.get((ds, "normstat fit (CLI)")), by.get((ds, IMPORT_FLOOR))
+        cli, imports = by.get((ds, CLI)), by.get((ds, IMPORT_FLOOR))
         if cli and cli.paired:
             line = (
                 f"CLI overhead {ds}: {float(np.median(cli.paired)):+.3f} s (median of "
-                f"{len(cli.paired)} paired differences, CLI run - library call right after it; "
+                f"{len(cli.paired)} paired differences, CLI run - library call next to it; "
                 f"range {min(cli.paired):+.3f}..{max(cli.paired):+.3f})"
             )
             if imports and imports.times:
-                line += f"; python + imports alone: {imports.median:.3f} s"
+                line += (
+                    f"; python + imports alone: {imports.median:.3f} s; beyond the imports: "
+                    f"{float(np.median(cli.beyond_imports)):+.3f} s"
+                )
             print(line)
 
 

@@ -39,4 +39,10 @@ def test_small_benchmark_prints_the_table():
         assert float(cli[4]) <= 1e-12
     assert float(_row(out, "-", "normstat --help")[2]) > 0
     for data in ("floats", "images", "table"):  # each CLI run paired with a warm library call
-        assert re.search(rf"CLI overhead {data}: [+-]\d+\.\d+ s \(median of 1 paired", out)
+        line = re.search(rf"CLI overhead {data}: ([+-]\d+\.\d+) s \(median of 1 paired.*", out)
+        assert line, out
+        # ... and with an import-only run: the three figures must add up
+        imports = float(_row(out, data, "floor: python + imports")[2])
+        assert imports > 0
+        beyond = re.search(r"beyond the imports: ([+-]\d+\.\d+) s", line.group(0))
+        assert beyond and abs(float(line.group(1)) - imports - float(beyond.group(1))) < 2e-3
