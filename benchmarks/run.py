@@ -45,6 +45,7 @@ class Result:
     note: str = ""
     paired: list[float] = field(default_factory=list)  # CLI: run minus its paired library call
     beyond_imports: list[float] = field(default_factory=list)  # ... minus its import-only run
+    fixed: list[float] = field(default_factory=list)  # CLI on a tiny file minus imports
 
     @property
     def median(self) -> float:
@@ -97,26 +98,31 @@ def _run_worker(dataset: str, method: str, path: str, repeats: int) -> Result:
 
 IMPORTS = {"table": "pyarrow.parquet", "floats": "h5py", "images": "h5py"}
 IMPORT_FLOOR = "floor: python + imports"
+TINY_GB = 64e-6
+"""Size of the files the CLI's fixed cost is measured on: 250 float rows, 21 images."""
 CLI = "normstat fit (CLI)"
 
 
-def run_cli(dataset: str, path: str, repeats: int, scratch: str) -> list[Result]:
+def run_cli(dataset: str, path: str, repeats: int, scratch: str, tiny: str) -> list[Result]:
     """``normstat fit`` end to end, timed from outside (process start to exit), and the part of
     it no code of ours can remove: a fresh interpreter importing numpy, click and the format's
     reader library (with ``OPENBLAS_NUM_THREADS=1``, as the CLI sets it).
 
-    Each repeat is a triple taken back to back: a CLI run, a library call by a warm process that
-    stays up for the series, and an import-only run; the order rotates so that a drift in the
-    machine's speed does not favour one of them. The CLI overhead is the median of the per-triple
-    differences *CLI - library*, and what normstat adds beyond the imports the median of
-    *CLI - library - imports*. On a shared machine whose speed drifts by 20% over minutes, a
-    difference of two medians measured minutes apart moved by 0.2 s between runs; the paired
-    differences do not.
+    Each repeat is four runs back to back: a CLI run, a library call by a warm process that
+    stays up for the series, an import-only run, and the CLI on ``tiny`` (the same format and
+    layout, a few rows); the order rotates so that a drift in the machine's speed does not
+    favour one of them. The CLI overhead is the median of the per-repeat differences *CLI -
+    library*; what normstat adds beyond the imports, the median of *CLI - library - imports*;
+    and its fixed cost (its own modules, parsing, writing the artifact, exit), *CLI on tiny -
+    imports*, which a long fit's noise does not blur. On a shared machine whose speed drifts by
+    20% over minutes, a difference of two medians measured minutes apart moved by 0.2 s between
+    runs; the paired differences do not.
     """
     cli, imports = Result(dataset, CLI), Result(dataset, IMPORT_FLOOR)
     imports.note = code = f"import numpy, click, {IMPORTS[dataset]}"
     out = os.path.join(scratch, f"cli-{dataset}.json")
     argv = [*normstat_command(), "fit", methods.source_spec(dataset, path), "-o", out, "-q"]
+    tiny_argv = [*argv[:-4], methods.source_spec(dataset, tiny), "-o", f"{out}.tiny", "-q"]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
     server = [sys.executable, os.path.join(HERE, "methods.py"), "serve", methods.NORMSTAT]
     with subprocess.Popen(
@@ -137,15 +143,16 @@ def run_cli(dataset: str, path: str, repeats: int, scratch: str) -> list[Result]
             "cli": lambda: run_measured(argv),
             "lib": lambda: (library(), float("nan"), ""),
             "imports": lambda: run_measured([sys.executable, "-c", code], env),
+            "tiny": lambda: run_measured(tiny_argv),
         }
         for i in range(repeats + 1):
-            order = list(steps)[i % 3 :] + list(steps)[: i % 3]
+            order = list(steps)[i % 4 :] + list(steps)[: i % 4]
             try:
                 got = {name: steps[name]() for name in order}
             except RuntimeError as exc:
                 cli.note, cli.times = str(exc).split("failed: ")[-1], []
                 return [cli, imports]
-            if i:  # the first triple warms the page cache
+            if i:  # the first round warms the page cache
                 wall, rss, _ = got["cli"]
                 lib_s = got["lib"][0]
                 imp, imp_rss, _ = got["imports"]
@@ -155,6 +162,7 @@ def run_cli(dataset: str, path: str, repeats: int, scratch: str) -> list[Result]
                 imports.rss_mb = imp_rss
                 cli.paired.append(wall - lib_s)
                 cli.beyond_imports.append(wall - lib_s - imp)
+                cli.fixed.append(got["tiny"][0] - imp)
         stdin.close()
     with open(out) as f:
         art = json.load(f)
@@ -217,8 +225,11 @@ def bench_dataset(
     wanted = [m for m in methods.for_dataset(dataset) if _picked(m, only)]
     results = [run_worker(dataset, m, path, repeats) for m in wanted]
     if _picked(CLI, only):
+        tiny = methods.data_paths(os.path.join(scratch, "tiny"))[dataset]
+        if not os.path.exists(tiny):  # the same three datasets, a few rows each
+            make_data.make_all(os.path.dirname(tiny), TINY_GB)
         at = min(3, len(results))
-        results[at:at] = run_cli(dataset, path, repeats, scratch)
+        results[at:at] = run_cli(dataset, path, repeats, scratch, tiny)
     for r in results:
         if hasattr(r, "_var"):
             r.rel_err = rel_error(r._var, ref)  # type: ignore[attr-defined]
@@ -279,7 +290,8 @@ def overheads(results: list[Result]) -> None:
             if imports and imports.times:
                 line += (
                     f"; python + imports alone: {imports.median:.3f} s; beyond the imports: "
-                    f"{float(np.median(cli.beyond_imports)):+.3f} s"
+                    f"{float(np.median(cli.beyond_imports)):+.3f} s; fixed cost on a tiny file "
+                    f"beyond the imports: {float(np.median(cli.fixed)):+.3f} s"
                 )
             print(line)
 

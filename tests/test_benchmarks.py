@@ -46,3 +46,4 @@ def test_small_benchmark_prints_the_table():
         assert imports > 0
         beyond = re.search(r"beyond the imports: ([+-]\d+\.\d+) s", line.group(0))
         assert beyond and abs(float(line.group(1)) - imports - float(beyond.group(1))) < 2e-3
+        assert re.search(r"fixed cost on a tiny file beyond the imports: [+-]\d+\.\d+ s", line[0])
