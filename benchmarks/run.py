@@ -99,7 +99,7 @@ def _run_worker(dataset: str, method: str, path: str, repeats: int) -> Result:
 IMPORTS = {"table": "pyarrow.parquet", "floats": "h5py", "images": "h5py"}
 IMPORT_FLOOR = "floor: python + imports"
 TINY_GB = 64e-6
-"""Size of the files the CLI's fixed cost is measured on: 250 float rows, 21 images."""
+"""Size of the files the CLI's fixed cost is measured on: 250 float or table rows, 20 images."""
 CLI = "normstat fit (CLI)"
 
 
@@ -121,8 +121,9 @@ def run_cli(dataset: str, path: str, repeats: int, scratch: str, tiny: str) -> l
     cli, imports = Result(dataset, CLI), Result(dataset, IMPORT_FLOOR)
     imports.note = code = f"import numpy, click, {IMPORTS[dataset]}"
     out = os.path.join(scratch, f"cli-{dataset}.json")
-    argv = [*normstat_command(), "fit", methods.source_spec(dataset, path), "-o", out, "-q"]
-    tiny_argv = [*argv[:-4], methods.source_spec(dataset, tiny), "-o", f"{out}.tiny", "-q"]
+    fit = [*normstat_command(), "fit"]
+    argv = [*fit, methods.source_spec(dataset, path), "-o", out, "-q"]
+    tiny_argv = [*fit, methods.source_spec(dataset, tiny), "-o", f"{out}.tiny", "-q"]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
     server = [sys.executable, os.path.join(HERE, "methods.py"), "serve", methods.NORMSTAT]
     with subprocess.Popen(
