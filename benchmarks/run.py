@@ -159,7 +159,7 @@ def run_cli(dataset: str, path: str, repeats: int, scratch: str, tiny: str) -> l
                 imp, imp_rss, _ = got["imports"]
                 cli.times.append(wall)
                 imports.times.append(imp)
-                cli.rss_mb = max(rss, 0 if cli.rss_mb != cli.rss_mb else cli.rss_mb)
+                cli.rss_mb = float(np.fmax(cli.rss_mb, rss))  # NaN until the first run
                 imports.rss_mb = imp_rss
                 cli.paired.append(wall - lib_s)
                 cli.beyond_imports.append(wall - lib_s - imp)
