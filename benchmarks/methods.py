@@ -308,7 +308,15 @@ PREPARED: dict[str, Callable[[str, str], Callable[[], None]]] = {
 }
 
 
-def measure(method: str, dataset: str, path: str, repeats: int) -> dict:
+def measure(method: str, dataset: str, path: str, repeats: int, settle: float = 0.0) -> dict:
+    """Time ``method`` ``repeats`` times after one untimed warm-up. A writer (``PREPARED``) first
+    flushes, then idles ``settle`` seconds before each run: on a VM with free page reporting
+    (Firecracker here, ``page_reporting_order=11``) memory freed by the previous run's deleted
+    output goes back to the host about 2 s later, and a run that starts before that writes into
+    pages still mapped and is 2-3x faster than one that starts after (a plain ``dd`` of the
+    1.5 GB float file: 0.83-1.25 s back to back, 2.6-3.1 s after 4 s idle). Which side of that
+    line a run lands on decided the apply ratio; with ``settle`` every run starts from the
+    state a one-off apply meets, memory long since freed."""
     if method == "reference":
         return {"var": reference_var(dataset, path).tolist()}
     if method in PREPARED:
@@ -321,6 +329,7 @@ def measure(method: str, dataset: str, path: str, repeats: int) -> dict:
     for _ in range(repeats):
         if method in PREPARED:  # writers: start each run with no dirty pages left to flush
             os.sync()
+            time.sleep(settle)
         t0 = time.perf_counter()
         var = fn()
         times.append(time.perf_counter() - t0)
@@ -347,8 +356,9 @@ def main(argv: list[str]) -> None:
         serve(*argv[1:4])
         return
     method, dataset, path, repeats = argv[0], argv[1], argv[2], int(argv[3])
+    settle = float(argv[4]) if len(argv) > 4 else 0.0
     try:
-        report = measure(method, dataset, path, repeats)
+        report = measure(method, dataset, path, repeats, settle)
     except Skip as exc:
         report = {"skip": str(exc)}
     print(json.dumps(report))

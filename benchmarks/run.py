@@ -69,16 +69,17 @@ def run_measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[fl
     return usage["wall"], usage["maxrss_kb"] / 1024, done.stdout
 
 
-def run_worker(dataset: str, method: str, path: str, repeats: int) -> Result:
+def run_worker(dataset: str, method: str, path: str, repeats: int, settle: float = 0.0) -> Result:
     t0 = time.perf_counter()
-    res = _run_worker(dataset, method, path, repeats)
+    res = _run_worker(dataset, method, path, repeats, settle)
     if os.environ.get("NSBENCH_VERBOSE"):
         print(f"{dataset} {method}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return res
 
 
-def _run_worker(dataset: str, method: str, path: str, repeats: int) -> Result:
+def _run_worker(dataset: str, method: str, path: str, repeats: int, settle: float) -> Result:
     argv = [sys.executable, os.path.join(HERE, "methods.py"), method, dataset, path, str(repeats)]
+    argv.append(str(settle))
     res = Result(dataset, method)
     try:
         _, res.rss_mb, out = run_measured(argv)
@@ -244,12 +245,16 @@ def _picked(method: str, only: str | None) -> bool:
 APPLY_FLOORS = {"floats": "floor: h5py copy", "table": "floor: pyarrow read + write"}
 
 
-def bench_apply(dataset: str, path: str, repeats: int) -> list[Result]:
+SETTLE_S = 4.0
+"""Idle time before each timed writer run, so that it starts with cold memory (methods.measure)."""
+
+
+def bench_apply(dataset: str, path: str, repeats: int, settle: float = SETTLE_S) -> list[Result]:
     """``apply`` float32 HDF5 -> HDF5 against a plain h5py copy (read + write), and Parquet ->
     Parquet against pyarrow's own streaming read + write of the same file."""
     out = []
     for m in (APPLY_FLOORS[dataset], "normstat.apply"):
-        r = run_worker(dataset, m, path, repeats)
+        r = run_worker(dataset, m, path, repeats, settle)
         r.dataset = f"apply {dataset}"
         out.append(r)
     return out
@@ -321,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
             results += bench_dataset(ds, paths[ds], repeats, scratch, args.methods)
         for ds in ("floats", "table"):
             if ds in wanted and _picked("normstat.apply", args.methods):
-                results += bench_apply(ds, paths[ds], repeats)
+                settle = 0.0 if args.small else SETTLE_S  # small outputs: nothing to hand back
+                results += bench_apply(ds, paths[ds], repeats, settle)
         results.append(run_help(repeats))
     print_table(results)
     overheads(results)

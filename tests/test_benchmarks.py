@@ -3,9 +3,11 @@ with normstat's variance checked against the exact reference (peers may be missi
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,3 +49,34 @@ def test_small_benchmark_prints_the_table():
         beyond = re.search(r"beyond the imports: ([+-]\d+\.\d+) s", line.group(0))
         assert beyond and abs(float(line.group(1)) - imports - float(beyond.group(1))) < 2e-3
         assert re.search(r"fixed cost on a tiny file beyond the imports: [+-]\d+\.\d+ s", line[0])
+
+
+def test_writers_settle_before_each_run_outside_the_timing(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import make_data
+    finally:
+        sys.path.pop(0)
+    paths = make_data.make_all(str(tmp_path), 0.0005)
+    settle, repeats = 0.4, 2
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "methods.py"),
+            "floor: h5py copy",
+            "floats",
+            paths["floats"],
+            str(repeats),
+            str(settle),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    wall = time.perf_counter() - t0
+    assert done.returncode == 0, done.stderr
+    times = json.loads(done.stdout.strip().splitlines()[-1])["times"]
+    assert len(times) == repeats
+    assert wall >= repeats * settle  # the worker idled before each run ...
+    assert sum(times) < wall - repeats * settle  # ... and none of it was timed
