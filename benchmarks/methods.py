@@ -1,4 +1,5 @@
-"""The timed methods, one per process: ``python methods.py METHOD DATASET PATH N`` (see run.py).
+"""The timed methods, one per process: ``python methods.py METHOD DATASET PATH N [SETTLE]`` (see
+run.py; SETTLE: seconds a writer idles before each timed run, see :func:`measure`).
 
 Each method reads the whole dataset and returns the per-feature variance (population, ddof 0) as a
 flat float64 array. The worker runs it once untimed (warm page cache, imports done), then ``N``

@@ -78,8 +78,8 @@ def run_worker(dataset: str, method: str, path: str, repeats: int, settle: float
 
 
 def _run_worker(dataset: str, method: str, path: str, repeats: int, settle: float) -> Result:
-    argv = [sys.executable, os.path.join(HERE, "methods.py"), method, dataset, path, str(repeats)]
-    argv.append(str(settle))
+    worker = os.path.join(HERE, "methods.py")
+    argv = [sys.executable, worker, method, dataset, path, str(repeats), str(settle)]
     res = Result(dataset, method)
     try:
         _, res.rss_mb, out = run_measured(argv)
