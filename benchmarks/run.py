@@ -249,7 +249,7 @@ SETTLE_S = 4.0
 """Idle time before each timed writer run, so that it starts with cold memory (methods.measure)."""
 
 
-def bench_apply(dataset: str, path: str, repeats: int, settle: float = SETTLE_S) -> list[Result]:
+def bench_apply(dataset: str, path: str, repeats: int, settle: float) -> list[Result]:
     """``apply`` float32 HDF5 -> HDF5 against a plain h5py copy (read + write), and Parquet ->
     Parquet against pyarrow's own streaming read + write of the same file."""
     out = []
@@ -324,9 +324,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"missing {paths[ds]}: run make_data.py first", file=sys.stderr)
                 return 2
             results += bench_dataset(ds, paths[ds], repeats, scratch, args.methods)
+        settle = 0.0 if args.small else SETTLE_S  # small outputs: nothing to hand back
         for ds in ("floats", "table"):
             if ds in wanted and _picked("normstat.apply", args.methods):
-                settle = 0.0 if args.small else SETTLE_S  # small outputs: nothing to hand back
                 results += bench_apply(ds, paths[ds], repeats, settle)
         results.append(run_help(repeats))
     print_table(results)
