@@ -9,8 +9,7 @@ import numpy as np
 
 from normstat import artifact
 from normstat.api.fitting import fit
-from normstat.api.options import ChunkSize, ProgressHook, plain
-from normstat.api.transforming import _apply_columns
+from normstat.api.options import ChunkSize, ProgressHook, apply_columns, plain
 from normstat.core.checks import NanPolicy
 from normstat.core.choices import EXPORT_TARGETS
 from normstat.core.drift import Drift, check_comparable, compare
@@ -128,7 +127,7 @@ def drift(
         chunk_size=chunk_size,
         workers=workers,
         input_format=input_format,
-        columns=_apply_columns(base, columns),
+        columns=apply_columns(base, columns),
         progress=progress,
     )
     name = stats if isinstance(stats, str) else "STATS"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -29,13 +30,19 @@ def os_reason(exc: BaseException) -> str:
 @contextlib.contextmanager
 def write_errors(out: str, also: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Turn a failure of the writer into a :class:`DataError` naming ``out``."""
-    caught: tuple[type[BaseException], ...] = (OSError, RuntimeError, *also)  # h5py: RuntimeError
+    caught: tuple[type[BaseException], ...] = (OSError, RuntimeError, *also, *_arrow())
     try:
         yield
     except BrokenPipeError:
         raise
     except caught as exc:
         raise DataError(f"cannot write the output ({os_reason(exc)})", path=out) from None
+
+
+def _arrow() -> tuple[type[BaseException], ...]:
+    """pyarrow's own write failures, when pyarrow is loaded (else none can occur)."""
+    pa = sys.modules.get("pyarrow")
+    return () if pa is None else (pa.ArrowException,)
 
 
 def drain(
