@@ -20,8 +20,8 @@ import click
 
 from normstat import __version__
 from normstat.core.choices import ENGINES, EXPORT_TARGETS, METHODS, NAN_POLICIES, OUTPUT_FORMATS
-from normstat.entry import Terminated, interrupted_message, signal_exit
 from normstat.errors import NormstatError
+from normstat.interrupts import Terminated, interrupted_message, signal_exit
 
 if TYPE_CHECKING:
     from normstat.core.drift import Drift

@@ -25,7 +25,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
-from normstat.engine.apply import ApplyOptions, Output, resolve, write
+from normstat.engine.output import ApplyOptions, Output, resolve, write
 from normstat.engine.plan import aligned, check_seekable, concat_tasks
 from normstat.engine.transform import TransformStep, reads, transformed
 from normstat.errors import UsageError
