@@ -28,10 +28,6 @@ class ProgressHook(Protocol):
     def advance(self, n: int) -> None: ...
 
 
-# ---------------------------------------------------------------------------------------------
-# fit
-
-
 def check_engine(
     engine: str, scheduler: str | None, specs: Sequence[str], checkpoint: str | None = None
 ) -> None:

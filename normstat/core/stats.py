@@ -92,13 +92,3 @@ class Stats:
         std = self.std
         return np.where(self.constant | ~np.isfinite(std), 1.0, std)
 
-    def merge(self, other: Stats) -> Stats:
-        """Exact merge of the statistics of two disjoint parts of one dataset."""
-        return Stats(
-            self.moments.merge(other.moments),
-            self.feature_shape,
-            self.axis,
-            self.ddof,
-            self.features,
-            dict(self.source),
-        )
