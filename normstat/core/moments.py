@@ -173,13 +173,17 @@ class TreeMerger:
 
     def __init__(self, n_features: int, first: int = 0) -> None:
         self.n_features = n_features
-        self.first = self.stop = first  # the chunks first:stop are merged here
-        self._stack: list[tuple[int, Moments]] = []
+        self.first = first
+        self._stack: list[tuple[int, Moments]] = []  # (level, moments of 2**level chunks)
+
+    @property
+    def stop(self) -> int:
+        """The chunks ``first:stop`` are merged here (the stack is all the state there is)."""
+        return self.first + sum(1 << level for level, _ in self._stack)
 
     def add(self, part: Moments, level: int = 0) -> None:
         """``part``: the moments of the aligned block of ``2**level`` chunks from :attr:`stop`."""
         at, cur = self.stop, part
-        self.stop += 1 << level
         while (
             self._stack
             and self._stack[-1][0] == level
@@ -195,7 +199,7 @@ class TreeMerger:
         if right.first != self.stop:
             raise ValueError(f"mergers are not adjacent: {self.stop} != {right.first}")
         out = TreeMerger(self.n_features, self.first)
-        out._stack, out.stop = list(self._stack), self.stop
+        out._stack = list(self._stack)
         for level, part in right._stack:
             out.add(part, level)
         return out
