@@ -91,4 +91,3 @@ class Stats:
         scikit-learn's ``scale_``), so no output is ever inf or NaN because of the statistics."""
         std = self.std
         return np.where(self.constant | ~np.isfinite(std), 1.0, std)
-

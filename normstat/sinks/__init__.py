@@ -61,36 +61,22 @@ class OutputFormat:
 
 
 _S = "normstat.sinks."
+# fmt: off
 OUTPUTS: tuple[OutputFormat, ...] = (
     OutputFormat("hdf5", (".h5", ".hdf5", ".he5"), _S + "hdf5", "Hdf5Writer", ("array",)),
-    OutputFormat(
-        "npy", (".npy",), _S + "npy", "NpyWriter", ("array",), False, "ranges", "NpyStreamWriter"
-    ),
-    OutputFormat("zarr", (".zarr",), _S + "zarr", "ZarrWriter", ("array",), True, "ranges"),
-    OutputFormat(
-        "parquet",
-        (".parquet", ".pq"),
-        _S + "table",
-        "ParquetTableWriter",
-        ("table",),
-        False,
-        "whole",
-    ),  # fmt: skip
-    OutputFormat(
-        "arrow",
-        (".arrow", ".ipc", ".arrows"),
-        _S + "table",
-        "IpcTableWriter",
-        ("table",),
-        False,
-        "whole",
-        "IpcStreamWriter",
-    ),  # fmt: skip
-    OutputFormat(
-        "feather", (".feather",), _S + "table", "IpcTableWriter", ("table",), False, "whole"
-    ),  # fmt: skip
-    OutputFormat("csv", (".csv",), _S + "table", "CsvTableWriter", ("table",), False, "whole"),
+    OutputFormat("npy", (".npy",), _S + "npy", "NpyWriter", ("array",),
+                 parallel="ranges", stream="NpyStreamWriter"),
+    OutputFormat("zarr", (".zarr",), _S + "zarr", "ZarrWriter", ("array",),
+                 directory=True, parallel="ranges"),
+    OutputFormat("parquet", (".parquet", ".pq"), _S + "table", "ParquetTableWriter", ("table",),
+                 parallel="whole"),
+    OutputFormat("arrow", (".arrow", ".ipc", ".arrows"), _S + "table", "IpcTableWriter",
+                 ("table",), parallel="whole", stream="IpcStreamWriter"),
+    OutputFormat("feather", (".feather",), _S + "table", "IpcTableWriter", ("table",),
+                 parallel="whole"),
+    OutputFormat("csv", (".csv",), _S + "table", "CsvTableWriter", ("table",), parallel="whole"),
 )
+# fmt: on
 """A table's feature columns can also go to an array format, as a (rows, features) matrix: the
 reader then yields that matrix, so no writer converts one item into the other."""
 
