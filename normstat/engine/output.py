@@ -4,14 +4,15 @@ close)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import contextlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from normstat.engine.transform import TransformStep, output_schema
 from normstat.errors import DataError
 from normstat.sinks import OutputFormat, OutputSpec, Writer, output_format
-from normstat.sinks.failures import drain, write_errors
+from normstat.sinks.failures import write_errors
 from normstat.sources.base import ArraySource
 
 Progress = Callable[[int], None]
@@ -66,20 +67,27 @@ def resolve(srcs: list[ArraySource], o: ApplyOptions) -> Output:
     return Output(fmt, False, replace(spec, shape=shape))
 
 
-def write(opener: Callable[[], Writer], items: Iterable[Any], where: str) -> int:
-    """Open a writer, write every item, close it (:func:`normstat.sinks.failures.drain`);
-    returns the rows written."""
+def write(opener: Callable[[], Writer], items: Iterable[tuple[int, Any]], where: str) -> int:
+    """Open a writer, write every ``(rows, item)`` in order, close it; returns the rows written.
+
+    The engine drives: it pulls items (reads, transformed ahead) and pushes them to the writer.
+    Only the writer's own failures become one-line write errors naming ``where``; reading
+    errors pass through as they are. On failure the writer is closed quietly (a full disk makes
+    closing fail too), so the first error is the one the user sees."""
     with write_errors(where):
         writer = opener()
     done = 0
-
-    def counted() -> Iterator[Any]:
-        nonlocal done
+    try:
         for n, item in items:
-            yield item
+            with write_errors(where):
+                writer.write(item)
             done += n
-
-    drain(writer.write, writer.close, counted(), where)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            writer.close()
+        raise
+    with write_errors(where):
+        writer.close()
     return done
 
 
