@@ -21,7 +21,9 @@ import pytest
 import normstat
 from normstat.sinks import OUTPUTS
 
-distributed = pytest.importorskip("distributed")
+engine_tests = pytest.importorskip("test_dask_engine")
+cluster = engine_tests.cluster  # the same module-scoped LocalCluster fixture
+
 zarr = pytest.importorskip("zarr")
 
 INPUTS = ("npy", "hdf5", "zarr", "parquet", "arrow", "csv")
@@ -29,14 +31,6 @@ ARRAY_INPUTS = ("npy", "hdf5", "zarr")
 OUTS = tuple(f.name for f in OUTPUTS)
 SUFFIX = {f.name: f.suffixes[0] for f in OUTPUTS}
 FEATURES = ["f0", "f1", "f2"]
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
-    ) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
