@@ -155,3 +155,12 @@ def test_streams_are_local_and_carry_the_input_kind(inputs, tmp_path, cluster, c
                        scheduler=cluster.scheduler_address)  # fmt: skip
     with pytest.raises(normstat.UsageError, match="zarr cannot be written to stdout"):
         normstat.apply(stats, inputs["npy"], "-", output_format="zarr")
+
+
+@pytest.mark.parametrize("inp,out", [("hdf5", "npy"), ("parquet", "parquet")])
+def test_workers_transform_ahead_in_order_to_the_same_bits(inputs, tmp_path, inp, out):
+    stats = normstat.fit(inputs[inp], columns=None if inp in ARRAY_INPUTS else FEATURES)
+    paths = [str(tmp_path / f"w{w}{SUFFIX[out]}") for w in (1, 3)]
+    for w, path in zip((1, 3), paths, strict=True):
+        normstat.apply(stats, inputs[inp], path, chunk_size=8, workers=w)
+    np.testing.assert_array_equal(_read(paths[0], out)[0], _read(paths[1], out)[0])
