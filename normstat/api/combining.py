@@ -9,15 +9,14 @@ import numpy as np
 
 from normstat import artifact
 from normstat.api.fitting import fit
-from normstat.api.options import ChunkSize, ProgressHook, plain
-from normstat.api.transforming import _apply_columns
+from normstat.api.options import ChunkSize, ProgressHook, apply_columns, plain
 from normstat.core.checks import NanPolicy
 from normstat.core.choices import EXPORT_TARGETS
 from normstat.core.drift import Drift, check_comparable, compare
+from normstat.core.layout import feature_names
 from normstat.core.moments import merge_all
 from normstat.core.stats import Stats
 from normstat.errors import ArtifactError, UsageError
-from normstat.report import feature_names
 
 
 def merge(parts: Sequence[Stats | str]) -> Stats:
@@ -101,7 +100,7 @@ def diff(a: Stats | str, b: Stats | str) -> Drift:
     """Drift of statistics B relative to A (e.g. serving vs training), worst feature first."""
     sa, sb = (artifact.load(s) if isinstance(s, str) else s for s in (a, b))
     check_comparable(sa, sb, a if isinstance(a, str) else "A", b if isinstance(b, str) else "B")
-    return compare(sa, sb, feature_names(sa))
+    return compare(sa, sb, feature_names(sa.features, sa.feature_shape))
 
 
 def drift(
@@ -128,9 +127,9 @@ def drift(
         chunk_size=chunk_size,
         workers=workers,
         input_format=input_format,
-        columns=_apply_columns(base, columns),
+        columns=apply_columns(base, columns),
         progress=progress,
     )
     name = stats if isinstance(stats, str) else "STATS"
     check_comparable(base, new, name, ", ".join(new.source.get("paths", [])) or "SOURCE")
-    return compare(base, new, feature_names(base))
+    return compare(base, new, feature_names(base.features, base.feature_shape))

@@ -116,16 +116,13 @@ def _fit_dask(
     nan: NanPolicy,
     cluster: dict[str, Any],
 ) -> Moments:
-    """Arrays by row ranges (:mod:`normstat.engine.dask`), tables by row groups
-    (:mod:`normstat.engine.dask_tables`)."""
-    if srcs[0].kind == "table":
-        from normstat.engine.dask_tables import fit_tables_dask
-
-        return fit_tables_dask(srcs, rows, task_rows, layout, nan, **cluster)  # type: ignore[arg-type]
+    """Tasks of whole read units (:mod:`normstat.engine.plan`), on the cluster."""
     from normstat.engine.dask import fit_dask
-    from normstat.engine.plan import fit_tasks
+    from normstat.engine.plan import check_seekable, fit_tasks
 
-    return fit_dask(fit_tasks(srcs, rows, task_rows), rows, layout, nan, **cluster)
+    check_seekable(srcs)
+    tasks = fit_tasks(srcs, rows, task_rows)
+    return fit_dask(tasks, rows, layout, nan, features=srcs[0].features, **cluster)
 
 
 def source_layout(axis: AxisSpec, src: ArraySource) -> AxisLayout:
@@ -257,7 +254,3 @@ def fit_arrays(
     for b in [batches] if isinstance(batches, np.ndarray) else batches:
         acc.update(b)
     return acc.result()
-
-
-# ---------------------------------------------------------------------------------------------
-# apply

@@ -8,3 +8,5 @@ NAN_POLICIES: tuple[str, ...] = ("skip", "error")
 METHODS: tuple[str, ...] = ("zscore", "minmax", "center")
 ENGINES: tuple[str, ...] = ("local", "dask")
 EXPORT_TARGETS: tuple[str, ...] = ("keras", "torch", "sklearn")
+OUTPUT_FORMATS: tuple[str, ...] = ("hdf5", "npy", "zarr", "parquet", "arrow", "feather", "csv")
+"""The names of :data:`normstat.sinks.OUTPUTS` (a test holds them equal)."""

@@ -91,14 +91,3 @@ class Stats:
         scikit-learn's ``scale_``), so no output is ever inf or NaN because of the statistics."""
         std = self.std
         return np.where(self.constant | ~np.isfinite(std), 1.0, std)
-
-    def merge(self, other: Stats) -> Stats:
-        """Exact merge of the statistics of two disjoint parts of one dataset."""
-        return Stats(
-            self.moments.merge(other.moments),
-            self.feature_shape,
-            self.axis,
-            self.ddof,
-            self.features,
-            dict(self.source),
-        )
