@@ -11,6 +11,7 @@ import numpy as np
 from normstat.api.options import (
     ChunkSize,
     ProgressHook,
+    check_checkpoint_every,
     check_engine,
     check_options,
     chunk_rows,
@@ -148,8 +149,7 @@ def _checkpointer(
     every: float,
     resume: bool,
 ) -> tuple[checkpoints.Checkpointer, Moments | None]:
-    if every <= 0:
-        raise UsageError(f"--checkpoint-every must be positive, received {every}")
+    check_checkpoint_every(every)
     print_ = checkpoints.fingerprint(
         srcs,
         axis=plain(layout.axis),

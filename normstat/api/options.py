@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -46,6 +47,13 @@ def check_engine(
         )
 
 
+def check_checkpoint_every(every: float) -> None:
+    if not (isinstance(every, int | float) and math.isfinite(every) and every > 0):
+        raise UsageError(
+            f"--checkpoint-every must be a positive number of seconds, received {every}"
+        )
+
+
 def task_rows(src: ArraySource, chunk_rows: int, task_size: ChunkSize) -> int:
     """Rows per Dask task: a whole number of chunks near ``task_size`` (default 64 MiB)."""
     from normstat.engine.plan import TASK_BYTES, row_bytes, rows_per_task
@@ -69,9 +77,15 @@ def row_bytes(src: ArraySource) -> int:
     return int(np.prod(src.shape[1:], dtype=np.int64)) * src.dtype.itemsize
 
 
+MAX_DDOF = 2**53
+"""Past any row count (float64 holds every integer up to it); a larger ddof is a typo."""
+
+
 def check_options(ddof: int, nan: str) -> None:
-    if ddof < 0:
-        raise UsageError(f"--ddof must be >= 0, received {ddof}")
+    if isinstance(ddof, bool) or not isinstance(ddof, int | np.integer):
+        raise UsageError(f"--ddof must be an integer, received {ddof!r}")
+    if not 0 <= ddof < MAX_DDOF:
+        raise UsageError(f"--ddof must be >= 0 and below 2**53, received {ddof}")
     if nan not in NAN_POLICIES:
         raise UsageError(f"--nan must be one of {', '.join(NAN_POLICIES)}, received {nan!r}")
 
