@@ -215,8 +215,7 @@ def read_npz_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path
         data = fp.read(nbytes)
         if len(data) != nbytes or fp.read(1):
             raise ArtifactError(f"NPZ member {name!r} is not the size its header says", path=path)
-    order = "F" if fortran else "C"
-    return np.frombuffer(data, dtype).reshape(shape, order=order)
+    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def from_dict(doc: dict[str, Any], path: str = "<artifact>") -> Stats:
@@ -343,7 +342,8 @@ def _moments(a: dict[str, np.ndarray], fail: Any) -> Moments:
             raise fail(f"'{k}' is null for a feature whose count is positive")
     if (a["m2"].reshape(-1)[has] < 0).any():
         raise fail("'m2' is negative")
-    _check_ranges(*(a[k].reshape(-1)[has] for k in ("min", "max", "mean", "m2")), count[has], fail)
+    lo, hi, mean, m2 = (a[k].reshape(-1)[has] for k in ("min", "max", "mean", "m2"))
+    _check_ranges(lo, hi, mean, m2, count[has], fail)
     return Moments(
         count=count,
         nan_count=a["nan_count"].astype(np.int64).reshape(-1),
