@@ -16,6 +16,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -182,3 +183,169 @@ def test_ddof_and_checkpoint_every_must_be_sane(tmp_path):
             every,
         )  # fmt: skip
         refused(result, "--checkpoint-every", code=2)
+
+
+# ------------------------------------------------------------------------ HDF5: reaching out
+
+
+def _h5(path: Path, build) -> Path:
+    with h5py.File(path, "w") as f:
+        build(f)
+    return path
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A raw float64 file in another directory than the HDF5 files (``tmp_path / "data"``)."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "data").mkdir()
+    raw = tmp_path / "elsewhere" / "secret.bin"
+    np.arange(80.0).tofile(raw)
+    return raw
+
+
+def test_external_raw_storage_outside_the_directory_is_refused(tmp_path, outside):
+    path = _h5(
+        tmp_path / "data" / "ext.h5",
+        lambda f: f.create_dataset("x", (10, 8), "<f8", external=[(str(outside), 0, 640)]),
+    )
+    refused(cli("fit", path), "external")
+    result = cli("fit", path, "--allow-external")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["max"][-1] == 79.0
+    refused(cli("apply", tmp_path / "s.json", path, "-o", tmp_path / "o.h5"), "s.json")
+    stats = tmp_path / "s.json"
+    stats.write_text(result.stdout)
+    refused(cli("apply", stats, path, "-o", tmp_path / "o.h5"), "external")
+    ok = cli("apply", stats, path, "-o", tmp_path / "o.h5", "--allow-external")
+    assert ok.exit_code == 0, ok.stderr
+
+
+def test_external_raw_storage_beside_the_file_is_read(tmp_path):
+    raw = tmp_path / "part.bin"
+    np.arange(80.0).tofile(raw)
+    path = _h5(
+        tmp_path / "ext.h5",
+        lambda f: f.create_dataset("x", (10, 8), "<f8", external=[("part.bin", 0, 640)]),
+    )
+    result = cli("fit", path, cwd=tmp_path)  # HDF5 resolves relative names from the cwd
+    assert result.exit_code == 0, result.stderr
+    (tmp_path / "sub").mkdir()
+    refused(cli("fit", path, cwd=tmp_path / "sub"), "which is missing")
+
+
+def test_external_link_outside_the_directory_is_refused(tmp_path):
+    (tmp_path / "data").mkdir()
+    target = _h5(tmp_path / "target.h5", lambda f: f.create_dataset("x", data=np.ones((5, 2))))
+    path = _h5(
+        tmp_path / "data" / "link.h5", lambda f: f.__setitem__("x", h5py.ExternalLink(target, "/x"))
+    )
+    refused(cli("fit", f"{path}:/x"), "external")
+    assert cli("fit", f"{path}:/x", "--allow-external").exit_code == 0
+    near = _h5(tmp_path / "near.h5", lambda f: f.__setitem__("x", h5py.ExternalLink(target, "/x")))
+    assert cli("fit", f"{near}:/x").exit_code == 0
+
+
+def _vds(path: Path, source: Path) -> Path:
+    layout = h5py.VirtualLayout(shape=(5, 2), dtype="f8")
+    layout[:] = h5py.VirtualSource(str(source), "x", shape=(5, 2))
+    return _h5(path, lambda f: f.create_virtual_dataset("v", layout, fillvalue=0.0))
+
+
+def test_virtual_dataset_with_a_missing_source_is_refused(tmp_path):
+    src = _h5(tmp_path / "src.h5", lambda f: f.create_dataset("x", data=np.full((5, 2), 3.0)))
+    path = _vds(tmp_path / "v.h5", src)
+    result = cli("fit", path)
+    assert result.exit_code == 0 and json.loads(result.stdout)["mean"] == [3.0, 3.0]
+    src.unlink()
+    refused(cli("fit", path), "src.h5")
+
+
+def test_virtual_dataset_outside_the_directory_needs_allow_external(tmp_path):
+    (tmp_path / "data").mkdir()
+    src = _h5(tmp_path / "src.h5", lambda f: f.create_dataset("x", data=np.full((5, 2), 3.0)))
+    path = _vds(tmp_path / "data" / "v.h5", src)
+    refused(cli("fit", path), "external")
+    assert cli("fit", path, "--allow-external").exit_code == 0
+
+
+def test_soft_link_loop_is_one_error(tmp_path):
+    def build(f):
+        f["a"] = h5py.SoftLink("/b")
+        f["b"] = h5py.SoftLink("/a")
+        f.create_dataset("x", data=np.ones((3, 2)))
+
+    path = _h5(tmp_path / "loop.h5", build)
+    refused(cli("fit", f"{path}:/a"), "loop.h5")
+    assert cli("fit", path).exit_code == 0
+
+
+# ---------------------------------------------------------------- HDF5 / Zarr: declared size
+
+
+def test_unallocated_hdf5_is_refused_at_once(tmp_path):
+    path = _h5(
+        tmp_path / "huge.h5",
+        lambda f: f.create_dataset("x", shape=(10**11, 8), chunks=(4096, 8), dtype="f4"),
+    )
+    assert path.stat().st_size < 10_000
+    line = refused(cli("fit", path), "declares 100000000000 rows but stores only")
+    assert "huge.h5:/x" in line
+    contiguous = _h5(tmp_path / "c.h5", lambda f: f.create_dataset("x", (10**6, 8), "f4"))
+    refused(cli("fit", contiguous), "declares 1000000 rows but stores only 0 bytes")
+
+
+def test_partly_written_hdf5_is_refused_but_compressed_data_is_read(tmp_path):
+    def partly(f):
+        f.create_dataset("x", shape=(100_000, 8), chunks=(1000, 8), dtype="f4")[:5000] = 1.0
+
+    refused(cli("fit", _h5(tmp_path / "part.h5", partly)), "stores only")
+    zeros = _h5(
+        tmp_path / "z.h5",
+        lambda f: f.create_dataset(
+            "x", data=np.zeros((100_000, 8)), chunks=(1000, 8), compression=9
+        ),
+    )
+    assert zeros.stat().st_size < 100_000  # far less than its 6.4 MB of values
+    result = cli("fit", zeros)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_a_huge_storage_chunk_is_refused_before_it_is_read(tmp_path):
+    """2 MB of file holding one 1 GiB gzip chunk: memory would follow the file's chunk."""
+    import resource
+    import zlib
+
+    path = tmp_path / "bigchunk.h5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("x", (2**27, 1), "f8", chunks=(2**27, 1), compression="gzip")
+        z, zero, parts = zlib.compressobj(), bytes(2**24), []
+        for _ in range(64):
+            parts.append(z.compress(zero))
+        parts.append(z.flush())
+        ds.id.write_direct_chunk((0, 0), b"".join(parts))
+    assert path.stat().st_size < 4 * 2**20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    line = refused(cli("fit", path, "--chunk-size", "1MB"), "storage chunk")
+    assert "bigchunk.h5" in line
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 200
+
+
+def test_damaged_hdf5_is_one_error(tmp_path):
+    path = _h5(
+        tmp_path / "d.h5",
+        lambda f: f.create_dataset(
+            "x", data=np.random.default_rng(0).random((20_000, 8)), chunks=(500, 8), compression=4
+        ),
+    )
+    raw = bytearray(path.read_bytes())
+    rng = np.random.default_rng(3)
+    for seed in range(20):
+        damaged = bytearray(raw)
+        mid = len(raw) // 2
+        for at in rng.integers(mid - 2000, mid + 2000, 16):
+            damaged[at] ^= 0xFF
+        (tmp_path / f"d{seed}.h5").write_bytes(bytes(damaged))
+        result = cli("fit", tmp_path / f"d{seed}.h5")
+        if result.exit_code:
+            refused(result, f"d{seed}.h5")

@@ -49,6 +49,7 @@ def fit(
     engine: str = "local",
     scheduler: str | None = None,
     task_size: ChunkSize = None,
+    allow_external: bool = False,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
@@ -61,6 +62,9 @@ def fit(
 
     ``engine="dask"`` runs the same per-chunk step and merge as Dask tasks, on the cluster at
     ``scheduler`` (or $DASK_SCHEDULER_ADDRESS), else on a local cluster of ``workers`` processes.
+
+    ``allow_external``: an HDF5 dataset may read files outside its file's directory (external
+    storage, external links, virtual datasets); refused by default.
     """
     check_options(ddof, nan)
     specs = [sources] if isinstance(sources, str) else list(sources)
@@ -69,7 +73,7 @@ def fit(
         raise UsageError("--resume needs --checkpoint PATH")
     if checkpoint and "-" in specs:
         raise UsageError("a fit from stdin cannot be checkpointed (it cannot be re-read)")
-    srcs = open_sources(specs, dataset, input_format, columns)
+    srcs = open_sources(specs, dataset, input_format, columns, allow_external)
     try:
         layout = source_layout(axis, srcs[0])
         rows = chunk_rows(srcs[0], chunk_size)

@@ -111,19 +111,34 @@ def chunk_rows(src: ArraySource, chunk_size: ChunkSize, transform: bool = False)
     it transforms) than ``fit``, which reads only the feature columns, one at a time."""
     size = getattr(src, "transform_rows", src.preferred_rows) if transform else src.preferred_rows
     if chunk_size is None:
-        return size(DEFAULT_CHUNK_BYTES)
-    if isinstance(chunk_size, int) or str(chunk_size).strip().isdigit():
+        target = DEFAULT_CHUNK_BYTES
+    elif isinstance(chunk_size, int) or str(chunk_size).strip().isdigit():
         rows = int(chunk_size)
         if rows < 1:
             raise UsageError(f"--chunk-size must be at least 1 row, received {chunk_size}")
+        _check_budget(src, rows * row_bytes(src))
         return rows
-    m = _SIZE.match(str(chunk_size))
-    if not m:
-        raise UsageError(
-            f"--chunk-size must be rows (65536) or bytes (64MB, 1GiB), received {chunk_size!r}"
-        )
-    unit = (m[2] or "").lower().rstrip("b")
-    return size(max(1, int(float(m[1]) * _UNITS[unit])))
+    else:
+        m = _SIZE.match(str(chunk_size))
+        if not m:
+            raise UsageError(
+                f"--chunk-size must be rows (65536) or bytes (64MB, 1GiB), received {chunk_size!r}"
+            )
+        unit = (m[2] or "").lower().rstrip("b")
+        target = max(1, int(float(m[1]) * _UNITS[unit]))
+    _check_budget(src, target)
+    return size(target)
+
+
+STORAGE_CHUNK_BUDGET = 256 * 2**20
+
+
+def _check_budget(src: ArraySource, chunk_bytes: int) -> None:
+    """A source stored in chunks that must be decompressed whole (HDF5, Zarr) refuses storage
+    chunks above max(256 MiB, 4 x the chunk size): memory follows the chunk size, not the file."""
+    check = getattr(src, "check_budget", None)
+    if check is not None:
+        check(max(STORAGE_CHUNK_BUDGET, 4 * chunk_bytes))
 
 
 def float_dtype(dtype: Any) -> np.dtype:

@@ -78,6 +78,7 @@ def apply(
     engine: str = "local",
     scheduler: str | None = None,
     task_size: ChunkSize = None,
+    allow_external: bool = False,
 ) -> None:
     """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout, or an
     Arrow IPC stream for tables, whose other columns pass through unchanged).
@@ -92,7 +93,9 @@ def apply(
     out_dtype = float_dtype(dtype)
     paths = [sources] if isinstance(sources, str) else list(sources)
     check_engine(engine, scheduler, paths)
-    srcs = open_sources(paths, dataset, input_format, _apply_columns(stats, columns))
+    srcs = open_sources(
+        paths, dataset, input_format, _apply_columns(stats, columns), allow_external
+    )
     try:
         layout = layout_for(stats, (0, *srcs[0].shape[1:]), srcs[0].path)
         params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
