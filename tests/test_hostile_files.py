@@ -349,3 +349,22 @@ def test_damaged_hdf5_is_one_error(tmp_path):
         result = cli("fit", tmp_path / f"d{seed}.h5")
         if result.exit_code:
             refused(result, f"d{seed}.h5")
+
+
+def test_unallocated_zarr_is_refused_at_once(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    zarr.create_array(tmp_path / "huge.zarr", shape=(10**12, 8), chunks=(4096, 8), dtype="f4")
+    refused(cli("fit", tmp_path / "huge.zarr"), "declares 1000000000000 rows")
+    # zeros are legitimately left unstored (write_empty_chunks=False): small arrays are read
+    small = zarr.create_array(
+        tmp_path / "zeros.zarr", shape=(10_000, 8), chunks=(100, 8), dtype="f4"
+    )
+    small[:] = 0
+    assert cli("fit", tmp_path / "zeros.zarr").exit_code == 0
+
+
+def test_a_huge_zarr_chunk_is_refused(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    rows = 2**25 + 2**22  # one chunk of 288 MiB, unwritten (small enough to be read as zeros)
+    zarr.create_array(tmp_path / "big.zarr", shape=(rows, 1), chunks=(rows, 1), dtype="f8")
+    refused(cli("fit", tmp_path / "big.zarr", "--chunk-size", "1MB"), "storage chunk")
