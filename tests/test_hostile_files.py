@@ -368,3 +368,57 @@ def test_a_huge_zarr_chunk_is_refused(tmp_path):
     rows = 2**25 + 2**22  # one chunk of 288 MiB, unwritten (small enough to be read as zeros)
     zarr.create_array(tmp_path / "big.zarr", shape=(rows, 1), chunks=(rows, 1), dtype="f8")
     refused(cli("fit", tmp_path / "big.zarr", "--chunk-size", "1MB"), "storage chunk")
+
+
+# ------------------------------------------------------------------------------------ NPY
+
+
+@pytest.mark.parametrize(
+    ("shape", "fragment"),
+    [((1000, 0), "a sample of no values"), ((10**9, 0, 5), "a sample of no values")],
+)
+def test_npy_without_values_per_sample_is_one_error(tmp_path, shape, fragment):
+    path = tmp_path / "z.npy"
+    with open(path, "wb") as fp:
+        np.lib.format.write_array_header_1_0(
+            fp, {"descr": "<f8", "fortran_order": False, "shape": shape}
+        )
+    refused(cli("fit", path), fragment)
+
+
+def test_npy_with_a_negative_dimension_is_one_error(tmp_path):
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((10, 3)))
+    (tmp_path / "neg.npy").write_bytes(buf.getvalue().replace(b"(10, 3)", b"(10, -3)"))
+    refused(cli("fit", tmp_path / "neg.npy"), "neg.npy")
+
+
+def _shrinking(path: Path, keep: int):
+    """A progress hook that truncates ``path`` to ``keep`` bytes after the first chunk."""
+
+    class Hook:
+        def start(self, total, row_bytes=0):
+            pass
+
+        def advance(self, n):
+            with open(path, "r+b") as fp:
+                fp.truncate(keep)
+
+    return Hook()
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npy-fortran", "hdf5"])
+def test_a_file_truncated_during_the_run_is_an_error(tmp_path, fmt):
+    """Read through a memory map, a file that shrinks killed the process with SIGBUS."""
+    from normstat.errors import DataError
+
+    x = np.random.default_rng(0).random((200_000, 4))
+    if fmt == "hdf5":
+        path = _h5(tmp_path / "x.h5", lambda f: f.create_dataset("x", data=x))
+    else:
+        path = tmp_path / "x.npy"
+        np.save(path, np.asfortranarray(x) if fmt == "npy-fortran" else x)
+    keep = path.stat().st_size // 3
+    with pytest.raises(DataError, match="truncated|cannot read") as err:
+        normstat.fit(str(path), chunk_size=1000, workers=1, progress=_shrinking(path, keep))
+    assert err.value.path == str(path)

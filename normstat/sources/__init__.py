@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from normstat.errors import DataError, UsageError
-from normstat.sources.base import ArraySource, Chunk, describe
+from normstat.sources.base import ArraySource, Chunk, check_sample_shape, describe
 
 __all__ = ["FORMATS", "ArraySource", "Chunk", "Format", "describe", "format_of", "open_sources"]
 
@@ -174,6 +174,8 @@ def open_sources(
             for path, ds in _expand(spec):
                 src = open_one(path, ds or dataset, input_format, columns, allow_external)
                 opened.append(src)
+                if src.kind == "array":
+                    check_sample_shape(tuple(src.shape), src.path, src.dataset)
                 _check_agrees(opened[0], src)
     except BaseException:
         for s in opened:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import mmap
 import os
 from collections.abc import Iterator
 
@@ -12,7 +11,7 @@ import numpy as np
 
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import Chunk, rows_for_bytes
-from normstat.sources.buffers import BufferPool
+from normstat.sources.buffers import BufferPool, pread_into, read_only
 
 
 def numeric_datasets(f: h5py.File) -> list[str]:
@@ -280,34 +279,29 @@ class Hdf5Dataset:
             del buf  # drop our reference, so the pool can tell when the consumer is done
 
     def _mapped_chunks(self, rows: int, start: int, n: int) -> Iterator[Chunk]:
-        """Chunks that are read-only views of the file's pages, one mapping per chunk.
-
-        No copy: the kernel reads the page cache itself, where ``read_direct`` first copied
-        every byte into a buffer (25% of a fit's CPU on the 1.5 GB images, plus
-        zeroing fresh buffer pages in a new process). Measured: fit of those images 0.97 ->
-        0.75 s, of the float table 0.75 -> 0.66 s, peak RSS 175 -> 154 MB. A mapping lives as
-        long as its chunk (the array holds it), so memory stays bounded by the chunks in
-        flight. ``MADV_WILLNEED`` asks the kernel to read a chunk that is not cached yet while
-        earlier chunks are being reduced.
-        """
+        """Chunks read straight from the file's block of values with ``pread`` into reused
+        buffers, bypassing h5py's per-call overhead. (A memory map of the same bytes saved the
+        copy, but a file truncated under it killed the process with SIGBUS; a read fails with
+        a short count, which becomes an error line. See docs/decisions.md.)"""
         assert self._offset is not None
-        row_items = int(np.prod(self.shape[1:], dtype=np.int64))
-        row_bytes = row_items * self.dtype.itemsize
+        pool = BufferPool()
         for first in range(start, n, rows):
             end = min(first + rows, n)
-            at = self._offset + first * row_bytes
-            base = at - at % mmap.ALLOCATIONGRANULARITY
+            buf = pool.get((end - first, *self.shape[1:]), self.dtype)
+            at = self._offset + first * (buf[0].nbytes if len(buf) else 0)
             try:
-                m = mmap.mmap(
-                    self._fd, at - base + (end - first) * row_bytes,
-                    access=mmap.ACCESS_READ, offset=base,
-                )  # fmt: skip
+                got = pread_into(self._fd, buf, at)
             except OSError as exc:
                 raise self._read_error(first, end, exc) from None
-            if hasattr(m, "madvise") and hasattr(mmap, "MADV_WILLNEED"):
-                m.madvise(mmap.MADV_WILLNEED)
-            data = np.frombuffer(m, self.dtype, (end - first) * row_items, at - base)
-            yield Chunk(data.reshape(end - first, *self.shape[1:]), self.path, self.dataset, first)
+            if got < buf.nbytes:
+                raise DataError(
+                    f"file is truncated: it ended inside rows {first}:{end} while being read; "
+                    "was it rewritten during the run?",
+                    path=self.path,
+                    dataset=self.dataset,
+                )
+            yield Chunk(read_only(buf), self.path, self.dataset, first)
+            del buf  # the pool reuses it once the consumer is done with the chunk
 
     def _read_error(self, first: int, end: int, exc: Exception) -> DataError:
         return DataError(
