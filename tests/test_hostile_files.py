@@ -422,3 +422,123 @@ def test_a_file_truncated_during_the_run_is_an_error(tmp_path, fmt):
     with pytest.raises(DataError, match="truncated|cannot read") as err:
         normstat.fit(str(path), chunk_size=1000, workers=1, progress=_shrinking(path, keep))
     assert err.value.path == str(path)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashAfter:
+    """A progress hook that stops the fit after ``k`` chunks (a stand-in for SIGKILL)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def start(self, total, row_bytes=0):
+        pass
+
+    def advance(self, n):
+        self.k -= 1
+        if self.k <= 0:
+            raise _Crash
+
+
+@pytest.fixture
+def offset_shards(tmp_path):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5000, 6)) * [1, 2, 3, 4, 5, 6] + 1e6
+    paths = []
+    for i, part in enumerate(np.array_split(x, 3)):
+        paths.append(str(tmp_path / f"s{i}.npy"))
+        np.save(paths[-1], part)
+    return paths
+
+
+def _crashed_checkpoint(paths, state, k):
+    with pytest.raises(_Crash):
+        normstat.fit(
+            paths, chunk_size=70, workers=1, checkpoint=state, checkpoint_every=1e-9,
+            progress=_CrashAfter(k),
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 7, 24, 25, 50, 71])
+def test_resume_is_bit_identical_to_an_uninterrupted_fit(offset_shards, tmp_path, k):
+    whole = normstat.fit(offset_shards, chunk_size=70, workers=2)
+    state = str(tmp_path / "state.npz")
+    _crashed_checkpoint(offset_shards, state, k)
+    resumed = normstat.fit(offset_shards, chunk_size=70, checkpoint=state, resume=True)
+    for key in ("count", "nan_count", "mean", "m2", "var", "std", "min", "max"):
+        assert np.array_equal(getattr(resumed, key), getattr(whole, key)), key
+
+
+def test_resume_over_a_swapped_file_of_the_same_size_and_mtime_is_refused(offset_shards, tmp_path):
+    from normstat.errors import DataError
+
+    state = str(tmp_path / "state.npz")
+    _crashed_checkpoint(offset_shards, state, 30)
+    st = os.stat(offset_shards[2])
+    x = np.load(offset_shards[2])
+    np.save(offset_shards[2], x[::-1])  # same size, other content
+    os.utime(offset_shards[2], ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(DataError, match=r"s2.npy changed since the checkpoint \(ends_sha256\)"):
+        normstat.fit(offset_shards, chunk_size=70, checkpoint=state, resume=True)
+
+
+def _edit_checkpoint(state: str, meta_edit=None, arrays_edit=None) -> None:
+    with np.load(state) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    if meta_edit:
+        meta_edit(meta)
+    if arrays_edit:
+        arrays_edit(arrays)
+    with open(state, "wb") as fp:
+        np.savez(fp, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def _pop(d, k):
+    d.pop(k)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        ("npy", None, None),
+        ("meta", lambda m: _pop(m, "rows_done"), None),
+        ("meta", lambda m: m.update(rows_done="abc"), None),
+        ("meta", lambda m: m.update(rows_done=-70), None),
+        ("meta", lambda m: m.update(rows_done=10**12), None),
+        ("meta", lambda m: m["fingerprint"]["sources"][0].pop("path"), None),
+        ("meta", lambda m: m.update(fingerprint="x"), None),
+        ("meta", lambda m: m.update(levels=[0, 3]), None),
+        ("meta", lambda m: m.update(levels="x"), None),
+        ("arrays", None, lambda a: a.update({"0_dmean": np.zeros(2)})),
+        ("arrays", None, lambda a: a.update({"0_m2": -np.ones_like(a["0_m2"])})),
+        ("arrays", None, lambda a: a.update({"0_count": a["0_count"].astype(float)})),
+        ("arrays", None, lambda a: _pop(a, "0_min")),
+        ("truncated", None, None),
+    ],
+    ids=[
+        "a .npy file", "no rows_done", "rows_done abc", "negative rows_done",
+        "rows_done past end", "source without path", "fingerprint not an object",
+        "levels increasing", "levels not a list", "wrong length", "negative m2", "float counts",
+        "missing field", "truncated",
+    ],
+)  # fmt: skip
+def test_a_damaged_checkpoint_is_one_error_line(offset_shards, tmp_path, damage):
+    kind, meta_edit, arrays_edit = damage
+    state = tmp_path / "state.npz"
+    _crashed_checkpoint(offset_shards, str(state), 30)
+    if kind == "npy":
+        np.save(tmp_path / "x.npy", np.zeros(3))
+        os.replace(tmp_path / "x.npy", state)
+    elif kind == "truncated":
+        state.write_bytes(state.read_bytes()[:-200])
+    else:
+        _edit_checkpoint(str(state), meta_edit, arrays_edit)
+    args = ["fit", *offset_shards, "--chunk-size", "70", "--checkpoint", state, "--resume"]
+    refused(cli(*args), "state.npz")

@@ -21,7 +21,7 @@ from normstat.api.options import (
 )
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout, AxisSpec
-from normstat.core.moments import Moments
+from normstat.core.moments import Moments, TreeMerger
 from normstat.core.stats import Stats
 from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
@@ -152,7 +152,7 @@ def _checkpointer(
     path: str,
     every: float,
     resume: bool,
-) -> tuple[checkpoints.Checkpointer, Moments | None]:
+) -> tuple[checkpoints.Checkpointer, TreeMerger | None]:
     check_checkpoint_every(every)
     print_ = checkpoints.fingerprint(
         srcs,
@@ -168,7 +168,9 @@ def _checkpointer(
             raise UsageError(
                 "checkpoint exists: add --resume to continue from it, or delete it", path=path
             )
-        initial, saver.rows_done = checkpoints.load(path, print_)
+        initial, saver.rows_done = checkpoints.load(
+            path, print_, layout.n_features, total_rows(srcs)
+        )
         return saver, initial
     return saver, None
 
