@@ -542,3 +542,57 @@ def test_a_damaged_checkpoint_is_one_error_line(offset_shards, tmp_path, damage)
         _edit_checkpoint(str(state), meta_edit, arrays_edit)
     args = ["fit", *offset_shards, "--chunk-size", "70", "--checkpoint", state, "--resume"]
     refused(cli(*args), "state.npz")
+
+
+# ------------------------------------------------------------------- tables and numerics
+
+
+def test_csv_header_that_is_not_utf8_is_one_error(tmp_path):
+    (tmp_path / "bad.csv").write_bytes(b"a\xff\xfeb,c\n1,2\n3,4\n")
+    refused(cli("fit", tmp_path / "bad.csv"), "bad.csv: not a readable CSV file")
+
+
+def test_damaged_feather_footer_names_the_file(tmp_path):
+    import pyarrow as pa
+    import pyarrow.feather as pf
+
+    pf.write_feather(pa.table({"a": np.arange(1000.0)}), tmp_path / "ok.feather")
+    raw = (tmp_path / "ok.feather").read_bytes()
+    (tmp_path / "cut.feather").write_bytes(raw[: len(raw) // 2] + raw[-10:])
+    refused(cli("fit", tmp_path / "cut.feather"), "cut.feather: not a readable Arrow IPC")
+
+
+def test_a_corrupt_parquet_page_is_caught_by_its_checksum(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"a": np.arange(1000.0), "b": np.arange(1000.0)})
+    pq.write_table(table, tmp_path / "ok.parquet", compression="none", write_page_checksum=True)
+    raw = bytearray((tmp_path / "ok.parquet").read_bytes())
+    at = raw.index(np.float64(500.0).tobytes())
+    raw[at + 6 : at + 8] = b"\xf0\x7f"  # 500.0 becomes inf
+    (tmp_path / "bad.parquet").write_bytes(bytes(raw))
+    refused(cli("fit", tmp_path / "bad.parquet"), "bad.parquet")
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.full((1000, 2), 1.7e308),
+        np.array([[1.7e308, -1.7e308], [-1.7e308, 1.7e308]] * 10),
+        np.full((100_000, 1), 1e305),
+    ],
+    ids=["constant near max", "alternating", "sum overflows"],
+)
+def test_values_near_the_float64_limit_are_refused_without_warnings(tmp_path, x):
+    np.save(tmp_path / "big.npy", x)
+    refused(cli("fit", tmp_path / "big.npy", "-o", tmp_path / "s.json"), "big.npy")
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_large_but_representable_values_are_fitted_exactly_enough(tmp_path):
+    x = np.random.default_rng(0).standard_normal((10_000, 2)) * 1e150 + 1e151
+    np.save(tmp_path / "x.npy", x)
+    result = cli("fit", tmp_path / "x.npy")
+    assert result.exit_code == 0
+    np.testing.assert_allclose(json.loads(result.stdout)["mean"], x.mean(axis=0), rtol=1e-12)

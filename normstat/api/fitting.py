@@ -25,7 +25,7 @@ from normstat.core.moments import Moments, TreeMerger
 from normstat.core.stats import Stats
 from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
-from normstat.engine.task import chunk_task
+from normstat.engine.task import check_finite, chunk_task
 from normstat.errors import UsageError
 from normstat.sources import ArraySource, Chunk, describe, open_sources
 from normstat.sources.base import known_rows, total_rows
@@ -93,16 +93,19 @@ def fit(
                 srcs, rows, task_rows(srcs[0], rows, task_size), layout, nan, cluster
             )
         else:
-            moments = fit_local(
-                all_chunks(srcs, rows, skip),
-                layout,
-                nan,
-                workers=workers,
-                features=srcs[0].features,
-                progress=advance,
-                initial=initial,
-                after_chunk=saver,
-            )
+            with np.errstate(over="ignore", invalid="ignore"):  # merges near float64's limit
+                moments = fit_local(
+                    all_chunks(srcs, rows, skip),
+                    layout,
+                    nan,
+                    workers=workers,
+                    features=srcs[0].features,
+                    progress=advance,
+                    initial=initial,
+                    after_chunk=saver,
+                )
+        paths = ", ".join(s.path for s in srcs[:3]) + (", ..." if len(srcs) > 3 else "")
+        check_finite(moments, paths, srcs[0].dataset, layout, srcs[0].features)
         if checkpoint and os.path.exists(checkpoint):
             os.unlink(checkpoint)
         return Stats(

@@ -37,7 +37,9 @@ class IpcFile(TableSource):
             self._file: ipc.RecordBatchFileReader | None = ipc.open_file(self._buffer)
             rows: int | None = self._file.count_rows()
             schema = self._file.schema
-        except pa.ArrowInvalid:
+        except (pa.ArrowException, OSError) as exc:
+            if bytes(self._map[:6]) == b"ARROW1":  # the file format, damaged: say so
+                raise arrow_error(exc, "Arrow IPC / Feather file", path) from None
             self._file, rows = None, None
             schema = self._open_stream(path).schema
         if path.lower().endswith(".feather"):
