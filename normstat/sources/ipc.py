@@ -70,8 +70,12 @@ class IpcFile(TableSource):
             one = ipc.IpcReadOptions(
                 included_fields=[self.schema.get_field_index(self.features[0])]
             )
-            reader = ipc.open_file(self._buffer, options=one)
-            self._blocks = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+            try:
+                reader = ipc.open_file(self._buffer, options=one)
+                n = reader.num_record_batches
+                self._blocks = [reader.get_batch(i).num_rows for i in range(n)]
+            except (pa.ArrowException, OSError) as exc:
+                raise arrow_error(exc, "Arrow IPC / Feather file", self.path) from None
         return self._blocks
 
     def _read_blocks(
