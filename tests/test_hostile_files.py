@@ -606,3 +606,11 @@ def test_large_but_representable_values_are_fitted_exactly_enough(tmp_path):
     result = cli("fit", tmp_path / "x.npy")
     assert result.exit_code == 0
     np.testing.assert_allclose(json.loads(result.stdout)["mean"], x.mean(axis=0), rtol=1e-12)
+
+
+def test_every_shard_is_held_to_the_storage_chunk_budget(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    zarr.create_array(tmp_path / "a.zarr", shape=(100, 1), chunks=(10, 1), dtype="f8")[:] = 1.0
+    rows = 2**25 + 2**22
+    zarr.create_array(tmp_path / "b.zarr", shape=(rows, 1), chunks=(rows, 1), dtype="f8")
+    refused(cli("fit", tmp_path / "a.zarr", tmp_path / "b.zarr", "--chunk-size", "1MB"), "b.zarr")

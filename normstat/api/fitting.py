@@ -76,7 +76,7 @@ def fit(
     srcs = open_sources(specs, dataset, input_format, columns, allow_external)
     try:
         layout = source_layout(axis, srcs[0])
-        rows = chunk_rows(srcs[0], chunk_size)
+        rows = chunk_rows(srcs[0], chunk_size, shards=srcs[1:])
         saver, initial = None, None
         if checkpoint:
             saver, initial = _checkpointer(

@@ -105,10 +105,17 @@ _UNITS = {
 }
 
 
-def chunk_rows(src: ArraySource, chunk_size: ChunkSize, transform: bool = False) -> int:
+def chunk_rows(
+    src: ArraySource,
+    chunk_size: ChunkSize,
+    transform: bool = False,
+    shards: Sequence[ArraySource] = (),
+) -> int:
     """Rows per chunk for ``chunk_size`` (rows, bytes, or the default budget). ``transform``:
     for ``apply``, which holds more per row of a table (every column, and the float64 matrix
-    it transforms) than ``fit``, which reads only the feature columns, one at a time."""
+    it transforms) than ``fit``, which reads only the feature columns, one at a time.
+    ``shards``: the other sources read with these rows, whose storage chunks must fit the same
+    budget."""
     size = getattr(src, "transform_rows", src.preferred_rows) if transform else src.preferred_rows
     if chunk_size is None:
         target = DEFAULT_CHUNK_BYTES
@@ -116,7 +123,8 @@ def chunk_rows(src: ArraySource, chunk_size: ChunkSize, transform: bool = False)
         rows = int(chunk_size)
         if rows < 1:
             raise UsageError(f"--chunk-size must be at least 1 row, received {chunk_size}")
-        _check_budget(src, rows * row_bytes(src))
+        for s in (src, *shards):
+            _check_budget(s, rows * row_bytes(src))
         return rows
     else:
         m = _SIZE.match(str(chunk_size))
@@ -126,7 +134,8 @@ def chunk_rows(src: ArraySource, chunk_size: ChunkSize, transform: bool = False)
             )
         unit = (m[2] or "").lower().rstrip("b")
         target = max(1, int(float(m[1]) * _UNITS[unit]))
-    _check_budget(src, target)
+    for s in (src, *shards):
+        _check_budget(s, target)
     return size(target)
 
 

@@ -99,7 +99,7 @@ def apply(
     try:
         layout = layout_for(stats, (0, *srcs[0].shape[1:]), srcs[0].path)
         params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
-        rows = chunk_rows(srcs[0], chunk_size, transform=True)
+        rows = chunk_rows(srcs[0], chunk_size, transform=True, shards=srcs[1:])
         if progress is not None:
             progress.start(total_rows(srcs), row_bytes(srcs[0]))
         if srcs[0].kind == "table" and engine == "dask":
