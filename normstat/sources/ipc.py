@@ -44,6 +44,10 @@ class IpcFile(TableSource):
             schema = self._open_stream(path).schema
         if path.lower().endswith(".feather"):
             self.format = "feather"
+        try:
+            schema.names  # noqa: B018  (decoded here: damaged names may not be UTF-8)
+        except UnicodeDecodeError as exc:
+            raise arrow_error(exc, "Arrow IPC / Feather file", path) from None
         self._setup(path, schema, columns, rows)
 
     def _open_stream(self, path: str) -> ipc.RecordBatchStreamReader:

@@ -44,7 +44,8 @@ class ParquetFile(TableSource):
         try:
             self._file = pq.ParquetFile(path, **_READ_OPTIONS)
             schema = self._file.schema_arrow
-        except (pa.ArrowException, OSError) as exc:
+            schema.names  # noqa: B018  (decoded here: damaged names may not be UTF-8)
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise arrow_error(exc, "Parquet file", path) from None
         self._setup(path, schema, columns, self._file.metadata.num_rows)
         self._local = threading.local()
