@@ -614,3 +614,25 @@ def test_every_shard_is_held_to_the_storage_chunk_budget(tmp_path):
     rows = 2**25 + 2**22
     zarr.create_array(tmp_path / "b.zarr", shape=(rows, 1), chunks=(rows, 1), dtype="f8")
     refused(cli("fit", tmp_path / "a.zarr", tmp_path / "b.zarr", "--chunk-size", "1MB"), "b.zarr")
+
+
+def test_a_feather_decompression_bomb_is_refused_before_it_is_inflated(tmp_path):
+    """One zstd record batch of 288 MiB of zeros in a file of a few KB."""
+    import resource
+
+    import pyarrow as pa
+    import pyarrow.feather as pf
+
+    rows = 2**25 + 2**22
+    pf.write_feather(
+        pa.table({"a": np.zeros(rows)}), tmp_path / "bomb.feather", compression="zstd",
+        chunksize=rows,
+    )  # fmt: skip
+    assert (tmp_path / "bomb.feather").stat().st_size < 2**20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    line = refused(cli("fit", tmp_path / "bomb.feather", "--chunk-size", "1MB"), "bomb.feather")
+    assert "decompressed" in line
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 200
+    small = pa.table({"a": np.arange(1000.0)})
+    pf.write_feather(small, tmp_path / "ok.feather", compression="zstd", chunksize=100)
+    assert cli("fit", tmp_path / "ok.feather").exit_code == 0
