@@ -11,6 +11,9 @@ import datetime as _dt
 import json
 import math
 import os
+import struct
+import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -108,10 +111,37 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not allowed in a statistics file")
 
 
+MAX_COUNT = 2**53
+"""Counts (and ddof) must stay below this: float64 holds every integer up to it, and no dataset
+comes near it (9e15 samples); a larger number in a file is damage, not data."""
+_MAX_META_BYTES = 16 * 2**20
+_NPY_HEADER_BYTES = 2**16
+_NPZ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,  # a compression method zipfile does not know
+    RuntimeError,  # an encrypted member
+    struct.error,
+    UnicodeDecodeError,
+    OverflowError,
+    RecursionError,
+    SyntaxError,  # numpy parses an NPY header as a Python literal
+    TypeError,
+    MemoryError,
+)
+
+
 def _read_json(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as fp:
             doc = json.load(fp, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ArtifactError(
+            "not a normstat JSON statistics file (nested too deep)", path=path
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"not a normstat JSON statistics file ({exc})", path=path) from None
     if not isinstance(doc, dict):
@@ -120,39 +150,98 @@ def _read_json(path: str) -> dict[str, Any]:
 
 
 def _read_npz(path: str) -> dict[str, Any]:
+    """The NPZ's members, each checked against what ``feature_shape`` allows *before* it is
+    inflated: a small zip can declare gigabytes (a zip bomb), and only known names are read."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        doc = json.loads(str(arrays.pop("meta")), parse_constant=_reject_constant)
-    except KeyError:
-        raise ArtifactError("NPZ has no 'meta' entry", path=path) from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise ArtifactError(f"not a normstat NPZ statistics file ({exc})", path=path) from None
-    if not isinstance(doc, dict):
-        raise ArtifactError("NPZ 'meta' is not a JSON object", path=path)
-    doc.update(arrays)
+        return _npz_members(path)
+    except ArtifactError:
+        raise
+    except _NPZ_ERRORS as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"not a normstat NPZ statistics file ({reason})", path=path) from None
+
+
+def _npz_members(path: str) -> dict[str, Any]:
+    allowed = {f"{k}.npy" for k in ("meta", *INT_KEYS, *FLOAT_KEYS)}
+    with zipfile.ZipFile(path) as zf:
+        infos = {i.filename: i for i in zf.infolist()}
+        unknown = sorted(set(infos) - allowed)
+        if unknown:
+            raise ArtifactError(f"NPZ has an unexpected member {unknown[0]!r}", path=path)
+        if "meta.npy" not in infos:
+            raise ArtifactError("NPZ has no 'meta' entry", path=path)
+        meta = read_npz_member(zf, infos.pop("meta.npy"), _MAX_META_BYTES, path)
+        if meta.dtype.kind != "U" or meta.shape != ():
+            raise ArtifactError("NPZ 'meta' is not a JSON string", path=path)
+        doc = json.loads(str(meta), parse_constant=_reject_constant)
+        if not isinstance(doc, dict):
+            raise ArtifactError("NPZ 'meta' is not a JSON object", path=path)
+        shape = _int_list(
+            doc.get("feature_shape"), "feature_shape", lambda m: ArtifactError(m, path=path), 0
+        )
+        limit = 8 * math.prod(shape)
+        for name, info in infos.items():
+            doc[name[: -len(".npy")]] = read_npz_member(zf, info, limit, path)
     return doc
 
 
+def read_npz_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: str) -> Any:
+    """One ``.npy`` member of at most ``limit`` bytes of values; refused from the sizes the zip
+    and the NPY header declare before anything is inflated; the CRC is checked."""
+    name = info.filename[: -len(".npy")] if info.filename.endswith(".npy") else info.filename
+    if info.file_size > limit + _NPY_HEADER_BYTES:
+        raise ArtifactError(
+            f"NPZ member {name!r} declares {info.file_size} bytes; at most "
+            f"{limit + _NPY_HEADER_BYTES} fit its feature_shape",
+            path=path,
+        )
+    with zf.open(info) as fp:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+        if dtype.kind not in "iufU":
+            raise ArtifactError(
+                f"NPZ member {name!r} has dtype {dtype}, expected integers or floats", path=path
+            )
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > limit:
+            raise ArtifactError(
+                f"NPZ member {name!r} declares shape {list(shape)} of {dtype}, more than its "
+                "feature_shape allows",
+                path=path,
+            )
+        data = fp.read(nbytes)
+        if len(data) != nbytes or fp.read(1):
+            raise ArtifactError(f"NPZ member {name!r} is not the size its header says", path=path)
+    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+
+
 def from_dict(doc: dict[str, Any], path: str = "<artifact>") -> Stats:
+    with np.errstate(all="ignore"):  # values near float64's limits: checked, never warned about
+        return _from_dict(doc, path)
+
+
+def _from_dict(doc: dict[str, Any], path: str) -> Stats:
     def fail(msg: str) -> ArtifactError:
         return ArtifactError(msg, path=path)
 
     missing = [k for k in (*META_KEYS, *INT_KEYS, *FLOAT_KEYS) if k not in doc]
     if doc.get("format") != FORMAT:
-        raise fail(f"'format' is {doc.get('format')!r}, expected {FORMAT!r}")
+        raise fail(f"'format' is {_short(doc.get('format'))}, expected {FORMAT!r}")
     if missing:
         raise fail(f"missing keys: {', '.join(missing)}")
     if doc["schema_version"] != SCHEMA_VERSION:
         raise fail(
-            f"schema_version {doc['schema_version']!r} is not supported "
+            f"schema_version {_short(doc['schema_version'])} is not supported "
             f"(this normstat reads {SCHEMA_VERSION})"
         )
     shape = _int_list(doc["feature_shape"], "feature_shape", fail, minimum=0)
     axis = None if doc["axis"] is None else tuple(_int_list(doc["axis"], "axis", fail))
     ddof = doc["ddof"]
-    if not isinstance(ddof, int) or isinstance(ddof, bool) or ddof < 0:
-        raise fail(f"'ddof' must be a non-negative integer, received {ddof!r}")
+    if not isinstance(ddof, int) or isinstance(ddof, bool) or not 0 <= ddof < MAX_COUNT:
+        raise fail(f"'ddof' must be a non-negative integer below 2**53, received {_short(ddof)}")
     features = doc["features"]
     if features is not None and (
         not isinstance(features, list)
@@ -161,8 +250,7 @@ def from_dict(doc: dict[str, Any], path: str = "<artifact>") -> Stats:
         or len(features) != shape[0]
     ):
         raise fail(f"'features' must be null or {math.prod(shape)} names for feature_shape {shape}")
-    if not isinstance(doc["source"], dict):
-        raise fail("'source' must be an object")
+    _check_source(doc["source"], fail)
     arrays = {k: _array(doc[k], k, shape, fail) for k in (*INT_KEYS, *FLOAT_KEYS)}
     moments = _moments(arrays, fail)
     stats = Stats(moments, tuple(shape), axis, ddof, features, doc["source"])
@@ -170,25 +258,76 @@ def from_dict(doc: dict[str, Any], path: str = "<artifact>") -> Stats:
     return stats
 
 
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_SOURCE_TYPES: dict[str, tuple[type, ...]] = {
+    "paths": (list,),
+    "dataset": (str, type(None)),
+    "shape": (list, type(None)),
+    "dtype": (str,),
+    "kind": (str,),
+}
+
+
+def _check_source(source: Any, fail: Any) -> None:
+    """The record of what was fitted: its known fields must have their types (show and merge
+    read them); fields this version does not know are kept as they are."""
+    if not isinstance(source, dict):
+        raise fail("'source' must be an object")
+    for key, types in _SOURCE_TYPES.items():
+        v = source.get(key)
+        if key in source and not isinstance(v, types):
+            raise fail(f"'source' field {key!r} has the wrong type: {_short(v)}")
+    if not all(isinstance(p, str) for p in source.get("paths") or []):
+        raise fail("'source' field 'paths' must hold strings")
+    shape = source.get("shape") or []
+    if not all(x is None or (isinstance(x, int) and not isinstance(x, bool)) for x in shape):
+        raise fail(f"'source' field 'shape' must hold integers, received {_short(shape)}")
+
+
 def _int_list(v: Any, key: str, fail: Any, minimum: int | None = None) -> list[int]:
-    ok = isinstance(v, list | tuple | np.ndarray) and all(
-        isinstance(x, int | np.integer) and not isinstance(x, bool) for x in v
+    ok = (
+        isinstance(v, list | tuple | np.ndarray)
+        and len(v) <= 32
+        and all(isinstance(x, int | np.integer) and not isinstance(x, bool) for x in v)
     )
     if not ok or (minimum is not None and any(x < minimum for x in v)):
-        raise fail(f"'{key}' must be a list of integers, received {v!r}")
+        raise fail(f"'{key}' must be a list of integers (at most 32), received {_short(v)}")
     return [int(x) for x in v]
 
 
 def _array(v: Any, key: str, shape: list[int], fail: Any) -> np.ndarray:
-    try:
-        a = np.array(v, dtype=np.float64)
-    except (ValueError, TypeError):
-        raise fail(f"'{key}' is not a numeric array") from None
+    """A statistic as float64 of ``shape``: numbers (JSON null: NaN) only — no strings, booleans,
+    complex values, or integers past float64's range, which numpy would convert silently."""
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind not in "iuf":
+            raise fail(f"'{key}' has dtype {v.dtype}, expected integers or floats")
+        a = v.astype(np.float64)
+    else:
+        try:
+            obj = np.array(v, dtype=object)
+        except (ValueError, TypeError, RecursionError):
+            raise fail(f"'{key}' is not a numeric array") from None
+        if list(obj.shape) != shape:
+            raise fail(f"'{key}' has shape {list(obj.shape)}, expected feature_shape {shape}")
+        kinds = set(map(type, obj.reshape(-1)))
+        if not kinds <= {int, float, type(None)}:
+            wrong = next(t for t in kinds if t not in (int, float, type(None)))
+            raise fail(f"'{key}' holds a {wrong.__name__}, expected numbers")
+        obj[obj == None] = np.nan  # noqa: E711  (elementwise: JSON null)
+        try:
+            a = obj.astype(np.float64)
+        except OverflowError:
+            raise fail(f"'{key}' holds a number too large for float64") from None
     if list(a.shape) != shape:
         raise fail(f"'{key}' has shape {list(a.shape)}, expected feature_shape {shape}")
     if key in INT_KEYS:
-        if not (np.isfinite(a).all() and (a >= 0).all() and (a == np.round(a)).all()):
-            raise fail(f"'{key}' must hold non-negative integers")
+        ok = np.isfinite(a).all() and (a >= 0).all() and (a < MAX_COUNT).all()
+        if not (ok and (a == np.round(a)).all()):
+            raise fail(f"'{key}' must hold non-negative integers below 2**53")
     elif np.isinf(a).any():
         raise fail(f"'{key}' holds an infinite value")
     return a
@@ -203,6 +342,8 @@ def _moments(a: dict[str, np.ndarray], fail: Any) -> Moments:
             raise fail(f"'{k}' is null for a feature whose count is positive")
     if (a["m2"].reshape(-1)[has] < 0).any():
         raise fail("'m2' is negative")
+    lo, hi, mean, m2 = (a[k].reshape(-1)[has] for k in ("min", "max", "mean", "m2"))
+    _check_ranges(lo, hi, mean, m2, count[has], fail)
     return Moments(
         count=count,
         nan_count=a["nan_count"].astype(np.int64).reshape(-1),
@@ -212,6 +353,23 @@ def _moments(a: dict[str, np.ndarray], fail: Any) -> Moments:
         max=np.where(has, a["max"].reshape(-1), -np.inf),
         shift=np.where(has, a["mean"].reshape(-1), 0.0),
     )
+
+
+def _check_ranges(
+    lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, m2: np.ndarray, n: np.ndarray, fail: Any
+) -> None:
+    """What any data satisfies: min <= mean <= max, and a variance of at most (max - min)^2 / 4
+    (Popoviciu), with a slack of 1e-9 of the magnitude for rounding. ``minmax`` would invert
+    ranges, and z-scores be off, with a file that breaks them."""
+    if (lo > hi).any():
+        raise fail(f"'min' is above 'max' for feature {int(np.argmax(lo > hi))}")
+    slack = 1e-9 * np.maximum(np.abs(lo), np.abs(hi))
+    outside = (mean < lo - slack) | (mean > hi + slack)
+    if outside.any():
+        raise fail(f"'mean' lies outside [min, max] for feature {int(np.argmax(outside))}")
+    too_wide = m2 > n * ((hi - lo) / 2 + slack) ** 2 * (1 + 1e-9)
+    if too_wide.any():
+        raise fail(f"'m2' is larger than [min, max] allows for feature {int(np.argmax(too_wide))}")
 
 
 def _check_derived(stats: Stats, a: dict[str, np.ndarray], fail: Any) -> None:

@@ -267,6 +267,15 @@ def _reading_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+_external_option = click.option(
+    "--allow-external",
+    is_flag=True,
+    help="HDF5: let a dataset read files outside its file's directory (external storage, "
+    "external links, virtual datasets); refused by default.",
+)
+"""Shared by fit and apply."""
+
+
 # Options of the commands that can run on a Dask cluster.
 def _engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for deco in reversed(
@@ -359,6 +368,7 @@ def main() -> None:
     help="Continue from --checkpoint if it exists (refused if the data changed).",
 )
 @_reading_options
+@_external_option
 @_engine_options
 def fit(
     sources: tuple[str, ...],
@@ -376,6 +386,7 @@ def fit(
     chunk_size: str | None,
     progress: bool | None,
     quiet: bool,
+    allow_external: bool,
     engine: str,
     scheduler: str | None,
     task_size: str | None,
@@ -403,6 +414,7 @@ def fit(
         engine=engine,
         scheduler=scheduler,
         task_size=task_size,
+        allow_external=allow_external,
     )
     _write_stats(stats, output, quiet)
 
@@ -454,6 +466,7 @@ def fit(
     "dask and no --scheduler: worker processes of the local cluster (default: all cores).",
 )
 @_reading_options
+@_external_option
 @_engine_options
 def apply_cmd(
     stats: str,
@@ -472,6 +485,7 @@ def apply_cmd(
     chunk_size: str | None,
     progress: bool | None,
     quiet: bool,
+    allow_external: bool,
     engine: str,
     scheduler: str | None,
     task_size: str | None,
@@ -501,6 +515,7 @@ def apply_cmd(
         engine=engine,
         scheduler=scheduler,
         task_size=task_size,
+        allow_external=allow_external,
     )
     if not quiet and output != "-":
         click.echo(f"wrote {output}", err=True)

@@ -74,7 +74,12 @@ def test_scalar_statistics_with_axis_none(tmp_path):
 
 
 def test_overflowing_statistics_are_refused_not_written_as_null(tmp_path):
-    stats = normstat.fit_arrays(np.array([[1e300], [-1e300]]))
+    from normstat.errors import DataError
+
+    with pytest.raises(DataError, match=r"feature \[0\] overflow float64"):  # since issue 14
+        normstat.fit_arrays(np.array([[1e300], [-1e300]]))
+    stats = normstat.fit_arrays(np.array([[1.0], [-1.0]]))
+    stats.moments.m2[0] = np.inf  # statistics built some other way
     with pytest.raises(ArtifactError, match=r"feature \[0\] overflow float64"):
         normstat.save(stats, str(tmp_path / "s.json"))
     assert not list(tmp_path.iterdir())

@@ -11,6 +11,7 @@ import numpy as np
 from normstat.api.options import (
     ChunkSize,
     ProgressHook,
+    check_checkpoint_every,
     check_engine,
     check_options,
     chunk_rows,
@@ -20,11 +21,11 @@ from normstat.api.options import (
 )
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout, AxisSpec
-from normstat.core.moments import Moments
+from normstat.core.moments import Moments, TreeMerger
 from normstat.core.stats import Stats
 from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
-from normstat.engine.task import chunk_task
+from normstat.engine.task import check_finite, chunk_task
 from normstat.errors import UsageError
 from normstat.sources import ArraySource, Chunk, describe, open_sources
 from normstat.sources.base import known_rows, total_rows
@@ -48,6 +49,7 @@ def fit(
     engine: str = "local",
     scheduler: str | None = None,
     task_size: ChunkSize = None,
+    allow_external: bool = False,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
@@ -60,6 +62,9 @@ def fit(
 
     ``engine="dask"`` runs the same per-chunk step and merge as Dask tasks, on the cluster at
     ``scheduler`` (or $DASK_SCHEDULER_ADDRESS), else on a local cluster of ``workers`` processes.
+
+    ``allow_external``: an HDF5 dataset may read files outside its file's directory (external
+    storage, external links, virtual datasets); refused by default.
     """
     check_options(ddof, nan)
     specs = [sources] if isinstance(sources, str) else list(sources)
@@ -68,10 +73,10 @@ def fit(
         raise UsageError("--resume needs --checkpoint PATH")
     if checkpoint and "-" in specs:
         raise UsageError("a fit from stdin cannot be checkpointed (it cannot be re-read)")
-    srcs = open_sources(specs, dataset, input_format, columns)
+    srcs = open_sources(specs, dataset, input_format, columns, allow_external)
     try:
         layout = source_layout(axis, srcs[0])
-        rows = chunk_rows(srcs[0], chunk_size)
+        rows = chunk_rows(srcs[0], chunk_size, shards=srcs[1:])
         saver, initial = None, None
         if checkpoint:
             saver, initial = _checkpointer(
@@ -88,16 +93,19 @@ def fit(
                 srcs, rows, task_rows(srcs[0], rows, task_size), layout, nan, cluster
             )
         else:
-            moments = fit_local(
-                all_chunks(srcs, rows, skip),
-                layout,
-                nan,
-                workers=workers,
-                features=srcs[0].features,
-                progress=advance,
-                initial=initial,
-                after_chunk=saver,
-            )
+            with np.errstate(over="ignore", invalid="ignore"):  # merges near float64's limit
+                moments = fit_local(
+                    all_chunks(srcs, rows, skip),
+                    layout,
+                    nan,
+                    workers=workers,
+                    features=srcs[0].features,
+                    progress=advance,
+                    initial=initial,
+                    after_chunk=saver,
+                )
+        paths = ", ".join(s.path for s in srcs[:3]) + (", ..." if len(srcs) > 3 else "")
+        check_finite(moments, paths, srcs[0].dataset, layout, srcs[0].features)
         if checkpoint and os.path.exists(checkpoint):
             os.unlink(checkpoint)
         return Stats(
@@ -144,9 +152,8 @@ def _checkpointer(
     path: str,
     every: float,
     resume: bool,
-) -> tuple[checkpoints.Checkpointer, Moments | None]:
-    if every <= 0:
-        raise UsageError(f"--checkpoint-every must be positive, received {every}")
+) -> tuple[checkpoints.Checkpointer, TreeMerger | None]:
+    check_checkpoint_every(every)
     print_ = checkpoints.fingerprint(
         srcs,
         axis=plain(layout.axis),
@@ -161,7 +168,9 @@ def _checkpointer(
             raise UsageError(
                 "checkpoint exists: add --resume to continue from it, or delete it", path=path
             )
-        initial, saver.rows_done = checkpoints.load(path, print_)
+        initial, saver.rows_done = checkpoints.load(
+            path, print_, layout.n_features, total_rows(srcs)
+        )
         return saver, initial
     return saver, None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -43,6 +44,13 @@ def check_engine(
         )
 
 
+def check_checkpoint_every(every: float) -> None:
+    if not (isinstance(every, int | float) and math.isfinite(every) and every > 0):
+        raise UsageError(
+            f"--checkpoint-every must be a positive number of seconds, received {every}"
+        )
+
+
 def task_rows(src: ArraySource, chunk_rows: int, task_size: ChunkSize) -> int:
     """Rows per Dask task: a whole number of chunks near ``task_size`` (default 64 MiB)."""
     from normstat.engine.plan import TASK_BYTES, row_bytes, rows_per_task
@@ -66,9 +74,15 @@ def row_bytes(src: ArraySource) -> int:
     return int(np.prod(src.shape[1:], dtype=np.int64)) * src.dtype.itemsize
 
 
+MAX_DDOF = 2**53
+"""Past any row count (float64 holds every integer up to it); a larger ddof is a typo."""
+
+
 def check_options(ddof: int, nan: str) -> None:
-    if ddof < 0:
-        raise UsageError(f"--ddof must be >= 0, received {ddof}")
+    if isinstance(ddof, bool) or not isinstance(ddof, int | np.integer):
+        raise UsageError(f"--ddof must be an integer, received {ddof!r}")
+    if not 0 <= ddof < MAX_DDOF:
+        raise UsageError(f"--ddof must be >= 0 and below 2**53, received {ddof}")
     if nan not in NAN_POLICIES:
         raise UsageError(f"--nan must be one of {', '.join(NAN_POLICIES)}, received {nan!r}")
 
@@ -88,25 +102,49 @@ _UNITS = {
 }
 
 
-def chunk_rows(src: ArraySource, chunk_size: ChunkSize, transform: bool = False) -> int:
+def chunk_rows(
+    src: ArraySource,
+    chunk_size: ChunkSize,
+    transform: bool = False,
+    shards: Sequence[ArraySource] = (),
+) -> int:
     """Rows per chunk for ``chunk_size`` (rows, bytes, or the default budget). ``transform``:
     for ``apply``, which holds more per row of a table (every column, and the float64 matrix
-    it transforms) than ``fit``, which reads only the feature columns, one at a time."""
+    it transforms) than ``fit``, which reads only the feature columns, one at a time.
+    ``shards``: the other sources read with these rows, whose storage chunks must fit the same
+    budget."""
     size = getattr(src, "transform_rows", src.preferred_rows) if transform else src.preferred_rows
     if chunk_size is None:
-        return size(DEFAULT_CHUNK_BYTES)
-    if isinstance(chunk_size, int) or str(chunk_size).strip().isdigit():
+        target = DEFAULT_CHUNK_BYTES
+    elif isinstance(chunk_size, int) or str(chunk_size).strip().isdigit():
         rows = int(chunk_size)
         if rows < 1:
             raise UsageError(f"--chunk-size must be at least 1 row, received {chunk_size}")
+        for s in (src, *shards):
+            _check_budget(s, rows * row_bytes(src))
         return rows
-    m = _SIZE.match(str(chunk_size))
-    if not m:
-        raise UsageError(
-            f"--chunk-size must be rows (65536) or bytes (64MB, 1GiB), received {chunk_size!r}"
-        )
-    unit = (m[2] or "").lower().rstrip("b")
-    return size(max(1, int(float(m[1]) * _UNITS[unit])))
+    else:
+        m = _SIZE.match(str(chunk_size))
+        if not m:
+            raise UsageError(
+                f"--chunk-size must be rows (65536) or bytes (64MB, 1GiB), received {chunk_size!r}"
+            )
+        unit = (m[2] or "").lower().rstrip("b")
+        target = max(1, int(float(m[1]) * _UNITS[unit]))
+    for s in (src, *shards):
+        _check_budget(s, target)
+    return size(target)
+
+
+STORAGE_CHUNK_BUDGET = 256 * 2**20
+
+
+def _check_budget(src: ArraySource, chunk_bytes: int) -> None:
+    """A source stored in chunks that must be decompressed whole (HDF5, Zarr) refuses storage
+    chunks above max(256 MiB, 4 x the chunk size): memory follows the chunk size, not the file."""
+    check = getattr(src, "check_budget", None)
+    if check is not None:
+        check(max(STORAGE_CHUNK_BUDGET, 4 * chunk_bytes))
 
 
 def float_dtype(dtype: Any) -> np.dtype:

@@ -78,6 +78,7 @@ def apply(
     engine: str = "local",
     scheduler: str | None = None,
     task_size: ChunkSize = None,
+    allow_external: bool = False,
 ) -> None:
     """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout, or an
     Arrow IPC stream for tables, whose other columns pass through unchanged).
@@ -94,13 +95,15 @@ def apply(
     out_dtype = float_dtype(dtype)
     paths = [sources] if isinstance(sources, str) else list(sources)
     check_engine(engine, scheduler, paths)
-    srcs = open_sources(paths, dataset, input_format, apply_columns(stats, columns))
+    srcs = open_sources(
+        paths, dataset, input_format, apply_columns(stats, columns), allow_external
+    )
     try:
         first = srcs[0]
         layout = layout_for(stats, (0, *first.shape[1:]), first.path)
         params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
         features = None if first.features is None else tuple(first.features)
-        rows = chunk_rows(first, chunk_size, transform=True)
+        rows = chunk_rows(first, chunk_size, transform=True, shards=srcs[1:])
         if progress is not None:
             progress.start(total_rows(srcs), row_bytes(first))
         options = ApplyOptions(

@@ -204,6 +204,25 @@ class TreeMerger:
             out.add(part, level)
         return out
 
+    @property
+    def pending(self) -> list[tuple[int, Moments]]:
+        """The partial states waiting to be merged, as (level, moments), bottom of the stack
+        first: with :meth:`restore`, all a checkpoint needs to continue the *same* tree, so a
+        resumed fit merges exactly as an uninterrupted one (bit for bit)."""
+        return list(self._stack)
+
+    @classmethod
+    def restore(cls, n_features: int, pending: Sequence[tuple[int, Moments]]) -> TreeMerger:
+        """A tree holding ``pending`` (from :attr:`pending`); levels must strictly decrease."""
+        levels = [level for level, _ in pending]
+        if any(a <= b for a, b in zip(levels, levels[1:], strict=False)) or any(
+            lv < 0 for lv in levels
+        ):
+            raise ValueError(f"tree levels must be non-negative and decreasing, got {levels}")
+        tree = cls(n_features)
+        tree._stack = list(pending)
+        return tree
+
     def total(self) -> Moments:
         result = Moments.empty(self.n_features)
         for _, m in self._stack:

@@ -71,13 +71,17 @@ def _blocked(
         out = np.empty(x.shape, dtype)
     if x.ndim == 0 or x.shape[0] == 0:
         if x.size:
-            out[...] = kernel(x.astype(np.float64), None)
+            with np.errstate(over="ignore", invalid="ignore"):
+                out[...] = kernel(x.astype(np.float64), None)
         return out
     step = max(1, _BLOCK_ELEMENTS // max(x[0].size, 1))
     tmp = np.empty((min(step, x.shape[0]), *x.shape[1:]))
-    for i in range(0, x.shape[0], step):
-        block = x[i : i + step]
-        out[i : i + step] = kernel(block, tmp[: block.shape[0]])
+    # a value beyond the output dtype's range becomes +-inf, as IEEE casts do, and a signalling
+    # NaN a NaN: without a RuntimeWarning per block (data near 1e308, or past float32's 3.4e38)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(0, x.shape[0], step):
+            block = x[i : i + step]
+            out[i : i + step] = kernel(block, tmp[: block.shape[0]])
     return out
 
 

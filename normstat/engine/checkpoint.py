@@ -1,26 +1,50 @@
-"""Checkpoints of a long fit: the merged state and the position reached, saved atomically.
+"""Checkpoints of a long fit: the merge tree's pending states and the position reached, saved
+atomically.
 
 A checkpoint is only valid for the very same data read the very same way, so it records a
-fingerprint — every source's path, dataset, size and modification time, plus the axis, the
-sample shape, the chunk size and the NaN policy — and refuses to resume when any of it changed.
+fingerprint — every source's path, dataset, size, modification time and a hash of its first and
+last 64 KiB (a file swapped for another of the same size, its mtime restored, is caught), plus the
+axis, the sample shape, the chunk size and the NaN policy — and refuses to resume when any of it
+changed. It saves every pending partial state of the merge tree (not their sum), so the resumed
+fit merges exactly the same tree as an uninterrupted one: the statistics are bit for bit equal.
+
+Loading trusts nothing: a damaged or foreign file is one :class:`DataError` naming it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from normstat.artifact import read_npz_member
 from normstat.core.moments import FIELDS, Moments, TreeMerger
-from normstat.errors import DataError
+from normstat.errors import ArtifactError, DataError
 from normstat.sinks.atomic import atomic_output
 from normstat.sources.base import ArraySource
 
 KIND = "normstat.checkpoint"
+HASHED_BYTES = 64 * 2**10
+"""Bytes hashed at each end of a source file for its fingerprint."""
+
+
+def content_ends(path: str) -> str | None:
+    """SHA-256 of a file's first and last :data:`HASHED_BYTES` (None for a directory store)."""
+    if not os.path.isfile(path):
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fp:
+        digest.update(fp.read(HASHED_BYTES))
+        size = os.fstat(fp.fileno()).st_size
+        fp.seek(max(size - HASHED_BYTES, 0))
+        digest.update(fp.read(HASHED_BYTES))
+    return digest.hexdigest()
 
 
 def fingerprint(sources: list[ArraySource], **settings: Any) -> dict[str, Any]:
@@ -28,7 +52,13 @@ def fingerprint(sources: list[ArraySource], **settings: Any) -> dict[str, Any]:
     for s in sources:
         st = os.stat(s.path)
         files.append(
-            {"path": s.path, "dataset": s.dataset, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            {
+                "path": s.path,
+                "dataset": s.dataset,
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "ends_sha256": content_ends(s.path),
+            }
         )
     return {"sources": files, **settings}
 
@@ -46,31 +76,130 @@ class Checkpointer:
     def __call__(self, tree: TreeMerger, samples: int) -> None:
         self.rows_done += samples
         if time.monotonic() - self._last >= self.every:
-            self.save(tree.total())
+            self.save(tree)
 
-    def save(self, moments: Moments) -> None:
-        meta = {"kind": KIND, "rows_done": self.rows_done, "fingerprint": self.print_}
+    def save(self, tree: TreeMerger) -> None:
+        pending = tree.pending
+        meta = {
+            "kind": KIND,
+            "rows_done": self.rows_done,
+            "levels": [level for level, _ in pending],
+            "fingerprint": self.print_,
+        }
+        arrays = {
+            f"{i}_{name}": a
+            for i, (_, m) in enumerate(pending)
+            for name, a in zip(FIELDS, m.arrays(), strict=True)
+        }
         with atomic_output(self.path) as tmp, open(tmp, "wb") as fp:
-            np.savez(fp, meta=np.array(json.dumps(meta)), **_arrays(moments))  # type: ignore[arg-type]
+            np.savez(fp, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]
         self._last = time.monotonic()
 
 
-def _arrays(m: Moments) -> dict[str, np.ndarray]:
-    return dict(zip(FIELDS, m.arrays(), strict=True))
-
-
-def load(path: str, expected: dict[str, Any]) -> tuple[Moments, int]:
-    """The saved state and rows done; an error naming what changed if it does not fit."""
+def load(
+    path: str, expected: dict[str, Any], n_features: int, total_rows: int | None = None
+) -> tuple[TreeMerger, int]:
+    """The saved merge tree and rows done; an error naming what is wrong or what changed."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            moments = Moments(*(z[k] for k in FIELDS))
-    except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise DataError(f"not a readable checkpoint ({exc})", path=path) from None
-    if not isinstance(meta, dict) or meta.get("kind") != KIND:
+        meta, arrays = _read(path, n_features)
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+        raise DataError(f"not a readable checkpoint ({_first_line(exc)})", path=path) from None
+    if meta.get("kind") != KIND:
         raise DataError("not a normstat checkpoint", path=path)
-    _check_same(meta.get("fingerprint", {}), expected, path)
-    return moments, int(meta["rows_done"])
+    _check_same(_fingerprint_of(meta, path), expected, path)
+    rows_done = meta.get("rows_done")
+    if not isinstance(rows_done, int) or isinstance(rows_done, bool) or rows_done < 0:
+        raise DataError(f"'rows_done' is not a row count: {rows_done!r:.40}", path=path)
+    if total_rows is not None and rows_done > total_rows:
+        raise DataError(
+            f"'rows_done' {rows_done} is past the end of the data ({total_rows} rows)", path=path
+        )
+    return _tree(meta, arrays, n_features, path), rows_done
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _read(path: str, n_features: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The meta object and every array, each read only after its declared size was checked."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = {i.filename: i for i in zf.infolist()}
+            if "meta.npy" not in infos:
+                raise DataError("not a normstat checkpoint (no 'meta' entry)", path=path)
+            meta_arr = read_npz_member(zf, infos.pop("meta.npy"), 2**24, path)
+            arrays = {
+                name[: -len(".npy")]: read_npz_member(zf, info, 8 * n_features, path)
+                for name, info in infos.items()
+            }
+    except ArtifactError as exc:
+        raise DataError(f"not a readable checkpoint ({exc.message})", path=path) from None
+    meta = json.loads(str(meta_arr)) if meta_arr.dtype.kind == "U" else None
+    if not isinstance(meta, dict):
+        raise DataError("not a normstat checkpoint (its 'meta' is not a JSON object)", path=path)
+    return meta, arrays
+
+
+def _fingerprint_of(meta: dict[str, Any], path: str) -> dict[str, Any]:
+    saved = meta.get("fingerprint")
+    files = saved.get("sources") if isinstance(saved, dict) else None
+    if not isinstance(files, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("path"), str) for f in files
+    ):
+        raise DataError("the checkpoint's fingerprint does not name its sources", path=path)
+    return saved  # type: ignore[return-value]
+
+
+def _tree(
+    meta: dict[str, Any], arrays: dict[str, np.ndarray], n_features: int, path: str
+) -> TreeMerger:
+    levels = meta.get("levels")
+    if not isinstance(levels, list) or not all(
+        isinstance(lv, int) and not isinstance(lv, bool) for lv in levels
+    ):
+        raise DataError("the checkpoint's merge tree is not a list of levels", path=path)
+    pending = [(lv, _moments(arrays, i, n_features, path)) for i, lv in enumerate(levels)]
+    if len(arrays) != len(FIELDS) * len(levels):
+        raise DataError("the checkpoint holds arrays its merge tree does not name", path=path)
+    try:
+        return TreeMerger.restore(n_features, pending)
+    except ValueError as exc:
+        raise DataError(f"the checkpoint's merge tree is damaged ({exc})", path=path) from None
+
+
+def _moments(arrays: dict[str, np.ndarray], i: int, n_features: int, path: str) -> Moments:
+    """Partial state ``i``: every field present, of this fit's length and dtype, and possible
+    (non-negative counts and m2, finite means, min <= max where there are values)."""
+    got = []
+    for name in FIELDS:
+        a = arrays.get(f"{i}_{name}")
+        want = np.int64 if name in ("count", "nan_count") else np.float64
+        if a is None or a.shape != (n_features,) or a.dtype != want:
+            shape = None if a is None else (list(a.shape), str(a.dtype))
+            raise DataError(
+                f"the checkpoint's state {i} has a damaged '{name}' ({shape}; expected "
+                f"{n_features} values of {np.dtype(want)})",
+                path=path,
+            )
+        got.append(np.array(a))
+    m = Moments(*got)
+    has = m.count > 0
+    with np.errstate(all="ignore"):
+        ok = (
+            (m.count >= 0).all()
+            and (m.nan_count >= 0).all()
+            and np.isfinite(m.m2).all()
+            and (m.m2 >= 0).all()
+            and np.isfinite(m.dmean[has] + m.shift[has]).all()
+            and (m.min[has] <= m.max[has]).all()
+        )
+    if not ok:
+        raise DataError(f"the checkpoint's state {i} holds impossible statistics", path=path)
+    return m
 
 
 def _check_same(saved: dict[str, Any], now: dict[str, Any], path: str) -> None:
@@ -81,7 +210,7 @@ def _check_same(saved: dict[str, Any], now: dict[str, Any], path: str) -> None:
             path=path,
         )
     for old, new in zip(old_files, new_files, strict=True):
-        for key in ("dataset", "size", "mtime_ns"):
+        for key in ("dataset", "size", "mtime_ns", "ends_sha256"):
             if old.get(key) != new[key]:
                 raise DataError(
                     f"{new['path']} changed since the checkpoint ({key}); refusing to resume "

@@ -36,7 +36,7 @@ def fit_local(
     workers: int | None = None,
     features: list[str] | None = None,
     progress: Progress | None = None,
-    initial: Moments | None = None,
+    initial: Moments | TreeMerger | None = None,
     after_chunk: AfterChunk | None = None,
 ) -> Moments:
     """Moments of every chunk, tree-merged in input order (after ``initial``, when resuming).
@@ -45,9 +45,12 @@ def fit_local(
     merge tree so far: the hook for checkpoints.
     """
     workers = workers or default_workers()
-    tree = TreeMerger(layout.n_features)
-    if initial is not None:
-        tree.add(initial)
+    if isinstance(initial, TreeMerger):  # resuming a checkpointed tree exactly
+        tree = initial
+    else:
+        tree = TreeMerger(layout.n_features)
+        if initial is not None:
+            tree.add(initial)
     with ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="normstat") as pool:
         try:
             if workers <= 1:

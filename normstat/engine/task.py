@@ -21,6 +21,40 @@ from normstat.sources.base import Chunk
 def chunk_task(
     chunk: Chunk, layout: AxisLayout, nan_policy: NanPolicy, features: list[str] | None = None
 ) -> Moments:
+    # values near float64's limit overflow the sums: checked below, never warned about
+    with np.errstate(over="ignore", invalid="ignore"):
+        part = _chunk_task(chunk, layout, nan_policy, features)
+        check_finite(part, chunk.path, chunk.dataset, layout, features)
+    return part
+
+
+def check_finite(
+    m: Moments,
+    path: str,
+    dataset: str | None,
+    layout: AxisLayout,
+    features: list[str] | None,
+) -> None:
+    """Refuse moments that overflowed float64 (data near 1e308): the statistics would be inf
+    or NaN, and a mean or a variance of that data is not representable anyway."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = (m.count > 0) & ~(np.isfinite(m.mean) & np.isfinite(m.m2))
+    if not bad.any():
+        return
+    f = int(np.argmax(bad))
+    feature = features[f] if features else layout.feature_label(f)
+    raise DataError(
+        f"the statistics of feature {feature} overflow float64: its values come near the "
+        f"float64 limit (max |x| {max(abs(m.min[f]), abs(m.max[f])):.3g}); rescale the data",
+        path=path,
+        dataset=dataset,
+        feature=feature,
+    )
+
+
+def _chunk_task(
+    chunk: Chunk, layout: AxisLayout, nan_policy: NanPolicy, features: list[str] | None
+) -> Moments:
     if chunk.columns is not None and len(chunk.columns) == layout.n_features:
         return _by_column(chunk, layout, nan_policy, features)
     rows = layout.to_rows(chunk.data)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from normstat.errors import DataError, UsageError
-from normstat.sources.base import ArraySource, Chunk, describe
+from normstat.sources.base import ArraySource, Chunk, check_sample_shape, describe
 
 __all__ = ["FORMATS", "ArraySource", "Chunk", "Format", "describe", "format_of", "open_sources"]
 
@@ -117,7 +117,10 @@ def open_one(
     dataset: str | None,
     input_format: str | None = None,
     columns: Sequence[str] | None = None,
+    allow_external: bool = False,
 ) -> ArraySource:
+    """One source. ``allow_external``: an HDF5 dataset may read files outside its file's
+    directory (external storage, external links, virtual datasets)."""
     if path == "-":
         if input_format is None:
             raise UsageError("reading stdin ('-') needs --input-format")
@@ -134,6 +137,8 @@ def open_one(
         if dataset is not None:
             raise UsageError(f"--dataset applies to HDF5 and Zarr only, not {fmt.name}", path=path)
         return cls(path, columns)
+    if fmt.name == "hdf5":
+        return _array_only(cls(path, dataset, allow_external), columns)
     if fmt.named_arrays:
         return _array_only(cls(path, dataset), columns)
     if dataset is not None:
@@ -157,6 +162,7 @@ def open_sources(
     dataset: str | None = None,
     input_format: str | None = None,
     columns: Sequence[str] | None = None,
+    allow_external: bool = False,
 ) -> list[ArraySource]:
     """Open every shard; they must agree on the shape of one sample (tables: on the feature
     columns and their types)."""
@@ -166,8 +172,10 @@ def open_sources(
     try:
         for spec in specs:
             for path, ds in _expand(spec):
-                src = open_one(path, ds or dataset, input_format, columns)
+                src = open_one(path, ds or dataset, input_format, columns, allow_external)
                 opened.append(src)
+                if src.kind == "array":
+                    check_sample_shape(tuple(src.shape), src.path, src.dataset)
                 _check_agrees(opened[0], src)
     except BaseException:
         for s in opened:

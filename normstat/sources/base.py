@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from normstat.errors import DataError
+
 DEFAULT_CHUNK_BYTES = 32 * 2**20
 """Target bytes of input per chunk: big enough to amortise per-call overhead, small enough that a
 few chunks in flight (plus their float64 temporaries) stay well under a few hundred MB."""
@@ -117,6 +119,21 @@ class ArraySource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def check_sample_shape(shape: tuple[int, ...], path: str, dataset: str | None = None) -> None:
+    """A negative dimension is damage; a sample of no values (``(1000, 0)``, ``(10**9, 0, 5)``)
+    has no feature to describe: one clear error instead of empty statistics or a long loop."""
+    if any(n < 0 for n in shape):
+        raise DataError(
+            f"declares a negative dimension: shape {list(shape)}", path=path, dataset=dataset
+        )
+    if any(n == 0 for n in shape[1:]):
+        raise DataError(
+            f"has shape {list(shape)}: a sample of no values, so there is no feature to fit",
+            path=path,
+            dataset=dataset,
+        )
 
 
 def rows_for_bytes(shape: tuple[int, ...], dtype: np.dtype, target_bytes: int) -> int:

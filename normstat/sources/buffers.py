@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -30,3 +31,26 @@ class BufferPool:
         if len(self._buffers) < self.keep:
             self._buffers.append(buf)
         return buf.reshape(shape)
+
+
+def pread_into(fd: int, buf: np.ndarray, offset: int) -> int:
+    """Fill the C-contiguous ``buf`` with the bytes of ``fd`` from ``offset`` (``pread``: no
+    shared file position, so threads may read one descriptor at once); return the bytes read,
+    fewer than ``buf.nbytes`` only where the file ends. A read, unlike a memory map, turns a
+    file that shrinks under us into a short count instead of SIGBUS."""
+    view = buf.reshape(-1).view(np.uint8).data
+    got = 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n <= 0:
+            break
+        got += n
+    return got
+
+
+def read_only(buf: np.ndarray) -> np.ndarray:
+    """A read-only view of a pooled buffer: consumers cannot write into data the pool reuses
+    (the view holds the buffer, so the pool sees it in use)."""
+    view = buf.view()
+    view.flags.writeable = False
+    return view

@@ -47,7 +47,8 @@ class CsvFile(TableSource):
     def __init__(self, path: str, columns: Sequence[str] | None = None) -> None:
         try:
             schema = _open(path).schema
-        except (pa.ArrowException, OSError) as exc:
+            schema.names  # noqa: B018  (pyarrow decodes the header here: it may not be UTF-8)
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise arrow_error(exc, "CSV file", path) from None
         self._setup(path, schema, columns, None)
         self._types = _as_float(schema, self.features)
@@ -73,7 +74,8 @@ class CsvStream(TableSource):
             self._reader: pacsv.CSVStreamingReader | None = _open(
                 stream if stream is not None else sys.stdin.buffer
             )
-        except (pa.ArrowException, OSError) as exc:
+            self._reader.schema.names  # noqa: B018  (decoded here: it may not be UTF-8)
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise arrow_error(exc, "CSV stream", path) from None
         self._setup(path, self._reader.schema, columns, None)
 

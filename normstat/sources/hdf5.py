@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import mmap
+import math
 import os
 from collections.abc import Iterator
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import Chunk, rows_for_bytes
-from normstat.sources.buffers import BufferPool
+from normstat.sources.buffers import BufferPool, pread_into, read_only
 
 
 def numeric_datasets(f: h5py.File) -> list[str]:
@@ -25,13 +25,118 @@ def numeric_datasets(f: h5py.File) -> list[str]:
     return found
 
 
+CHUNK_CACHE_BYTES = 2**20
+"""h5py's chunk cache per open dataset, stated rather than left to the library's default: a
+chunk larger than it is decompressed straight into the read buffer, never cached."""
+
+# What a damaged or hostile file can make h5py raise while its metadata is read.
+H5_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError)
+
+
 def _open_file(path: str) -> h5py.File:
     try:
-        return h5py.File(path, "r")
+        return h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
     except FileNotFoundError:
         raise DataError("no such file", path=path) from None
-    except OSError as exc:
-        raise DataError(f"not a readable HDF5 file ({exc})", path=path) from None
+    except H5_ERRORS as exc:
+        raise DataError(f"not a readable HDF5 file ({_reason(exc)})", path=path) from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _inside(directory: str, name: str) -> bool:
+    """Whether file ``name`` lies in ``directory`` or below it, symbolic links resolved."""
+    full = os.path.realpath(name)
+    return os.path.commonpath([full, directory]) == directory
+
+
+def _external_files(ds: h5py.Dataset) -> list[str]:
+    """The files HDF5 will read a dataset's external raw storage from: names as stored,
+    relative ones resolved as HDF5 does by default (against $HDF5_EXTFILE_PREFIX, where
+    ``${ORIGIN}`` is the file's directory, else the working directory)."""
+    dcpl = ds.id.get_create_plist()
+    names = [os.fsdecode(dcpl.get_external(i)[0]) for i in range(dcpl.get_external_count())]
+    prefix = os.environ.get("HDF5_EXTFILE_PREFIX", "")
+    prefix = prefix.replace("${ORIGIN}", os.path.dirname(os.path.abspath(ds.file.filename)))
+    return [os.path.join(prefix, n) if prefix else os.path.abspath(n) for n in names]
+
+
+def _virtual_file(ds: h5py.Dataset, name: str) -> str | None:
+    """The file HDF5 will open for a virtual source named ``name``, trying the places it tries
+    ($HDF5_VDS_PREFIX, the name itself, the virtual dataset's directory), or None."""
+    if name == ".":
+        return ds.file.filename
+    home = os.path.dirname(os.path.abspath(ds.file.filename))
+    prefix = os.environ.get("HDF5_VDS_PREFIX", "").replace("${ORIGIN}", home)
+    tail = os.path.basename(name) if os.path.isabs(name) else name
+    tries = [os.path.join(prefix, tail)] if prefix else []
+    tries += [os.path.abspath(name), os.path.join(home, tail)]
+    return next((t for t in tries if os.path.isfile(t)), None)
+
+
+def check_reach(ds: h5py.Dataset, path: str, dataset: str, allow_external: bool) -> None:
+    """Refuse reading files other than ``path`` that the dataset names, unless they lie in its
+    directory or ``allow_external``: a crafted file could otherwise make normstat read (and
+    report statistics of) any file the user can read, such as ``/etc/passwd``. A virtual
+    dataset whose sources are missing would be read as fill values: always refused."""
+    home = os.path.dirname(os.path.realpath(path))
+    reached: list[str] = _external_files(ds)
+    for name in reached:
+        if not os.path.isfile(name):
+            raise DataError(
+                f"keeps its values in external file {name}, which is missing",
+                path=path,
+                dataset=dataset,
+            )
+    if os.path.realpath(ds.file.filename) != os.path.realpath(path):
+        reached.append(ds.file.filename)  # through an external link
+    for vs in ds.virtual_sources() if ds.is_virtual else []:
+        found = _virtual_file(ds, vs.file_name)
+        if found is None or not os.access(found, os.R_OK):
+            raise DataError(
+                f"is a virtual dataset whose source {vs.file_name} is missing or unreadable "
+                "(it would be read as fill values)",
+                path=path,
+                dataset=dataset,
+            )
+        reached.append(found)
+    outside = [r for r in reached if not _inside(home, r)]
+    if outside and not allow_external:
+        raise DataError(
+            f"reads external file {outside[0]} outside the file's directory; pass "
+            "--allow-external if that is intended",
+            path=path,
+            dataset=dataset,
+        )
+
+
+def check_allocated(ds: h5py.Dataset, path: str, dataset: str) -> None:
+    """Refuse a dataset whose storage was never (or only partly) written: HDF5 reads it as fill
+    values, so a 1 KB file can declare 10^11 rows and keep a fit busy for hours on nothing.
+    Chunked: every chunk the shape needs must be stored (compression is no concern: a
+    compressed chunk is still one stored chunk). Contiguous: its block must exist."""
+    dsid = ds.id
+    layout = dsid.get_create_plist().get_layout()
+    if ds.size == 0 or ds.is_virtual or dsid.get_create_plist().get_external_count():
+        return
+    if layout == h5py.h5d.CHUNKED:
+        needed = math.prod(-(-n // c) for n, c in zip(ds.shape, ds.chunks, strict=True))
+        stored = dsid.get_num_chunks()
+        ok = stored >= needed
+    else:
+        stored, needed = 0, 1
+        ok = layout == h5py.h5d.COMPACT or dsid.get_storage_size() > 0
+    if not ok:
+        raise DataError(
+            f"declares {ds.shape[0]} rows but stores only {dsid.get_storage_size()} bytes"
+            + (f" ({stored} of the {needed} chunks its shape needs)" if needed > 1 else "")
+            + "; the rest would be read as fill values",
+            path=path,
+            dataset=dataset,
+        )
 
 
 def resolve_dataset(f: h5py.File, path: str, dataset: str | None) -> h5py.Dataset:
@@ -46,7 +151,10 @@ def resolve_dataset(f: h5py.File, path: str, dataset: str | None) -> h5py.Datase
                 f"choose a dataset with {path}:/name or --dataset; numeric datasets: {listing}",
                 path=path,
             )
-    obj = f.get(dataset)
+    try:
+        obj = f.get(dataset)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise DataError(f"cannot open {dataset!r} ({_reason(exc)})", path=path) from None
     if obj is None:
         listing = ", ".join(numeric_datasets(f)) or "none"
         raise UsageError(f"no dataset {dataset!r}; numeric datasets: {listing}", path=path)
@@ -91,21 +199,21 @@ class Hdf5Dataset:
     kind = "array"
     features = None
 
-    def __init__(self, path: str, dataset: str | None) -> None:
+    def __init__(self, path: str, dataset: str | None, allow_external: bool = False) -> None:
         self.path = path
         self._file = _open_file(path)
         try:
-            self._ds = resolve_dataset(self._file, path, dataset)
+            self._ds = self._open(dataset, allow_external)
+            self.dataset = self._ds.name
+            self.shape = tuple(self._ds.shape)
+            self.dtype = self._ds.dtype
+            self.storage_chunks = self._ds.chunks
+            self.compression = self._ds.compression
+            self.compression_opts = self._ds.compression_opts
+            self._offset = contiguous_offset(self._file, self._ds)
         except BaseException:
             self._file.close()
             raise
-        self.dataset = self._ds.name
-        self.shape = tuple(self._ds.shape)
-        self.dtype = self._ds.dtype
-        self.storage_chunks = self._ds.chunks
-        self.compression = self._ds.compression
-        self.compression_opts = self._ds.compression_opts
-        self._offset = contiguous_offset(self._file, self._ds)
         self._fd = -1
         if self._offset is not None:
             try:
@@ -115,6 +223,32 @@ class Hdf5Dataset:
                     self._stop_mapping()
             except OSError:
                 self._stop_mapping()
+
+    def _open(self, dataset: str | None, allow_external: bool) -> h5py.Dataset:
+        try:
+            ds = resolve_dataset(self._file, self.path, dataset)
+            check_reach(ds, self.path, ds.name, allow_external)
+            check_allocated(ds, self.path, ds.name)
+            return ds
+        except H5_ERRORS as exc:
+            raise DataError(
+                f"not a readable HDF5 dataset ({_reason(exc)})", path=self.path, dataset=dataset
+            ) from None
+
+    def check_budget(self, budget: int) -> None:
+        """Refuse storage chunks larger than ``budget`` bytes: reading any row of one
+        decompresses all of it, so memory would follow the file, not --chunk-size."""
+        if not self.storage_chunks:
+            return
+        nbytes = math.prod(self.storage_chunks) * self.dtype.itemsize
+        if nbytes > budget:
+            raise DataError(
+                f"storage chunk of {list(self.storage_chunks)} is {nbytes} bytes, more than the "
+                f"{budget} bytes that one read may hold (max(256 MiB, 4 x --chunk-size)); "
+                "rechunk the file (h5repack -l CHUNK=...)",
+                path=self.path,
+                dataset=self.dataset,
+            )
 
     @property
     def handle(self) -> h5py.Dataset:
@@ -139,42 +273,37 @@ class Hdf5Dataset:
             buf = pool.get((end - first, *self.shape[1:]), self.dtype)
             try:
                 self._ds.read_direct(buf, np.s_[first:end])
-            except OSError as exc:
+            except H5_ERRORS as exc:
                 raise self._read_error(first, end, exc) from None
             yield Chunk(buf, self.path, self.dataset, first)
             del buf  # drop our reference, so the pool can tell when the consumer is done
 
     def _mapped_chunks(self, rows: int, start: int, n: int) -> Iterator[Chunk]:
-        """Chunks that are read-only views of the file's pages, one mapping per chunk.
-
-        No copy: the kernel reads the page cache itself, where ``read_direct`` first copied
-        every byte into a buffer (25% of a fit's CPU on the 1.5 GB images, plus
-        zeroing fresh buffer pages in a new process). Measured: fit of those images 0.97 ->
-        0.75 s, of the float table 0.75 -> 0.66 s, peak RSS 175 -> 154 MB. A mapping lives as
-        long as its chunk (the array holds it), so memory stays bounded by the chunks in
-        flight. ``MADV_WILLNEED`` asks the kernel to read a chunk that is not cached yet while
-        earlier chunks are being reduced.
-        """
+        """Chunks read straight from the file's block of values with ``pread`` into reused
+        buffers, bypassing h5py's per-call overhead. (A memory map of the same bytes saved the
+        copy, but a file truncated under it killed the process with SIGBUS; a read fails with
+        a short count, which becomes an error line. See docs/decisions.md.)"""
         assert self._offset is not None
-        row_items = int(np.prod(self.shape[1:], dtype=np.int64))
-        row_bytes = row_items * self.dtype.itemsize
+        pool = BufferPool()
         for first in range(start, n, rows):
             end = min(first + rows, n)
-            at = self._offset + first * row_bytes
-            base = at - at % mmap.ALLOCATIONGRANULARITY
+            buf = pool.get((end - first, *self.shape[1:]), self.dtype)
+            at = self._offset + first * (buf[0].nbytes if len(buf) else 0)
             try:
-                m = mmap.mmap(
-                    self._fd, at - base + (end - first) * row_bytes,
-                    access=mmap.ACCESS_READ, offset=base,
-                )  # fmt: skip
+                got = pread_into(self._fd, buf, at)
             except OSError as exc:
                 raise self._read_error(first, end, exc) from None
-            if hasattr(m, "madvise") and hasattr(mmap, "MADV_WILLNEED"):
-                m.madvise(mmap.MADV_WILLNEED)
-            data = np.frombuffer(m, self.dtype, (end - first) * row_items, at - base)
-            yield Chunk(data.reshape(end - first, *self.shape[1:]), self.path, self.dataset, first)
+            if got < buf.nbytes:
+                raise DataError(
+                    f"file is truncated: it ended inside rows {first}:{end} while being read; "
+                    "was it rewritten during the run?",
+                    path=self.path,
+                    dataset=self.dataset,
+                )
+            yield Chunk(read_only(buf), self.path, self.dataset, first)
+            del buf  # the pool reuses it once the consumer is done with the chunk
 
-    def _read_error(self, first: int, end: int, exc: OSError) -> DataError:
+    def _read_error(self, first: int, end: int, exc: Exception) -> DataError:
         return DataError(
             f"cannot read rows {first}:{end} ({exc})", path=self.path, dataset=self.dataset
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import struct
 import sys
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
@@ -19,6 +20,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from normstat.errors import DataError
 from normstat.sources.table import Batch, TableSource, arrow_error, read_once
 
 
@@ -37,11 +39,17 @@ class IpcFile(TableSource):
             self._file: ipc.RecordBatchFileReader | None = ipc.open_file(self._buffer)
             rows: int | None = self._file.count_rows()
             schema = self._file.schema
-        except pa.ArrowInvalid:
+        except (pa.ArrowException, OSError) as exc:
+            if bytes(self._map[:6]) == b"ARROW1":  # the file format, damaged: say so
+                raise arrow_error(exc, "Arrow IPC / Feather file", path) from None
             self._file, rows = None, None
             schema = self._open_stream(path).schema
         if path.lower().endswith(".feather"):
             self.format = "feather"
+        try:
+            schema.names  # noqa: B018  (decoded here: damaged names may not be UTF-8)
+        except UnicodeDecodeError as exc:
+            raise arrow_error(exc, "Arrow IPC / Feather file", path) from None
         self._setup(path, schema, columns, rows)
 
     def _open_stream(self, path: str) -> ipc.RecordBatchStreamReader:
@@ -51,6 +59,21 @@ class IpcFile(TableSource):
             raise arrow_error(
                 exc, "Arrow IPC file or stream (Feather v1 is not read)", path
             ) from None
+
+    def check_budget(self, budget: int) -> None:
+        """Refuse a compressed record batch that decompresses to more than ``budget`` bytes:
+        pyarrow inflates a batch whole, so memory would follow the file, not --chunk-size."""
+        try:
+            largest = max(decoded_batch_bytes(self._buffer), default=0)
+        except (pa.ArrowException, OSError, struct.error, IndexError, ValueError):
+            return  # damaged metadata: reading the batch reports it
+        if largest > budget:
+            raise DataError(
+                f"a compressed record batch declares {largest} bytes once decompressed, more "
+                f"than the {budget} bytes that one read may hold (max(256 MiB, 4 x "
+                "--chunk-size)); rewrite it with smaller batches",
+                path=self.path,
+            )
 
     def _read(self, rows: int, columns: list[str] | None) -> Iterator[Batch]:
         """The stream format (no index of batches): read it again from the start."""
@@ -68,8 +91,12 @@ class IpcFile(TableSource):
             one = ipc.IpcReadOptions(
                 included_fields=[self.schema.get_field_index(self.features[0])]
             )
-            reader = ipc.open_file(self._buffer, options=one)
-            self._blocks = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+            try:
+                reader = ipc.open_file(self._buffer, options=one)
+                n = reader.num_record_batches
+                self._blocks = [reader.get_batch(i).num_rows for i in range(n)]
+            except (pa.ArrowException, OSError) as exc:
+                raise arrow_error(exc, "Arrow IPC / Feather file", self.path) from None
         return self._blocks
 
     def _read_blocks(
@@ -89,6 +116,58 @@ class IpcFile(TableSource):
         # batches handed out may still point into the map: then the GC closes it
         with contextlib.suppress(BufferError):
             self._map.close()
+
+
+def decoded_batch_bytes(buffer: pa.Buffer) -> Iterator[int]:
+    """For each compressed record batch of an IPC file or stream in ``buffer``: the bytes its
+    buffers declare once decompressed (the int64 before each compressed buffer), read from the
+    messages' metadata (a flatbuffer) without decompressing anything. pyarrow decompresses a
+    batch whole, so a small file can otherwise declare gigabytes (a decompression bomb)."""
+    start = 8 if buffer.size >= 8 and buffer.slice(0, 6).to_pybytes() == b"ARROW1" else 0
+    reader = ipc.MessageReader.open_stream(pa.BufferReader(buffer.slice(start)))
+    while True:
+        try:
+            message = reader.read_next_message()
+        except StopIteration:
+            return
+        if message is None:
+            return
+        if message.type == "record batch":
+            total = _declared_bytes(message.metadata.to_pybytes(), message.body)
+            if total is not None:
+                yield total
+
+
+def _declared_bytes(meta: bytes, body: pa.Buffer | None) -> int | None:
+    """Arrow's ``Message`` table -> its ``RecordBatch`` header -> ``buffers`` and
+    ``compression`` (format/Message.fbs); None if the batch is not compressed."""
+
+    def field(table: int, i: int) -> int | None:
+        vtable = table - struct.unpack_from("<i", meta, table)[0]
+        if 4 + 2 * i >= struct.unpack_from("<H", meta, vtable)[0]:
+            return None
+        off = struct.unpack_from("<H", meta, vtable + 4 + 2 * i)[0]
+        return table + off if off else None
+
+    def table_at(at: int) -> int:
+        return at + struct.unpack_from("<I", meta, at)[0]
+
+    header = field(table_at(0), 2)
+    if header is None or body is None:
+        return None
+    batch = table_at(header)
+    buffers, compression = field(batch, 2), field(batch, 3)
+    if buffers is None or compression is None:
+        return None
+    vector = table_at(buffers)
+    total = 0
+    for k in range(struct.unpack_from("<I", meta, vector)[0]):
+        offset, length = struct.unpack_from("<qq", meta, vector + 4 + 16 * k)
+        declared = -1
+        if length >= 8:
+            declared = struct.unpack("<q", body.slice(offset, 8).to_pybytes())[0]
+        total += length if declared == -1 else declared
+    return total
 
 
 class IpcStream(TableSource):

@@ -14,6 +14,7 @@ import numpy as np
 
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import Chunk, rows_for_bytes
+from normstat.sources.buffers import BufferPool, pread_into, read_only
 
 # numpy parses the header (a Python literal) with ast/tokenize: a damaged header can raise any of
 # these, and none of them should become a traceback.
@@ -66,7 +67,7 @@ class NpyFile:
             raise DataError("expected an array with a sample axis, received a scalar", path=path)
         self.shape = tuple(shape)
         self._fortran = fortran and len(shape) > 1
-        needed = self._offset + math.prod(shape) * self.dtype.itemsize
+        self._needed = needed = self._offset + math.prod(shape) * self.dtype.itemsize
         if size < needed:
             raise DataError(
                 f"file is truncated: its header promises {needed} bytes, it has {size}", path=path
@@ -77,28 +78,39 @@ class NpyFile:
         return rows_for_bytes(self.shape, self.dtype, target_bytes)
 
     def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
-        first = start
         end = self.shape[0] if stop is None else min(stop, self.shape[0])
-        if self._fortran:  # rows are not contiguous: one map, strided row blocks
-            whole = np.load(self.path, mmap_mode="r")
-            for i in range(first, end, rows):
-                block = whole[i : min(i + rows, end)]
-                yield Chunk(np.ascontiguousarray(block), self.path, None, i)
-            return
-        row_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
-        for start in range(first, end, rows):
-            n = min(rows, end - start)
-            if n * row_bytes == 0:
-                data = np.empty((n, *self.shape[1:]), self.dtype)
-            else:
-                data = np.memmap(
-                    self.path,
-                    self.dtype,
-                    "r",
-                    self._offset + start * row_bytes,
-                    (n, *self.shape[1:]),
-                )
-            yield Chunk(data, self.path, None, start)
+        pool = BufferPool()
+        with open(self.path, "rb") as fp:
+            fd = fp.fileno()
+            for first in range(start, end, rows):
+                n = min(rows, end - first)
+                buf = pool.get((n, *self.shape[1:]), self.dtype)
+                if self._fortran:
+                    self._read_fortran(fd, buf, first)
+                elif buf.nbytes:
+                    self._read(fd, buf, self._offset + first * buf[0].nbytes, first)
+                yield Chunk(read_only(buf), self.path, None, first)
+                del buf  # the pool reuses it once the consumer is done with the chunk
+
+    def _read(self, fd: int, buf: np.ndarray, at: int, first: int) -> None:
+        if pread_into(fd, buf, at) < buf.nbytes:
+            raise DataError(
+                f"file is truncated: it ended inside rows {first}:{first + len(buf)} while "
+                f"being read (its header promises {self._needed} bytes, it now has "
+                f"{os.fstat(fd).st_size}); was it rewritten during the run?",
+                path=self.path,
+            )
+
+    def _read_fortran(self, fd: int, buf: np.ndarray, first: int) -> None:
+        """Rows of a Fortran-ordered array: every trailing position's values are one run per
+        row block (Fortran order keeps axis 0 contiguous), read into a (positions, rows) block
+        and turned around into C order."""
+        n, trailing, item = len(buf), self.shape[1:], self.dtype.itemsize
+        runs = np.empty((math.prod(trailing), n), self.dtype)
+        for j in range(runs.shape[0]):
+            at = self._offset + (j * self.shape[0] + first) * item
+            self._read(fd, runs[j], at, first)
+        buf[...] = runs.reshape(*trailing[::-1], n).T
 
     def close(self) -> None:
         pass

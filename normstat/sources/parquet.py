@@ -27,6 +27,12 @@ from normstat.sources.blocks import unit_at
 from normstat.sources.table import Batch, TableSource, arrow_error, column_array, one_line
 
 _READ_BUFFER = 1 << 18
+_READ_OPTIONS = {
+    "buffer_size": _READ_BUFFER,
+    "pre_buffer": False,
+    # a damaged page whose writer stored a CRC is an error, not values such as inf or NaN
+    "page_checksum_verification": True,
+}
 _WIDEST = 8
 """Bytes per value of the widest column a chunk is decoded to (float64)."""
 
@@ -36,9 +42,10 @@ class ParquetFile(TableSource):
 
     def __init__(self, path: str, columns: Sequence[str] | None = None) -> None:
         try:
-            self._file = pq.ParquetFile(path, buffer_size=_READ_BUFFER, pre_buffer=False)
+            self._file = pq.ParquetFile(path, **_READ_OPTIONS)
             schema = self._file.schema_arrow
-        except (pa.ArrowException, OSError) as exc:
+            schema.names  # noqa: B018  (decoded here: damaged names may not be UTF-8)
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise arrow_error(exc, "Parquet file", path) from None
         self._setup(path, schema, columns, self._file.metadata.num_rows)
         self._local = threading.local()
@@ -87,8 +94,7 @@ class ParquetFile(TableSource):
             h = pq.ParquetFile(
                 self.path,
                 metadata=self._file.metadata,
-                buffer_size=_READ_BUFFER,
-                pre_buffer=False,
+                **_READ_OPTIONS,
             )
             self._local.file = h
             with self._handles_lock:

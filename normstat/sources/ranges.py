@@ -49,7 +49,10 @@ def open_range(r: RowRange) -> ArraySource:
 
     if r.path == "-":
         raise ValueError("stdin cannot be reopened by another process")
-    return open_one(r.path, r.dataset, r.format, None if r.columns is None else list(r.columns))
+    columns = None if r.columns is None else list(r.columns)
+    # the process that planned the ranges opened the source first, with the user's
+    # --allow-external; the range exists only if that open was allowed
+    return open_one(r.path, r.dataset, r.format, columns, allow_external=True)
 
 
 def read_range(r: RowRange, rows: int) -> Iterator[Chunk]:

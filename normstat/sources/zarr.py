@@ -6,6 +6,7 @@ zarr is an optional extra; it is imported when a Zarr store is first opened.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -71,6 +72,48 @@ def resolve_array(path: str, dataset: str | None) -> Any:
     return obj
 
 
+SPARSE_FLOOR = 2**30
+"""Arrays declaring at most this many bytes are read whatever they store: at worst a second of
+fill values. Larger ones must store at least half of a sample of their chunks (see
+:func:`check_allocated`)."""
+_SAMPLED_CHUNKS = 64
+
+
+def _stored(arr: Any, coords: tuple[int, ...]) -> bool:
+    from zarr.core.sync import sync
+
+    key = arr.metadata.encode_chunk_key(coords)
+    return bool(sync(arr.store.exists(f"{arr.path}/{key}" if arr.path else key)))
+
+
+def check_allocated(arr: Any, path: str, dataset: str | None) -> None:
+    """Refuse an array that is mostly unwritten: Zarr reads a missing chunk as the fill value,
+    so a store of a few bytes can declare 10^12 rows and keep a fit busy for hours on nothing.
+
+    Zarr (v3 by default) also leaves out chunks that equal the fill value, so a missing chunk
+    alone proves nothing; and counting every key of a huge array takes minutes. So: arrays over
+    1 GiB must store at least half of up to 64 chunks sampled evenly along axis 0.
+    """
+    shape, dtype = tuple(int(n) for n in arr.shape), np.dtype(arr.dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes <= SPARSE_FLOOR:
+        return
+    grid = getattr(arr, "shards", None) or arr.chunks
+    n0 = -(-shape[0] // int(grid[0]))
+    picks = sorted({int(i) for i in np.linspace(0, n0 - 1, min(_SAMPLED_CHUNKS, n0))})
+    try:
+        present = sum(_stored(arr, (i,) + (0,) * (len(shape) - 1)) for i in picks)
+    except Exception:  # a store that cannot say (not local, or another zarr): read as it is
+        return
+    if present * 2 < len(picks):
+        raise DataError(
+            f"declares {shape[0]} rows ({nbytes} bytes) but stores only {present} of "
+            f"{len(picks)} chunks sampled along them; the rest would be read as fill values",
+            path=path,
+            dataset=dataset,
+        )
+
+
 class ZarrArray:
     format = "zarr"
     kind = "array"
@@ -93,6 +136,20 @@ class ZarrArray:
         if len(self.shape) == 0:
             raise DataError(
                 "is a scalar, expected an array with a sample axis", path=path, dataset=dataset
+            )
+        check_allocated(self._arr, path, self.dataset)
+
+    def check_budget(self, budget: int) -> None:
+        """Refuse chunks larger than ``budget`` bytes: reading any row of one decodes all of
+        it, so memory would follow the store, not --chunk-size."""
+        nbytes = math.prod(self.storage_chunks) * self.dtype.itemsize
+        if nbytes > budget:
+            raise DataError(
+                f"storage chunk of {list(self.storage_chunks)} is {nbytes} bytes, more than the "
+                f"{budget} bytes that one read may hold (max(256 MiB, 4 x --chunk-size)); "
+                "rechunk the store",
+                path=self.path,
+                dataset=self.dataset,
             )
 
     def preferred_rows(self, target_bytes: int) -> int:
