@@ -20,6 +20,7 @@ import numpy as np
 
 from normstat import __version__
 from normstat.core.moments import Moments
+from normstat.core.npz import read_npz_member
 from normstat.core.stats import Stats
 from normstat.errors import ArtifactError
 from normstat.sinks.atomic import atomic_output
@@ -115,7 +116,6 @@ MAX_COUNT = 2**53
 """Counts (and ddof) must stay below this: float64 holds every integer up to it, and no dataset
 comes near it (9e15 samples); a larger number in a file is damage, not data."""
 _MAX_META_BYTES = 16 * 2**20
-_NPY_HEADER_BYTES = 2**16
 _NPZ_ERRORS = (
     zipfile.BadZipFile,
     zlib.error,
@@ -183,39 +183,6 @@ def _npz_members(path: str) -> dict[str, Any]:
         for name, info in infos.items():
             doc[name[: -len(".npy")]] = read_npz_member(zf, info, limit, path)
     return doc
-
-
-def read_npz_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: str) -> Any:
-    """One ``.npy`` member of at most ``limit`` bytes of values; refused from the sizes the zip
-    and the NPY header declare before anything is inflated; the CRC is checked."""
-    name = info.filename[: -len(".npy")] if info.filename.endswith(".npy") else info.filename
-    if info.file_size > limit + _NPY_HEADER_BYTES:
-        raise ArtifactError(
-            f"NPZ member {name!r} declares {info.file_size} bytes; at most "
-            f"{limit + _NPY_HEADER_BYTES} fit its feature_shape",
-            path=path,
-        )
-    with zf.open(info) as fp:
-        version = np.lib.format.read_magic(fp)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-        if dtype.kind not in "iufU":
-            raise ArtifactError(
-                f"NPZ member {name!r} has dtype {dtype}, expected integers or floats", path=path
-            )
-        nbytes = math.prod(shape) * dtype.itemsize
-        if nbytes > limit:
-            raise ArtifactError(
-                f"NPZ member {name!r} declares shape {list(shape)} of {dtype}, more than its "
-                "feature_shape allows",
-                path=path,
-            )
-        data = fp.read(nbytes)
-        if len(data) != nbytes or fp.read(1):
-            raise ArtifactError(f"NPZ member {name!r} is not the size its header says", path=path)
-    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def from_dict(doc: dict[str, Any], path: str = "<artifact>") -> Stats:

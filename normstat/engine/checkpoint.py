@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from normstat.artifact import read_npz_member
 from normstat.core.moments import FIELDS, Moments, TreeMerger
+from normstat.core.npz import read_npz_member
 from normstat.errors import ArtifactError, DataError
 from normstat.sinks.atomic import atomic_output
 from normstat.sources.base import ArraySource
