@@ -65,6 +65,7 @@ class _Csv:
         source: str | BinaryIO,
         types: dict[str, pa.DataType] | None = None,
         columns: list[str] | None = None,
+        text_nulls: bool = False,
     ) -> pacsv.CSVStreamingReader:
         o = self.options
         read = pacsv.ReadOptions(
@@ -75,7 +76,7 @@ class _Csv:
         convert = pacsv.ConvertOptions(
             column_types=types or {},
             include_columns=columns,
-            strings_can_be_null=True,
+            strings_can_be_null=text_nulls,
             **({} if o.null_values is None else {"null_values": list(o.null_values)}),
         )
         parse = pacsv.ParseOptions(delimiter=o.delimiter)
@@ -85,7 +86,7 @@ class _Csv:
 
     def text(self, source: str, columns: list[str]) -> Iterator[Batch]:
         """``columns`` as raw bytes (nulls as nulls): conversion cannot fail."""
-        return iter(self.open(source, {c: pa.binary() for c in columns}, columns))
+        return iter(self.open(source, {c: pa.binary() for c in columns}, columns, True))
 
 
 def _generated(n: int) -> list[str]:
