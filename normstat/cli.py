@@ -209,18 +209,23 @@ def _write_stats(stats: Stats, output: str | None, quiet: bool) -> None:
         )
 
 
+def _quoted(name: str) -> str:
+    """A column name as --columns takes it: CSV-quoted when it holds a comma or a quote."""
+    return '"' + name.replace('"', '""') + '"' if any(c in name for c in ',"') else name
+
+
 def _report_columns(stats: Stats, limit: int = 20) -> None:
     """Which columns became features and which were left out, and why (tables only)."""
     if stats.features is None or stats.source.get("kind") != "table":
         return
-    names = stats.features
+    names = [_quoted(n) for n in stats.features]
     shown = ", ".join(names[:limit]) + (
         f", ... ({len(names) - limit} more)" if len(names) > limit else ""
     )
     line = f"features: {len(names)} ({shown})"
     left = stats.source.get("left_out") or []
     if left:
-        parts = [f"{c['name']} ({c['reason']})" for c in left[:limit]]
+        parts = [f"{_quoted(c['name'])} ({c['reason']})" for c in left[:limit]]
         more = f", ... ({len(left) - limit} more)" if len(left) > limit else ""
         line += f"; left out: {', '.join(parts)}{more}"
     click.echo(line, err=True)
