@@ -53,20 +53,26 @@ def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats
 
 
 def _check_disjoint(parts: Sequence[Stats | str], loaded: list[Stats], names: list[str]) -> None:
+    """No artifact twice, and no source (by fingerprint) in two parts."""
     seen: dict[Any, str] = {}
     for part, stats, name in zip(parts, loaded, names, strict=True):
-        keys: list[tuple[Any, str]] = [(_identity(part), "is the same statistics as")]
-        for fp in stats.source.get("fingerprints") or []:
-            keys.append((_data_key(fp), f"has fitted {fp.get('path')} as did"))
+        key = _identity(part)
+        if key in seen:
+            raise UsageError(f"{name} is given twice: its rows would count twice" + _ANYWAY)
+        seen[key] = name
         mine: set[Any] = set()
-        for key, how in keys:
+        for fp in stats.source.get("fingerprints") or []:
+            key = _data_key(fp)
             if key in seen and key not in mine:
                 raise UsageError(
-                    f"{name} {how} {seen[key]}: its rows would count twice "
-                    "(--allow-overlap merges anyway)",
+                    f"{name} and {seen[key]} both hold statistics of {fp.get('path')} (the same "
+                    f"size and content): its rows would count twice" + _ANYWAY
                 )
-            seen[key] = name
+            seen[key] = f"{name} ({fp.get('path')})"
             mine.add(key)
+
+
+_ANYWAY = " (--allow-overlap merges anyway)"
 
 
 def _identity(part: Stats | str) -> Any:
