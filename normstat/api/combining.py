@@ -58,7 +58,9 @@ def _check_disjoint(parts: Sequence[Stats | str], loaded: list[Stats], names: li
     for part, stats, name in zip(parts, loaded, names, strict=True):
         key = _identity(part)
         if key in seen:
-            raise UsageError(f"{name} is given twice: its rows would count twice" + _ANYWAY)
+            raise UsageError(
+                f"{name} is the same file as {seen[key]}: its rows would count twice" + _ANYWAY
+            )
         seen[key] = name
         mine: set[Any] = set()
         for fp in stats.source.get("fingerprints") or []:
