@@ -197,7 +197,7 @@ class CsvFile(TableSource):
         types = dict(declared)
         types.update(self._empty_columns(path, schema, declared, wanted))
         if head is not None:
-            _check_text(path, head, wanted, declared)
+            _check_text(path, head, wanted, declared, options)
         schema = pa.schema([pa.field(f.name, types.get(f.name, f.type)) for f in schema])
         self._setup(path, schema, columns, None, options)
         self._types = {**types, **_as_float(schema, self.features)}
@@ -302,17 +302,33 @@ def _candidates(
 
 
 def _check_text(
-    path: str, head: Batch, wanted: set[str], declared: dict[str, pa.DataType], at: int = 0
+    path: str,
+    head: Batch,
+    wanted: set[str],
+    declared: dict[str, pa.DataType],
+    options: TableOptions,
 ) -> None:
     """A text column of the first block that is mostly numbers is a numeric column with bad
     cells: an error naming the first, not a column silently left out."""
+    nulls = pa.array(
+        list(options.null_values)
+        if options.null_values is not None
+        else pacsv.ConvertOptions().null_values,
+        pa.string(),
+    )
     for f in head.schema:
         if f.name not in wanted or f.name in declared:
             continue
         if pa.types.is_string(f.type) or pa.types.is_binary(f.type):
-            col = head.column(f.name)
+            col = _nulled(head.column(f.name), nulls)
             if _numeric_share(col) >= 0.5:
-                raise bad_cell(path, f.name, col, pa.float64(), at)
+                raise bad_cell(path, f.name, col, pa.float64(), 0)
+
+
+def _nulled(col: pa.Array, nulls: pa.Array) -> pa.Array:
+    """Text cells that spell a missing value as nulls (a reader of text keeps them as text)."""
+    text = pc.cast(col, pa.string(), safe=False)
+    return pc.if_else(pc.is_in(text, value_set=nulls), pa.scalar(None, col.type), col)
 
 
 def _as_float(schema: pa.Schema, features: list[str]) -> dict[str, pa.DataType]:
@@ -361,7 +377,7 @@ class CsvStream(TableSource):
             field_named(schema, name, path, " (--column-types)")
         wanted = _candidates(schema, columns, options, declared)
         if head is not None:
-            _check_text(path, head, wanted, declared)
+            _check_text(path, head, wanted, declared, options)
         for f in schema:
             if pa.types.is_null(f.type) and f.name in wanted and head is not None:
                 raise DataError(
