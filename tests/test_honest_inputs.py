@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -54,7 +55,8 @@ def late(tmp_path_factory) -> tuple[str, np.ndarray]:
     y[:150_000] = np.nan
     cells = ["" if np.isnan(v) else repr(v) for v in y.tolist()]
     path = tmp_path_factory.mktemp("late") / "late.csv"
-    path.write_text("x,y\n" + "\n".join(f"{a},{b}" for a, b in zip(x.tolist(), cells)) + "\n")
+    rows = (f"{a},{b}" for a, b in zip(x.tolist(), cells, strict=True))
+    path.write_text("x,y\n" + "\n".join(rows) + "\n")
     return str(path), np.column_stack([x, y])
 
 
@@ -83,9 +85,7 @@ def test_apply_reads_the_late_column_with_its_own_statistics(late, tmp_path):
     assert np.isnan(y[:150_000]).all()
 
 
-@pytest.mark.parametrize(
-    "cell", [b"?", b"-", b"x", b"3\xff", b"3\x004", b'"3\n4"'], ids=repr
-)
+@pytest.mark.parametrize("cell", [b"?", b"-", b"x", b"3\xff", b"3\x004", b'"3\n4"'], ids=repr)
 def test_stray_cell_in_the_first_block_names_column_and_row(tmp_path, cell):
     path = short_rows(tmp_path, cell)
     result = run("fit", path)
@@ -164,7 +164,7 @@ def test_stdin_takes_the_same_options(tmp_path):
     stats = str(tmp_path / "s.json")
     result = run("fit", "-", *args, "--columns", "c0,c1", "-o", stats, input=data)
     assert result.exit_code == 0, result.output
-    assert json.loads(open(stats).read())["mean"] == [3.0, 4.5]
+    assert json.loads(Path(stats).read_text())["mean"] == [3.0, 4.5]
     result = run("apply", stats, "-", *args, "-o", "-", input=data)
     assert result.exit_code == 0, result.stderr
     t = ipc.open_stream(pa.py_buffer(result.stdout_bytes)).read_all()
@@ -300,7 +300,7 @@ def test_artifact_fingerprints_and_merge_overlaps(tmp_path):
     for name in ("a", "b", "copy"):
         normstat.save(normstat.fit(str(tmp_path / f"{name}.npy")), str(tmp_path / f"{name}.json"))
     a, b, c = (str(tmp_path / f"{n}.json") for n in ("a", "b", "copy"))
-    fp = json.loads(open(a).read())["source"]["fingerprints"]
+    fp = json.loads(Path(a).read_text())["source"]["fingerprints"]
     assert fp[0]["path"] == os.path.realpath(tmp_path / "a.npy") and fp[0]["size"] == 224
     assert set(fp[0]) == {"path", "dataset", "size", "mtime_ns", "sha256_edges"}
     result = run("merge", a, a)
