@@ -163,11 +163,31 @@ def from_dict(doc: dict[str, Any], path: str = "<artifact>") -> Stats:
         raise fail(f"'features' must be null or {math.prod(shape)} names for feature_shape {shape}")
     if not isinstance(doc["source"], dict):
         raise fail("'source' must be an object")
+    _check_source_lists(doc["source"], fail)
     arrays = {k: _array(doc[k], k, shape, fail) for k in (*INT_KEYS, *FLOAT_KEYS)}
     moments = _moments(arrays, fail)
     stats = Stats(moments, tuple(shape), axis, ddof, features, doc["source"])
     _check_derived(stats, arrays, fail)
     return stats
+
+
+_SOURCE_LISTS = {
+    "left_out": ("name", "reason"),
+    "fingerprints": ("path", "size"),
+    "promoted": ("name", "to"),
+}
+"""Optional lists of ``source`` (newer files), and the keys each of their objects must have."""
+
+
+def _check_source_lists(source: dict[str, Any], fail: Any) -> None:
+    for key, needed in _SOURCE_LISTS.items():
+        items = source.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list) or not all(
+            isinstance(i, dict) and all(k in i for k in needed) for i in items
+        ):
+            raise fail(f"'source.{key}' must be a list of objects with {', '.join(needed)}")
 
 
 def _int_list(v: Any, key: str, fail: Any, minimum: int | None = None) -> list[int]:
