@@ -116,6 +116,8 @@ def test_declared_types_and_null_spellings_override_inference(tmp_path):
     assert s.features == ["x"] and s.source["left_out"] == [{"name": "y", "reason": "string"}]
     s = normstat.fit(path, null_values="?,")
     assert s.features == ["x", "y"] and s.nan_count.tolist() == [0, 1]
+    with pytest.raises(DataError, match=f"column 'y', row {BAD_ROW}: '\\?' is not a number"):
+        normstat.fit(path, column_types="y:float64")  # declared, and wrong in the first block
     with pytest.raises(UsageError, match="unknown type 'float65'"):
         normstat.fit(path, column_types={"y": "float65"})
 

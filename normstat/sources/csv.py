@@ -186,9 +186,11 @@ class CsvFile(TableSource):
                 self._csv.names = _generated(len(self._csv.open(path).schema))
             first = self._csv.open(path, declared)
             schema = first.schema
-            head = first.read_next_batch() if _has_text(schema, declared) else None
-        except StopIteration:
-            head = None
+            head = _first_block(first) if _has_text(schema, declared) else None
+        except pa.ArrowInvalid as exc:
+            raise self._declared_failure(path, declared, exc) or arrow_error(
+                exc, "CSV file", path
+            ) from None
         except (pa.ArrowException, OSError) as exc:
             raise arrow_error(exc, "CSV file", path) from None
         for name in declared:
@@ -203,6 +205,22 @@ class CsvFile(TableSource):
         self._types = {**types, **_as_float(schema, self.features)}
         self.feature_types = [str(self._types[n]) for n in self.features]
         self.schema = pa.schema([pa.field(f.name, self._types.get(f.name, f.type)) for f in schema])
+
+    def _declared_failure(
+        self, path: str, declared: dict[str, pa.DataType], exc: BaseException
+    ) -> DataError | None:
+        """A declared type that fails in the first block (pyarrow fails opening the file): the
+        cell, with its row."""
+        number = _column_number(exc)
+        names = self._csv.open(path).schema.names
+        if number is None or number >= len(names) or names[number] not in declared:
+            return None
+        name = names[number]
+        for b in self._csv.text(path, [name]):
+            if first_bad(b.column(name), declared[name]) is not None:
+                return bad_cell(path, name, b.column(name), declared[name], 0)
+            break
+        return None
 
     def _empty_columns(
         self,
@@ -235,12 +253,16 @@ class CsvFile(TableSource):
     def _read(self, rows: int, columns: list[str] | None) -> Iterator[Batch]:
         yield from _located(
             iter(self._csv.open(self.path, self._types, columns)),
-            lambda at: self._bad_cell(at, columns),
+            lambda at, number: self._bad_cell(at, columns, number),
         )
 
-    def _bad_cell(self, at: int, columns: list[str] | None) -> DataError | None:
-        """The first cell at or after row ``at`` that does not convert to its column's type."""
-        want = {n: self.schema.field(n).type for n in columns or self.schema.names}
+    def _bad_cell(self, at: int, columns: list[str] | None, number: int | None) -> DataError | None:
+        """The first cell at or after row ``at`` that does not convert to its column's type (in
+        column ``number`` of the file, when pyarrow said which)."""
+        names = columns or self.schema.names
+        if number is not None and number < len(self.schema) and self.schema.names[number] in names:
+            names = [self.schema.names[number]]
+        want = {n: self.schema.field(n).type for n in names}
         start = 0
         for b in self._csv.text(self.path, list(want)):
             if start + b.num_rows > at:
@@ -253,6 +275,11 @@ class CsvFile(TableSource):
         return None
 
 
+def _column_number(exc: BaseException) -> int | None:
+    m = re.search(r"In CSV column #(\d+)", str(exc))
+    return None if m is None else int(m[1])
+
+
 def _first_bad_or_null(col: pa.Array, t: pa.DataType) -> int | None:
     if pa.types.is_null(t):
         valid = pc.is_valid(col)
@@ -261,23 +288,33 @@ def _first_bad_or_null(col: pa.Array, t: pa.DataType) -> int | None:
 
 
 def _located(
-    batches: Iterator[Batch], locate: Callable[[int], DataError | None]
+    batches: Iterator[Batch], locate: Callable[[int, int | None], DataError | None]
 ) -> Iterator[Batch]:
     """The batches; a conversion error becomes the error naming the column and row of the cell
-    (``locate`` is given the first row of the block that failed)."""
+    (``locate`` is given the first row of the block that failed, and the number of the column
+    if pyarrow's message names it)."""
     at = 0
     while True:
         try:
             b = next(batches)
         except StopIteration:
             return
-        except pa.ArrowInvalid:
-            found = locate(at)
+        except pa.ArrowInvalid as exc:
+            found = locate(at, _column_number(exc))
             if found is not None:
                 raise found from None
             raise
         at += b.num_rows
         yield b
+
+
+def _first_block(reader: pacsv.CSVStreamingReader) -> Batch | None:
+    """The first block, to check its text columns; None when there is none, or when a declared
+    type fails there (the read reports that cell, with its row)."""
+    try:
+        return reader.read_next_batch()
+    except (StopIteration, pa.ArrowInvalid):
+        return None
 
 
 def _has_text(schema: pa.Schema, declared: dict[str, pa.DataType]) -> bool:
