@@ -295,7 +295,9 @@ def _csv_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 "price:float64,code:string (a string column is never a feature).",
             ),
             click.option(
-                "--delimiter", metavar="CHAR", help="CSV: the field separator (default ',')."
+                "--delimiter",
+                metavar="CHAR",
+                help="CSV: the field separator (default ','; tab: 'tab').",
             ),
             click.option(
                 "--no-header",

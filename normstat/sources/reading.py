@@ -87,8 +87,9 @@ def table_options(
     header: bool = True,
     null_values: str | Sequence[str] | None = None,
 ) -> TableOptions:
+    delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter) if delimiter else delimiter
     if delimiter is not None and len(delimiter) != 1:
-        raise UsageError(f"--delimiter must be one character, received {delimiter!r}")
+        raise UsageError(f"--delimiter must be one character (or \\t, tab), received {delimiter!r}")
     if isinstance(null_values, str):
         nulls: tuple[str, ...] | None = tuple(v.strip() for v in null_values.split(","))
     else:
