@@ -188,16 +188,17 @@ class CsvFile(TableSource):
             schema = first.schema
             head = _first_block(first) if _has_text(schema, declared) else None
         except pa.ArrowInvalid as exc:
-            raise self._declared_failure(path, declared, exc) or arrow_error(
-                exc, "CSV file", path
-            ) from None
+            raise self._declared_failure(path, declared, exc) from None
         except (pa.ArrowException, OSError) as exc:
             raise arrow_error(exc, "CSV file", path) from None
         for name in declared:
             field_named(schema, name, path, " (--column-types)")
         wanted = _candidates(schema, columns, options, declared)
         types = dict(declared)
-        types.update(self._empty_columns(path, schema, declared, wanted))
+        try:
+            types.update(self._empty_columns(path, schema, declared, wanted))
+        except (pa.ArrowException, OSError) as exc:
+            raise arrow_error(exc, "CSV file", path) from None
         if head is not None:
             _check_text(path, head, wanted, declared, options)
         schema = pa.schema([pa.field(f.name, types.get(f.name, f.type)) for f in schema])
@@ -208,19 +209,20 @@ class CsvFile(TableSource):
 
     def _declared_failure(
         self, path: str, declared: dict[str, pa.DataType], exc: BaseException
-    ) -> DataError | None:
-        """A declared type that fails in the first block (pyarrow fails opening the file): the
-        cell, with its row."""
+    ) -> DataError:
+        """Why pyarrow fails opening the file: a declared type that fails in the first block is
+        that cell, with its row; anything else is pyarrow's message."""
         number = _column_number(exc)
-        names = self._csv.open(path).schema.names
-        if number is None or number >= len(names) or names[number] not in declared:
-            return None
-        name = names[number]
-        for b in self._csv.text(path, [name]):
-            if first_bad(b.column(name), declared[name]) is not None:
-                return bad_cell(path, name, b.column(name), declared[name], 0)
-            break
-        return None
+        try:
+            names = self._csv.open(path).schema.names
+            if number is not None and number < len(names) and names[number] in declared:
+                name = names[number]
+                col = next(self._csv.text(path, [name])).column(name)
+                if first_bad(col, declared[name]) is not None:
+                    return bad_cell(path, name, col, declared[name], 0)
+        except (pa.ArrowException, OSError, StopIteration):
+            pass
+        return arrow_error(exc, "CSV file", path)
 
     def _empty_columns(
         self,
