@@ -99,27 +99,8 @@ def select_features(
     if columns is not None and set(columns) & set(exclude):
         both = [c for c in columns if c in exclude]
         raise UsageError(f"--columns and --exclude both name {both}")
-    roles = metadata_roles(schema)
-    left_out: list[tuple[str, str]] = []
     if columns is None:
-        names = []
-        for f in schema:
-            why = (
-                "excluded"
-                if f.name in exclude
-                else roles.get(f.name) or (None if is_default_feature(f.type) else _why_not(f.type))
-            )
-            if why is None:
-                names.append(f.name)
-            else:
-                left_out.append((f.name, why))
-        if not names:
-            raise DataError(
-                f"no numeric column to use; the columns are: {_listing(schema)}"
-                + (f"; left out: {_left_out_line(left_out)}" if left_out else ""),
-                path=path,
-            )
-        return names, left_out
+        return _default_features(schema, exclude, path)
     names = list(columns)
     if len(set(names)) != len(names):
         raise UsageError(f"--columns names a column twice: {names}")
@@ -131,13 +112,41 @@ def select_features(
                 path=path,
                 feature=name,
             )
-    chosen = set(names)
     left_out = [
         (f.name, "excluded" if f.name in exclude else "not in --columns")
         for f in schema
-        if f.name not in chosen
+        if f.name not in set(names)
     ]
     return names, left_out
+
+
+def _default_features(
+    schema: pa.Schema, exclude: Sequence[str], path: str
+) -> tuple[list[str], list[tuple[str, str]]]:
+    roles = metadata_roles(schema)
+    names: list[str] = []
+    left_out: list[tuple[str, str]] = []
+    for f in schema:
+        why = _reason(f, exclude, roles)
+        if why is None:
+            names.append(f.name)
+        else:
+            left_out.append((f.name, why))
+    if not names:
+        listing = f"; left out: {_left_out_line(left_out)}" if left_out else ""
+        raise DataError(
+            f"no numeric column to use; the columns are: {_listing(schema)}{listing}", path=path
+        )
+    return names, left_out
+
+
+def _reason(f: pa.Field, exclude: Sequence[str], roles: dict[str, str]) -> str | None:
+    """Why a column is not a feature by default, or None if it is one."""
+    if f.name in exclude:
+        return "excluded"
+    if f.name in roles:
+        return roles[f.name]
+    return None if is_default_feature(f.type) else _why_not(f.type)
 
 
 def _left_out_line(left_out: Sequence[tuple[str, str]]) -> str:
