@@ -331,3 +331,29 @@ def test_library_columns_as_one_string(tmp_path):
         normstat.fit(path, columns=[1, 2])  # type: ignore[list-item]
     with pytest.raises(UsageError, match="expects names separated by commas"):
         normstat.fit(path, columns="price,,qty")
+
+
+def test_options_that_do_not_apply_are_refused(tmp_path):
+    table_path = str(tmp_path / "d.parquet")
+    pq.write_table(pa.table({"a": [1.0, 2.0]}), table_path)
+    np.save(tmp_path / "x.npy", np.zeros((2, 3)))
+    result = run("fit", table_path, "--delimiter", ";")
+    assert result.exit_code == 2 and "apply to CSV only, not parquet" in result.stderr
+    result = run("fit", str(tmp_path / "x.npy"), "--exclude", "a")
+    assert result.exit_code == 2 and "--exclude applies to tables" in result.stderr
+
+
+def test_apply_and_drift_read_a_csv_as_fit_did(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("1;2.5\n3;4.5\n")
+    stats = str(tmp_path / "s.json")
+    args = ["--no-header", "--delimiter", ";"]
+    assert run("fit", str(path), *args, "-o", stats).exit_code == 0
+    result = run("drift", stats, str(path), *args, "--json")
+    assert result.exit_code == 0, result.output
+    assert [f["mean_shift"] for f in json.loads(result.stdout)["features"]] == [0.0, 0.0]
+    out = str(tmp_path / "o.parquet")
+    result = run("apply", stats, str(path), str(path), *args, "-o", out)
+    assert result.exit_code == 2 and "is the same file as" in result.stderr
+    result = run("apply", stats, str(path), str(path), *args, "-o", out, "--allow-overlap")
+    assert result.exit_code == 0 and pq.read_table(out).num_rows == 4
