@@ -135,6 +135,8 @@ def test_text_and_empty_columns_are_left_out_and_reported(tmp_path):
     assert [c["name"] for c in doc["source"]["left_out"]] == ["name", "empty", "flag"]
     assert run("fit", str(path), "-q").stderr == ""
     assert normstat.load(str(tmp_path / "s.json")).features == ["a"]
+    with pytest.raises(DataError, match="column 'empty' is empty \\(no value in the file\\)"):
+        normstat.fit(str(path), columns="a,empty")
 
 
 # --- 2. CSV dialects, quoted names, stdin ----------------------------------------------------

@@ -107,8 +107,9 @@ def select_features(
     for name in names:
         t = field_named(schema, name, path).type
         if not is_selectable(t):
+            what = "empty (no value in the file)" if pa.types.is_null(t) else f"{t}"
             raise DataError(
-                f"column {name!r} is {t}, not numeric (integers, floats, decimals, booleans)",
+                f"column {name!r} is {what}, not numeric (integers, floats, decimals, booleans)",
                 path=path,
                 feature=name,
             )
