@@ -218,6 +218,7 @@ def _from_dict(doc: dict[str, Any], path: str) -> Stats:
     ):
         raise fail(f"'features' must be null or {math.prod(shape)} names for feature_shape {shape}")
     _check_source(doc["source"], fail)
+    _check_source_lists(doc["source"], fail)
     arrays = {k: _array(doc[k], k, shape, fail) for k in (*INT_KEYS, *FLOAT_KEYS)}
     moments = _moments(arrays, fail)
     stats = Stats(moments, tuple(shape), axis, ddof, features, doc["source"])
@@ -253,6 +254,25 @@ def _check_source(source: Any, fail: Any) -> None:
     shape = source.get("shape") or []
     if not all(x is None or (isinstance(x, int) and not isinstance(x, bool)) for x in shape):
         raise fail(f"'source' field 'shape' must hold integers, received {_short(shape)}")
+
+
+_SOURCE_LISTS = {
+    "left_out": ("name", "reason"),
+    "fingerprints": ("path", "size"),
+    "promoted": ("name", "to"),
+}
+"""Optional lists of ``source`` (newer files), and the keys each of their objects must have."""
+
+
+def _check_source_lists(source: dict[str, Any], fail: Any) -> None:
+    for key, needed in _SOURCE_LISTS.items():
+        items = source.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list) or not all(
+            isinstance(i, dict) and all(k in i for k in needed) for i in items
+        ):
+            raise fail(f"'source.{key}' must be a list of objects with {', '.join(needed)}")
 
 
 def _int_list(v: Any, key: str, fail: Any, minimum: int | None = None) -> list[int]:

@@ -209,13 +209,31 @@ def _write_stats(stats: Stats, output: str | None, quiet: bool) -> None:
         )
 
 
-def _split_columns(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
-    names = [v.strip() for v in value.split(",")]
-    if not all(names):
-        raise click.BadParameter(f"expected names separated by commas, received {value!r}")
-    return names
+def _quoted(name: str) -> str:
+    """A column name as --columns takes it: CSV-quoted when it holds a comma or a quote."""
+    return '"' + name.replace('"', '""') + '"' if any(c in name for c in ',"') else name
+
+
+def _report_columns(stats: Stats, limit: int = 20) -> None:
+    """Which columns became features and which were left out, and why (tables only)."""
+    if stats.features is None or stats.source.get("kind") != "table":
+        return
+    names = [_quoted(n) for n in stats.features]
+    shown = ", ".join(names[:limit]) + (
+        f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    )
+    line = f"features: {len(names)} ({shown})"
+    left = stats.source.get("left_out") or []
+    if left:
+        parts = [f"{_quoted(c['name'])} ({c['reason']})" for c in left[:limit]]
+        more = f", ... ({len(left) - limit} more)" if len(left) > limit else ""
+        line += f"; left out: {', '.join(parts)}{more}"
+    click.echo(line, err=True)
+    for p in stats.source.get("promoted") or []:
+        click.echo(
+            f"column {p['name']!r} is {' / '.join(p['types'])} across shards: read as {p['to']}",
+            err=True,
+        )
 
 
 # Options shared by the commands that read data.
@@ -244,10 +262,10 @@ def _reading_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--columns",
-                callback=_split_columns,
                 metavar="A,B,C",
-                help="Tables: the feature columns, comma-separated "
-                "(default: every integer, float and decimal column).",
+                help="Tables: the feature columns, comma-separated; quote a name that holds a "
+                "comma as in CSV ('\"weight, kg\",price'). Default: every integer, float and "
+                "decimal column, but Hugging Face ClassLabel and pandas index columns.",
             ),
             click.option(
                 "--chunk-size",
@@ -274,6 +292,45 @@ _external_option = click.option(
     "external links, virtual datasets); refused by default.",
 )
 """Shared by fit and apply."""
+
+
+def _csv_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for deco in reversed(
+        [
+            click.option(
+                "--column-types",
+                metavar="NAME:TYPE,...",
+                help="CSV: fix column types instead of inferring them, e.g. "
+                "price:float64,code:string (a string column is never a feature).",
+            ),
+            click.option(
+                "--delimiter",
+                metavar="CHAR",
+                help="CSV: the field separator (default ','; tab: 'tab').",
+            ),
+            click.option(
+                "--no-header",
+                is_flag=True,
+                help="CSV: the first row is data; columns are named c0, c1, ...",
+            ),
+            click.option(
+                "--null-values",
+                metavar="A,B",
+                help="CSV: the spellings of a missing value (default: empty, NA, N/A, NaN, "
+                "nan, null, NULL and a few more).",
+            ),
+        ]
+    ):
+        fn = deco(fn)
+    return fn
+
+
+_allow_overlap_option = click.option(
+    "--allow-overlap",
+    is_flag=True,
+    help="Read the same file twice, or merge statistics of the same data twice (its rows "
+    "count twice).",
+)
 
 
 # Options of the commands that can run on a Dask cluster.
@@ -369,6 +426,13 @@ def main() -> None:
 )
 @_reading_options
 @_external_option
+@click.option(
+    "--exclude",
+    metavar="A,B",
+    help="Tables: columns that are never features (comma-separated, quoted as --columns).",
+)
+@_csv_options
+@_allow_overlap_option
 @_engine_options
 def fit(
     sources: tuple[str, ...],
@@ -382,16 +446,24 @@ def fit(
     resume: bool,
     dataset: str | None,
     input_format: str | None,
-    columns: list[str] | None,
+    columns: str | None,
     chunk_size: str | None,
     progress: bool | None,
     quiet: bool,
     allow_external: bool,
+    exclude: str | None,
+    column_types: str | None,
+    delimiter: str | None,
+    no_header: bool,
+    null_values: str | None,
+    allow_overlap: bool,
     engine: str,
     scheduler: str | None,
     task_size: str | None,
 ) -> None:
     """Compute statistics of SOURCE (several files are shards of one dataset) in one pass.
+
+    Tables: prints on stderr which columns became features and which were left out, and why.
 
     Python: normstat.fit(sources, axis=..., ddof=..., nan=...).
     """
@@ -408,6 +480,12 @@ def fit(
         workers=workers,
         input_format=input_format,
         columns=columns,
+        exclude=exclude,
+        column_types=column_types,
+        delimiter=delimiter,
+        header=not no_header,
+        null_values=null_values,
+        allow_overlap=allow_overlap,
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         resume=resume,
@@ -416,6 +494,8 @@ def fit(
         task_size=task_size,
         allow_external=allow_external,
     )
+    if not quiet:
+        _report_columns(stats)
     _write_stats(stats, output, quiet)
 
 
@@ -467,6 +547,8 @@ def fit(
 )
 @_reading_options
 @_external_option
+@_csv_options
+@_allow_overlap_option
 @_engine_options
 def apply_cmd(
     stats: str,
@@ -481,11 +563,16 @@ def apply_cmd(
     workers: int | None,
     dataset: str | None,
     input_format: str | None,
-    columns: list[str] | None,
+    columns: str | None,
     chunk_size: str | None,
     progress: bool | None,
     quiet: bool,
     allow_external: bool,
+    column_types: str | None,
+    delimiter: str | None,
+    no_header: bool,
+    null_values: str | None,
+    allow_overlap: bool,
     engine: str,
     scheduler: str | None,
     task_size: str | None,
@@ -512,6 +599,11 @@ def apply_cmd(
         workers=workers,
         input_format=input_format,
         columns=columns,
+        column_types=column_types,
+        delimiter=delimiter,
+        header=not no_header,
+        null_values=null_values,
+        allow_overlap=allow_overlap,
         engine=engine,
         scheduler=scheduler,
         task_size=task_size,
@@ -540,9 +632,11 @@ def show(stats: str, as_json: bool, show_all: bool) -> None:
     "-o", "--output", metavar="OUT", help="Merged statistics (.json/.npz); default: JSON to stdout."
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-def merge(parts: tuple[str, ...], output: str | None, quiet: bool) -> None:
-    """Merge statistics of disjoint parts exactly. Python: normstat.merge(paths)."""
-    _write_stats(api.merge(list(parts)), output, quiet)
+@_allow_overlap_option
+def merge(parts: tuple[str, ...], output: str | None, quiet: bool, allow_overlap: bool) -> None:
+    """Merge statistics of disjoint parts exactly; parts fitted from the same data (by the
+    fingerprints in the artifacts) are refused. Python: normstat.merge(paths)."""
+    _write_stats(api.merge(list(parts), allow_overlap=allow_overlap), output, quiet)
 
 
 @main.command()
@@ -625,6 +719,7 @@ def diff(a: str, b: str, threshold: float | None, as_json: bool, show_all: bool)
     "--workers", type=click.IntRange(min=1), default=None, help="Compute threads (default: all)."
 )
 @_reading_options
+@_csv_options
 def drift(
     stats: str,
     sources: tuple[str, ...],
@@ -635,10 +730,14 @@ def drift(
     workers: int | None,
     dataset: str | None,
     input_format: str | None,
-    columns: list[str] | None,
+    columns: str | None,
     chunk_size: str | None,
     progress: bool | None,
     quiet: bool,
+    column_types: str | None,
+    delimiter: str | None,
+    no_header: bool,
+    null_values: str | None,
 ) -> None:
     """Fit SOURCE and compare it with STATS (as diff does), worst feature first.
 
@@ -658,6 +757,10 @@ def drift(
         workers=workers,
         input_format=input_format,
         columns=columns,
+        column_types=column_types,
+        delimiter=delimiter,
+        header=not no_header,
+        null_values=null_values,
     )
     _report_drift(result, threshold, as_json, show_all)
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from normstat import artifact
 from normstat.api.fitting import fit
-from normstat.api.options import ChunkSize, ProgressHook, apply_columns, plain
+from normstat.api.options import ChunkSize, ProgressHook, apply_columns, plain, reading
 from normstat.core.checks import NanPolicy
 from normstat.core.choices import EXPORT_TARGETS
 from normstat.core.drift import Drift, check_comparable, compare
@@ -19,12 +21,19 @@ from normstat.core.stats import Stats
 from normstat.errors import ArtifactError, UsageError
 
 
-def merge(parts: Sequence[Stats | str]) -> Stats:
-    """Exact merge of the statistics of disjoint parts (e.g. shards fitted separately)."""
+def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats:
+    """Exact merge of the statistics of disjoint parts (e.g. shards fitted separately).
+
+    Parts that share data (the same artifact twice, or a source file with the same fingerprint
+    in two of them) are refused unless ``allow_overlap``: their rows would count twice."""
+    if isinstance(parts, str):
+        parts = [parts]
     loaded = [artifact.load(p) if isinstance(p, str) else p for p in parts]
     names = [p if isinstance(p, str) else f"part {i}" for i, p in enumerate(parts)]
     if not loaded:
         raise UsageError("nothing to merge")
+    if not allow_overlap:
+        _check_disjoint(parts, loaded, names)
     first = loaded[0]
     for name, s in zip(names[1:], loaded[1:], strict=True):
         for key in ("feature_shape", "axis", "features", "ddof"):
@@ -42,9 +51,52 @@ def merge(parts: Sequence[Stats | str]) -> Stats:
     )
 
 
+def _check_disjoint(parts: Sequence[Stats | str], loaded: list[Stats], names: list[str]) -> None:
+    """No artifact twice, and no source (by fingerprint) in two parts."""
+    seen: dict[Any, str] = {}
+    for part, stats, name in zip(parts, loaded, names, strict=True):
+        key = _identity(part)
+        if key in seen:
+            raise UsageError(
+                f"{name} is the same file as {seen[key]}: its rows would count twice" + _ANYWAY
+            )
+        seen[key] = name
+        mine: set[Any] = set()
+        for fp in stats.source.get("fingerprints") or []:
+            key = _data_key(fp)
+            if key in seen and key not in mine:
+                raise UsageError(
+                    f"{name} and {seen[key]} both hold statistics of {fp.get('path')} (the same "
+                    f"size and content): its rows would count twice" + _ANYWAY
+                )
+            seen[key] = f"{name} ({fp.get('path')})"
+            mine.add(key)
+
+
+_ANYWAY = " (--allow-overlap merges anyway)"
+
+
+def _identity(part: Stats | str) -> Any:
+    if isinstance(part, str):
+        st = os.stat(part)
+        return ("file", st.st_dev, st.st_ino)
+    return ("object", id(part))
+
+
+def _data_key(fp: dict[str, Any]) -> Any:
+    """The same data: the same dataset of a file of the same size and edges (a copy counts)."""
+    if fp.get("sha256_edges"):
+        return ("data", fp.get("dataset"), fp.get("size"), fp["sha256_edges"])
+    return ("path", fp.get("dataset"), fp.get("path"))
+
+
 def _merged_source(sources: list[dict[str, Any]]) -> dict[str, Any]:
     out = dict(sources[0])
     out["paths"] = [p for s in sources for p in s.get("paths", [])]
+    prints = [fp for s in sources for fp in s.get("fingerprints") or []]
+    if prints or "fingerprints" in out:
+        unique = {json.dumps(fp, sort_keys=True): fp for fp in prints}
+        out["fingerprints"] = list(unique.values())
     shapes = [s.get("shape") for s in sources]
     if all(isinstance(sh, list) and sh for sh in shapes):
         out["shape"] = [sum(sh[0] for sh in shapes), *shapes[0][1:]]  # type: ignore[index]
@@ -112,10 +164,15 @@ def drift(
     chunk_size: ChunkSize = None,
     workers: int | None = None,
     input_format: str | None = None,
-    columns: Sequence[str] | None = None,
+    columns: str | Sequence[str] | None = None,
+    column_types: str | Mapping[str, str] | None = None,
+    delimiter: str | None = None,
+    header: bool = True,
+    null_values: str | Sequence[str] | None = None,
     progress: ProgressHook | None = None,
 ) -> Drift:
-    """Fit SOURCE with the axis and ddof of STATS (a table: its feature columns), then compare it
+    """Fit SOURCE with the axis and ddof of STATS (a table: its feature columns; a CSV read with
+    ``column_types``, ``delimiter``, ``header``, ``null_values`` as in ``fit``), then compare it
     to STATS (see :func:`diff`)."""
     base = artifact.load(stats) if isinstance(stats, str) else stats
     new = fit(
@@ -127,7 +184,11 @@ def drift(
         chunk_size=chunk_size,
         workers=workers,
         input_format=input_format,
-        columns=apply_columns(base, columns),
+        columns=apply_columns(base, reading(columns)[0]),
+        column_types=column_types,
+        delimiter=delimiter,
+        header=header,
+        null_values=null_values,
         progress=progress,
     )
     name = stats if isinstance(stats, str) else "STATS"

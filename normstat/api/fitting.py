@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from normstat.api.options import (
     check_options,
     chunk_rows,
     plain,
+    reading,
     row_bytes,
     task_rows,
 )
@@ -41,7 +42,13 @@ def fit(
     chunk_size: ChunkSize = None,
     workers: int | None = None,
     input_format: str | None = None,
-    columns: Sequence[str] | None = None,
+    columns: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+    column_types: str | Mapping[str, str] | None = None,
+    delimiter: str | None = None,
+    header: bool = True,
+    null_values: str | Sequence[str] | None = None,
+    allow_overlap: bool = False,
     progress: ProgressHook | None = None,
     checkpoint: str | None = None,
     checkpoint_every: float = 60.0,
@@ -53,8 +60,15 @@ def fit(
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
-    Tables (Parquet, Arrow / Feather, CSV): ``columns`` selects the feature columns (default:
-    every numeric one); each keeps its own statistics.
+    Tables (Parquet, Arrow / Feather, CSV): ``columns`` selects the feature columns (a list, or
+    one string of comma-separated names), default every numeric one but those the metadata marks
+    as labels (Hugging Face ``ClassLabel``) or pandas index columns, less ``exclude``; each keeps
+    its own statistics. CSV: ``column_types`` (``"a:float64,b:string"`` or a dict) fixes types
+    instead of inferring them, ``delimiter``, ``header=False`` (columns ``c0, c1, ...``) and
+    ``null_values`` (the spellings of a missing value). The result's ``source`` records the
+    columns left out and why (``left_out``), and a fingerprint of every file.
+
+    The same file given twice (by any path) is refused unless ``allow_overlap``.
 
     With ``checkpoint``, the merged state and position are saved there every
     ``checkpoint_every`` seconds; ``resume`` continues from that file if it exists (the data must
@@ -73,7 +87,16 @@ def fit(
         raise UsageError("--resume needs --checkpoint PATH")
     if checkpoint and "-" in specs:
         raise UsageError("a fit from stdin cannot be checkpointed (it cannot be re-read)")
-    srcs = open_sources(specs, dataset, input_format, columns, allow_external)
+    chosen, table = reading(columns, exclude, column_types, delimiter, header, null_values)
+    srcs = open_sources(
+        specs,
+        dataset,
+        input_format,
+        chosen,
+        table,
+        allow_overlap=allow_overlap,
+        allow_external=allow_external,
+    )
     try:
         layout = source_layout(axis, srcs[0])
         rows = chunk_rows(srcs[0], chunk_size, shards=srcs[1:])

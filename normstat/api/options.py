@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -14,6 +14,7 @@ from normstat.core.stats import Stats
 from normstat.errors import UsageError
 from normstat.sources import ArraySource
 from normstat.sources.base import DEFAULT_CHUNK_BYTES
+from normstat.sources.reading import TableOptions, names, table_options
 
 ChunkSize = int | str | None
 """Rows per chunk (``65536``), a byte budget (``"64MB"``, ``"1GiB"``), or ``None`` (32 MiB)."""
@@ -27,6 +28,20 @@ class ProgressHook(Protocol):
     def start(self, total: int | None, row_bytes: int = 0) -> None: ...
 
     def advance(self, n: int) -> None: ...
+
+
+def reading(
+    columns: str | Sequence[str] | None,
+    exclude: str | Sequence[str] | None = None,
+    column_types: str | Mapping[str, str] | None = None,
+    delimiter: str | None = None,
+    header: bool = True,
+    null_values: str | Sequence[str] | None = None,
+) -> tuple[list[str] | None, TableOptions]:
+    """The feature columns asked for, and how to read tables; a string of names is split at
+    commas (CSV quoting for a name holding one), never iterated by character."""
+    table = table_options(exclude, column_types, delimiter, header, null_values)
+    return names(columns, "columns"), table
 
 
 def check_engine(

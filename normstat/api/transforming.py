@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from normstat.api.options import (
     check_engine,
     chunk_rows,
     float_dtype,
+    reading,
     row_bytes,
     task_rows,
 )
@@ -72,7 +73,12 @@ def apply(
     force: bool = False,
     input_format: str | None = None,
     output_format: str | None = None,
-    columns: Sequence[str] | None = None,
+    columns: str | Sequence[str] | None = None,
+    column_types: str | Mapping[str, str] | None = None,
+    delimiter: str | None = None,
+    header: bool = True,
+    null_values: str | Sequence[str] | None = None,
+    allow_overlap: bool = False,
     progress: ProgressHook | None = None,
     workers: int | None = None,
     engine: str = "local",
@@ -89,14 +95,24 @@ def apply(
     workers read and write their own rows in parallel, into one Zarr / NPY array or table
     file, or (several shards, OUT without a known suffix) a directory of parts named as the
     shards. HDF5 output and streams need the local engine.
+
+    A CSV is read as ``fit`` reads it: ``column_types``, ``delimiter``, ``header``,
+    ``null_values`` as there. The same file given twice is refused unless ``allow_overlap``.
     """
     if isinstance(stats, str):
         stats = artifact.load(stats)
     out_dtype = float_dtype(dtype)
     paths = [sources] if isinstance(sources, str) else list(sources)
     check_engine(engine, scheduler, paths)
+    chosen, table = reading(columns, None, column_types, delimiter, header, null_values)
     srcs = open_sources(
-        paths, dataset, input_format, apply_columns(stats, columns), allow_external
+        paths,
+        dataset,
+        input_format,
+        apply_columns(stats, chosen),
+        table,
+        allow_overlap=allow_overlap,
+        allow_external=allow_external,
     )
     try:
         first = srcs[0]

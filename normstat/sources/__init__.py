@@ -16,8 +16,18 @@ from dataclasses import dataclass
 
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import ArraySource, Chunk, check_sample_shape, describe
+from normstat.sources.reading import TableOptions
 
-__all__ = ["FORMATS", "ArraySource", "Chunk", "Format", "describe", "format_of", "open_sources"]
+__all__ = [
+    "FORMATS",
+    "ArraySource",
+    "Chunk",
+    "Format",
+    "TableOptions",
+    "describe",
+    "format_of",
+    "open_sources",
+]
 
 
 @dataclass(frozen=True)
@@ -117,10 +127,12 @@ def open_one(
     dataset: str | None,
     input_format: str | None = None,
     columns: Sequence[str] | None = None,
+    table: TableOptions | None = None,
     allow_external: bool = False,
 ) -> ArraySource:
     """One source. ``allow_external``: an HDF5 dataset may read files outside its file's
     directory (external storage, external links, virtual datasets)."""
+    table = table or TableOptions()
     if path == "-":
         if input_format is None:
             raise UsageError("reading stdin ('-') needs --input-format")
@@ -128,15 +140,19 @@ def open_one(
         if fmt.stream_reader is None:
             raise UsageError(f"--input-format {fmt.name} cannot be read from stdin")
         cls = getattr(importlib.import_module(fmt.module), fmt.stream_reader)
-        return cls(columns) if fmt.kind == "table" else _array_only(cls(), columns)
+        _check_table_options(fmt, table, path)
+        if fmt.kind == "table":
+            return cls(columns, options=table)
+        return _array_only(cls(), columns)
     fmt = format_of(path, None if input_format is None else input_format)
     if os.path.isdir(path) and not fmt.directory:
         raise DataError("is a directory, expected a file", path=path)
+    _check_table_options(fmt, table, path)
     cls = getattr(importlib.import_module(fmt.module), fmt.reader)
     if fmt.kind == "table":
         if dataset is not None:
             raise UsageError(f"--dataset applies to HDF5 and Zarr only, not {fmt.name}", path=path)
-        return cls(path, columns)
+        return cls(path, columns, table)
     if fmt.name == "hdf5":
         return _array_only(cls(path, dataset, allow_external), columns)
     if fmt.named_arrays:
@@ -144,6 +160,20 @@ def open_one(
     if dataset is not None:
         raise UsageError(f"--dataset applies to HDF5 and Zarr only, not {fmt.name}", path=path)
     return _array_only(cls(path), columns)
+
+
+def _check_table_options(fmt: Format, table: TableOptions, path: str) -> None:
+    if fmt.kind != "table" and table.exclude:
+        raise UsageError(
+            f"--exclude applies to tables (parquet, arrow, feather, csv), not {fmt.name}",
+            path=path,
+        )
+    if fmt.name != "csv" and not table.is_csv_default():
+        raise UsageError(
+            "--column-types, --delimiter, --no-header and --null-values apply to CSV only, "
+            f"not {fmt.name}",
+            path=path,
+        )
 
 
 def _array_only(src: ArraySource, columns: Sequence[str] | None) -> ArraySource:
@@ -162,26 +192,66 @@ def open_sources(
     dataset: str | None = None,
     input_format: str | None = None,
     columns: Sequence[str] | None = None,
+    table: TableOptions | None = None,
+    allow_overlap: bool = False,
     allow_external: bool = False,
 ) -> list[ArraySource]:
     """Open every shard; they must agree on the shape of one sample (tables: on the feature
-    columns and their types)."""
+    columns and their types, integers and floats of different widths promoted), and no file may
+    be read twice (unless ``allow_overlap``)."""
     if not specs:
         raise UsageError("no SOURCE given")
     opened: list[ArraySource] = []
+    seen: dict[tuple[int, int, str | None], str] = {}
     try:
         for spec in specs:
             for path, ds in _expand(spec):
-                src = open_one(path, ds or dataset, input_format, columns, allow_external)
+                if ds and dataset and ds.strip("/") != dataset.strip("/"):
+                    raise UsageError(
+                        f"the dataset is named twice: {path}:{ds} and --dataset {dataset}; "
+                        "name it once",
+                        path=path,
+                    )
+                if not allow_overlap:
+                    _check_not_seen(path, ds or dataset, seen)
+                src = open_one(path, ds or dataset, input_format, columns, table, allow_external)
                 opened.append(src)
                 if src.kind == "array":
                     check_sample_shape(tuple(src.shape), src.path, src.dataset)
                 _check_agrees(opened[0], src)
+        _promote(opened)
     except BaseException:
         for s in opened:
             s.close()
         raise
     return opened
+
+
+def _check_not_seen(
+    path: str, dataset: str | None, seen: dict[tuple[int, int, str | None], str]
+) -> None:
+    """The same file (same device and inode, whatever the path) twice would count its rows
+    twice."""
+    if path == "-":
+        return
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino, dataset.strip("/") if dataset else None)
+    if key in seen:
+        raise UsageError(
+            f"is the same file as {seen[key]}: its rows would be counted twice "
+            "(--allow-overlap reads it twice anyway)",
+            path=path,
+        )
+    seen[key] = path
+
+
+def _promote(opened: list[ArraySource]) -> None:
+    """Table shards whose feature columns differ only in width (int32 / int64, float32 /
+    float64, int / float) share the widest type; the chunks are float64 anyway."""
+    if len(opened) > 1 and opened[0].kind == "table":
+        from normstat.sources.table import promote_shards
+
+        promote_shards(opened)  # type: ignore[arg-type]
 
 
 def _check_agrees(first: ArraySource, other: ArraySource) -> None:

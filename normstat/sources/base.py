@@ -7,6 +7,9 @@ it came from so that errors can name the file and the row.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -142,15 +145,48 @@ def rows_for_bytes(shape: tuple[int, ...], dtype: np.dtype, target_bytes: int) -
 
 
 def describe(sources: list[ArraySource]) -> dict[str, Any]:
-    """The artifact's ``source`` record for a list of shards."""
+    """The artifact's ``source`` record for a list of shards: for tables also the columns left
+    out (and why) and the feature columns whose types were widened across shards; for files a
+    fingerprint of each, so that ``merge`` can refuse statistics of the same data twice."""
     first = sources[0]
-    return {
+    out: dict[str, Any] = {
         "paths": [s.path for s in sources],
         "dataset": first.dataset,
         "shape": [total_rows(sources), *first.shape[1:]],
         "dtype": str(np.result_type(*(s.dtype for s in sources))),
         "kind": first.kind,
     }
+    left_out = getattr(first, "left_out", None)
+    if left_out is not None:
+        out["left_out"] = [{"name": n, "reason": why} for n, why in left_out]
+    if getattr(first, "promoted", None):
+        out["promoted"] = first.promoted  # type: ignore[attr-defined]
+    out["fingerprints"] = [fingerprint(s.path, s.dataset) for s in sources if s.path != "-"]
+    return out
+
+
+_EDGE = 64 * 1024
+
+
+def fingerprint(path: str, dataset: str | None = None) -> dict[str, Any]:
+    """Where a source is (real path), its size and mtime, and a sha256 of its first and last
+    64 KiB: cheap, and the same for a copy of the same data (a directory store: no hash)."""
+    st = os.stat(path)
+    out: dict[str, Any] = {
+        "path": os.path.realpath(path),
+        "dataset": dataset,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+    }
+    if stat.S_ISREG(st.st_mode):
+        h = hashlib.sha256()
+        with open(path, "rb") as fp:
+            h.update(fp.read(_EDGE))
+            if st.st_size > _EDGE:
+                fp.seek(max(_EDGE, st.st_size - _EDGE))
+                h.update(fp.read(_EDGE))
+        out["sha256_edges"] = h.hexdigest()
+    return out
 
 
 def known_rows(source: ArraySource) -> int:

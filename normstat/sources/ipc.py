@@ -21,13 +21,16 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from normstat.errors import DataError
+from normstat.sources.reading import TableOptions
 from normstat.sources.table import Batch, TableSource, arrow_error, read_once
 
 
 class IpcFile(TableSource):
     format = "arrow"
 
-    def __init__(self, path: str, columns: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, path: str, columns: Sequence[str] | None = None, options: TableOptions | None = None
+    ) -> None:
         try:
             with open(path, "rb") as fp:
                 self._map = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
@@ -50,7 +53,7 @@ class IpcFile(TableSource):
             schema.names  # noqa: B018  (decoded here: damaged names may not be UTF-8)
         except UnicodeDecodeError as exc:
             raise arrow_error(exc, "Arrow IPC / Feather file", path) from None
-        self._setup(path, schema, columns, rows)
+        self._setup(path, schema, columns, rows, options)
 
     def _open_stream(self, path: str) -> ipc.RecordBatchStreamReader:
         try:
@@ -176,7 +179,11 @@ class IpcStream(TableSource):
     format = "arrow"
 
     def __init__(
-        self, columns: Sequence[str] | None = None, stream: BinaryIO | None = None, path: str = "-"
+        self,
+        columns: Sequence[str] | None = None,
+        stream: BinaryIO | None = None,
+        path: str = "-",
+        options: TableOptions | None = None,
     ) -> None:
         try:
             self._reader: ipc.RecordBatchStreamReader | None = ipc.open_stream(
@@ -184,7 +191,7 @@ class IpcStream(TableSource):
             )
         except (pa.ArrowException, OSError) as exc:
             raise arrow_error(exc, "Arrow IPC stream", path) from None
-        self._setup(path, self._reader.schema, columns, None)
+        self._setup(path, self._reader.schema, columns, None, options)
 
     def _read(self, rows: int, columns: list[str] | None) -> Iterator[Batch]:
         reader, self._reader = self._reader, None

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from normstat.errors import DataError
 from normstat.sources.base import Chunk
 from normstat.sources.blocks import unit_at
+from normstat.sources.reading import TableOptions
 from normstat.sources.table import Batch, TableSource, arrow_error, column_array, one_line
 
 _READ_BUFFER = 1 << 18
@@ -40,14 +41,16 @@ _WIDEST = 8
 class ParquetFile(TableSource):
     format = "parquet"
 
-    def __init__(self, path: str, columns: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, path: str, columns: Sequence[str] | None = None, options: TableOptions | None = None
+    ) -> None:
         try:
             self._file = pq.ParquetFile(path, **_READ_OPTIONS)
             schema = self._file.schema_arrow
             schema.names  # noqa: B018  (decoded here: damaged names may not be UTF-8)
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise arrow_error(exc, "Parquet file", path) from None
-        self._setup(path, schema, columns, self._file.metadata.num_rows)
+        self._setup(path, schema, columns, self._file.metadata.num_rows, options)
         self._local = threading.local()
         self._handles: list[pq.ParquetFile] = []
         self._handles_lock = threading.Lock()

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from normstat.sources.base import ArraySource, Chunk
+from normstat.sources.reading import TableOptions
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class RowRange:
     stop: int
     shown: str | None = None  # the path as the user gave it, for messages (``path`` is absolute)
     columns: tuple[str, ...] | None = None  # a table's feature columns, as the client chose them
+    table: TableOptions | None = None  # how the client read the table (CSV options)
 
     @property
     def rows(self) -> int:
@@ -40,7 +42,8 @@ class RowRange:
         features = getattr(src, "features", None)
         columns = None if features is None else tuple(features)
         path = os.path.abspath(src.path)
-        return cls(src.format, path, src.dataset, start, stop, src.path, columns)
+        table = getattr(src, "options", None)
+        return cls(src.format, path, src.dataset, start, stop, src.path, columns, table)
 
 
 def open_range(r: RowRange) -> ArraySource:
@@ -52,7 +55,7 @@ def open_range(r: RowRange) -> ArraySource:
     columns = None if r.columns is None else list(r.columns)
     # the process that planned the ranges opened the source first, with the user's
     # --allow-external; the range exists only if that open was allowed
-    return open_one(r.path, r.dataset, r.format, columns, allow_external=True)
+    return open_one(r.path, r.dataset, r.format, columns, r.table, allow_external=True)
 
 
 def read_range(r: RowRange, rows: int) -> Iterator[Chunk]:

@@ -13,8 +13,10 @@ feature. Nulls become NaN, so ``--nan`` treats them as missing values and counts
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator, Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +24,7 @@ import pyarrow as pa
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import Chunk
 from normstat.sources.blocks import Unit, exact_batches, read_units, unit_at
+from normstat.sources.reading import TableOptions
 
 Batch: TypeAlias = pa.RecordBatch
 
@@ -40,36 +43,128 @@ def _listing(schema: pa.Schema, limit: int = 40) -> str:
     return shown if len(schema) <= limit else f"{shown}, ... ({len(schema) - limit} more)"
 
 
-def select_features(schema: pa.Schema, columns: Sequence[str] | None, path: str) -> list[str]:
-    """The feature columns: ``columns`` checked against the table, else every numeric one."""
+def metadata_roles(schema: pa.Schema) -> dict[str, str]:
+    """Columns the table's metadata marks as labels or an index, not quantities: name -> why.
+
+    Hugging Face ``datasets`` writes its features under the schema metadata key ``huggingface``
+    (``info.features``, or ``features`` at the top in older files); pandas lists its index
+    columns under ``pandas`` (``index_columns``) and names an unnamed one ``__index_level_0__``.
+    """
+    roles = {f.name: "pandas index" for f in schema if re.fullmatch(r"__index_level_\d+__", f.name)}
+    meta = schema.metadata or {}
+    pandas = _json(meta.get(b"pandas"))
+    for col in pandas.get("index_columns", []) if isinstance(pandas, dict) else []:
+        if isinstance(col, str):
+            roles[col] = "pandas index"
+    hf = _json(meta.get(b"huggingface"))
+    if isinstance(hf, dict):
+        info = hf.get("info")
+        for features in (
+            info.get("features") if isinstance(info, dict) else None,
+            hf.get("features"),
+        ):
+            if isinstance(features, dict):
+                for name, feature in features.items():
+                    if isinstance(feature, dict) and feature.get("_type") == "ClassLabel":
+                        roles[name] = "ClassLabel"
+    return roles
+
+
+def _json(raw: bytes | None) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _why_not(t: pa.DataType) -> str:
+    if pa.types.is_boolean(t):
+        return "bool: name it in --columns to use it as 0 / 1"
+    if pa.types.is_null(t):
+        return "empty"
+    return str(t)
+
+
+def select_features(
+    schema: pa.Schema,
+    columns: Sequence[str] | None,
+    path: str,
+    exclude: Sequence[str] = (),
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The feature columns, and the columns left out with the reason: ``columns`` checked against
+    the table, else every numeric column that the metadata does not mark as a label or an index,
+    less ``exclude``."""
+    for name in exclude:
+        field_named(schema, name, path, " (--exclude)")
+    if columns is not None and set(columns) & set(exclude):
+        both = [c for c in columns if c in exclude]
+        raise UsageError(f"--columns and --exclude both name {both}")
     if columns is None:
-        names = [f.name for f in schema if is_default_feature(f.type)]
-        if not names:
-            raise DataError(
-                f"no numeric column to use; the columns are: {_listing(schema)}", path=path
-            )
-    else:
-        names = list(columns)
-        if len(set(names)) != len(names):
-            raise UsageError(f"--columns names a column twice: {names}")
+        return _default_features(schema, exclude, path)
+    names = list(columns)
+    if len(set(names)) != len(names):
+        raise UsageError(f"--columns names a column twice: {names}")
     for name in names:
-        idx = schema.get_all_field_indices(name)
-        if not idx:
-            raise DataError(
-                f"no column {name!r}; the table's columns are: {_listing(schema)}",
-                path=path,
-                feature=name,
-            )
-        if len(idx) > 1:
-            raise DataError(f"column {name!r} appears {len(idx)} times", path=path, feature=name)
-        t = schema.field(idx[0]).type
+        t = field_named(schema, name, path).type
         if not is_selectable(t):
+            what = "empty (no value in the file)" if pa.types.is_null(t) else f"{t}"
             raise DataError(
-                f"column {name!r} is {t}, not numeric (integers, floats, decimals, booleans)",
+                f"column {name!r} is {what}, not numeric (integers, floats, decimals, booleans)",
                 path=path,
                 feature=name,
             )
-    return names
+    left_out = [
+        (f.name, "excluded" if f.name in exclude else "not in --columns")
+        for f in schema
+        if f.name not in set(names)
+    ]
+    return names, left_out
+
+
+def _default_features(
+    schema: pa.Schema, exclude: Sequence[str], path: str
+) -> tuple[list[str], list[tuple[str, str]]]:
+    roles = metadata_roles(schema)
+    names: list[str] = []
+    left_out: list[tuple[str, str]] = []
+    for f in schema:
+        why = _reason(f, exclude, roles)
+        if why is None:
+            names.append(f.name)
+        else:
+            left_out.append((f.name, why))
+    if not names:
+        listing = f"; left out: {_left_out_line(left_out)}" if left_out else ""
+        raise DataError(
+            f"no numeric column to use; the columns are: {_listing(schema)}{listing}", path=path
+        )
+    return names, left_out
+
+
+def _reason(f: pa.Field, exclude: Sequence[str], roles: dict[str, str]) -> str | None:
+    """Why a column is not a feature by default, or None if it is one."""
+    if f.name in exclude:
+        return "excluded"
+    if f.name in roles:
+        return roles[f.name]
+    return None if is_default_feature(f.type) else _why_not(f.type)
+
+
+def _left_out_line(left_out: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(f"{n} ({why})" for n, why in left_out)
+
+
+def field_named(schema: pa.Schema, name: str, path: str, option: str = "") -> pa.Field:
+    idx = schema.get_all_field_indices(name)
+    if not idx:
+        raise DataError(
+            f"no column {name!r}{option}; the table's columns are: {_listing(schema)}",
+            path=path,
+            feature=name,
+        )
+    if len(idx) > 1:
+        raise DataError(f"column {name!r} appears {len(idx)} times", path=path, feature=name)
+    return schema.field(idx[0])
 
 
 def numpy_dtype(t: pa.DataType) -> np.dtype:
@@ -127,12 +222,19 @@ class TableSource:
     format = "table"
 
     def _setup(
-        self, path: str, schema: pa.Schema, columns: Sequence[str] | None, rows: int | None
+        self,
+        path: str,
+        schema: pa.Schema,
+        columns: Sequence[str] | None,
+        rows: int | None,
+        options: TableOptions | None = None,
     ) -> None:
         self.path = path
         self.schema = schema
-        self.features = select_features(schema, columns, path)
+        self.options = options or TableOptions()
+        self.features, self.left_out = select_features(schema, columns, path, self.options.exclude)
         self.feature_types = [str(schema.field(n).type) for n in self.features]
+        self.promoted: list[dict[str, Any]] = []
         types = [numpy_dtype(schema.field(n).type) for n in self.features]
         self.dtype = np.result_type(*types)
         self.shape: tuple[int | None, int] = (rows, len(self.features))
@@ -269,8 +371,46 @@ def disagreement(first: TableSource, other: TableSource) -> str | None:
     for (na, ta), (nb, tb) in zip(a, b, strict=False):
         if na != nb:
             return f"has column {nb!r} where the first shard {first.path} has {na!r}"
-        if ta != tb:
+        if ta != tb and _widened(ta, tb) is None:
             return f"column {na!r} is {tb}, but {ta} in the first shard {first.path}"
     if len(a) != len(b):
         return f"has {len(b)} feature columns, the first shard {first.path} has {len(a)}"
     return None
+
+
+def _widened(a: str, b: str) -> str | None:
+    """The type both ``a`` and ``b`` fit in, within numbers: the wider integer or float, float64
+    for an integer and a float; None for other pairs (a decimal, a boolean, a string)."""
+    try:
+        ta, tb = pa.type_for_alias(a), pa.type_for_alias(b)
+    except ValueError:  # a decimal: no alias, and never widened
+        return None
+    ints = pa.types.is_integer(ta) and pa.types.is_integer(tb)
+    floats = pa.types.is_floating(ta) and pa.types.is_floating(tb)
+    if ints or floats:
+        return a if ta.bit_width >= tb.bit_width else b
+    if {_family(ta), _family(tb)} == {"int", "float"}:
+        return "double"
+    return None
+
+
+def _family(t: pa.DataType) -> str:
+    return "int" if pa.types.is_integer(t) else "float" if pa.types.is_floating(t) else "other"
+
+
+def promote_shards(shards: Sequence[TableSource]) -> None:
+    """Give every shard the widest type of each feature column, and note each promotion on the
+    first shard (``promoted``: name, the types seen, the type used) for the report."""
+    first = shards[0]
+    promoted = []
+    for j, name in enumerate(first.features):
+        seen = list(dict.fromkeys(s.feature_types[j] for s in shards))
+        if len(seen) == 1:
+            continue
+        to = seen[0]
+        for t in seen[1:]:
+            to = _widened(to, t) or to
+        for s in shards:
+            s.feature_types[j] = to
+        promoted.append({"name": name, "types": seen, "to": to})
+    first.promoted = promoted
