@@ -58,6 +58,7 @@ def _meta(stats: Stats) -> dict[str, Any]:
         "feature_shape": list(stats.feature_shape),
         "features": stats.features,
         "ddof": stats.ddof,
+        "rescale": stats.rescale,
     }
 
 
@@ -165,7 +166,10 @@ def from_dict(doc: dict[str, Any], path: str = "<artifact>") -> Stats:
         raise fail("'source' must be an object")
     arrays = {k: _array(doc[k], k, shape, fail) for k in (*INT_KEYS, *FLOAT_KEYS)}
     moments = _moments(arrays, fail)
-    stats = Stats(moments, tuple(shape), axis, ddof, features, doc["source"])
+    rescale = doc.get("rescale", 1.0)  # absent before --rescale: values as read
+    if not isinstance(rescale, int | float) or isinstance(rescale, bool) or not rescale:
+        raise fail(f"'rescale' must be a non-zero number, received {rescale!r}")
+    stats = Stats(moments, tuple(shape), axis, ddof, features, doc["source"], float(rescale))
     _check_derived(stats, arrays, fail)
     return stats
 

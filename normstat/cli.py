@@ -267,6 +267,48 @@ def _reading_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def _image_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """How image sources (files, folders, tar shards) are decoded; see docs/images.md."""
+    for deco in reversed(
+        [
+            click.option(
+                "--mode",
+                metavar="MODE",
+                help="Images: Pillow mode to convert to before any resize (default RGB; L for "
+                "grey; I;16 keeps 16-bit PNGs).",
+            ),
+            click.option(
+                "--resize",
+                type=click.IntRange(min=1),
+                metavar="SIZE",
+                help="Images: shorter side to SIZE, bilinear, as torchvision's Resize(SIZE).",
+            ),
+            click.option(
+                "--center-crop",
+                nargs=2,
+                type=click.IntRange(min=1),
+                default=None,
+                metavar="H W",
+                help="Images: the central H x W, as torchvision's CenterCrop((H, W)).",
+            ),
+            click.option(
+                "--skip-bad",
+                is_flag=True,
+                help="Images: skip files that do not decode (recorded in the artifact) "
+                "instead of failing.",
+            ),
+        ]
+    ):
+        fn = deco(fn)
+    return fn
+
+
+def _read_options(
+    mode: str | None, resize: int | None, center_crop: tuple[int, int] | None, skip_bad: bool
+) -> dict[str, Any]:
+    return {"mode": mode, "resize": resize, "center_crop": center_crop, "skip_bad": skip_bad}
+
+
 # Options of the commands that can run on a Dask cluster.
 def _engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for deco in reversed(
@@ -358,6 +400,14 @@ def main() -> None:
     is_flag=True,
     help="Continue from --checkpoint if it exists (refused if the data changed).",
 )
+@click.option(
+    "--rescale",
+    default="1",
+    metavar="S",
+    help="Statistics of x * S (a number or a fraction such as 1/255, as Keras Rescaling or "
+    "torchvision's ToTensor); recorded, and apply rescales before it standardizes.",
+)
+@_image_options
 @_reading_options
 @_engine_options
 def fit(
@@ -370,6 +420,11 @@ def fit(
     checkpoint: str | None,
     checkpoint_every: float,
     resume: bool,
+    rescale: str,
+    mode: str | None,
+    resize: int | None,
+    center_crop: tuple[int, int] | None,
+    skip_bad: bool,
     dataset: str | None,
     input_format: str | None,
     columns: list[str] | None,
@@ -403,6 +458,8 @@ def fit(
         engine=engine,
         scheduler=scheduler,
         task_size=task_size,
+        rescale=rescale,
+        options=_read_options(mode, resize, center_crop, skip_bad),
     )
     _write_stats(stats, output, quiet)
 

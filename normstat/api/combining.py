@@ -28,7 +28,7 @@ def merge(parts: Sequence[Stats | str]) -> Stats:
         raise UsageError("nothing to merge")
     first = loaded[0]
     for name, s in zip(names[1:], loaded[1:], strict=True):
-        for key in ("feature_shape", "axis", "features", "ddof"):
+        for key in ("feature_shape", "axis", "features", "ddof", "rescale"):
             a, b = plain(getattr(first, key)), plain(getattr(s, key))
             if a != b:
                 raise ArtifactError(f"{key} {b} disagrees with {a} of {names[0]}", path=name)
@@ -40,6 +40,7 @@ def merge(parts: Sequence[Stats | str]) -> Stats:
         first.ddof,
         first.features,
         _merged_source([s.source for s in loaded]),
+        first.rescale,
     )
 
 

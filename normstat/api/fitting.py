@@ -14,6 +14,7 @@ from normstat.api.options import (
     check_engine,
     check_options,
     chunk_rows,
+    parse_rescale,
     plain,
     row_bytes,
     task_rows,
@@ -48,6 +49,8 @@ def fit(
     engine: str = "local",
     scheduler: str | None = None,
     task_size: ChunkSize = None,
+    rescale: float | str = 1.0,
+    options: dict[str, Any] | None = None,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
@@ -60,15 +63,20 @@ def fit(
 
     ``engine="dask"`` runs the same per-chunk step and merge as Dask tasks, on the cluster at
     ``scheduler`` (or $DASK_SCHEDULER_ADDRESS), else on a local cluster of ``workers`` processes.
+
+    ``rescale`` (a number or ``"1/255"``): the statistics describe ``x * rescale``. ``options``:
+    reader options of the formats that take them (images: ``mode``, ``resize``,
+    ``center_crop``, ``skip_bad``; see docs/images.md); they also get ``workers``.
     """
     check_options(ddof, nan)
+    scale = parse_rescale(rescale)
     specs = [sources] if isinstance(sources, str) else list(sources)
     check_engine(engine, scheduler, specs, checkpoint)
     if resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH")
     if checkpoint and "-" in specs:
         raise UsageError("a fit from stdin cannot be checkpointed (it cannot be re-read)")
-    srcs = open_sources(specs, dataset, input_format, columns)
+    srcs = open_sources(specs, dataset, input_format, columns, {**(options or {}), "workers": workers})
     try:
         layout = source_layout(axis, srcs[0])
         rows = chunk_rows(srcs[0], chunk_size)
@@ -100,9 +108,10 @@ def fit(
             )
         if checkpoint and os.path.exists(checkpoint):
             os.unlink(checkpoint)
-        return Stats(
+        stats = Stats(
             moments, layout.feature_shape, layout.axis, ddof, srcs[0].features, describe(srcs)
         )
+        return stats if scale == 1.0 else stats.rescaled(scale)
     finally:
         for s in srcs:
             s.close()

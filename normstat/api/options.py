@@ -122,5 +122,20 @@ def float_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
+def parse_rescale(value: float | str) -> float:
+    """``--rescale``: a number or a fraction (``1/255``), non-zero and finite."""
+    from fractions import Fraction
+
+    try:
+        scale = float(Fraction(value.strip()) if isinstance(value, str) else value)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        raise UsageError(
+            f"--rescale must be a number or a fraction such as 1/255, received {value!r}"
+        ) from None
+    if not scale or not np.isfinite(scale):
+        raise UsageError(f"--rescale must be non-zero and finite, received {value!r}")
+    return scale
+
+
 def plain(v: Any) -> Any:
     return list(v) if isinstance(v, tuple | list) else v

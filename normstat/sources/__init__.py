@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import glob
 import importlib
+import itertools
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import ArraySource, Chunk, describe
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 __all__ = ["FORMATS", "ArraySource", "Chunk", "Format", "describe", "format_of", "open_sources"]
 
@@ -30,6 +34,7 @@ class Format:
     named_arrays: bool = False  # holds several arrays, chosen by ``file:/name`` or --dataset
     directory: bool = False  # stored as a directory (a Zarr store), not one file
     kind: str = "array"  # "table": features are named columns
+    many: bool = False  # one reader takes every file of this format given (images, tar shards)
 
 
 _SRC = "normstat.sources."
@@ -43,6 +48,8 @@ FORMATS: tuple[Format, ...] = (
     ),
     Format("feather", (".feather",), _SRC + "ipc", "IpcFile", kind="table"),
     Format("csv", (".csv",), _SRC + "csv", "CsvFile", "CsvStream", kind="table"),
+    Format("images", IMAGE_SUFFIXES, _SRC + "images", "ImageFiles", many=True),
+    Format("webdataset", (".tar",), _SRC + "webdataset", "TarShards", many=True),
 )
 
 _DATASET_SUFFIX = re.compile(r"^(?P<path>.+\.(?:h5|hdf5|he5|zarr)):(?P<dataset>/?[^:]*)$", re.I)
@@ -87,18 +94,21 @@ def _is_store(path: str) -> bool:
 
 
 def _table_files(directory: str) -> list[str]:
-    """A directory is a sharded table: its table files, recursively, in name order (hidden files
-    and writers' ``_SUCCESS`` / ``_metadata`` markers are not data)."""
-    suffixes = tuple(s for f in FORMATS if f.kind == "table" for s in f.suffixes)
-    found = sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(directory)
-        for name in names
-        if name.lower().endswith(suffixes) and not name.startswith((".", "_"))
-    )
+    """A directory is a sharded table, a folder of images or of tar shards: its data files,
+    recursively, in name order (hidden entries and writers' ``_SUCCESS`` / ``_metadata`` /
+    ``_temporary`` are not data)."""
+    suffixes = tuple(s for f in FORMATS if f.kind == "table" or f.many for s in f.suffixes)
+    found = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        found += [
+            os.path.join(root, name)
+            for name in names
+            if name.lower().endswith(suffixes) and not name.startswith((".", "_"))
+        ]
     if not found:
-        raise DataError(f"no table file ({' '.join(suffixes)}) in this directory", path=directory)
-    return found
+        raise DataError(f"no data file ({' '.join(suffixes)}) in this directory", path=directory)
+    return sorted(found)
 
 
 def _expand_glob(pattern: str) -> list[str]:
@@ -157,23 +167,94 @@ def open_sources(
     dataset: str | None = None,
     input_format: str | None = None,
     columns: Sequence[str] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> list[ArraySource]:
     """Open every shard; they must agree on the shape of one sample (tables: on the feature
-    columns and their types)."""
+    columns and their types). Brace ranges are expanded (``shards-{000..099}.tar``).
+
+    Files of a format that reads many files as one dataset (images, tar shards) become one
+    source per run of such files. ``options`` are reader options for those formats (images:
+    ``mode``, ``resize``, ``center_crop``, ``skip_bad``, ``workers``); ``None`` values are unset.
+    """
     if not specs:
         raise UsageError("no SOURCE given")
+    given = {k: v for k, v in (options or {}).items() if v is not None and v is not False}
+    items = [(p, ds, one) for spec in specs for one in _braces(spec) for p, ds in _expand(one)]
     opened: list[ArraySource] = []
     try:
-        for spec in specs:
-            for path, ds in _expand(spec):
-                src = open_one(path, ds or dataset, input_format, columns)
-                opened.append(src)
-                _check_agrees(opened[0], src)
+        for fmt, run in itertools.groupby(items, key=lambda it: _many(it[0], it[1], input_format)):
+            if fmt is None:
+                for path, ds, _ in run:
+                    _no_options(path, given)
+                    opened.append(open_one(path, ds or dataset, input_format, columns))
+                    _check_agrees(opened[0], opened[-1])
+                continue
+            group = list(run)
+            cls = getattr(importlib.import_module(fmt.module), fmt.reader)
+            paths = [p for p, _, _ in group]
+            roots = [_root(one, p) for p, _, one in group]
+            specs_ = list(dict.fromkeys(one for _, _, one in group))
+            opened.append(_array_only(cls(paths, roots, specs_, given), columns))
+            _check_agrees(opened[0], opened[-1])
     except BaseException:
         for s in opened:
             s.close()
         raise
     return opened
+
+
+def _many(path: str, dataset: str | None, input_format: str | None) -> Format | None:
+    """The format of ``path`` if one reader takes all its files (images, tar shards)."""
+    if path == "-" or dataset is not None:
+        return None
+    try:
+        fmt = format_of(path, input_format)
+    except UsageError:
+        return None  # open_one names the unknown suffix
+    return fmt if fmt.many else None
+
+
+def _no_options(path: str, given: dict[str, Any]) -> None:
+    unknown = sorted(set(given) - {"workers"})
+    if unknown:
+        raise UsageError(f"options {unknown} apply to images and tar shards only", path=path)
+
+
+def _root(spec: str, path: str) -> str:
+    """The folder an image's class is named below: the SOURCE folder, a glob's fixed leading
+    folders, else the file's grandparent (so the class is its parent folder)."""
+    if os.path.isdir(spec):
+        return spec
+    if glob.has_magic(spec):
+        fixed = []
+        for part in spec.split(os.sep):
+            if glob.has_magic(part):
+                break
+            fixed.append(part)
+        return os.sep.join(fixed) or "."
+    return os.path.dirname(os.path.dirname(os.path.abspath(path)))
+
+
+_BRACE = re.compile(r"\{([^{}]*)\}")
+_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
+
+
+def _braces(spec: str) -> list[str]:
+    """Shell brace expansion: ``{000..099}`` (zero-padded as written) and ``{a,b}``."""
+    m = _BRACE.search(spec)
+    if m is None or os.path.exists(spec):
+        return [spec]
+    r = _RANGE.match(m[1])
+    if r:
+        a, b = int(r[1]), int(r[2])
+        width = max(len(r[1]), len(r[2])) if r[1].startswith("0") or r[2].startswith("0") else 0
+        step = 1 if b >= a else -1
+        values = [str(v).zfill(width) for v in range(a, b + step, step)]
+    elif "," in m[1]:
+        values = m[1].split(",")
+    else:
+        return [spec]
+    return [x for v in values for x in _braces(spec[: m.start()] + v + spec[m.end() :])]
 
 
 def _check_agrees(first: ArraySource, other: ArraySource) -> None:

@@ -127,13 +127,17 @@ def rows_for_bytes(shape: tuple[int, ...], dtype: np.dtype, target_bytes: int) -
 def describe(sources: list[ArraySource]) -> dict[str, Any]:
     """The artifact's ``source`` record for a list of shards."""
     first = sources[0]
-    return {
+    out = {
         "paths": [s.path for s in sources],
         "dataset": first.dataset,
         "shape": [total_rows(sources), *first.shape[1:]],
         "dtype": str(np.result_type(*(s.dtype for s in sources))),
         "kind": first.kind,
     }
+    record = getattr(first, "record", None)  # what a source adds after its read (images)
+    if record is not None and len(sources) == 1:
+        out.update(record())
+    return out
 
 
 def known_rows(source: ArraySource) -> int:
