@@ -76,7 +76,9 @@ def fit(
         raise UsageError("--resume needs --checkpoint PATH")
     if checkpoint and "-" in specs:
         raise UsageError("a fit from stdin cannot be checkpointed (it cannot be re-read)")
-    srcs = open_sources(specs, dataset, input_format, columns, {**(options or {}), "workers": workers})
+    srcs = open_sources(
+        specs, dataset, input_format, columns, {**(options or {}), "workers": workers}
+    )
     try:
         layout = source_layout(axis, srcs[0])
         rows = chunk_rows(srcs[0], chunk_size)

@@ -83,7 +83,7 @@ class Decoding:
             if self.resize is not None:
                 h, w = resized_size(conv.height, conv.width, self.resize)
                 if (h, w) != (conv.height, conv.width):
-                    conv = conv.resize((w, h), Image.BILINEAR)
+                    conv = conv.resize((w, h), Image.Resampling.BILINEAR)
             pixels = np.asarray(conv)
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
@@ -251,7 +251,9 @@ class ImageStream:
             "shape": [self.read, h, w, self.shape[3]],
             "mode": self.decoding.mode,
             "resize": self.decoding.resize,
-            "center_crop": None if self.decoding.center_crop is None else list(self.decoding.center_crop),
+            "center_crop": None
+            if self.decoding.center_crop is None
+            else list(self.decoding.center_crop),
             "skipped": list(self.skipped),
         }
 
