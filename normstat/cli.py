@@ -267,8 +267,16 @@ def _reading_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _image_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _image_options(fn: Callable[..., Any], skip_bad: bool = True) -> Callable[..., Any]:
     """How image sources (files, folders, tar shards) are decoded; see docs/images.md."""
+    skip = [
+        click.option(
+            "--skip-bad",
+            is_flag=True,
+            help="Images: skip files that do not decode (recorded in the artifact) "
+            "instead of failing.",
+        )
+    ]
     for deco in reversed(
         [
             click.option(
@@ -291,12 +299,7 @@ def _image_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 metavar="H W",
                 help="Images: the central H x W, as torchvision's CenterCrop((H, W)).",
             ),
-            click.option(
-                "--skip-bad",
-                is_flag=True,
-                help="Images: skip files that do not decode (recorded in the artifact) "
-                "instead of failing.",
-            ),
+            *(skip if skip_bad else []),
         ]
     ):
         fn = deco(fn)
@@ -307,6 +310,10 @@ def _read_options(
     mode: str | None, resize: int | None, center_crop: tuple[int, int] | None, skip_bad: bool
 ) -> dict[str, Any]:
     return {"mode": mode, "resize": resize, "center_crop": center_crop, "skip_bad": skip_bad}
+
+
+def _apply_image_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return _image_options(fn, skip_bad=False)
 
 
 # Options of the commands that can run on a Dask cluster.
@@ -501,9 +508,10 @@ def fit(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="With --engine dask and no --scheduler: worker processes of the local cluster "
-    "(default: all cores).",
+    help="Image decoding processes, and with --engine dask and no --scheduler: worker "
+    "processes of the local cluster (default: all cores).",
 )
+@_apply_image_options
 @_reading_options
 @_engine_options
 def apply_cmd(
@@ -516,6 +524,9 @@ def apply_cmd(
     dtype: str,
     force: bool,
     workers: int | None,
+    mode: str | None,
+    resize: int | None,
+    center_crop: tuple[int, int] | None,
     dataset: str | None,
     input_format: str | None,
     columns: list[str] | None,
@@ -550,6 +561,7 @@ def apply_cmd(
         engine=engine,
         scheduler=scheduler,
         task_size=task_size,
+        options=_read_options(mode, resize, center_crop, False),
     )
     if not quiet and output != "-":
         click.echo(f"wrote {output}", err=True)

@@ -23,11 +23,17 @@ from normstat.core.layout import AxisLayout
 from normstat.core.stats import Stats
 from normstat.core.transform import TransformParams, transform_block, transform_params
 from normstat.engine.ahead import compute_ahead
-from normstat.errors import ArtifactError, UsageError
-from normstat.sinks import atomic_output_for, check_writable, open_array_writer, writer_format
+from normstat.errors import ArtifactError, DataError, UsageError
+from normstat.sinks import (
+    ARRAY_WRITERS,
+    atomic_output_for,
+    check_writable,
+    open_array_writer,
+    writer_format,
+)
 from normstat.sinks.failures import drain, write_errors
 from normstat.sources import ArraySource, Chunk, open_sources
-from normstat.sources.base import total_rows
+from normstat.sources.base import known_rows, total_rows
 from normstat.sources.buffers import BufferPool
 
 
@@ -78,6 +84,7 @@ def apply(
     engine: str = "local",
     scheduler: str | None = None,
     task_size: ChunkSize = None,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout, or an
     Arrow IPC stream for tables, whose other columns pass through unchanged).
@@ -92,7 +99,8 @@ def apply(
     out_dtype = float_dtype(dtype)
     paths = [sources] if isinstance(sources, str) else list(sources)
     check_engine(engine, scheduler, paths)
-    srcs = open_sources(paths, dataset, input_format, _apply_columns(stats, columns))
+    read = {**(options or {}), "workers": workers}
+    srcs = open_sources(paths, dataset, input_format, _apply_columns(stats, columns), read)
     try:
         layout = layout_for(stats, (0, *srcs[0].shape[1:]), srcs[0].path)
         params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
@@ -131,7 +139,7 @@ def apply(
                 array_options=options,
             )
             return
-        shape = (sum(s.shape[0] for s in srcs), *srcs[0].shape[1:])
+        shape = (sum(known_rows(s) for s in srcs), *srcs[0].shape[1:])
         if engine == "dask":
             check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
             _apply_dask(
@@ -153,6 +161,8 @@ def apply(
             return
         check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
         fmt = writer_format(out, srcs[0].format)
+        if fmt not in {name for name, *_ in ARRAY_WRITERS}:
+            raise UsageError(f"{fmt} cannot be written: name OUT .h5, .npy or .zarr", path=out)
         options = _writer_options(fmt, srcs, stats, method, inverse, params)
         with atomic_output_for(out, fmt) as tmp:
             with write_errors(out):
@@ -188,6 +198,14 @@ def _transformed(
 
     def step(chunk: Chunk) -> tuple[int, np.ndarray]:
         x = chunk.data
+        if x.ndim == layout.ndim and tuple(x.shape[1:]) != layout.sample_shape:
+            raise DataError(
+                f"sample shape {list(x.shape[1:])} differs from the first sample's "
+                f"{list(layout.sample_shape)}: the output is one array of samples of one shape "
+                "(images: --resize SIZE and --center-crop H W)",
+                path=chunk.path,
+                row=chunk.start,
+            )
         out = pool.get(x.shape, dtype)
         return x.shape[0], transform_block(x, layout, params, inverse, dtype, out)
 
@@ -225,10 +243,12 @@ def _writer_options(
         return {}
     single = srcs[0] if len(srcs) == 1 and srcs[0].format == "hdf5" else None
     attrs = _attrs(stats, method, inverse, params)
+    companions = getattr(srcs[0], "companions", None)  # arrays beside the data (labels)
     return {
         "dataset": srcs[0].dataset or "/data",
         "like": getattr(single, "handle", None),
         "attrs": attrs,
+        "companions": companions() if companions is not None and len(srcs) == 1 else {},
     }
 
 

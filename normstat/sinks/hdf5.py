@@ -42,8 +42,11 @@ class Hdf5Writer:
         dataset: str | None = None,
         like: h5py.Dataset | None = None,
         attrs: dict[str, Any] | None = None,
+        companions: dict[str, tuple[np.ndarray, dict[str, Any]]] | None = None,
         **_: Any,
     ) -> None:
+        """``companions``: other datasets written beside the data, by name, with attributes
+        (an image folder's ``/labels`` and its class names)."""
         self._file = h5py.File(tmp_path, "w")
         name = dataset or "/data"
         kwargs: dict[str, Any] = {}
@@ -57,6 +60,10 @@ class Hdf5Writer:
             _copy_attrs(template, self._ds)
         for k, v in (attrs or {}).items():
             self._ds.attrs[k] = v
+        for path, (values, extra) in (companions or {}).items():
+            ds = self._file.create_dataset(path, data=values)
+            for k, v in extra.items():
+                ds.attrs[k] = v
 
     def write(self, start: int, block: np.ndarray) -> None:
         self._ds[start : start + block.shape[0]] = block

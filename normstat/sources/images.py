@@ -316,6 +316,14 @@ class ImageFiles(ImageStream):
                 raise DataError("cannot read this image's header", path=p)
         raise DataError("no image here could be read", path=self.path)
 
+    def companions(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        """``/labels`` (each image's class index) with the class names, for HDF5 output."""
+        found = self.classes()
+        if found is None:
+            return {}
+        names, labels = found
+        return {"/labels": (labels, {"classes": names})}
+
     def classes(self) -> tuple[list[str], np.ndarray] | None:
         """ImageFolder's class names and each image's class index; None when some image is not
         in a class folder."""
