@@ -48,7 +48,7 @@ def _nested(a: np.ndarray) -> Any:
 
 
 def _meta(stats: Stats) -> dict[str, Any]:
-    return {
+    meta = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "normstat_version": __version__,
@@ -58,8 +58,10 @@ def _meta(stats: Stats) -> dict[str, Any]:
         "feature_shape": list(stats.feature_shape),
         "features": stats.features,
         "ddof": stats.ddof,
-        "rescale": stats.rescale,
     }
+    if stats.rescale != 1.0:  # statistics of x * rescale; absent: of the values as read
+        meta["rescale"] = stats.rescale
+    return meta
 
 
 def _arrays(stats: Stats) -> dict[str, np.ndarray]:
