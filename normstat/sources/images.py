@@ -131,9 +131,13 @@ def _batched(items: Iterable[tuple[str, Payload]], n: int) -> Iterator[list[tupl
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    # forkserver: the engine's threads may be running; forking a threaded process is unsafe
-    method = "forkserver" if sys.platform.startswith("linux") else None
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    """Decoding processes. Linux: forkserver (the engine's threads may be running, and forking a
+    threaded process is unsafe), with the decoder imported once in the server, not per worker."""
+    if not sys.platform.startswith("linux"):
+        return ProcessPoolExecutor(workers)
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["normstat.sources.images", "PIL.Image", "PIL.JpegImagePlugin"])
+    return ProcessPoolExecutor(workers, mp_context=context)
 
 
 class ImageStream:
