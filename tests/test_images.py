@@ -309,3 +309,34 @@ def test_no_decodable_image_is_a_data_error(tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"nope")
     with pytest.raises(DataError, match="a.jpg"):
         normstat.fit(str(tmp_path), workers=1)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".arrow"])
+def test_image_column_binary_and_hugging_face_struct(mixed, tmp_path, suffix):
+    pa = pytest.importorskip("pyarrow")
+    root, paths = mixed
+    data = [p.read_bytes() for p in paths]
+    hf = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    table = pa.table(
+        {
+            "image": pa.array(
+                [{"bytes": d, "path": p.name} for d, p in zip(data, paths, strict=True)], hf
+            ),
+            "raw": pa.array(data, pa.binary()),
+            "label": list(range(len(data))),
+        }
+    )
+    path = tmp_path / f"images{suffix}"
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path, row_group_size=5)
+    else:
+        with pa.ipc.new_file(path, table.schema) as writer:
+            writer.write_table(table, max_chunksize=5)
+    for column in ("image", "raw"):
+        stats = normstat.fit(str(path), columns=[column], workers=2)
+        check(stats, exact_reference(paths))
+        assert stats.source["images"] == len(paths)
+    numeric = normstat.fit(str(path), columns=["label"])
+    assert numeric.features == ["label"]

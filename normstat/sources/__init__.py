@@ -50,6 +50,8 @@ FORMATS: tuple[Format, ...] = (
     Format("csv", (".csv",), _SRC + "csv", "CsvFile", "CsvStream", kind="table"),
     Format("images", IMAGE_SUFFIXES, _SRC + "images", "ImageFiles", many=True),
     Format("webdataset", (".tar",), _SRC + "webdataset", "TarShards", many=True),
+    # a Parquet / Arrow column of encoded images, chosen by --columns (no suffix of its own)
+    Format("image-column", (), _SRC + "image_column", "ImageColumn", many=True),
 )
 
 _DATASET_SUFFIX = re.compile(r"^(?P<path>.+\.(?:h5|hdf5|he5|zarr)):(?P<dataset>/?[^:]*)$", re.I)
@@ -182,7 +184,9 @@ def open_sources(
     items = [(p, ds, one) for spec in specs for one in _braces(spec) for p, ds in _expand(one)]
     opened: list[ArraySource] = []
     try:
-        for fmt, run in itertools.groupby(items, key=lambda it: _many(it[0], it[1], input_format)):
+        for fmt, run in itertools.groupby(
+            items, key=lambda it: _many(it[0], it[1], input_format, columns)
+        ):
             if fmt is None:
                 for path, ds, _ in run:
                     _no_options(path, given)
@@ -194,7 +198,7 @@ def open_sources(
             paths = [p for p, _, _ in group]
             roots = [_root(one, p) for p, _, one in group]
             specs_ = list(dict.fromkeys(one for _, _, one in group))
-            opened.append(_array_only(cls(paths, roots, specs_, given), columns))
+            opened.append(cls(paths, roots, specs_, given, columns))
             _check_agrees(opened[0], opened[-1])
     except BaseException:
         for s in opened:
@@ -203,15 +207,25 @@ def open_sources(
     return opened
 
 
-def _many(path: str, dataset: str | None, input_format: str | None) -> Format | None:
-    """The format of ``path`` if one reader takes all its files (images, tar shards)."""
+def _many(
+    path: str, dataset: str | None, input_format: str | None, columns: Sequence[str] | None
+) -> Format | None:
+    """The format of ``path`` if one reader takes all its files (images, tar shards, a table
+    read for its one column of encoded images)."""
     if path == "-" or dataset is not None:
         return None
     try:
         fmt = format_of(path, input_format)
     except UsageError:
         return None  # open_one names the unknown suffix
-    return fmt if fmt.many else None
+    if fmt.many:
+        return fmt
+    if fmt.kind == "table" and fmt.name != "csv" and columns is not None and len(columns) == 1:
+        from normstat.sources.image_column import is_image_column
+
+        if is_image_column(path, fmt.name, columns[0]):
+            return format_of(path, "image-column")
+    return None
 
 
 def _no_options(path: str, given: dict[str, Any]) -> None:

@@ -265,6 +265,15 @@ class ImageStream:
         pass
 
 
+def no_columns(columns: Sequence[str] | None, path: str) -> None:
+    if columns is not None:
+        raise UsageError(
+            f"columns {list(columns)} were asked for, but images have no named columns "
+            "(--columns applies to tables, and to a table's column of encoded images)",
+            path=path,
+        )
+
+
 def _pair(value: Any) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -299,7 +308,9 @@ class ImageFiles(ImageStream):
         roots: Sequence[str | None],
         specs: Sequence[str],
         options: dict[str, Any],
+        columns: Sequence[str] | None = None,
     ) -> None:
+        no_columns(columns, specs[0])
         self.paths = list(paths)
         self.roots = list(roots)
         self.specs = list(specs)

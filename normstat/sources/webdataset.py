@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from normstat.errors import DataError
-from normstat.sources.images import ImageStream, Payload
+from normstat.sources.images import ImageStream, Payload, no_columns
 
 
 class TarShards(ImageStream):
@@ -28,7 +28,9 @@ class TarShards(ImageStream):
         roots: Sequence[str | None],
         specs: Sequence[str],
         options: dict[str, Any],
+        columns: Sequence[str] | None = None,
     ) -> None:
+        no_columns(columns, specs[0])
         self.paths = list(paths)
         self.specs = list(specs)
         super().__init__(self.specs[0], options)
