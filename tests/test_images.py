@@ -340,3 +340,15 @@ def test_image_column_binary_and_hugging_face_struct(mixed, tmp_path, suffix):
         assert stats.source["images"] == len(paths)
     numeric = normstat.fit(str(path), columns=["label"])
     assert numeric.features == ["label"]
+
+
+def test_dask_engine_is_refused_and_apply_streams_npy(mixed, tmp_path):
+    root, paths = mixed
+    result = run("fit", root, "--engine", "dask", ok=False)
+    assert result.exit_code == 2 and "local engine" in result.output
+    stats = _save(normstat.fit(str(root), workers=1, rescale="1/255"), tmp_path)
+    out = run("apply", stats, root, "--resize", "8", "--center-crop", "8", "8", "-o", "-")
+    y = np.load(io.BytesIO(out.stdout_bytes))
+    loaded = artifact.load(str(stats))
+    x = np.stack([Decoding("RGB", 8, (8, 8))(str(p)) for p in paths]) / 255
+    np.testing.assert_allclose(y, (x - loaded.mean) / loaded.std, rtol=1e-5, atol=1e-5)

@@ -11,6 +11,7 @@ import numpy as np
 from normstat.api.options import (
     ChunkSize,
     ProgressHook,
+    check_distributable,
     check_engine,
     check_options,
     chunk_rows,
@@ -80,6 +81,7 @@ def fit(
         specs, dataset, input_format, columns, {**(options or {}), "workers": workers}
     )
     try:
+        check_distributable(srcs, engine)
         layout = source_layout(axis, srcs[0])
         rows = chunk_rows(srcs[0], chunk_size)
         saver, initial = None, None

@@ -46,6 +46,17 @@ def check_engine(
         )
 
 
+def check_distributable(srcs: Sequence[ArraySource], engine: str) -> None:
+    """Dask tasks reopen a source by (path, dataset); a source that cannot be (``reopen =
+    False``: images, decoded by their own processes) needs the local engine."""
+    if engine == "dask" and not getattr(srcs[0], "reopen", True):
+        raise UsageError(
+            f"{srcs[0].format} sources run on the local engine only (they decode in "
+            "--workers processes); drop --engine dask",
+            path=srcs[0].path,
+        )
+
+
 def task_rows(src: ArraySource, chunk_rows: int, task_size: ChunkSize) -> int:
     """Rows per Dask task: a whole number of chunks near ``task_size`` (default 64 MiB)."""
     from normstat.engine.plan import TASK_BYTES, row_bytes, rows_per_task

@@ -13,6 +13,7 @@ from normstat.api.fitting import all_chunks
 from normstat.api.options import (
     ChunkSize,
     ProgressHook,
+    check_distributable,
     check_engine,
     chunk_rows,
     float_dtype,
@@ -102,6 +103,7 @@ def apply(
     read = {**(options or {}), "workers": workers}
     srcs = open_sources(paths, dataset, input_format, _apply_columns(stats, columns), read)
     try:
+        check_distributable(srcs, engine)
         layout = layout_for(stats, (0, *srcs[0].shape[1:]), srcs[0].path)
         params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
         rows = chunk_rows(srcs[0], chunk_size, transform=True)

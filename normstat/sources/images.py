@@ -148,6 +148,7 @@ class ImageStream:
 
     format = "images"
     kind = "array"
+    reopen = False  # decoded by its own processes: the local engine only
     dataset: str | None = None
     features: list[str] | None = None
 
