@@ -81,7 +81,7 @@ def fit(
         specs, dataset, input_format, columns, {**(options or {}), "workers": workers}
     )
     try:
-        check_distributable(srcs, engine)
+        check_distributable(srcs, engine, checkpoint)
         layout = source_layout(axis, srcs[0])
         rows = chunk_rows(srcs[0], chunk_size)
         saver, initial = None, None
