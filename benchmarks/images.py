@@ -4,7 +4,7 @@
 
 Every method runs in its own fresh process (wall time includes the interpreter and imports):
 
-* floor: Pillow decodes every file to an RGB array, nothing else, one process;
+* floor: Pillow decodes every file to an array, nothing else (the files are RGB), one process;
 * loop: the torchvision-style hand-written loop: decode, then per-image float64 sums and sums of
   squares per channel (numerically naive, shown for speed);
 * ``normstat fit DIR --workers 1`` and ``--workers 2``.
@@ -32,7 +32,8 @@ import sys, glob, numpy as np
 from PIL import Image
 for f in sorted(glob.glob(sys.argv[1] + '/*/*.jpg')):
     with Image.open(f) as im:
-        x = np.asarray(im.convert('RGB'))
+        im.load()
+        x = np.asarray(im)
 """
 
 LOOP = """
@@ -64,8 +65,9 @@ def make_folder(where: Path, files: int) -> None:
         Image.fromarray(pixels).save(folder / f"{i:05d}.jpg", quality=90)
 
 
-def measure(argv: list[str]) -> tuple[float, float, float | None]:
-    """Wall seconds, peak RSS MB of the process, peak RSS MB of its process tree (psutil)."""
+def measure(argv: list[str]) -> tuple[float, float, float | None, float]:
+    """Wall seconds, peak RSS MB of the process, peak RSS MB of its process tree (psutil), and
+    CPU seconds (user + system, the process and its reaped descendants: the decoding workers)."""
     try:
         import psutil
     except ImportError:
@@ -90,7 +92,8 @@ def measure(argv: list[str]) -> tuple[float, float, float | None]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(argv)}")
     own = usage.ru_maxrss / 1024
-    return wall, own, (tree_peak / 2**20 if psutil is not None else None)
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, own, (tree_peak / 2**20 if psutil is not None else None), cpu
 
 
 def main() -> None:
@@ -130,22 +133,23 @@ def main() -> None:
             os.devnull,
         ],  # fmt: skip
     }
-    runs: dict[str, list[tuple[float, float, float | None]]] = {m: [] for m in methods}
+    runs: dict[str, list[tuple[float, float, float | None, float]]] = {m: [] for m in methods}
     for _ in range(args.repeats):
         for name, argv in methods.items():  # interleaved, so drift hits every method alike
             runs[name].append(measure(argv))
-    floor = statistics.median(w for w, _, _ in runs[next(iter(methods))])
+    floor = statistics.median(r[0] for r in runs[next(iter(methods))])
     print(f"{args.files} JPEGs 500x375, median of {args.repeats}, {os.cpu_count()} cores\n")
-    print("| method | median s | images/s | / floor | peak RSS MB (process) | (tree) |")
-    print("|---|---|---|---|---|---|")
+    print("| method | median s | images/s | / floor | CPU s | peak RSS MB (process) | (tree) |")
+    print("|---|---|---|---|---|---|---|")
     for name, rs in runs.items():
-        wall = statistics.median(w for w, _, _ in rs)
-        own = max(o for _, o, _ in rs)
-        tree = [t for _, _, t in rs if t is not None]
+        wall = statistics.median(r[0] for r in rs)
+        cpu = statistics.median(r[3] for r in rs)
+        own = max(r[1] for r in rs)
+        tree = [r[2] for r in rs if r[2] is not None]
         tree_s = f"{max(tree):.0f}" if tree else "-"
         print(
             f"| {name} | {wall:.2f} | {args.files / wall:,.0f} | {wall / floor:.2f}x | "
-            f"{own:.0f} | {tree_s} |"
+            f"{cpu:.2f} | {own:.0f} | {tree_s} |"
         )
     print(json.dumps({k: [list(r) for r in v] for k, v in runs.items()}), file=sys.stderr)
 
