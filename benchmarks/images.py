@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,8 @@ def make_folder(where: Path, files: int) -> None:
 
     if len(list(where.glob("*/*.jpg"))) == files:
         return
+    if where.exists():
+        shutil.rmtree(where)
     rng = np.random.default_rng(0)
     for i in range(files):
         folder = where / f"class{i % 10}"
@@ -67,7 +70,8 @@ def make_folder(where: Path, files: int) -> None:
 
 def measure(argv: list[str]) -> tuple[float, float, float | None, float]:
     """Wall seconds, peak RSS MB of the process, peak RSS MB of its process tree (psutil), and
-    CPU seconds (user + system, the process and its reaped descendants: the decoding workers)."""
+    CPU seconds of the tree (user + system; psutil samples each process, the decoding workers
+    included, so the last 20 ms of a worker may be missed)."""
     try:
         import psutil
     except ImportError:
@@ -76,6 +80,7 @@ def measure(argv: list[str]) -> tuple[float, float, float | None, float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
     tree_peak = 0
+    cpu_by_pid: dict[int, float] = {}
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -85,6 +90,9 @@ def measure(argv: list[str]) -> tuple[float, float, float | None, float]:
                 parent = psutil.Process(proc.pid)
                 procs = [parent, *parent.children(recursive=True)]
                 tree_peak = max(tree_peak, sum(p.memory_info().rss for p in procs))
+                for p in procs:
+                    t = p.cpu_times()
+                    cpu_by_pid[p.pid] = t.user + t.system
             except psutil.Error:
                 pass
         time.sleep(0.02)
@@ -92,7 +100,9 @@ def measure(argv: list[str]) -> tuple[float, float, float | None, float]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(argv)}")
     own = usage.ru_maxrss / 1024
-    cpu = usage.ru_utime + usage.ru_stime
+    own_cpu = usage.ru_utime + usage.ru_stime
+    cpu_by_pid[proc.pid] = max(cpu_by_pid.get(proc.pid, 0.0), own_cpu)
+    cpu = sum(cpu_by_pid.values())
     return wall, own, (tree_peak / 2**20 if psutil is not None else None), cpu
 
 
