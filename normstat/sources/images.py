@@ -14,10 +14,14 @@ queue, not by the dataset. The engine's threads then reduce the decoded chunks.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import mmap
 import multiprocessing
 import os
 import sys
+import tempfile
+import threading
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -119,6 +123,70 @@ def decode_batch(
     return out
 
 
+Shared = tuple[str | None, list[tuple[str, tuple[tuple[int, ...], str, int] | str]]]
+"""A decoded batch in a shared-memory file: its name, and per item (where, (shape, dtype,
+offset)) or (where, error message)."""
+_SHM_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+def decode_shared(decoding: Decoding, batch: Sequence[tuple[str, Payload]]) -> Shared:
+    """:func:`decode_batch` in a worker, the pixels written to one file in shared memory: the
+    pipe then carries a few bytes per image instead of pickled pixels (which cost more CPU
+    than decoding a JPEG of the size of a photo, measured in docs/performance.md)."""
+    results = decode_batch(decoding, batch)
+    arrays = [np.ascontiguousarray(r) for _, r in results if not isinstance(r, str)]
+    if not arrays:
+        return None, [(where, r) for where, r in results if isinstance(r, str)]
+    fd, name = tempfile.mkstemp(prefix="normstat-", dir=_SHM_DIR)
+    out: list[tuple[str, tuple[tuple[int, ...], str, int] | str]] = []
+    try:
+        offset, pixels = 0, iter(arrays)
+        for where, r in results:
+            if isinstance(r, str):
+                out.append((where, r))
+                continue
+            a = next(pixels)
+            view, done = a.data.cast("B"), 0
+            while done < a.nbytes:  # a write may be short
+                done += os.pwrite(fd, view[done:], offset + done)
+            out.append((where, (a.shape, a.dtype.str, offset)))
+            offset += a.nbytes
+    except BaseException:
+        os.unlink(name)
+        raise
+    finally:
+        os.close(fd)
+    return name, out
+
+
+def receive(shared: Shared) -> list[tuple[str, np.ndarray | str]]:
+    """The arrays of :func:`decode_shared`, read-only views of its file mapped here (the file
+    is unlinked at once; the mapping lives as long as the arrays)."""
+    name, items = shared
+    if name is None:
+        return list(items)  # type: ignore[arg-type]
+    try:
+        with open(name, "rb") as fp:
+            mm = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
+    finally:
+        os.unlink(name)
+    out: list[tuple[str, np.ndarray | str]] = []
+    for where, item in items:
+        if isinstance(item, str):
+            out.append((where, item))
+            continue
+        shape, dtype, offset = item
+        count = int(np.prod(shape))
+        out.append((where, np.frombuffer(mm, dtype, count, offset).reshape(shape)))
+    return out
+
+
+def discard(shared: Shared) -> None:
+    if shared[0] is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(shared[0])
+
+
 def _batched(items: Iterable[tuple[str, Payload]], n: int) -> Iterator[list[tuple[str, Payload]]]:
     batch: list[tuple[str, Payload]] = []
     for item in items:
@@ -131,10 +199,13 @@ def _batched(items: Iterable[tuple[str, Payload]], n: int) -> Iterator[list[tupl
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    """Decoding processes. Linux: forkserver (the engine's threads may be running, and forking a
-    threaded process is unsafe), with the decoder imported once in the server, not per worker."""
+    """Decoding processes: forked when this process runs no other thread (cheap: nothing to
+    import again, and no script is re-run), else from a fork server (forking a threaded process
+    is unsafe) that imports the decoder once; other systems use their default."""
     if not sys.platform.startswith("linux"):
         return ProcessPoolExecutor(workers)
+    if threading.active_count() == 1:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["normstat.sources.images", "PIL.Image", "PIL.JpegImagePlugin"])
     return ProcessPoolExecutor(workers, mp_context=context)
@@ -220,16 +291,19 @@ class ImageStream:
                 yield from self._checked(decode_batch(self.decoding, batch))
             return
         pool = _pool(self.workers)
-        pending: deque[Future[list[tuple[str, np.ndarray | str]]]] = deque()
+        pending: deque[Future[Shared]] = deque()
         try:
             for batch in batches:
-                pending.append(pool.submit(decode_batch, self.decoding, batch))
+                pending.append(pool.submit(decode_shared, self.decoding, batch))
                 if len(pending) >= 2 * self.workers:
-                    yield from self._checked(pending.popleft().result())
+                    yield from self._checked(receive(pending.popleft().result()))
             while pending:
-                yield from self._checked(pending.popleft().result())
+                yield from self._checked(receive(pending.popleft().result()))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            for fut in pending:  # decoded but never received: remove their files
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    discard(fut.result())
 
     def _checked(
         self, results: list[tuple[str, np.ndarray | str]]
