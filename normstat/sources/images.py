@@ -14,13 +14,10 @@ queue, not by the dataset. The engine's threads then reduce the decoded chunks.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import mmap
 import multiprocessing
 import os
 import sys
-import tempfile
 import threading
 import warnings
 from collections import deque
@@ -121,70 +118,6 @@ def decode_batch(
         except Exception as exc:  # Pillow raises many types for damaged data; each names a file
             out.append((where, f"{type(exc).__name__}: {exc}"))
     return out
-
-
-Shared = tuple[str | None, list[tuple[str, tuple[tuple[int, ...], str, int] | str]]]
-"""A decoded batch in a shared-memory file: its name, and per item (where, (shape, dtype,
-offset)) or (where, error message)."""
-_SHM_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
-
-
-def decode_shared(decoding: Decoding, batch: Sequence[tuple[str, Payload]]) -> Shared:
-    """:func:`decode_batch` in a worker, the pixels written to one file in shared memory: the
-    pipe then carries a few bytes per image instead of pickled pixels (which cost more CPU
-    than decoding a JPEG of the size of a photo, measured in docs/performance.md)."""
-    results = decode_batch(decoding, batch)
-    arrays = [np.ascontiguousarray(r) for _, r in results if not isinstance(r, str)]
-    if not arrays:
-        return None, [(where, r) for where, r in results if isinstance(r, str)]
-    fd, name = tempfile.mkstemp(prefix="normstat-", dir=_SHM_DIR)
-    out: list[tuple[str, tuple[tuple[int, ...], str, int] | str]] = []
-    try:
-        offset, pixels = 0, iter(arrays)
-        for where, r in results:
-            if isinstance(r, str):
-                out.append((where, r))
-                continue
-            a = next(pixels)
-            view, done = a.data.cast("B"), 0
-            while done < a.nbytes:  # a write may be short
-                done += os.pwrite(fd, view[done:], offset + done)
-            out.append((where, (a.shape, a.dtype.str, offset)))
-            offset += a.nbytes
-    except BaseException:
-        os.unlink(name)
-        raise
-    finally:
-        os.close(fd)
-    return name, out
-
-
-def receive(shared: Shared) -> list[tuple[str, np.ndarray | str]]:
-    """The arrays of :func:`decode_shared`, read-only views of its file mapped here (the file
-    is unlinked at once; the mapping lives as long as the arrays)."""
-    name, items = shared
-    if name is None:
-        return list(items)  # type: ignore[arg-type]
-    try:
-        with open(name, "rb") as fp:
-            mm = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
-    finally:
-        os.unlink(name)
-    out: list[tuple[str, np.ndarray | str]] = []
-    for where, item in items:
-        if isinstance(item, str):
-            out.append((where, item))
-            continue
-        shape, dtype, offset = item
-        count = int(np.prod(shape))
-        out.append((where, np.frombuffer(mm, dtype, count, offset).reshape(shape)))
-    return out
-
-
-def discard(shared: Shared) -> None:
-    if shared[0] is not None:
-        with contextlib.suppress(OSError):
-            os.unlink(shared[0])
 
 
 def _batched(items: Iterable[tuple[str, Payload]], n: int) -> Iterator[list[tuple[str, Payload]]]:
@@ -291,19 +224,16 @@ class ImageStream:
                 yield from self._checked(decode_batch(self.decoding, batch))
             return
         pool = _pool(self.workers)
-        pending: deque[Future[Shared]] = deque()
+        pending: deque[Future[list[tuple[str, np.ndarray | str]]]] = deque()
         try:
             for batch in batches:
-                pending.append(pool.submit(decode_shared, self.decoding, batch))
+                pending.append(pool.submit(decode_batch, self.decoding, batch))
                 if len(pending) >= 2 * self.workers:
-                    yield from self._checked(receive(pending.popleft().result()))
+                    yield from self._checked(pending.popleft().result())
             while pending:
-                yield from self._checked(receive(pending.popleft().result()))
+                yield from self._checked(pending.popleft().result())
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            for fut in pending:  # decoded but never received: remove their files
-                if fut.done() and not fut.cancelled() and fut.exception() is None:
-                    discard(fut.result())
 
     def _checked(
         self, results: list[tuple[str, np.ndarray | str]]
