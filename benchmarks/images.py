@@ -70,8 +70,8 @@ def make_folder(where: Path, files: int) -> None:
 
 def measure(argv: list[str]) -> tuple[float, float, float | None, float]:
     """Wall seconds, peak RSS MB of the process, peak RSS MB of its process tree (psutil), and
-    CPU seconds of the tree (user + system; psutil samples each process, the decoding workers
-    included, so the last 20 ms of a worker may be missed)."""
+    CPU seconds of the tree (user + system: the process and its reaped descendants, or the sum
+    of psutil's samples of every process if larger)."""
     try:
         import psutil
     except ImportError:
@@ -100,9 +100,9 @@ def measure(argv: list[str]) -> tuple[float, float, float | None, float]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(argv)}")
     own = usage.ru_maxrss / 1024
-    own_cpu = usage.ru_utime + usage.ru_stime
-    cpu_by_pid[proc.pid] = max(cpu_by_pid.get(proc.pid, 0.0), own_cpu)
-    cpu = sum(cpu_by_pid.values())
+    # wait4 counts the process and its reaped descendants (forked workers); a fork server's
+    # workers are not reaped by it, so they are counted from the samples instead
+    cpu = max(usage.ru_utime + usage.ru_stime, sum(cpu_by_pid.values()))
     return wall, own, (tree_peak / 2**20 if psutil is not None else None), cpu
 
 

@@ -352,3 +352,18 @@ def test_dask_engine_is_refused_and_apply_streams_npy(mixed, tmp_path):
     loaded = artifact.load(str(stats))
     x = np.stack([Decoding("RGB", 8, (8, 8))(str(p)) for p in paths]) / 255
     np.testing.assert_allclose(y, (x - loaded.mean) / loaded.std, rtol=1e-5, atol=1e-5)
+
+
+def test_labels_number_folders_as_image_folder_does(tmp_path):
+    root = tmp_path / "train"
+    for name in ("b_cls", "a_cls", "empty", ".git", "_tmp"):
+        (root / name).mkdir(parents=True)
+    _png(root / "b_cls" / "1.png", (4, 4))
+    _png(root / "a_cls" / "2.png", (4, 4))
+    _png(root / "a_cls" / "3.png", (4, 4))
+    stats = _save(normstat.fit(str(root), workers=1), tmp_path)
+    run("apply", stats, root, "-o", tmp_path / "out.h5", "-q")
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        assert list(f["labels"].attrs["classes"]) == ["a_cls", "b_cls", "empty"]
+        np.testing.assert_array_equal(f["labels"][...], [0, 0, 1])
+        assert f["data"].shape == (3, 4, 4, 3)

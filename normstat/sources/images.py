@@ -353,6 +353,17 @@ class ImageFiles(ImageStream):
             if rel is None or os.sep not in rel:
                 return None
             names.append(rel.split(os.sep, 1)[0])
-        classes = sorted(set(names))
+        classes = sorted(set(names) | _class_folders(set(self.roots)))
         index = {c: i for i, c in enumerate(classes)}
         return classes, np.array([index[n] for n in names], np.int64)
+
+
+def _class_folders(roots: set[str | None]) -> set[str]:
+    """Every folder directly below one root, empty ones too (they still take a class index in
+    ``ImageFolder``); hidden and ``_``-prefixed folders are not read, so are not classes."""
+    if len(roots) != 1 or None in roots:
+        return set()
+    (root,) = roots
+    assert root is not None
+    with os.scandir(root) as entries:
+        return {e.name for e in entries if e.is_dir() and not e.name.startswith((".", "_"))}
