@@ -367,3 +367,14 @@ def test_labels_number_folders_as_image_folder_does(tmp_path):
         assert list(f["labels"].attrs["classes"]) == ["a_cls", "b_cls", "empty"]
         np.testing.assert_array_equal(f["labels"][...], [0, 0, 1])
         assert f["data"].shape == (3, 4, 4, 3)
+
+
+def test_chunks_hold_a_byte_budget_whatever_the_image_sizes(tmp_path):
+    from normstat.sources import open_sources
+
+    _png(tmp_path / "a.png", (4, 4))
+    for i in range(5):
+        _png(tmp_path / f"b{i}.png", (40, 40))  # 100 times the first image's pixels
+    (src,) = open_sources([str(tmp_path)], options={"workers": 1})
+    sizes = [c.rows for c in src.chunks(200)]
+    assert sizes == [1, 2, 2, 1]  # 200 first-size images' bytes hold 2 of the larger ones

@@ -199,20 +199,27 @@ class ImageStream:
         return sum(1 for _ in self._items(0))
 
     def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
-        """Stacks of up to ``rows`` consecutive images of one size (a new size: a new chunk)."""
-        group: list[np.ndarray] = []
-        first, where0 = start, ""
+        """Stacks of consecutive images of one size (a new size: a new chunk), each image
+        copied once, into its chunk. ``rows`` images of the first one's size set the byte
+        budget of a chunk, so a chunk of larger images holds fewer (pages of a buffer that a
+        chunk leaves unused are never touched, so never resident)."""
+        budget = rows * max(int(np.prod(self.shape[1:])) * self.dtype.itemsize, 1)
+        buf: np.ndarray | None = None
+        k, first, where0 = 0, start, ""
         for index, (where, pixels) in enumerate(self._decoded(start, stop), start):
-            if group and (pixels.shape != group[0].shape or len(group) >= rows):
-                yield Chunk(np.stack(group), where0, None, first)
-                group = []
-            if not group:
-                first, where0 = index, where
-            group.append(pixels)
+            if buf is not None and (pixels.shape != buf.shape[1:] or k == len(buf)):
+                yield Chunk(buf[:k], where0, None, first)
+                buf = None
+            if buf is None:
+                n = max(1, min(rows, budget // max(pixels.nbytes, 1)))
+                buf = np.empty((n, *pixels.shape), pixels.dtype)
+                k, first, where0 = 0, index, where
+            buf[k] = pixels
+            k += 1
             self.read += 1
             self.sizes.add(pixels.shape[:2])
-        if group:
-            yield Chunk(np.stack(group), where0, None, first)
+        if buf is not None:
+            yield Chunk(buf[:k], where0, None, first)
 
     def _decoded(self, start: int, stop: int | None) -> Iterator[tuple[str, np.ndarray]]:
         items = self._items(start)
