@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import multiprocessing.context
 import os
+import signal
 import sys
 import threading
 import warnings
@@ -136,12 +138,22 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     import again, and no script is re-run), else from a fork server (forking a threaded process
     is unsafe) that imports the decoder once; other systems use their default."""
     if not sys.platform.startswith("linux"):
-        return ProcessPoolExecutor(workers)
+        return ProcessPoolExecutor(workers, initializer=_leave_interrupts)
+    context: multiprocessing.context.BaseContext
     if threading.active_count() == 1:
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["normstat.sources.images", "PIL.Image", "PIL.JpegImagePlugin"])
-    return ProcessPoolExecutor(workers, mp_context=context)
+        context = multiprocessing.get_context("fork")
+    else:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(
+            ["normstat.sources.images", "PIL.Image", "PIL.JpegImagePlugin"]
+        )
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_leave_interrupts)
+
+
+def _leave_interrupts() -> None:
+    """Ctrl-C reaches the whole process group: the main process handles it (and shuts the
+    pool down), a worker must not die printing a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class ImageStream:
