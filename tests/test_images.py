@@ -378,3 +378,10 @@ def test_chunks_hold_a_byte_budget_whatever_the_image_sizes(tmp_path):
     (src,) = open_sources([str(tmp_path)], options={"workers": 1})
     sizes = [c.rows for c in src.chunks(200)]
     assert sizes == [1, 2, 2, 1]  # 200 first-size images' bytes hold 2 of the larger ones
+
+
+def test_show_names_varying_sizes_and_the_rescale(mixed, tmp_path):
+    root, _ = mixed
+    stats = _save(normstat.fit(str(root), workers=1, rescale="1/255"), tmp_path)
+    out = run("show", stats).output
+    assert "rescale 1/255" in out and "[12, *, *, 3] uint8" in out
