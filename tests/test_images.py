@@ -385,3 +385,13 @@ def test_show_names_varying_sizes_and_the_rescale(mixed, tmp_path):
     stats = _save(normstat.fit(str(root), workers=1, rescale="1/255"), tmp_path)
     out = run("show", stats).output
     assert "rescale 1/255" in out and "[12, *, *, 3] uint8" in out
+
+
+def test_a_table_folder_ignores_stray_images(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": [1.0, 2.0, 3.0]}), tmp_path / "part-0.parquet")
+    _png(tmp_path / "README.png", (4, 4))
+    stats = normstat.fit(str(tmp_path))
+    assert stats.features == ["x"] and stats.mean[0] == 2.0

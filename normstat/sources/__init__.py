@@ -110,6 +110,9 @@ def _table_files(directory: str) -> list[str]:
         ]
     if not found:
         raise DataError(f"no data file ({' '.join(suffixes)}) in this directory", path=directory)
+    tables = tuple(s for f in FORMATS if f.kind == "table" for s in f.suffixes)
+    if any(p.lower().endswith(tables) for p in found):  # a table's folder: a stray PNG is not data
+        found = [p for p in found if p.lower().endswith(tables)]
     return sorted(found)
 
 
