@@ -226,6 +226,11 @@ def test_tar_shards_with_brace_ranges_equal_the_folder(mixed, tmp_path):
     assert stats.source["images"] == len(paths) and len(stats.source["paths"]) == 3
     assert _braces("a-{8..10}.tar") == ["a-8.tar", "a-9.tar", "a-10.tar"]
     assert _braces("s{00..2}/{a,b}") == ["s00/a", "s00/b", "s01/a", "s01/b", "s02/a", "s02/b"]
+    saved = _save(stats, tmp_path)
+    run("apply", saved, spec, "--resize", "8", "--center-crop", "8", "8", "-o", tmp_path / "o.h5")
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        assert f["data"].shape == (12, 8, 8, 3)
+        np.testing.assert_array_equal(f["labels"][...], [3] * 12)  # from the .cls members
     missing = run("fit", str(tmp_path / "shards-{000..003}.tar"), ok=False)
     assert missing.exit_code == 1 and "shards-003.tar" in missing.output
 

@@ -13,6 +13,8 @@ import tarfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from normstat.errors import DataError
 from normstat.sources.images import ImageStream, Payload, no_columns
 
@@ -52,9 +54,35 @@ class TarShards(ImageStream):
                 raise DataError("cannot read this image's header", path=where)
         raise DataError("no image member in these shards could be read", path=self.path)
 
+    def companions(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        """``/labels`` from each sample's ``.cls`` member (an integer, as WebDataset writes
+        class indices), when every image has one; read by one more pass over the shards."""
+        from normstat.sources import IMAGE_SUFFIXES
 
-def _members(path: str) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of the image members of one shard, in archive order."""
+        labels: list[int] = []
+        for path in self.paths:
+            found: dict[str, int] = {}
+            order: list[str] = []
+            for name, data in _members(path, (*IMAGE_SUFFIXES, ".cls")):
+                folder, _, base = name.rpartition("/")
+                stem, _, ext = base.partition(".")  # WebDataset: the key ends at the first dot
+                key = f"{folder}/{stem}"
+                if ext.lower() == "cls":
+                    try:
+                        found[key] = int(data.decode().strip())
+                    except ValueError:
+                        return {}
+                else:
+                    order.append(key)
+            if any(k not in found for k in order):
+                return {}
+            labels += [found[k] for k in order]
+        return {"/labels": (np.array(labels, np.int64), {})}
+
+
+def _members(path: str, suffixes: tuple[str, ...] | None = None) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of the image members of one shard (or of those ending in ``suffixes``),
+    in archive order."""
     from normstat.sources import IMAGE_SUFFIXES
 
     try:
@@ -63,7 +91,7 @@ def _members(path: str) -> Iterator[tuple[str, bytes]]:
                 base = member.name.rsplit("/", 1)[-1]
                 if not member.isfile() or base.startswith((".", "_")):
                     continue
-                if not base.lower().endswith(IMAGE_SUFFIXES):
+                if not base.lower().endswith(suffixes or IMAGE_SUFFIXES):
                     continue
                 fp = tar.extractfile(member)
                 if fp is not None:
