@@ -386,8 +386,8 @@ def main() -> None:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Compute threads (default: all cores); with --engine dask and no --scheduler, "
-    "worker processes of the local cluster.",
+    help="Compute threads and image decoding processes (default: all cores); with --engine "
+    "dask and no --scheduler, worker processes of the local cluster.",
 )
 @click.option(
     "--checkpoint",
