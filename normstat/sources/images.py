@@ -37,7 +37,10 @@ OPTIONS = ("mode", "resize", "center_crop", "skip_bad", "workers")
 """Reader options an image source takes (``normstat.fit(..., options={...})``)."""
 BATCH_FILES = 8
 """Images per task sent to a decoding process: enough to amortise the round trip (~0.1 ms)
-against decoding (~2 ms per 500x375 JPEG), few enough to keep every worker busy."""
+against decoding (~1-2 ms per 500x375 JPEG), few enough to keep every worker busy."""
+BATCH_BYTES = 8 * 2**20
+"""...and at most about this many bytes of pixels (by the first image's size): a batch of 12 MP
+photos is one photo, so the batches in flight (two per worker) stay near 16-72 MiB a worker."""
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 Payload = str | bytes  # a file to open, or the encoded bytes (a tar member, a table cell)
@@ -237,7 +240,9 @@ class ImageStream:
         items = self._items(start)
         if stop is not None:
             items = (item for i, item in zip(range(start, stop), items, strict=False))
-        batches = _batched(items, BATCH_FILES)
+        image_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        per_batch = max(1, min(BATCH_FILES, BATCH_BYTES // max(image_bytes, 1)))
+        batches = _batched(items, per_batch)
         if self.workers <= 1:
             for batch in batches:
                 yield from self._checked(decode_batch(self.decoding, batch))
