@@ -400,3 +400,19 @@ def test_a_table_folder_ignores_stray_images(tmp_path):
     _png(tmp_path / "README.png", (4, 4))
     stats = normstat.fit(str(tmp_path))
     assert stats.features == ["x"] and stats.mean[0] == 2.0
+
+
+def test_workers_start_from_a_fork_server_when_threads_run(mixed):
+    """Forking a process that runs threads is unsafe: then the workers come from a fork server."""
+    import threading
+
+    root, paths = mixed
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        stats = normstat.fit(str(root), workers=2)
+    finally:
+        stop.set()
+        other.join()
+    check(stats, exact_reference(paths))
