@@ -52,7 +52,7 @@ def _nested(a: np.ndarray) -> Any:
 
 
 def _meta(stats: Stats) -> dict[str, Any]:
-    return {
+    meta = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "normstat_version": __version__,
@@ -63,6 +63,9 @@ def _meta(stats: Stats) -> dict[str, Any]:
         "features": stats.features,
         "ddof": stats.ddof,
     }
+    if stats.rescale != 1.0:  # statistics of x * rescale; absent: of the values as read
+        meta["rescale"] = stats.rescale
+    return meta
 
 
 def _arrays(stats: Stats) -> dict[str, np.ndarray]:
@@ -221,7 +224,10 @@ def _from_dict(doc: dict[str, Any], path: str) -> Stats:
     _check_source_lists(doc["source"], fail)
     arrays = {k: _array(doc[k], k, shape, fail) for k in (*INT_KEYS, *FLOAT_KEYS)}
     moments = _moments(arrays, fail)
-    stats = Stats(moments, tuple(shape), axis, ddof, features, doc["source"])
+    rescale = doc.get("rescale", 1.0)  # absent before --rescale: values as read
+    if not isinstance(rescale, int | float) or isinstance(rescale, bool) or not rescale:
+        raise fail(f"'rescale' must be a non-zero number, received {rescale!r}")
+    stats = Stats(moments, tuple(shape), axis, ddof, features, doc["source"], float(rescale))
     _check_derived(stats, arrays, fail)
     return stats
 

@@ -333,6 +333,55 @@ _allow_overlap_option = click.option(
 )
 
 
+def _image_options(fn: Callable[..., Any], skip_bad: bool = True) -> Callable[..., Any]:
+    """How image sources (files, folders, tar shards) are decoded; see docs/images.md."""
+    skip = [
+        click.option(
+            "--skip-bad",
+            is_flag=True,
+            help="Images: skip files that do not decode (recorded in the artifact) "
+            "instead of failing.",
+        )
+    ]
+    for deco in reversed(
+        [
+            click.option(
+                "--mode",
+                metavar="MODE",
+                help="Images: Pillow mode to convert to before any resize (default RGB; L for "
+                "grey; I;16 keeps 16-bit PNGs).",
+            ),
+            click.option(
+                "--resize",
+                type=click.IntRange(min=1),
+                metavar="SIZE",
+                help="Images: shorter side to SIZE, bilinear, as torchvision's Resize(SIZE).",
+            ),
+            click.option(
+                "--center-crop",
+                nargs=2,
+                type=click.IntRange(min=1),
+                default=None,
+                metavar="H W",
+                help="Images: the central H x W, as torchvision's CenterCrop((H, W)).",
+            ),
+            *(skip if skip_bad else []),
+        ]
+    ):
+        fn = deco(fn)
+    return fn
+
+
+def _read_options(
+    mode: str | None, resize: int | None, center_crop: tuple[int, int] | None, skip_bad: bool
+) -> dict[str, Any]:
+    return {"mode": mode, "resize": resize, "center_crop": center_crop, "skip_bad": skip_bad}
+
+
+def _apply_image_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return _image_options(fn, skip_bad=False)
+
+
 # Options of the commands that can run on a Dask cluster.
 def _engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for deco in reversed(
@@ -403,8 +452,8 @@ def main() -> None:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Compute threads (default: all cores); with --engine dask and no --scheduler, "
-    "worker processes of the local cluster.",
+    help="Compute threads and image decoding processes (default: all cores); with --engine "
+    "dask and no --scheduler, worker processes of the local cluster.",
 )
 @click.option(
     "--checkpoint",
@@ -424,6 +473,14 @@ def main() -> None:
     is_flag=True,
     help="Continue from --checkpoint if it exists (refused if the data changed).",
 )
+@click.option(
+    "--rescale",
+    default="1",
+    metavar="S",
+    help="Statistics of x * S (a number or a fraction such as 1/255, as Keras Rescaling or "
+    "torchvision's ToTensor); recorded, and apply rescales before it standardizes.",
+)
+@_image_options
 @_reading_options
 @_external_option
 @click.option(
@@ -444,6 +501,11 @@ def fit(
     checkpoint: str | None,
     checkpoint_every: float,
     resume: bool,
+    rescale: str,
+    mode: str | None,
+    resize: int | None,
+    center_crop: tuple[int, int] | None,
+    skip_bad: bool,
     dataset: str | None,
     input_format: str | None,
     columns: str | None,
@@ -493,6 +555,8 @@ def fit(
         scheduler=scheduler,
         task_size=task_size,
         allow_external=allow_external,
+        rescale=rescale,
+        options=_read_options(mode, resize, center_crop, skip_bad),
     )
     if not quiet:
         _report_columns(stats)
@@ -542,9 +606,11 @@ def fit(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Local engine: threads transforming ahead of the writer (default 1). With --engine "
-    "dask and no --scheduler: worker processes of the local cluster (default: all cores).",
+    help="Image decoding processes; local engine: threads transforming ahead of the writer "
+    "(default 1); with --engine dask and no --scheduler: worker processes of the local "
+    "cluster (default: all cores).",
 )
+@_apply_image_options
 @_reading_options
 @_external_option
 @_csv_options
@@ -561,6 +627,9 @@ def apply_cmd(
     force: bool,
     output_format: str | None,
     workers: int | None,
+    mode: str | None,
+    resize: int | None,
+    center_crop: tuple[int, int] | None,
     dataset: str | None,
     input_format: str | None,
     columns: str | None,
@@ -608,6 +677,7 @@ def apply_cmd(
         scheduler=scheduler,
         task_size=task_size,
         allow_external=allow_external,
+        options=_read_options(mode, resize, center_crop, False),
     )
     if not quiet and output != "-":
         click.echo(f"wrote {output}", err=True)

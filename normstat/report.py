@@ -105,11 +105,23 @@ def _summary(stats: Stats, n: int) -> str:
     if src.get("dataset"):
         where += f":{src['dataset']}"
     axis = "none" if stats.axis is None else list(stats.axis)
+    shape = src.get("shape", "")
+    if isinstance(shape, list):  # a length that varied between samples (images) is null
+        shape = "[" + ", ".join("*" if d is None else str(d) for d in shape) + "]"
+    rescale = f", rescale {_fraction(stats.rescale)}" if stats.rescale != 1.0 else ""
     return (
         f"{n} features, feature shape {list(stats.feature_shape)}, axis {axis}, "
-        f"ddof {stats.ddof}; source {where or '?'} {src.get('shape', '')} "
+        f"ddof {stats.ddof}{rescale}; source {where or '?'} {shape} "
         f"{src.get('dtype', '')}".rstrip()
     )
+
+
+def _fraction(x: float) -> str:
+    """``1/255`` rather than 0.00392157 when a small fraction is exactly the value."""
+    from fractions import Fraction
+
+    f = Fraction(x).limit_denominator(1 << 16)
+    return str(f) if float(f) == x else f"{x:g}"
 
 
 DRIFT_COLUMNS = ("feature", "mean_shift", "std_ratio", "min A -> B", "max A -> B")

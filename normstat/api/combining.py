@@ -36,7 +36,7 @@ def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats
         _check_disjoint(parts, loaded, names)
     first = loaded[0]
     for name, s in zip(names[1:], loaded[1:], strict=True):
-        for key in ("feature_shape", "axis", "features", "ddof"):
+        for key in ("feature_shape", "axis", "features", "ddof", "rescale"):
             a, b = plain(getattr(first, key)), plain(getattr(s, key))
             if a != b:
                 raise ArtifactError(f"{key} {b} disagrees with {a} of {names[0]}", path=name)
@@ -48,6 +48,7 @@ def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats
         first.ddof,
         first.features,
         _merged_source([s.source for s in loaded]),
+        first.rescale,
     )
 
 

@@ -12,9 +12,11 @@ from normstat.api.options import (
     ChunkSize,
     ProgressHook,
     check_checkpoint_every,
+    check_distributable,
     check_engine,
     check_options,
     chunk_rows,
+    parse_rescale,
     plain,
     reading,
     row_bytes,
@@ -57,6 +59,8 @@ def fit(
     scheduler: str | None = None,
     task_size: ChunkSize = None,
     allow_external: bool = False,
+    rescale: float | str = 1.0,
+    options: dict[str, Any] | None = None,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
@@ -79,8 +83,12 @@ def fit(
 
     ``allow_external``: an HDF5 dataset may read files outside its file's directory (external
     storage, external links, virtual datasets); refused by default.
+    ``rescale`` (a number or ``"1/255"``): the statistics describe ``x * rescale``. ``options``:
+    reader options of the formats that take them (images: ``mode``, ``resize``,
+    ``center_crop``, ``skip_bad``; see docs/images.md); they also get ``workers``.
     """
     check_options(ddof, nan)
+    scale = parse_rescale(rescale)
     specs = [sources] if isinstance(sources, str) else list(sources)
     check_engine(engine, scheduler, specs, checkpoint)
     if resume and not checkpoint:
@@ -96,8 +104,10 @@ def fit(
         table,
         allow_overlap=allow_overlap,
         allow_external=allow_external,
+        options={**(options or {}), "workers": workers},
     )
     try:
+        check_distributable(srcs, engine, checkpoint)
         layout = source_layout(axis, srcs[0])
         rows = chunk_rows(srcs[0], chunk_size, shards=srcs[1:])
         saver, initial = None, None
@@ -131,9 +141,10 @@ def fit(
         check_finite(moments, paths, srcs[0].dataset, layout, srcs[0].features)
         if checkpoint and os.path.exists(checkpoint):
             os.unlink(checkpoint)
-        return Stats(
+        stats = Stats(
             moments, layout.feature_shape, layout.axis, ddof, srcs[0].features, describe(srcs)
         )
+        return stats if scale == 1.0 else stats.rescaled(scale)
     finally:
         for s in srcs:
             s.close()

@@ -66,6 +66,27 @@ def check_checkpoint_every(every: float) -> None:
         )
 
 
+def check_distributable(
+    srcs: Sequence[ArraySource], engine: str, checkpoint: str | None = None
+) -> None:
+    """Dask tasks reopen a source by (path, dataset), and a checkpoint fingerprints its file; a
+    source that is not one file (``reopen = False``: images, decoded by their own processes)
+    needs the local engine and cannot be checkpointed yet."""
+    if getattr(srcs[0], "reopen", True):
+        return
+    if checkpoint:
+        raise UsageError(
+            f"{srcs[0].format} sources cannot be checkpointed yet; drop --checkpoint",
+            path=srcs[0].path,
+        )
+    if engine == "dask":
+        raise UsageError(
+            f"{srcs[0].format} sources run on the local engine only (they decode in "
+            "--workers processes); drop --engine dask",
+            path=srcs[0].path,
+        )
+
+
 def task_rows(src: ArraySource, chunk_rows: int, task_size: ChunkSize) -> int:
     """Rows per Dask task: a whole number of chunks near ``task_size`` (default 64 MiB)."""
     from normstat.engine.plan import TASK_BYTES, row_bytes, rows_per_task
@@ -182,6 +203,21 @@ def apply_columns(stats: Stats, columns: Sequence[str] | None) -> Sequence[str] 
             f"{stats.features}"
         )
     return columns
+
+
+def parse_rescale(value: float | str) -> float:
+    """``--rescale``: a number or a fraction (``1/255``), non-zero and finite."""
+    from fractions import Fraction
+
+    try:
+        scale = float(Fraction(value.strip()) if isinstance(value, str) else value)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        raise UsageError(
+            f"--rescale must be a number or a fraction such as 1/255, received {value!r}"
+        ) from None
+    if not scale or not np.isfinite(scale):
+        raise UsageError(f"--rescale must be non-zero and finite, received {value!r}")
+    return scale
 
 
 def plain(v: Any) -> Any:

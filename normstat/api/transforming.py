@@ -13,6 +13,7 @@ from normstat.api.options import (
     ChunkSize,
     ProgressHook,
     apply_columns,
+    check_distributable,
     check_engine,
     chunk_rows,
     float_dtype,
@@ -85,6 +86,7 @@ def apply(
     scheduler: str | None = None,
     task_size: ChunkSize = None,
     allow_external: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout, or an
     Arrow IPC stream for tables, whose other columns pass through unchanged).
@@ -113,8 +115,10 @@ def apply(
         table,
         allow_overlap=allow_overlap,
         allow_external=allow_external,
+        options={**(options or {}), "workers": workers},
     )
     try:
+        check_distributable(srcs, engine)
         first = srcs[0]
         layout = layout_for(stats, (0, *first.shape[1:]), first.path)
         params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
@@ -122,7 +126,7 @@ def apply(
         rows = chunk_rows(first, chunk_size, transform=True, shards=srcs[1:])
         if progress is not None:
             progress.start(total_rows(srcs), row_bytes(first))
-        options = ApplyOptions(
+        plan = ApplyOptions(
             step=TransformStep(layout, params, inverse, out_dtype, features),
             out=out,
             rows=rows,
@@ -135,7 +139,7 @@ def apply(
             attrs=lambda: _attrs(stats, method, inverse, params),
             progress=None if progress is None else progress.advance,
         )
-        run_apply(srcs, options)
+        run_apply(srcs, plan)
     finally:
         for s in srcs:
             s.close()

@@ -37,6 +37,7 @@ class Stats:
     ddof: int = 0
     features: list[str] | None = None
     source: dict[str, Any] = field(default_factory=dict)
+    rescale: float = 1.0  # the statistics describe x * rescale (Keras ``Rescaling``)
 
     def _shaped(self, a: np.ndarray) -> np.ndarray:
         return a.reshape(self.feature_shape)
@@ -91,3 +92,27 @@ class Stats:
         scikit-learn's ``scale_``), so no output is ever inf or NaN because of the statistics."""
         std = self.std
         return np.where(self.constant | ~np.isfinite(std), 1.0, std)
+
+    def rescaled(self, scale: float) -> Stats:
+        """The statistics of ``x * scale``, from those of ``x``: the moments transform exactly
+        (mean and the extremes by ``scale``, m2 by ``scale**2``), no pass over the data."""
+        m = self.moments
+        lo, hi = (m.min, m.max) if scale > 0 else (m.max, m.min)
+        moments = Moments(
+            count=m.count.copy(),
+            nan_count=m.nan_count.copy(),
+            dmean=m.dmean * scale,
+            m2=m.m2 * (scale * scale),
+            min=lo * scale,
+            max=hi * scale,
+            shift=m.shift * scale,
+        )
+        return Stats(
+            moments,
+            self.feature_shape,
+            self.axis,
+            self.ddof,
+            self.features,
+            dict(self.source),
+            self.rescale * scale,
+        )

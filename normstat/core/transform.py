@@ -105,6 +105,9 @@ def transform_params(
         raise UsageError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     shift = np.where(empty, 0.0, shift)
     scale = np.where(empty, 1.0, scale)
+    if stats.rescale != 1.0:
+        # statistics of x * r: (x * r - shift) / scale == (x - shift / r) / (scale / r), one map
+        shift, scale = shift / stats.rescale, scale / stats.rescale
     return TransformParams(np.asarray(shift, np.float64), np.asarray(scale, np.float64))
 
 

@@ -57,12 +57,27 @@ def _chunk_task(
 ) -> Moments:
     if chunk.columns is not None and len(chunk.columns) == layout.n_features:
         return _by_column(chunk, layout, nan_policy, features)
+    _check_shape(chunk, layout)
     rows = layout.to_rows(chunk.data)
     clean = finite_moments(rows)
     if clean is not None:
         return clean
     _check(rows, chunk, layout, nan_policy, features)
     return chunk_moments(rows)
+
+
+def _check_shape(chunk: Chunk, layout: AxisLayout) -> None:
+    """Samples may differ in length on reduced axes (images of other sizes), not on kept ones."""
+    axis = layout.kept_mismatch(chunk.data.shape)
+    if axis is not None:
+        raise DataError(
+            f"sample shape {list(chunk.data.shape[1:])} differs from the first sample's "
+            f"{list(layout.sample_shape)} on kept axis {axis}: statistics kept per position need "
+            "samples of one shape (images: --resize SIZE and --center-crop H W)",
+            path=chunk.path,
+            dataset=chunk.dataset,
+            row=chunk.start,
+        )
 
 
 def _by_column(

@@ -19,6 +19,7 @@ import numpy as np
 from normstat.core.layout import AxisLayout
 from normstat.core.transform import TransformParams, transform_block
 from normstat.engine.ahead import compute_ahead
+from normstat.errors import DataError
 from normstat.sources.base import ArraySource
 from normstat.sources.buffers import BufferPool
 
@@ -91,6 +92,7 @@ def transformed(
     def block(chunk: Any) -> tuple[int, np.ndarray]:
         pool = getattr(local, "pool", None) or _new_pool(local)
         x = chunk.data
+        _check_one_shape(x, step.layout, chunk)
         return x.shape[0], step.block(x, pool.get(x.shape, step.dtype))
 
     def batch(b: Any) -> tuple[int, Any]:
@@ -98,6 +100,19 @@ def transformed(
 
     fn: Any = block if schema is None else batch
     return compute_ahead(items, fn, threads)
+
+
+def _check_one_shape(x: np.ndarray, layout: AxisLayout, chunk: Any) -> None:
+    """The output is one array: every sample must have the first one's shape (samples of
+    sources whose sizes vary, such as images, are pooled by ``fit`` but not here)."""
+    if x.ndim == layout.ndim and tuple(x.shape[1:]) != layout.sample_shape:
+        raise DataError(
+            f"sample shape {list(x.shape[1:])} differs from the first sample's "
+            f"{list(layout.sample_shape)}: the output is one array of samples of one shape "
+            "(images: --resize SIZE and --center-crop H W)",
+            path=chunk.path,
+            row=chunk.start,
+        )
 
 
 def _new_pool(local: threading.local) -> BufferPool:

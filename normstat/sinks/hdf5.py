@@ -35,7 +35,8 @@ def copy_except(src: h5py.Group, dst: h5py.Group, skip: str) -> None:
 
 class Hdf5Writer:
     """The dataset keeps the input's path (``/data`` for other inputs); from one HDF5 input,
-    the file keeps everything else of that input."""
+    the file keeps everything else of that input. A source with ``companions`` (an image
+    folder: ``/labels`` and its class names) has those datasets written beside the data."""
 
     def __init__(self, target: str, spec: OutputSpec) -> None:
         self._file = h5py.File(target, "w")
@@ -50,6 +51,11 @@ class Hdf5Writer:
             _copy_attrs(template, self._ds)
         for k, v in spec.attrs().items():
             self._ds.attrs[k] = v
+        companions = getattr(spec.like, "companions", None)
+        for path, (values, extra) in (companions() if companions is not None else {}).items():
+            ds = self._file.create_dataset(path, data=values)
+            for k, v in extra.items():
+                ds.attrs[k] = v
         self._start = 0
 
     def write(self, block: Any) -> None:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import glob
 import importlib
+import itertools
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import ArraySource, Chunk, check_sample_shape, describe
 from normstat.sources.reading import TableOptions
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 __all__ = [
     "FORMATS",
@@ -40,6 +44,7 @@ class Format:
     named_arrays: bool = False  # holds several arrays, chosen by ``file:/name`` or --dataset
     directory: bool = False  # stored as a directory (a Zarr store), not one file
     kind: str = "array"  # "table": features are named columns
+    many: bool = False  # one reader takes every file of this format given (images, tar shards)
 
 
 _SRC = "normstat.sources."
@@ -53,6 +58,10 @@ FORMATS: tuple[Format, ...] = (
     ),
     Format("feather", (".feather",), _SRC + "ipc", "IpcFile", kind="table"),
     Format("csv", (".csv",), _SRC + "csv", "CsvFile", "CsvStream", kind="table"),
+    Format("images", IMAGE_SUFFIXES, _SRC + "images", "ImageFiles", many=True),
+    Format("webdataset", (".tar",), _SRC + "webdataset", "TarShards", many=True),
+    # a Parquet / Arrow column of encoded images, chosen by --columns (no suffix of its own)
+    Format("image-column", (), _SRC + "image_column", "ImageColumn", many=True),
 )
 
 _DATASET_SUFFIX = re.compile(r"^(?P<path>.+\.(?:h5|hdf5|he5|zarr)):(?P<dataset>/?[^:]*)$", re.I)
@@ -97,18 +106,24 @@ def _is_store(path: str) -> bool:
 
 
 def _table_files(directory: str) -> list[str]:
-    """A directory is a sharded table: its table files, recursively, in name order (hidden files
-    and writers' ``_SUCCESS`` / ``_metadata`` markers are not data)."""
-    suffixes = tuple(s for f in FORMATS if f.kind == "table" for s in f.suffixes)
-    found = sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(directory)
-        for name in names
-        if name.lower().endswith(suffixes) and not name.startswith((".", "_"))
-    )
+    """A directory is a sharded table, a folder of images or of tar shards: its data files,
+    recursively, in name order (hidden entries and writers' ``_SUCCESS`` / ``_metadata`` /
+    ``_temporary`` are not data)."""
+    suffixes = tuple(s for f in FORMATS if f.kind == "table" or f.many for s in f.suffixes)
+    found = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        found += [
+            os.path.join(root, name)
+            for name in names
+            if name.lower().endswith(suffixes) and not name.startswith((".", "_"))
+        ]
     if not found:
-        raise DataError(f"no table file ({' '.join(suffixes)}) in this directory", path=directory)
-    return found
+        raise DataError(f"no data file ({' '.join(suffixes)}) in this directory", path=directory)
+    tables = tuple(s for f in FORMATS if f.kind == "table" for s in f.suffixes)
+    if any(p.lower().endswith(tables) for p in found):  # a table's folder: a stray PNG is not data
+        found = [p for p in found if p.lower().endswith(tables)]
+    return sorted(found)
 
 
 def _expand_glob(pattern: str) -> list[str]:
@@ -195,30 +210,53 @@ def open_sources(
     table: TableOptions | None = None,
     allow_overlap: bool = False,
     allow_external: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> list[ArraySource]:
     """Open every shard; they must agree on the shape of one sample (tables: on the feature
     columns and their types, integers and floats of different widths promoted), and no file may
-    be read twice (unless ``allow_overlap``)."""
+    be read twice (unless ``allow_overlap``). Brace ranges are expanded
+    (``shards-{000..099}.tar``).
+
+    Files of a format that reads many files as one dataset (images, tar shards) become one
+    source per run of such files. ``options`` are reader options for those formats (images:
+    ``mode``, ``resize``, ``center_crop``, ``skip_bad``, ``workers``); ``None`` values are unset.
+    """
     if not specs:
         raise UsageError("no SOURCE given")
+    given = {k: v for k, v in (options or {}).items() if v is not None and v is not False}
+    items = [(p, ds, one) for spec in specs for one in _braces(spec) for p, ds in _expand(one)]
     opened: list[ArraySource] = []
     seen: dict[tuple[int, int, str | None], str] = {}
     try:
-        for spec in specs:
-            for path, ds in _expand(spec):
-                if ds and dataset and ds.strip("/") != dataset.strip("/"):
-                    raise UsageError(
-                        f"the dataset is named twice: {path}:{ds} and --dataset {dataset}; "
-                        "name it once",
-                        path=path,
+        for fmt, run in itertools.groupby(
+            items, key=lambda it: _many(it[0], it[1], input_format, columns)
+        ):
+            if fmt is None:
+                for path, ds, _ in run:
+                    _no_options(path, given)
+                    if ds and dataset and ds.strip("/") != dataset.strip("/"):
+                        raise UsageError(
+                            f"the dataset is named twice: {path}:{ds} and --dataset {dataset}; "
+                            "name it once",
+                            path=path,
+                        )
+                    if not allow_overlap:
+                        _check_not_seen(path, ds or dataset, seen)
+                    src = open_one(
+                        path, ds or dataset, input_format, columns, table, allow_external
                     )
-                if not allow_overlap:
-                    _check_not_seen(path, ds or dataset, seen)
-                src = open_one(path, ds or dataset, input_format, columns, table, allow_external)
-                opened.append(src)
-                if src.kind == "array":
-                    check_sample_shape(tuple(src.shape), src.path, src.dataset)
-                _check_agrees(opened[0], src)
+                    opened.append(src)
+                    if src.kind == "array":
+                        check_sample_shape(tuple(src.shape), src.path, src.dataset)
+                    _check_agrees(opened[0], src)
+                continue
+            group = list(run)
+            cls = getattr(importlib.import_module(fmt.module), fmt.reader)
+            paths = [p for p, _, _ in group]
+            roots = [_root(one, p) for p, _, one in group]
+            specs_ = list(dict.fromkeys(one for _, _, one in group))
+            opened.append(cls(paths, roots, specs_, given, columns))
+            _check_agrees(opened[0], opened[-1])
         _promote(opened)
     except BaseException:
         for s in opened:
@@ -252,6 +290,70 @@ def _promote(opened: list[ArraySource]) -> None:
         from normstat.sources.table import promote_shards
 
         promote_shards(opened)  # type: ignore[arg-type]
+
+
+def _many(
+    path: str, dataset: str | None, input_format: str | None, columns: Sequence[str] | None
+) -> Format | None:
+    """The format of ``path`` if one reader takes all its files (images, tar shards, a table
+    read for its one column of encoded images)."""
+    if path == "-" or dataset is not None:
+        return None
+    try:
+        fmt = format_of(path, input_format)
+    except UsageError:
+        return None  # open_one names the unknown suffix
+    if fmt.many:
+        return fmt
+    if fmt.kind == "table" and fmt.name != "csv" and columns is not None and len(columns) == 1:
+        from normstat.sources.image_column import is_image_column
+
+        if is_image_column(path, fmt.name, columns[0]):
+            return format_of(path, "image-column")
+    return None
+
+
+def _no_options(path: str, given: dict[str, Any]) -> None:
+    unknown = sorted(set(given) - {"workers"})
+    if unknown:
+        raise UsageError(f"options {unknown} apply to images and tar shards only", path=path)
+
+
+def _root(spec: str, path: str) -> str:
+    """The folder an image's class is named below: the SOURCE folder, a glob's fixed leading
+    folders, else the file's grandparent (so the class is its parent folder)."""
+    if os.path.isdir(spec):
+        return spec
+    if glob.has_magic(spec):
+        fixed = []
+        for part in spec.split(os.sep):
+            if glob.has_magic(part):
+                break
+            fixed.append(part)
+        return os.sep.join(fixed) or "."
+    return os.path.dirname(os.path.dirname(os.path.abspath(path)))
+
+
+_BRACE = re.compile(r"\{([^{}]*)\}")
+_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
+
+
+def _braces(spec: str) -> list[str]:
+    """Shell brace expansion: ``{000..099}`` (zero-padded as written) and ``{a,b}``."""
+    m = _BRACE.search(spec)
+    if m is None or os.path.exists(spec):
+        return [spec]
+    r = _RANGE.match(m[1])
+    if r:
+        a, b = int(r[1]), int(r[2])
+        width = max(len(r[1]), len(r[2])) if r[1].startswith("0") or r[2].startswith("0") else 0
+        step = 1 if b >= a else -1
+        values = [str(v).zfill(width) for v in range(a, b + step, step)]
+    elif "," in m[1]:
+        values = m[1].split(",")
+    else:
+        return [spec]
+    return [x for v in values for x in _braces(spec[: m.start()] + v + spec[m.end() :])]
 
 
 def _check_agrees(first: ArraySource, other: ArraySource) -> None:

@@ -161,7 +161,14 @@ def describe(sources: list[ArraySource]) -> dict[str, Any]:
         out["left_out"] = [{"name": n, "reason": why} for n, why in left_out]
     if getattr(first, "promoted", None):
         out["promoted"] = first.promoted  # type: ignore[attr-defined]
-    out["fingerprints"] = [fingerprint(s.path, s.dataset) for s in sources if s.path != "-"]
+    record = getattr(first, "record", None)  # what a source adds after its read (images)
+    if record is not None and len(sources) == 1:
+        out.update(record())
+    out["fingerprints"] = [
+        fingerprint(s.path, s.dataset)
+        for s in sources
+        if s.path != "-" and os.path.exists(s.path)  # not a stream, nor a glob of images
+    ]
     return out
 
 

@@ -1,0 +1,393 @@
+"""Image files as samples of shape (H, W, C), decoded by Pillow in worker processes.
+
+Each image is one sample. Consecutive images of one size are stacked into a chunk of
+``(n, H, W, C)``; an image of another size starts a new chunk, so the engine pools every pixel of
+every image for the statistics it reduces (the default per-channel ones) and refuses, naming the
+image, statistics it would keep per position. Pixels are what Pillow decodes by default, converted
+to ``mode`` as ``Image.convert`` does, then resized and center-cropped as torchvision's ``Resize``
+and ``CenterCrop`` do on PIL images.
+
+Decoding is the cost (a 500x375 JPEG takes milliseconds, reducing its pixels microseconds), so it
+runs in ``workers`` processes, a bounded number of batches in flight: memory is bounded by that
+queue, not by the dataset. The engine's threads then reduce the decoded chunks.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import multiprocessing.context
+import os
+import signal
+import sys
+import threading
+import warnings
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from normstat.errors import DataError, UsageError
+from normstat.sources.base import Chunk, rows_for_bytes
+
+OPTIONS = ("mode", "resize", "center_crop", "skip_bad", "workers")
+"""Reader options an image source takes (``normstat.fit(..., options={...})``)."""
+BATCH_FILES = 8
+"""Images per task sent to a decoding process: enough to amortise the round trip (~0.1 ms)
+against decoding (~1-2 ms per 500x375 JPEG), few enough to keep every worker busy."""
+BATCH_BYTES = 8 * 2**20
+"""...and at most about this many bytes of pixels (by the first image's size): a batch of 12 MP
+photos is one photo, so the batches in flight (two per worker) stay near 16-72 MiB a worker."""
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+Payload = str | bytes  # a file to open, or the encoded bytes (a tar member, a table cell)
+
+
+def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(h, w) after torchvision's ``Resize(size)``: the shorter side becomes ``size``, the longer
+    ``int(size * long / short)``, as ``_compute_resized_output_size`` does."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(size * long / short)
+    return (new_long, size) if width <= height else (size, new_long)
+
+
+def crop_offsets(height: int, width: int, crop_h: int, crop_w: int) -> tuple[int, int]:
+    """(top, left) of torchvision's ``CenterCrop``: ``int(round((h - th) / 2.0))``."""
+    return int(round((height - crop_h) / 2.0)), int(round((width - crop_w) / 2.0))
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How bytes become pixels; picklable, so decoding processes receive it with each batch."""
+
+    mode: str = "RGB"
+    resize: int | None = None
+    center_crop: tuple[int, int] | None = None
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        if self.resize is not None:
+            height, width = resized_size(height, width, self.resize)
+        return self.center_crop if self.center_crop is not None else (height, width)
+
+    def __call__(self, payload: Payload) -> np.ndarray:
+        from PIL import Image
+
+        fp = io.BytesIO(payload) if isinstance(payload, bytes) else payload
+        with Image.open(fp) as img:
+            img.load()
+            if img.mode in _SIXTEEN_BIT and self.mode != "I;16":
+                raise ValueError(
+                    f"16-bit image (mode {img.mode}); --mode I;16 keeps its values "
+                    f"(--mode {self.mode} would cut them to 8 bits)"
+                )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # palette transparency notes: pixels are as asked
+                conv = img if img.mode == self.mode else img.convert(self.mode)
+            if self.resize is not None:
+                h, w = resized_size(conv.height, conv.width, self.resize)
+                if (h, w) != (conv.height, conv.width):
+                    conv = conv.resize((w, h), Image.Resampling.BILINEAR)
+            pixels = np.asarray(conv)
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        if pixels.dtype.byteorder == ">":
+            pixels = pixels.astype(pixels.dtype.newbyteorder("="))
+        if self.center_crop is not None:
+            pixels = _center_crop(pixels, *self.center_crop)
+        return pixels
+
+
+def _center_crop(pixels: np.ndarray, crop_h: int, crop_w: int) -> np.ndarray:
+    """torchvision's ``CenterCrop``: pad with zeros when the crop is larger, then cut."""
+    h, w = pixels.shape[:2]
+    if crop_h > h or crop_w > w:
+        dh, dw = max(crop_h - h, 0), max(crop_w - w, 0)
+        pad = ((dh // 2, (dh + 1) // 2), (dw // 2, (dw + 1) // 2), (0, 0))
+        pixels = np.pad(pixels, pad)
+        h, w = pixels.shape[:2]
+    top, left = crop_offsets(h, w, crop_h, crop_w)
+    return pixels[top : top + crop_h, left : left + crop_w]
+
+
+def decode_batch(
+    decoding: Decoding, batch: Sequence[tuple[str, Payload]]
+) -> list[tuple[str, np.ndarray | str]]:
+    """Decode each item; a file that fails gives its error message instead of pixels."""
+    out: list[tuple[str, np.ndarray | str]] = []
+    for where, payload in batch:
+        try:
+            out.append((where, decoding(payload)))
+        except Exception as exc:  # Pillow raises many types for damaged data; each names a file
+            out.append((where, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def _batched(items: Iterable[tuple[str, Payload]], n: int) -> Iterator[list[tuple[str, Payload]]]:
+    batch: list[tuple[str, Payload]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """Decoding processes: forked when this process runs no other thread (cheap: nothing to
+    import again, and no script is re-run), else from a fork server (forking a threaded process
+    is unsafe) that imports the decoder once; other systems use their default."""
+    if not sys.platform.startswith("linux"):
+        return ProcessPoolExecutor(workers, initializer=_leave_interrupts)
+    context: multiprocessing.context.BaseContext
+    if threading.active_count() == 1:
+        context = multiprocessing.get_context("fork")
+    else:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(
+            ["normstat.sources.images", "PIL.Image", "PIL.JpegImagePlugin"]
+        )
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_leave_interrupts)
+
+
+def _leave_interrupts() -> None:
+    """Ctrl-C reaches the whole process group: the main process handles it (and shuts the
+    pool down), a worker must not die printing a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class ImageStream:
+    """What every image source shares: options, the decoding pipeline, chunks, the record.
+
+    Subclasses provide :meth:`_items` (``(where, payload)`` pairs from a sample index on) and
+    :meth:`_first` (the first decodable image's header size)."""
+
+    format = "images"
+    kind = "array"
+    reopen = False  # decoded by its own processes: the local engine only
+    dataset: str | None = None
+    features: list[str] | None = None
+
+    specs: list[str]
+
+    def __init__(self, path: str, options: dict[str, Any]) -> None:
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise UsageError(f"options {unknown} do not apply to images", path=path)
+        self.path = path
+        mode = options.get("mode") or "RGB"
+        self.decoding = Decoding(mode, options.get("resize"), _pair(options.get("center_crop")))
+        self.skip_bad = bool(options.get("skip_bad"))
+        self.workers = int(options.get("workers") or os.cpu_count() or 1)
+        self.skipped: list[str] = []
+        self.read = 0
+        self.sizes: set[tuple[int, int]] = set()
+        self.dtype, channels = _mode_layout(mode, path)
+        h, w = self._first()
+        self.shape: tuple[Any, ...] = (self._count(), h, w, channels)
+
+    def _items(self, start: int) -> Iterator[tuple[str, Payload]]:
+        raise NotImplementedError
+
+    def _first(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def _count(self) -> int | None:
+        return None
+
+    def _header_size(self, payload: Payload) -> tuple[int, int] | None:
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(payload) if isinstance(payload, bytes) else payload) as im:
+                return self.decoding.output_size(im.height, im.width)
+        except Exception:
+            return None
+
+    def preferred_rows(self, target_bytes: int) -> int:
+        return rows_for_bytes(self.shape, self.dtype, target_bytes)
+
+    def count_rows(self) -> int:
+        return sum(1 for _ in self._items(0))
+
+    def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+        """Stacks of consecutive images of one size (a new size: a new chunk), each image
+        copied once, into its chunk. ``rows`` images of the first one's size set the byte
+        budget of a chunk, so a chunk of larger images holds fewer (pages of a buffer that a
+        chunk leaves unused are never touched, so never resident)."""
+        budget = rows * max(int(np.prod(self.shape[1:])) * self.dtype.itemsize, 1)
+        buf: np.ndarray | None = None
+        k, first, where0 = 0, start, ""
+        for index, (where, pixels) in enumerate(self._decoded(start, stop), start):
+            if buf is not None and (pixels.shape != buf.shape[1:] or k == len(buf)):
+                yield Chunk(buf[:k], where0, None, first)
+                buf = None
+            if buf is None:
+                n = max(1, min(rows, budget // max(pixels.nbytes, 1)))
+                buf = np.empty((n, *pixels.shape), pixels.dtype)
+                k, first, where0 = 0, index, where
+            buf[k] = pixels
+            k += 1
+            self.read += 1
+            self.sizes.add(pixels.shape[:2])
+        if buf is not None:
+            yield Chunk(buf[:k], where0, None, first)
+
+    def _decoded(self, start: int, stop: int | None) -> Iterator[tuple[str, np.ndarray]]:
+        items = self._items(start)
+        if stop is not None:
+            items = (item for i, item in zip(range(start, stop), items, strict=False))
+        image_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        per_batch = max(1, min(BATCH_FILES, BATCH_BYTES // max(image_bytes, 1)))
+        batches = _batched(items, per_batch)
+        if self.workers <= 1:
+            for batch in batches:
+                yield from self._checked(decode_batch(self.decoding, batch))
+            return
+        pool = _pool(self.workers)
+        pending: deque[Future[list[tuple[str, np.ndarray | str]]]] = deque()
+        try:
+            for batch in batches:
+                pending.append(pool.submit(decode_batch, self.decoding, batch))
+                if len(pending) >= 2 * self.workers:
+                    yield from self._checked(pending.popleft().result())
+            while pending:
+                yield from self._checked(pending.popleft().result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _checked(
+        self, results: list[tuple[str, np.ndarray | str]]
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        for where, pixels in results:
+            if isinstance(pixels, str):
+                if not self.skip_bad:
+                    raise DataError(
+                        f"cannot decode this image ({pixels}); --skip-bad skips such files",
+                        path=where,
+                    )
+                self.skipped.append(where)
+                continue
+            yield where, pixels
+
+    def record(self) -> dict[str, Any]:
+        """What the artifact's ``source`` adds for images (after the read)."""
+        one = len(self.sizes) == 1
+        h, w = next(iter(self.sizes)) if one else (None, None)
+        return {
+            "paths": list(self.specs),
+            "samples": "images",
+            "images": self.read,
+            "shape": [self.read, h, w, self.shape[3]],
+            "mode": self.decoding.mode,
+            "resize": self.decoding.resize,
+            "center_crop": None
+            if self.decoding.center_crop is None
+            else list(self.decoding.center_crop),
+            "skipped": list(self.skipped),
+        }
+
+    def close(self) -> None:
+        pass
+
+
+def no_columns(columns: Sequence[str] | None, path: str) -> None:
+    if columns is not None:
+        raise UsageError(
+            f"columns {list(columns)} were asked for, but images have no named columns "
+            "(--columns applies to tables, and to a table's column of encoded images)",
+            path=path,
+        )
+
+
+def _pair(value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return (value, value)
+    h, w = value
+    return (int(h), int(w))
+
+
+def _mode_layout(mode: str, path: str) -> tuple[np.dtype, int]:
+    """dtype and channels of pixels in ``mode`` (L: 1 channel, RGB: 3, I;16: 16-bit...)."""
+    from PIL import Image
+
+    try:
+        probe = np.asarray(Image.new(mode, (1, 1)))
+    except (ValueError, KeyError):
+        raise UsageError(
+            f"--mode {mode!r} is not a Pillow mode (RGB, L, RGBA, I;16, ...)", path=path
+        ) from None
+    return probe.dtype, 1 if probe.ndim == 2 else probe.shape[2]
+
+
+class ImageFiles(ImageStream):
+    """Image files (a folder searched recursively, a glob, or a list) as one dataset.
+
+    ``roots[i]`` is the folder ``paths[i]`` was found in: the image's class is its first folder
+    below it, as torchvision's ``ImageFolder`` (classes sorted by name, numbered from 0)."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        roots: Sequence[str | None],
+        specs: Sequence[str],
+        options: dict[str, Any],
+        columns: Sequence[str] | None = None,
+    ) -> None:
+        no_columns(columns, specs[0])
+        self.paths = list(paths)
+        self.roots = list(roots)
+        self.specs = list(specs)
+        super().__init__(self.specs[0], options)
+
+    def _count(self) -> int:
+        return len(self.paths)
+
+    def _items(self, start: int) -> Iterator[tuple[str, Payload]]:
+        return ((p, p) for p in self.paths[start:])
+
+    def _first(self) -> tuple[int, int]:
+        for p in self.paths:
+            size = self._header_size(p)
+            if size is not None:
+                return size
+            if not self.skip_bad:
+                raise DataError("cannot read this image's header", path=p)
+        raise DataError("no image here could be read", path=self.path)
+
+    def companions(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        """``/labels`` (each image's class index) with the class names, for HDF5 output."""
+        found = self.classes()
+        if found is None:
+            return {}
+        names, labels = found
+        return {"/labels": (labels, {"classes": names})}
+
+    def classes(self) -> tuple[list[str], np.ndarray] | None:
+        """ImageFolder's class names and each image's class index; None when some image is not
+        in a class folder."""
+        names = []
+        for p, root in zip(self.paths, self.roots, strict=True):
+            rel = None if root is None else os.path.relpath(p, root)
+            if rel is None or os.sep not in rel:
+                return None
+            names.append(rel.split(os.sep, 1)[0])
+        classes = sorted(set(names) | _class_folders(set(self.roots)))
+        index = {c: i for i, c in enumerate(classes)}
+        return classes, np.array([index[n] for n in names], np.int64)
+
+
+def _class_folders(roots: set[str | None]) -> set[str]:
+    """Every folder directly below one root, empty ones too (they still take a class index in
+    ``ImageFolder``); hidden and ``_``-prefixed folders are not read, so are not classes."""
+    if len(roots) != 1 or None in roots:
+        return set()
+    (root,) = roots
+    assert root is not None
+    with os.scandir(root) as entries:
+        return {e.name for e in entries if e.is_dir() and not e.name.startswith((".", "_"))}

@@ -1,0 +1,418 @@
+"""Image sources against independent references: Pillow decodes, numpy sums in int64 / float64.
+
+Folders, globs and lists of files, WebDataset tar shards, mixed sizes and modes, real photographs
+(scikit-learn's sample images), the digits rendered as an ImageFolder (equal to the HDF5 fit),
+torchvision's Resize / CenterCrop arithmetic, --skip-bad, 16-bit PNGs and --rescale.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from fractions import Fraction
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import DIGITS
+from PIL import Image
+
+import normstat
+from normstat import artifact
+from normstat.cli import main
+from normstat.errors import ArtifactError, DataError
+from normstat.sources import _braces
+from normstat.sources.images import Decoding, crop_offsets, resized_size
+
+
+def run(*args: object, ok: bool = True):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def exact_reference(paths: list[Path], mode: str = "RGB") -> dict[str, np.ndarray]:
+    """Pooled per-channel statistics from integer sums (exact), every pixel of every image."""
+    sums = sq = None
+    n = 0
+    lo, hi = np.full(4, 10**9), np.full(4, -1)
+    for p in paths:
+        with Image.open(p) as im:
+            x = np.asarray(im.convert(mode)).reshape(-1, len(mode) if mode != "L" else 1)
+        x = x.astype(np.int64)
+        s, q = x.sum(0), (x * x).sum(0)
+        sums, sq = (s, q) if sums is None else (sums + s, sq + q)
+        n += x.shape[0]
+        lo[: x.shape[1]] = np.minimum(lo[: x.shape[1]], x.min(0))
+        hi[: x.shape[1]] = np.maximum(hi[: x.shape[1]], x.max(0))
+    assert sums is not None and sq is not None
+    c = len(sums)
+    mean = [Fraction(int(v), n) for v in sums]
+    m2 = [Fraction(int(q)) - Fraction(int(s)) ** 2 / n for s, q in zip(sums, sq, strict=True)]
+    return {
+        "count": np.full(c, n),
+        "mean": np.array([float(v) for v in mean]),
+        "m2": np.array([float(v) for v in m2]),
+        "min": lo[:c].astype(float),
+        "max": hi[:c].astype(float),
+    }
+
+
+def check(stats: normstat.Stats, ref: dict[str, np.ndarray]) -> None:
+    np.testing.assert_array_equal(stats.count, ref["count"])
+    np.testing.assert_allclose(stats.mean, ref["mean"], rtol=1e-14, atol=0)
+    np.testing.assert_allclose(stats.m2, ref["m2"], rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(stats.min, ref["min"])
+    np.testing.assert_array_equal(stats.max, ref["max"])
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """An ImageFolder of JPEG and PNG files of mixed sizes and modes (RGB, L, RGBA, P), with a
+    hidden file and an ``_``-prefixed folder that are not data."""
+    root = tmp_path_factory.mktemp("mixed")
+    rng = np.random.default_rng(17)
+    paths = []
+    for i in range(12):
+        cls = root / ("bird" if i % 3 == 0 else "cat" if i % 3 == 1 else "dog")
+        cls.mkdir(exist_ok=True)
+        h, w = int(rng.integers(9, 40)), int(rng.integers(9, 40))
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        mode = ("RGB", "L", "RGBA", "P")[i % 4]
+        im = Image.fromarray(rgb)
+        if mode == "L":
+            im = im.convert("L")
+        elif mode == "RGBA":
+            im = Image.fromarray(np.dstack([rgb, rng.integers(0, 256, (h, w), dtype=np.uint8)]))
+        elif mode == "P":
+            im = im.convert("P")
+        suffix = ".png" if mode in ("RGBA", "P") or i % 2 else ".jpg"
+        path = cls / f"img{i:02d}{suffix}"
+        im.save(path)
+        paths.append(path)
+    (root / ".hidden.jpg").write_bytes(b"not an image")
+    (root / "_cache").mkdir()
+    (root / "_cache" / "x.jpg").write_bytes(b"not an image")
+    return root, sorted(paths)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_folder_pools_every_pixel_exactly(mixed, workers):
+    root, paths = mixed
+    stats = normstat.fit(str(root), workers=workers)
+    check(stats, exact_reference(paths))
+    assert stats.source["samples"] == "images" and stats.source["images"] == len(paths)
+    assert stats.source["shape"][1:] == [None, None, 3] and stats.source["skipped"] == []
+
+
+def test_glob_and_file_list_equal_the_folder(mixed):
+    root, paths = mixed
+    whole = normstat.fit(str(root), workers=1)
+    by_glob = normstat.fit(str(root / "**" / "*.png"), workers=1)
+    check(by_glob, exact_reference([p for p in paths if p.suffix == ".png"]))
+    listed = normstat.fit([str(p) for p in paths], workers=1)
+    np.testing.assert_array_equal(listed.m2, whole.m2)
+
+
+def test_not_an_average_of_per_image_statistics(mixed):
+    """The pitfall the docs show: images of different sizes weigh by their pixels."""
+    root, paths = mixed
+    stats = normstat.fit(str(root), workers=1)
+    per_image = [np.asarray(Image.open(p).convert("RGB"), np.float64) for p in paths]
+    average = np.mean([x.reshape(-1, 3).mean(0) for x in per_image], axis=0)
+    assert np.abs(stats.mean - average).max() > 0.1
+
+
+def test_sklearn_sample_photographs():
+    datasets = pytest.importorskip("sklearn.datasets")
+    files = [Path(f) for f in datasets.load_sample_images().filenames]
+    assert len(files) == 2 and all(f.suffix == ".jpg" for f in files)
+    stats = normstat.fit([str(f) for f in files], workers=2)
+    check(stats, exact_reference(files))
+    grey = normstat.fit([str(f) for f in files], workers=1, options={"mode": "L"})
+    check(grey, exact_reference(files, "L"))
+
+
+def test_digits_as_an_image_folder_equal_the_hdf5_fit(tmp_path):
+    with h5py.File(DIGITS, "r") as f:
+        images, labels = f["images"][...], f["labels"][...]
+    for i, (img, label) in enumerate(zip(images, labels, strict=True)):
+        folder = tmp_path / "digits" / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"{i:04d}.png")
+    folder_stats = normstat.fit(str(tmp_path / "digits"), axis=[1, 2], options={"mode": "L"})
+    h5_stats = normstat.fit(f"{DIGITS}:/images", axis=[1, 2])
+    assert folder_stats.feature_shape == h5_stats.feature_shape == (8, 8)
+    np.testing.assert_array_equal(folder_stats.count, h5_stats.count)
+    np.testing.assert_allclose(folder_stats.mean, h5_stats.mean, rtol=1e-14)
+    np.testing.assert_allclose(folder_stats.m2, h5_stats.m2, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(folder_stats.max, h5_stats.max)
+
+    out = tmp_path / "digits-std.h5"
+    run("apply", _save(h5_stats, tmp_path), tmp_path / "digits", "--mode", "L", "-o", out, "-q")
+    order = np.lexsort((np.arange(len(labels)), labels))  # the folder's order: class, then name
+    expected = normstat.transform(images[order], h5_stats)
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["data"][...][..., 0], expected)
+        np.testing.assert_array_equal(f["labels"][...], labels[order])
+        assert list(f["labels"].attrs["classes"]) == [str(c) for c in range(10)]
+
+
+def _save(stats: normstat.Stats, where: Path, name: str = "stats.json") -> Path:
+    path = where / name
+    artifact.save(stats, str(path))
+    return path
+
+
+def test_torchvision_resize_and_center_crop_arithmetic():
+    assert resized_size(375, 500, 256) == (256, 341)  # landscape: height is the short side
+    assert resized_size(500, 375, 256) == (341, 256)
+    assert resized_size(32, 32, 224) == (224, 224)
+    assert resized_size(100, 299, 50) == (50, 149)  # int() truncates 149.5
+    assert crop_offsets(256, 341, 224, 224) == (16, 58)  # round(58.5) is 58, as torchvision
+    assert crop_offsets(341, 256, 224, 224) == (58, 16)
+    assert crop_offsets(255, 255, 224, 224) == (16, 16)  # round(15.5) is 16
+
+
+def test_resize_and_crop_equal_pillow_directly(tmp_path):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)).save(path)
+    got = Decoding("RGB", 256, (224, 224))(str(path))
+    with Image.open(path) as im:
+        resized = im.convert("RGB").resize((341, 256), Image.Resampling.BILINEAR)
+        want = np.asarray(resized.crop((58, 16, 58 + 224, 16 + 224)))
+    np.testing.assert_array_equal(got, want)
+    small = Decoding("L", None, (12, 10))(_png(tmp_path / "small.png", (7, 9)))
+    assert small.shape == (12, 10, 1) and small[:2].max() == 0  # padded as CenterCrop pads
+
+
+def _png(path: Path, shape: tuple[int, int]) -> str:
+    Image.fromarray(np.full(shape, 200, np.uint8)).save(path)
+    return str(path)
+
+
+def test_per_position_needs_one_size(mixed):
+    root, paths = mixed
+    result = run("fit", root, "--axis", "1", "--axis", "2", "--workers", "1", ok=False)
+    assert result.exit_code == 1
+    assert "differs from the first sample's" in result.output and "--resize" in result.output
+    assert str(paths[1]) in result.output or any(str(p) in result.output for p in paths[1:])
+    stats = normstat.fit(
+        str(root), axis=[1, 2, 3], workers=2, options={"resize": 16, "center_crop": (16, 12)}
+    )
+    assert stats.feature_shape == (16, 12, 3)
+    stack = np.stack([Decoding("RGB", 16, (16, 12))(str(p)) for p in paths]).astype(np.float64)
+    np.testing.assert_allclose(stats.mean, stack.mean(0), rtol=1e-14)
+    np.testing.assert_allclose(stats.var, stack.var(0), rtol=1e-12)
+
+
+def test_tar_shards_with_brace_ranges_equal_the_folder(mixed, tmp_path):
+    root, paths = mixed
+    for s in range(3):
+        with tarfile.open(tmp_path / f"shards-{s:03d}.tar", "w") as tar:
+            for i, p in enumerate(paths[s * 4 : (s + 1) * 4]):
+                tar.add(p, arcname=f"sample{s}{i:03d}{p.suffix}")
+                info = tarfile.TarInfo(f"sample{s}{i:03d}.cls")
+                info.size = 1
+                tar.addfile(info, io.BytesIO(b"3"))
+    spec = str(tmp_path / "shards-{000..002}.tar")
+    stats = normstat.fit(spec, workers=2)
+    check(stats, exact_reference(paths))
+    assert stats.source["images"] == len(paths) and len(stats.source["paths"]) == 3
+    assert _braces("a-{8..10}.tar") == ["a-8.tar", "a-9.tar", "a-10.tar"]
+    assert _braces("s{00..2}/{a,b}") == ["s00/a", "s00/b", "s01/a", "s01/b", "s02/a", "s02/b"]
+    saved = _save(stats, tmp_path)
+    run("apply", saved, spec, "--resize", "8", "--center-crop", "8", "8", "-o", tmp_path / "o.h5")
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        assert f["data"].shape == (12, 8, 8, 3)
+        np.testing.assert_array_equal(f["labels"][...], [3] * 12)  # from the .cls members
+    missing = run("fit", str(tmp_path / "shards-{000..003}.tar"), ok=False)
+    assert missing.exit_code == 1 and "shards-003.tar" in missing.output
+
+
+def test_bad_file_is_named_or_skipped_and_recorded(mixed, tmp_path):
+    root, paths = mixed
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in paths[:4]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    good = next(p for p in paths if p.suffix == ".jpg").read_bytes()
+    bad = folder / "zz-corrupt.jpg"
+    bad.write_bytes(good[: len(good) // 3])  # a truncated JPEG
+    result = run("fit", folder, "--workers", "2", ok=False)
+    assert result.exit_code == 1 and "zz-corrupt.jpg" in result.output
+    assert "Traceback" not in result.output
+    out = tmp_path / "s.json"
+    run("fit", folder, "--skip-bad", "--workers", "2", "-o", out, "-q")
+    saved = json.loads(out.read_text())
+    assert saved["source"]["skipped"] == [str(bad)] and saved["source"]["images"] == 4
+    check(artifact.load(str(out)), exact_reference(sorted(folder.glob("img*"))))
+
+
+def test_sixteen_bit_png_kept_or_refused(tmp_path):
+    x = (np.arange(60, dtype=np.uint16).reshape(6, 10) * 1000).astype(np.uint16)
+    Image.fromarray(x).save(tmp_path / "deep.png")
+    result = run("fit", tmp_path, "--workers", "1", ok=False)
+    assert result.exit_code == 1 and "16-bit" in result.output and "I;16" in result.output
+    stats = normstat.fit(str(tmp_path), workers=1, options={"mode": "I;16"})
+    assert stats.source["dtype"] == "uint16" and stats.max[0] == 59000.0
+    np.testing.assert_allclose(stats.var, [x.astype(np.float64).var()], rtol=1e-14)
+
+
+def test_rescale_for_images_and_arrays(mixed, tmp_path, digits):
+    root, paths = mixed
+    plain = normstat.fit(str(root), workers=1)
+    scaled = normstat.fit(str(root), workers=1, rescale="1/255")
+    pixels = np.concatenate(
+        [np.asarray(Image.open(p).convert("RGB")).reshape(-1, 3) for p in paths]
+    ).astype(np.float64)
+    np.testing.assert_allclose(scaled.mean, (pixels / 255).mean(0), rtol=1e-13)
+    np.testing.assert_allclose(scaled.std, (pixels / 255).std(0), rtol=1e-13)
+    np.testing.assert_allclose(scaled.max, [1.0, 1.0, 1.0])
+    assert scaled.rescale == 1 / 255 and plain.rescale == 1.0
+    torch = normstat.export(scaled, "torch")
+    assert all(0 < m < 1 for m in torch["mean"]) and all(0 < s < 0.5 for s in torch["std"])
+
+    h5 = normstat.fit(f"{DIGITS}:/images", axis=None, rescale=0.5)
+    np.testing.assert_allclose(h5.mean, digits.mean() * 0.5, rtol=1e-13)
+    path = _save(h5, tmp_path, "half.json")
+    assert json.loads(path.read_text())["rescale"] == 0.5
+    loaded = artifact.load(str(path))
+    assert loaded.rescale == 0.5
+    y = normstat.transform(digits, loaded, dtype=np.float64)
+    expected = (digits * 0.5 - digits.mean() * 0.5) / (digits.std() * 0.5)
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    back = normstat.transform(y, loaded, inverse=True, dtype=np.float64)
+    np.testing.assert_allclose(back, digits, atol=1e-9)
+    with pytest.raises(ArtifactError, match="rescale"):
+        normstat.merge([h5, normstat.fit(f"{DIGITS}:/images", axis=None)], allow_overlap=True)
+    bad = run("fit", DIGITS, "--rescale", "1/0", ok=False)
+    assert bad.exit_code == 2 and "--rescale" in bad.output
+
+
+def test_image_options_refused_for_other_formats():
+    result = run("fit", DIGITS, "--mode", "L", ok=False)
+    assert result.exit_code == 2 and "images" in result.output
+
+
+def test_apply_mixed_sizes_is_a_clear_error(mixed, tmp_path):
+    root, _ = mixed
+    stats = _save(normstat.fit(str(root), workers=1), tmp_path)
+    result = run("apply", stats, root, "-o", tmp_path / "out.npy", ok=False)
+    assert result.exit_code == 1 and "--resize" in result.output
+    assert not (tmp_path / "out.npy").exists()
+    run("apply", stats, root, "--resize", "8", "--center-crop", "8", "8", "-o", tmp_path / "o.npy")
+    assert np.load(tmp_path / "o.npy").shape == (12, 8, 8, 3)
+
+
+def test_no_decodable_image_is_a_data_error(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"nope")
+    with pytest.raises(DataError, match="a.jpg"):
+        normstat.fit(str(tmp_path), workers=1)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".arrow"])
+def test_image_column_binary_and_hugging_face_struct(mixed, tmp_path, suffix):
+    pa = pytest.importorskip("pyarrow")
+    root, paths = mixed
+    data = [p.read_bytes() for p in paths]
+    hf = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    table = pa.table(
+        {
+            "image": pa.array(
+                [{"bytes": d, "path": p.name} for d, p in zip(data, paths, strict=True)], hf
+            ),
+            "raw": pa.array(data, pa.binary()),
+            "label": list(range(len(data))),
+        }
+    )
+    path = tmp_path / f"images{suffix}"
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path, row_group_size=5)
+    else:
+        with pa.ipc.new_file(path, table.schema) as writer:
+            writer.write_table(table, max_chunksize=5)
+    for column in ("image", "raw"):
+        stats = normstat.fit(str(path), columns=[column], workers=2)
+        check(stats, exact_reference(paths))
+        assert stats.source["images"] == len(paths)
+    numeric = normstat.fit(str(path), columns=["label"])
+    assert numeric.features == ["label"]
+
+
+def test_dask_engine_is_refused_and_apply_streams_npy(mixed, tmp_path):
+    root, paths = mixed
+    result = run("fit", root, "--engine", "dask", ok=False)
+    assert result.exit_code == 2 and "local engine" in result.output
+    stats = _save(normstat.fit(str(root), workers=1, rescale="1/255"), tmp_path)
+    out = run("apply", stats, root, "--resize", "8", "--center-crop", "8", "8", "-o", "-")
+    y = np.load(io.BytesIO(out.stdout_bytes))
+    loaded = artifact.load(str(stats))
+    x = np.stack([Decoding("RGB", 8, (8, 8))(str(p)) for p in paths]) / 255
+    np.testing.assert_allclose(y, (x - loaded.mean) / loaded.std, rtol=1e-5, atol=1e-5)
+
+
+def test_labels_number_folders_as_image_folder_does(tmp_path):
+    root = tmp_path / "train"
+    for name in ("b_cls", "a_cls", "empty", ".git", "_tmp"):
+        (root / name).mkdir(parents=True)
+    _png(root / "b_cls" / "1.png", (4, 4))
+    _png(root / "a_cls" / "2.png", (4, 4))
+    _png(root / "a_cls" / "3.png", (4, 4))
+    stats = _save(normstat.fit(str(root), workers=1), tmp_path)
+    run("apply", stats, root, "-o", tmp_path / "out.h5", "-q")
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        assert list(f["labels"].attrs["classes"]) == ["a_cls", "b_cls", "empty"]
+        np.testing.assert_array_equal(f["labels"][...], [0, 0, 1])
+        assert f["data"].shape == (3, 4, 4, 3)
+
+
+def test_chunks_hold_a_byte_budget_whatever_the_image_sizes(tmp_path):
+    from normstat.sources import open_sources
+
+    _png(tmp_path / "a.png", (4, 4))
+    for i in range(5):
+        _png(tmp_path / f"b{i}.png", (40, 40))  # 100 times the first image's pixels
+    (src,) = open_sources([str(tmp_path)], options={"workers": 1})
+    sizes = [c.rows for c in src.chunks(200)]
+    assert sizes == [1, 2, 2, 1]  # 200 first-size images' bytes hold 2 of the larger ones
+
+
+def test_show_names_varying_sizes_and_the_rescale(mixed, tmp_path):
+    root, _ = mixed
+    stats = _save(normstat.fit(str(root), workers=1, rescale="1/255"), tmp_path)
+    out = run("show", stats).output
+    assert "rescale 1/255" in out and "[12, *, *, 3] uint8" in out
+
+
+def test_a_table_folder_ignores_stray_images(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": [1.0, 2.0, 3.0]}), tmp_path / "part-0.parquet")
+    _png(tmp_path / "README.png", (4, 4))
+    stats = normstat.fit(str(tmp_path))
+    assert stats.features == ["x"] and stats.mean[0] == 2.0
+
+
+def test_workers_start_from_a_fork_server_when_threads_run(mixed):
+    """Forking a process that runs threads is unsafe: then the workers come from a fork server."""
+    import threading
+
+    root, paths = mixed
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        stats = normstat.fit(str(root), workers=2)
+    finally:
+        stop.set()
+        other.join()
+    check(stats, exact_reference(paths))
