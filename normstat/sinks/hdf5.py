@@ -3,7 +3,10 @@
 The new file is built beside the target: every object of the input except the transformed
 dataset is copied with HDF5's own object copy (``h5py.Group.copy``), the transformed dataset is
 created at the same path with the input's chunking and compression, keeps its attributes, and
-records the statistics it was made with as ``normstat_*`` attributes.
+records the statistics it was made with as ``normstat_*`` attributes. An HDF5 attribute lives in
+the object header, which holds at most 64 KiB: a value larger than :data:`ATTR_BYTES` (the
+per-position statistics of 224x224x3 images are 1.2 MB per array) is written as a dataset under
+``/normstat/<dataset>/`` instead, and the attribute ``<name>_dataset`` names it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import h5py
+import numpy as np
 
 from normstat.sinks import OutputSpec
 
@@ -50,7 +54,7 @@ class Hdf5Writer:
         if template is not None:
             _copy_attrs(template, self._ds)
         for k, v in spec.attrs().items():
-            self._ds.attrs[k] = v
+            record(self._ds, k, v)
         companions = getattr(spec.like, "companions", None)
         for path, (values, extra) in (companions() if companions is not None else {}).items():
             ds = self._file.create_dataset(path, data=values)
@@ -64,6 +68,39 @@ class Hdf5Writer:
 
     def close(self) -> None:
         self._file.close()
+
+
+ATTR_BYTES = 32 * 1024
+"""Values above this are datasets, not attributes (the object header's limit is 64 KiB, shared
+by every attribute of the dataset)."""
+
+
+def record(ds: h5py.Dataset, key: str, value: Any) -> None:
+    """``value`` as the attribute ``key`` of ``ds``, or, if it is too large for an attribute,
+    as the dataset ``/normstat<ds.name>/<key>`` named by the attribute ``<key>_dataset``."""
+    size = len(value.encode()) if isinstance(value, str) else np.asarray(value).nbytes
+    path = f"/normstat{ds.name}/{key}"
+    for stale in (key, f"{key}_dataset"):  # copied from an input that was itself an output
+        if stale in ds.attrs:
+            del ds.attrs[stale]
+    if path in ds.file:
+        del ds.file[path]
+    if size <= ATTR_BYTES:
+        ds.attrs[key] = value
+        return
+    ds.file.create_dataset(path, data=value)
+    ds.attrs[f"{key}_dataset"] = path
+
+
+def read_record(ds: h5py.Dataset, key: str) -> Any:
+    """What :func:`record` stored under ``key`` (``None`` if nothing was)."""
+    if key in ds.attrs:
+        return ds.attrs[key]
+    path = ds.attrs.get(f"{key}_dataset")
+    if path is None:
+        return None
+    value = ds.file[path][()]
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _storage_like(ds: h5py.Dataset, shape: tuple[int, ...]) -> dict[str, Any]:
