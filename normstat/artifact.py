@@ -89,7 +89,16 @@ def to_dict(stats: Stats) -> dict[str, Any]:
 
 
 def dumps(stats: Stats) -> str:
-    return json.dumps(to_dict(stats), indent=2, allow_nan=False) + "\n"
+    """The JSON text: one key a line, each array compact on its line. An array with one number
+    a line (``indent`` applied to everything) made a 3M-feature artifact 488 MB and its writing
+    peak at 3.6 GB."""
+    doc = to_dict(stats)
+    lines = [
+        f"  {json.dumps(k)}: "
+        + json.dumps(v, allow_nan=False, separators=(", ", ": "), indent=None)
+        for k, v in doc.items()
+    ]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def save(stats: Stats, path: str) -> None:
