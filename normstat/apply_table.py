@@ -119,7 +119,7 @@ def apply_table(
     if out == "-":
         _drain(IpcStreamWriter(schema), batches, "<stdout>")
         return
-    check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
+    check_writable(out, force=force, sources=srcs)
     fmt = table_output_format(out, srcs[0].format)
     with atomic_output(out) as tmp:
         if fmt in ("npy", "hdf5"):

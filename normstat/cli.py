@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from normstat import __version__
+from normstat import __version__, interrupts
 from normstat.core.choices import ENGINES, EXPORT_TARGETS, METHODS, NAN_POLICIES
-from normstat.entry import Terminated, interrupted_message, signal_exit
+from normstat.entry import report_interrupt
 from normstat.errors import NormstatError
 
 if TYPE_CHECKING:
@@ -66,10 +66,11 @@ class _Group(click.Group):
         except NormstatError as exc:
             failure = _UsageFailure if exc.exit_code == _UsageFailure.exit_code else _Failure
             raise failure(str(exc)) from None
-        except (KeyboardInterrupt, Terminated) as exc:
-            signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
-            click.echo(interrupted_message(signum), err=True)
-            ctx.exit(signal_exit(signum))
+        except (KeyboardInterrupt, interrupts.Interrupted):
+            if not interrupts.received:  # a KeyboardInterrupt raised without our handler
+                interrupts.received.append(signal.SIGINT)
+            click.echo(report_interrupt(), err=True)
+            ctx.exit(interrupts.exit_code())
         except BrokenPipeError:
             # Python's documented recipe: stop writing to the closed pipe, exit quietly.
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -195,11 +196,15 @@ def _echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, allow_nan=False))
 
 
-def _write_stats(stats: Stats, output: str | None, quiet: bool) -> None:
+def _write_stats(stats: Stats, output: str | None, quiet: bool, saved: bool = False) -> None:
+    """Print to stdout, or save to ``output`` (unless the command saved it already); report."""
     if output is None or output == "-":
+        if sys.stdout is None:
+            raise _Failure("<stdout>: cannot write the output (stdout is closed)")
         click.echo(artifact.dumps(stats), nl=False)
         return
-    artifact.save(stats, output)
+    if not saved:
+        artifact.save(stats, output)
     if not quiet:
         n = int(stats.moments.count.size)
         click.echo(
@@ -317,6 +322,7 @@ def main() -> None:
     metavar="STATS",
     help="Write the statistics here (.json, or .npz); default: JSON to stdout.",
 )
+@click.option("--force", is_flag=True, help="Replace STATS if it exists (never an input).")
 @click.option(
     "--axis",
     "axis",
@@ -363,6 +369,7 @@ def main() -> None:
 def fit(
     sources: tuple[str, ...],
     output: str | None,
+    force: bool,
     axis: tuple[str, ...],
     ddof: int,
     nan: str,
@@ -403,8 +410,10 @@ def fit(
         engine=engine,
         scheduler=scheduler,
         task_size=task_size,
+        output=None if output == "-" else output,
+        force=force,
     )
-    _write_stats(stats, output, quiet)
+    _write_stats(stats, output, quiet, saved=True)
 
 
 @main.command("apply")
@@ -516,9 +525,12 @@ def show(stats: str, as_json: bool, show_all: bool) -> None:
 @click.option(
     "-o", "--output", metavar="OUT", help="Merged statistics (.json/.npz); default: JSON to stdout."
 )
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (never an input).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-def merge(parts: tuple[str, ...], output: str | None, quiet: bool) -> None:
+def merge(parts: tuple[str, ...], output: str | None, force: bool, quiet: bool) -> None:
     """Merge statistics of disjoint parts exactly. Python: normstat.merge(paths)."""
+    if output not in (None, "-"):
+        _atomic.check_writable(output, force=force, inputs=parts)
     _write_stats(api.merge(list(parts)), output, quiet)
 
 
@@ -657,6 +669,6 @@ def plot_cmd(stats: str, output: str, title: str | None, force: bool) -> None:
     """
     from normstat import plot
 
-    _atomic.check_writable(output, force=force)
+    _atomic.check_writable(output, force=force, inputs=(stats,))
     plot.plot(stats, output, title=title)
     click.echo(f"wrote {output}", err=True)

@@ -13,35 +13,16 @@ import signal
 import sys
 import threading
 
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread as KeyboardInterrupt is for SIGINT, so the same
-    cleanup (temporary outputs removed, threads cancelled) runs for both."""
-
-
-_received: list[int] = []  # signals seen, so an interrupt swallowed by a C callback still counts
-
-
-def _on_signal(signum: int, frame: object) -> None:
-    _received.append(signum)
-    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
-
-
-def signal_exit(signum: int) -> int:
-    """The shell convention: 130 for SIGINT, 143 for SIGTERM."""
-    return 128 + signum
-
-
-def interrupted_message(signum: int) -> str:
-    return f"Error: interrupted by {signal.Signals(signum).name}; no output written"
+from normstat import interrupts
 
 
 def run() -> None:
     """Run the CLI with our signal handling.
 
-    Python installs no SIGTERM handler; ours raises :class:`Terminated` so a kill cleans up like
-    Ctrl-C. SIGXFSZ (a file-size limit) is ignored so an oversized write fails with EFBIG and a
-    clear error instead of killing the process with a partial file. If a signal arrived but the
+    SIGINT, SIGTERM, SIGHUP and SIGQUIT are handled alike (:mod:`normstat.interrupts`): a flag
+    records the signal and the work stops at the next check, cleaning up as it unwinds. SIGXFSZ
+    (a file-size limit) is ignored so an oversized write fails with EFBIG and a clear error
+    instead of killing the process with a partial file. If a signal arrived but the
     interrupt was swallowed somewhere (a callback inside h5py or pyarrow), the exit code still
     says so: a run that was interrupted never exits 0.
     """
@@ -52,8 +33,7 @@ def run() -> None:
     # imports, 5% of a fit's samples in a profile. Dask's nanny sets the same for its workers.
     # A value the user set is kept.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    interrupts.install()
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     code: int | str | None = 0
@@ -63,13 +43,23 @@ def run() -> None:
         main(prog_name="normstat")
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int | str) or exc.code is None else 1
-    except (KeyboardInterrupt, Terminated):  # before or after the command itself ran
-        signum = _received[-1] if _received else signal.SIGINT
-        print(interrupted_message(signum), file=sys.stderr)
-        code = signal_exit(signum)
-    if _received:
-        _exit_now(signal_exit(_received[0]))
+    except (KeyboardInterrupt, interrupts.Interrupted):  # before the command ran, or after
+        if not interrupts.received:
+            interrupts.received.append(signal.SIGINT)
+    if interrupts.received:  # the flag is the truth, whatever was raised or swallowed
+        if not _reported:
+            print(interrupts.message(), file=sys.stderr)
+        _exit_now(interrupts.exit_code())
     _finish(code)
+
+
+_reported: list[str] = []  # the interrupt line, once the CLI has printed it
+
+
+def report_interrupt() -> str:
+    """The interrupt line, printed by the CLI; remembered so it is printed once."""
+    _reported.append(interrupts.message())
+    return _reported[-1]
 
 
 def _finish(code: int | str | None) -> None:
@@ -89,7 +79,7 @@ def _finish(code: int | str | None) -> None:
     try:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # AttributeError: a closed stream is None
         sys.exit(code)  # Python's own shutdown reports a failed flush (exit 120)
     os._exit((code or 0) & 0xFF)
 
@@ -104,6 +94,6 @@ def _exit_now(code: int) -> None:
     to run, so skip finalisation: flush what was printed and leave.
     """
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             stream.flush()
     os._exit(code)

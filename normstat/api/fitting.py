@@ -18,6 +18,7 @@ from normstat.api.options import (
     row_bytes,
     task_rows,
 )
+from normstat.artifact import save
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout, AxisSpec
 from normstat.core.moments import Moments
@@ -26,6 +27,7 @@ from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
 from normstat.engine.task import chunk_task
 from normstat.errors import UsageError
+from normstat.sinks.atomic import check_writable
 from normstat.sources import ArraySource, Chunk, describe, open_sources
 from normstat.sources.base import known_rows, total_rows
 
@@ -48,6 +50,8 @@ def fit(
     engine: str = "local",
     scheduler: str | None = None,
     task_size: ChunkSize = None,
+    output: str | None = None,
+    force: bool = False,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
@@ -56,7 +60,12 @@ def fit(
 
     With ``checkpoint``, the merged state and position are saved there every
     ``checkpoint_every`` seconds; ``resume`` continues from that file if it exists (the data must
-    be unchanged). The checkpoint is removed when the fit completes.
+    be unchanged). The checkpoint is removed when the fit completes; with ``output``, only once
+    the statistics are committed there.
+
+    ``output``: also save the statistics there (:func:`normstat.save`). It is checked before the
+    pass, as every command's output is (:func:`normstat.sinks.atomic.check_writable`): not a
+    file the pass reads, its directory exists, an existing file only with ``force``.
 
     ``engine="dask"`` runs the same per-chunk step and merge as Dask tasks, on the cluster at
     ``scheduler`` (or $DASK_SCHEDULER_ADDRESS), else on a local cluster of ``workers`` processes.
@@ -70,6 +79,10 @@ def fit(
         raise UsageError("a fit from stdin cannot be checkpointed (it cannot be re-read)")
     srcs = open_sources(specs, dataset, input_format, columns)
     try:
+        if output is not None:
+            check_writable(output, force=force, sources=srcs)
+        if checkpoint:
+            check_writable(checkpoint, force=True, sources=srcs)
         layout = source_layout(axis, srcs[0])
         rows = chunk_rows(srcs[0], chunk_size)
         saver, initial = None, None
@@ -98,11 +111,14 @@ def fit(
                 initial=initial,
                 after_chunk=saver,
             )
-        if checkpoint and os.path.exists(checkpoint):
-            os.unlink(checkpoint)
-        return Stats(
+        stats = Stats(
             moments, layout.feature_shape, layout.axis, ddof, srcs[0].features, describe(srcs)
         )
+        if output is not None:
+            save(stats, output)
+        if checkpoint and os.path.exists(checkpoint):
+            os.unlink(checkpoint)  # only now: the statistics are safe
+        return stats
     finally:
         for s in srcs:
             s.close()

@@ -133,7 +133,7 @@ def apply(
             return
         shape = (sum(s.shape[0] for s in srcs), *srcs[0].shape[1:])
         if engine == "dask":
-            check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
+            check_writable(out, force=force, sources=srcs)
             _apply_dask(
                 srcs,
                 out,
@@ -151,7 +151,7 @@ def apply(
 
             _drain(NpyStreamWriter(shape, out_dtype), blocks, "<stdout>")
             return
-        check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
+        check_writable(out, force=force, sources=srcs)
         fmt = writer_format(out, srcs[0].format)
         options = _writer_options(fmt, srcs, stats, method, inverse, params)
         with atomic_output_for(out, fmt) as tmp:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from normstat import interrupts
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments
@@ -133,6 +134,7 @@ def _track(
     """
     order = {f.key: i for i, f in enumerate(futures)}
     for fut in distributed_module().as_completed(list(futures)):
+        interrupts.check()
         i = order[fut.key]
         if fut.status != "finished":
             failed = _first_failure(futures, i)

@@ -166,7 +166,7 @@ def apply_tables_dask(
     """Workers write the parts (several shards) or the one file (one shard) of OUT."""
     check_seekable(srcs)
     fmt = _output_format(srcs, out)
-    check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
+    check_writable(out, force=force, sources=srcs)
 
     def run(jobs: list[PartJob]) -> None:
         try:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from normstat import interrupts
 from normstat.errors import DataError
 
 
@@ -50,6 +51,7 @@ def drain(
     failures are reported as write errors; reading errors pass through as they are."""
     try:
         for item in items:
+            interrupts.check()  # a signal stops the run between blocks, cleaned up as it unwinds
             with write_errors(out, also):
                 write(item)
     except BaseException:

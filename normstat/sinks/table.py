@@ -8,7 +8,6 @@ against it by pyarrow.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, BinaryIO
 
 import pyarrow as pa
@@ -17,6 +16,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from normstat.errors import UsageError
+from normstat.sinks.npy import stdout_binary
 
 # (name, suffixes): the output formats a table can be written as; npy / hdf5 take the features
 # only, as a (rows, features) matrix, through the array writers.
@@ -107,7 +107,7 @@ class IpcStreamWriter:
     """``-o -``: an Arrow IPC stream on stdout, batch by batch, for a pipe into training."""
 
     def __init__(self, schema: pa.Schema, stream: BinaryIO | None = None) -> None:
-        self._fp = stream if stream is not None else sys.stdout.buffer
+        self._fp = stream if stream is not None else stdout_binary()
         self._w = ipc.new_stream(self._fp, schema)
 
     def write(self, batch: pa.RecordBatch) -> None:
