@@ -40,8 +40,9 @@ def real_files(source: Any) -> list[str]:
 
 
 def target_of(path: str) -> str:
-    """Where writing to ``path`` lands: a symlink's target (followed), else ``path``."""
-    return os.path.realpath(path) if os.path.islink(path) else path
+    """Where writing to ``path`` lands: a symlink's target (followed), else ``path``. A link to
+    a special file (``/dev/stdout`` to a pipe) is kept: it is opened, not renamed over."""
+    return os.path.realpath(path) if os.path.islink(path) and not is_special(path) else path
 
 
 def is_special(path: str) -> bool:

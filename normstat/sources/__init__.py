@@ -88,14 +88,19 @@ def _is_store(path: str) -> bool:
 
 def _table_files(directory: str) -> list[str]:
     """A directory is a sharded table: its table files, recursively, in name order (hidden files
-    and writers' ``_SUCCESS`` / ``_metadata`` markers are not data)."""
+    and directories, and writers' ``_SUCCESS`` / ``_metadata`` / ``_temporary`` are not data)."""
     suffixes = tuple(s for f in FORMATS if f.kind == "table" for s in f.suffixes)
-    found = sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(directory)
-        for name in names
-        if name.lower().endswith(suffixes) and not name.startswith((".", "_"))
-    )
+    found = []
+    for root, dirs, names in os.walk(directory):
+        # hidden and underscore directories are writers' temporaries (Spark's _temporary/,
+        # normstat's .NAME.normstat-PID.tmp/), not shards: pruned, as pyarrow.dataset does
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        found += [
+            os.path.join(root, name)
+            for name in names
+            if name.lower().endswith(suffixes) and not name.startswith((".", "_"))
+        ]
+    found.sort()
     if not found:
         raise DataError(f"no table file ({' '.join(suffixes)}) in this directory", path=directory)
     return found
