@@ -13,10 +13,12 @@ import json
 import os
 import resource
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import h5py
@@ -405,3 +407,87 @@ def test_hidden_and_underscore_directories_are_not_shards(tmp_path):
     proc = run(tmp_path, "fit", "t/", "-q")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["source"]["paths"] == ["t/part/p.csv"]
+
+
+# --- 4. interrupts: the flag is the truth; never a commit after a signal ---------------------
+
+
+def _tree_digest(path: Path) -> str:
+    if path.is_file():
+        return digest(path)
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        h.update(str(p.relative_to(path)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _load_any(path: Path) -> int:
+    """Rows of a complete output (raises on a partial one)."""
+    if path.suffix == ".npy":
+        return int(np.load(path, mmap_mode="r").shape[0])
+    if path.suffix == ".h5":
+        with h5py.File(path, "r") as f:
+            return int(f["/data"].shape[0])
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.read_metadata(path).num_rows)
+    import zarr
+
+    return int(zarr.open(str(path), mode="r").shape[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".npy", ".h5", ".zarr", ".parquet"])
+def test_interrupts_at_random_moments_tell_the_truth(tmp_path, suffix):
+    """20 signals at random moments of ``apply --force`` over an existing output: exit 130/143,
+    one line, no temporary left, the input untouched, and the old output intact unless the line
+    says the new one had been written (then the new one is complete)."""
+    if suffix == ".zarr":
+        pytest.importorskip("zarr")
+    rows = 300_000
+    x = np.random.default_rng(4).standard_normal((rows, 8))
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({f"c{i}": x[:, i] for i in range(8)}), tmp_path / "in.parquet")
+        src = "in.parquet"
+    else:
+        np.save(tmp_path / "in.npy", x)
+        src = "in.npy"
+    out = tmp_path / f"out{suffix}"
+    assert run(tmp_path, "fit", src, "-o", "s.json", "-q").returncode == 0
+    apply = ["apply", "s.json", src, "-o", out.name, "--chunk-size", "20000", "--force"]
+    assert run(tmp_path, *apply, "--method", "minmax", "-q").returncode == 0  # the old output
+    names = sorted(os.listdir(tmp_path))
+    source_digest, old_digest = digest(tmp_path / src), _tree_digest(out)
+    started = time.monotonic()
+    assert run(tmp_path, *apply, "-q").returncode == 0
+    length = time.monotonic() - started
+    _tree_digest(out) != old_digest or pytest.fail("the new output equals the old one")
+    rng = np.random.default_rng(5)
+    for k in range(20):
+        assert run(tmp_path, *apply, "--method", "minmax", "-q").returncode == 0
+        old_digest = _tree_digest(out)
+        sig = (signal.SIGINT, signal.SIGTERM)[k % 2]
+        proc = subprocess.Popen(["normstat", *apply], cwd=tmp_path, stderr=subprocess.PIPE)
+        time.sleep(float(rng.uniform(0.0, length)))
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        _, err_bytes = proc.communicate(timeout=60)
+        err = err_bytes.decode()
+        assert "Exception ignored" not in err and "Traceback" not in err, err
+        assert sorted(os.listdir(tmp_path)) == names, f"left behind: {os.listdir(tmp_path)}"
+        assert digest(tmp_path / src) == source_digest
+        if proc.returncode == 0:  # it had finished: a complete new output, reported
+            assert one_line(err, f"wrote {out.name}") and _load_any(out) == rows
+            continue
+        assert proc.returncode == 128 + sig, err
+        line = one_line(err, f"Error: interrupted by {signal.Signals(sig).name}")
+        if line.endswith("no output written"):
+            assert _tree_digest(out) == old_digest, "old output changed, yet 'no output written'"
+        else:
+            assert "had already been written" in line and _load_any(out) == rows
