@@ -207,11 +207,17 @@ def _write_stats(stats: Stats, output: str | None, quiet: bool, saved: bool = Fa
         artifact.save(stats, output)
     if not quiet:
         n = int(stats.moments.count.size)
-        click.echo(
+        _wrote(
             f"wrote {output}: {n} features, feature shape {list(stats.feature_shape)}, "
-            f"{stats.source.get('shape', ['?'])[0]} samples",
-            err=True,
+            f"{stats.source.get('shape', ['?'])[0]} samples"
         )
+
+
+def _wrote(line: str) -> None:
+    """Report a committed output; a signal after this line adds no second line."""
+    with interrupts.deferred():
+        click.echo(line, err=True)
+        interrupts.announced.append(line)
 
 
 def _split_columns(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -504,7 +510,7 @@ def apply_cmd(
         task_size=task_size,
     )
     if not quiet and output != "-":
-        click.echo(f"wrote {output}", err=True)
+        _wrote(f"wrote {output}")
 
 
 @main.command()
@@ -671,4 +677,4 @@ def plot_cmd(stats: str, output: str, title: str | None, force: bool) -> None:
 
     _atomic.check_writable(output, force=force, inputs=(stats,))
     plot.plot(stats, output, title=title)
-    click.echo(f"wrote {output}", err=True)
+    _wrote(f"wrote {output}")

@@ -38,17 +38,20 @@ def run() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     code: int | str | None = 0
     try:
-        from normstat.cli import main
+        try:
+            from normstat.cli import main
 
-        main(prog_name="normstat")
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int | str) or exc.code is None else 1
+            main(prog_name="normstat")
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int | str) or exc.code is None else 1
+        finally:
+            interrupts.hold()  # the command is over: from here a signal is only recorded
     except (KeyboardInterrupt, interrupts.Interrupted):  # before the command ran, or after
         if not interrupts.received:
             interrupts.received.append(signal.SIGINT)
     if interrupts.received:  # the flag is the truth, whatever was raised or swallowed
-        if not _reported:
-            print(interrupts.message(), file=sys.stderr)
+        if not _reported and not (interrupts.committed and interrupts.announced):
+            print(interrupts.message(), file=sys.stderr)  # else "wrote OUT" said it
         _exit_now(interrupts.exit_code())
     _finish(code)
 
@@ -74,14 +77,27 @@ def _finish(code: int | str | None) -> None:
     its behaviour is exactly Python's.
     """
     if threading.active_count() > 1 or "distributed" in sys.modules or isinstance(code, str):
+        atexit.register(_leave_if_interrupted)  # runs first, after threads are joined
         sys.exit(code)
     atexit._run_exitfuncs()
     try:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
     except (OSError, ValueError, AttributeError):  # AttributeError: a closed stream is None
+        atexit.register(_leave_if_interrupted)
         sys.exit(code)  # Python's own shutdown reports a failed flush (exit 120)
+    _leave_if_interrupted()
     os._exit((code or 0) & 0xFF)
+
+
+def _leave_if_interrupted() -> None:
+    """A signal recorded after the command ended still sets the exit code (the "wrote" line
+    already told what is on disk). Later ones are ignored: Python's own teardown restores the
+    default action, and a signal then would kill the process without a word."""
+    for signum in interrupts.SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if interrupts.received:
+        _exit_now(interrupts.exit_code())
 
 
 def _exit_now(code: int) -> None:

@@ -33,6 +33,9 @@ received: list[int] = []
 committed: list[str] = []
 """Outputs committed (renamed into place) by this process, in order."""
 
+announced: list[str] = []
+"""Report lines printed after commits ("wrote OUT"): after one, a signal adds no second line."""
+
 _deferring = [0]
 
 
@@ -81,6 +84,11 @@ def deferred() -> Iterator[None]:
         yield
     finally:
         _deferring[0] -= 1
+
+
+def hold() -> None:
+    """From now on the handler only records (the work is over; the exit reads the flag)."""
+    _deferring[0] += 1
 
 
 def exit_code() -> int:

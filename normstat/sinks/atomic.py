@@ -161,9 +161,11 @@ def atomic_output(path: str) -> Iterator[str]:
         yield target
         return
     existed = os.path.lexists(target)
-    private = temporary_dir(target, "file")
-    tmp = os.path.join(private, os.path.basename(target))
+    private = ""
     try:
+        with interrupts.deferred():  # made and known, or not made: never leaked
+            private = temporary_dir(target, "file")
+        tmp = os.path.join(private, os.path.basename(target))
         yield tmp
         if not os.path.lexists(tmp):  # a writer that wrote nothing: an empty output
             open(tmp, "wb").close()
@@ -174,7 +176,9 @@ def atomic_output(path: str) -> Iterator[str]:
             _fsync(os.path.dirname(os.path.abspath(target)))
             interrupts.committed.append(path)
     finally:
-        remove(private)
+        if private:
+            with interrupts.deferred():  # a second signal does not cut the clean-up short
+                remove(private)
 
 
 def _commit_file(tmp: str, target: str, path: str, *, replace: bool) -> None:

@@ -40,8 +40,10 @@ def atomic_directory(path: str) -> Iterator[str]:
     path = path.rstrip("/") or path
     target = target_of(path)
     existed = os.path.lexists(target)
-    tmp = temporary_dir(target, "directory")
+    tmp = ""
     try:
+        with interrupts.deferred():  # made and known, or not made: never leaked
+            tmp = temporary_dir(target, "directory")
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it a normal mode
         yield tmp
         with interrupts.deferred():
@@ -51,7 +53,9 @@ def atomic_directory(path: str) -> Iterator[str]:
             _fsync(os.path.dirname(os.path.abspath(target)))
             interrupts.committed.append(path)
     finally:
-        remove(tmp)  # the new tree on failure; the old one after an exchange
+        if tmp:
+            with interrupts.deferred():  # the new tree on failure; the old one after an exchange
+                remove(tmp)
 
 
 def _replace(tmp: str, target: str, path: str, existed: bool) -> None:
