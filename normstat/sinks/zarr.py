@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from normstat import interrupts
 from normstat.sources.base import rows_for_bytes
 from normstat.sources.zarr import zarr_module
 
@@ -124,11 +125,16 @@ class ZarrWriter:
             dataset,
             attrs or {},
         )
-        target.create()
-        self._w = target.open()
+        with interrupts.deferred():
+            target.create()
+            self._w = target.open()
 
     def write(self, start: int, block: np.ndarray) -> None:
-        self._w.write(start, block)
+        # zarr writes on its own event-loop thread: a signal raised while this thread waits
+        # would leave that thread writing chunks into the temporary after it is removed. So a
+        # block is written whole, and the interrupt is taken at the next check.
+        with interrupts.deferred():
+            self._w.write(start, block)
 
     def close(self) -> None:
         self._w.close()
