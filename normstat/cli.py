@@ -61,16 +61,17 @@ class _UsageFailure(_Failure):
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        interrupts.start_command()
         try:
             return super().invoke(ctx)
         except NormstatError as exc:
             failure = _UsageFailure if exc.exit_code == _UsageFailure.exit_code else _Failure
             raise failure(str(exc)) from None
         except (KeyboardInterrupt, interrupts.Interrupted):
-            if not interrupts.received:  # a KeyboardInterrupt raised without our handler
-                interrupts.received.append(signal.SIGINT)
-            click.echo(report_interrupt(), err=True)
-            ctx.exit(interrupts.exit_code())
+            # the flag is the truth; a KeyboardInterrupt without our handler counts as SIGINT
+            signum = interrupts.signum() or signal.SIGINT
+            click.echo(report_interrupt(signum), err=True)
+            ctx.exit(interrupts.exit_code(signum))
         except BrokenPipeError:
             # Python's documented recipe: stop writing to the closed pipe, exit quietly.
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -59,9 +59,9 @@ def run() -> None:
 _reported: list[str] = []  # the interrupt line, once the CLI has printed it
 
 
-def report_interrupt() -> str:
+def report_interrupt(signum: int) -> str:
     """The interrupt line, printed by the CLI; remembered so it is printed once."""
-    _reported.append(interrupts.message())
+    _reported.append(interrupts.message(signum))
     return _reported[-1]
 
 

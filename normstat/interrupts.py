@@ -37,6 +37,7 @@ announced: list[str] = []
 """Report lines printed after commits ("wrote OUT"): after one, a signal adds no second line."""
 
 _deferring = [0]
+_installed: list[bool] = []
 
 
 class Interrupted(BaseException):
@@ -57,6 +58,7 @@ def install() -> None:
     """Handle SIGINT, SIGTERM, SIGHUP and SIGQUIT alike; keep swallowed interrupts quiet."""
     for signum in SIGNALS:
         signal.signal(signum, _on_signal)
+    _installed.append(True)
     previous = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:
@@ -91,14 +93,27 @@ def hold() -> None:
     _deferring[0] += 1
 
 
-def exit_code() -> int:
+def record_commit(path: str) -> None:
+    """Note an output committed by the command (only when the handlers are installed: a
+    library caller has no message to make truthful)."""
+    if _installed:
+        committed.append(path)
+
+
+def start_command() -> None:
+    """A command begins: it has committed and announced nothing yet."""
+    committed.clear()
+    announced.clear()
+
+
+def exit_code(signum: int | None = None) -> int:
     """The shell convention: 128 + the signal (130 for SIGINT, 143 for SIGTERM)."""
-    return 128 + (received[0] if received else signal.SIGINT)
+    return 128 + (signum or (received[0] if received else signal.SIGINT))
 
 
-def message() -> str:
+def message(signum: int | None = None) -> str:
     """One line telling the truth about what is on disk."""
-    name = signal.Signals(received[0] if received else signal.SIGINT).name
+    name = signal.Signals(signum or (received[0] if received else signal.SIGINT)).name
     if committed:
         return f"Error: interrupted by {name}; {', '.join(committed)} had already been written"
     return f"Error: interrupted by {name}; no output written"

@@ -174,7 +174,7 @@ def atomic_output(path: str) -> Iterator[str]:
             _fsync(tmp)
             _commit_file(tmp, target, path, replace=existed)
             _fsync(os.path.dirname(os.path.abspath(target)))
-            interrupts.committed.append(path)
+            interrupts.record_commit(path)
     finally:
         if private:
             with interrupts.deferred():  # a second signal does not cut the clean-up short

@@ -51,7 +51,7 @@ def atomic_directory(path: str) -> Iterator[str]:
             fsync_tree(tmp)
             _replace(tmp, target, path, existed)
             _fsync(os.path.dirname(os.path.abspath(target)))
-            interrupts.committed.append(path)
+            interrupts.record_commit(path)
     finally:
         if tmp:
             with interrupts.deferred():  # the new tree on failure; the old one after an exchange
