@@ -512,3 +512,43 @@ def test_interrupts_at_random_moments_tell_the_truth(tmp_path, suffix):
             assert _tree_digest(out) == old_digest, "old output changed, yet 'no output written'"
         else:
             assert "had already been written" in line and _load_any(out) == rows
+
+
+def test_nothing_is_committed_after_a_signal(tmp_path, monkeypatch):
+    """The commit checks the flag: an interrupt that a library swallowed still prevents it."""
+    from normstat import interrupts
+    from normstat.sinks.atomic import atomic_output
+
+    out = tmp_path / "out.json"
+    out.write_text("old")
+    monkeypatch.setattr(interrupts, "received", [signal.SIGTERM])
+    with pytest.raises(interrupts.Interrupted), atomic_output(str(out)) as tmp:
+        Path(tmp).write_text("new")
+    assert out.read_text() == "old"
+    assert os.listdir(tmp_path) == ["out.json"]
+
+
+PRODUCER = """
+import sys, time, numpy as np
+np.lib.format.write_array_header_1_0(sys.stdout.buffer,
+    {"descr": "<f8", "fortran_order": False, "shape": (100_000, 4)})
+for i in range(1000):
+    sys.stdout.buffer.write(np.ones((100, 4)).tobytes())
+    sys.stdout.buffer.flush()
+    if i == 3:
+        open(sys.argv[1], "w").close()
+    time.sleep(0.02)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT])
+def test_sighup_and_sigquit_are_handled_like_sigterm(tmp_path, sig):
+    from processes import interrupt, start_piped
+
+    (tmp_path / "out.json").write_text("old")
+    args = ["fit", "-", "--input-format", "npy", "--chunk-size", "100", "-o", "out.json"]
+    producer, proc = start_piped(PRODUCER, [*args, "--force"], tmp_path)
+    time.sleep(0.3)
+    assert interrupt(producer, proc, sig, 128 + sig) < 1.0
+    assert os.listdir(tmp_path) == ["out.json"]
+    assert (tmp_path / "out.json").read_text() == "old"

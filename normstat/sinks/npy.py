@@ -32,7 +32,7 @@ class NpyWriter:
             self._dtype = np.dtype(dtype)
             self._row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self._dtype.itemsize
             if self._seekable:
-                _reserve(self._fd, self._offset + shape[0] * self._row_bytes)
+                reserve(self._fd, self._offset + shape[0] * self._row_bytes)
             self._pos = 0
             self._put(header.getbuffer(), 0)
         except BaseException:
@@ -55,7 +55,7 @@ class NpyWriter:
         os.close(self._fd)
 
 
-def _reserve(fd: int, size: int) -> None:
+def reserve(fd: int, size: int) -> None:
     """Allocate the whole file now, so a full disk fails here (ENOSPC), not mid-write."""
     try:
         os.posix_fallocate(fd, 0, size)

@@ -20,6 +20,7 @@ import numpy as np
 
 from normstat.errors import UsageError
 from normstat.sinks import Writer
+from normstat.sinks.npy import reserve
 
 
 class RangeTarget(Protocol):
@@ -55,6 +56,11 @@ class NpyTarget:
     def create(self) -> None:
         out = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.dtype, shape=self.shape)
         del out  # header written, file sized (sparse) to hold every row
+        fd = os.open(self.path, os.O_WRONLY)
+        try:  # the space reserved now: a full disk is ENOSPC here, not in a worker's write
+            reserve(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
 
     def open(self) -> NpyRangeWriter:
         return NpyRangeWriter(self.path, self.shape, np.dtype(self.dtype))
