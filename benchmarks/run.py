@@ -123,8 +123,8 @@ def run_cli(dataset: str, path: str, repeats: int, scratch: str, tiny: str) -> l
     imports.note = code = f"import numpy, click, {IMPORTS[dataset]}"
     out = os.path.join(scratch, f"cli-{dataset}.json")
     fit = [*normstat_command(), "fit"]
-    argv = [*fit, methods.source_spec(dataset, path), "-o", out, "-q"]
-    tiny_argv = [*fit, methods.source_spec(dataset, tiny), "-o", f"{out}.tiny", "-q"]
+    argv = [*fit, methods.source_spec(dataset, path), "-o", out, "-q", "--force"]  # repeated runs
+    tiny_argv = [*fit, methods.source_spec(dataset, tiny), "-o", f"{out}.tiny", "-q", "--force"]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
     server = [sys.executable, os.path.join(HERE, "methods.py"), "serve", methods.NORMSTAT]
     with subprocess.Popen(

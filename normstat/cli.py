@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from normstat import __version__
+from normstat import __version__, interrupts
 from normstat.core.choices import ENGINES, EXPORT_TARGETS, METHODS, NAN_POLICIES, OUTPUT_FORMATS
 from normstat.errors import NormstatError
-from normstat.interrupts import Terminated, interrupted_message, signal_exit
 
 if TYPE_CHECKING:
     from normstat.core.drift import Drift
@@ -61,15 +60,17 @@ class _UsageFailure(_Failure):
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        interrupts.start_command()
         try:
             return super().invoke(ctx)
         except NormstatError as exc:
             failure = _UsageFailure if exc.exit_code == _UsageFailure.exit_code else _Failure
             raise failure(str(exc)) from None
-        except (KeyboardInterrupt, Terminated) as exc:
-            signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
-            click.echo(interrupted_message(signum), err=True)
-            ctx.exit(signal_exit(signum))
+        except (KeyboardInterrupt, interrupts.Interrupted):
+            # the flag is the truth; a KeyboardInterrupt without our handler counts as SIGINT
+            signum = interrupts.signum() or signal.SIGINT
+            click.echo(interrupts.report(signum), err=True)
+            ctx.exit(interrupts.exit_code(signum))
         except BrokenPipeError:
             # Python's documented recipe: stop writing to the closed pipe, exit quietly.
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -195,17 +196,20 @@ def _echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, allow_nan=False))
 
 
-def _write_stats(stats: Stats, output: str | None, quiet: bool) -> None:
+def _write_stats(stats: Stats, output: str | None, quiet: bool, saved: bool = False) -> None:
+    """Print to stdout, or save to ``output`` (unless the command saved it already); report."""
     if output is None or output == "-":
+        if sys.stdout is None:
+            raise _Failure("<stdout>: cannot write the output (stdout is closed)")
         click.echo(artifact.dumps(stats), nl=False)
         return
-    artifact.save(stats, output)
+    if not saved:
+        artifact.save(stats, output)
     if not quiet:
         n = int(stats.moments.count.size)
-        click.echo(
+        _wrote(
             f"wrote {output}: {n} features, feature shape {list(stats.feature_shape)}, "
-            f"{stats.source.get('shape', ['?'])[0]} samples",
-            err=True,
+            f"{stats.source.get('shape', ['?'])[0]} samples"
         )
 
 
@@ -234,6 +238,13 @@ def _report_columns(stats: Stats, limit: int = 20) -> None:
             f"column {p['name']!r} is {' / '.join(p['types'])} across shards: read as {p['to']}",
             err=True,
         )
+
+
+def _wrote(line: str) -> None:
+    """Report a committed output; a signal after this line adds no second line."""
+    with interrupts.deferred():
+        click.echo(line, err=True)
+        interrupts.announced.append(line)
 
 
 # Options shared by the commands that read data.
@@ -432,6 +443,7 @@ def main() -> None:
     metavar="STATS",
     help="Write the statistics here (.json, or .npz); default: JSON to stdout.",
 )
+@click.option("--force", is_flag=True, help="Replace STATS if it exists (never an input).")
 @click.option(
     "--axis",
     "axis",
@@ -494,6 +506,7 @@ def main() -> None:
 def fit(
     sources: tuple[str, ...],
     output: str | None,
+    force: bool,
     axis: tuple[str, ...],
     ddof: int,
     nan: str,
@@ -557,10 +570,12 @@ def fit(
         allow_external=allow_external,
         rescale=rescale,
         options=_read_options(mode, resize, center_crop, skip_bad),
+        output=None if output == "-" else output,
+        force=force,
     )
     if not quiet:
         _report_columns(stats)
-    _write_stats(stats, output, quiet)
+    _write_stats(stats, output, quiet, saved=True)
 
 
 @main.command("apply")
@@ -680,7 +695,7 @@ def apply_cmd(
         options=_read_options(mode, resize, center_crop, False),
     )
     if not quiet and output != "-":
-        click.echo(f"wrote {output}", err=True)
+        _wrote(f"wrote {output}")
 
 
 @main.command()
@@ -701,11 +716,16 @@ def show(stats: str, as_json: bool, show_all: bool) -> None:
 @click.option(
     "-o", "--output", metavar="OUT", help="Merged statistics (.json/.npz); default: JSON to stdout."
 )
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (never an input).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @_allow_overlap_option
-def merge(parts: tuple[str, ...], output: str | None, quiet: bool, allow_overlap: bool) -> None:
+def merge(
+    parts: tuple[str, ...], output: str | None, force: bool, quiet: bool, allow_overlap: bool
+) -> None:
     """Merge statistics of disjoint parts exactly; parts fitted from the same data (by the
     fingerprints in the artifacts) are refused. Python: normstat.merge(paths)."""
+    if output not in (None, "-"):
+        _atomic.check_writable(output, force=force, inputs=parts)
     _write_stats(api.merge(list(parts), allow_overlap=allow_overlap), output, quiet)
 
 
@@ -853,6 +873,6 @@ def plot_cmd(stats: str, output: str, title: str | None, force: bool) -> None:
     """
     from normstat import plot
 
-    _atomic.check_writable(output, force=force)
+    _atomic.check_writable(output, force=force, inputs=(stats,))
     plot.plot(stats, output, title=title)
-    click.echo(f"wrote {output}", err=True)
+    _wrote(f"wrote {output}")

@@ -13,25 +13,16 @@ import signal
 import sys
 import threading
 
-from normstat.interrupts import Terminated, interrupted_message, signal_exit
-
-__all__ = ["Terminated", "interrupted_message", "run", "signal_exit"]
-
-
-_received: list[int] = []  # signals seen, so an interrupt swallowed by a C callback still counts
-
-
-def _on_signal(signum: int, frame: object) -> None:
-    _received.append(signum)
-    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
+from normstat import interrupts
 
 
 def run() -> None:
     """Run the CLI with our signal handling.
 
-    Python installs no SIGTERM handler; ours raises :class:`Terminated` so a kill cleans up like
-    Ctrl-C. SIGXFSZ (a file-size limit) is ignored so an oversized write fails with EFBIG and a
-    clear error instead of killing the process with a partial file. If a signal arrived but the
+    SIGINT, SIGTERM, SIGHUP and SIGQUIT are handled alike (:mod:`normstat.interrupts`): a flag
+    records the signal and the work stops at the next check, cleaning up as it unwinds. SIGXFSZ
+    (a file-size limit) is ignored so an oversized write fails with EFBIG and a clear error
+    instead of killing the process with a partial file. If a signal arrived but the
     interrupt was swallowed somewhere (a callback inside h5py or pyarrow), the exit code still
     says so: a run that was interrupted never exits 0.
     """
@@ -42,23 +33,26 @@ def run() -> None:
     # imports, 5% of a fit's samples in a profile. Dask's nanny sets the same for its workers.
     # A value the user set is kept.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    interrupts.install()
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     code: int | str | None = 0
     try:
-        from normstat.cli import main
+        try:
+            from normstat.cli import main
 
-        main(prog_name="normstat")
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int | str) or exc.code is None else 1
-    except (KeyboardInterrupt, Terminated):  # before or after the command itself ran
-        signum = _received[-1] if _received else signal.SIGINT
-        print(interrupted_message(signum), file=sys.stderr)
-        code = signal_exit(signum)
-    if _received:
-        _exit_now(signal_exit(_received[0]))
+            main(prog_name="normstat")
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int | str) or exc.code is None else 1
+        finally:
+            interrupts.hold()  # the command is over: from here a signal is only recorded
+    except (KeyboardInterrupt, interrupts.Interrupted):  # before the command ran, or after
+        if not interrupts.received:
+            interrupts.received.append(signal.SIGINT)
+    if interrupts.received:  # the flag is the truth, whatever was raised or swallowed
+        if not interrupts.reported and not (interrupts.committed and interrupts.announced):
+            print(interrupts.message(), file=sys.stderr)  # else "wrote OUT" said it
+        _exit_now(interrupts.exit_code())
     _finish(code)
 
 
@@ -74,14 +68,27 @@ def _finish(code: int | str | None) -> None:
     its behaviour is exactly Python's.
     """
     if threading.active_count() > 1 or "distributed" in sys.modules or isinstance(code, str):
+        atexit.register(_leave_if_interrupted)  # runs first, after threads are joined
         sys.exit(code)
     atexit._run_exitfuncs()
     try:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # AttributeError: a closed stream is None
+        atexit.register(_leave_if_interrupted)
         sys.exit(code)  # Python's own shutdown reports a failed flush (exit 120)
+    _leave_if_interrupted()
     os._exit((code or 0) & 0xFF)
+
+
+def _leave_if_interrupted() -> None:
+    """A signal recorded after the command ended still sets the exit code (the "wrote" line
+    already told what is on disk). Later ones are ignored: Python's own teardown restores the
+    default action, and a signal then would kill the process without a word."""
+    for signum in interrupts.SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if interrupts.received:
+        _exit_now(interrupts.exit_code())
 
 
 def _exit_now(code: int) -> None:
@@ -94,6 +101,6 @@ def _exit_now(code: int) -> None:
     to run, so skip finalisation: flush what was printed and leave.
     """
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             stream.flush()
     os._exit(code)

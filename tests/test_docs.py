@@ -110,7 +110,7 @@ def test_recipe_pipe_into_training_script(in_scratch):
     Path("train.py").write_text(train, encoding="utf-8")
     normstat_cmd = [sys.executable, "-m", "normstat"]
     subprocess.run([*normstat_cmd, "fit", "examples/digits.h5:/images", "--axis", "1",
-                    "--axis", "2", "-o", "stats.json", "-q"], check=True)  # fmt: skip
+                    "--axis", "2", "-o", "stats.json", "-q", "--force"], check=True)  # fmt: skip
     producer = subprocess.Popen(
         [*normstat_cmd, "apply", "stats.json", "examples/digits.h5:/images", "-o", "-"],
         stdout=subprocess.PIPE,

@@ -95,7 +95,7 @@ def test_teardown_is_skipped_after_a_plain_run(train):
     not run, which an object finalised only at teardown shows; with a thread alive it does."""
     path, _ = train
     keep = "class D:\n    def __del__(self): print('TEARDOWN', flush=True)\nd = D()\n"
-    args = ("fit", str(path), "-o", str(path.with_suffix(".json")), "-q")
+    args = ("fit", str(path), "-o", str(path.with_suffix(".json")), "-q", "--force")
     fast = _normstat(keep + "run()", *args)
     assert fast.returncode == 0, fast.stderr
     assert "TEARDOWN" not in fast.stdout

@@ -58,6 +58,7 @@ def test_signal_stops_cleanly(tmp_path, stats_file, sig, code, command):
     before = {p.name: _digest(p) for p in tmp_path.iterdir()}
     if command == "fit":
         args = ["fit", "-", "--input-format", "npy", "--chunk-size", "1000", "-o", out.name]
+        args.append("--force")
     else:
         args = [
             "apply",

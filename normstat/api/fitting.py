@@ -22,6 +22,7 @@ from normstat.api.options import (
     row_bytes,
     task_rows,
 )
+from normstat.artifact import save
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout, AxisSpec
 from normstat.core.moments import Moments, TreeMerger
@@ -30,6 +31,7 @@ from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
 from normstat.engine.task import check_finite, chunk_task
 from normstat.errors import UsageError
+from normstat.sinks.atomic import check_writable
 from normstat.sources import ArraySource, Chunk, describe, open_sources
 from normstat.sources.base import known_rows, total_rows
 
@@ -61,6 +63,8 @@ def fit(
     allow_external: bool = False,
     rescale: float | str = 1.0,
     options: dict[str, Any] | None = None,
+    output: str | None = None,
+    force: bool = False,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
@@ -76,7 +80,12 @@ def fit(
 
     With ``checkpoint``, the merged state and position are saved there every
     ``checkpoint_every`` seconds; ``resume`` continues from that file if it exists (the data must
-    be unchanged). The checkpoint is removed when the fit completes.
+    be unchanged). The checkpoint is removed when the fit completes; with ``output``, only once
+    the statistics are committed there.
+
+    ``output``: also save the statistics there (:func:`normstat.save`). It is checked before the
+    pass, as every command's output is (:func:`normstat.sinks.atomic.check_writable`): not a
+    file the pass reads, its directory exists, an existing file only with ``force``.
 
     ``engine="dask"`` runs the same per-chunk step and merge as Dask tasks, on the cluster at
     ``scheduler`` (or $DASK_SCHEDULER_ADDRESS), else on a local cluster of ``workers`` processes.
@@ -108,6 +117,10 @@ def fit(
     )
     try:
         check_distributable(srcs, engine, checkpoint)
+        if output is not None:
+            check_writable(output, force=force, sources=srcs)
+        if checkpoint:
+            check_writable(checkpoint, force=True, sources=srcs)
         layout = source_layout(axis, srcs[0])
         rows = chunk_rows(srcs[0], chunk_size, shards=srcs[1:])
         saver, initial = None, None
@@ -139,12 +152,16 @@ def fit(
                 )
         paths = ", ".join(s.path for s in srcs[:3]) + (", ..." if len(srcs) > 3 else "")
         check_finite(moments, paths, srcs[0].dataset, layout, srcs[0].features)
-        if checkpoint and os.path.exists(checkpoint):
-            os.unlink(checkpoint)
         stats = Stats(
             moments, layout.feature_shape, layout.axis, ddof, srcs[0].features, describe(srcs)
         )
-        return stats if scale == 1.0 else stats.rescaled(scale)
+        if scale != 1.0:
+            stats = stats.rescaled(scale)
+        if output is not None:
+            save(stats, output)
+        if checkpoint and os.path.exists(checkpoint):
+            os.unlink(checkpoint)  # only now: the statistics are safe
+        return stats
     finally:
         for s in srcs:
             s.close()

@@ -33,7 +33,7 @@ def apply(srcs: list[ArraySource], o: ApplyOptions) -> None:
     if o.out == "-":
         write(lambda: open_writer(out.format, "-", out.spec), items, "<stdout>")
         return
-    check_writable(o.out, force=o.force, inputs=tuple(s.path for s in srcs))
+    check_writable(o.out, force=o.force, sources=srcs)
     with atomic_output_for(o.out, out.format.name) as tmp:
         write(lambda: open_writer(out.format, tmp, out.spec), items, o.out)
 

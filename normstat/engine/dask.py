@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
+from normstat import interrupts
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments
@@ -115,6 +116,7 @@ def track(futures: list[Any], tasks: Sequence[Any], progress: Progress | None) -
     """
     order = {f.key: i for i, f in enumerate(futures)}
     for fut in distributed_module().as_completed(list(futures)):
+        interrupts.check()
         i = order[fut.key]
         if fut.status != "finished":
             failed = _first_failure(futures, i)

@@ -126,7 +126,7 @@ def apply_dask(srcs: list[ArraySource], o: ApplyOptions) -> None:
     else:
         outs = [resolve(srcs, o)]
         _check_parallel(outs[0].format, len(srcs), o.out)
-    check_writable(o.out, force=o.force, inputs=tuple(s.path for s in srcs))
+    check_writable(o.out, force=o.force, sources=srcs)
 
     def run(jobs: list[Any]) -> None:
         try:

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from normstat import interrupts
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments, TreeMerger
@@ -60,6 +61,7 @@ def fit_local(
             else:
                 results = _pipelined(pool, chunks, layout, nan_policy, workers, features)
             for part, samples in results:
+                interrupts.check()  # a swallowed interrupt still stops the pass here
                 tree.add(part)
                 if progress is not None:
                     progress(samples)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from normstat import interrupts
 from normstat.engine.transform import TransformStep, output_schema
 from normstat.errors import DataError
 from normstat.sinks import OutputFormat, OutputSpec, Writer, output_format
@@ -79,6 +80,7 @@ def write(opener: Callable[[], Writer], items: Iterable[tuple[int, Any]], where:
     done = 0
     try:
         for n, item in items:
+            interrupts.check()  # a signal stops the run between blocks, cleaned up as it unwinds
             with write_errors(where):
                 writer.write(item)
             done += n

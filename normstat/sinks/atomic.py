@@ -1,67 +1,225 @@
-"""Write to a temporary file beside the target, rename into place only on success.
+"""The output commit protocol, shared by every command that writes (fit, merge, apply, plot,
+checkpoints), and the one check of an output path against the inputs.
 
-A rename within one directory is atomic on POSIX, so readers see either the old file or the
-complete new one; on any exception, including KeyboardInterrupt, the temporary file is removed.
+1. :func:`check_writable`, BEFORE any work: the output's directory exists; OUT is not a file
+   that is really read (same st_dev/st_ino after following links, including HDF5 external
+   files), and no input lies at or under OUT; an existing regular file or directory at OUT needs
+   ``force``. A special file (``/dev/null``, a FIFO, a terminal) needs no ``force``.
+2. :func:`atomic_output` / :func:`~normstat.sinks.directory.atomic_directory`: the writer fills
+   a hidden temporary ``.{name}.normstat-{pid}.{random}.tmp`` beside the target (a symlink is
+   followed: beside its TARGET). Temporaries of dead processes in that directory are removed
+   first. A special file is written directly: no temporary, no rename.
+3. Commit, with signals deferred: no commit once an interrupt was seen; fsync the data, then
+   no-clobber (``link``, or ``renameat2(RENAME_NOREPLACE)`` for a directory) when nothing was
+   at OUT at the start, or replace in one step (``rename``, ``RENAME_EXCHANGE``) what was there;
+   fsync the directory; record the output in :data:`normstat.interrupts.committed`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
+from normstat import interrupts
 from normstat.errors import DataError, UsageError
+from normstat.sinks.rename import appeared, rename_noreplace
+
+_TEMP = re.compile(r"^\..+\.normstat-(\d+)\.[^./]*\.tmp(\.old)?$")
 
 
-def check_writable(path: str, *, force: bool, inputs: tuple[str, ...] = ()) -> None:
-    """Refuse to overwrite an input, or an existing file without ``force``."""
-    for src in inputs:
-        if (
-            src != "-"
-            and os.path.exists(src)
-            and os.path.exists(path)
-            and os.path.samefile(src, path)
-        ):
-            raise UsageError("refusing to write over an input file", path=path)
-    if os.path.exists(path) and not force:
+def real_files(source: Any) -> list[str]:
+    """The files a source really reads: ``source.files()`` when it has one, else its path."""
+    files = getattr(source, "files", None)
+    return list(files()) if callable(files) else [source.path]
+
+
+def target_of(path: str) -> str:
+    """Where writing to ``path`` lands: a symlink's target (followed), else ``path``. A link to
+    a special file (``/dev/stdout`` to a pipe) is kept: it is opened, not renamed over."""
+    return os.path.realpath(path) if os.path.islink(path) and not is_special(path) else path
+
+
+def is_special(path: str) -> bool:
+    """Is ``path`` (links followed) something other than a regular file or a directory?"""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def check_writable(
+    path: str, *, force: bool, inputs: Sequence[str] = (), sources: Iterable[Any] = ()
+) -> None:
+    """Refuse an output that is an input or holds one, or exists without ``force``.
+
+    ``inputs`` are paths, ``sources`` opened sources (their :func:`real_files` are checked)."""
+    read = [p for p in inputs if p != "-"]
+    for src in sources:
+        read += [p for p in real_files(src) if p != "-"]
+    _check_not_an_input(path, read)
+    target = target_of(path)
+    if os.path.exists(target) and not is_special(target) and not force:
         raise UsageError("output exists (use --force to replace it)", path=path)
-    parent = os.path.dirname(os.path.abspath(path))
+    parent = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(parent):
         raise UsageError("the output's directory does not exist", path=path)
+    if not is_special(target) and not os.access(parent, os.W_OK):
+        raise UsageError("cannot write in the output's directory (permission denied)", path=path)
+
+
+def _check_not_an_input(path: str, inputs: list[str]) -> None:
+    try:
+        out = os.stat(path)
+    except OSError:
+        out = None
+    out_id = None if out is None or is_special(path) else (out.st_dev, out.st_ino)
+    out_parent = os.path.realpath(os.path.dirname(os.path.abspath(target_of(path))))
+    for src in inputs:
+        try:
+            st = os.stat(src)
+        except OSError:
+            continue
+        real = os.path.realpath(src)
+        if out_id is not None and any(_identity(p) == out_id for p in _self_and_parents(real)):
+            what = "an input file" if out_id == (st.st_dev, st.st_ino) else "an input's directory"
+            raise UsageError(f"refusing to write over {what} ({src})", path=path)
+        if stat.S_ISDIR(st.st_mode) and (out_parent + "/").startswith(real.rstrip("/") + "/"):
+            raise UsageError(f"refusing to write inside an input ({src})", path=path)
+
+
+def _self_and_parents(path: str) -> Iterator[str]:
+    while True:
+        yield path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def temporary_dir(target: str, what: str) -> str:
+    """A new hidden temporary directory beside ``target``, stale ones removed first."""
+    directory = os.path.dirname(os.path.abspath(target))
+    remove_stale(directory)
+    base = os.path.basename(target)
+    try:
+        return tempfile.mkdtemp(
+            prefix=f".{base}.normstat-{os.getpid()}.", suffix=".tmp", dir=directory
+        )
+    except OSError as exc:
+        raise DataError(f"cannot create a {what} here ({exc.strerror})", path=target) from None
+
+
+def remove_stale(directory: str) -> None:
+    """Remove temporaries left in ``directory`` by normstat processes that are gone (SIGKILL)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        match = _TEMP.match(name)
+        if match and not _alive(int(match.group(1))):
+            remove(os.path.join(directory, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager
 def atomic_output(path: str) -> Iterator[str]:
-    """Yield a temporary path in the target's directory; rename it to ``path`` on success.
+    """Yield a path for the writer to create; commit it to ``path`` (see the module docstring).
 
-    The path does not exist yet: it is a name inside a private directory made beside the
-    target, and the writer creates the file itself. Why not an empty file from ``mkstemp``, as
-    before: a writer opening an existing file truncates it, and ext4 (``auto_da_alloc``) then
-    flushes a truncated-and-rewritten file to disk when it is closed. Measured on a 1.5 GB HDF5
-    output: the close took 0.6 s, and deleting the file afterwards 2.8 s, against ~0 for both
-    with a file created fresh.
+    The yielded path does not exist yet: it is a name inside a private temporary directory, and
+    the writer creates the file itself (a writer that truncates an existing file makes ext4 flush
+    it on close: slow). A special file at ``path`` is yielded itself, to be written directly.
+    What was at ``path`` when the write began is replaced; anything that appears there during
+    the run is not (the commit fails with "appeared while writing").
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
+    target = target_of(path)
+    if is_special(target):
+        yield target
+        return
+    existed = os.path.lexists(target)
+    private = ""
     try:
-        private = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise DataError(f"cannot create a file here ({exc.strerror})", path=path) from None
-    tmp = os.path.join(private, base)
-    try:
+        with interrupts.deferred():  # made and known, or not made: never leaked
+            private = temporary_dir(target, "file")
+        tmp = os.path.join(private, os.path.basename(target))
         yield tmp
         if not os.path.lexists(tmp):  # a writer that wrote nothing: an empty output
             open(tmp, "wb").close()
-        os.replace(tmp, path)
+        with interrupts.deferred():
+            interrupts.check()
+            _fsync(tmp)
+            _commit_file(tmp, target, path, replace=existed)
+            _fsync(os.path.dirname(os.path.abspath(target)))
+            interrupts.record_commit(path)
     finally:
-        _remove(tmp)
-        with contextlib.suppress(OSError):
-            os.rmdir(private)
+        if private:
+            with interrupts.deferred():  # a second signal does not cut the clean-up short
+                remove(private)
 
 
-def _remove(path: str) -> None:
+def _commit_file(tmp: str, target: str, path: str, *, replace: bool) -> None:
+    if replace:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)  # no-clobber: fails if something appeared at OUT meanwhile
+    except FileExistsError:
+        raise appeared(path) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        rename_noreplace(tmp, target, path)  # no hard links here (FAT, ...)
+
+
+def _fsync(path: str) -> None:
+    """Flush a file or a directory to disk before it is reported written."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EROFS, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str) -> None:
+    """fsync every file and directory under ``path`` (a directory output before its commit)."""
+    for root, _, names in os.walk(path):
+        for name in names:
+            _fsync(os.path.join(root, name))
+        _fsync(root)
+
+
+def remove(path: str) -> None:
     """Remove what a failed writer left (a file, or a directory tree)."""
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)

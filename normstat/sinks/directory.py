@@ -1,52 +1,60 @@
-"""Atomic output for outputs that are directories (a Zarr store, a directory of part files).
+"""The commit protocol of :mod:`normstat.sinks.atomic` for outputs that are directories (a Zarr
+store, a directory of part files).
 
-As for files, everything is written into a temporary directory beside the target, which is
-renamed into place only on success; on any failure, including Ctrl-C, it is removed. Replacing an
-existing directory (``--force``) moves the old one aside first, since a rename cannot replace a
-non-empty directory; the old one is removed once the new one is in place.
+Everything is written into a hidden temporary directory beside the target; on any failure,
+including an interrupt, it is removed. The commit is one atomic step on Linux: when nothing was
+at OUT at the start, ``renameat2(RENAME_NOREPLACE)`` (fails if OUT appeared meanwhile); when a
+directory was there (``--force``), ``renameat2(RENAME_EXCHANGE)`` swaps the two, then the old
+tree, now under the temporary name, is removed. Elsewhere, a check-then-rename and a move-aside
+are the fallbacks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 
-from normstat.errors import DataError
+from normstat import interrupts
+from normstat.sinks.atomic import (
+    _fsync,
+    fsync_tree,
+    remove,
+    target_of,
+    temporary_dir,
+)
+from normstat.sinks.rename import exchange, rename_noreplace
 
 
 @contextlib.contextmanager
 def atomic_directory(path: str) -> Iterator[str]:
-    """Yield an empty temporary directory beside ``path``; rename it to ``path`` on success."""
+    """Yield an empty temporary directory beside ``path``; commit it to ``path`` on success."""
     path = path.rstrip("/") or path
-    parent = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
+    target = target_of(path)
+    existed = os.path.lexists(target)
+    tmp = ""
     try:
-        tmp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise DataError(f"cannot create a directory here ({exc.strerror})", path=path) from None
-    try:
+        with interrupts.deferred():  # made and known, or not made: never leaked
+            tmp = temporary_dir(target, "directory")
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it a normal mode
         yield tmp
-        _replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with interrupts.deferred():
+            interrupts.check()
+            fsync_tree(tmp)
+            _replace(tmp, target, path, existed)
+            _fsync(os.path.dirname(os.path.abspath(target)))
+            interrupts.record_commit(path)
+    finally:
+        if tmp:
+            with interrupts.deferred():  # the new tree on failure; the old one after an exchange
+                remove(tmp)
 
 
-def _replace(tmp: str, path: str) -> None:
-    if not os.path.lexists(path):
-        os.replace(tmp, path)
-    elif os.path.islink(path) or not os.path.isdir(path):
-        os.unlink(path)  # a file or link of that name: --force asked to replace it
-        os.replace(tmp, path)
+def _replace(tmp: str, target: str, path: str, existed: bool) -> None:
+    if existed:
+        exchange(tmp, target)  # a file there too (--force): exchanged, then removed
     else:
-        old = f"{tmp}.old"
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
+        rename_noreplace(tmp, target, path)
 
 
 def _umask() -> int:

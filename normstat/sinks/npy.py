@@ -1,52 +1,124 @@
-"""``.npy`` output: through a memory map of the temporary file (one writer), by row ranges at
-their byte offsets (many processes), or as a stream (``-o -``)."""
+"""``.npy`` output: rows written at their offsets into space reserved up front (one writer), by
+row ranges at their byte offsets (many processes), or as a stream (``-o -``)."""
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import stat
 import sys
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from normstat.errors import DataError
 from normstat.sinks import OutputSpec
 
 
 class NpyWriter:
+    """Header, then rows written in order with ``pwrite``, into space reserved up front.
+
+    Not through a memory map: a full disk under a map is a SIGBUS that kills the process with a
+    partial file, where ``posix_fallocate`` fails with ENOSPC, one error line, before any row is
+    written. A special file (``/dev/null``, a FIFO) is written to in order, as a stream.
+    """
+
     def __init__(self, target: str, spec: OutputSpec) -> None:
-        self._out = np.lib.format.open_memmap(target, mode="w+", dtype=spec.dtype, shape=spec.shape)
-        self._start = 0
+        self._fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            self._seekable = stat.S_ISREG(os.fstat(self._fd).st_mode)
+            header = io.BytesIO()
+            _write_header(header, spec.shape, spec.dtype)
+            self._dtype = np.dtype(spec.dtype)
+            row_bytes = int(np.prod(spec.shape[1:], dtype=np.int64)) * self._dtype.itemsize
+            if self._seekable:
+                reserve(self._fd, len(header.getvalue()) + spec.shape[0] * row_bytes)
+            self._pos = 0
+            self._put(header.getbuffer())
+        except BaseException:
+            os.close(self._fd)
+            raise
 
     def write(self, block: np.ndarray) -> None:
-        self._out[self._start : self._start + block.shape[0]] = block
-        self._start += block.shape[0]
+        self._put(np.ascontiguousarray(block, dtype=self._dtype).data.cast("B"))
+
+    def _put(self, data: memoryview) -> None:
+        done = 0
+        while done < len(data):  # a write may be short (2 GiB cap on Linux, a pipe)
+            if self._seekable:
+                done += os.pwrite(self._fd, data[done:], self._pos + done)
+            else:
+                done += os.write(self._fd, data[done:])
+        self._pos += len(data)
 
     def close(self) -> None:
-        self._out.flush()
-        del self._out
+        os.close(self._fd)
+
+
+def reserve(fd: int, size: int) -> None:
+    """Allocate the whole file now, so a full disk fails here (ENOSPC), not mid-write."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV):
+            raise
+
+
+def _write_header(fp: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+        "fortran_order": False,
+        "shape": tuple(shape),
+    }
+    if _needs_v2(shape):
+        np.lib.format.write_array_header_2_0(fp, header)
+    else:
+        np.lib.format.write_array_header_1_0(fp, header)
 
 
 class NpyStreamWriter:
     """Header first, then C-order rows as they come: ``-o -`` for a pipe into a training script."""
 
     def __init__(self, target: str, spec: OutputSpec, stream: BinaryIO | None = None) -> None:
-        self._fp = stream if stream is not None else sys.stdout.buffer
-        header = {
-            "descr": np.lib.format.dtype_to_descr(np.dtype(spec.dtype)),
-            "fortran_order": False,
-            "shape": tuple(spec.shape),
-        }
-        if _needs_v2(spec.shape):
-            np.lib.format.write_array_header_2_0(self._fp, header)
-        else:
-            np.lib.format.write_array_header_1_0(self._fp, header)
+        self._fp = stream if stream is not None else stdout_binary()
+        _write_header(_Checked(self._fp), spec.shape, spec.dtype)
 
     def write(self, block: np.ndarray) -> None:
-        self._fp.write(np.ascontiguousarray(block).data)
+        write_all(self._fp, np.ascontiguousarray(block).data.cast("B"))
 
     def close(self) -> None:
         self._fp.flush()
+
+
+def stdout_binary() -> BinaryIO:
+    """stdout for bytes; a closed stdout (``>&-``) is one error line, not an AttributeError."""
+    if sys.stdout is None:
+        raise DataError("cannot write the output (stdout is closed)", path="<stdout>")
+    return sys.stdout.buffer
+
+
+def write_all(fp: Any, data: Any) -> None:
+    """Write every byte: a raw or non-blocking stream may write less than asked, and a write
+    that makes no progress is an error, never silently dropped data."""
+    view = memoryview(data).cast("B")
+    while len(view):
+        n = fp.write(view)
+        if n is None or n <= 0:  # None: a non-blocking stream that would block
+            raise BrokenPipeError(errno.EPIPE, "the output stream stopped taking data")
+        view = view[n:]
+
+
+class _Checked:
+    """A stream whose ``write`` writes everything (:func:`write_all`)."""
+
+    def __init__(self, fp: Any) -> None:
+        self._fp = fp
+
+    def write(self, data: Any) -> int:
+        write_all(self._fp, data)
+        return len(memoryview(data).cast("B"))
 
 
 def _needs_v2(shape: tuple[int, ...]) -> bool:
@@ -71,8 +143,16 @@ class NpyTarget:
         return 1
 
     def create(self) -> None:
-        out = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.dtype, shape=self.shape)
-        del out  # header written, file sized (sparse) to hold every row
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            header = io.BytesIO()
+            _write_header(header, self.shape, np.dtype(self.dtype))
+            row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * np.dtype(self.dtype).itemsize
+            # the space reserved now: a full disk is ENOSPC here, not in a worker's write
+            reserve(fd, len(header.getvalue()) + self.shape[0] * row_bytes)
+            os.pwrite(fd, header.getvalue(), 0)
+        finally:
+            os.close(fd)
 
     def open(self, start: int = 0) -> NpyRangeWriter:
         return NpyRangeWriter(self.path, self.shape, np.dtype(self.dtype), start)

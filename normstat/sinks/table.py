@@ -7,7 +7,6 @@ metadata) is fixed up front, so every batch is checked against it by pyarrow.
 
 from __future__ import annotations
 
-import sys
 from typing import BinaryIO
 
 import pyarrow as pa
@@ -16,6 +15,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from normstat.sinks import OutputSpec
+from normstat.sinks.npy import stdout_binary
 
 
 class ParquetTableWriter:
@@ -82,7 +82,7 @@ class IpcStreamWriter:
     """``-o -``: an Arrow IPC stream on stdout, batch by batch, for a pipe into training."""
 
     def __init__(self, target: str, spec: OutputSpec, stream: BinaryIO | None = None) -> None:
-        self._fp = stream if stream is not None else sys.stdout.buffer
+        self._fp = stream if stream is not None else stdout_binary()
         self._w = ipc.new_stream(self._fp, spec.schema)
 
     def write(self, batch: pa.RecordBatch) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from normstat import interrupts
 from normstat.lazy import optional_module
 from normstat.sinks import OutputSpec
 
@@ -108,11 +109,16 @@ class ZarrWriter:
 
     def __init__(self, target: str, spec: OutputSpec) -> None:
         out = range_target(target, spec)
-        out.create()
-        self._w = out.open()
+        with interrupts.deferred():
+            out.create()
+            self._w = out.open()
 
     def write(self, block: np.ndarray) -> None:
-        self._w.write(block)
+        # zarr writes on its own event-loop thread: a signal raised while this thread waits
+        # would leave that thread writing chunks into the temporary after it is removed. So a
+        # block is written whole, and the interrupt is taken at the next check.
+        with interrupts.deferred():
+            self._w.write(block)
 
     def close(self) -> None:
         self._w.close()

@@ -139,6 +139,21 @@ def check_allocated(ds: h5py.Dataset, path: str, dataset: str) -> None:
         )
 
 
+def real_files(ds: h5py.Dataset, path: str) -> list[str]:
+    """:meth:`Hdf5Dataset.files`; relative names are taken from the file's directory and the
+    working directory, as HDF5 may look in either."""
+    names = [ds.file.filename]  # an external link lands in another file
+    names += [str(entry[0]) for entry in ds.external or []]
+    if ds.is_virtual:
+        names += [v.file_name for v in ds.virtual_sources() if v.file_name != "."]
+    here = os.path.dirname(os.path.abspath(path))
+    found = [path]
+    for name in names:
+        name = os.fsdecode(name)
+        found += [name] if os.path.isabs(name) else [os.path.join(here, name), name]
+    return found
+
+
 def resolve_dataset(f: h5py.File, path: str, dataset: str | None) -> h5py.Dataset:
     """The requested dataset, or the only numeric one; otherwise an error listing them."""
     if dataset is None:
@@ -249,6 +264,11 @@ class Hdf5Dataset:
                 path=self.path,
                 dataset=self.dataset,
             )
+
+    def files(self) -> list[str]:
+        """Every file this dataset is read from (an output must be none of them): this file,
+        the file an external link leads to, external raw storage, virtual dataset sources."""
+        return real_files(self._ds, self.path)
 
     @property
     def handle(self) -> h5py.Dataset:
