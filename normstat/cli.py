@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ import click
 from normstat import __version__
 from normstat.core.choices import ENGINES, EXPORT_TARGETS, METHODS, NAN_POLICIES
 from normstat.entry import Terminated, interrupted_message, signal_exit
-from normstat.errors import NormstatError
+from normstat.errors import NormstatError, NormstatWarning
 
 if TYPE_CHECKING:
     from normstat.core.drift import Drift
@@ -59,8 +60,29 @@ class _UsageFailure(_Failure):
     exit_code = 2
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Library warnings (:class:`NormstatWarning`) as one ``Warning: ...`` line on stderr,
+    unless the command runs with ``-q``; any other warning as Python prints it."""
+    if not issubclass(category, NormstatWarning):
+        _python_showwarning(message, category, *_, **__)
+        return
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.params.get("quiet"):
+        return
+    click.echo(f"Warning: {message}", err=True)
+
+
+_python_showwarning = warnings.showwarning
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", NormstatWarning)
+            warnings.showwarning = _show_warning
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except NormstatError as exc:
@@ -423,9 +445,9 @@ def fit(
 @click.option(
     "--method",
     type=click.Choice(METHODS),
-    default="zscore",
-    show_default=True,
-    help="zscore: (x - mean) / std; minmax: to --range; center: x - mean.",
+    default=None,
+    help="zscore (default): (x - mean) / std; minmax: to --range; center: x - mean. "
+    "With --inverse on an output of apply (HDF5, Zarr): the method it records.",
 )
 @click.option(
     "--range",
@@ -441,6 +463,23 @@ def fit(
 @click.option("--dtype", default="float32", show_default=True, help="Output dtype (a float).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (never an input).")
 @click.option(
+    "--constant-tol",
+    type=click.FloatRange(min=0),
+    metavar="TOL",
+    help="zscore: only centre features with std <= TOL * max(1, |mean|) (default: "
+    "scikit-learn's rule, which grows with the row count; see docs/numerics.md).",
+)
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Leave features without statistics (count 0) unchanged instead of refusing.",
+)
+@click.option(
+    "--clip-to-dtype",
+    is_flag=True,
+    help="Clip values beyond --dtype's range (e.g. float16's 65504) instead of failing.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
@@ -453,11 +492,14 @@ def apply_cmd(
     stats: str,
     sources: tuple[str, ...],
     output: str,
-    method: str,
+    method: str | None,
     feature_range: tuple[float, float],
     inverse: bool,
     dtype: str,
     force: bool,
+    constant_tol: float | None,
+    allow_empty: bool,
+    clip_to_dtype: bool,
     workers: int | None,
     dataset: str | None,
     input_format: str | None,
@@ -493,6 +535,9 @@ def apply_cmd(
         engine=engine,
         scheduler=scheduler,
         task_size=task_size,
+        constant_tol=constant_tol,
+        allow_empty=allow_empty,
+        clip_to_dtype=clip_to_dtype,
     )
     if not quiet and output != "-":
         click.echo(f"wrote {output}", err=True)

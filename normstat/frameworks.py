@@ -12,12 +12,13 @@ All three build on :func:`normstat.export`, so near-constant features get a scal
 from __future__ import annotations
 
 import math
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from normstat import artifact
 from normstat.api import export
+from normstat.api.inputs import as_stats
 from normstat.core.stats import Stats
 from normstat.errors import UsageError
 
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
     from sklearn.preprocessing import StandardScaler
 
 
-def _load(stats: Stats | str) -> Stats:
-    return artifact.load(stats) if isinstance(stats, str) else stats
+def _load(stats: Stats | str | os.PathLike[str]) -> Stats:
+    return as_stats(stats)
 
 
 def to_sklearn(stats: Stats | str) -> StandardScaler:

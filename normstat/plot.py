@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from normstat import artifact
 from normstat.core.stats import Stats
 from normstat.errors import UsageError
 from normstat.report import feature_names
@@ -36,8 +35,10 @@ MAX_RANGE_BARS = 60
 def plot(stats: Stats | str, out: str | None = None, *, title: str | None = None) -> Figure:
     """Draw the statistics (see the module docstring for which picture); write ``out`` if
     given (format from its suffix: .png, .svg, .pdf), atomically. Returns the figure."""
-    if isinstance(stats, str):
-        stats = artifact.load(stats)
+    from normstat.api.inputs import as_path, as_stats
+
+    stats = as_stats(stats)
+    out = None if out is None else as_path(out, "out")
     fig = _new_figure()
     shape = tuple(stats.feature_shape)
     if len(shape) in (2, 3):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from normstat import artifact
 from normstat.api.fitting import fit
+from normstat.api.inputs import as_stats, stats_name
 from normstat.api.options import ChunkSize, ProgressHook, plain
 from normstat.api.transforming import _apply_columns
 from normstat.core.checks import NanPolicy
@@ -22,8 +23,10 @@ from normstat.report import feature_names
 
 def merge(parts: Sequence[Stats | str]) -> Stats:
     """Exact merge of the statistics of disjoint parts (e.g. shards fitted separately)."""
-    loaded = [artifact.load(p) if isinstance(p, str) else p for p in parts]
-    names = [p if isinstance(p, str) else f"part {i}" for i, p in enumerate(parts)]
+    if isinstance(parts, str | os.PathLike | Stats):
+        parts = [parts]
+    loaded = [as_stats(p, f"parts[{i}]") for i, p in enumerate(parts)]
+    names = [stats_name(p, f"part {i}") for i, p in enumerate(parts)]
     if not loaded:
         raise UsageError("nothing to merge")
     first = loaded[0]
@@ -64,8 +67,7 @@ def export(stats: Stats | str, to: str) -> dict[str, Any]:
     Near-constant features get variance / std 1, so the framework only centres them, exactly as
     ``apply`` does (Keras would otherwise divide by its epsilon and blow them up).
     """
-    if isinstance(stats, str):
-        stats = artifact.load(stats)
+    stats = as_stats(stats)
     mean = np.where(stats.count > 0, stats.mean, 0.0)
     scale = stats.scale
     if to == "keras":
@@ -99,8 +101,8 @@ def export(stats: Stats | str, to: str) -> dict[str, Any]:
 
 def diff(a: Stats | str, b: Stats | str) -> Drift:
     """Drift of statistics B relative to A (e.g. serving vs training), worst feature first."""
-    sa, sb = (artifact.load(s) if isinstance(s, str) else s for s in (a, b))
-    check_comparable(sa, sb, a if isinstance(a, str) else "A", b if isinstance(b, str) else "B")
+    sa, sb = as_stats(a, "a"), as_stats(b, "b")
+    check_comparable(sa, sb, stats_name(a, "A"), stats_name(b, "B"))
     return compare(sa, sb, feature_names(sa))
 
 
@@ -118,7 +120,7 @@ def drift(
 ) -> Drift:
     """Fit SOURCE with the axis and ddof of STATS (a table: its feature columns), then compare it
     to STATS (see :func:`diff`)."""
-    base = artifact.load(stats) if isinstance(stats, str) else stats
+    base = as_stats(stats)
     new = fit(
         sources,
         dataset=dataset,
@@ -131,6 +133,6 @@ def drift(
         columns=_apply_columns(base, columns),
         progress=progress,
     )
-    name = stats if isinstance(stats, str) else "STATS"
+    name = stats_name(stats, "STATS")
     check_comparable(base, new, name, ", ".join(new.source.get("paths", [])) or "SOURCE")
     return compare(base, new, feature_names(base))

@@ -69,11 +69,12 @@ def row_bytes(src: ArraySource) -> int:
     return int(np.prod(src.shape[1:], dtype=np.int64)) * src.dtype.itemsize
 
 
-def check_options(ddof: int, nan: str) -> None:
-    if ddof < 0:
-        raise UsageError(f"--ddof must be >= 0, received {ddof}")
+def check_options(ddof: Any, nan: Any) -> None:
+    from normstat.api.inputs import check_int
+
+    check_int(ddof, "ddof")
     if nan not in NAN_POLICIES:
-        raise UsageError(f"--nan must be one of {', '.join(NAN_POLICIES)}, received {nan!r}")
+        raise UsageError(f"nan: expected one of {', '.join(NAN_POLICIES)}, received {nan!r}")
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.I)
@@ -115,10 +116,10 @@ def chunk_rows(src: ArraySource, chunk_size: ChunkSize, transform: bool = False)
 def float_dtype(dtype: Any) -> np.dtype:
     try:
         dt = np.dtype(dtype)
-    except TypeError:
-        raise UsageError(f"--dtype {dtype!r} is not a numpy dtype") from None
+    except (TypeError, ValueError):
+        raise UsageError(f"dtype: {dtype!r} is not a numpy dtype") from None
     if dt.kind != "f":
-        raise UsageError(f"--dtype must be a floating type (float16/32/64), received {dt}")
+        raise UsageError(f"dtype: expected a floating type (float16/32/64), received {dt}")
     return dt
 
 
