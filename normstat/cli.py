@@ -577,12 +577,24 @@ def merge(parts: tuple[str, ...], output: str | None, quiet: bool) -> None:
     help="keras: Normalization(axis, mean, variance); torch: Normalize(mean, std); "
     "sklearn: StandardScaler attributes.",
 )
-def export(stats: str, to: str) -> None:
-    """Print the statistics in the form a framework takes, as JSON.
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Export features without statistics (count 0) as mean 0, scale 1 instead of refusing.",
+)
+def export(stats: str, to: str, allow_empty: bool) -> None:
+    """Print the statistics in the form a framework takes, as JSON (one line per array).
 
     Python: normstat.export(stats, to).
     """
-    _echo_json(api.export(stats, to))
+    click.echo(_compact_json(api.export(stats, to, allow_empty=allow_empty)))
+
+
+def _compact_json(obj: dict[str, Any]) -> str:
+    """One key per line and each value (a whole array) on that line: readable, and what
+    ``json.loads`` reads back."""
+    items = [f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in obj.items()]
+    return "{\n" + ",\n".join(items) + "\n}"
 
 
 def _drift_options(fn: Callable[..., Any]) -> Callable[..., Any]:

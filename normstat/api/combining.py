@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from normstat.api.fitting import fit
+from normstat.api.fitting import describe_names, empty_features, fit
 from normstat.api.inputs import as_stats, stats_name
 from normstat.api.options import ChunkSize, ProgressHook, plain
 from normstat.api.transforming import _apply_columns
@@ -17,7 +18,7 @@ from normstat.core.choices import EXPORT_TARGETS
 from normstat.core.drift import Drift, check_comparable, compare
 from normstat.core.moments import merge_all
 from normstat.core.stats import Stats
-from normstat.errors import ArtifactError, UsageError
+from normstat.errors import ArtifactError, DataError, UsageError
 from normstat.report import feature_names
 
 
@@ -61,13 +62,27 @@ def _merged_source(sources: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def export(stats: Stats | str, to: str) -> dict[str, Any]:
-    """The statistics as the named framework takes them (plain lists, JSON-ready).
+def export(
+    stats: Stats | str | os.PathLike[str], to: str, *, allow_empty: bool = False
+) -> dict[str, Any]:
+    """The statistics as the named framework takes them (plain lists, JSON-ready). The CLI's
+    ``export`` prints exactly this, so both faces accept and refuse the same statistics.
 
     Near-constant features get variance / std 1, so the framework only centres them, exactly as
-    ``apply`` does (Keras would otherwise divide by its epsilon and blow them up).
+    ``apply`` does (Keras would otherwise divide by its epsilon and blow them up). Features
+    without statistics (count 0) are refused unless ``allow_empty`` (then mean 0 and scale 1:
+    left unchanged).
     """
     stats = as_stats(stats)
+    if to not in EXPORT_TARGETS:
+        raise UsageError(f"to: expected one of {', '.join(EXPORT_TARGETS)}, received {to!r}")
+    empty = empty_features(stats)
+    if empty and not allow_empty:
+        raise DataError(
+            f"{len(empty)} features have no statistics (count 0): {describe_names(empty)}; "
+            f"exporting them would give mean 0 and scale 1 as if fitted (allow_empty / "
+            f"--allow-empty to do so anyway)"
+        )
     mean = np.where(stats.count > 0, stats.mean, 0.0)
     scale = stats.scale
     if to == "keras":
@@ -77,22 +92,41 @@ def export(stats: Stats | str, to: str) -> dict[str, Any]:
             "variance": (scale * scale).tolist(),
         }
     if to == "torch":
+        _check_torch_shape(stats)
         return {"mean": mean.tolist(), "std": scale.tolist()}
-    if to == "sklearn":
-        counts = stats.count
-        seen = (
-            int(counts.flat[0])
-            if counts.size and (counts == counts.flat[0]).all()
-            else counts.tolist()
+    _check_sklearn_shape(stats)
+    counts = stats.count
+    seen = int(counts.flat[0]) if counts.size and (counts == counts.flat[0]).all() else None
+    out: dict[str, Any] = {
+        "mean_": mean.reshape(-1).tolist(),
+        "var_": np.nan_to_num(stats.var).reshape(-1).tolist(),
+        "scale_": scale.reshape(-1).tolist(),
+        "n_samples_seen_": counts.reshape(-1).tolist() if seen is None else seen,
+        "n_features_in_": int(np.prod(stats.feature_shape)),
+    }
+    if stats.features is not None:
+        out["feature_names_in_"] = list(stats.features)
+    return out
+
+
+def _check_torch_shape(stats: Stats) -> None:
+    if len(stats.feature_shape) > 1:
+        raise UsageError(
+            f"to: torchvision Normalize takes one mean and std per channel, but these statistics "
+            f"have feature shape {list(stats.feature_shape)}; fit with one kept axis "
+            f"(--axis -1 for channels-last data, --axis 1 for channels-first)"
         )
-        return {
-            "mean_": mean.tolist(),
-            "var_": np.nan_to_num(stats.var).tolist(),
-            "scale_": scale.tolist(),
-            "n_samples_seen_": seen,
-            "n_features_in_": int(np.prod(stats.feature_shape)),
-        }
-    raise UsageError(f"--to must be one of {', '.join(EXPORT_TARGETS)}, received {to!r}")
+
+
+def _check_sklearn_shape(stats: Stats) -> None:
+    sample_shape = list((stats.source or {}).get("shape") or [])[1:]
+    n_features = math.prod(stats.feature_shape)
+    if sample_shape and math.prod(sample_shape) != n_features:
+        raise UsageError(
+            f"to: StandardScaler keeps one statistic per column of a 2-D array, but these "
+            f"statistics reduce samples of shape {sample_shape} to "
+            f"{list(stats.feature_shape)}; export to keras or torch, or fit with every axis kept"
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -245,7 +245,10 @@ class Accumulator:
         self.features: list[str] | None = None if columns is None else list(columns)
 
     def update(self, batch: Any) -> Accumulator:
-        m = as_matrix(batch, "batch", columns=self.features if self.features else None)
+        return self._update(batch, "batch")
+
+    def _update(self, batch: Any, name: str) -> Accumulator:
+        m = as_matrix(batch, name, columns=self.features if self.features else None)
         if m.names is not None and self.features is None and self.layout is None:
             self.features = m.names
         if m.names is not None and self.axis not in (-1, 1, (-1,), (1,)):
@@ -259,7 +262,7 @@ class Accumulator:
             self.layout, self.moments = layout, Moments.empty(layout.n_features)
         elif layout.sample_shape != self.layout.sample_shape:
             raise UsageError(
-                f"batch: sample shape {list(data.shape[1:])} disagrees with "
+                f"{name}: sample shape {list(data.shape[1:])} disagrees with "
                 f"{list(self.layout.sample_shape)} seen before"
             )
         part = chunk_task(Chunk(data, "<array>", None, self.rows), layout, self.nan)
@@ -319,8 +322,9 @@ def fit_arrays(
     (a list of rows); a list of arrays or tables, or any other iterable, is a list of batches.
     """
     acc = Accumulator(axis, ddof=ddof, nan=nan, columns=columns)
-    for b in batches_of(batches, "batches"):
-        acc.update(b)
+    single = is_dataset(batches)
+    for i, b in enumerate(batches_of(batches, "batches")):
+        acc._update(b, "batches" if single else f"batches[{i}]")
     stats = acc.result()
     warn_empty(stats)
     return stats
