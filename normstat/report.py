@@ -9,7 +9,7 @@ import numpy as np
 from normstat.core.drift import Drift
 from normstat.core.stats import Stats
 
-COLUMNS = ("feature", "count", "nan_count", "mean", "std", "min", "max")
+COLUMNS = ("feature", "count", "nan_count", "mean", "std", "min", "max", "note")
 
 
 def feature_names(stats: Stats) -> list[str]:
@@ -21,8 +21,8 @@ def feature_names(stats: Stats) -> list[str]:
 
 
 def _num(v: float, digits: int = 5) -> str:
-    """About ``digits`` significant digits, thousands separated, no exponent between 1e-4 and
-    1e9, trailing zeros dropped (so integer data reads as integers); ``--json`` is exact."""
+    """One number alone (summaries): about ``digits`` significant digits, thousands separated,
+    no exponent between 1e-4 and 1e9, trailing zeros dropped; ``--json`` is exact."""
     if not np.isfinite(v):
         return "-" if np.isnan(v) else ("inf" if v > 0 else "-inf")
     if v == 0:
@@ -34,30 +34,125 @@ def _num(v: float, digits: int = 5) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def format_columns(cols: Sequence[np.ndarray], digits: int = 5) -> list[list[str]]:
+    """Numbers of columns that share units (mean, min, max) in ONE notation, with one number of
+    decimals (so decimal points align), and enough digits that values of a row that differ
+    print differently (so ``max > mean`` is visible even at 1e9 +- 0.3), as pandas' float
+    formatting chooses one format per column. Returns the strings per column."""
+    arrays = [np.asarray(c, np.float64) for c in cols]
+    finite = np.concatenate([a[np.isfinite(a)] for a in arrays]) if arrays else np.empty(0)
+    mags = np.abs(finite[finite != 0])
+    if mags.size == 0:
+        return [[_special(v) if not np.isfinite(v) else "0" for v in a] for a in arrays]
+    hi, lo = float(mags.max()), float(mags.min())
+    sci = hi >= 1e12 or lo < 1e-4 or hi / lo >= 1e8
+    if sci:
+        places = digits - 1
+        fmt = "{:.%de}"
+    else:
+        typical = float(np.median(mags))
+        places = max(0, digits - 1 - int(np.floor(np.log10(typical))))
+        if np.all(finite == np.round(finite)):
+            places = 0
+        fmt = "{:,.%df}"
+    while places < 17 and not _rows_distinct(arrays, fmt % places):
+        places += 1
+    out = [
+        [_special(v) if not np.isfinite(v) else (fmt % places).format(v) for v in a] for a in arrays
+    ]
+    return [_strip_common_zeros(c) for c in out]
+
+
+def _special(v: float) -> str:
+    return "-" if np.isnan(v) else ("inf" if v > 0 else "-inf")
+
+
+def _rows_distinct(arrays: list[np.ndarray], fmt: str) -> bool:
+    if len(arrays) < 2:
+        return True
+    for row in zip(*arrays, strict=True):
+        vals = {float(v) for v in row if np.isfinite(v)}
+        if len({fmt.format(v) for v in vals}) < len(vals):
+            return False
+    return True
+
+
+def _strip_common_zeros(cells: list[str]) -> list[str]:
+    """Drop trailing zeros that every number of the column has (and a bare decimal point)."""
+
+    def is_num(c: str) -> bool:
+        return c not in ("", "-", "inf", "-inf")
+
+    def mantissa(c: str) -> str:
+        return c.split("e")[0]
+
+    nums = [c for c in cells if is_num(c)]
+    if not nums or not all("." in mantissa(c) for c in nums):
+        return cells
+    while all(mantissa(c).endswith("0") for c in nums) or all(
+        mantissa(c).endswith(".") for c in nums
+    ):
+        done = all(mantissa(c).endswith(".") for c in nums)
+        nums = [_drop_last_digit(c) for c in nums]
+        cells = [_drop_last_digit(c) if is_num(c) else c for c in cells]
+        if done:
+            break
+    return cells
+
+
+def _drop_last_digit(c: str) -> str:
+    m, _, e = c.partition("e")
+    return m[:-1] + (f"e{e}" if e else "")
+
+
+def notes(stats: Stats) -> list[str]:
+    """Per feature: ``empty`` (no value: null statistics), ``constant`` (every value equal) or
+    ``near-constant`` (values differ, but z-scoring only centres it: docs/numerics.md)."""
+    empty = (stats.count == 0).reshape(-1)
+    near = stats.near_constant().reshape(-1)
+    const = stats.constant.reshape(-1) & ~near
+    return [
+        "empty" if e else "near-constant" if n else "constant" if c else ""
+        for e, n, c in zip(empty.tolist(), near.tolist(), const.tolist(), strict=True)
+    ]
+
+
 def table(stats: Stats, limit: int | None = 20) -> str:
     """The table, showing the first and last rows with a hint when there are more than
-    ``limit`` features (``None`` shows all)."""
+    ``limit`` features (``None`` shows all). Numbers are formatted over the rows shown."""
     names = feature_names(stats)
-    cols = [
-        stats.count.ravel(),
-        stats.nan_count.ravel(),
-        stats.mean.ravel(),
-        stats.std.ravel(),
-        stats.min.ravel(),
-        stats.max.ravel(),
-    ]
-    rows = [
-        [name, f"{int(cols[0][i]):,}", f"{int(cols[1][i]):,}"] + [_num(c[i]) for c in cols[2:]]
-        for i, name in enumerate(names)
-    ]
+    idx = np.arange(len(names))
     hidden = 0
-    if limit is not None and len(rows) > limit:
+    if limit is not None and len(names) > limit:
         head, tail = limit - limit // 4, limit // 4
-        hidden = len(rows) - head - tail
-        rows = rows[:head] + [["...", "", "", "", "", "", ""]] + rows[len(rows) - tail :]
-    rows = _align_decimals(rows, range(3, len(COLUMNS)))
+        hidden = len(names) - head - tail
+        idx = np.concatenate([idx[:head], idx[len(names) - tail :]])
+    count, nans = stats.count.ravel()[idx], stats.nan_count.ravel()[idx]
+    mean, mn, mx = (getattr(stats, k).ravel()[idx] for k in ("mean", "min", "max"))
+    (std,) = format_columns([stats.std.ravel()[idx]])
+    mean_s, min_s, max_s = format_columns([mean, mn, mx])
+    note = notes(stats)
+    rows = [
+        [
+            names[i],
+            f"{int(count[k]):,}",
+            f"{int(nans[k]):,}",
+            mean_s[k],
+            std[k],
+            min_s[k],
+            max_s[k],
+            note[i],
+        ]
+        for k, i in enumerate(idx.tolist())
+    ]
+    if hidden:
+        head = limit - limit // 4  # type: ignore[operator]
+        rows = rows[:head] + [["...", "", "", "", "", "", "", ""]] + rows[head:]
     widths = [max(len(r[i]) for r in [list(COLUMNS), *rows]) for i in range(len(COLUMNS))]
-    lines = [_line(COLUMNS, widths)] + [_line(r, widths) for r in rows]
+    if not any(r[-1] for r in rows):
+        widths[-1] = 0
+    lines = [_line(COLUMNS if widths[-1] else COLUMNS[:-1], widths)]
+    lines += [_line(r, widths) for r in rows]
     lines.append(_summary(stats, len(names)))
     if hidden:
         lines.append(_overview(stats))
@@ -72,10 +167,12 @@ def _overview(stats: Stats) -> str:
         a = a[np.isfinite(a)]
         return "-" if a.size == 0 else f"{_num(float(a.min()))} .. {_num(float(a.max()))}"
 
+    kinds = notes(stats)
     return (
         f"across all features: mean {span(stats.mean)}, std {span(stats.std)}, "
         f"min {span(stats.min)}, max {span(stats.max)}, "
-        f"{int(stats.constant.sum())} constant, {int((stats.count == 0).sum())} empty"
+        f"{kinds.count('constant')} constant, {kinds.count('near-constant')} near-constant, "
+        f"{kinds.count('empty')} empty"
     )
 
 
@@ -94,10 +191,13 @@ def _align_decimals(rows: list[list[str]], columns: range) -> list[list[str]]:
 
 
 def _line(cells: Sequence[str], widths: list[int]) -> str:
-    cells = list(cells)
+    """The first cell left-aligned, numbers right-aligned, a last text column (notes) left."""
+    cells = list(cells)[: len([w for w in widths if w])] if not widths[-1] else list(cells)
     parts = [cells[0].ljust(widths[0])] + [
-        c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)
+        c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=False)
     ]
+    if widths[-1] and len(cells) == len(widths) and not cells[-1][:1].isdigit():
+        parts[-1] = cells[-1].ljust(widths[-1])
     return "  ".join(parts).rstrip()
 
 

@@ -288,7 +288,7 @@ def test_show_table_json_and_all(tmp_path):
     run("fit", f"{DIGITS}:/images", "--axis", "1", "--axis", "2", "-o", stats)
     table = run("show", stats).stdout
     header = table.splitlines()[0].split()
-    assert header == ["feature", "count", "nan_count", "mean", "std", "min", "max"]
+    assert header == ["feature", "count", "nan_count", "mean", "std", "min", "max", "note"]
     assert "use --all" in table and "[0, 1]" in table
     assert "[7, 7]" in run("show", stats, "--all").stdout
     assert "use --all" not in run("show", stats, "--all").stdout

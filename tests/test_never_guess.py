@@ -333,3 +333,43 @@ def test_overflow_in_transform_on_a_dataframe_names_the_column():
     stats = normstat.fit_arrays(pd.DataFrame({"a": [0.0, 1.0], "b": [0.0, 1e-45]}))
     with pytest.raises(normstat.DataError, match="feature b, row 1"):
         normstat.transform(pd.DataFrame({"b": [0.0, 1.0], "a": [1.0, 1.0]}), stats)
+
+
+# ------------------------------------------------------------------- 8. show
+
+
+def _cells(table: str, feature: str) -> list[str]:
+    header = table.splitlines()[0].split()
+    row = next(line for line in table.splitlines() if line.startswith(feature + " "))
+    return dict(zip(header, row.split(), strict=False))
+
+
+def test_show_tells_max_from_mean_and_marks_constant_near_constant_and_empty(tmp_path):
+    rng = np.random.default_rng(8)
+    n = 2_000_000
+    x = np.column_stack(
+        [1e9 + 0.3 * rng.standard_normal(n), np.full(n, 7.0), np.full(n, np.nan), rng.random(n)]
+    )
+    with pytest.warns(NormstatWarning):
+        stats = normstat.fit_arrays(x)
+    normstat.save(stats, tmp_path / "s.json")
+    table = run("show", tmp_path / "s.json").stdout
+    first = _cells(table, "[0]")
+    mean, mx, mn = (float(first[k].replace(",", "")) for k in ("mean", "max", "min"))
+    assert mn < mean < mx  # distinguishable as printed (before: 1,000,000,000 vs 1.0000e+09)
+    assert first["note"] == "near-constant"
+    assert _cells(table, "[1]")["note"] == "constant"
+    assert _cells(table, "[2]")["note"] == "empty"
+    assert "note" not in _cells(table, "[3]")
+    for col in ("mean", "min", "max"):  # one notation per column, decimal points aligned
+        numbers = [_cells(table, f"[{i}]")[col] for i in (0, 1, 3)]
+        assert len({"e" in c for c in numbers}) == 1, numbers
+        # right-aligned cells with as many characters after the point: the points align
+        assert len({len(c) - c.index(".") for c in numbers}) == 1, numbers
+
+
+def test_show_overview_does_not_count_an_empty_feature_as_constant():
+    from normstat.report import _overview
+
+    stats = normstat.fit_arrays(np.column_stack([np.full(4, np.nan), np.arange(4.0)]))
+    assert "0 constant, 0 near-constant, 1 empty" in _overview(stats)
