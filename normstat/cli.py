@@ -604,8 +604,19 @@ def _drift_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 "--threshold",
                 type=click.FloatRange(min=0),
                 metavar="X",
-                help="Exit 1 when any feature's |mean_shift| = |mean_b - mean_a| / std_a "
-                "exceeds X (std ratio and range are reported, not tested).",
+                help="Exit 1 when any feature fails: |mean_shift| = |mean_b - mean_a| / std_a "
+                "above X, a missing rate moved by more than --missing-threshold, or a change "
+                "(became all-missing, turned constant, stopped being constant, constant value "
+                "changed). See docs/drift.md.",
+            ),
+            click.option(
+                "--missing-threshold",
+                type=click.FloatRange(min=0, max=1),
+                default=0.05,
+                show_default=True,
+                metavar="P",
+                help="With --threshold: fail when a missing-value rate moves by more than P "
+                "(0.05: 5 percentage points).",
             ),
             click.option("--json", "as_json", is_flag=True, help="Every feature as JSON."),
             click.option("--all", "show_all", is_flag=True, help="List every feature."),
@@ -615,23 +626,35 @@ def _drift_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _report_drift(result: Drift, threshold: float | None, as_json: bool, show_all: bool) -> None:
-    exceeding = [] if threshold is None else [result.names[i] for i in result.exceeding(threshold)]
+def _report_drift(
+    result: Drift,
+    threshold: float | None,
+    missing_threshold: float,
+    as_json: bool,
+    show_all: bool,
+) -> None:
+    failing = [] if threshold is None else result.exceeding(threshold, missing_threshold).tolist()
     if as_json:
         _echo_json(
             {
                 "threshold": threshold,
-                "exceeding": exceeding if threshold is not None else None,
+                "missing_threshold": missing_threshold,
+                "exceeding": [result.names[i] for i in failing] if threshold is not None else None,
                 "features": result.records(),
             }
         )
     else:
-        click.echo(report.drift_table(result, None if show_all else 20, threshold))
-    if exceeding:
-        shown = ", ".join(exceeding[:5]) + (", ..." if len(exceeding) > 5 else "")
         click.echo(
-            f"drift: {len(exceeding)} feature{'s' if len(exceeding) > 1 else ''} with "
-            f"|mean_shift| > {threshold}: {shown}",
+            report.drift_table(result, None if show_all else 20, threshold, missing_threshold)
+        )
+    if failing:
+        assert threshold is not None
+        shown = "; ".join(
+            f"{result.names[i]} ({', '.join(result.reasons(i, threshold, missing_threshold))})"
+            for i in failing[:5]
+        ) + ("; ..." if len(failing) > 5 else "")
+        click.echo(
+            f"drift: {len(failing)} feature{'s' if len(failing) > 1 else ''} failing: {shown}",
             err=True,
         )
         raise click.exceptions.Exit(1)
@@ -641,13 +664,21 @@ def _report_drift(result: Drift, threshold: float | None, as_json: bool, show_al
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
 @_drift_options
-def diff(a: str, b: str, threshold: float | None, as_json: bool, show_all: bool) -> None:
+def diff(
+    a: str,
+    b: str,
+    threshold: float | None,
+    missing_threshold: float,
+    as_json: bool,
+    show_all: bool,
+) -> None:
     """Compare statistics B with A (serving vs training data), worst feature first.
 
     Per feature: mean_shift = (mean_b - mean_a) / std_a (B's mean after A's z-score), std_ratio =
-    std_b / std_a, and the change of min and max. Python: normstat.diff(a, b).
+    std_b / std_a, the missing-value rates, the change of min and max, and whether the feature
+    became all-missing, turned constant or stopped being constant. Python: normstat.diff(a, b).
     """
-    _report_drift(api.diff(a, b), threshold, as_json, show_all)
+    _report_drift(api.diff(a, b), threshold, missing_threshold, as_json, show_all)
 
 
 @main.command()
@@ -663,6 +694,7 @@ def drift(
     stats: str,
     sources: tuple[str, ...],
     threshold: float | None,
+    missing_threshold: float,
     as_json: bool,
     show_all: bool,
     nan: str,
@@ -693,7 +725,7 @@ def drift(
         input_format=input_format,
         columns=columns,
     )
-    _report_drift(result, threshold, as_json, show_all)
+    _report_drift(result, threshold, missing_threshold, as_json, show_all)
 
 
 @main.command("plot")

@@ -215,49 +215,84 @@ def _summary(stats: Stats, n: int) -> str:
     )
 
 
-DRIFT_COLUMNS = ("feature", "mean_shift", "std_ratio", "min A -> B", "max A -> B")
+DRIFT_COLUMNS = (
+    "feature",
+    "mean_shift",
+    "std_ratio",
+    "missing A -> B",
+    "min A -> B",
+    "max A -> B",
+    "changes",
+)
 
 
-def drift_table(drift: Drift, limit: int | None = 20, threshold: float | None = None) -> str:
-    """Features worst first: standardized mean shift, std ratio, and how the range moved.
-
-    With a ``threshold``, features whose ``|mean_shift|`` exceeds it are marked ``!``.
-    """
+def drift_table(
+    drift: Drift,
+    limit: int | None = 20,
+    threshold: float | None = None,
+    missing_threshold: float = 0.05,
+) -> str:
+    """Features worst first: standardized mean shift, std ratio, missing rates, how the range
+    moved, and what changed (turned constant, became all-missing...). With a ``threshold``,
+    the features that fail it are marked ``!``."""
     order = drift.order if limit is None else drift.order[:limit]
-    flagged = set() if threshold is None else set(drift.exceeding(threshold).tolist())
+    flagged = (
+        set() if threshold is None else set(drift.exceeding(threshold, missing_threshold).tolist())
+    )
+    idx = order.tolist()
+    pick = np.asarray(idx, np.int64)
+    shift = [_signed(v) for v in drift.mean_shift[pick]]
+    (ratio,) = format_columns([drift.std_ratio[pick]], 4)
+    min_a, min_b = format_columns([drift.min_a[pick], drift.min_b[pick]])
+    max_a, max_b = format_columns([drift.max_a[pick], drift.max_b[pick]])
     rows = [
         [
             ("! " if i in flagged else "  ") + drift.names[i],
-            _signed(drift.mean_shift[i]),
-            _num(drift.std_ratio[i], 4),
-            f"{_num(drift.min_a[i])} -> {_num(drift.min_b[i])}",
-            f"{_num(drift.max_a[i])} -> {_num(drift.max_b[i])}",
+            shift[k],
+            ratio[k],
+            f"{_percent(drift.missing_a[i])} -> {_percent(drift.missing_b[i])}",
+            f"{min_a[k]} -> {min_b[k]}",
+            f"{max_a[k]} -> {max_b[k]}",
+            ", ".join(drift.changes[i]),
         ]
-        for i in order.tolist()
+        for k, i in enumerate(idx)
     ]
-    rows = _align_decimals(rows, range(1, 3))
+    rows = _align_decimals(rows, range(1, 2))
     header = ["  " + DRIFT_COLUMNS[0], *DRIFT_COLUMNS[1:]]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [_line(header, widths)] + [_line(r, widths) for r in rows]
-    lines.append(_drift_summary(drift, threshold))
+    lines.append(_drift_summary(drift, threshold, missing_threshold))
     if len(order) < len(drift.order):
         lines.append(f"{len(drift.order) - len(order)} features not shown (use --all)")
     return "\n".join(lines)
 
 
+def _percent(v: float) -> str:
+    if np.isnan(v):
+        return "-"
+    return f"{100 * v:.1f}%" if v not in (0.0, 1.0) else f"{100 * v:.0f}%"
+
+
 def _signed(v: float) -> str:
     text = _num(v, 4)
-    return "+" + text if np.isfinite(v) and v > 0 else text
+    return "+" + text if v > 0 else text
 
 
-def _drift_summary(drift: Drift, threshold: float | None) -> str:
+def _drift_summary(drift: Drift, threshold: float | None, missing_threshold: float) -> str:
     n = len(drift.order)
-    worst = int(drift.order[0]) if n else None
     text = f"{n} features compared"
-    if worst is not None and np.isfinite(drift.mean_shift[worst]):
-        largest = _num(abs(drift.mean_shift[worst]), 4)
-        text += f"; largest |mean_shift| {largest} at {drift.names[worst]}"
+    finite = np.flatnonzero(np.isfinite(drift.mean_shift))
+    if finite.size:
+        worst = int(finite[np.argmax(np.abs(drift.mean_shift[finite]))])
+        text += f"; largest finite |mean_shift| {_num(abs(drift.mean_shift[worst]), 4)}"
+        text += f" at {drift.names[worst]}"
+    changed = sum(1 for c in drift.changes if c)
+    if changed:
+        text += f"; {changed} changed (constant or all-missing)"
     if threshold is not None:
-        k = len(drift.exceeding(threshold))
-        text += f"; {k} with |mean_shift| > {_num(threshold)}"
+        k = len(drift.exceeding(threshold, missing_threshold))
+        text += (
+            f"; {k} failing --threshold {_num(threshold)} "
+            f"(or missing rate +-{missing_threshold:.0%}, or a change)"
+        )
     return text

@@ -373,3 +373,71 @@ def test_show_overview_does_not_count_an_empty_feature_as_constant():
 
     stats = normstat.fit_arrays(np.column_stack([np.full(4, np.nan), np.arange(4.0)]))
     assert "0 constant, 0 near-constant, 1 empty" in _overview(stats)
+
+
+# ------------------------------------------------------------------- 1. drift and diff
+
+
+@pytest.fixture
+def serving(tmp_path):
+    """Training and serving tables: `gone` is all-null in serving, `holes` goes from 5% to 62%
+    missing, `flag` is always 0 in training and always 1 in serving, `ok` barely moves."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    n = 1000
+
+    def table(missing, gone, flag, shift):
+        holes = rng.normal(size=n)
+        holes[rng.permutation(n)[: int(missing * n)]] = np.nan
+        cols = {
+            "ok": rng.normal(shift, 1, n),
+            "holes": holes,
+            "gone": np.full(n, np.nan) if gone else rng.normal(size=n),
+            "flag": np.full(n, flag),
+        }
+        return pa.table({k: pa.array(v, from_pandas=True) for k, v in cols.items()}), cols
+
+    train, train_cols = table(0.05, False, 0.0, 0.0)
+    serve, serve_cols = table(0.62, True, 1.0, 0.01)
+    pq.write_table(train, tmp_path / "train.parquet")
+    pq.write_table(serve, tmp_path / "serve.parquet")
+    run("fit", tmp_path / "train.parquet", "-o", tmp_path / "train.json", "-q")
+    run("fit", tmp_path / "serve.parquet", "-o", tmp_path / "serve.json", "-q")
+    return tmp_path, train_cols, serve_cols
+
+
+@pytest.mark.parametrize("command", ["drift", "diff"])
+def test_drift_reports_missing_rates_and_constant_flips_and_fails_on_them(serving, command):
+    d, train, serve = serving
+    b = d / ("serve.parquet" if command == "drift" else "serve.json")
+    quiet = ["-q"] if command == "drift" else []
+    r = run(command, d / "train.json", b, "--threshold", "3", "--json", *quiet, code=1)
+    doc = json.loads(r.stdout)
+    by = {f["feature"]: f for f in doc["features"]}
+    for name in ("ok", "holes", "gone", "flag"):  # numpy's isnan().mean() as the reference
+        assert by[name]["missing_a"] == pytest.approx(np.isnan(train[name]).mean())
+        assert by[name]["missing_b"] == pytest.approx(np.isnan(serve[name]).mean())
+    assert by["gone"]["changes"] == ["became all-missing"]
+    assert by["flag"]["changes"] == ["constant value changed"]
+    assert by["flag"]["mean_shift"] == "inf"
+    assert by["holes"]["missing_change"] == pytest.approx(0.57)
+    assert [f["feature"] for f in doc["features"]][:3] == ["gone", "flag", "holes"]
+    assert doc["exceeding"] == ["gone", "flag", "holes"]
+    assert r.stderr == (
+        "drift: 3 features failing: gone (became all-missing); flag (constant value changed); "
+        "holes (missing rate changed by more than 5%)\n"
+    )
+    table = run(command, d / "train.json", b, *quiet).stdout  # no threshold: reported, exit 0
+    assert "became all-missing" in table and "5.0% -> 62.0%" in table
+    assert table.splitlines()[1].split()[:2] == ["gone", "-"]
+
+
+def test_turned_constant_and_stopped_being_constant():
+    rng = np.random.default_rng(4)
+    a = np.column_stack([rng.normal(size=100), np.full(100, 2.0)])
+    b = np.column_stack([np.full(100, 0.1), rng.normal(2.0, 1.0, 100)])
+    d = normstat.diff(normstat.fit_arrays(a), normstat.fit_arrays(b))
+    assert d.changes == [("turned constant",), ("stopped being constant",)]
+    assert sorted(d.exceeding(1e9).tolist()) == [0, 1]
