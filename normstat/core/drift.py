@@ -16,8 +16,8 @@ and what ``apply`` will use on B:
   :data:`CHANGES` (became all-missing, turned constant, ...).
 
 Order, worst first: features with a change (in the order of :data:`CHANGES`), then by
-``|mean_shift|``, by ``|missing_change|``, and by how far ``std_ratio`` is from 1. ``exceeding`` says which features fail a threshold
-(rules in ``docs/drift.md``).
+``|mean_shift|``, by ``|missing_change|``, and by how far ``std_ratio`` is from 1.
+``exceeding`` says which features fail a threshold (rules in ``docs/drift.md``).
 """
 
 from __future__ import annotations
