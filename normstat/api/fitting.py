@@ -188,7 +188,7 @@ def _checkpointer(
     resume: bool,
 ) -> tuple[checkpoints.Checkpointer, Moments | None]:
     if every <= 0:
-        raise UsageError(f"--checkpoint-every must be positive, received {every}")
+        raise UsageError(f"checkpoint_every: expected positive seconds, received {every}")
     print_ = checkpoints.fingerprint(
         srcs,
         axis=plain(layout.axis),

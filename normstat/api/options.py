@@ -35,7 +35,7 @@ def check_engine(
     engine: str, scheduler: str | None, specs: Sequence[str], checkpoint: str | None = None
 ) -> None:
     if engine not in ENGINES:
-        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, received {engine!r}")
+        raise UsageError(f"engine: expected one of {', '.join(ENGINES)}, received {engine!r}")
     if scheduler is not None and engine != "dask":
         raise UsageError("--scheduler needs --engine dask")
     if engine == "dask" and "-" in specs:
@@ -54,12 +54,12 @@ def task_rows(src: ArraySource, chunk_rows: int, task_size: ChunkSize) -> int:
         return rows_per_task(chunk_rows, row_bytes(src), TASK_BYTES)
     if isinstance(task_size, int) or str(task_size).strip().isdigit():
         if int(task_size) < 1:
-            raise UsageError(f"--task-size must be at least 1 row, received {task_size}")
+            raise UsageError(f"task_size: expected at least 1 row, received {task_size}")
         return int(task_size)
     m = _SIZE.match(str(task_size))
     if not m:
         raise UsageError(
-            f"--task-size must be rows (1000000) or bytes (64MB, 1GiB), received {task_size!r}"
+            f"task_size: expected rows (1000000) or bytes (64MB, 1GiB), received {task_size!r}"
         )
     budget = max(1, int(float(m[1]) * _UNITS[(m[2] or "").lower().rstrip("b")]))
     return rows_per_task(chunk_rows, row_bytes(src), budget)
@@ -102,12 +102,12 @@ def chunk_rows(src: ArraySource, chunk_size: ChunkSize, transform: bool = False)
     if isinstance(chunk_size, int) or str(chunk_size).strip().isdigit():
         rows = int(chunk_size)
         if rows < 1:
-            raise UsageError(f"--chunk-size must be at least 1 row, received {chunk_size}")
+            raise UsageError(f"chunk_size: expected at least 1 row, received {chunk_size}")
         return rows
     m = _SIZE.match(str(chunk_size))
     if not m:
         raise UsageError(
-            f"--chunk-size must be rows (65536) or bytes (64MB, 1GiB), received {chunk_size!r}"
+            f"chunk_size: expected rows (65536) or bytes (64MB, 1GiB), received {chunk_size!r}"
         )
     unit = (m[2] or "").lower().rstrip("b")
     return size(max(1, int(float(m[1]) * _UNITS[unit])))
