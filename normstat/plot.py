@@ -142,7 +142,7 @@ def _heatmaps(fig: Figure, stats: Stats) -> None:
         kept = [a for i, a in enumerate(stats.axis or ()) if i != cax]
     fig.set_size_inches(8.0, 3.3 * len(planes) + 0.6)
     axes = fig.subplots(len(planes), 2, squeeze=False)
-    scales = [_colour_scale([p[k] for p in planes]) for k in (1, 2)]
+    scales = [_colour_scale([p[1] for p in planes]), _colour_scale([p[2] for p in planes])]
     for row, (label, m, s) in enumerate(planes):
         for col, (values, name, cmap) in enumerate(((m, "mean", "viridis"), (s, "std", "magma"))):
             limits = scales[col]
