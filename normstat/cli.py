@@ -82,12 +82,24 @@ class _Group(click.Group):
             warnings.showwarning = _show_warning
             return self._invoke(ctx)
 
+    def _in_flags(self, message: str) -> str:
+        """The library names parameters (``chunk_size: ...``); on the command line, the
+        option that sets it (``--chunk-size: ...``)."""
+        name, sep, rest = message.partition(": ")
+        if not sep or not name.isidentifier():
+            return message
+        for command in self.commands.values():
+            for param in command.params:
+                if isinstance(param, click.Option) and param.name == name:
+                    return f"{max(param.opts, key=len)}: {rest}"
+        return message
+
     def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except NormstatError as exc:
             failure = _UsageFailure if exc.exit_code == _UsageFailure.exit_code else _Failure
-            raise failure(str(exc)) from None
+            raise failure(self._in_flags(str(exc))) from None
         except (KeyboardInterrupt, Terminated) as exc:
             signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
             click.echo(interrupted_message(signum), err=True)
