@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from normstat.core.transform import TransformParams
+from normstat.core.transform import CastOverflow, TransformParams
 from normstat.engine.ahead import compute_ahead
 from normstat.errors import DataError
 from normstat.sinks import atomic_output, check_writable, open_array_writer
@@ -43,8 +43,11 @@ def transform_batch(
     inverse: bool,
     dtype: np.dtype,
     schema: pa.Schema,
+    first_row: int = 0,
 ) -> pa.RecordBatch:
-    """``batch`` with its feature columns transformed in place; ``schema`` is the output's.
+    """``batch`` with its feature columns transformed in place; ``schema`` is the output's;
+    ``first_row``: the batch's position in the data, to name the row of a value that does not
+    fit ``dtype``.
 
     Column by column, from the Arrow buffers: gathering the features into a float64 matrix
     first, and scattering the result back into columns, cost more than the transform itself."""
@@ -54,7 +57,13 @@ def transform_batch(
         col = cols[pos]
         x = column_array(col)
         p = params.feature(j)
-        y = p.inverse(x, dtype) if inverse else p.forward(x, dtype)
+        try:
+            y = p.inverse(x, dtype) if inverse else p.forward(x, dtype)
+        except CastOverflow as exc:
+            row = first_row + (exc.index[0] if exc.index else 0)
+            raise DataError(
+                f"feature {name}, row {row}: {exc.message}", feature=name, row=row
+            ) from None
         mask = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else None
         cols[pos] = pa.array(y, type=schema.field(pos).type, mask=mask)
     return pa.RecordBatch.from_arrays(cols, schema=schema)
@@ -71,10 +80,18 @@ def transformed_ahead(
     """:func:`transform_batch` over ``batches``, batch ``i + 1`` on a second core while the
     caller writes batch ``i``."""
 
-    def step(b: pa.RecordBatch) -> pa.RecordBatch:
-        return transform_batch(b, features, params, inverse, dtype, schema)
+    def step(item: tuple[int, pa.RecordBatch]) -> pa.RecordBatch:
+        start, b = item
+        return transform_batch(b, features, params, inverse, dtype, schema, start)
 
-    return compute_ahead(batches, step)
+    return compute_ahead(_positioned(batches), step)
+
+
+def _positioned(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[int, pa.RecordBatch]]:
+    start = 0
+    for b in batches:
+        yield start, b
+        start += b.num_rows
 
 
 def check_same_schema(srcs: list[TableSource]) -> None:
@@ -217,7 +234,14 @@ def _matrices(
     for s in srcs:
         for chunk in s.chunks(rows):
             x = chunk.data
-            y = params.inverse(x, dtype) if inverse else params.forward(x, dtype)
+            try:
+                y = params.inverse(x, dtype) if inverse else params.forward(x, dtype)
+            except CastOverflow as exc:
+                row, j = chunk.start + exc.index[0], exc.index[-1]
+                name = (s.features or [str(j)])[j]
+                raise DataError(
+                    f"feature {name}, row {row}: {exc.message}", feature=name, row=row
+                ) from None
             yield np.ascontiguousarray(y)
             if progress is not None:
                 progress.advance(x.shape[0])

@@ -443,3 +443,15 @@ def test_turned_constant_and_stopped_being_constant():
     d = normstat.diff(normstat.fit_arrays(a), normstat.fit_arrays(b))
     assert d.changes == [("turned constant",), ("stopped being constant",)]
     assert sorted(d.exceeding(1e9).tolist()) == [0, 1]
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "npy"])
+def test_overflow_in_a_table_names_the_column_and_the_row(tmp_path, suffix):
+    (tmp_path / "t.csv").write_text("a,b\n0,0\n1,0.000001\n2,0\n")
+    (tmp_path / "u.csv").write_text("a,b\n0,0\n1,0\n2,1e6\n")
+    run("fit", tmp_path / "t.csv", "-o", tmp_path / "t.json", "-q")
+    out = tmp_path / f"u.{suffix}"
+    r = run("apply", tmp_path / "t.json", tmp_path / "u.csv", "-o", out, "--dtype", "float16",
+            code=1)  # fmt: skip
+    assert r.stderr.startswith("Error: feature b, row 2: value 2.12132e+12 does not fit float16")
+    assert not out.exists()
