@@ -241,7 +241,11 @@ def drift_table(
     )
     idx = order.tolist()
     pick = np.asarray(idx, np.int64)
-    shift = [_signed(v) for v in drift.mean_shift[pick]]
+    (shift,) = format_columns([drift.mean_shift[pick]], 4)
+    shift = [
+        "+" + t if v > 0 and not t.startswith("+") else t
+        for t, v in zip(shift, drift.mean_shift[pick], strict=True)
+    ]
     (ratio,) = format_columns([drift.std_ratio[pick]], 4)
     min_a, min_b = format_columns([drift.min_a[pick], drift.min_b[pick]])
     max_a, max_b = format_columns([drift.max_a[pick], drift.max_b[pick]])
@@ -257,7 +261,6 @@ def drift_table(
         ]
         for k, i in enumerate(idx)
     ]
-    rows = _align_decimals(rows, range(1, 2))
     header = ["  " + DRIFT_COLUMNS[0], *DRIFT_COLUMNS[1:]]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [_line(header, widths)] + [_line(r, widths) for r in rows]
