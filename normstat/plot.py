@@ -147,8 +147,11 @@ def _heatmaps(fig: Figure, stats: Stats) -> None:
         for col, (values, name, cmap) in enumerate(((m, "mean", "viridis"), (s, "std", "magma"))):
             limits = scales[col]
             own = cax is not None and limits is None
-            note = f"channel {row}'s own scale" if own else (
-                "one scale for all channels" if cax is not None else "")
+            note = (
+                f"channel {row}'s own scale"
+                if own
+                else ("one scale for all channels" if cax is not None else "")
+            )
             _heatmap(fig, axes[row][col], values, f"{name}{label}", cmap, kept, limits, note)
 
 
