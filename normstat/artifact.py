@@ -11,6 +11,7 @@ import datetime as _dt
 import json
 import math
 import os
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -136,7 +137,7 @@ def _read_npz(path: str) -> dict[str, Any]:
         doc = json.loads(str(arrays.pop("meta")), parse_constant=_reject_constant)
     except KeyError:
         raise ArtifactError("NPZ has no 'meta' entry", path=path) from None
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ArtifactError(f"not a normstat NPZ statistics file ({exc})", path=path) from None
     if not isinstance(doc, dict):
         raise ArtifactError("NPZ 'meta' is not a JSON object", path=path)
