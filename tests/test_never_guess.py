@@ -455,3 +455,26 @@ def test_overflow_in_a_table_names_the_column_and_the_row(tmp_path, suffix):
             code=1)  # fmt: skip
     assert r.stderr.startswith("Error: feature b, row 2: value 2.12132e+12 does not fit float16")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda p: normstat.fit(p, columns="a,b"), "columns: expected a sequence of column names"),
+        (lambda p: normstat.merge([]), "parts: nothing to merge"),
+        (lambda p: normstat.apply(42, p, "out.npy"), "stats: expected normstat.Stats"),
+        (
+            lambda p: normstat.transform(np.ones((2, 2)), normstat.fit(p), method="std"),
+            "method: expected one of zscore, minmax, center, received 'std'",
+        ),
+        (
+            lambda p: normstat.transform(np.ones((2, 2)), normstat.fit(p), dtype="int8"),
+            "dtype: expected a floating type",
+        ),
+    ],
+)
+def test_more_library_errors_name_the_parameter(tmp_path, call, message):
+    np.save(tmp_path / "x.npy", np.arange(6.0).reshape(3, 2))
+    with pytest.raises(normstat.UsageError) as exc:
+        call(tmp_path / "x.npy")
+    assert message in str(exc.value)

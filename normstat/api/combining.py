@@ -29,7 +29,7 @@ def merge(parts: Sequence[Stats | str]) -> Stats:
     loaded = [as_stats(p, f"parts[{i}]") for i, p in enumerate(parts)]
     names = [stats_name(p, f"part {i}") for i, p in enumerate(parts)]
     if not loaded:
-        raise UsageError("nothing to merge")
+        raise UsageError("parts: nothing to merge (received an empty sequence)")
     first = loaded[0]
     for name, s in zip(names[1:], loaded[1:], strict=True):
         for key in ("feature_shape", "axis", "features", "ddof"):

@@ -9,7 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from normstat.api.inputs import as_matrix, as_paths, batches_of, check_axis, is_dataset
+from normstat.api.inputs import (
+    as_matrix,
+    as_paths,
+    batches_of,
+    check_axis,
+    check_columns,
+    is_dataset,
+)
 from normstat.api.options import (
     ChunkSize,
     ProgressHook,
@@ -66,6 +73,7 @@ def fit(
     check_options(ddof, nan)
     specs = as_paths(sources, "sources", _ARRAY_HINT if is_dataset(sources) else "")
     axis = check_axis(axis)
+    columns = check_columns(columns)
     check_engine(engine, scheduler, specs, checkpoint)
     if resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH")
@@ -242,7 +250,7 @@ class Accumulator:
         self.moments: Moments | None = None
         self.rows = 0
         self.dtype: np.dtype | None = None
-        self.features: list[str] | None = None if columns is None else list(columns)
+        self.features: list[str] | None = check_columns(columns)
 
     def update(self, batch: Any) -> Accumulator:
         return self._update(batch, "batch")

@@ -79,6 +79,23 @@ def check_axis(axis: Any, name: str = "axis") -> int | tuple[int, ...] | None:
     )
 
 
+def check_columns(columns: Any, name: str = "columns") -> list[str] | None:
+    """Column names as a list of str, or None (a lone string is refused, not split into
+    letters)."""
+    if columns is None:
+        return None
+    if (
+        isinstance(columns, str)
+        or not isinstance(columns, Sequence)
+        or not all(isinstance(c, str) for c in columns)
+    ):
+        raise UsageError(
+            f"{name}: expected a sequence of column names (['a', 'b']), received "
+            f"{describe_value(columns)}"
+        )
+    return list(columns)
+
+
 def check_int(value: Any, name: str, minimum: int = 0) -> int:
     if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
         raise UsageError(

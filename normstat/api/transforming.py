@@ -12,7 +12,15 @@ import numpy as np
 
 from normstat import artifact
 from normstat.api.fitting import all_chunks, describe_names, empty_features
-from normstat.api.inputs import as_matrix, as_path, as_paths, as_stats, check_tol, is_table
+from normstat.api.inputs import (
+    as_matrix,
+    as_path,
+    as_paths,
+    as_stats,
+    check_columns,
+    check_tol,
+    is_table,
+)
 from normstat.api.options import (
     ChunkSize,
     ProgressHook,
@@ -154,7 +162,8 @@ def apply(
     out_dtype = float_dtype(dtype)
     paths = as_paths(sources, "sources")
     check_engine(engine, scheduler, paths)
-    srcs = open_sources(paths, dataset, input_format, _apply_columns(stats, columns))
+    columns = _apply_columns(stats, check_columns(columns))
+    srcs = open_sources(paths, dataset, input_format, columns)
     try:
         method = method_for(srcs[0], method, inverse)
         layout = layout_for(stats, (0, *srcs[0].shape[1:]), srcs[0].path)
