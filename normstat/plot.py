@@ -140,7 +140,7 @@ def _heatmaps(fig: Figure, stats: Stats) -> None:
             for c in range(n)
         ]
         kept = [a for i, a in enumerate(stats.axis or ()) if i != cax]
-    fig.set_size_inches(8.0, 3.3 * len(planes) + 0.6)
+    fig.set_size_inches(8.0, 3.4 * len(planes) + 0.9)
     axes = fig.subplots(len(planes), 2, squeeze=False)
     scales = [_colour_scale([p[1] for p in planes]), _colour_scale([p[2] for p in planes])]
     for row, (label, m, s) in enumerate(planes):
@@ -211,8 +211,8 @@ def _channel_bars(fig: Figure, stats: Stats) -> None:
     ax = fig.subplots()
     ax.bar(x, stats.mean, yerr=stats.std, capsize=6, color=_channel_colours(n), alpha=0.8,
            label="mean ± std")  # fmt: skip
-    ax.scatter(x, stats.min, marker="v", color="0.3", zorder=3, label="min")
-    ax.scatter(x, stats.max, marker="^", color="0.3", zorder=3, label="max")
+    ax.scatter(x, stats.min, marker="v", color="0.3", zorder=3, label="min", clip_on=False)
+    ax.scatter(x, stats.max, marker="^", color="0.3", zorder=3, label="max", clip_on=False)
     labels = [
         f"{name}\nmean {m:.4g}\nstd {s:.3g}"
         for name, m, s in zip(names, stats.mean, stats.std, strict=True)
