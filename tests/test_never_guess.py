@@ -478,3 +478,15 @@ def test_more_library_errors_name_the_parameter(tmp_path, call, message):
     with pytest.raises(normstat.UsageError) as exc:
         call(tmp_path / "x.npy")
     assert message in str(exc.value)
+
+
+def test_overflow_under_the_dask_engine_names_feature_and_row(tmp_path):
+    pytest.importorskip("dask.distributed")
+    x = np.zeros((40, 2))
+    x[33, 1] = 1e6
+    np.save(tmp_path / "x.npy", x)
+    normstat.save(normstat.fit_arrays(np.array([[0.0, 0.0], [1.0, 0.001]])), tmp_path / "s.json")
+    r = run("apply", tmp_path / "s.json", tmp_path / "x.npy", "-o", tmp_path / "y.npy",
+            "--dtype", "float16", "--engine", "dask", "--workers", "1", "--chunk-size", "8",
+            code=1)  # fmt: skip
+    assert "feature [1], row 33:" in r.stderr and not (tmp_path / "y.npy").exists()

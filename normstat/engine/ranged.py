@@ -72,7 +72,10 @@ def apply_range(
         try:
             for piece in task.pieces:
                 for chunk in read_range(piece, rows):
-                    writer.write(out, transform_block(chunk.data, layout, params, inverse, dtype))
+                    y = transform_block(
+                        chunk.data, layout, params, inverse, dtype, first_row=chunk.start
+                    )
+                    writer.write(out, y)
                     out += chunk.data.shape[0]
         finally:
             writer.close()
