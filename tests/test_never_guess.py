@@ -125,21 +125,21 @@ def empty_column(tmp_path):
 
 def test_fit_warns_about_features_without_values(empty_column):
     r = run("fit", empty_column / "x.npy", "-o", empty_column / "s.json")
-    assert "Warning: 1 of 2 features have no finite value (count 0): [1]" in r.stderr
+    assert "Warning: 1 feature has no finite value (count 0), of 2: [1]" in r.stderr
     assert "Warning" not in run("fit", empty_column / "x.npy", "-q").stderr
 
 
 def test_fit_warns_about_a_file_without_rows(tmp_path):
     np.save(tmp_path / "z.npy", np.zeros((0, 3)))
     r = run("fit", tmp_path / "z.npy", "-o", tmp_path / "s.json")
-    assert "Warning: 3 of 3 features have no rows: [0], [1], [2]" in r.stderr
+    assert "Warning: the data has no rows: no feature has statistics ([0], [1], [2])" in r.stderr
 
 
 def test_export_and_apply_refuse_empty_features_unless_allowed(empty_column):
     d = empty_column
     run("fit", d / "x.npy", "-o", d / "s.json", "-q")
     r = run("export", d / "s.json", "--to", "torch", code=1)
-    assert "1 features have no statistics (count 0): [1]" in r.stderr
+    assert "1 feature has no statistics (count 0): [1]" in r.stderr
     r = run("apply", d / "s.json", d / "x.npy", "-o", d / "y.npy", code=1)
     assert "[1]" in r.stderr and not (d / "y.npy").exists()
     assert json.loads(run("export", d / "s.json", "--to", "torch", "--allow-empty").stdout) == {

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from normstat.api.fitting import describe_names, empty_features, fit
+from normstat.api.fitting import describe_names, empty_features, features_have, fit
 from normstat.api.inputs import as_stats, stats_name
 from normstat.api.options import ChunkSize, ProgressHook, plain
 from normstat.api.transforming import _apply_columns
@@ -79,7 +79,7 @@ def export(
     empty = empty_features(stats)
     if empty and not allow_empty:
         raise DataError(
-            f"{len(empty)} features have no statistics (count 0): {describe_names(empty)}; "
+            f"{features_have(len(empty))} no statistics (count 0): {describe_names(empty)}; "
             f"exporting them would give mean 0 and scale 1 as if fitted (allow_empty / "
             f"--allow-empty to do so anyway)"
         )

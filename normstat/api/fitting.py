@@ -133,6 +133,11 @@ def empty_features(stats: Stats) -> list[str]:
     return [names[i] for i in np.flatnonzero(empty)]
 
 
+def features_have(n: int) -> str:
+    """``1 feature has`` / ``3 features have``."""
+    return f"{n} feature has" if n == 1 else f"{n} features have"
+
+
 def describe_names(names: list[str], limit: int = 10) -> str:
     more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
@@ -145,12 +150,15 @@ def warn_empty(stats: Stats) -> None:
     if not empty:
         return
     rows = (stats.source or {}).get("shape") or [None]
-    what = "no rows" if rows[0] == 0 else "no finite value (count 0)"
+    if rows[0] == 0:
+        message = f"the data has no rows: no feature has statistics ({describe_names(empty)})"
+    else:
+        message = (
+            f"{features_have(len(empty))} no finite value (count 0), of "
+            f"{stats.moments.n_features}: {describe_names(empty)}; their statistics are null"
+        )
     warnings.warn(
-        NormstatWarning(
-            f"{len(empty)} of {stats.moments.n_features} features have {what}: "
-            f"{describe_names(empty)}; their statistics are null"
-        ),
+        NormstatWarning(message),
         stacklevel=3,
     )
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from normstat import artifact
-from normstat.api.fitting import all_chunks, describe_names, empty_features
+from normstat.api.fitting import all_chunks, describe_names, empty_features, features_have
 from normstat.api.inputs import (
     as_matrix,
     as_path,
@@ -90,7 +90,7 @@ def _plan(
     empty = empty_features(stats)
     if empty and not allow_empty:
         raise DataError(
-            f"{len(empty)} features have no statistics (count 0: no finite value was fitted): "
+            f"{features_have(len(empty))} no statistics (count 0: no finite value was fitted): "
             f"{describe_names(empty)}; refit with data, or pass allow_empty (--allow-empty) "
             f"to leave them unchanged"
         )
