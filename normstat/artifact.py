@@ -22,7 +22,7 @@ from normstat import __version__
 from normstat.core.moments import Moments
 from normstat.core.npz import read_npz_member
 from normstat.core.stats import Stats
-from normstat.errors import ArtifactError
+from normstat.errors import ArtifactError, UsageError
 from normstat.sinks.atomic import atomic_output
 
 FORMAT = "normstat.stats"
@@ -101,8 +101,11 @@ def dumps(stats: Stats) -> str:
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
-def save(stats: Stats, path: str) -> None:
+def save(stats: Stats, path: str | os.PathLike[str]) -> None:
     """Write ``.npz`` when the suffix says so, JSON otherwise; atomically."""
+    if not isinstance(stats, Stats):
+        raise UsageError(f"stats: expected normstat.Stats, received {type(stats).__name__}")
+    path = _fspath(path)
     with atomic_output(path) as tmp:
         if path.lower().endswith(".npz"):
             with open(tmp, "wb") as fp:
@@ -112,8 +115,15 @@ def save(stats: Stats, path: str) -> None:
                 fp.write(dumps(stats))
 
 
-def load(path: str) -> Stats:
+def _fspath(path: Any) -> str:
+    if not isinstance(path, str | os.PathLike):
+        raise UsageError(f"path: expected a str or os.PathLike, received {type(path).__name__}")
+    return os.fsdecode(os.fspath(path))
+
+
+def load(path: str | os.PathLike[str]) -> Stats:
     """Read and validate an artifact; every problem is an :class:`ArtifactError` naming it."""
+    path = _fspath(path)
     if not os.path.isfile(path):
         raise ArtifactError("no such statistics file", path=path)
     doc = _read_npz(path) if path.lower().endswith(".npz") else _read_json(path)

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ import click
 
 from normstat import __version__, interrupts
 from normstat.core.choices import ENGINES, EXPORT_TARGETS, METHODS, NAN_POLICIES, OUTPUT_FORMATS
-from normstat.errors import NormstatError
+from normstat.errors import NormstatError, NormstatWarning
 
 if TYPE_CHECKING:
     from normstat.core.drift import Drift
@@ -58,14 +59,47 @@ class _UsageFailure(_Failure):
     exit_code = 2
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Library warnings (:class:`NormstatWarning`) as one ``Warning: ...`` line on stderr,
+    unless the command runs with ``-q``; any other warning as Python prints it."""
+    if not issubclass(category, NormstatWarning):
+        _python_showwarning(message, category, *_, **__)
+        return
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.params.get("quiet"):
+        return
+    click.echo(f"Warning: {message}", err=True)
+
+
+_python_showwarning = warnings.showwarning
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         interrupts.start_command()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", NormstatWarning)
+            warnings.showwarning = _show_warning
+            return self._invoke(ctx)
+
+    def _in_flags(self, message: str) -> str:
+        """The library names parameters (``chunk_size: ...``); on the command line, the
+        option that sets it (``--chunk-size: ...``)."""
+        name, sep, rest = message.partition(": ")
+        if not sep or not name.isidentifier():
+            return message
+        for command in self.commands.values():
+            for param in command.params:
+                if isinstance(param, click.Option) and param.name == name:
+                    return f"{max(param.opts, key=len)}: {rest}"
+        return message
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except NormstatError as exc:
             failure = _UsageFailure if exc.exit_code == _UsageFailure.exit_code else _Failure
-            raise failure(str(exc)) from None
+            raise failure(self._in_flags(str(exc))) from None
         except (KeyboardInterrupt, interrupts.Interrupted):
             # the flag is the truth; a KeyboardInterrupt without our handler counts as SIGINT
             signum = interrupts.signum() or signal.SIGINT
@@ -594,9 +628,9 @@ def fit(
 @click.option(
     "--method",
     type=click.Choice(METHODS),
-    default="zscore",
-    show_default=True,
-    help="zscore: (x - mean) / std; minmax: to --range; center: x - mean.",
+    default=None,
+    help="zscore (default): (x - mean) / std; minmax: to --range; center: x - mean. "
+    "With --inverse on an output of apply (HDF5, Zarr): the method it records.",
 )
 @click.option(
     "--range",
@@ -618,6 +652,23 @@ def fit(
     help="Format of OUT, whatever its suffix (default: by OUT's suffix, else the input's).",
 )
 @click.option(
+    "--constant-tol",
+    type=click.FloatRange(min=0),
+    metavar="TOL",
+    help="zscore: only centre features with std <= TOL * max(1, |mean|) (default: "
+    "scikit-learn's rule, which grows with the row count; see docs/numerics.md).",
+)
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Leave features without statistics (count 0) unchanged instead of refusing.",
+)
+@click.option(
+    "--clip-to-dtype",
+    is_flag=True,
+    help="Clip values beyond --dtype's range (e.g. float16's 65504) instead of failing.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
@@ -635,12 +686,15 @@ def apply_cmd(
     stats: str,
     sources: tuple[str, ...],
     output: str,
-    method: str,
+    method: str | None,
     feature_range: tuple[float, float],
     inverse: bool,
     dtype: str,
     force: bool,
     output_format: str | None,
+    constant_tol: float | None,
+    allow_empty: bool,
+    clip_to_dtype: bool,
     workers: int | None,
     mode: str | None,
     resize: int | None,
@@ -693,6 +747,9 @@ def apply_cmd(
         task_size=task_size,
         allow_external=allow_external,
         options=_read_options(mode, resize, center_crop, False),
+        constant_tol=constant_tol,
+        allow_empty=allow_empty,
+        clip_to_dtype=clip_to_dtype,
     )
     if not quiet and output != "-":
         _wrote(f"wrote {output}")
@@ -739,12 +796,24 @@ def merge(
     help="keras: Normalization(axis, mean, variance); torch: Normalize(mean, std); "
     "sklearn: StandardScaler attributes.",
 )
-def export(stats: str, to: str) -> None:
-    """Print the statistics in the form a framework takes, as JSON.
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Export features without statistics (count 0) as mean 0, scale 1 instead of refusing.",
+)
+def export(stats: str, to: str, allow_empty: bool) -> None:
+    """Print the statistics in the form a framework takes, as JSON (one line per array).
 
     Python: normstat.export(stats, to).
     """
-    _echo_json(api.export(stats, to))
+    click.echo(_compact_json(api.export(stats, to, allow_empty=allow_empty)))
+
+
+def _compact_json(obj: dict[str, Any]) -> str:
+    """One key per line and each value (a whole array) on that line: readable, and what
+    ``json.loads`` reads back."""
+    items = [f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in obj.items()]
+    return "{\n" + ",\n".join(items) + "\n}"
 
 
 def _drift_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -754,8 +823,19 @@ def _drift_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 "--threshold",
                 type=click.FloatRange(min=0),
                 metavar="X",
-                help="Exit 1 when any feature's |mean_shift| = |mean_b - mean_a| / std_a "
-                "exceeds X (std ratio and range are reported, not tested).",
+                help="Exit 1 when any feature fails: |mean_shift| = |mean_b - mean_a| / std_a "
+                "above X, a missing rate moved by more than --missing-threshold, or a change "
+                "(became all-missing, turned constant, stopped being constant, constant value "
+                "changed). See docs/drift.md.",
+            ),
+            click.option(
+                "--missing-threshold",
+                type=click.FloatRange(min=0, max=1),
+                default=0.05,
+                show_default=True,
+                metavar="P",
+                help="With --threshold: fail when a missing-value rate moves by more than P "
+                "(0.05: 5 percentage points).",
             ),
             click.option("--json", "as_json", is_flag=True, help="Every feature as JSON."),
             click.option("--all", "show_all", is_flag=True, help="List every feature."),
@@ -765,23 +845,35 @@ def _drift_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _report_drift(result: Drift, threshold: float | None, as_json: bool, show_all: bool) -> None:
-    exceeding = [] if threshold is None else [result.names[i] for i in result.exceeding(threshold)]
+def _report_drift(
+    result: Drift,
+    threshold: float | None,
+    missing_threshold: float,
+    as_json: bool,
+    show_all: bool,
+) -> None:
+    failing = [] if threshold is None else result.exceeding(threshold, missing_threshold).tolist()
     if as_json:
         _echo_json(
             {
                 "threshold": threshold,
-                "exceeding": exceeding if threshold is not None else None,
+                "missing_threshold": missing_threshold,
+                "exceeding": [result.names[i] for i in failing] if threshold is not None else None,
                 "features": result.records(),
             }
         )
     else:
-        click.echo(report.drift_table(result, None if show_all else 20, threshold))
-    if exceeding:
-        shown = ", ".join(exceeding[:5]) + (", ..." if len(exceeding) > 5 else "")
         click.echo(
-            f"drift: {len(exceeding)} feature{'s' if len(exceeding) > 1 else ''} with "
-            f"|mean_shift| > {threshold}: {shown}",
+            report.drift_table(result, None if show_all else 20, threshold, missing_threshold)
+        )
+    if failing:
+        assert threshold is not None
+        shown = "; ".join(
+            f"{result.names[i]} ({', '.join(result.reasons(i, threshold, missing_threshold))})"
+            for i in failing[:5]
+        ) + ("; ..." if len(failing) > 5 else "")
+        click.echo(
+            f"drift: {len(failing)} feature{'s' if len(failing) > 1 else ''} failing: {shown}",
             err=True,
         )
         raise click.exceptions.Exit(1)
@@ -791,13 +883,21 @@ def _report_drift(result: Drift, threshold: float | None, as_json: bool, show_al
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
 @_drift_options
-def diff(a: str, b: str, threshold: float | None, as_json: bool, show_all: bool) -> None:
+def diff(
+    a: str,
+    b: str,
+    threshold: float | None,
+    missing_threshold: float,
+    as_json: bool,
+    show_all: bool,
+) -> None:
     """Compare statistics B with A (serving vs training data), worst feature first.
 
     Per feature: mean_shift = (mean_b - mean_a) / std_a (B's mean after A's z-score), std_ratio =
-    std_b / std_a, and the change of min and max. Python: normstat.diff(a, b).
+    std_b / std_a, the missing-value rates, the change of min and max, and whether the feature
+    became all-missing, turned constant or stopped being constant. Python: normstat.diff(a, b).
     """
-    _report_drift(api.diff(a, b), threshold, as_json, show_all)
+    _report_drift(api.diff(a, b), threshold, missing_threshold, as_json, show_all)
 
 
 @main.command()
@@ -814,6 +914,7 @@ def drift(
     stats: str,
     sources: tuple[str, ...],
     threshold: float | None,
+    missing_threshold: float,
     as_json: bool,
     show_all: bool,
     nan: str,
@@ -852,7 +953,7 @@ def drift(
         header=not no_header,
         null_values=null_values,
     )
-    _report_drift(result, threshold, as_json, show_all)
+    _report_drift(result, threshold, missing_threshold, as_json, show_all)
 
 
 @main.command("plot")

@@ -48,3 +48,8 @@ class DataError(NormstatError):
 
 class ArtifactError(DataError):
     """A statistics artifact is malformed, or does not fit the data it is applied to."""
+
+
+class NormstatWarning(UserWarning):
+    """Something the user should know that does not stop the work (an empty feature, a feature
+    only centred). The library issues it with :mod:`warnings`; the CLI prints it on stderr."""

@@ -11,13 +11,13 @@ All three build on :func:`normstat.export`, so near-constant features get a scal
 
 from __future__ import annotations
 
-import math
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from normstat import artifact
 from normstat.api import export
+from normstat.api.inputs import as_stats
 from normstat.core.stats import Stats
 from normstat.errors import UsageError
 
@@ -25,50 +25,41 @@ if TYPE_CHECKING:
     from sklearn.preprocessing import StandardScaler
 
 
-def _load(stats: Stats | str) -> Stats:
-    return artifact.load(stats) if isinstance(stats, str) else stats
+def _load(stats: Stats | str | os.PathLike[str]) -> Stats:
+    return as_stats(stats)
 
 
-def to_sklearn(stats: Stats | str) -> StandardScaler:
+def to_sklearn(
+    stats: Stats | str | os.PathLike[str], *, allow_empty: bool = False
+) -> StandardScaler:
     """A ``StandardScaler`` fitted with these statistics, for data of shape (samples, features).
 
     Only statistics that keep every axis but the sample axis fit scikit-learn's model (one mean
     per column of a 2-D array); per-position image statistics work on ``x.reshape(n, -1)``.
     """
-    stats = _load(stats)
-    _check_sklearn_shape(stats)
+    values = export(_load(stats), "sklearn", allow_empty=allow_empty)
     try:
         from sklearn.preprocessing import StandardScaler
     except ImportError:
         raise UsageError("to_sklearn needs scikit-learn: pip install scikit-learn") from None
-    values = export(stats, "sklearn")
     scaler = StandardScaler()
-    scaler.mean_ = np.asarray(values["mean_"], np.float64).ravel()
-    scaler.var_ = np.asarray(values["var_"], np.float64).ravel()
-    scaler.scale_ = np.asarray(values["scale_"], np.float64).ravel()
+    scaler.mean_ = np.asarray(values["mean_"], np.float64)
+    scaler.var_ = np.asarray(values["var_"], np.float64)
+    scaler.scale_ = np.asarray(values["scale_"], np.float64)
     seen = values["n_samples_seen_"]
-    scaler.n_samples_seen_ = seen if isinstance(seen, int) else np.asarray(seen, np.int64).ravel()
+    scaler.n_samples_seen_ = seen if isinstance(seen, int) else np.asarray(seen, np.int64)
     scaler.n_features_in_ = values["n_features_in_"]
-    if stats.features is not None:
-        scaler.feature_names_in_ = np.asarray(stats.features, dtype=object)
+    if "feature_names_in_" in values:
+        scaler.feature_names_in_ = np.asarray(values["feature_names_in_"], dtype=object)
     return scaler
 
 
-def _check_sklearn_shape(stats: Stats) -> None:
-    sample_shape = list((stats.source or {}).get("shape") or [])[1:]
-    n_features = math.prod(stats.feature_shape)
-    if sample_shape and math.prod(sample_shape) != n_features:
-        raise UsageError(
-            f"StandardScaler keeps one statistic per column of a 2-D array, but these statistics "
-            f"reduce samples of shape {sample_shape} to {list(stats.feature_shape)}; use "
-            f"keras_kwargs or torch_normalize_kwargs, or fit with every axis kept"
-        )
-
-
-def keras_kwargs(stats: Stats | str) -> dict[str, Any]:
+def keras_kwargs(
+    stats: Stats | str | os.PathLike[str], *, allow_empty: bool = False
+) -> dict[str, Any]:
     """``axis``, ``mean`` and ``variance`` for ``keras.layers.Normalization`` (arrays shaped
     like the kept axes; Keras broadcasts them over the reduced ones)."""
-    values = export(_load(stats), "keras")
+    values = export(_load(stats), "keras", allow_empty=allow_empty)
     axis = values["axis"]
     return {
         "axis": None if axis is None else (axis[0] if len(axis) == 1 else tuple(axis)),
@@ -77,17 +68,12 @@ def keras_kwargs(stats: Stats | str) -> dict[str, Any]:
     }
 
 
-def torch_normalize_kwargs(stats: Stats | str) -> dict[str, list[float]]:
+def torch_normalize_kwargs(
+    stats: Stats | str | os.PathLike[str], *, allow_empty: bool = False
+) -> dict[str, list[float]]:
     """``mean`` and ``std`` lists, one value per channel in channel order, for
     ``torchvision.transforms.Normalize`` (which takes tensors shaped ``(..., C, H, W)``)."""
-    stats = _load(stats)
-    if len(stats.feature_shape) > 1:
-        raise UsageError(
-            f"torchvision Normalize takes one mean and std per channel, but these statistics "
-            f"have feature shape {list(stats.feature_shape)}; fit with one kept axis "
-            f"(--axis -1 for channels-last data, --axis 1 for channels-first)"
-        )
-    values = export(stats, "torch")
+    values = export(_load(stats), "torch", allow_empty=allow_empty)
     return {
         "mean": [float(v) for v in np.atleast_1d(values["mean"])],
         "std": [float(v) for v in np.atleast_1d(values["std"])],

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from normstat import artifact
 from normstat.core.stats import Stats
 from normstat.errors import UsageError
 from normstat.report import feature_names
@@ -30,14 +29,16 @@ if TYPE_CHECKING:
 
 MAX_CHANNEL_BARS = 16
 MAX_TICK_LABELS = 40
-MAX_RANGE_BARS = 60
+MAX_RANGE_BARS = 40
 
 
 def plot(stats: Stats | str, out: str | None = None, *, title: str | None = None) -> Figure:
     """Draw the statistics (see the module docstring for which picture); write ``out`` if
     given (format from its suffix: .png, .svg, .pdf), atomically. Returns the figure."""
-    if isinstance(stats, str):
-        stats = artifact.load(stats)
+    from normstat.api.inputs import as_path, as_stats
+
+    stats = as_stats(stats)
+    out = None if out is None else as_path(out, "out")
     fig = _new_figure()
     shape = tuple(stats.feature_shape)
     if len(shape) in (2, 3):
@@ -139,20 +140,63 @@ def _heatmaps(fig: Figure, stats: Stats) -> None:
             for c in range(n)
         ]
         kept = [a for i, a in enumerate(stats.axis or ()) if i != cax]
-    fig.set_size_inches(8.0, 3.3 * len(planes) + 0.6)
+    fig.set_size_inches(8.0, 3.4 * len(planes) + 0.9)
     axes = fig.subplots(len(planes), 2, squeeze=False)
+    scales = [_colour_scale([p[1] for p in planes]), _colour_scale([p[2] for p in planes])]
     for row, (label, m, s) in enumerate(planes):
-        _heatmap(fig, axes[row][0], m, f"mean{label}", "viridis", kept)
-        _heatmap(fig, axes[row][1], s, f"std{label}", "magma", kept)
+        for col, (values, name, cmap) in enumerate(((m, "mean", "viridis"), (s, "std", "magma"))):
+            limits = scales[col]
+            own = cax is not None and limits is None
+            note = (
+                f"channel {row}'s own scale"
+                if own
+                else ("one scale for all channels" if cax is not None else "")
+            )
+            _heatmap(fig, axes[row][col], values, f"{name}{label}", cmap, kept, limits, note)
 
 
-def _heatmap(fig: Figure, ax: Any, values: np.ndarray, name: str, cmap: str, kept: list) -> None:
-    img = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, interpolation="nearest")
-    fig.colorbar(img, ax=ax, shrink=0.85)
+def _colour_scale(planes: list[np.ndarray]) -> tuple[float, float] | None:
+    """One (vmin, vmax) shared by the channels' heatmaps of a statistic, so equal colours mean
+    equal values; None when the channels' ranges differ too much for one scale to show them
+    (a channel spanning under a tenth of the common range), each then with its own scale,
+    which the colour bar says."""
+    spans = []
+    for p in planes:
+        f = p[np.isfinite(p)]
+        if f.size:
+            spans.append((float(f.min()), float(f.max())))
+    if not spans:
+        return None
+    lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
+    if len(planes) > 1 and hi > lo and any((b - a) < 0.1 * (hi - lo) for a, b in spans):
+        return None
+    return lo, hi
+
+
+def _heatmap(
+    fig: Figure,
+    ax: Any,
+    values: np.ndarray,
+    name: str,
+    cmap: str,
+    kept: list,
+    limits: tuple[float, float] | None = None,
+    note: str = "",
+) -> None:
+    vmin, vmax = limits if limits is not None else (None, None)
+    img = ax.imshow(
+        np.ma.masked_invalid(values), cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax
+    )
+    bar = fig.colorbar(img, ax=ax, shrink=0.85)
+    if note:
+        bar.set_label(note, fontsize=8)
     ax.set_title(name, fontsize=10)
     rows_axis, cols_axis = (kept + [None, None])[:2]
     ax.set_ylabel(f"row (axis {rows_axis})" if rows_axis is not None else "row")
     ax.set_xlabel(f"column (axis {cols_axis})" if cols_axis is not None else "column")
+    if not np.isfinite(values).any():
+        ax.text(0.5, 0.5, "no values (count 0)", transform=ax.transAxes, ha="center",
+                va="center", color="0.3")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,8 +211,8 @@ def _channel_bars(fig: Figure, stats: Stats) -> None:
     ax = fig.subplots()
     ax.bar(x, stats.mean, yerr=stats.std, capsize=6, color=_channel_colours(n), alpha=0.8,
            label="mean ± std")  # fmt: skip
-    ax.scatter(x, stats.min, marker="v", color="0.3", zorder=3, label="min")
-    ax.scatter(x, stats.max, marker="^", color="0.3", zorder=3, label="max")
+    ax.scatter(x, stats.min, marker="v", color="0.3", zorder=3, label="min", clip_on=False)
+    ax.scatter(x, stats.max, marker="^", color="0.3", zorder=3, label="max", clip_on=False)
     labels = [
         f"{name}\nmean {m:.4g}\nstd {s:.3g}"
         for name, m, s in zip(names, stats.mean, stats.std, strict=True)
@@ -198,49 +242,123 @@ def _channel_colours(n: int) -> list[str]:
 
 
 def _per_feature(fig: Figure, stats: Stats) -> None:
-    """One column per feature: a thin min-max line, a thick mean ± std bar, a dot at the mean.
-    Not a connected line: features are separate quantities, not a series."""
+    """One mark per feature: a thin min-max line, a thick mean ± std bar, a dot at the mean.
+    Never a connected line: features are separate quantities, not a series. Up to
+    :data:`MAX_RANGE_BARS` features side by side; more go down the page (features on the y
+    axis, one per row, in panels of :data:`PANEL_ROWS`), so every name stays readable."""
     names = feature_names(stats)
-    mean, std = stats.mean.ravel(), stats.std.ravel()
-    lo, hi = stats.min.ravel(), stats.max.ravel()
-    x = np.arange(len(names))
-    fig.set_size_inches(min(14.0, max(6.0, 0.4 * len(names) + 3.0)), 4.8)
-    ax = fig.subplots()
-    if len(names) > MAX_RANGE_BARS:
-        _bands(ax, x, mean, std, lo, hi)
-    else:
-        _ranges(ax, x, mean, std, lo, hi)
-    _feature_ticks(ax, names)
-    ax.set_xlabel("column" if stats.features is not None else "feature")
-    ax.set_ylabel("value (units of each feature)")
-    finite = np.concatenate([lo, hi])
+    values = {
+        "mean": stats.mean.ravel(),
+        "std": stats.std.ravel(),
+        "lo": stats.min.ravel(),
+        "hi": stats.max.ravel(),
+    }
+    finite = np.concatenate([values["lo"], values["hi"]])
     finite = finite[np.isfinite(finite)]
+    what = "column" if stats.features is not None else "feature"
+    if len(names) <= MAX_RANGE_BARS:
+        fig.set_size_inches(min(14.0, max(6.0, 0.4 * len(names) + 3.0)), 4.8)
+        ax = fig.subplots()
+        _ranges(ax, np.arange(len(names)), values, vertical=True)
+        _feature_ticks(ax, names)
+        ax.set_xlabel(what)
+        _value_axis(ax, finite, "y")
+        panels = [ax]
+    else:
+        panels = _panels(fig, names, values, finite, what)
+    for ax in panels:
+        ax.grid(alpha=0.3)
+    _note_empty(panels, names, stats, len(names) <= MAX_RANGE_BARS)
+    if finite.size:
+        fig.legend(
+            *panels[0].get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8
+        )
+
+
+PANEL_ROWS = 50
+
+
+def _panels(
+    fig: Figure, names: list[str], values: dict[str, np.ndarray], finite: np.ndarray, what: str
+) -> list[Any]:
+    n_panels = int(np.ceil(len(names) / PANEL_ROWS))
+    ncols = min(4, n_panels)
+    nrows = int(np.ceil(n_panels / ncols))
+    longest = max(len(n) for n in names)
+    width = ncols * (2.6 + 0.055 * longest) + 0.5
+    fig.set_size_inches(min(30.0, width), nrows * (0.15 * PANEL_ROWS + 1.2) + 1.2)
+    grid = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
+    panels = []
+    for k, ax in enumerate(grid.ravel()):
+        part = np.arange(k * PANEL_ROWS, min(len(names), (k + 1) * PANEL_ROWS))
+        if part.size == 0:
+            ax.set_visible(False)
+            continue
+        _ranges(ax, part, {key: v[part] for key, v in values.items()}, vertical=False)
+        ax.set_yticks(part, [names[i] for i in part], fontsize=7)
+        ax.set_ylim(part[0] + PANEL_ROWS - 0.5, part[0] - 0.5)  # top to bottom, equal rows
+        _value_axis(ax, finite, "x")
+        ax.tick_params(axis="x", labelbottom=True, labelrotation=90, labelsize=8)
+        panels.append(ax)
+    fig.supylabel(f"{what} (in order, top to bottom)", fontsize=9)
+    return panels
+
+
+def _ranges(ax: Any, x: np.ndarray, v: dict[str, np.ndarray], vertical: bool) -> None:
+    lines = ax.vlines if vertical else ax.hlines
+    lo, hi, mean, std = v["lo"], v["hi"], v["mean"], v["std"]
+
+    def points(pos: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (pos, val) if vertical else (val, pos)
+
+    cap = "_" if vertical else "|"
+    lines(x, lo, hi, color="0.55", linewidth=1.2, label="min - max", clip_on=False)
+    ax.scatter(*points(x, lo), marker=cap, color="0.4", s=60, clip_on=False)
+    ax.scatter(*points(x, hi), marker=cap, color="0.4", s=60, clip_on=False)
+    lines(x, mean - std, mean + std, color="tab:blue", linewidth=6 if vertical else 4,
+          alpha=0.45, label="mean ± std", clip_on=False)  # fmt: skip
+    ax.scatter(*points(x, mean), color="tab:blue", zorder=3, s=18, label="mean", clip_on=False)
+
+
+def _value_axis(ax: Any, finite: np.ndarray, which: str) -> None:
+    """The value axis: a symmetric log scale when the features' scales differ by more than
+    100x, limits padded so no mark sits on the frame."""
+    label = "value (units of each feature)"
+    set_scale = ax.set_yscale if which == "y" else ax.set_xscale
     if _mixed_scales(finite):
-        ax.set_yscale("symlog", linthresh=_linthresh(finite))
-        ax.set_ylabel("value (symmetric log scale)")
-    if finite.size and finite.min() >= 0:
-        ax.set_ylim(bottom=0)
-    fig.legend(loc="outside right upper", fontsize=8)
-    ax.grid(alpha=0.3)
+        set_scale("symlog", linthresh=_linthresh(finite))
+        label = "value (symmetric log scale)"
+    (ax.set_ylabel if which == "y" else ax.set_xlabel)(label)
+    if not finite.size:
+        return
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    t = axis.get_transform()
+    lo, hi = t.transform(np.array([finite.min(), finite.max()]).reshape(-1, 1)).ravel()
+    pad = 0.05 * (hi - lo) if hi > lo else 0.5
+    lo_v, hi_v = t.inverted().transform(np.array([[lo - pad], [hi + pad]])).ravel()
+    if finite.min() >= 0:
+        lo_v = max(lo_v, 0.0)  # no negative values to show: the axis starts at 0 at most
+    (ax.set_ylim if which == "y" else ax.set_xlim)(lo_v, hi_v)
 
 
-def _ranges(ax: Any, x: np.ndarray, mean: np.ndarray, std: np.ndarray, lo: np.ndarray,
-            hi: np.ndarray) -> None:  # fmt: skip
-    ax.vlines(x, lo, hi, color="0.55", linewidth=1.2, label="min - max")
-    ax.scatter(x, lo, marker="_", color="0.4", s=80)
-    ax.scatter(x, hi, marker="_", color="0.4", s=80)
-    ax.vlines(x, mean - std, mean + std, color="tab:blue", linewidth=6, alpha=0.45,
-              label="mean ± std")  # fmt: skip
-    ax.scatter(x, mean, color="tab:blue", zorder=3, s=22, label="mean")
-
-
-def _bands(ax: Any, x: np.ndarray, mean: np.ndarray, std: np.ndarray, lo: np.ndarray,
-           hi: np.ndarray) -> None:  # fmt: skip
-    """Too many features for one bar each: draw them as curves over the feature index."""
-    ax.fill_between(x, lo, hi, color="0.85", step="mid", label="min - max")
-    ax.fill_between(x, mean - std, mean + std, color="tab:blue", alpha=0.35, step="mid",
-                    label="mean ± std")  # fmt: skip
-    ax.step(x, mean, where="mid", color="tab:blue", linewidth=1, label="mean")
+def _note_empty(panels: list[Any], names: list[str], stats: Stats, vertical: bool) -> None:
+    """Features without values have nothing to draw: say so where they would be."""
+    empty = np.flatnonzero(stats.count.ravel() == 0)
+    if empty.size == len(names):
+        rows = ((stats.source or {}).get("shape") or [None])[0]
+        why = "0 rows" if rows == 0 else "no finite value in any feature"
+        panels[0].text(0.5, 0.5, f"nothing to draw: {why} (count 0)",
+                       transform=panels[0].transAxes, ha="center", va="center",
+                       color="0.3")  # fmt: skip
+        panels[0].set_yticks([])
+        return
+    for i in empty.tolist():
+        ax = panels[0] if vertical else panels[i // PANEL_ROWS]
+        kw = {"rotation": 90} if vertical else {}
+        trans = ax.get_xaxis_transform() if vertical else ax.get_yaxis_transform()
+        pos = (i, 0.5) if vertical else (0.5, i)
+        ax.text(*pos, "empty", transform=trans, ha="center", va="center", fontsize=7,
+                color="0.4", style="italic", **kw)  # fmt: skip
 
 
 def _feature_ticks(ax: Any, names: list[str]) -> None:

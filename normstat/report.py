@@ -10,7 +10,7 @@ from normstat.core.drift import Drift
 from normstat.core.layout import feature_names as names_of
 from normstat.core.stats import Stats
 
-COLUMNS = ("feature", "count", "nan_count", "mean", "std", "min", "max")
+COLUMNS = ("feature", "count", "nan_count", "mean", "std", "min", "max", "note")
 
 
 def feature_names(stats: Stats) -> list[str]:
@@ -18,8 +18,8 @@ def feature_names(stats: Stats) -> list[str]:
 
 
 def _num(v: float, digits: int = 5) -> str:
-    """About ``digits`` significant digits, thousands separated, no exponent between 1e-4 and
-    1e9, trailing zeros dropped (so integer data reads as integers); ``--json`` is exact."""
+    """One number alone (summaries): about ``digits`` significant digits, thousands separated,
+    no exponent between 1e-4 and 1e9, trailing zeros dropped; ``--json`` is exact."""
     if not np.isfinite(v):
         return "-" if np.isnan(v) else ("inf" if v > 0 else "-inf")
     if v == 0:
@@ -31,30 +31,125 @@ def _num(v: float, digits: int = 5) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def format_columns(cols: Sequence[np.ndarray], digits: int = 5) -> list[list[str]]:
+    """Numbers of columns that share units (mean, min, max) in ONE notation, with one number of
+    decimals (so decimal points align), and enough digits that values of a row that differ
+    print differently (so ``max > mean`` is visible even at 1e9 +- 0.3), as pandas' float
+    formatting chooses one format per column. Returns the strings per column."""
+    arrays = [np.asarray(c, np.float64) for c in cols]
+    finite = np.concatenate([a[np.isfinite(a)] for a in arrays]) if arrays else np.empty(0)
+    mags = np.abs(finite[finite != 0])
+    if mags.size == 0:
+        return [[_special(v) if not np.isfinite(v) else "0" for v in a] for a in arrays]
+    hi, lo = float(mags.max()), float(mags.min())
+    sci = hi >= 1e12 or lo < 1e-4 or hi / lo >= 1e8
+    if sci:
+        places = digits - 1
+        fmt = "{:.%de}"
+    else:
+        typical = float(np.median(mags))
+        places = max(0, digits - 1 - int(np.floor(np.log10(typical))))
+        if np.all(finite == np.round(finite)):
+            places = 0
+        fmt = "{:,.%df}"
+    while places < 17 and not _rows_distinct(arrays, fmt % places):
+        places += 1
+    out = [
+        [_special(v) if not np.isfinite(v) else (fmt % places).format(v) for v in a] for a in arrays
+    ]
+    return [_strip_common_zeros(c) for c in out]
+
+
+def _special(v: float) -> str:
+    return "-" if np.isnan(v) else ("inf" if v > 0 else "-inf")
+
+
+def _rows_distinct(arrays: list[np.ndarray], fmt: str) -> bool:
+    if len(arrays) < 2:
+        return True
+    for row in zip(*arrays, strict=True):
+        vals = {float(v) for v in row if np.isfinite(v)}
+        if len({fmt.format(v) for v in vals}) < len(vals):
+            return False
+    return True
+
+
+def _strip_common_zeros(cells: list[str]) -> list[str]:
+    """Drop trailing zeros that every number of the column has (and a bare decimal point)."""
+
+    def is_num(c: str) -> bool:
+        return c not in ("", "-", "inf", "-inf")
+
+    def mantissa(c: str) -> str:
+        return c.split("e")[0]
+
+    nums = [c for c in cells if is_num(c)]
+    if not nums or not all("." in mantissa(c) for c in nums):
+        return cells
+    while all(mantissa(c).endswith("0") for c in nums) or all(
+        mantissa(c).endswith(".") for c in nums
+    ):
+        done = all(mantissa(c).endswith(".") for c in nums)
+        nums = [_drop_last_digit(c) for c in nums]
+        cells = [_drop_last_digit(c) if is_num(c) else c for c in cells]
+        if done:
+            break
+    return cells
+
+
+def _drop_last_digit(c: str) -> str:
+    m, _, e = c.partition("e")
+    return m[:-1] + (f"e{e}" if e else "")
+
+
+def notes(stats: Stats) -> list[str]:
+    """Per feature: ``empty`` (no value: null statistics), ``constant`` (every value equal) or
+    ``near-constant`` (values differ, but z-scoring only centres it: docs/numerics.md)."""
+    empty = (stats.count == 0).reshape(-1)
+    near = stats.near_constant().reshape(-1)
+    const = stats.constant.reshape(-1) & ~near
+    return [
+        "empty" if e else "near-constant" if n else "constant" if c else ""
+        for e, n, c in zip(empty.tolist(), near.tolist(), const.tolist(), strict=True)
+    ]
+
+
 def table(stats: Stats, limit: int | None = 20) -> str:
     """The table, showing the first and last rows with a hint when there are more than
-    ``limit`` features (``None`` shows all)."""
+    ``limit`` features (``None`` shows all). Numbers are formatted over the rows shown."""
     names = feature_names(stats)
-    cols = [
-        stats.count.ravel(),
-        stats.nan_count.ravel(),
-        stats.mean.ravel(),
-        stats.std.ravel(),
-        stats.min.ravel(),
-        stats.max.ravel(),
-    ]
-    rows = [
-        [name, f"{int(cols[0][i]):,}", f"{int(cols[1][i]):,}"] + [_num(c[i]) for c in cols[2:]]
-        for i, name in enumerate(names)
-    ]
+    idx = np.arange(len(names))
     hidden = 0
-    if limit is not None and len(rows) > limit:
+    if limit is not None and len(names) > limit:
         head, tail = limit - limit // 4, limit // 4
-        hidden = len(rows) - head - tail
-        rows = rows[:head] + [["...", "", "", "", "", "", ""]] + rows[len(rows) - tail :]
-    rows = _align_decimals(rows, range(3, len(COLUMNS)))
+        hidden = len(names) - head - tail
+        idx = np.concatenate([idx[:head], idx[len(names) - tail :]])
+    count, nans = stats.count.ravel()[idx], stats.nan_count.ravel()[idx]
+    mean, mn, mx = (getattr(stats, k).ravel()[idx] for k in ("mean", "min", "max"))
+    (std,) = format_columns([stats.std.ravel()[idx]])
+    mean_s, min_s, max_s = format_columns([mean, mn, mx])
+    note = notes(stats)
+    rows = [
+        [
+            names[i],
+            f"{int(count[k]):,}",
+            f"{int(nans[k]):,}",
+            mean_s[k],
+            std[k],
+            min_s[k],
+            max_s[k],
+            note[i],
+        ]
+        for k, i in enumerate(idx.tolist())
+    ]
+    if hidden:
+        head = limit - limit // 4  # type: ignore[operator]
+        rows = rows[:head] + [["...", "", "", "", "", "", "", ""]] + rows[head:]
     widths = [max(len(r[i]) for r in [list(COLUMNS), *rows]) for i in range(len(COLUMNS))]
-    lines = [_line(COLUMNS, widths)] + [_line(r, widths) for r in rows]
+    if not any(r[-1] for r in rows):
+        widths[-1] = 0
+    lines = [_line(COLUMNS if widths[-1] else COLUMNS[:-1], widths)]
+    lines += [_line(r, widths) for r in rows]
     lines.append(_summary(stats, len(names)))
     if hidden:
         lines.append(_overview(stats))
@@ -69,10 +164,12 @@ def _overview(stats: Stats) -> str:
         a = a[np.isfinite(a)]
         return "-" if a.size == 0 else f"{_num(float(a.min()))} .. {_num(float(a.max()))}"
 
+    kinds = notes(stats)
     return (
         f"across all features: mean {span(stats.mean)}, std {span(stats.std)}, "
         f"min {span(stats.min)}, max {span(stats.max)}, "
-        f"{int(stats.constant.sum())} constant, {int((stats.count == 0).sum())} empty"
+        f"{kinds.count('constant')} constant, {kinds.count('near-constant')} near-constant, "
+        f"{kinds.count('empty')} empty"
     )
 
 
@@ -91,10 +188,13 @@ def _align_decimals(rows: list[list[str]], columns: range) -> list[list[str]]:
 
 
 def _line(cells: Sequence[str], widths: list[int]) -> str:
-    cells = list(cells)
+    """The first cell left-aligned, numbers right-aligned, a last text column (notes) left."""
+    cells = list(cells)[: len([w for w in widths if w])] if not widths[-1] else list(cells)
     parts = [cells[0].ljust(widths[0])] + [
-        c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)
+        c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=False)
     ]
+    if widths[-1] and len(cells) == len(widths) and not cells[-1][:1].isdigit():
+        parts[-1] = cells[-1].ljust(widths[-1])
     return "  ".join(parts).rstrip()
 
 
@@ -124,49 +224,87 @@ def _fraction(x: float) -> str:
     return str(f) if float(f) == x else f"{x:g}"
 
 
-DRIFT_COLUMNS = ("feature", "mean_shift", "std_ratio", "min A -> B", "max A -> B")
+DRIFT_COLUMNS = (
+    "feature",
+    "mean_shift",
+    "std_ratio",
+    "missing A -> B",
+    "min A -> B",
+    "max A -> B",
+    "changes",
+)
 
 
-def drift_table(drift: Drift, limit: int | None = 20, threshold: float | None = None) -> str:
-    """Features worst first: standardized mean shift, std ratio, and how the range moved.
-
-    With a ``threshold``, features whose ``|mean_shift|`` exceeds it are marked ``!``.
-    """
+def drift_table(
+    drift: Drift,
+    limit: int | None = 20,
+    threshold: float | None = None,
+    missing_threshold: float = 0.05,
+) -> str:
+    """Features worst first: standardized mean shift, std ratio, missing rates, how the range
+    moved, and what changed (turned constant, became all-missing...). With a ``threshold``,
+    the features that fail it are marked ``!``."""
     order = drift.order if limit is None else drift.order[:limit]
-    flagged = set() if threshold is None else set(drift.exceeding(threshold).tolist())
+    flagged = (
+        set() if threshold is None else set(drift.exceeding(threshold, missing_threshold).tolist())
+    )
+    idx = order.tolist()
+    pick = np.asarray(idx, np.int64)
+    (shift,) = format_columns([drift.mean_shift[pick]], 4)
+    shift = [
+        "+" + t if v > 0 and not t.startswith("+") else t
+        for t, v in zip(shift, drift.mean_shift[pick], strict=True)
+    ]
+    (ratio,) = format_columns([drift.std_ratio[pick]], 4)
+    min_a, min_b = format_columns([drift.min_a[pick], drift.min_b[pick]])
+    max_a, max_b = format_columns([drift.max_a[pick], drift.max_b[pick]])
     rows = [
         [
             ("! " if i in flagged else "  ") + drift.names[i],
-            _signed(drift.mean_shift[i]),
-            _num(drift.std_ratio[i], 4),
-            f"{_num(drift.min_a[i])} -> {_num(drift.min_b[i])}",
-            f"{_num(drift.max_a[i])} -> {_num(drift.max_b[i])}",
+            shift[k],
+            ratio[k],
+            f"{_percent(drift.missing_a[i])} -> {_percent(drift.missing_b[i])}",
+            f"{min_a[k]} -> {min_b[k]}",
+            f"{max_a[k]} -> {max_b[k]}",
+            ", ".join(drift.changes[i]),
         ]
-        for i in order.tolist()
+        for k, i in enumerate(idx)
     ]
-    rows = _align_decimals(rows, range(1, 3))
     header = ["  " + DRIFT_COLUMNS[0], *DRIFT_COLUMNS[1:]]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [_line(header, widths)] + [_line(r, widths) for r in rows]
-    lines.append(_drift_summary(drift, threshold))
+    lines.append(_drift_summary(drift, threshold, missing_threshold))
     if len(order) < len(drift.order):
         lines.append(f"{len(drift.order) - len(order)} features not shown (use --all)")
     return "\n".join(lines)
 
 
+def _percent(v: float) -> str:
+    if np.isnan(v):
+        return "-"
+    return f"{100 * v:.1f}%" if v not in (0.0, 1.0) else f"{100 * v:.0f}%"
+
+
 def _signed(v: float) -> str:
     text = _num(v, 4)
-    return "+" + text if np.isfinite(v) and v > 0 else text
+    return "+" + text if v > 0 else text
 
 
-def _drift_summary(drift: Drift, threshold: float | None) -> str:
+def _drift_summary(drift: Drift, threshold: float | None, missing_threshold: float) -> str:
     n = len(drift.order)
-    worst = int(drift.order[0]) if n else None
     text = f"{n} features compared"
-    if worst is not None and np.isfinite(drift.mean_shift[worst]):
-        largest = _num(abs(drift.mean_shift[worst]), 4)
-        text += f"; largest |mean_shift| {largest} at {drift.names[worst]}"
+    finite = np.flatnonzero(np.isfinite(drift.mean_shift))
+    if finite.size:
+        worst = int(finite[np.argmax(np.abs(drift.mean_shift[finite]))])
+        text += f"; largest finite |mean_shift| {_num(abs(drift.mean_shift[worst]), 4)}"
+        text += f" at {drift.names[worst]}"
+    changed = sum(1 for c in drift.changes if c)
+    if changed:
+        text += f"; {changed} changed (constant or all-missing)"
     if threshold is not None:
-        k = len(drift.exceeding(threshold))
-        text += f"; {k} with |mean_shift| > {_num(threshold)}"
+        k = len(drift.exceeding(threshold, missing_threshold))
+        text += (
+            f"; {k} failing --threshold {_num(threshold)} "
+            f"(or missing rate +-{missing_threshold:.0%}, or a change)"
+        )
     return text

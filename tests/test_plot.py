@@ -78,11 +78,57 @@ def test_cli_writes_a_png_and_refuses_to_overwrite(tmp_path):
     assert "cannot write .docx images" in bad.stderr
 
 
-def test_many_features_are_drawn_as_bands_and_scalars_say_so():
-    x = np.random.default_rng(8).normal(size=(30, 200))
+def test_many_features_go_down_the_page_each_named_never_joined():
+    x = np.random.default_rng(8).normal(size=(30, 303))
     fig = plot(normstat.fit_arrays(x))
-    (ax,) = fig.axes
-    (line,) = ax.get_lines()  # the mean, as one step curve over the feature index
-    np.testing.assert_allclose(line.get_ydata(), x.mean(axis=0), rtol=1e-12)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 7  # 50 features per panel
+    labels = [t.get_text() for ax in panels for t in ax.get_yticklabels()]
+    assert labels == [f"[{i}]" for i in range(303)]  # every name, none skipped
+    assert all(not ax.get_lines() for ax in panels)  # no line joins the means
+    means = np.concatenate([ax.collections[-1].get_offsets()[:, 0] for ax in panels])
+    np.testing.assert_allclose(means, x.mean(axis=0), rtol=1e-12)
     scalar = plot(normstat.fit_arrays(x, axis=None))
     assert "statistics over all values (axis none)" in scalar.get_suptitle()
+
+
+def test_no_mark_is_clipped_and_the_legend_stays_clear_of_the_title():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    rng = np.random.default_rng(9)
+    x = np.column_stack([rng.normal(0, 1, 100), rng.normal(1e4, 10, 100)])
+    fig = plot(normstat.fit_arrays(x))
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    lo, hi = ax.get_ylim()
+    for c in ax.collections:
+        for _, y in c.get_offsets():
+            assert lo < y < hi  # strictly inside: nothing drawn on or beyond the frame
+    (legend,) = fig.legends
+    title = fig._suptitle.get_window_extent(renderer)
+    assert not legend.get_window_extent(renderer).overlaps(title)
+    assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+
+
+def test_channel_heatmaps_share_one_colour_scale_or_say_they_do_not():
+    rng = np.random.default_rng(10)
+    similar = rng.random((40, 6, 6, 3)) * [100, 110, 120]
+    fig = plot(normstat.fit_arrays(similar, axis=(1, 2, 3)))
+    means = [ax.images[0] for ax in fig.axes if ax.images and ax.get_title().startswith("mean")]
+    assert len({im.get_clim() for im in means}) == 1
+    bars = [ax.get_ylabel() for ax in fig.axes if not ax.images]
+    assert "one scale for all channels" in bars
+    apart = rng.random((40, 6, 6, 3)) * [1, 10, 100]
+    fig = plot(normstat.fit_arrays(apart, axis=(1, 2, 3)))
+    means = [ax.images[0] for ax in fig.axes if ax.images and ax.get_title().startswith("mean")]
+    assert len({im.get_clim() for im in means}) == 3
+    assert "channel 2's own scale" in [ax.get_ylabel() for ax in fig.axes if not ax.images]
+
+
+def test_an_artifact_without_rows_says_so():
+    fig = plot(normstat.fit_arrays(np.zeros((0, 4))))
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.texts] == ["nothing to draw: 0 rows (count 0)"]
+    part = plot(normstat.fit_arrays(np.column_stack([np.arange(3.0), np.full(3, np.nan)])))
+    assert [t.get_text() for t in part.axes[0].texts] == ["empty"]

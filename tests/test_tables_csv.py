@@ -99,5 +99,5 @@ def test_apply_columns_must_repeat_the_artifact(people, tmp_path):
         main, ["apply", stats, people, "--columns", "weight", "-o", str(out)]
     )
     assert result.exit_code == 2
-    assert "--columns ['weight'] disagree with the features of the statistics" in result.stderr
+    assert "--columns: ['weight'] disagree with the features of the statistics" in result.stderr
     assert not out.exists()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from normstat import artifact
+from normstat.api.empty import describe_names, empty_features, features_have
 from normstat.api.fitting import fit
+from normstat.api.inputs import as_stats, stats_name
 from normstat.api.options import ChunkSize, ProgressHook, apply_columns, plain, reading
 from normstat.core.checks import NanPolicy
 from normstat.core.choices import EXPORT_TARGETS
@@ -18,7 +20,7 @@ from normstat.core.drift import Drift, check_comparable, compare
 from normstat.core.layout import feature_names
 from normstat.core.moments import merge_all
 from normstat.core.stats import Stats
-from normstat.errors import ArtifactError, UsageError
+from normstat.errors import ArtifactError, DataError, UsageError
 
 
 def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats:
@@ -26,12 +28,12 @@ def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats
 
     Parts that share data (the same artifact twice, or a source file with the same fingerprint
     in two of them) are refused unless ``allow_overlap``: their rows would count twice."""
-    if isinstance(parts, str):
+    if isinstance(parts, str | os.PathLike | Stats):
         parts = [parts]
-    loaded = [artifact.load(p) if isinstance(p, str) else p for p in parts]
-    names = [p if isinstance(p, str) else f"part {i}" for i, p in enumerate(parts)]
+    loaded = [as_stats(p, f"parts[{i}]") for i, p in enumerate(parts)]
+    names = [stats_name(p, f"part {i}") for i, p in enumerate(parts)]
     if not loaded:
-        raise UsageError("nothing to merge")
+        raise UsageError("parts: nothing to merge (received an empty sequence)")
     if not allow_overlap:
         _check_disjoint(parts, loaded, names)
     first = loaded[0]
@@ -78,7 +80,7 @@ _ANYWAY = " (--allow-overlap merges anyway)"
 
 
 def _identity(part: Stats | str) -> Any:
-    if isinstance(part, str):
+    if isinstance(part, str | os.PathLike):
         st = os.stat(part)
         return ("file", st.st_dev, st.st_ino)
     return ("object", id(part))
@@ -110,14 +112,27 @@ def _merged_source(sources: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def export(stats: Stats | str, to: str) -> dict[str, Any]:
-    """The statistics as the named framework takes them (plain lists, JSON-ready).
+def export(
+    stats: Stats | str | os.PathLike[str], to: str, *, allow_empty: bool = False
+) -> dict[str, Any]:
+    """The statistics as the named framework takes them (plain lists, JSON-ready). The CLI's
+    ``export`` prints exactly this, so both faces accept and refuse the same statistics.
 
     Near-constant features get variance / std 1, so the framework only centres them, exactly as
-    ``apply`` does (Keras would otherwise divide by its epsilon and blow them up).
+    ``apply`` does (Keras would otherwise divide by its epsilon and blow them up). Features
+    without statistics (count 0) are refused unless ``allow_empty`` (then mean 0 and scale 1:
+    left unchanged).
     """
-    if isinstance(stats, str):
-        stats = artifact.load(stats)
+    stats = as_stats(stats)
+    if to not in EXPORT_TARGETS:
+        raise UsageError(f"to: expected one of {', '.join(EXPORT_TARGETS)}, received {to!r}")
+    empty = empty_features(stats)
+    if empty and not allow_empty:
+        raise DataError(
+            f"{features_have(len(empty))} no statistics (count 0): {describe_names(empty)}; "
+            f"exporting them would give mean 0 and scale 1 as if fitted (allow_empty / "
+            f"--allow-empty to do so anyway)"
+        )
     mean = np.where(stats.count > 0, stats.mean, 0.0)
     scale = stats.scale
     if to == "keras":
@@ -127,22 +142,41 @@ def export(stats: Stats | str, to: str) -> dict[str, Any]:
             "variance": (scale * scale).tolist(),
         }
     if to == "torch":
+        _check_torch_shape(stats)
         return {"mean": mean.tolist(), "std": scale.tolist()}
-    if to == "sklearn":
-        counts = stats.count
-        seen = (
-            int(counts.flat[0])
-            if counts.size and (counts == counts.flat[0]).all()
-            else counts.tolist()
+    _check_sklearn_shape(stats)
+    counts = stats.count
+    seen = int(counts.flat[0]) if counts.size and (counts == counts.flat[0]).all() else None
+    out: dict[str, Any] = {
+        "mean_": mean.reshape(-1).tolist(),
+        "var_": np.nan_to_num(stats.var).reshape(-1).tolist(),
+        "scale_": scale.reshape(-1).tolist(),
+        "n_samples_seen_": counts.reshape(-1).tolist() if seen is None else seen,
+        "n_features_in_": int(np.prod(stats.feature_shape)),
+    }
+    if stats.features is not None:
+        out["feature_names_in_"] = list(stats.features)
+    return out
+
+
+def _check_torch_shape(stats: Stats) -> None:
+    if len(stats.feature_shape) > 1:
+        raise UsageError(
+            f"to: torchvision Normalize takes one mean and std per channel, but these statistics "
+            f"have feature shape {list(stats.feature_shape)}; fit with one kept axis "
+            f"(--axis -1 for channels-last data, --axis 1 for channels-first)"
         )
-        return {
-            "mean_": mean.tolist(),
-            "var_": np.nan_to_num(stats.var).tolist(),
-            "scale_": scale.tolist(),
-            "n_samples_seen_": seen,
-            "n_features_in_": int(np.prod(stats.feature_shape)),
-        }
-    raise UsageError(f"--to must be one of {', '.join(EXPORT_TARGETS)}, received {to!r}")
+
+
+def _check_sklearn_shape(stats: Stats) -> None:
+    sample_shape = list((stats.source or {}).get("shape") or [])[1:]
+    n_features = math.prod(stats.feature_shape)
+    if sample_shape and math.prod(sample_shape) != n_features:
+        raise UsageError(
+            f"to: StandardScaler keeps one statistic per column of a 2-D array, but these "
+            f"statistics reduce samples of shape {sample_shape} to "
+            f"{list(stats.feature_shape)}; export to keras or torch, or fit with every axis kept"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,8 +185,8 @@ def export(stats: Stats | str, to: str) -> dict[str, Any]:
 
 def diff(a: Stats | str, b: Stats | str) -> Drift:
     """Drift of statistics B relative to A (e.g. serving vs training), worst feature first."""
-    sa, sb = (artifact.load(s) if isinstance(s, str) else s for s in (a, b))
-    check_comparable(sa, sb, a if isinstance(a, str) else "A", b if isinstance(b, str) else "B")
+    sa, sb = as_stats(a, "a"), as_stats(b, "b")
+    check_comparable(sa, sb, stats_name(a, "A"), stats_name(b, "B"))
     return compare(sa, sb, feature_names(sa.features, sa.feature_shape))
 
 
@@ -175,7 +209,7 @@ def drift(
     """Fit SOURCE with the axis and ddof of STATS (a table: its feature columns; a CSV read with
     ``column_types``, ``delimiter``, ``header``, ``null_values`` as in ``fit``), then compare it
     to STATS (see :func:`diff`)."""
-    base = artifact.load(stats) if isinstance(stats, str) else stats
+    base = as_stats(stats)
     new = fit(
         sources,
         dataset=dataset,
@@ -192,6 +226,6 @@ def drift(
         null_values=null_values,
         progress=progress,
     )
-    name = stats if isinstance(stats, str) else "STATS"
+    name = stats_name(stats, "STATS")
     check_comparable(base, new, name, ", ".join(new.source.get("paths", [])) or "SOURCE")
     return compare(base, new, feature_names(base.features, base.feature_shape))

@@ -8,6 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from normstat.api.empty import warn_empty
+from normstat.api.inputs import (
+    as_matrix,
+    as_paths,
+    batches_of,
+    check_axis,
+    check_columns,
+    is_dataset,
+)
 from normstat.api.options import (
     ChunkSize,
     ProgressHook,
@@ -98,7 +107,8 @@ def fit(
     """
     check_options(ddof, nan)
     scale = parse_rescale(rescale)
-    specs = [sources] if isinstance(sources, str) else list(sources)
+    specs = as_paths(sources, "sources", _ARRAY_HINT if is_dataset(sources) else "")
+    axis = check_axis(axis)
     check_engine(engine, scheduler, specs, checkpoint)
     if resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH")
@@ -157,6 +167,7 @@ def fit(
         )
         if scale != 1.0:
             stats = stats.rescaled(scale)
+        warn_empty(stats)
         if output is not None:
             save(stats, output)
         if checkpoint and os.path.exists(checkpoint):
@@ -165,6 +176,9 @@ def fit(
     finally:
         for s in srcs:
             s.close()
+
+
+_ARRAY_HINT = "; for arrays and tables in memory use normstat.fit_arrays"
 
 
 def _fit_dask(
@@ -240,34 +254,54 @@ def all_chunks(srcs: list[ArraySource], rows: int, skip: int = 0) -> Iterable[Ch
 class Accumulator:
     """A running fit over in-memory batches: ``update(batch)`` as they come, ``merge(other)``.
 
-    Batches are arrays whose axis 0 is the sample axis; all must share the shape of one sample.
+    A batch is an array whose axis 0 is the sample axis, a list of rows, or a table (a pandas or
+    polars DataFrame, a pyarrow Table): all share the shape of one sample. A table's numeric
+    columns are the features, by name: later tables are read by those names, whatever their
+    column order (see ``docs/python.md``).
     """
 
-    def __init__(self, axis: AxisSpec = -1, *, ddof: int = 0, nan: NanPolicy = "skip") -> None:
+    def __init__(
+        self,
+        axis: AxisSpec = -1,
+        *,
+        ddof: int = 0,
+        nan: NanPolicy = "skip",
+        columns: Sequence[str] | None = None,
+    ) -> None:
         check_options(ddof, nan)
-        self.axis, self.ddof, self.nan = axis, ddof, nan
+        self.axis, self.ddof, self.nan = check_axis(axis), ddof, nan
         self.layout: AxisLayout | None = None
         self.moments: Moments | None = None
         self.rows = 0
         self.dtype: np.dtype | None = None
+        self.features: list[str] | None = check_columns(columns)
 
-    def update(self, batch: np.ndarray) -> Accumulator:
-        batch = np.asarray(batch)
-        if batch.dtype.kind not in "biuf":
-            raise UsageError(f"batch dtype {batch.dtype} is not numeric")
-        layout = AxisLayout.create(self.axis, batch.shape)
+    def update(self, batch: Any) -> Accumulator:
+        return self._update(batch, "batch")
+
+    def _update(self, batch: Any, name: str) -> Accumulator:
+        m = as_matrix(batch, name, columns=self.features if self.features else None)
+        if m.names is not None and self.features is None and self.layout is None:
+            self.features = m.names
+        if m.names is not None and self.axis not in (-1, 1, (-1,), (1,)):
+            raise UsageError(
+                f"axis: a table has one statistic per column, so axis must be -1, "
+                f"received {self.axis!r}"
+            )
+        data = m.data
+        layout = AxisLayout.create(self.axis, data.shape)
         if self.layout is None:
             self.layout, self.moments = layout, Moments.empty(layout.n_features)
         elif layout.sample_shape != self.layout.sample_shape:
             raise UsageError(
-                f"batch sample shape {list(batch.shape[1:])} disagrees with "
+                f"{name}: sample shape {list(data.shape[1:])} disagrees with "
                 f"{list(self.layout.sample_shape)} seen before"
             )
-        part = chunk_task(Chunk(batch, "<array>", None, self.rows), layout, self.nan)
+        part = chunk_task(Chunk(data, "<array>", None, self.rows), layout, self.nan)
         assert self.moments is not None
         self.moments = self.moments.merge(part)
-        self.rows += batch.shape[0]
-        self.dtype = batch.dtype if self.dtype is None else np.result_type(self.dtype, batch.dtype)
+        self.rows += data.shape[0]
+        self.dtype = data.dtype if self.dtype is None else np.result_type(self.dtype, data.dtype)
         return self
 
     def merge(self, other: Accumulator) -> Accumulator:
@@ -275,8 +309,11 @@ class Accumulator:
             return self
         if self.layout is None:
             self.layout, self.moments = other.layout, other.moments.copy()  # type: ignore[union-attr]
-        elif other.layout != self.layout:
-            raise UsageError("cannot merge accumulators of different sample shapes or axes")
+            self.features = other.features
+        elif other.layout != self.layout or other.features != self.features:
+            raise UsageError(
+                "other: cannot merge accumulators of different sample shapes, axes or columns"
+            )
         else:
             self.moments = self.moments.merge(other.moments)  # type: ignore[union-attr, arg-type]
         self.rows += other.rows
@@ -290,27 +327,36 @@ class Accumulator:
             "dataset": None,
             "shape": [self.rows, *self.layout.sample_shape],
             "dtype": str(self.dtype),
-            "kind": "array",
+            "kind": "array" if self.features is None else "table",
         }
         return Stats(
             self.moments.copy(),
             self.layout.feature_shape,
             self.layout.axis,
             self.ddof,
-            None,
+            self.features,
             source,
         )
 
 
 def fit_arrays(
-    batches: np.ndarray | Iterable[np.ndarray],
+    batches: Any,
     *,
     axis: AxisSpec = -1,
     ddof: int = 0,
     nan: NanPolicy = "skip",
+    columns: Sequence[str] | None = None,
 ) -> Stats:
-    """Statistics of an array, or of an iterable of batches that together form one dataset."""
-    acc = Accumulator(axis, ddof=ddof, nan=nan)
-    for b in [batches] if isinstance(batches, np.ndarray) else batches:
-        acc.update(b)
-    return acc.result()
+    """Statistics of data in memory: an array, a list of rows, a DataFrame (pandas, polars), an
+    Arrow table, or an iterable of such batches that together form one dataset.
+
+    As scikit-learn's ``check_array``: a list of numbers or of Python sequences is ONE array
+    (a list of rows); a list of arrays or tables, or any other iterable, is a list of batches.
+    """
+    acc = Accumulator(axis, ddof=ddof, nan=nan, columns=columns)
+    single = is_dataset(batches)
+    for i, b in enumerate(batches_of(batches, "batches")):
+        acc._update(b, "batches" if single else f"batches[{i}]")
+    stats = acc.result()
+    warn_empty(stats)
+    return stats

@@ -48,7 +48,7 @@ def check_engine(
     engine: str, scheduler: str | None, specs: Sequence[str], checkpoint: str | None = None
 ) -> None:
     if engine not in ENGINES:
-        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, received {engine!r}")
+        raise UsageError(f"engine: expected one of {', '.join(ENGINES)}, received {engine!r}")
     if scheduler is not None and engine != "dask":
         raise UsageError("--scheduler needs --engine dask")
     if engine == "dask" and "-" in specs:
@@ -95,12 +95,12 @@ def task_rows(src: ArraySource, chunk_rows: int, task_size: ChunkSize) -> int:
         return rows_per_task(chunk_rows, row_bytes(src), TASK_BYTES)
     if isinstance(task_size, int) or str(task_size).strip().isdigit():
         if int(task_size) < 1:
-            raise UsageError(f"--task-size must be at least 1 row, received {task_size}")
+            raise UsageError(f"task_size: expected at least 1 row, received {task_size}")
         return int(task_size)
     m = _SIZE.match(str(task_size))
     if not m:
         raise UsageError(
-            f"--task-size must be rows (1000000) or bytes (64MB, 1GiB), received {task_size!r}"
+            f"task_size: expected rows (1000000) or bytes (64MB, 1GiB), received {task_size!r}"
         )
     budget = max(1, int(float(m[1]) * _UNITS[(m[2] or "").lower().rstrip("b")]))
     return rows_per_task(chunk_rows, row_bytes(src), budget)
@@ -114,13 +114,14 @@ MAX_DDOF = 2**53
 """Past any row count (float64 holds every integer up to it); a larger ddof is a typo."""
 
 
-def check_options(ddof: int, nan: str) -> None:
-    if isinstance(ddof, bool) or not isinstance(ddof, int | np.integer):
-        raise UsageError(f"--ddof must be an integer, received {ddof!r}")
+def check_options(ddof: Any, nan: Any) -> None:
+    from normstat.api.inputs import check_int
+
+    check_int(ddof, "ddof")
     if not 0 <= ddof < MAX_DDOF:
-        raise UsageError(f"--ddof must be >= 0 and below 2**53, received {ddof}")
+        raise UsageError(f"ddof: expected >= 0 and below 2**53, received {ddof}")
     if nan not in NAN_POLICIES:
-        raise UsageError(f"--nan must be one of {', '.join(NAN_POLICIES)}, received {nan!r}")
+        raise UsageError(f"nan: expected one of {', '.join(NAN_POLICIES)}, received {nan!r}")
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.I)
@@ -155,7 +156,7 @@ def chunk_rows(
     elif isinstance(chunk_size, int) or str(chunk_size).strip().isdigit():
         rows = int(chunk_size)
         if rows < 1:
-            raise UsageError(f"--chunk-size must be at least 1 row, received {chunk_size}")
+            raise UsageError(f"chunk_size: expected at least 1 row, received {chunk_size}")
         for s in (src, *shards):
             _check_budget(s, rows * row_bytes(src))
         return rows
@@ -163,7 +164,7 @@ def chunk_rows(
         m = _SIZE.match(str(chunk_size))
         if not m:
             raise UsageError(
-                f"--chunk-size must be rows (65536) or bytes (64MB, 1GiB), received {chunk_size!r}"
+                f"chunk_size: expected rows (65536) or bytes (64MB, 1GiB), received {chunk_size!r}"
             )
         unit = (m[2] or "").lower().rstrip("b")
         target = max(1, int(float(m[1]) * _UNITS[unit]))
@@ -186,10 +187,10 @@ def _check_budget(src: ArraySource, chunk_bytes: int) -> None:
 def float_dtype(dtype: Any) -> np.dtype:
     try:
         dt = np.dtype(dtype)
-    except TypeError:
-        raise UsageError(f"--dtype {dtype!r} is not a numpy dtype") from None
+    except (TypeError, ValueError):
+        raise UsageError(f"dtype: {dtype!r} is not a numpy dtype") from None
     if dt.kind != "f":
-        raise UsageError(f"--dtype must be a floating type (float16/32/64), received {dt}")
+        raise UsageError(f"dtype: expected a floating type (float16/32/64), received {dt}")
     return dt
 
 
@@ -199,7 +200,7 @@ def apply_columns(stats: Stats, columns: Sequence[str] | None) -> Sequence[str] 
         return stats.features if columns is None else columns
     if list(columns) != list(stats.features):
         raise UsageError(
-            f"--columns {list(columns)} disagree with the features of the statistics "
+            f"columns: {list(columns)} disagree with the features of the statistics "
             f"{stats.features}"
         )
     return columns

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from normstat import artifact
+from normstat.api.empty import describe_names, empty_features, features_have
+from normstat.api.inputs import (
+    as_matrix,
+    as_path,
+    as_paths,
+    as_stats,
+    check_tol,
+    is_table,
+)
 from normstat.api.options import (
     ChunkSize,
     ProgressHook,
@@ -22,30 +33,87 @@ from normstat.api.options import (
     task_rows,
 )
 from normstat.core.layout import AxisLayout
+from normstat.core.layout import feature_names as names_of
 from normstat.core.stats import Stats
 from normstat.core.transform import TransformParams, transform_block, transform_params
 from normstat.engine.apply import ApplyOptions
 from normstat.engine.apply import apply as run_apply
 from normstat.engine.transform import TransformStep
-from normstat.errors import ArtifactError
-from normstat.sources import open_sources
+from normstat.errors import ArtifactError, DataError, NormstatWarning, UsageError
+from normstat.sources import ArraySource, open_sources
 from normstat.sources.base import total_rows
 
 
 def transform(
-    x: np.ndarray,
-    stats: Stats,
+    x: Any,
+    stats: Stats | str | os.PathLike[str],
     *,
     method: str = "zscore",
     feature_range: tuple[float, float] = (0.0, 1.0),
     inverse: bool = False,
     dtype: Any = np.float32,
+    constant_tol: float | None = None,
+    allow_empty: bool = False,
+    clip_to_dtype: bool = False,
 ) -> np.ndarray:
-    """Normalise (or, with ``inverse``, restore) an in-memory array with fitted statistics."""
-    x = np.asarray(x)
-    layout = layout_for(stats, x.shape, "array")
-    params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
-    return transform_block(x, layout, params, inverse, np.dtype(dtype))
+    """Normalise (or, with ``inverse``, restore) data in memory with fitted statistics.
+
+    ``x``: an array, a list of rows, or a table (pandas / polars DataFrame, pyarrow Table).
+    When the statistics have feature names, a table's columns are taken BY NAME (any order;
+    missing ones are an error), as scikit-learn checks ``feature_names_in_``; the result is an
+    array with the columns in the statistics' order. ``constant_tol``: the near-constant rule
+    (see ``docs/numerics.md``); ``allow_empty``: transform features without statistics
+    (count 0) unchanged instead of refusing; ``clip_to_dtype``: clip values beyond ``dtype``'s
+    range instead of raising.
+    """
+    stats = as_stats(stats)
+    matrix = as_matrix(x, "x", columns=stats.features if is_table(x) and stats.features else None)
+    plan = _plan(stats, method, feature_range, inverse, constant_tol, allow_empty, clip_to_dtype)
+    layout = layout_for(stats, matrix.data.shape, "x")
+    params = plan.broadcast(layout.broadcast_shape)
+    return transform_block(
+        matrix.data,
+        layout,
+        params,
+        inverse,
+        float_dtype(dtype),
+        names=names_of(stats.features, stats.feature_shape),
+    )
+
+
+def _plan(
+    stats: Stats,
+    method: str,
+    feature_range: tuple[float, float],
+    inverse: bool,
+    constant_tol: float | None,
+    allow_empty: bool,
+    clip: bool,
+) -> TransformParams:
+    """Check the request once (for ``transform`` and ``apply``) and give its (shift, scale):
+    refuse empty features unless ``allow_empty``; warn about features only centred."""
+    tol = check_tol(constant_tol)
+    empty = empty_features(stats)
+    if empty and not allow_empty:
+        raise DataError(
+            f"{features_have(len(empty))} no statistics (count 0: no finite value was fitted): "
+            f"{describe_names(empty)}; refit with data, or pass allow_empty (--allow-empty) "
+            f"to leave them unchanged"
+        )
+    if method == "zscore":
+        near = stats.near_constant(tol).reshape(-1)
+        if near.any():
+            names = [names_of(stats.features, stats.feature_shape)[i] for i in np.flatnonzero(near)]
+            what = "feature" if len(names) == 1 else "features"
+            warnings.warn(
+                NormstatWarning(
+                    f"{what} {describe_names(names)} "
+                    f"{'is' if len(names) == 1 else 'are'} near-constant: centred only "
+                    f"(constant_tol / --constant-tol sets the rule)"
+                ),
+                stacklevel=4,
+            )
+    return transform_params(stats, method, feature_range, tol, clip)
 
 
 def layout_for(stats: Stats, shape: tuple[int, ...], where: str) -> AxisLayout:
@@ -61,12 +129,12 @@ def layout_for(stats: Stats, shape: tuple[int, ...], where: str) -> AxisLayout:
 
 
 def apply(
-    stats: Stats | str,
-    sources: str | Sequence[str],
-    out: str,
+    stats: Stats | str | os.PathLike[str],
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
     *,
     dataset: str | None = None,
-    method: str = "zscore",
+    method: str | None = None,
     feature_range: tuple[float, float] = (0.0, 1.0),
     inverse: bool = False,
     dtype: Any = "float32",
@@ -87,6 +155,9 @@ def apply(
     task_size: ChunkSize = None,
     allow_external: bool = False,
     options: dict[str, Any] | None = None,
+    constant_tol: float | None = None,
+    allow_empty: bool = False,
+    clip_to_dtype: bool = False,
 ) -> None:
     """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout, or an
     Arrow IPC stream for tables, whose other columns pass through unchanged).
@@ -100,11 +171,15 @@ def apply(
 
     A CSV is read as ``fit`` reads it: ``column_types``, ``delimiter``, ``header``,
     ``null_values`` as there. The same file given twice is refused unless ``allow_overlap``.
+
+    ``method`` defaults to ``"zscore"``; with ``inverse`` on a SOURCE that ``apply`` wrote (HDF5
+    or Zarr, which record it), to the recorded method, and a different one is refused.
+    ``constant_tol``, ``allow_empty`` and ``clip_to_dtype``: as in :func:`transform`.
     """
-    if isinstance(stats, str):
-        stats = artifact.load(stats)
+    stats = as_stats(stats)
+    out = as_path(out, "out")
     out_dtype = float_dtype(dtype)
-    paths = [sources] if isinstance(sources, str) else list(sources)
+    paths = as_paths(sources, "sources")
     check_engine(engine, scheduler, paths)
     chosen, table = reading(columns, None, column_types, delimiter, header, null_values)
     srcs = open_sources(
@@ -120,8 +195,11 @@ def apply(
     try:
         check_distributable(srcs, engine)
         first = srcs[0]
+        method = method_for(first, method, inverse)
         layout = layout_for(stats, (0, *first.shape[1:]), first.path)
-        params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
+        params = _plan(
+            stats, method, feature_range, inverse, constant_tol, allow_empty, clip_to_dtype
+        ).broadcast(layout.broadcast_shape)
         features = None if first.features is None else tuple(first.features)
         rows = chunk_rows(first, chunk_size, transform=True, shards=srcs[1:])
         if progress is not None:
@@ -143,6 +221,32 @@ def apply(
     finally:
         for s in srcs:
             s.close()
+
+
+def recorded_method(src: ArraySource) -> tuple[str | None, bool]:
+    """The method (and direction) an output of ``apply`` records in its attributes (HDF5 and
+    Zarr, see :func:`_attrs`), or ``(None, False)`` when the source records none."""
+    handle = getattr(src, "handle", None) or getattr(src, "_arr", None)
+    attrs = getattr(handle, "attrs", None)
+    if attrs is None or "normstat_method" not in attrs:
+        return None, False
+    method = attrs["normstat_method"]
+    method = method.decode() if isinstance(method, bytes) else str(method)
+    return method, bool(attrs.get("normstat_inverse", False))
+
+
+def method_for(src: ArraySource, method: str | None, inverse: bool) -> str:
+    """``method`` as asked; with ``inverse``, the method recorded in SOURCE when there is one,
+    and an error when the asked one differs (undoing another transform gives wrong values)."""
+    recorded, was_inverse = recorded_method(src)
+    if not inverse or recorded is None or was_inverse:
+        return method or "zscore"
+    if method is not None and method != recorded:
+        raise UsageError(
+            f"method: {src.path} was written by apply with method {recorded!r}; undoing it "
+            f"with {method!r} would give wrong values (leave method out to use {recorded!r})"
+        )
+    return recorded
 
 
 def _attrs(stats: Stats, method: str, inverse: bool, params: TransformParams) -> dict[str, Any]:

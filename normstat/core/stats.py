@@ -18,10 +18,19 @@ from normstat.core.moments import Moments
 EPS64 = float(np.finfo(np.float64).eps)
 
 
-def is_constant_feature(var: np.ndarray, mean: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """True where a feature is indistinguishable from a constant (scikit-learn's bound)."""
+def is_constant_feature(
+    var: np.ndarray, mean: np.ndarray, count: np.ndarray, tol: float | None = None
+) -> np.ndarray:
+    """True where a feature is treated as constant (only centred by z-scoring).
+
+    ``tol=None``: scikit-learn's bound, the rounding error of the two-pass variance, which grows
+    with ``count``. ``tol``: the explicit rule ``std <= tol * max(1, |mean|)``, the same at any
+    row count (see ``docs/numerics.md``).
+    """
     var = np.nan_to_num(np.asarray(var, np.float64))
     mean = np.nan_to_num(np.asarray(mean, np.float64))
+    if tol is not None:
+        return np.sqrt(np.maximum(var, 0.0)) <= tol * np.maximum(1.0, np.abs(mean))
     count = np.asarray(count, np.float64)
     bound = count * EPS64 * var + (count * mean * EPS64) ** 2
     return var <= bound
@@ -81,17 +90,32 @@ class Stats:
 
     @property
     def constant(self) -> np.ndarray:
-        """Near-constant features (tested on the population variance, whatever ``ddof``)."""
+        """Near-constant features by scikit-learn's rule (see :meth:`constant_with`)."""
+        return self.constant_with(None)
+
+    def constant_with(self, tol: float | None) -> np.ndarray:
+        """Features treated as constant, tested on the population variance whatever ``ddof``;
+        False for empty features (count 0), which have no statistics at all."""
         m = self.moments
         pop = np.divide(m.m2, m.count, out=np.zeros(m.m2.shape), where=m.count > 0)
-        return self._shaped(is_constant_feature(pop, m.mean, m.count))
+        return self._shaped(is_constant_feature(pop, m.mean, m.count, tol) & (m.count > 0))
+
+    def near_constant(self, tol: float | None = None) -> np.ndarray:
+        """Features treated as constant although their values differ (``min < max``): z-scoring
+        only centres them, which the caller should hear about."""
+        m = self.moments
+        return self.constant_with(tol) & self._shaped((m.count > 0) & (m.max > m.min))
 
     @property
     def scale(self) -> np.ndarray:
         """What z-scoring divides by: ``std``, or 1 for near-constant and empty features (as
         scikit-learn's ``scale_``), so no output is ever inf or NaN because of the statistics."""
+        return self.scale_with(None)
+
+    def scale_with(self, tol: float | None) -> np.ndarray:
+        """:attr:`scale` with the constant rule of :meth:`constant_with`."""
         std = self.std
-        return np.where(self.constant | ~np.isfinite(std), 1.0, std)
+        return np.where(self.constant_with(tol) | ~np.isfinite(std), 1.0, std)
 
     def rescaled(self, scale: float) -> Stats:
         """The statistics of ``x * scale``, from those of ``x``: the moments transform exactly

@@ -17,23 +17,33 @@ import numpy as np
 from normstat.core.choices import METHODS
 from normstat.core.layout import AxisLayout
 from normstat.core.stats import Stats
-from normstat.errors import UsageError
+from normstat.errors import DataError, UsageError
+
+
+class CastOverflow(DataError):
+    """A transformed value does not fit the output dtype (e.g. 1e39 in float32). ``index`` is
+    its position in the array being transformed, for the caller to name feature and row."""
+
+    def __init__(self, message: str, index: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 @dataclass(frozen=True)
 class TransformParams:
     shift: np.ndarray  # float64, feature_shape
     scale: np.ndarray  # float64, feature_shape, never 0, inf or NaN
+    clip: bool = False  # values beyond the output dtype's range: clip (True) or raise
 
     def forward(
         self, x: np.ndarray, dtype: np.dtype | type = np.float32, out: np.ndarray | None = None
     ) -> np.ndarray:
-        return _blocked(x, dtype, self._forward, out)
+        return _blocked(x, dtype, self._forward, out, self.clip)
 
     def inverse(
         self, y: np.ndarray, dtype: np.dtype | type = np.float32, out: np.ndarray | None = None
     ) -> np.ndarray:
-        return _blocked(y, dtype, self._inverse, out)
+        return _blocked(y, dtype, self._inverse, out, self.clip)
 
     def _forward(self, block: np.ndarray, tmp: np.ndarray | None) -> np.ndarray:
         return np.divide(np.subtract(block, self.shift, out=tmp), self.scale, out=tmp)
@@ -44,11 +54,11 @@ class TransformParams:
     def feature(self, j: int) -> TransformParams:
         """The map of feature ``j`` alone (scalars), to transform one table column: the same
         operations per element as on the whole matrix, so the same bits."""
-        return TransformParams(self.shift.reshape(-1)[j], self.scale.reshape(-1)[j])
+        return TransformParams(self.shift.reshape(-1)[j], self.scale.reshape(-1)[j], self.clip)
 
     def broadcast(self, shape: tuple[int, ...]) -> TransformParams:
         """Reshape the per-feature values to broadcast against a chunk laid out as ``shape``."""
-        return TransformParams(self.shift.reshape(shape), self.scale.reshape(shape))
+        return TransformParams(self.shift.reshape(shape), self.scale.reshape(shape), self.clip)
 
 
 _BLOCK_ELEMENTS = 2**18
@@ -59,6 +69,7 @@ def _blocked(
     dtype: np.dtype | type,
     kernel: Callable[..., Any],
     out: np.ndarray | None = None,
+    clip: bool = False,
 ) -> np.ndarray:
     """``kernel(block, tmp)`` in float64 over L2-sized blocks of samples, cast into ``out`` (a
     new array unless given: a reused one saves faulting in fresh pages for every chunk).
@@ -69,46 +80,81 @@ def _blocked(
     x = np.asarray(x)
     if out is None:
         out = np.empty(x.shape, dtype)
+    limit = float(np.finfo(out.dtype).max) if out.dtype.itemsize < 8 else None
+    # a signalling NaN in the data becomes a NaN, and values near 1e308 may overflow float64 to
+    # inf, without a RuntimeWarning per block; casts to narrower dtypes are checked in _cast
     if x.ndim == 0 or x.shape[0] == 0:
         if x.size:
             with np.errstate(over="ignore", invalid="ignore"):
-                out[...] = kernel(x.astype(np.float64), None)
+                y = kernel(x.astype(np.float64), None)
+            _cast(y, out[...], limit, clip, 0)
         return out
     step = max(1, _BLOCK_ELEMENTS // max(x[0].size, 1))
     tmp = np.empty((min(step, x.shape[0]), *x.shape[1:]))
-    # a value beyond the output dtype's range becomes +-inf, as IEEE casts do, and a signalling
-    # NaN a NaN: without a RuntimeWarning per block (data near 1e308, or past float32's 3.4e38)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for i in range(0, x.shape[0], step):
-            block = x[i : i + step]
-            out[i : i + step] = kernel(block, tmp[: block.shape[0]])
+    for i in range(0, x.shape[0], step):
+        block = x[i : i + step]
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = kernel(block, tmp[: block.shape[0]])
+        _cast(y, out[i : i + step], limit, clip, i)
     return out
 
 
+def _cast(y: np.ndarray, out: np.ndarray, limit: float | None, clip: bool, first: int) -> None:
+    """``out[...] = y`` (float64 into the output dtype); a finite value beyond the dtype's range
+    is clipped to it (``clip``) or raises :class:`CastOverflow`: never an inf written silently.
+    The check is one vectorised pass, only for dtypes narrower than float64."""
+    if limit is None:
+        out[...] = y
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        out[...] = y
+    if not np.isinf(out).any():
+        return
+    over = np.isinf(out) & np.isfinite(y)
+    if not over.any():
+        return  # infinite input stays infinite, as in float64
+    if clip:
+        np.copyto(out, np.clip(y, -limit, limit).astype(out.dtype), where=over)
+        return
+    index = np.unravel_index(int(np.argmax(over)), over.shape)
+    value = float(y[index])
+    raise CastOverflow(
+        f"value {value:.6g} does not fit {out.dtype} (largest {limit:.6g}); use a wider dtype "
+        f"(float64), or clip_to_dtype (--clip-to-dtype) to clip",
+        (first + int(index[0]), *map(int, index[1:])) if index else (),
+    )
+
+
 def transform_params(
-    stats: Stats, method: str = "zscore", feature_range: tuple[float, float] = (0.0, 1.0)
+    stats: Stats,
+    method: str = "zscore",
+    feature_range: tuple[float, float] = (0.0, 1.0),
+    constant_tol: float | None = None,
+    clip: bool = False,
 ) -> TransformParams:
+    """The (shift, scale) of ``method``; ``constant_tol``: the near-constant rule of z-scoring
+    (None: scikit-learn's, see :meth:`Stats.constant_with`); ``clip``: see :func:`_cast`."""
     empty = stats.count == 0  # no statistics: leave such features unchanged
     if method == "zscore":
-        shift, scale = stats.mean, stats.scale
+        shift, scale = stats.mean, stats.scale_with(constant_tol)
     elif method == "center":
         shift, scale = stats.mean, np.ones(stats.feature_shape)
     elif method == "minmax":
         lo, hi = (float(v) for v in feature_range)
         if not hi > lo:
-            raise UsageError(f"--range must be increasing, received {lo} {hi}")
+            raise UsageError(f"feature_range: must be increasing, received ({lo}, {hi})")
         span = stats.max - stats.min
         span = np.where((span > 0) & np.isfinite(span), span, 1.0)
         scale = span / (hi - lo)
         shift = stats.min - lo * scale
     else:
-        raise UsageError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+        raise UsageError(f"method: expected one of {', '.join(METHODS)}, received {method!r}")
     shift = np.where(empty, 0.0, shift)
     scale = np.where(empty, 1.0, scale)
     if stats.rescale != 1.0:
         # statistics of x * r: (x * r - shift) / scale == (x - shift / r) / (scale / r), one map
         shift, scale = shift / stats.rescale, scale / stats.rescale
-    return TransformParams(np.asarray(shift, np.float64), np.asarray(scale, np.float64))
+    return TransformParams(np.asarray(shift, np.float64), np.asarray(scale, np.float64), clip)
 
 
 def transform_block(
@@ -118,11 +164,32 @@ def transform_block(
     inverse: bool,
     dtype: np.dtype,
     out: np.ndarray | None = None,
+    first_row: int = 0,
+    names: list[str] | None = None,
 ) -> np.ndarray:
     """Transform one block of samples; shared by every engine so their outputs are identical.
-    ``out``: where to write (shaped like ``x``), else a new array."""
+    ``out``: where to write (shaped like ``x``), else a new array. ``first_row`` and ``names``
+    (of the flat features) name the place of a value that overflows the output dtype."""
     shape = (x.shape[0], *layout.sample_shape)
     block = x.reshape(shape)
     target = None if out is None else out.reshape(shape)
-    y = params.inverse(block, dtype, target) if inverse else params.forward(block, dtype, target)
+    try:
+        y = (
+            params.inverse(block, dtype, target)
+            if inverse
+            else params.forward(block, dtype, target)
+        )
+    except CastOverflow as exc:
+        raise _located(exc, layout, first_row, names) from None
     return y.reshape(x.shape)
+
+
+def _located(
+    exc: CastOverflow, layout: AxisLayout, first_row: int, names: list[str] | None
+) -> DataError:
+    index = exc.index or (0,)
+    kept = [index[a] for a in layout.kept]
+    flat = int(np.ravel_multi_index(kept, layout.feature_shape)) if kept else 0
+    feature = names[flat] if names else layout.feature_label(flat)
+    row = first_row + index[0]
+    return DataError(f"feature {feature}, row {row}: {exc.message}", feature=feature, row=row)

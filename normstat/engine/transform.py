@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from normstat.core.layout import AxisLayout
-from normstat.core.transform import TransformParams, transform_block
+from normstat.core.transform import CastOverflow, TransformParams, transform_block
 from normstat.engine.ahead import compute_ahead
 from normstat.errors import DataError
 from normstat.sources.base import ArraySource
@@ -32,13 +32,18 @@ class TransformStep:
     dtype: np.dtype
     features: tuple[str, ...] | None = None  # a table's feature columns
 
-    def block(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Transform a block of samples (into ``out`` when given)."""
-        return transform_block(x, self.layout, self.params, self.inverse, self.dtype, out)
+    def block(self, x: np.ndarray, out: np.ndarray | None = None, first_row: int = 0) -> np.ndarray:
+        """Transform a block of samples (into ``out`` when given); ``first_row``, the block's
+        position, names the row of a value that does not fit the output dtype."""
+        names = None if self.features is None else list(self.features)
+        return transform_block(
+            x, self.layout, self.params, self.inverse, self.dtype, out, first_row, names
+        )
 
-    def batch(self, batch: Any, schema: Any) -> Any:
+    def batch(self, batch: Any, schema: Any, first_row: int = 0) -> Any:
         """``batch`` with its feature columns replaced, at their positions, by their transformed
-        values (nulls kept null); ``schema`` is the output's (:func:`output_schema`).
+        values (nulls kept null); ``schema`` is the output's (:func:`output_schema`);
+        ``first_row``: the batch's position, to name the row of a value that does not fit.
 
         Column by column, from the Arrow buffers: gathering the features into a float64 matrix
         first, and scattering the result back into columns, cost more than the transform."""
@@ -52,7 +57,13 @@ class TransformStep:
             col = cols[pos]
             x = column_array(col)
             p = self.params.feature(j)
-            y = p.inverse(x, self.dtype) if self.inverse else p.forward(x, self.dtype)
+            try:
+                y = p.inverse(x, self.dtype) if self.inverse else p.forward(x, self.dtype)
+            except CastOverflow as exc:
+                row = first_row + (exc.index[0] if exc.index else 0)
+                raise DataError(
+                    f"feature {name}, row {row}: {exc.message}", feature=name, row=row
+                ) from None
             mask = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else None
             cols[pos] = pa.array(y, type=schema.field(pos).type, mask=mask)
         return pa.RecordBatch.from_arrays(cols, schema=schema)
@@ -93,13 +104,27 @@ def transformed(
         pool = getattr(local, "pool", None) or _new_pool(local)
         x = chunk.data
         _check_one_shape(x, step.layout, chunk)
-        return x.shape[0], step.block(x, pool.get(x.shape, step.dtype))
+        try:
+            return x.shape[0], step.block(x, pool.get(x.shape, step.dtype), chunk.start)
+        except DataError as exc:
+            exc.path = exc.path or chunk.path
+            raise
 
-    def batch(b: Any) -> tuple[int, Any]:
-        return b.num_rows, step.batch(b, schema)
+    def batch(item: tuple[int, Any]) -> tuple[int, Any]:
+        start, b = item
+        return b.num_rows, step.batch(b, schema, start)
 
-    fn: Any = block if schema is None else batch
-    return compute_ahead(items, fn, threads)
+    if schema is None:
+        return compute_ahead(items, block, threads)
+    return compute_ahead(_positioned(items), batch, threads)
+
+
+def _positioned(batches: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+    """Each record batch with the row it starts at."""
+    start = 0
+    for b in batches:
+        yield start, b
+        start += b.num_rows
 
 
 def _check_one_shape(x: np.ndarray, layout: AxisLayout, chunk: Any) -> None:
