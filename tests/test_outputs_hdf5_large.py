@@ -46,3 +46,13 @@ def test_per_pixel_statistics_of_224x224x3_images_apply_to_hdf5(tmp_path):
     with h5py.File(back, "r") as f:
         np.testing.assert_allclose(f["images"][:], x, atol=1e-3)
     assert normstat.load(str(stats)).feature_shape == (224, 224, 3)
+
+
+def test_an_output_through_a_missing_directory_is_refused_before_the_pass(tmp_path):
+    np.save(tmp_path / "f.npy", np.ones((4, 2)))
+    result = CliRunner().invoke(
+        main, ["fit", str(tmp_path / "f.npy"), "-o", str(tmp_path / "nodir" / ".." / "s.json")]
+    )
+    assert result.exit_code == 2
+    assert "the output's directory does not exist" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npy"]

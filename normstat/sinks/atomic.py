@@ -68,7 +68,7 @@ def check_writable(
     target = target_of(path)
     if os.path.exists(target) and not is_special(target) and not force:
         raise UsageError("output exists (use --force to replace it)", path=path)
-    parent = os.path.dirname(os.path.abspath(target))
+    parent = os.path.dirname(target) or "."  # as the OS resolves it: "nodir/.." is no directory
     if not os.path.isdir(parent):
         raise UsageError("the output's directory does not exist", path=path)
     if not is_special(target) and not os.access(parent, os.W_OK):
