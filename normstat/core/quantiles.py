@@ -1,0 +1,331 @@
+"""A mergeable distribution summary: per feature, exact counts of values or of narrow buckets.
+
+Every value ``x`` is mapped to an order-preserving integer *key*: the bits of the float64, with
+negative numbers' magnitude bits flipped (the sign-flip trick), so ``x < y`` iff
+``key(x) < key(y)``. A bucket is ``key >> drop``:
+
+* ``drop == 0`` (integer data of 16 bits or fewer, counted by ``np.bincount``): one bucket per
+  distinct value, so every order statistic, hence every quantile, is exact.
+* ``drop == 45`` (any other data): the low 45 of the 52 mantissa bits are dropped, leaving 7, so a
+  bucket spans ``[m 2**e, (m + 2**-7) 2**e)`` with ``1 <= m < 2``: relative width below
+  ``2**-7 = 0.78%``. An order statistic is estimated inside its bucket, so its relative error is
+  below 0.78% (docs/quantiles.md has the proof, and the cases where it is exact).
+
+The summary stores, per feature, the sorted distinct bucket keys with their counts (sparse), plus
+four exact values: ``min``, ``max``, the largest negative value and the smallest non-negative one
+(the two order statistics around zero, where a relative bound would otherwise fail). A merge adds
+integer counts, and takes max / min of the exact values: associative and commutative without
+rounding, so every chunking, shard order, merge order and engine gives the same bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+KEEP_BITS = 7
+"""Mantissa bits kept in a float bucket: relative width 2**-7 < 0.79%."""
+COARSE = 52 - KEEP_BITS
+"""Low key bits dropped for float data."""
+EXACT = 0
+_MAGNITUDE = np.int64(0x7FFF_FFFF_FFFF_FFFF)
+_SENTINEL = np.iinfo(np.int64).max  # key of a missing value (never a bucket key: they are < 2**63 >> 1)
+_BINCOUNT_BINS = 2**22
+"""Bins (and elements) per np.bincount call: bounds the temporaries of the exact integer path."""
+ROBUST_LEVELS = (0.25, 0.5, 0.75)
+
+
+def ordered_keys(x: np.ndarray) -> np.ndarray:
+    """int64 keys ordered as the float64 values (``-0.0`` is keyed as ``+0.0``)."""
+    u = (np.asarray(x, np.float64) + 0.0).view(np.int64)
+    return u ^ ((u >> 63) & _MAGNITUDE)
+
+
+def key_values(k: np.ndarray) -> np.ndarray:
+    """The float64 value of each key (the inverse of :func:`ordered_keys`)."""
+    k = np.asarray(k, np.int64)
+    return (k ^ ((k >> 63) & _MAGNITUDE)).view(np.float64)
+
+
+def exact_dtype(dtype: np.dtype) -> bool:
+    """Data counted value by value: bool and integers of 16 bits or fewer."""
+    return dtype.kind == "b" or (dtype.kind in "iu" and dtype.itemsize <= 2)
+
+
+@dataclass(frozen=True)
+class Sketch:
+    """Sparse bucket counts of ``n_features`` features (flat), sorted by (feature, key).
+
+    Entries ``offsets[f]:offsets[f + 1]`` of ``keys`` / ``counts`` belong to feature ``f``; a key
+    is ``ordered_key(x) >> drop[f]``. Empty features have no entries, ``min = pos_min = +inf``
+    and ``max = neg_max = -inf`` (the identities of the merge).
+    """
+
+    drop: np.ndarray  # int64 (F,)
+    offsets: np.ndarray  # int64 (F + 1,)
+    keys: np.ndarray  # int64 (K,)
+    counts: np.ndarray  # int64 (K,)
+    min: np.ndarray  # float64 (F,)
+    max: np.ndarray  # float64 (F,)
+    neg_max: np.ndarray  # float64 (F,): largest value < 0, -inf if none
+    pos_min: np.ndarray  # float64 (F,): smallest value >= 0, +inf if none
+
+    @classmethod
+    def empty(cls, n_features: int) -> Sketch:
+        z = np.zeros(n_features, np.int64)
+        inf = np.full(n_features, np.inf)
+        return cls(z, np.zeros(n_features + 1, np.int64), z[:0], z[:0], inf, -inf, -inf, inf)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.drop.shape[0])
+
+    @property
+    def total(self) -> np.ndarray:
+        """Values counted per feature."""
+        cum = np.concatenate(([0], np.cumsum(self.counts)))
+        return cum[self.offsets[1:]] - cum[self.offsets[:-1]]
+
+    def feature_of(self) -> np.ndarray:
+        """The feature of every entry."""
+        return np.repeat(np.arange(self.n_features), np.diff(self.offsets))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in FIELDS}
+
+    # -- the reduction --------------------------------------------------------------------
+
+    def merge(self, other: Sketch) -> Sketch:
+        """The summary of two disjoint sets of rows: counts added, exactly."""
+        drop = np.maximum(self.drop, other.drop)
+        fa, ka, ca = self._entries(drop)
+        fb, kb, cb = other._entries(drop)
+        feats, keys, counts = _combine(
+            np.concatenate((fa, fb)), np.concatenate((ka, kb)), np.concatenate((ca, cb))
+        )
+        return Sketch(
+            drop=drop,
+            offsets=_offsets(feats, self.n_features),
+            keys=keys,
+            counts=counts,
+            min=np.minimum(self.min, other.min),
+            max=np.maximum(self.max, other.max),
+            neg_max=np.maximum(self.neg_max, other.neg_max),
+            pos_min=np.minimum(self.pos_min, other.pos_min),
+        )
+
+    def _entries(self, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(feature, key, count) of every entry, keys coarsened to ``drop`` (may repeat)."""
+        feats = self.feature_of()
+        shift = (drop - self.drop)[feats]
+        return feats, self.keys >> shift, self.counts
+
+    @classmethod
+    def join(cls, parts: Sequence[Sketch]) -> Sketch:
+        """Summaries of disjoint *features* side by side (a table chunk, column by column)."""
+        sizes = np.cumsum([0] + [int(p.counts.size) for p in parts[:-1]])
+        offsets = [p.offsets[:-1] + s for p, s in zip(parts, sizes, strict=True)]
+        end = sum(int(p.counts.size) for p in parts)
+        return cls(
+            drop=np.concatenate([p.drop for p in parts]),
+            offsets=np.concatenate([*offsets, [end]]).astype(np.int64),
+            keys=np.concatenate([p.keys for p in parts]),
+            counts=np.concatenate([p.counts for p in parts]),
+            **{k: np.concatenate([getattr(p, k) for p in parts]) for k in _EXACT_FIELDS},
+        )
+
+    # -- finalising -----------------------------------------------------------------------
+
+    def quantiles(self, levels: Sequence[float]) -> np.ndarray:
+        """``(len(levels), n_features)``: ``numpy.quantile(x, levels, method="linear")`` of each
+        feature's values (exact where ``drop == 0``, else within the bound); NaN where empty."""
+        q = np.asarray(levels, np.float64).reshape(-1, 1)
+        n = self.total
+        virtual = (n - 1) * q  # as numpy: (n - 1) * quantiles, in float64
+        prev = np.floor(virtual)
+        last = virtual >= n - 1
+        lo_rank = np.where(last, n - 1, prev).astype(np.int64)
+        hi_rank = np.where(last, n - 1, prev + 1).astype(np.int64)
+        gamma = virtual - np.where(last, -1.0, prev)  # numpy's gamma (unused when last)
+        a, b = self.order_statistics(lo_rank), self.order_statistics(hi_rank)
+        out = _lerp(a, b, gamma)
+        return np.where(n > 0, out, np.nan)
+
+    def order_statistics(self, ranks: np.ndarray) -> np.ndarray:
+        """The value of 0-based rank ``ranks[..., f]`` among feature ``f``'s sorted values."""
+        ranks = np.asarray(ranks, np.int64)
+        n = self.total
+        cum = np.cumsum(self.counts)
+        before = np.concatenate(([0], cum))[self.offsets[:-1]]  # values in earlier features
+        if cum.size == 0:
+            return np.full(ranks.shape, np.nan)
+        pos = np.searchsorted(cum, before + np.clip(ranks, 0, np.maximum(n - 1, 0)), side="right")
+        pos = np.minimum(pos, cum.size - 1)
+        within = before + ranks - (cum[pos] - self.counts[pos])
+        drop = np.broadcast_to(self.drop, ranks.shape)
+        lo = key_values(self.keys[pos] << drop)
+        hi = key_values((self.keys[pos] << drop) | ((np.int64(1) << drop) - 1))
+        est = lo + (hi - lo) * ((within + 0.5) / self.counts[pos])
+        est = np.clip(est, self.min, self.max)
+        negatives = _negatives(self)
+        exact = [
+            (ranks == 0, self.min),
+            (ranks == n - 1, self.max),
+            (ranks == negatives - 1, self.neg_max),
+            (ranks == negatives, self.pos_min),
+        ]
+        for where, value in exact:
+            est = np.where(where, value, est)
+        return np.where(drop == 0, lo, est)
+
+
+FIELDS = ("drop", "offsets", "keys", "counts", "min", "max", "neg_max", "pos_min")
+_EXACT_FIELDS = ("min", "max", "neg_max", "pos_min")
+
+
+def _negatives(s: Sketch) -> np.ndarray:
+    """Values below zero per feature (keys are negative exactly for negative values)."""
+    cum = np.concatenate(([0], np.cumsum(np.where(s.keys < 0, s.counts, 0))))
+    return cum[s.offsets[1:]] - cum[s.offsets[:-1]]
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """numpy's ``_lerp`` (the same operations, so the same bits as ``numpy.quantile``)."""
+    diff = b - a
+    with np.errstate(invalid="ignore"):
+        return np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+
+
+def _combine(
+    feats: np.ndarray, keys: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort by (feature, key) and add the counts of equal pairs."""
+    order = np.lexsort((keys, feats))
+    feats, keys, counts = feats[order], keys[order], counts[order]
+    if feats.size == 0:
+        return feats, keys, counts
+    start = np.ones(feats.size, bool)
+    start[1:] = (feats[1:] != feats[:-1]) | (keys[1:] != keys[:-1])
+    idx = np.flatnonzero(start)
+    return feats[idx], keys[idx], np.add.reduceat(counts, idx).astype(np.int64)
+
+
+def _offsets(feats: np.ndarray, n_features: int) -> np.ndarray:
+    return np.searchsorted(feats, np.arange(n_features + 1)).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# building from a chunk
+
+
+def chunk_sketch(rows: np.ndarray) -> Sketch:
+    """The summary of a ``(rows, features)`` chunk; NaN is skipped (inf must have been refused:
+    it would land in a bucket of its own and make the maximum infinite)."""
+    if exact_dtype(rows.dtype):
+        return _integer_sketch(rows)
+    return _float_sketch(rows, COARSE)
+
+
+def _float_sketch(rows: np.ndarray, drop: int) -> Sketch:
+    x = np.asarray(rows, np.float64)
+    n, f = x.shape
+    missing = np.isnan(x)
+    keys = ordered_keys(x) >> drop
+    keys[missing] = _SENTINEL
+    cols = np.ascontiguousarray(keys.T)
+    cols.sort(axis=1)
+    feats, ukeys, counts = _runs(cols.ravel(), n)
+    keep = ukeys != _SENTINEL
+    feats, ukeys, counts = feats[keep], ukeys[keep], counts[keep]
+    with np.errstate(invalid="ignore"):
+        return Sketch(
+            drop=np.full(f, drop, np.int64),
+            offsets=_offsets(feats, f),
+            keys=ukeys,
+            counts=counts,
+            min=np.where(missing, np.inf, x).min(axis=0, initial=np.inf),
+            max=np.where(missing, -np.inf, x).max(axis=0, initial=-np.inf),
+            neg_max=np.where(x < 0, x, -np.inf).max(axis=0, initial=-np.inf),
+            pos_min=np.where(x >= 0, x, np.inf).min(axis=0, initial=np.inf) + 0.0,
+        )
+
+
+def _runs(flat: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(feature, key, count) of the runs of equal keys in features' sorted rows of length n."""
+    if flat.size == 0:
+        z = np.zeros(0, np.int64)
+        return z, z, z
+    start = np.ones(flat.size, bool)
+    start[1:] = flat[1:] != flat[:-1]
+    start[::n] = True
+    idx = np.flatnonzero(start)
+    counts = np.diff(np.append(idx, flat.size)).astype(np.int64)
+    return (idx // n).astype(np.int64), flat[idx], counts
+
+
+def _integer_sketch(rows: np.ndarray) -> Sketch:
+    """Exact counts per value with ``np.bincount``: each feature's values offset by its minimum
+    into its own range of bins (at most 65,536), features in groups of bounded bins."""
+    n, f = rows.shape
+    if n == 0:
+        return Sketch.empty(f)
+    lo = rows.min(axis=0).astype(np.int64)
+    span = rows.max(axis=0).astype(np.int64) - lo + 1
+    parts = []
+    for g0, g1 in _groups(span):
+        parts.append(_bincount_group(rows[:, g0:g1], lo[g0:g1], span[g0:g1]))
+    feats = np.concatenate([p[0] + g0 for p, (g0, _) in zip(parts, _groups(span), strict=True)])
+    values = np.concatenate([p[1] for p in parts])
+    counts = np.concatenate([p[2] for p in parts])
+    fl = values.astype(np.float64)
+    lo_f, hi_f = lo.astype(np.float64), (lo + span - 1).astype(np.float64)
+    neg = np.where(fl < 0, fl, -np.inf)
+    pos = np.where(fl >= 0, fl, np.inf)
+    return Sketch(
+        drop=np.zeros(f, np.int64),
+        offsets=_offsets(feats, f),
+        keys=ordered_keys(fl),
+        counts=counts,
+        min=lo_f,
+        max=hi_f,
+        neg_max=_per_feature(np.maximum, neg, feats, f, -np.inf),
+        pos_min=_per_feature(np.minimum, pos, feats, f, np.inf),
+    )
+
+
+def _groups(span: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive features whose bins add up to at most ``_BINCOUNT_BINS`` (one at least)."""
+    out, start, bins = [], 0, 0
+    for j, s in enumerate(span.tolist()):
+        if j > start and bins + s > _BINCOUNT_BINS:
+            out.append((start, j))
+            start, bins = j, 0
+        bins += s
+    out.append((start, len(span)))
+    return out
+
+
+def _bincount_group(
+    rows: np.ndarray, lo: np.ndarray, span: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    base = np.concatenate(([0], np.cumsum(span)[:-1]))
+    shift = base - lo  # value + shift = bin
+    bins = int(span.sum())
+    counts = np.zeros(bins, np.int64)
+    step = max(1, _BINCOUNT_BINS // rows.shape[1])
+    for i in range(0, rows.shape[0], step):
+        block = rows[i : i + step].astype(np.int64) + shift
+        counts += np.bincount(block.ravel(), minlength=bins)
+    nz = np.flatnonzero(counts)
+    local = np.searchsorted(base, nz, side="right") - 1
+    return local, nz - shift[local], counts[nz]
+
+
+def _per_feature(
+    op: np.ufunc, values: np.ndarray, feats: np.ndarray, n: int, identity: float
+) -> np.ndarray:
+    out = np.full(n, identity)
+    op.at(out, feats, values)
+    return out
