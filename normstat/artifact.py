@@ -17,6 +17,8 @@ import numpy as np
 
 from normstat import __version__
 from normstat.core.moments import Moments
+from normstat.core.quantiles import FIELDS as SKETCH_FIELDS
+from normstat.core.quantiles import Sketch
 from normstat.core.stats import Stats
 from normstat.errors import ArtifactError
 from normstat.sinks.atomic import atomic_output
@@ -78,7 +80,92 @@ def _arrays(stats: Stats) -> dict[str, np.ndarray]:
 def to_dict(stats: Stats) -> dict[str, Any]:
     out = _meta(stats)
     out.update({k: _nested(v) for k, v in _arrays(stats).items()})
+    out.update(_distribution(stats))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the optional distribution summary (docs/quantiles.md): quantiles and the histogram they come from
+
+_SKETCH_INTS = ("drop", "offsets", "keys", "counts")
+_SKETCH_IDENTITY = {"min": np.inf, "max": -np.inf, "neg_max": -np.inf, "pos_min": np.inf}
+
+
+def _distribution(stats: Stats) -> dict[str, Any]:
+    """``quantile_levels``, ``quantiles`` (levels x feature shape) and ``histogram`` (the exact
+    summary, so that ``merge`` can combine artifacts), when fitted; nothing otherwise."""
+    out: dict[str, Any] = {}
+    if stats.quantile_levels is not None and stats.quantiles is not None:
+        out["quantile_levels"] = list(stats.quantile_levels)
+        out["quantiles"] = _nested(stats.quantiles)
+    if stats.sketch is not None:
+        out["histogram"] = {k: _nested(v) for k, v in stats.sketch.arrays().items()}
+    return out
+
+
+def _npz_distribution(stats: Stats) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    if stats.quantile_levels is not None and stats.quantiles is not None:
+        out["quantile_levels"] = np.asarray(stats.quantile_levels, np.float64)
+        out["quantiles"] = stats.quantiles
+    if stats.sketch is not None:
+        out.update({f"histogram_{k}": v for k, v in stats.sketch.arrays().items()})
+    return out
+
+
+def _load_distribution(
+    doc: dict[str, Any], stats: Stats, fail: Any
+) -> tuple[Sketch | None, tuple[float, ...] | None]:
+    """The summary and levels of a loaded document, checked against its counts and quantiles."""
+    hist = doc.get("histogram")
+    if hist is None and any(k.startswith("histogram_") for k in doc):
+        hist = {k: doc.get(f"histogram_{k}") for k in SKETCH_FIELDS}
+    sketch = None if hist is None else _sketch(hist, stats, fail)
+    levels = doc.get("quantile_levels")
+    if levels is None:
+        return sketch, None
+    try:
+        levels = tuple(float(v) for v in np.asarray(levels, np.float64).reshape(-1))
+    except (TypeError, ValueError):
+        raise fail("'quantile_levels' must be a list of numbers") from None
+    if sketch is None:
+        raise fail("'quantile_levels' needs the 'histogram' the quantiles were computed from")
+    want = sketch.quantiles(levels).reshape((len(levels), *stats.feature_shape))
+    got = _array(doc.get("quantiles"), "quantiles", list(want.shape), fail)
+    if not np.array_equal(want, got, equal_nan=True):
+        raise fail("'quantiles' disagree with the histogram")
+    return sketch, levels
+
+
+def _sketch(hist: Any, stats: Stats, fail: Any) -> Sketch:
+    if not isinstance(hist, dict) or any(hist.get(k) is None for k in SKETCH_FIELDS):
+        raise fail(f"'histogram' must hold {', '.join(SKETCH_FIELDS)}")
+    try:
+        arrays = {k: np.asarray(hist[k], np.int64) for k in _SKETCH_INTS}
+        for k, identity in _SKETCH_IDENTITY.items():
+            a = np.asarray(hist[k], dtype=object if not isinstance(hist[k], np.ndarray) else None)
+            a = np.where(a == None, identity, a).astype(np.float64)  # noqa: E711
+            arrays[k] = a.reshape(-1)
+    except (TypeError, ValueError):
+        raise fail("'histogram' holds a value that is not a number") from None
+    s = Sketch(**arrays)
+    n = stats.moments.n_features
+    ok = (
+        all(arrays[k].shape == (n,) for k in ("drop", *_SKETCH_IDENTITY))
+        and s.offsets.shape == (n + 1,)
+        and s.keys.shape == s.counts.shape
+        and s.offsets[0] == 0
+        and s.offsets[-1] == s.keys.size
+        and (np.diff(s.offsets) >= 0).all()
+        and (s.counts > 0).all()
+        and (s.drop >= 0).all()
+        and (s.drop <= 52).all()
+    )
+    if not ok:
+        raise fail("'histogram' is malformed (shapes, offsets or counts)")
+    if not np.array_equal(s.total, stats.moments.count):
+        raise fail("'histogram' counts disagree with 'count'")
+    return s
 
 
 def dumps(stats: Stats) -> str:
@@ -90,7 +177,8 @@ def save(stats: Stats, path: str) -> None:
     with atomic_output(path) as tmp:
         if path.lower().endswith(".npz"):
             with open(tmp, "wb") as fp:
-                np.savez(fp, meta=np.array(json.dumps(_meta(stats))), **_arrays(stats))  # type: ignore[arg-type]
+                arrays = {**_arrays(stats), **_npz_distribution(stats)}
+                np.savez(fp, meta=np.array(json.dumps(_meta(stats))), **arrays)  # type: ignore[arg-type]
         else:
             with open(tmp, "w", encoding="utf-8") as fp:
                 fp.write(dumps(stats))
@@ -167,6 +255,7 @@ def from_dict(doc: dict[str, Any], path: str = "<artifact>") -> Stats:
     moments = _moments(arrays, fail)
     stats = Stats(moments, tuple(shape), axis, ddof, features, doc["source"])
     _check_derived(stats, arrays, fail)
+    moments.sketch, stats.quantile_levels = _load_distribution(doc, stats, fail)
     return stats
 
 

@@ -15,6 +15,7 @@ from normstat.core.checks import NanPolicy
 from normstat.core.choices import EXPORT_TARGETS
 from normstat.core.drift import Drift, check_comparable, compare
 from normstat.core.moments import merge_all
+from normstat.core.quantiles import merge_levels
 from normstat.core.stats import Stats
 from normstat.errors import ArtifactError, UsageError
 from normstat.report import feature_names
@@ -32,7 +33,11 @@ def merge(parts: Sequence[Stats | str]) -> Stats:
             a, b = plain(getattr(first, key)), plain(getattr(s, key))
             if a != b:
                 raise ArtifactError(f"{key} {b} disagrees with {a} of {names[0]}", path=name)
+    _check_summaries(loaded, names)
     moments = merge_all((s.moments for s in loaded), first.moments.n_features)
+    levels = None
+    for s in loaded:
+        levels = merge_levels(levels, s.quantile_levels)
     return Stats(
         moments,
         first.feature_shape,
@@ -40,7 +45,20 @@ def merge(parts: Sequence[Stats | str]) -> Stats:
         first.ddof,
         first.features,
         _merged_source([s.source for s in loaded]),
+        levels,
     )
+
+
+def _check_summaries(loaded: list[Stats], names: list[str]) -> None:
+    """Quantiles of a merge need every part's distribution summary, or none at all."""
+    has = [s.sketch is not None for s in loaded]
+    if any(has) and not all(has):
+        name = names[has.index(False)]
+        raise ArtifactError(
+            "has no distribution summary while other parts do (fit every part with the same "
+            "--quantiles / --histogram)",
+            path=name,
+        )
 
 
 def _merged_source(sources: list[dict[str, Any]]) -> dict[str, Any]:

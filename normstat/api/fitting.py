@@ -21,6 +21,7 @@ from normstat.api.options import (
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout, AxisSpec
 from normstat.core.moments import Moments
+from normstat.core.quantiles import SketchSpec, merge_levels, parse_levels
 from normstat.core.stats import Stats
 from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
@@ -48,6 +49,8 @@ def fit(
     engine: str = "local",
     scheduler: str | None = None,
     task_size: ChunkSize = None,
+    quantiles: str | Sequence[float] | None = None,
+    histogram: bool = False,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
@@ -60,8 +63,19 @@ def fit(
 
     ``engine="dask"`` runs the same per-chunk step and merge as Dask tasks, on the cluster at
     ``scheduler`` (or $DASK_SCHEDULER_ADDRESS), else on a local cluster of ``workers`` processes.
+
+    ``quantiles`` (levels such as ``[0.01, 0.5, 0.99]`` or ``"robust"``) and ``histogram`` keep a
+    distribution summary beside the moments (docs/quantiles.md); ``quantiles`` also adds the
+    quantiles at those levels.
     """
     check_options(ddof, nan)
+    levels = None if quantiles is None else parse_levels(quantiles)
+    sketch = SketchSpec() if levels is not None or histogram else None
+    if sketch is not None and checkpoint:
+        raise UsageError(
+            "--checkpoint does not save the distribution summary of --quantiles / "
+            "--histogram yet: fit without --checkpoint"
+        )
     specs = [sources] if isinstance(sources, str) else list(sources)
     check_engine(engine, scheduler, specs, checkpoint)
     if resume and not checkpoint:
@@ -83,7 +97,12 @@ def fit(
             progress.advance(skip)
         advance = None if progress is None else progress.advance
         if engine == "dask":
-            cluster = {"scheduler": scheduler, "workers": workers, "progress": advance}
+            cluster = {
+                "scheduler": scheduler,
+                "workers": workers,
+                "progress": advance,
+                "sketch": sketch,
+            }
             moments = _fit_dask(
                 srcs, rows, task_rows(srcs[0], rows, task_size), layout, nan, cluster
             )
@@ -97,11 +116,20 @@ def fit(
                 progress=advance,
                 initial=initial,
                 after_chunk=saver,
+                sketch=sketch,
             )
         if checkpoint and os.path.exists(checkpoint):
             os.unlink(checkpoint)
+        if sketch is not None and moments.sketch is None:  # no rows at all
+            moments.sketch = sketch.build(np.zeros((0, layout.n_features)))
         return Stats(
-            moments, layout.feature_shape, layout.axis, ddof, srcs[0].features, describe(srcs)
+            moments,
+            layout.feature_shape,
+            layout.axis,
+            ddof,
+            srcs[0].features,
+            describe(srcs),
+            levels,
         )
     finally:
         for s in srcs:
@@ -186,9 +214,19 @@ class Accumulator:
     Batches are arrays whose axis 0 is the sample axis; all must share the shape of one sample.
     """
 
-    def __init__(self, axis: AxisSpec = -1, *, ddof: int = 0, nan: NanPolicy = "skip") -> None:
+    def __init__(
+        self,
+        axis: AxisSpec = -1,
+        *,
+        ddof: int = 0,
+        nan: NanPolicy = "skip",
+        quantiles: str | Sequence[float] | None = None,
+        histogram: bool = False,
+    ) -> None:
         check_options(ddof, nan)
         self.axis, self.ddof, self.nan = axis, ddof, nan
+        self.levels = None if quantiles is None else parse_levels(quantiles)
+        self.sketch = SketchSpec() if self.levels is not None or histogram else None
         self.layout: AxisLayout | None = None
         self.moments: Moments | None = None
         self.rows = 0
@@ -206,7 +244,8 @@ class Accumulator:
                 f"batch sample shape {list(batch.shape[1:])} disagrees with "
                 f"{list(self.layout.sample_shape)} seen before"
             )
-        part = chunk_task(Chunk(batch, "<array>", None, self.rows), layout, self.nan)
+        chunk = Chunk(batch, "<array>", None, self.rows)
+        part = chunk_task(chunk, layout, self.nan, sketch=self.sketch)
         assert self.moments is not None
         self.moments = self.moments.merge(part)
         self.rows += batch.shape[0]
@@ -222,6 +261,7 @@ class Accumulator:
             raise UsageError("cannot merge accumulators of different sample shapes or axes")
         else:
             self.moments = self.moments.merge(other.moments)  # type: ignore[union-attr, arg-type]
+        self.levels = merge_levels(self.levels, other.levels)
         self.rows += other.rows
         return self
 
@@ -242,6 +282,7 @@ class Accumulator:
             self.ddof,
             None,
             source,
+            self.levels,
         )
 
 
@@ -251,9 +292,11 @@ def fit_arrays(
     axis: AxisSpec = -1,
     ddof: int = 0,
     nan: NanPolicy = "skip",
+    quantiles: str | Sequence[float] | None = None,
+    histogram: bool = False,
 ) -> Stats:
     """Statistics of an array, or of an iterable of batches that together form one dataset."""
-    acc = Accumulator(axis, ddof=ddof, nan=nan)
+    acc = Accumulator(axis, ddof=ddof, nan=nan, quantiles=quantiles, histogram=histogram)
     for b in [batches] if isinstance(batches, np.ndarray) else batches:
         acc.update(b)
     return acc.result()

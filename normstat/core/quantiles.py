@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from normstat.errors import UsageError
+
 KEEP_BITS = 7
 """Mantissa bits kept in a float bucket: relative width 2**-7 < 0.79%."""
 COARSE = 52 - KEEP_BITS
@@ -35,6 +37,34 @@ _SENTINEL = np.iinfo(np.int64).max  # key of a missing value (never a bucket key
 _BINCOUNT_BINS = 2**22
 """Bins (and elements) per np.bincount call: bounds the temporaries of the exact integer path."""
 ROBUST_LEVELS = (0.25, 0.5, 0.75)
+
+
+def parse_levels(spec: str | Sequence[float]) -> tuple[float, ...]:
+    """Quantile levels from ``"robust"`` (0.25, 0.5, 0.75), ``"0.01,0.99"`` or numbers: sorted,
+    distinct, each in [0, 1]."""
+    if isinstance(spec, str):
+        if spec.strip() == "robust":
+            return ROBUST_LEVELS
+        try:
+            spec = [float(v) for v in spec.split(",")]
+        except ValueError:
+            raise UsageError(
+                f"quantile levels must be numbers in [0, 1] separated by commas, or 'robust'; "
+                f"received {spec!r}"
+            ) from None
+    levels = [float(v) for v in spec]
+    if not levels or not all(0.0 <= v <= 1.0 for v in levels):
+        raise UsageError(f"quantile levels must be in [0, 1], received {levels}")
+    return tuple(sorted(set(levels)))
+
+
+def merge_levels(
+    a: tuple[float, ...] | None, b: tuple[float, ...] | None
+) -> tuple[float, ...] | None:
+    """The levels of a merge: every level either side asked for (the summary has them all)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return tuple(sorted(set(a) | set(b)))
 
 
 def ordered_keys(x: np.ndarray) -> np.ndarray:
@@ -218,6 +248,14 @@ def _offsets(feats: np.ndarray, n_features: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 # building from a chunk
+
+
+@dataclass(frozen=True)
+class SketchSpec:
+    """What the per-chunk step summarises beside the moments (picklable, for any engine)."""
+
+    def build(self, rows: np.ndarray) -> Sketch:
+        return chunk_sketch(rows)
 
 
 def chunk_sketch(rows: np.ndarray) -> Sketch:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from normstat.core.moments import Moments
+from normstat.core.quantiles import Sketch, merge_levels
 
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -37,6 +38,8 @@ class Stats:
     ddof: int = 0
     features: list[str] | None = None
     source: dict[str, Any] = field(default_factory=dict)
+    quantile_levels: tuple[float, ...] | None = None
+    """Levels of :attr:`quantiles` (``fit --quantiles``); needs the distribution summary."""
 
     def _shaped(self, a: np.ndarray) -> np.ndarray:
         return a.reshape(self.feature_shape)
@@ -92,6 +95,20 @@ class Stats:
         std = self.std
         return np.where(self.constant | ~np.isfinite(std), 1.0, std)
 
+    @property
+    def sketch(self) -> Sketch | None:
+        """The distribution summary (``fit --quantiles`` or ``--histogram``), if kept."""
+        return self.moments.sketch
+
+    @property
+    def quantiles(self) -> np.ndarray | None:
+        """``(levels, *feature_shape)``: numpy's linear quantiles at :attr:`quantile_levels`
+        (exact or within the bound of docs/quantiles.md); NaN for empty features."""
+        if self.quantile_levels is None or self.sketch is None:
+            return None
+        q = self.sketch.quantiles(self.quantile_levels)
+        return q.reshape((len(self.quantile_levels), *self.feature_shape))
+
     def merge(self, other: Stats) -> Stats:
         """Exact merge of the statistics of two disjoint parts of one dataset."""
         return Stats(
@@ -101,4 +118,5 @@ class Stats:
             self.ddof,
             self.features,
             dict(self.source),
+            merge_levels(self.quantile_levels, other.quantile_levels),
         )

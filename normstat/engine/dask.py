@@ -26,6 +26,7 @@ import numpy as np
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments
+from normstat.core.quantiles import SketchSpec
 from normstat.core.transform import TransformParams
 from normstat.engine.plan import FitTask, WriteTask, counter_tree
 from normstat.engine.ranged import apply_range, fit_range, merge_pair
@@ -93,6 +94,7 @@ def fit_dask(
     scheduler: str | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    sketch: SketchSpec | None = None,
 ) -> Moments:
     """Moments of all ``tasks`` (from :func:`fit_tasks`), merged on the cluster as a tree."""
     if not tasks:
@@ -101,7 +103,9 @@ def fit_dask(
         leaves: list[Any] = []
 
         def leaf(t: FitTask) -> tuple[int, Any]:
-            fut = client.submit(fit_range, t, rows, layout, nan_policy, features, pure=False)
+            fut = client.submit(
+                fit_range, t, rows, layout, nan_policy, features, sketch, pure=False
+            )
             leaves.append(fut)
             return t.level, fut
 

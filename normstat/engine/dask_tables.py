@@ -29,6 +29,7 @@ import numpy as np
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments
+from normstat.core.quantiles import SketchSpec
 from normstat.core.transform import TransformParams
 from normstat.engine.dask import _outcome, _track, dask_client
 from normstat.engine.dask_apply import part_names
@@ -55,6 +56,7 @@ def fit_tables_dask(
     scheduler: str | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    sketch: SketchSpec | None = None,
 ) -> Moments:
     """Moments of every shard's feature columns, equal to the local engine's."""
     check_seekable(srcs)
@@ -66,7 +68,9 @@ def fit_tables_dask(
         leaves: list[Any] = []
 
         def leaf(t: UnitTask) -> tuple[int, Any]:
-            fut = client.submit(fit_units, t, rows, layout, nan_policy, features, pure=False)
+            fut = client.submit(
+                fit_units, t, rows, layout, nan_policy, features, sketch, pure=False
+            )
             leaves.append(fut)
             return 0, fut
 

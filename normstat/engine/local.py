@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments, TreeMerger
+from normstat.core.quantiles import SketchSpec
 from normstat.engine.task import chunk_task
 from normstat.sources.base import Chunk
 
@@ -38,11 +39,13 @@ def fit_local(
     progress: Progress | None = None,
     initial: Moments | None = None,
     after_chunk: AfterChunk | None = None,
+    sketch: SketchSpec | None = None,
 ) -> Moments:
     """Moments of every chunk, tree-merged in input order (after ``initial``, when resuming).
 
     ``after_chunk(tree, samples)`` runs in this thread after each chunk is merged, with the
-    merge tree so far: the hook for checkpoints.
+    merge tree so far: the hook for checkpoints. ``sketch``: each chunk's distribution summary
+    rides in its moments, through the same merges.
     """
     workers = workers or default_workers()
     tree = TreeMerger(layout.n_features)
@@ -52,10 +55,10 @@ def fit_local(
         try:
             if workers <= 1:
                 results: Iterator[tuple[Moments, int]] = (
-                    (chunk_task(c, layout, nan_policy, features), c.rows) for c in chunks
+                    (chunk_task(c, layout, nan_policy, features, sketch), c.rows) for c in chunks
                 )
             else:
-                results = _pipelined(pool, chunks, layout, nan_policy, workers, features)
+                results = _pipelined(pool, chunks, layout, nan_policy, workers, features, sketch)
             for part, samples in results:
                 tree.add(part)
                 if progress is not None:
@@ -75,6 +78,7 @@ def _pipelined(
     nan_policy: NanPolicy,
     workers: int,
     features: list[str] | None,
+    sketch: SketchSpec | None,
 ) -> Iterator[tuple[Moments, int]]:
     """Yield chunk moments and sample counts in input order while at most ``workers + 1``
     chunks are in flight.
@@ -86,7 +90,7 @@ def _pipelined(
     """
     pending: deque[tuple[Future[Moments], int]] = deque()
     for chunk in chunks:
-        pending.append((pool.submit(chunk_task, chunk, layout, nan_policy, features), chunk.rows))
+        pending.append((pool.submit(chunk_task, chunk, layout, nan_policy, features, sketch), chunk.rows))
         del chunk  # not held here while waiting below: its task's end releases it
         if len(pending) > workers:
             fut, rows = pending.popleft()

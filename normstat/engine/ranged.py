@@ -15,6 +15,7 @@ import numpy as np
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments, merge_all
+from normstat.core.quantiles import SketchSpec
 from normstat.core.transform import TransformParams, transform_block
 from normstat.engine.plan import FitTask, WriteTask
 from normstat.engine.task import chunk_task
@@ -48,11 +49,12 @@ def fit_range(
     layout: AxisLayout,
     nan_policy: NanPolicy,
     features: list[str] | None = None,
+    sketch: SketchSpec | None = None,
 ) -> Moments:
     """Moments of the task's chunks, merged exactly as the local engine merges them."""
     with blame(task.pieces):
         chunks = (c for piece in task.pieces for c in read_range(piece, rows))
-        parts = (chunk_task(c, layout, nan_policy, features) for c in chunks)
+        parts = (chunk_task(c, layout, nan_policy, features, sketch) for c in chunks)
         return merge_all(parts, layout.n_features)
 
 

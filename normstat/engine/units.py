@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout
+from normstat.core.quantiles import SketchSpec
 from normstat.engine.ranged import blame
 from normstat.engine.task import chunk_task
 from normstat.engine.tiling import Block, Tiling, extend
@@ -85,6 +86,7 @@ def fit_units(
     layout: AxisLayout,
     nan_policy: NanPolicy,
     features: list[str] | None = None,
+    sketch: SketchSpec | None = None,
 ) -> Tiling:
     """The tiling of the task's chunks: the local engine's per-chunk step, then its merges."""
     tiling: list[Block] = []
@@ -92,7 +94,7 @@ def fit_units(
     with blame(task.pieces):
         for piece in task.pieces:
             for chunk in read_range(piece, rows):
-                extend(tiling, Block(0, at, chunk_task(chunk, layout, nan_policy, features)))
+                extend(tiling, Block(0, at, chunk_task(chunk, layout, nan_policy, features, sketch)))
                 at += 1
     if at - task.first != task.chunks:
         first = task.pieces[0]
