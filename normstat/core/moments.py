@@ -93,10 +93,14 @@ class Moments:
         sketches = [p.sketch for p in parts]
         joined = None if any(k is None for k in sketches) else Sketch.join(sketches)  # type: ignore[arg-type]
         arrays = (np.concatenate(f) for f in zip(*(p.arrays() for p in parts), strict=True))
-        return cls(*arrays, sketch=joined)
+        joined_moments = cls(*arrays)  # type: ignore[arg-type]
+        joined_moments.sketch = joined
+        return joined_moments
 
     def copy(self) -> Moments:
-        return Moments(*(a.copy() for a in self.arrays()), sketch=self.sketch)  # type: ignore[misc]
+        copied = Moments(*(a.copy() for a in self.arrays()))
+        copied.sketch = self.sketch  # immutable: shared
+        return copied
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """All fields, in constructor order (for copies and serialisation)."""

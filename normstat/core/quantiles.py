@@ -33,7 +33,8 @@ COARSE = 52 - KEEP_BITS
 """Low key bits dropped for float data."""
 EXACT = 0
 _MAGNITUDE = np.int64(0x7FFF_FFFF_FFFF_FFFF)
-_SENTINEL = np.iinfo(np.int64).max  # key of a missing value (never a bucket key: they are < 2**63 >> 1)
+_SENTINEL = np.iinfo(np.int64).max
+"""The key of a missing value: never a bucket key (a float64 key is below it, even unshifted)."""
 _BINCOUNT_BINS = 2**22
 """Bins (and elements) per np.bincount call: bounds the temporaries of the exact integer path."""
 ROBUST_LEVELS = (0.25, 0.5, 0.75)

@@ -90,7 +90,8 @@ def _pipelined(
     """
     pending: deque[tuple[Future[Moments], int]] = deque()
     for chunk in chunks:
-        pending.append((pool.submit(chunk_task, chunk, layout, nan_policy, features, sketch), chunk.rows))
+        task = pool.submit(chunk_task, chunk, layout, nan_policy, features, sketch)
+        pending.append((task, chunk.rows))
         del chunk  # not held here while waiting below: its task's end releases it
         if len(pending) > workers:
             fut, rows = pending.popleft()

@@ -94,7 +94,8 @@ def fit_units(
     with blame(task.pieces):
         for piece in task.pieces:
             for chunk in read_range(piece, rows):
-                extend(tiling, Block(0, at, chunk_task(chunk, layout, nan_policy, features, sketch)))
+                part = chunk_task(chunk, layout, nan_policy, features, sketch)
+                extend(tiling, Block(0, at, part))
                 at += 1
     if at - task.first != task.chunks:
         first = task.pieces[0]
