@@ -441,7 +441,9 @@ def fit(
     type=click.Choice(METHODS),
     default="zscore",
     show_default=True,
-    help="zscore: (x - mean) / std; minmax: to --range; center: x - mean.",
+    help="zscore: (x - mean) / std; minmax: to --range; center: x - mean; robust: (x - median) "
+    "/ IQR as scikit-learn's RobustScaler; quantile: --quantile-range to [-1, 1] (robust and "
+    "quantile need fit --quantiles).",
 )
 @click.option(
     "--range",
@@ -452,6 +454,18 @@ def fit(
     show_default=True,
     metavar="LOW HIGH",
     help="Target range of --method minmax.",
+)
+@click.option(
+    "--quantile-range",
+    nargs=2,
+    type=float,
+    default=None,
+    metavar="LO HI",
+    help="Quantile levels of --method quantile (default 0.01 0.99: to -1, 1) and of --method "
+    "robust (default 0.25 0.75: the IQR).",
+)
+@click.option(
+    "--clip", is_flag=True, help="Bound the output to the target range (minmax, quantile)."
 )
 @click.option("--inverse", is_flag=True, help="Undo the transform (restore original units).")
 @click.option("--dtype", default="float32", show_default=True, help="Output dtype (a float).")
@@ -471,6 +485,8 @@ def apply_cmd(
     output: str,
     method: str,
     feature_range: tuple[float, float],
+    quantile_range: tuple[float, float] | None,
+    clip: bool,
     inverse: bool,
     dtype: str,
     force: bool,
@@ -499,6 +515,8 @@ def apply_cmd(
         dataset=dataset,
         method=method,
         feature_range=feature_range,
+        quantile_range=quantile_range,
+        clip=clip,
         inverse=inverse,
         dtype=dtype,
         chunk_size=chunk_size,
@@ -546,7 +564,8 @@ def merge(parts: tuple[str, ...], output: str | None, quiet: bool) -> None:
     type=click.Choice(EXPORT_TARGETS),
     required=True,
     help="keras: Normalization(axis, mean, variance); torch: Normalize(mean, std); "
-    "sklearn: StandardScaler attributes.",
+    "sklearn: StandardScaler attributes; sklearn-robust: RobustScaler center_, scale_ "
+    "(needs fit --quantiles robust).",
 )
 def export(stats: str, to: str) -> None:
     """Print the statistics in the form a framework takes, as JSON.

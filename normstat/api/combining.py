@@ -17,6 +17,7 @@ from normstat.core.drift import Drift, check_comparable, compare
 from normstat.core.moments import merge_all
 from normstat.core.quantiles import merge_levels
 from normstat.core.stats import Stats
+from normstat.core.transform import transform_params
 from normstat.errors import ArtifactError, UsageError
 from normstat.report import feature_names
 
@@ -94,6 +95,8 @@ def export(stats: Stats | str, to: str) -> dict[str, Any]:
         }
     if to == "torch":
         return {"mean": mean.tolist(), "std": scale.tolist()}
+    if to == "sklearn-robust":
+        return _robust_export(stats)
     if to == "sklearn":
         counts = stats.count
         seen = (
@@ -109,6 +112,17 @@ def export(stats: Stats | str, to: str) -> dict[str, Any]:
             "n_features_in_": int(np.prod(stats.feature_shape)),
         }
     raise UsageError(f"--to must be one of {', '.join(EXPORT_TARGETS)}, received {to!r}")
+
+
+def _robust_export(stats: Stats) -> dict[str, Any]:
+    """RobustScaler's ``center_`` and ``scale_`` (the IQR, 1 where below 10 eps), as apply uses."""
+    params = transform_params(stats, "robust")
+    return {
+        "center_": params.shift.tolist(),
+        "scale_": params.scale.tolist(),
+        "quantile_range": [25.0, 75.0],
+        "n_features_in_": int(np.prod(stats.feature_shape)),
+    }
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,12 +39,32 @@ def transform(
     feature_range: tuple[float, float] = (0.0, 1.0),
     inverse: bool = False,
     dtype: Any = np.float32,
+    quantile_range: tuple[float, float] | None = None,
+    clip: bool = False,
 ) -> np.ndarray:
-    """Normalise (or, with ``inverse``, restore) an in-memory array with fitted statistics."""
+    """Normalise (or, with ``inverse``, restore) an in-memory array with fitted statistics.
+
+    ``method="robust"`` and ``"quantile"`` need quantiles in ``stats`` (``fit(quantiles=...)``);
+    ``clip`` bounds the output to the target range (minmax, quantile).
+    """
     x = np.asarray(x)
     layout = layout_for(stats, x.shape, "array")
-    params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
+    params = _params(stats, method, feature_range, quantile_range, clip, inverse)
+    params = params.broadcast(layout.broadcast_shape)
     return transform_block(x, layout, params, inverse, np.dtype(dtype))
+
+
+def _params(
+    stats: Stats,
+    method: str,
+    feature_range: tuple[float, float],
+    quantile_range: tuple[float, float] | None,
+    clip: bool,
+    inverse: bool,
+) -> TransformParams:
+    if clip and inverse:
+        raise UsageError("--clip bounds the forward transform; it cannot be undone by --inverse")
+    return transform_params(stats, method, feature_range, quantile_range, clip)
 
 
 def layout_for(stats: Stats, shape: tuple[int, ...], where: str) -> AxisLayout:
@@ -78,6 +98,8 @@ def apply(
     engine: str = "local",
     scheduler: str | None = None,
     task_size: ChunkSize = None,
+    quantile_range: tuple[float, float] | None = None,
+    clip: bool = False,
 ) -> None:
     """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout, or an
     Arrow IPC stream for tables, whose other columns pass through unchanged).
@@ -95,7 +117,8 @@ def apply(
     srcs = open_sources(paths, dataset, input_format, _apply_columns(stats, columns))
     try:
         layout = layout_for(stats, (0, *srcs[0].shape[1:]), srcs[0].path)
-        params = transform_params(stats, method, feature_range).broadcast(layout.broadcast_shape)
+        params = _params(stats, method, feature_range, quantile_range, clip, inverse)
+        params = params.broadcast(layout.broadcast_shape)
         rows = chunk_rows(srcs[0], chunk_size, transform=True)
         if progress is not None:
             progress.start(total_rows(srcs), row_bytes(srcs[0]))

@@ -5,6 +5,6 @@ beside the code that uses them) lets ``normstat --help`` run without importing n
 """
 
 NAN_POLICIES: tuple[str, ...] = ("skip", "error")
-METHODS: tuple[str, ...] = ("zscore", "minmax", "center")
+METHODS: tuple[str, ...] = ("zscore", "minmax", "center", "robust", "quantile")
 ENGINES: tuple[str, ...] = ("local", "dask")
-EXPORT_TARGETS: tuple[str, ...] = ("keras", "torch", "sklearn")
+EXPORT_TARGETS: tuple[str, ...] = ("keras", "torch", "sklearn", "sklearn-robust")
