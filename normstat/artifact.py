@@ -98,6 +98,7 @@ def _distribution(stats: Stats) -> dict[str, Any]:
     if stats.quantile_levels is not None and stats.quantiles is not None:
         out["quantile_levels"] = list(stats.quantile_levels)
         out["quantiles"] = _nested(stats.quantiles)
+        out["quantiles_exact"] = stats.exact_quantiles is not None
     if stats.sketch is not None:
         out["histogram"] = {k: _nested(v) for k, v in stats.sketch.arrays().items()}
     return out
@@ -108,22 +109,23 @@ def _npz_distribution(stats: Stats) -> dict[str, np.ndarray]:
     if stats.quantile_levels is not None and stats.quantiles is not None:
         out["quantile_levels"] = np.asarray(stats.quantile_levels, np.float64)
         out["quantiles"] = stats.quantiles
+        out["quantiles_exact"] = np.array(stats.exact_quantiles is not None)
     if stats.sketch is not None:
         out.update({f"histogram_{k}": v for k, v in stats.sketch.arrays().items()})
     return out
 
 
-def _load_distribution(
-    doc: dict[str, Any], stats: Stats, fail: Any
-) -> tuple[Sketch | None, tuple[float, ...] | None]:
-    """The summary and levels of a loaded document, checked against its counts and quantiles."""
+def _load_distribution(doc: dict[str, Any], stats: Stats, fail: Any) -> None:
+    """The summary and levels of a loaded document, checked against its counts and quantiles:
+    quantiles are those of the histogram, or, selected by ``fit --exact``, within its bound."""
     hist = doc.get("histogram")
     if hist is None and any(k.startswith("histogram_") for k in doc):
         hist = {k: doc.get(f"histogram_{k}") for k in SKETCH_FIELDS}
     sketch = None if hist is None else _sketch(hist, stats, fail)
+    stats.moments.sketch = sketch
     levels = doc.get("quantile_levels")
     if levels is None:
-        return sketch, None
+        return
     try:
         levels = tuple(float(v) for v in np.asarray(levels, np.float64).reshape(-1))
     except (TypeError, ValueError):
@@ -132,9 +134,13 @@ def _load_distribution(
         raise fail("'quantile_levels' needs the 'histogram' the quantiles were computed from")
     want = sketch.quantiles(levels).reshape((len(levels), *stats.feature_shape))
     got = _array(doc.get("quantiles"), "quantiles", list(want.shape), fail)
-    if not np.array_equal(want, got, equal_nan=True):
+    stats.quantile_levels = levels
+    if bool(doc.get("quantiles_exact", False)):
+        if not np.allclose(got, want, rtol=2.0**-6, atol=1e-300, equal_nan=True):
+            raise fail("'quantiles' are further from the histogram's than its resolution")
+        stats.exact_quantiles = got.reshape(len(levels), -1)
+    elif not np.array_equal(want, got, equal_nan=True):
         raise fail("'quantiles' disagree with the histogram")
-    return sketch, levels
 
 
 def _sketch(hist: Any, stats: Stats, fail: Any) -> Sketch:
@@ -255,7 +261,7 @@ def from_dict(doc: dict[str, Any], path: str = "<artifact>") -> Stats:
     moments = _moments(arrays, fail)
     stats = Stats(moments, tuple(shape), axis, ddof, features, doc["source"])
     _check_derived(stats, arrays, fail)
-    moments.sketch, stats.quantile_levels = _load_distribution(doc, stats, fail)
+    _load_distribution(doc, stats, fail)
     return stats
 
 

@@ -370,6 +370,11 @@ def main() -> None:
     help="Keep the distribution summary in STATS (for drift/diff --metric); --quantiles "
     "keeps it too.",
 )
+@click.option(
+    "--exact",
+    is_flag=True,
+    help="Exact --quantiles for any data: reads the data again (usually once) to select them.",
+)
 @_reading_options
 @_engine_options
 def fit(
@@ -393,6 +398,7 @@ def fit(
     task_size: str | None,
     quantiles: str | None,
     histogram: bool,
+    exact: bool,
 ) -> None:
     """Compute statistics of SOURCE (several files are shards of one dataset) in one pass.
 
@@ -419,6 +425,7 @@ def fit(
         task_size=task_size,
         quantiles=quantiles,
         histogram=histogram,
+        exact=exact,
     )
     _write_stats(stats, output, quiet)
 

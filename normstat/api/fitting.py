@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from normstat.api.options import (
 from normstat.core.checks import NanPolicy
 from normstat.core.layout import AxisLayout, AxisSpec
 from normstat.core.moments import Moments
-from normstat.core.quantiles import SketchSpec, merge_levels, parse_levels
+from normstat.core.quantiles import ExactSearch, Sketch, SketchSpec, merge_levels, parse_levels
 from normstat.core.stats import Stats
 from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
@@ -51,6 +51,7 @@ def fit(
     task_size: ChunkSize = None,
     quantiles: str | Sequence[float] | None = None,
     histogram: bool = False,
+    exact: bool = False,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
@@ -66,17 +67,14 @@ def fit(
 
     ``quantiles`` (levels such as ``[0.01, 0.5, 0.99]`` or ``"robust"``) and ``histogram`` keep a
     distribution summary beside the moments (docs/quantiles.md); ``quantiles`` also adds the
-    quantiles at those levels.
+    quantiles at those levels. ``exact`` makes them exact for any data, reading it again
+    (usually once) to select the order statistics.
     """
     check_options(ddof, nan)
+    specs = [sources] if isinstance(sources, str) else list(sources)
     levels = None if quantiles is None else parse_levels(quantiles)
     sketch = SketchSpec() if levels is not None or histogram else None
-    if sketch is not None and checkpoint:
-        raise UsageError(
-            "--checkpoint does not save the distribution summary of --quantiles / "
-            "--histogram yet: fit without --checkpoint"
-        )
-    specs = [sources] if isinstance(sources, str) else list(sources)
+    _check_summary_options(sketch, levels, exact, checkpoint, specs)
     check_engine(engine, scheduler, specs, checkpoint)
     if resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH")
@@ -96,18 +94,13 @@ def fit(
             progress.start(total_rows(srcs), row_bytes(srcs[0]))
             progress.advance(skip)
         advance = None if progress is None else progress.advance
-        if engine == "dask":
-            cluster = {
-                "scheduler": scheduler,
-                "workers": workers,
-                "progress": advance,
-                "sketch": sketch,
-            }
-            moments = _fit_dask(
-                srcs, rows, task_rows(srcs[0], rows, task_size), layout, nan, cluster
-            )
-        else:
-            moments = fit_local(
+
+        def one_pass(sketch: SketchSpec | None, advance: Any = None) -> Moments:
+            if engine == "dask":
+                cluster = {"scheduler": scheduler, "workers": workers, "progress": advance}
+                tasks = task_rows(srcs[0], rows, task_size)
+                return _fit_dask(srcs, rows, tasks, layout, nan, cluster, sketch)
+            return fit_local(
                 all_chunks(srcs, rows, skip),
                 layout,
                 nan,
@@ -118,11 +111,13 @@ def fit(
                 after_chunk=saver,
                 sketch=sketch,
             )
+
+        moments = one_pass(sketch, advance)
         if checkpoint and os.path.exists(checkpoint):
             os.unlink(checkpoint)
         if sketch is not None and moments.sketch is None:  # no rows at all
             moments.sketch = sketch.build(np.zeros((0, layout.n_features)))
-        return Stats(
+        stats = Stats(
             moments,
             layout.feature_shape,
             layout.axis,
@@ -131,9 +126,42 @@ def fit(
             describe(srcs),
             levels,
         )
+        if exact and levels is not None and moments.sketch is not None:
+            stats.exact_quantiles = _exact_quantiles(moments.sketch, levels, one_pass)
+        return stats
     finally:
         for s in srcs:
             s.close()
+
+
+def _check_summary_options(
+    sketch: SketchSpec | None,
+    levels: tuple[float, ...] | None,
+    exact: bool,
+    checkpoint: str | None,
+    specs: list[str],
+) -> None:
+    if sketch is not None and checkpoint:
+        raise UsageError(
+            "--checkpoint does not save the distribution summary of --quantiles / "
+            "--histogram yet: fit without --checkpoint"
+        )
+    if exact and levels is None:
+        raise UsageError("--exact makes --quantiles exact: give --quantiles too")
+    if exact and "-" in specs:
+        raise UsageError("--exact reads the data twice; stdin ('-') can be read only once")
+
+
+def _exact_quantiles(
+    sketch: Sketch, levels: tuple[float, ...], one_pass: Callable[[SketchSpec], Moments]
+) -> np.ndarray:
+    """Further passes over the data, each counting only the buckets that hold the order
+    statistics the levels need, until they are single values (:class:`ExactSearch`)."""
+    search = ExactSearch(sketch, levels)
+    while (spec := search.next_spec()) is not None:
+        counted = one_pass(spec).sketch
+        search.absorb(counted if counted is not None else spec.build(np.zeros((0, 0))))
+    return search.quantiles()
 
 
 def _fit_dask(
@@ -143,17 +171,18 @@ def _fit_dask(
     layout: AxisLayout,
     nan: NanPolicy,
     cluster: dict[str, Any],
+    sketch: SketchSpec | None = None,
 ) -> Moments:
     """Arrays by row ranges (:mod:`normstat.engine.dask`), tables by row groups
     (:mod:`normstat.engine.dask_tables`)."""
     if srcs[0].kind == "table":
         from normstat.engine.dask_tables import fit_tables_dask
 
-        return fit_tables_dask(srcs, rows, task_rows, layout, nan, **cluster)  # type: ignore[arg-type]
+        return fit_tables_dask(srcs, rows, task_rows, layout, nan, sketch=sketch, **cluster)  # type: ignore[arg-type]
     from normstat.engine.dask import fit_dask
     from normstat.engine.plan import fit_tasks
 
-    return fit_dask(fit_tasks(srcs, rows, task_rows), rows, layout, nan, **cluster)
+    return fit_dask(fit_tasks(srcs, rows, task_rows), rows, layout, nan, sketch=sketch, **cluster)
 
 
 def source_layout(axis: AxisSpec, src: ArraySource) -> AxisLayout:

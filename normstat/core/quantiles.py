@@ -172,17 +172,19 @@ class Sketch:
     def quantiles(self, levels: Sequence[float]) -> np.ndarray:
         """``(len(levels), n_features)``: ``numpy.quantile(x, levels, method="linear")`` of each
         feature's values (exact where ``drop == 0``, else within the bound); NaN where empty."""
-        q = np.asarray(levels, np.float64).reshape(-1, 1)
         n = self.total
-        virtual = (n - 1) * q  # as numpy: (n - 1) * quantiles, in float64
-        prev = np.floor(virtual)
-        last = virtual >= n - 1
-        lo_rank = np.where(last, n - 1, prev).astype(np.int64)
-        hi_rank = np.where(last, n - 1, prev + 1).astype(np.int64)
-        gamma = virtual - np.where(last, -1.0, prev)  # numpy's gamma (unused when last)
+        lo_rank, hi_rank, gamma = _positions(n, levels)
         a, b = self.order_statistics(lo_rank), self.order_statistics(hi_rank)
-        out = _lerp(a, b, gamma)
-        return np.where(n > 0, out, np.nan)
+        return np.where(n > 0, _lerp(a, b, gamma), np.nan)
+
+    def locate(self, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Entry holding each rank (``ranks[..., f]`` of feature ``f``), and the rank within it."""
+        cum = np.cumsum(self.counts)
+        before = np.concatenate(([0], cum))[self.offsets[:-1]]
+        pos = np.searchsorted(cum, before + ranks, side="right")
+        pos = np.minimum(pos, max(cum.size - 1, 0))
+        within = before + ranks - (cum[pos] - self.counts[pos]) if cum.size else ranks * 0
+        return pos, within
 
     def order_statistics(self, ranks: np.ndarray) -> np.ndarray:
         """The value of 0-based rank ``ranks[..., f]`` among feature ``f``'s sorted values."""
@@ -210,6 +212,19 @@ class Sketch:
         for where, value in exact:
             est = np.where(where, value, est)
         return np.where(drop == 0, lo, est)
+
+
+def _positions(n: np.ndarray, levels: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy's linear method: the ranks below and above each level's virtual index (clipped to
+    the last value), and gamma, computed by the same float64 operations; ``(levels, F)``."""
+    q = np.asarray(levels, np.float64).reshape(-1, 1)
+    virtual = (n - 1) * q
+    prev = np.floor(virtual)
+    last = virtual >= n - 1
+    lo_rank = np.where(last, n - 1, prev).astype(np.int64)
+    hi_rank = np.where(last, n - 1, prev + 1).astype(np.int64)
+    gamma = virtual - np.where(last, -1.0, prev)  # numpy's gamma (irrelevant when last)
+    return np.maximum(lo_rank, 0), np.maximum(hi_rank, 0), gamma
 
 
 FIELDS = ("drop", "offsets", "keys", "counts", "min", "max", "neg_max", "pos_min")
@@ -252,11 +267,125 @@ def _offsets(feats: np.ndarray, n_features: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class SketchSpec:
-    """What the per-chunk step summarises beside the moments (picklable, for any engine)."""
+class Refinement:
+    """A later pass of an exact selection: count only the values whose ``key >> within[f]`` is
+    one of feature ``f``'s target buckets, at the finer resolution ``drop[f]``."""
 
-    def build(self, rows: np.ndarray) -> Sketch:
+    within: np.ndarray  # int64 (F,)
+    drop: np.ndarray  # int64 (F,)
+    feats: np.ndarray  # int64 (T,): the targets' features, sorted
+    prefixes: np.ndarray  # int64 (T,): the target buckets (keys at ``within``)
+
+    def build(self, rows: np.ndarray, first: int) -> Sketch:
+        x = np.asarray(rows, np.float64)
+        f = x.shape[1]
+        feats, keys, counts = [], [], []
+        for j in range(f):
+            g = first + j
+            lo, hi = np.searchsorted(self.feats, g), np.searchsorted(self.feats, g, "right")
+            if lo == hi:
+                continue
+            col = x[:, j]
+            k = ordered_keys(col[~np.isnan(col)])
+            k = k[np.isin(k >> self.within[g], self.prefixes[lo:hi])] >> self.drop[g]
+            u, c = np.unique(k, return_counts=True)
+            feats.append(np.full(u.size, j, np.int64))
+            keys.append(u)
+            counts.append(c.astype(np.int64))
+        empty = Sketch.empty(f)
+        fl = np.concatenate(feats) if feats else empty.keys
+        return Sketch(
+            self.drop[first : first + f].copy(),
+            _offsets(fl, f),
+            np.concatenate(keys) if keys else empty.keys,
+            np.concatenate(counts) if counts else empty.counts,
+            empty.min,
+            empty.max,
+            empty.neg_max,
+            empty.pos_min,
+        )
+
+
+@dataclass(frozen=True)
+class SketchSpec:
+    """What the per-chunk step summarises beside the moments (picklable, for any engine): the
+    summary of every value, or, in a refinement pass of ``--exact``, of the target buckets."""
+
+    refine: Refinement | None = None
+
+    def build(self, rows: np.ndarray, first: int = 0) -> Sketch:
+        """The summary of ``rows``, whose columns are features ``first, first + 1, ...``."""
+        if self.refine is not None:
+            return self.refine.build(rows, first)
         return chunk_sketch(rows)
+
+
+REFINE_BITS = 16
+"""Key bits resolved per refinement pass when a target bucket holds too many values to list."""
+LIST_LIMIT = 2**20
+"""A target bucket with at most this many values is resolved to exact values in one pass."""
+
+
+class ExactSearch:
+    """Exact quantiles by radix selection over passes: pass 1's summary names, for each level,
+    the buckets holding the two order statistics needed; each further pass counts only the values
+    in those buckets, more finely, until the order statistics are single values (``drop == 0``).
+
+    Usually one more pass (a bucket 0.8% wide rarely holds more than ``LIST_LIMIT`` values);
+    memory stays bounded by ``LIST_LIMIT`` or ``2**REFINE_BITS`` entries per target.
+    """
+
+    def __init__(self, sketch: Sketch, levels: Sequence[float]) -> None:
+        self.n = sketch.total
+        lo, hi, self.gamma = _positions(self.n, levels)
+        ranks = np.stack((lo, hi))  # (2, L, F)
+        self.shape = ranks.shape
+        self.feat = np.broadcast_to(np.arange(sketch.n_features), ranks.shape).ravel()
+        pos, within = sketch.locate(ranks)
+        pos, self.within = pos.ravel(), within.ravel()
+        has = (self.n[self.feat] > 0) & (sketch.keys.size > 0)
+        self.prefix = np.where(has, sketch.keys[pos] if has.any() else 0, 0)
+        self.size = np.where(has, sketch.counts[pos] if has.any() else 0, 0)
+        self.drop = np.where(has, sketch.drop[self.feat], 0)
+        self.n_features = sketch.n_features
+        self._pending: Refinement | None = None
+
+    def next_spec(self) -> SketchSpec | None:
+        """What the next pass counts, or ``None`` when every order statistic is exact."""
+        open_ = self.drop > 0
+        if not open_.any():
+            return None
+        within = np.zeros(self.n_features, np.int64)
+        np.maximum.at(within, self.feat, self.drop)
+        biggest = np.zeros(self.n_features, np.int64)
+        np.maximum.at(biggest, self.feat[open_], self.size[open_])
+        drop = np.where(biggest <= LIST_LIMIT, 0, np.maximum(within - REFINE_BITS, 0))
+        pairs = np.unique(np.stack((self.feat[open_], self.prefix[open_]), axis=1), axis=0)
+        self._pending = Refinement(within, drop, pairs[:, 0].copy(), pairs[:, 1].copy())
+        return SketchSpec(self._pending)
+
+    def absorb(self, counted: Sketch) -> None:
+        """Narrow every open order statistic to the finer entry of ``counted`` that holds it."""
+        r = self._pending
+        assert r is not None
+        for f in np.unique(self.feat[self.drop > 0]).tolist():
+            idx = np.flatnonzero((self.feat == f) & (self.drop > 0))
+            keys = counted.keys[counted.offsets[f] : counted.offsets[f + 1]]
+            counts = counted.counts[counted.offsets[f] : counted.offsets[f + 1]]
+            cum = np.cumsum(counts)
+            parents = keys >> (r.within[f] - r.drop[f])
+            start = np.searchsorted(parents, self.prefix[idx])
+            base = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0)
+            at = np.searchsorted(cum, base + self.within[idx], side="right")
+            self.within[idx] = base + self.within[idx] - (cum[at] - counts[at])
+            self.prefix[idx], self.size[idx] = keys[at], counts[at]
+            self.drop[idx] = r.drop[f]
+
+    def quantiles(self) -> np.ndarray:
+        """``(levels, F)``: the exact quantiles (once :meth:`next_spec` returns ``None``)."""
+        values = key_values(self.prefix).reshape(self.shape)
+        out = _lerp(values[0], values[1], self.gamma)
+        return np.where(self.n > 0, out, np.nan)
 
 
 def chunk_sketch(rows: np.ndarray) -> Sketch:

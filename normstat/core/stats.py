@@ -40,6 +40,8 @@ class Stats:
     source: dict[str, Any] = field(default_factory=dict)
     quantile_levels: tuple[float, ...] | None = None
     """Levels of :attr:`quantiles` (``fit --quantiles``); needs the distribution summary."""
+    exact_quantiles: np.ndarray | None = None
+    """``(levels, features)`` selected exactly by ``fit --exact``, in place of the summary's."""
 
     def _shaped(self, a: np.ndarray) -> np.ndarray:
         return a.reshape(self.feature_shape)
@@ -106,7 +108,9 @@ class Stats:
         (exact or within the bound of docs/quantiles.md); NaN for empty features."""
         if self.quantile_levels is None or self.sketch is None:
             return None
-        q = self.sketch.quantiles(self.quantile_levels)
+        q = self.exact_quantiles
+        if q is None:
+            q = self.sketch.quantiles(self.quantile_levels)
         return q.reshape((len(self.quantile_levels), *self.feature_shape))
 
     def merge(self, other: Stats) -> Stats:

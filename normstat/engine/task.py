@@ -54,7 +54,7 @@ def _by_column(
             _check(col.reshape(-1, 1), chunk, layout, nan_policy, features, feature_offset=j)
             part = chunk_moments(col.reshape(-1, 1))
         if sketch is not None:
-            part.sketch = sketch.build(col.reshape(-1, 1))
+            part.sketch = sketch.build(col.reshape(-1, 1), j)
         parts.append(part)
     return Moments.join(parts)
 
