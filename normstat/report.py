@@ -46,6 +46,10 @@ def table(stats: Stats, limit: int | None = 20) -> str:
         stats.min.ravel(),
         stats.max.ravel(),
     ]
+    header = list(COLUMNS)
+    if stats.quantiles is not None and stats.quantile_levels is not None:
+        header += [_level_name(q) for q in stats.quantile_levels]
+        cols += list(stats.quantiles.reshape(len(stats.quantile_levels), -1))
     rows = [
         [name, f"{int(cols[0][i]):,}", f"{int(cols[1][i]):,}"] + [_num(c[i]) for c in cols[2:]]
         for i, name in enumerate(names)
@@ -54,15 +58,23 @@ def table(stats: Stats, limit: int | None = 20) -> str:
     if limit is not None and len(rows) > limit:
         head, tail = limit - limit // 4, limit // 4
         hidden = len(rows) - head - tail
-        rows = rows[:head] + [["...", "", "", "", "", "", ""]] + rows[len(rows) - tail :]
-    rows = _align_decimals(rows, range(3, len(COLUMNS)))
-    widths = [max(len(r[i]) for r in [list(COLUMNS), *rows]) for i in range(len(COLUMNS))]
-    lines = [_line(COLUMNS, widths)] + [_line(r, widths) for r in rows]
+        rows = rows[:head] + [["..."] + [""] * (len(header) - 1)] + rows[len(rows) - tail :]
+    rows = _align_decimals(rows, range(3, len(header)))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [_line(header, widths)] + [_line(r, widths) for r in rows]
     lines.append(_summary(stats, len(names)))
     if hidden:
         lines.append(_overview(stats))
         lines.append(f"{hidden} features not shown (use --all to list every one)")
     return "\n".join(lines)
+
+
+def _level_name(q: float) -> str:
+    """0.5 -> q50, 0.01 -> q01, 0.999 -> q99.9 (LeRobot's q01 ... q99 style)."""
+    pct = f"{q * 100:.6g}"
+    return "q" + (
+        pct.zfill(2) if "." not in pct else pct.zfill(len(pct) + max(0, 2 - pct.index(".")))
+    )
 
 
 def _overview(stats: Stats) -> str:

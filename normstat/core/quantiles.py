@@ -2,7 +2,8 @@
 
 Every value ``x`` is mapped to an order-preserving integer *key*: the bits of the float64, with
 negative numbers' magnitude bits flipped (the sign-flip trick), so ``x < y`` iff
-``key(x) < key(y)``. A bucket is ``key >> drop``:
+``key(x) < key(y)``. A bucket drops the ``drop`` low bits of the key (:func:`coarsen`: zero
+keeps a bucket of its own, so the many zeros of sparse or ReLU data count exactly):
 
 * ``drop == 0`` (integer data of 16 bits or fewer, counted by ``np.bincount``): one bucket per
   distinct value, so every order statistic, hence every quantile, is exact.
@@ -80,6 +81,22 @@ def key_values(k: np.ndarray) -> np.ndarray:
     return (k ^ ((k >> 63) & _MAGNITUDE)).view(np.float64)
 
 
+def coarsen(keys: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
+    """Buckets of ``keys`` (or of finer buckets) without their ``shift`` low bits: ``k >> shift``
+    for negative keys, ``((k - 1) >> shift) + 1`` for positive ones, so that 0 stays alone.
+    Coarsening twice equals coarsening once by the sum, so summaries of any resolution merge."""
+    keys = np.asarray(keys, np.int64)
+    return np.where(keys > 0, ((keys - 1) >> shift) + 1, keys >> shift)
+
+
+def bucket_bounds(b: np.ndarray, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest and largest value of each bucket ``b`` at resolution ``drop``."""
+    mask = (np.int64(1) << drop) - 1
+    lo = np.where(b > 0, ((b - 1) << drop) + 1, b << drop)
+    hi = np.where(b > 0, b << drop, np.where(b < 0, (b << drop) | mask, 0))
+    return key_values(lo), key_values(hi)
+
+
 def exact_dtype(dtype: np.dtype) -> bool:
     """Data counted value by value: bool and integers of 16 bits or fewer."""
     return dtype.kind == "b" or (dtype.kind in "iu" and dtype.itemsize <= 2)
@@ -89,9 +106,9 @@ def exact_dtype(dtype: np.dtype) -> bool:
 class Sketch:
     """Sparse bucket counts of ``n_features`` features (flat), sorted by (feature, key).
 
-    Entries ``offsets[f]:offsets[f + 1]`` of ``keys`` / ``counts`` belong to feature ``f``; a key
-    is ``ordered_key(x) >> drop[f]``. Empty features have no entries, ``min = pos_min = +inf``
-    and ``max = neg_max = -inf`` (the identities of the merge).
+    Entries ``offsets[f]:offsets[f + 1]`` of ``keys`` / ``counts`` belong to feature ``f``; a
+    key is ``coarsen(ordered_key(x), drop[f])``. Empty features have no entries,
+    ``min = pos_min = +inf`` and ``max = neg_max = -inf`` (the identities of the merge).
     """
 
     drop: np.ndarray  # int64 (F,)
@@ -151,7 +168,7 @@ class Sketch:
         """(feature, key, count) of every entry, keys coarsened to ``drop`` (may repeat)."""
         feats = self.feature_of()
         shift = (drop - self.drop)[feats]
-        return feats, self.keys >> shift, self.counts
+        return feats, coarsen(self.keys, shift), self.counts
 
     @classmethod
     def join(cls, parts: Sequence[Sketch]) -> Sketch:
@@ -174,8 +191,9 @@ class Sketch:
         feature's values (exact where ``drop == 0``, else within the bound); NaN where empty."""
         n = self.total
         lo_rank, hi_rank, gamma = _positions(n, levels)
-        a, b = self.order_statistics(lo_rank), self.order_statistics(hi_rank)
-        return np.where(n > 0, _lerp(a, b, gamma), np.nan)
+        with np.errstate(invalid="ignore"):  # empty features: NaN
+            a, b = self.order_statistics(lo_rank), self.order_statistics(hi_rank)
+            return np.where(n > 0, _lerp(a, b, gamma), np.nan)
 
     def locate(self, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Entry holding each rank (``ranks[..., f]`` of feature ``f``), and the rank within it."""
@@ -190,18 +208,15 @@ class Sketch:
         """The value of 0-based rank ``ranks[..., f]`` among feature ``f``'s sorted values."""
         ranks = np.asarray(ranks, np.int64)
         n = self.total
-        cum = np.cumsum(self.counts)
-        before = np.concatenate(([0], cum))[self.offsets[:-1]]  # values in earlier features
-        if cum.size == 0:
+        if self.counts.size == 0:
             return np.full(ranks.shape, np.nan)
-        pos = np.searchsorted(cum, before + np.clip(ranks, 0, np.maximum(n - 1, 0)), side="right")
-        pos = np.minimum(pos, cum.size - 1)
-        within = before + ranks - (cum[pos] - self.counts[pos])
-        drop = np.broadcast_to(self.drop, ranks.shape)
-        lo = key_values(self.keys[pos] << drop)
-        hi = key_values((self.keys[pos] << drop) | ((np.int64(1) << drop) - 1))
+        pos, within = self.locate(ranks)
+        b, drop = self.keys[pos], np.broadcast_to(self.drop, ranks.shape)
+        lo, hi = bucket_bounds(b, drop)
+        # every value of the bucket lies in [lo, hi], and in the exact bounds known around it
+        lo = np.maximum(np.maximum(lo, self.min), np.where(b >= 0, self.pos_min, -np.inf))
+        hi = np.minimum(np.minimum(hi, self.max), np.where(b < 0, self.neg_max, np.inf))
         est = lo + (hi - lo) * ((within + 0.5) / self.counts[pos])
-        est = np.clip(est, self.min, self.max)
         negatives = _negatives(self)
         exact = [
             (ranks == 0, self.min),
@@ -211,7 +226,7 @@ class Sketch:
         ]
         for where, value in exact:
             est = np.where(where, value, est)
-        return np.where(drop == 0, lo, est)
+        return np.where(drop == 0, key_values(b), est)
 
 
 def _positions(n: np.ndarray, levels: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -240,8 +255,7 @@ def _negatives(s: Sketch) -> np.ndarray:
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     """numpy's ``_lerp`` (the same operations, so the same bits as ``numpy.quantile``)."""
     diff = b - a
-    with np.errstate(invalid="ignore"):
-        return np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+    return np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
 
 
 def _combine(
@@ -268,7 +282,7 @@ def _offsets(feats: np.ndarray, n_features: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Refinement:
-    """A later pass of an exact selection: count only the values whose ``key >> within[f]`` is
+    """A later pass of an exact selection: count only the values whose bucket at ``within[f]`` is
     one of feature ``f``'s target buckets, at the finer resolution ``drop[f]``."""
 
     within: np.ndarray  # int64 (F,)
@@ -287,7 +301,7 @@ class Refinement:
                 continue
             col = x[:, j]
             k = ordered_keys(col[~np.isnan(col)])
-            k = k[np.isin(k >> self.within[g], self.prefixes[lo:hi])] >> self.drop[g]
+            k = coarsen(k[np.isin(coarsen(k, self.within[g]), self.prefixes[lo:hi])], self.drop[g])
             u, c = np.unique(k, return_counts=True)
             feats.append(np.full(u.size, j, np.int64))
             keys.append(u)
@@ -373,7 +387,7 @@ class ExactSearch:
             keys = counted.keys[counted.offsets[f] : counted.offsets[f + 1]]
             counts = counted.counts[counted.offsets[f] : counted.offsets[f + 1]]
             cum = np.cumsum(counts)
-            parents = keys >> (r.within[f] - r.drop[f])
+            parents = coarsen(keys, r.within[f] - r.drop[f])
             start = np.searchsorted(parents, self.prefix[idx])
             base = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0)
             at = np.searchsorted(cum, base + self.within[idx], side="right")
@@ -384,8 +398,7 @@ class ExactSearch:
     def quantiles(self) -> np.ndarray:
         """``(levels, F)``: the exact quantiles (once :meth:`next_spec` returns ``None``)."""
         values = key_values(self.prefix).reshape(self.shape)
-        out = _lerp(values[0], values[1], self.gamma)
-        return np.where(self.n > 0, out, np.nan)
+        return np.where(self.n > 0, _lerp(values[0], values[1], self.gamma), np.nan)
 
 
 def chunk_sketch(rows: np.ndarray) -> Sketch:
@@ -400,7 +413,7 @@ def _float_sketch(rows: np.ndarray, drop: int) -> Sketch:
     x = np.asarray(rows, np.float64)
     n, f = x.shape
     missing = np.isnan(x)
-    keys = ordered_keys(x) >> drop
+    keys = coarsen(ordered_keys(x), drop)
     keys[missing] = _SENTINEL
     cols = np.ascontiguousarray(keys.T)
     cols.sort(axis=1)
