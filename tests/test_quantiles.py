@@ -149,7 +149,7 @@ def splits(draw):
 def test_any_split_merged_in_any_order_gives_the_same_bits(split, dtype):
     n, cuts, order = split
     rng = np.random.default_rng(n)
-    x = (rng.normal(0, 300, (n, 2)) if dtype == "float64" else rng.integers(-99, 99, (n, 2)))
+    x = rng.normal(0, 300, (n, 2)) if dtype == "float64" else rng.integers(-99, 99, (n, 2))
     x = np.abs(x).astype(dtype) if dtype == "uint8" else x.astype(dtype)
     whole = chunk_sketch(x)
     parts = [chunk_sketch(p) for p in np.split(x, cuts)]
