@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from normstat import __version__
-from normstat.core.choices import ENGINES, EXPORT_TARGETS, METHODS, NAN_POLICIES
+from normstat.core.choices import ENGINES, EXPORT_TARGETS, METHODS, METRICS, NAN_POLICIES
 from normstat.entry import Terminated, interrupted_message, signal_exit
 from normstat.errors import NormstatError
 
@@ -590,7 +590,14 @@ def _drift_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 type=click.FloatRange(min=0),
                 metavar="X",
                 help="Exit 1 when any feature's |mean_shift| = |mean_b - mean_a| / std_a "
-                "exceeds X (std ratio and range are reported, not tested).",
+                "(or its --metric) exceeds X (std ratio and range are reported, not tested).",
+            ),
+            click.option(
+                "--metric",
+                type=click.Choice(METRICS),
+                help="Also compare the distributions (both need fit --histogram or "
+                "--quantiles): psi, ks, wasserstein, js or hellinger; it orders the features "
+                "and --threshold tests it. See docs/quantiles.md.",
             ),
             click.option("--json", "as_json", is_flag=True, help="Every feature as JSON."),
             click.option("--all", "show_all", is_flag=True, help="List every feature."),
@@ -601,11 +608,13 @@ def _drift_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _report_drift(result: Drift, threshold: float | None, as_json: bool, show_all: bool) -> None:
+    tested = "|mean_shift|" if result.metric is None else result.metric
     exceeding = [] if threshold is None else [result.names[i] for i in result.exceeding(threshold)]
     if as_json:
         _echo_json(
             {
                 "threshold": threshold,
+                "metric": result.metric,
                 "exceeding": exceeding if threshold is not None else None,
                 "features": result.records(),
             }
@@ -616,7 +625,7 @@ def _report_drift(result: Drift, threshold: float | None, as_json: bool, show_al
         shown = ", ".join(exceeding[:5]) + (", ..." if len(exceeding) > 5 else "")
         click.echo(
             f"drift: {len(exceeding)} feature{'s' if len(exceeding) > 1 else ''} with "
-            f"|mean_shift| > {threshold}: {shown}",
+            f"{tested} > {threshold}: {shown}",
             err=True,
         )
         raise click.exceptions.Exit(1)
@@ -626,13 +635,15 @@ def _report_drift(result: Drift, threshold: float | None, as_json: bool, show_al
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
 @_drift_options
-def diff(a: str, b: str, threshold: float | None, as_json: bool, show_all: bool) -> None:
+def diff(
+    a: str, b: str, threshold: float | None, metric: str | None, as_json: bool, show_all: bool
+) -> None:
     """Compare statistics B with A (serving vs training data), worst feature first.
 
     Per feature: mean_shift = (mean_b - mean_a) / std_a (B's mean after A's z-score), std_ratio =
     std_b / std_a, and the change of min and max. Python: normstat.diff(a, b).
     """
-    _report_drift(api.diff(a, b), threshold, as_json, show_all)
+    _report_drift(api.diff(a, b, metric=metric), threshold, as_json, show_all)
 
 
 @main.command()
@@ -648,6 +659,7 @@ def drift(
     stats: str,
     sources: tuple[str, ...],
     threshold: float | None,
+    metric: str | None,
     as_json: bool,
     show_all: bool,
     nan: str,
@@ -677,6 +689,7 @@ def drift(
         workers=workers,
         input_format=input_format,
         columns=columns,
+        metric=metric,
     )
     _report_drift(result, threshold, as_json, show_all)
 

@@ -137,9 +137,11 @@ def drift_table(drift: Drift, limit: int | None = 20, threshold: float | None = 
     """
     order = drift.order if limit is None else drift.order[:limit]
     flagged = set() if threshold is None else set(drift.exceeding(threshold).tolist())
+    metric = [] if drift.distance is None else [drift.distance]
     rows = [
         [
             ("! " if i in flagged else "  ") + drift.names[i],
+            *[_num(m[i], 4) for m in metric],
             _signed(drift.mean_shift[i]),
             _num(drift.std_ratio[i], 4),
             f"{_num(drift.min_a[i])} -> {_num(drift.min_b[i])}",
@@ -147,8 +149,9 @@ def drift_table(drift: Drift, limit: int | None = 20, threshold: float | None = 
         ]
         for i in order.tolist()
     ]
-    rows = _align_decimals(rows, range(1, 3))
-    header = ["  " + DRIFT_COLUMNS[0], *DRIFT_COLUMNS[1:]]
+    rows = _align_decimals(rows, range(1, 3 + len(metric)))
+    named = [str(drift.metric)] if metric else []
+    header = ["  " + DRIFT_COLUMNS[0], *named, *DRIFT_COLUMNS[1:]]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [_line(header, widths)] + [_line(r, widths) for r in rows]
     lines.append(_drift_summary(drift, threshold))
@@ -171,5 +174,6 @@ def _drift_summary(drift: Drift, threshold: float | None) -> str:
         text += f"; largest |mean_shift| {largest} at {drift.names[worst]}"
     if threshold is not None:
         k = len(drift.exceeding(threshold))
-        text += f"; {k} with |mean_shift| > {_num(threshold)}"
+        tested = "|mean_shift|" if drift.metric is None else str(drift.metric)
+        text += f"; {k} with {tested} > {_num(threshold)}"
     return text

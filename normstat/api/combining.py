@@ -13,6 +13,7 @@ from normstat.api.options import ChunkSize, ProgressHook, plain
 from normstat.api.transforming import _apply_columns
 from normstat.core.checks import NanPolicy
 from normstat.core.choices import EXPORT_TARGETS
+from normstat.core.distances import METRICS
 from normstat.core.drift import Drift, check_comparable, compare
 from normstat.core.moments import merge_all
 from normstat.core.quantiles import merge_levels
@@ -129,11 +130,28 @@ def _robust_export(stats: Stats) -> dict[str, Any]:
 # drift
 
 
-def diff(a: Stats | str, b: Stats | str) -> Drift:
-    """Drift of statistics B relative to A (e.g. serving vs training), worst feature first."""
+def diff(a: Stats | str, b: Stats | str, *, metric: str | None = None) -> Drift:
+    """Drift of statistics B relative to A (e.g. serving vs training), worst feature first;
+    ``metric`` (psi, ks, wasserstein, js, hellinger) compares their distribution summaries."""
     sa, sb = (artifact.load(s) if isinstance(s, str) else s for s in (a, b))
-    check_comparable(sa, sb, a if isinstance(a, str) else "A", b if isinstance(b, str) else "B")
-    return compare(sa, sb, feature_names(sa))
+    name_a, name_b = (a if isinstance(a, str) else "A"), (b if isinstance(b, str) else "B")
+    check_comparable(sa, sb, name_a, name_b)
+    _check_metric(metric, ((name_a, sa), (name_b, sb)))
+    return compare(sa, sb, feature_names(sa), metric)
+
+
+def _check_metric(metric: str | None, sides: tuple[tuple[str, Stats], ...]) -> None:
+    if metric is None:
+        return
+    if metric not in METRICS:
+        raise UsageError(f"--metric must be one of {', '.join(METRICS)}, received {metric!r}")
+    for name, s in sides:
+        if s.sketch is None:
+            raise UsageError(
+                f"--metric {metric} compares distribution summaries; these statistics have none "
+                "(fit with --histogram or --quantiles)",
+                path=name,
+            )
 
 
 def drift(
@@ -147,10 +165,12 @@ def drift(
     input_format: str | None = None,
     columns: Sequence[str] | None = None,
     progress: ProgressHook | None = None,
+    metric: str | None = None,
 ) -> Drift:
     """Fit SOURCE with the axis and ddof of STATS (a table: its feature columns), then compare it
-    to STATS (see :func:`diff`)."""
+    to STATS (see :func:`diff`); with a ``metric``, SOURCE's distribution summary too."""
     base = artifact.load(stats) if isinstance(stats, str) else stats
+    _check_metric(metric, ((stats if isinstance(stats, str) else "STATS", base),))
     new = fit(
         sources,
         dataset=dataset,
@@ -162,7 +182,8 @@ def drift(
         input_format=input_format,
         columns=_apply_columns(base, columns),
         progress=progress,
+        histogram=metric is not None,
     )
     name = stats if isinstance(stats, str) else "STATS"
     check_comparable(base, new, name, ", ".join(new.source.get("paths", [])) or "SOURCE")
-    return compare(base, new, feature_names(base))
+    return compare(base, new, feature_names(base), metric)

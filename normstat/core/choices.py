@@ -7,4 +7,5 @@ beside the code that uses them) lets ``normstat --help`` run without importing n
 NAN_POLICIES: tuple[str, ...] = ("skip", "error")
 METHODS: tuple[str, ...] = ("zscore", "minmax", "center", "robust", "quantile")
 ENGINES: tuple[str, ...] = ("local", "dask")
+METRICS: tuple[str, ...] = ("psi", "ks", "wasserstein", "js", "hellinger")
 EXPORT_TARGETS: tuple[str, ...] = ("keras", "torch", "sklearn", "sklearn-robust")

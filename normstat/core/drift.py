@@ -12,6 +12,10 @@ and what ``apply`` will use on B:
   ``max_change`` or negative ``min_change`` means B leaves A's range.
 
 Features empty on either side (count 0) have NaN measures and sort last.
+
+With distribution summaries on both sides, a ``metric`` of :mod:`normstat.core.distances` (psi,
+ks, wasserstein, js, hellinger) is added per feature; it then orders the features and is what a
+threshold tests.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from normstat.core.distances import distances
 from normstat.core.stats import Stats
 from normstat.errors import ArtifactError
 
@@ -40,6 +45,8 @@ class Drift:
     std_ratio: np.ndarray
     order: np.ndarray
     names: list[str]
+    metric: str | None = None
+    distance: np.ndarray | None = None  # the metric per feature, when one was asked for
 
     @property
     def min_change(self) -> np.ndarray:
@@ -49,14 +56,21 @@ class Drift:
     def max_change(self) -> np.ndarray:
         return self.max_b - self.max_a
 
+    @property
+    def tested(self) -> np.ndarray:
+        """What a threshold tests: the metric if one was asked for, else ``|mean_shift|``."""
+        return np.abs(self.mean_shift) if self.distance is None else self.distance
+
     def exceeding(self, threshold: float) -> np.ndarray:
-        """Flat indices (worst first) of features whose ``|mean_shift|`` is above ``threshold``."""
-        shift = np.abs(self.mean_shift[self.order])
-        return self.order[np.nan_to_num(shift, nan=0.0) > threshold]
+        """Flat indices (worst first) of features whose tested measure is above ``threshold``."""
+        tested = self.tested[self.order]
+        return self.order[np.nan_to_num(tested, nan=0.0) > threshold]
 
     def records(self) -> list[dict[str, object]]:
         """One JSON-ready dict per feature, worst first; undefined (NaN, inf) values are None."""
         cols = {k: getattr(self, k) for k in RECORD_KEYS}
+        if self.metric is not None and self.distance is not None:
+            cols = {self.metric: self.distance, **cols}
         return [
             {"feature": self.names[i], **{k: _finite(v[i]) for k, v in cols.items()}}
             for i in self.order.tolist()
@@ -99,15 +113,26 @@ def _opt_list(v: object) -> list[object] | None:
     return None if v is None else list(v)  # type: ignore[call-overload]
 
 
-def compare(a: Stats, b: Stats, names: list[str]) -> Drift:
+def compare(a: Stats, b: Stats, names: list[str], metric: str | None = None) -> Drift:
     """Drift of B relative to A, with ``names`` of the flat features; the caller has checked
-    that A and B are comparable."""
+    that A and B are comparable (and, for a ``metric``, that both have a summary)."""
     flat = {key: np.asarray(getattr(s, attr), np.float64).ravel() for key, s, attr in _fields(a, b)}
     with np.errstate(divide="ignore", invalid="ignore"):
         shift = (flat["mean_b"] - flat["mean_a"]) / np.asarray(a.scale, np.float64).ravel()
         ratio = _std_ratio(flat["std_a"], flat["std_b"], a.constant.ravel(), b.constant.ravel())
-    order = _worst_first(shift, ratio)
-    return Drift(**flat, mean_shift=shift, std_ratio=ratio, order=order, names=list(names))
+    distance = None
+    if metric is not None and a.sketch is not None and b.sketch is not None:
+        distance = distances(a.sketch, b.sketch, metric)
+    order = _worst_first(shift if distance is None else distance, ratio)
+    return Drift(
+        **flat,
+        mean_shift=shift,
+        std_ratio=ratio,
+        order=order,
+        names=list(names),
+        metric=metric,
+        distance=distance,
+    )
 
 
 def _fields(a: Stats, b: Stats) -> list[tuple[str, Stats, str]]:
