@@ -18,6 +18,7 @@ from normstat.api.combining import export, merge
 from normstat.api.fitting import Accumulator, fit_arrays
 from normstat.api.transforming import transform
 from normstat.cli import main
+from normstat.core.distances import distances
 from normstat.core.quantiles import KEEP_BITS, Sketch, chunk_sketch, key_values, ordered_keys
 from normstat.errors import UsageError
 
@@ -303,3 +304,124 @@ def test_cli_errors_are_one_line(tmp_path):
     r = run(main, ["apply", plain, str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
                    "--method", "quantile"])  # fmt: skip
     assert r.exit_code == 2 and "fit with --quantiles 0.01,0.99" in r.stderr
+
+
+# --- distances between summaries (drift / diff --metric) ----------------------------------------
+
+
+def _sketches(a: np.ndarray, b: np.ndarray):
+    return fit_arrays(a, histogram=True).sketch, fit_arrays(b, histogram=True).sketch
+
+
+def test_metrics_on_exact_summaries_equal_scipy():
+    from scipy.stats import ks_2samp, wasserstein_distance
+
+    rng = np.random.default_rng(9)
+    a = rng.integers(0, 256, (20_000, 2)).astype(np.uint8)
+    b = np.minimum(rng.integers(0, 256, (15_000, 2)) + rng.integers(0, 40, (15_000, 2)), 255)
+    sa, sb = _sketches(a, b.astype(np.uint8))
+    ks = distances(sa, sb, "ks")
+    w = distances(sa, sb, "wasserstein")
+    for f in range(2):
+        np.testing.assert_allclose(ks[f], ks_2samp(a[:, f], b[:, f]).statistic, rtol=1e-12)
+        np.testing.assert_allclose(w[f], wasserstein_distance(a[:, f], b[:, f]), rtol=1e-12)
+
+
+def test_metrics_on_float_summaries_within_their_resolution():
+    from scipy.stats import ks_2samp, wasserstein_distance
+
+    rng = np.random.default_rng(10)
+    a, b = rng.normal(0, 1, (30_000, 1)), rng.normal(0.2, 1.3, (20_000, 1))
+    sa, sb = _sketches(a, b)
+    ks_ref = ks_2samp(a[:, 0], b[:, 0]).statistic
+    ks = distances(sa, sb, "ks")[0]
+    assert ks_ref - 0.01 <= ks <= ks_ref  # misses at most the mass of one bucket
+    w_ref = wasserstein_distance(a[:, 0], b[:, 0])
+    bound = 2.0**-8 * (np.abs(a).mean() + np.abs(b).mean())
+    assert abs(distances(sa, sb, "wasserstein")[0] - w_ref) <= bound
+
+
+def test_psi_js_hellinger_against_direct_binning():
+    from scipy.spatial.distance import jensenshannon
+
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(0, 1, (50_000, 1)), rng.normal(0.5, 1, (50_000, 1))
+    sa, sb = _sketches(a, b)
+    edges = np.quantile(a[:, 0], np.linspace(0, 1, 11))
+    pa = np.histogram(a[:, 0], edges)[0] / a.shape[0]
+    pb = np.histogram(np.clip(b[:, 0], edges[0], edges[-1]), edges)[0] / b.shape[0]
+    psi = np.sum((pb - pa) * np.log(pb / pa))
+    assert abs(distances(sa, sb, "psi")[0] - psi) < 0.02 * psi
+    edges = np.quantile(a[:, 0], np.linspace(0, 1, 101))
+    pa = np.histogram(a[:, 0], edges)[0] / a.shape[0]
+    pb = np.histogram(np.clip(b[:, 0], edges[0], edges[-1]), edges)[0] / b.shape[0]
+    js = jensenshannon(pa, pb, base=2)
+    assert abs(distances(sa, sb, "js")[0] - js) < 0.05 * js
+    hell = np.sqrt(1 - np.sum(np.sqrt(pa * pb)))
+    assert abs(distances(sa, sb, "hellinger")[0] - hell) < 0.05 * hell
+    for metric in ("psi", "ks", "wasserstein", "js", "hellinger"):
+        assert distances(sa, sa, metric)[0] == 0.0
+
+
+def test_cli_diff_metric_threshold(tmp_path):
+    rng = np.random.default_rng(12)
+    np.save(tmp_path / "a.npy", rng.normal(0, 1, (20_000, 2)))
+    b = rng.normal(0, 1, (20_000, 2))
+    b[:, 1] = rng.standard_t(2, 20_000)  # same centre, other shape: moments barely see it
+    np.save(tmp_path / "b.npy", b)
+    run = CliRunner().invoke
+    for name in ("a", "b"):
+        args = [
+            "fit",
+            str(tmp_path / f"{name}.npy"),
+            "--histogram",
+            "-o",
+            f"{tmp_path / name}.json",
+        ]
+        assert run(main, [*args, "-q"]).exit_code == 0
+    r = run(main, ["diff", f"{tmp_path}/a.json", f"{tmp_path}/b.json", "--metric", "ks",
+                   "--threshold", "0.03", "--json"])  # fmt: skip
+    assert r.exit_code == 1, r.output
+    doc = json.loads(r.stdout)
+    assert doc["metric"] == "ks" and doc["exceeding"] == ["[1]"]
+    r = run(main, ["drift", f"{tmp_path}/a.json", str(tmp_path / "a.npy"), "--metric", "psi",
+                   "--threshold", "0.001", "-q"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    plain = str(tmp_path / "plain.json")
+    run(main, ["fit", str(tmp_path / "a.npy"), "-o", plain, "-q"])
+    r = run(main, ["diff", plain, f"{tmp_path}/b.json", "--metric", "js"])
+    assert r.exit_code == 2 and "--histogram" in r.stderr
+
+
+# --- engines and tables -----------------------------------------------------------------------
+
+
+def test_table_columns_of_mixed_types(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(13)
+    cols = {
+        "small": rng.integers(-300, 300, 5000).astype(np.int16),
+        "wide": rng.normal(0, 5, 5000),
+        "label": np.array(["x"] * 5000),
+    }
+    pq.write_table(pa.table(cols), tmp_path / "t.parquet", row_group_size=700)
+    stats = normstat.fit(str(tmp_path / "t.parquet"), quantiles=LEVELS, exact=True, chunk_size=300)
+    assert stats.features == ["small", "wide"]
+    want = np.stack([np.quantile(cols[c], LEVELS) for c in ("small", "wide")], axis=1)
+    assert (stats.quantiles == want).all()
+
+
+def test_dask_engine_equals_local(tmp_path):
+    pytest.importorskip("distributed")
+    rng = np.random.default_rng(14)
+    paths = []
+    for i, n in enumerate((700, 300, 1100)):
+        paths.append(str(tmp_path / f"p{i}.npy"))
+        np.save(paths[-1], rng.lognormal(0, 1, (n, 3)) - 1.0)
+    kw = {"quantiles": LEVELS, "chunk_size": 64, "task_size": 256}
+    local = normstat.fit(paths, **kw)
+    dask = normstat.fit(paths, engine="dask", workers=2, **kw)
+    assert np.array_equal(local.quantiles, dask.quantiles)
+    for a, b in zip(local.sketch.arrays().values(), dask.sketch.arrays().values(), strict=True):
+        assert np.array_equal(a, b)
