@@ -37,7 +37,9 @@ _MAGNITUDE = np.int64(0x7FFF_FFFF_FFFF_FFFF)
 _SENTINEL = np.iinfo(np.int64).max
 """The key of a missing value: never a bucket key (a float64 key is below it, even unshifted)."""
 _BINCOUNT_BINS = 2**22
-"""Bins (and elements) per np.bincount call: bounds the temporaries of the exact integer path."""
+"""Bins per np.bincount call (features are counted in groups): 32 MiB of int64 counts."""
+_BLOCK_ELEMENTS = 2**16
+"""Values per np.bincount call: their bin numbers stay in cache."""
 ROBUST_LEVELS = (0.25, 0.5, 0.75)
 
 
@@ -71,8 +73,11 @@ def merge_levels(
 
 def ordered_keys(x: np.ndarray) -> np.ndarray:
     """int64 keys ordered as the float64 values (``-0.0`` is keyed as ``+0.0``)."""
-    u = (np.asarray(x, np.float64) + 0.0).view(np.int64)
-    return u ^ ((u >> 63) & _MAGNITUDE)
+    u = np.add(x, 0.0, dtype=np.float64).view(np.int64)  # a new array, -0.0 made +0.0
+    sign = u >> 63
+    sign &= _MAGNITUDE
+    u ^= sign
+    return u
 
 
 def key_values(k: np.ndarray) -> np.ndarray:
@@ -410,27 +415,45 @@ def chunk_sketch(rows: np.ndarray) -> Sketch:
 
 
 def _float_sketch(rows: np.ndarray, drop: int) -> Sketch:
-    x = np.asarray(rows, np.float64)
-    n, f = x.shape
-    missing = np.isnan(x)
-    keys = coarsen(ordered_keys(x), drop)
-    keys[missing] = _SENTINEL
-    cols = np.ascontiguousarray(keys.T)
+    """One sort of each feature's full-resolution keys (NaN keyed last) gives everything: the
+    exact min, max, largest negative and smallest non-negative values, then, coarsened in place
+    (coarsening keeps the order), the runs of equal buckets."""
+    n, f = rows.shape
+    if n == 0:
+        return Sketch.empty(f)
+    x = np.ascontiguousarray(rows.T)  # each feature's values contiguous, to sort them
+    cols = ordered_keys(x)
+    if x.dtype.kind == "f":
+        cols[np.isnan(x)] = _SENTINEL
     cols.sort(axis=1)
+    count = np.count_nonzero(cols != _SENTINEL, axis=1)
+    zero = np.count_nonzero(cols < 0, axis=1)
+    ends = _end_values(cols, count, zero)
+    positive = cols > 0
+    cols -= positive
+    cols >>= drop
+    cols += positive
     feats, ukeys, counts = _runs(cols.ravel(), n)
-    keep = ukeys != _SENTINEL
+    keep = ukeys != coarsen(np.array([_SENTINEL]), drop)[0]
     feats, ukeys, counts = feats[keep], ukeys[keep], counts[keep]
-    with np.errstate(invalid="ignore"):
-        return Sketch(
-            drop=np.full(f, drop, np.int64),
-            offsets=_offsets(feats, f),
-            keys=ukeys,
-            counts=counts,
-            min=np.where(missing, np.inf, x).min(axis=0, initial=np.inf),
-            max=np.where(missing, -np.inf, x).max(axis=0, initial=-np.inf),
-            neg_max=np.where(x < 0, x, -np.inf).max(axis=0, initial=-np.inf),
-            pos_min=np.where(x >= 0, x, np.inf).min(axis=0, initial=np.inf) + 0.0,
-        )
+    return Sketch(np.full(f, drop, np.int64), _offsets(feats, f), ukeys, counts, *ends)
+
+
+def _end_values(cols: np.ndarray, count: np.ndarray, zero: np.ndarray) -> tuple[np.ndarray, ...]:
+    """min, max, neg_max, pos_min of features whose sorted keys are ``cols``, valid up to
+    ``count``, the non-negative ones from ``zero``."""
+    rows = np.arange(cols.shape[0])
+    last = cols.shape[1] - 1
+
+    def at(i: np.ndarray, ok: np.ndarray, default: float) -> np.ndarray:
+        return np.where(ok, key_values(cols[rows, np.clip(i, 0, last)]), default)
+
+    return (
+        at(np.zeros_like(count), count > 0, np.inf),
+        at(count - 1, count > 0, -np.inf),
+        at(zero - 1, zero > 0, -np.inf),
+        at(zero, zero < count, np.inf),
+    )
 
 
 def _runs(flat: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -447,61 +470,52 @@ def _runs(flat: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _integer_sketch(rows: np.ndarray) -> Sketch:
-    """Exact counts per value with ``np.bincount``: each feature's values offset by its minimum
-    into its own range of bins (at most 65,536), features in groups of bounded bins."""
+    """Exact counts per value with ``np.bincount``: feature ``j``'s values go to bins
+    ``j * span + (value - lowest)`` (span: 2, 256 or 65,536 by dtype), over blocks of rows that
+    stay in cache and groups of features of bounded bins."""
     n, f = rows.shape
     if n == 0:
         return Sketch.empty(f)
-    lo = rows.min(axis=0).astype(np.int64)
-    span = rows.max(axis=0).astype(np.int64) - lo + 1
-    parts = []
-    for g0, g1 in _groups(span):
-        parts.append(_bincount_group(rows[:, g0:g1], lo[g0:g1], span[g0:g1]))
-    feats = np.concatenate([p[0] + g0 for p, (g0, _) in zip(parts, _groups(span), strict=True)])
-    values = np.concatenate([p[1] for p in parts])
-    counts = np.concatenate([p[2] for p in parts])
+    lowest, span = _value_range(rows.dtype)
+    group = max(1, _BINCOUNT_BINS // span)
+    counts = np.concatenate(
+        [_bincount(rows[:, g : g + group], lowest, span) for g in range(0, f, group)]
+    )
+    nz = np.flatnonzero(counts)
+    feats, values = nz // span, nz % span + lowest
     fl = values.astype(np.float64)
-    lo_f, hi_f = lo.astype(np.float64), (lo + span - 1).astype(np.float64)
-    neg = np.where(fl < 0, fl, -np.inf)
-    pos = np.where(fl >= 0, fl, np.inf)
     return Sketch(
         drop=np.zeros(f, np.int64),
         offsets=_offsets(feats, f),
         keys=ordered_keys(fl),
-        counts=counts,
-        min=lo_f,
-        max=hi_f,
-        neg_max=_per_feature(np.maximum, neg, feats, f, -np.inf),
-        pos_min=_per_feature(np.minimum, pos, feats, f, np.inf),
+        counts=counts[nz],
+        min=_per_feature(np.minimum, fl, feats, f, np.inf),
+        max=_per_feature(np.maximum, fl, feats, f, -np.inf),
+        neg_max=_per_feature(np.maximum, np.where(fl < 0, fl, -np.inf), feats, f, -np.inf),
+        pos_min=_per_feature(np.minimum, np.where(fl >= 0, fl, np.inf), feats, f, np.inf),
     )
 
 
-def _groups(span: np.ndarray) -> list[tuple[int, int]]:
-    """Consecutive features whose bins add up to at most ``_BINCOUNT_BINS`` (one at least)."""
-    out, start, bins = [], 0, 0
-    for j, s in enumerate(span.tolist()):
-        if j > start and bins + s > _BINCOUNT_BINS:
-            out.append((start, j))
-            start, bins = j, 0
-        bins += s
-    out.append((start, len(span)))
-    return out
+def _value_range(dtype: np.dtype) -> tuple[int, int]:
+    """Lowest value and number of values of an exact dtype."""
+    if dtype.kind == "b":
+        return 0, 2
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max) - int(info.min) + 1
 
 
-def _bincount_group(
-    rows: np.ndarray, lo: np.ndarray, span: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    base = np.concatenate(([0], np.cumsum(span)[:-1]))
-    shift = base - lo  # value + shift = bin
-    bins = int(span.sum())
-    counts = np.zeros(bins, np.int64)
-    step = max(1, _BINCOUNT_BINS // rows.shape[1])
-    for i in range(0, rows.shape[0], step):
-        block = rows[i : i + step].astype(np.int64) + shift
-        counts += np.bincount(block.ravel(), minlength=bins)
-    nz = np.flatnonzero(counts)
-    local = np.searchsorted(base, nz, side="right") - 1
-    return local, nz - shift[local], counts[nz]
+def _bincount(rows: np.ndarray, lowest: int, span: int) -> np.ndarray:
+    n, f = rows.shape
+    shift = np.arange(f, dtype=np.intp) * span - lowest
+    counts = np.zeros(f * span, np.int64)
+    step = max(1, _BLOCK_ELEMENTS // f)
+    idx = np.empty((min(step, n), f), np.intp)
+    for i in range(0, n, step):
+        block = rows[i : i + step]
+        part = idx[: block.shape[0]]
+        np.add(block, shift, out=part, casting="unsafe")
+        counts += np.bincount(part.ravel(), minlength=f * span)
+    return counts
 
 
 def _per_feature(
