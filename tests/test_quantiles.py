@@ -425,3 +425,31 @@ def test_dask_engine_equals_local(tmp_path):
     assert np.array_equal(local.quantiles, dask.quantiles)
     for a, b in zip(local.sketch.arrays().values(), dask.sketch.arrays().values(), strict=True):
         assert np.array_equal(a, b)
+
+
+def test_checkpointed_fit_resumes_to_the_same_quantiles(tmp_path):
+    class CrashAfter:
+        def __init__(self, limit):
+            self.limit, self.done = limit, 0
+
+        def start(self, total, row_bytes=0):
+            pass
+
+        def advance(self, n):
+            self.done += n
+            if self.done >= self.limit:
+                raise RuntimeError("crash")
+
+    x = np.random.default_rng(15).normal(0, 3, (3000, 2))
+    np.save(tmp_path / "x.npy", x)
+    path, state = str(tmp_path / "x.npy"), str(tmp_path / "state.npz")
+    kw = {"quantiles": LEVELS, "chunk_size": 64, "workers": 1, "checkpoint": state}
+    with pytest.raises(RuntimeError, match="crash"):
+        normstat.fit(path, checkpoint_every=1e-9, progress=CrashAfter(1500), **kw)
+    resumed = normstat.fit(path, resume=True, **kw)
+    assert np.array_equal(resumed.quantiles, fit_arrays(x, quantiles=LEVELS).quantiles)
+    plain = {**kw, "quantiles": None}
+    with pytest.raises(RuntimeError, match="crash"):
+        normstat.fit(path, checkpoint_every=1e-9, progress=CrashAfter(1500), **plain)
+    with pytest.raises(normstat.DataError, match="summary"):  # it lacks the first half's
+        normstat.fit(path, resume=True, **kw)

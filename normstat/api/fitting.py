@@ -74,7 +74,7 @@ def fit(
     specs = [sources] if isinstance(sources, str) else list(sources)
     levels = None if quantiles is None else parse_levels(quantiles)
     sketch = SketchSpec() if levels is not None or histogram else None
-    _check_summary_options(sketch, levels, exact, checkpoint, specs)
+    _check_exact(levels, exact, specs)
     check_engine(engine, scheduler, specs, checkpoint)
     if resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH")
@@ -87,7 +87,7 @@ def fit(
         saver, initial = None, None
         if checkpoint:
             saver, initial = _checkpointer(
-                srcs, layout, rows, nan, checkpoint, checkpoint_every, resume
+                srcs, layout, rows, nan, checkpoint, checkpoint_every, resume, sketch is not None
             )
         skip = saver.rows_done if saver else 0
         if progress is not None:
@@ -134,18 +134,7 @@ def fit(
             s.close()
 
 
-def _check_summary_options(
-    sketch: SketchSpec | None,
-    levels: tuple[float, ...] | None,
-    exact: bool,
-    checkpoint: str | None,
-    specs: list[str],
-) -> None:
-    if sketch is not None and checkpoint:
-        raise UsageError(
-            "--checkpoint does not save the distribution summary of --quantiles / "
-            "--histogram yet: fit without --checkpoint"
-        )
+def _check_exact(levels: tuple[float, ...] | None, exact: bool, specs: list[str]) -> None:
     if exact and levels is None:
         raise UsageError("--exact makes --quantiles exact: give --quantiles too")
     if exact and "-" in specs:
@@ -204,6 +193,7 @@ def _checkpointer(
     path: str,
     every: float,
     resume: bool,
+    summary: bool = False,
 ) -> tuple[checkpoints.Checkpointer, Moments | None]:
     if every <= 0:
         raise UsageError(f"--checkpoint-every must be positive, received {every}")
@@ -215,6 +205,8 @@ def _checkpointer(
         sample_shape=list(layout.sample_shape),
         features=srcs[0].features,
     )
+    if summary:  # a checkpoint without the summary cannot resume a fit that keeps one
+        print_["summary"] = True
     saver = checkpoints.Checkpointer(path, every, print_)
     if os.path.exists(path):
         if not resume:
@@ -222,6 +214,8 @@ def _checkpointer(
                 "checkpoint exists: add --resume to continue from it, or delete it", path=path
             )
         initial, saver.rows_done = checkpoints.load(path, print_)
+        if not summary:
+            initial.sketch = None
         return saver, initial
     return saver, None
 

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from normstat.core.moments import FIELDS, Moments, TreeMerger
+from normstat.core.quantiles import FIELDS as SKETCH_FIELDS
+from normstat.core.quantiles import Sketch
 from normstat.errors import DataError
 from normstat.sinks.atomic import atomic_output
 from normstat.sources.base import ArraySource
@@ -56,7 +58,11 @@ class Checkpointer:
 
 
 def _arrays(m: Moments) -> dict[str, np.ndarray]:
-    return dict(zip(FIELDS, m.arrays(), strict=True))
+    """The moments, and the distribution summary (``sketch_*``) when the fit keeps one."""
+    out = dict(zip(FIELDS, m.arrays(), strict=True))
+    if m.sketch is not None:
+        out.update({f"sketch_{k}": v for k, v in m.sketch.arrays().items()})
+    return out
 
 
 def load(path: str, expected: dict[str, Any]) -> tuple[Moments, int]:
@@ -65,6 +71,8 @@ def load(path: str, expected: dict[str, Any]) -> tuple[Moments, int]:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             moments = Moments(*(z[k] for k in FIELDS))
+            if "sketch_drop" in z.files:
+                moments.sketch = Sketch(**{k: z[f"sketch_{k}"] for k in SKETCH_FIELDS})
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise DataError(f"not a readable checkpoint ({exc})", path=path) from None
     if not isinstance(meta, dict) or meta.get("kind") != KIND:
