@@ -453,3 +453,24 @@ def test_checkpointed_fit_resumes_to_the_same_quantiles(tmp_path):
         normstat.fit(path, checkpoint_every=1e-9, progress=CrashAfter(1500), **plain)
     with pytest.raises(normstat.DataError, match="summary"):  # it lacks the first half's
         normstat.fit(path, resume=True, **kw)
+
+
+def test_dask_tables_and_exact_equal_local(tmp_path):
+    pytest.importorskip("distributed")
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(16)
+    paths = []
+    for i in range(2):
+        table = pa.table(
+            {"a": rng.normal(0, 1, 900), "b": rng.integers(0, 9, 900).astype(np.uint8)}
+        )
+        paths.append(str(tmp_path / f"t{i}.parquet"))
+        pq.write_table(table, paths[-1], row_group_size=200)
+    kw = {"quantiles": LEVELS, "exact": True, "chunk_size": 64, "task_size": 256}
+    local = normstat.fit(paths, **kw)
+    dask = normstat.fit(paths, engine="dask", workers=2, **kw)
+    assert np.array_equal(local.quantiles, dask.quantiles)
+    whole = pa.concat_tables([pq.read_table(p) for p in paths])
+    want = np.stack([np.quantile(whole[c].to_numpy(), LEVELS) for c in "ab"], axis=1)
+    assert (local.quantiles == want).all()
