@@ -95,9 +95,10 @@ def _distribution(stats: Stats) -> dict[str, Any]:
     """``quantile_levels``, ``quantiles`` (levels x feature shape) and ``histogram`` (the exact
     summary, so that ``merge`` can combine artifacts), when fitted; nothing otherwise."""
     out: dict[str, Any] = {}
-    if stats.quantile_levels is not None and stats.quantiles is not None:
+    quantiles = stats.quantiles
+    if stats.quantile_levels is not None and quantiles is not None:
         out["quantile_levels"] = list(stats.quantile_levels)
-        out["quantiles"] = _nested(stats.quantiles)
+        out["quantiles"] = _nested(quantiles)
         out["quantiles_exact"] = stats.exact_quantiles is not None
     if stats.sketch is not None:
         out["histogram"] = {k: _nested(v) for k, v in stats.sketch.arrays().items()}
@@ -106,9 +107,10 @@ def _distribution(stats: Stats) -> dict[str, Any]:
 
 def _npz_distribution(stats: Stats) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
-    if stats.quantile_levels is not None and stats.quantiles is not None:
+    quantiles = stats.quantiles
+    if stats.quantile_levels is not None and quantiles is not None:
         out["quantile_levels"] = np.asarray(stats.quantile_levels, np.float64)
-        out["quantiles"] = stats.quantiles
+        out["quantiles"] = quantiles
         out["quantiles_exact"] = np.array(stats.exact_quantiles is not None)
     if stats.sketch is not None:
         out.update({f"histogram_{k}": v for k, v in stats.sketch.arrays().items()})
@@ -146,32 +148,48 @@ def _load_distribution(doc: dict[str, Any], stats: Stats, fail: Any) -> None:
 def _sketch(hist: Any, stats: Stats, fail: Any) -> Sketch:
     if not isinstance(hist, dict) or any(hist.get(k) is None for k in SKETCH_FIELDS):
         raise fail(f"'histogram' must hold {', '.join(SKETCH_FIELDS)}")
-    try:
-        arrays = {k: np.asarray(hist[k], np.int64) for k in _SKETCH_INTS}
-        for k, identity in _SKETCH_IDENTITY.items():
-            a = np.asarray(hist[k], dtype=object if not isinstance(hist[k], np.ndarray) else None)
-            a = np.where(a == None, identity, a).astype(np.float64)  # noqa: E711
-            arrays[k] = a.reshape(-1)
-    except (TypeError, ValueError):
-        raise fail("'histogram' holds a value that is not a number") from None
+    arrays = {k: _sketch_ints(hist[k], k, fail) for k in _SKETCH_INTS}
+    for k, identity in _SKETCH_IDENTITY.items():  # JSON null: no such value (the identity)
+        v = hist[k]
+        if isinstance(v, list):
+            v = [identity if e is None else e for e in v]
+        try:
+            arrays[k] = np.asarray(v, np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise fail(f"'histogram.{k}' is not a list of numbers") from None
     s = Sketch(**arrays)
-    n = stats.moments.n_features
-    ok = (
-        all(arrays[k].shape == (n,) for k in ("drop", *_SKETCH_IDENTITY))
+    if not _well_formed(s, stats.moments.n_features):
+        raise fail("'histogram' is malformed (shapes, offsets, order of keys or counts)")
+    if not np.array_equal(s.total, stats.moments.count):
+        raise fail("'histogram' counts disagree with 'count'")
+    return s
+
+
+def _sketch_ints(v: Any, key: str, fail: Any) -> np.ndarray:
+    a = np.asarray(v)
+    if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+        raise fail(f"'histogram.{key}' must be a list of integers")
+    return a.astype(np.int64)
+
+
+def _well_formed(s: Sketch, n: int) -> bool:
+    """Shapes agree, offsets partition the entries, counts are positive, and each feature's
+    keys are strictly increasing (quantiles walk them in order)."""
+    if not (
+        all(getattr(s, k).shape == (n,) for k in ("drop", *_SKETCH_IDENTITY))
         and s.offsets.shape == (n + 1,)
         and s.keys.shape == s.counts.shape
         and s.offsets[0] == 0
         and s.offsets[-1] == s.keys.size
         and (np.diff(s.offsets) >= 0).all()
         and (s.counts > 0).all()
-        and (s.drop >= 0).all()
-        and (s.drop <= 52).all()
-    )
-    if not ok:
-        raise fail("'histogram' is malformed (shapes, offsets or counts)")
-    if not np.array_equal(s.total, stats.moments.count):
-        raise fail("'histogram' counts disagree with 'count'")
-    return s
+        and ((s.drop >= 0) & (s.drop <= 52)).all()
+    ):
+        return False
+    rising = np.diff(s.keys) > 0
+    starts = s.offsets[1:-1]
+    rising[starts[(starts > 0) & (starts < s.keys.size)] - 1] = True  # a new feature begins
+    return bool(rising.all())
 
 
 def dumps(stats: Stats) -> str:

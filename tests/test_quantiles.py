@@ -474,3 +474,17 @@ def test_dask_tables_and_exact_equal_local(tmp_path):
     whole = pa.concat_tables([pq.read_table(p) for p in paths])
     want = np.stack([np.quantile(whole[c].to_numpy(), LEVELS) for c in "ab"], axis=1)
     assert (local.quantiles == want).all()
+
+
+def test_damaged_histograms_are_refused():
+    good = artifact.to_dict(fit_arrays(DATA["normal"], histogram=True))
+    for key, change in [
+        ("keys", lambda v: v[::-1]),
+        ("keys", lambda v: [float(k) + 0.5 for k in v]),
+        ("offsets", lambda v: v[:-1]),
+        ("counts", lambda v: [0, *v[1:]]),
+    ]:
+        doc = json.loads(json.dumps(good))
+        doc["histogram"][key] = change(doc["histogram"][key])
+        with pytest.raises(normstat.ArtifactError, match="histogram"):
+            artifact.from_dict(doc)
