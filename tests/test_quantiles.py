@@ -488,3 +488,18 @@ def test_damaged_histograms_are_refused():
         doc["histogram"][key] = change(doc["histogram"][key])
         with pytest.raises(normstat.ArtifactError, match="histogram"):
             artifact.from_dict(doc)
+
+
+def test_apply_robust_to_hdf5_records_the_map(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    x = np.random.default_rng(17).lognormal(0, 2, (200_000, 2))  # thousands of buckets
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f["x"] = x
+    stats = normstat.fit(str(tmp_path / "x.h5"), quantiles="robust")
+    normstat.apply(stats, str(tmp_path / "x.h5"), str(tmp_path / "y.h5"), method="robust")
+    with h5py.File(tmp_path / "y.h5") as f:
+        y = f["x"][...]
+        assert f["x"].attrs["normstat_method"] == "robust"
+        assert "histogram" not in json.loads(f["x"].attrs["normstat_stats"])
+    q = stats.quantiles
+    np.testing.assert_allclose(y, ((x - q[1]) / (q[2] - q[0])).astype(np.float32), rtol=1e-6)

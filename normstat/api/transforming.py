@@ -256,13 +256,18 @@ def _writer_options(
 
 
 def _attrs(stats: Stats, method: str, inverse: bool, params: TransformParams) -> dict[str, Any]:
-    """What an output records about how it was made (HDF5 / Zarr attributes)."""
+    """What an output records about how it was made (HDF5 / Zarr attributes). The statistics
+    go without their distribution summary: it can be megabytes, past HDF5's 64 KiB attribute
+    limit, and the map it led to is in ``normstat_shift`` / ``normstat_scale``."""
+    doc = artifact.to_dict(stats)
+    for key in ("histogram", "quantile_levels", "quantiles", "quantiles_exact"):
+        doc.pop(key, None)
     return {
         "normstat_method": method,
         "normstat_inverse": inverse,
         "normstat_shift": params.shift.reshape(stats.feature_shape),
         "normstat_scale": params.scale.reshape(stats.feature_shape),
-        "normstat_stats": json.dumps(artifact.to_dict(stats), allow_nan=False),
+        "normstat_stats": json.dumps(doc, allow_nan=False),
     }
 
 
