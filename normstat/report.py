@@ -70,11 +70,9 @@ def table(stats: Stats, limit: int | None = 20) -> str:
 
 
 def _level_name(q: float) -> str:
-    """0.5 -> q50, 0.01 -> q01, 0.999 -> q99.9 (LeRobot's q01 ... q99 style)."""
+    """0.5 -> q50, 0.01 -> q01, 0.999 -> q99.9, 0.001 -> q0.1 (LeRobot's q01 ... q99 names)."""
     pct = f"{q * 100:.6g}"
-    return "q" + (
-        pct.zfill(2) if "." not in pct else pct.zfill(len(pct) + max(0, 2 - pct.index(".")))
-    )
+    return "q" + (pct.zfill(2) if pct.isdigit() else pct)
 
 
 def _overview(stats: Stats) -> str:
