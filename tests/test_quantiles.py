@@ -503,3 +503,13 @@ def test_apply_robust_to_hdf5_records_the_map(tmp_path):
         assert "histogram" not in json.loads(f["x"].attrs["normstat_stats"])
     q = stats.quantiles
     np.testing.assert_allclose(y, ((x - q[1]) / (q[2] - q[0])).astype(np.float32), rtol=1e-6)
+
+
+def test_exact_refuses_data_that_changed_between_passes():
+    from normstat.core.quantiles import ExactSearch
+
+    x = DATA["normal"][:, :1]
+    search = ExactSearch(chunk_sketch(x), [0.5])
+    spec = search.next_spec()
+    with pytest.raises(normstat.DataError, match="changed between the passes"):
+        search.absorb(spec.build(x[1:]))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from normstat.errors import UsageError
+from normstat.errors import DataError, UsageError
 
 KEEP_BITS = 7
 """Mantissa bits kept in a float bucket: relative width 2**-7 < 0.79%."""
@@ -394,7 +394,15 @@ class ExactSearch:
             cum = np.cumsum(counts)
             parents = coarsen(keys, r.within[f] - r.drop[f])
             start = np.searchsorted(parents, self.prefix[idx])
+            stop = np.searchsorted(parents, self.prefix[idx], side="right")
             base = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0)
+            held = np.where(stop > 0, cum[np.maximum(stop - 1, 0)], 0) - base
+            if (held != self.size[idx]).any():
+                bad = int(np.argmax(held != self.size[idx]))
+                raise DataError(
+                    "the data changed between the passes of --exact (a bucket held "
+                    f"{int(self.size[idx][bad])} values, then {int(held[bad])})"
+                )
             at = np.searchsorted(cum, base + self.within[idx], side="right")
             self.within[idx] = base + self.within[idx] - (cum[at] - counts[at])
             self.prefix[idx], self.size[idx] = keys[at], counts[at]
