@@ -62,7 +62,37 @@ def cost(n_values: int, repeats: int) -> list[tuple[str, str, float, float]]:
                 t = _best(lambda kw=kw, p=path: normstat.fit(p, workers=1, **kw), repeats)
                 base = base or t
                 rows.append((name, label, x.size / t / 1e6, t / base))
+            for label, fn in _peers(x):
+                t = _best(fn, repeats)
+                rows.append((name, label, x.size / t / 1e6, t / (base or t)))
     return rows
+
+
+def _peers(x: np.ndarray) -> list[tuple[str, Callable[[], object]]]:
+    """KLL and t-digest over each feature of the array in memory (no reading), when installed."""
+    cols = x.reshape(x.shape[0], -1).astype(np.float64)
+    out: list[tuple[str, Callable[[], object]]] = []
+    try:
+        from datasketches import kll_doubles_sketch
+
+        def kll() -> None:
+            for j in range(cols.shape[1]):
+                kll_doubles_sketch(200).update(np.ascontiguousarray(cols[:, j]))
+
+        out.append(("peer: KLL k=200 per feature, in memory", kll))
+    except ImportError:
+        pass
+    try:
+        from fastdigest import TDigest
+
+        def tdigest() -> None:
+            for j in range(cols.shape[1]):
+                TDigest.from_values(cols[:, j])
+
+        out.append(("peer: t-digest per feature, in memory", tdigest))
+    except ImportError:
+        pass
+    return out
 
 
 def minmax_histogram_quantiles(x: np.ndarray, bins: int = 5000) -> list[float]:
