@@ -125,7 +125,6 @@ def test_keys_preserve_order_and_round_trip():
     assert (key_values(k) == v).all()
 
 
-@pytest.mark.slow
 def test_glitch_case_two_million_values_and_three_outliers():
     rng = np.random.default_rng(5)
     x = np.r_[rng.normal(size=2_000_000), [1e6, 1e6, 1e6]].reshape(-1, 1)
