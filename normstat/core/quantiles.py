@@ -32,7 +32,6 @@ KEEP_BITS = 7
 """Mantissa bits kept in a float bucket: relative width 2**-7 < 0.79%."""
 COARSE = 52 - KEEP_BITS
 """Low key bits dropped for float data."""
-EXACT = 0
 _MAGNITUDE = np.int64(0x7FFF_FFFF_FFFF_FFFF)
 _SENTINEL = np.iinfo(np.int64).max
 """The key of a missing value: never a bucket key (a float64 key is below it, even unshifted)."""
