@@ -512,3 +512,26 @@ def test_exact_refuses_data_that_changed_between_passes():
     spec = search.next_spec()
     with pytest.raises(normstat.DataError, match="changed between the passes"):
         search.absorb(spec.build(np.vstack([x, np.median(x, axis=0)])))  # one more there
+
+
+def test_exact_resumed_from_a_checkpoint(tmp_path):
+    class CrashAfter:
+        done = 0
+
+        def start(self, total, row_bytes=0):
+            pass
+
+        def advance(self, n):
+            self.done += n
+            if self.done >= 1500:
+                raise RuntimeError("crash")
+
+    x = np.random.default_rng(18).normal(0, 3, (3000, 2))
+    np.save(tmp_path / "x.npy", x)
+    path, state = str(tmp_path / "x.npy"), str(tmp_path / "state.npz")
+    kw = {"quantiles": LEVELS, "exact": True, "chunk_size": 64, "workers": 1, "checkpoint": state}
+    with pytest.raises(RuntimeError, match="crash"):
+        normstat.fit(path, checkpoint_every=1e-9, progress=CrashAfter(), **kw)
+    resumed = normstat.fit(path, resume=True, checkpoint_every=1e-9, **kw)
+    assert (resumed.quantiles == _reference(x)).all()
+    assert not (tmp_path / "state.npz").exists()

@@ -95,24 +95,27 @@ def fit(
             progress.advance(skip)
         advance = None if progress is None else progress.advance
 
-        def one_pass(sketch: SketchSpec | None, advance: Any = None) -> Moments:
+        def one_pass(sketch: SketchSpec | None, first: bool = False) -> Moments:
+            """A pass over the data: the first one reports progress and checkpoints (and
+            resumes); the further passes of ``exact`` start from the beginning, silently."""
             if engine == "dask":
-                cluster = {"scheduler": scheduler, "workers": workers, "progress": advance}
+                cluster: dict[str, Any] = {"scheduler": scheduler, "workers": workers}
+                cluster["progress"] = advance if first else None
                 tasks = task_rows(srcs[0], rows, task_size)
                 return _fit_dask(srcs, rows, tasks, layout, nan, cluster, sketch)
             return fit_local(
-                all_chunks(srcs, rows, skip),
+                all_chunks(srcs, rows, skip if first else 0),
                 layout,
                 nan,
                 workers=workers,
                 features=srcs[0].features,
-                progress=advance,
-                initial=initial,
-                after_chunk=saver,
+                progress=advance if first else None,
+                initial=initial if first else None,
+                after_chunk=saver if first else None,
                 sketch=sketch,
             )
 
-        moments = one_pass(sketch, advance)
+        moments = one_pass(sketch, first=True)
         if checkpoint and os.path.exists(checkpoint):
             os.unlink(checkpoint)
         if sketch is not None and moments.sketch is None:  # no rows at all
