@@ -432,6 +432,7 @@ def _float_sketch(rows: np.ndarray, drop: int) -> Sketch:
     cols = ordered_keys(x)
     if x.dtype.kind == "f":
         cols[np.isnan(x)] = _SENTINEL
+    del x  # the keys are all that is needed now: one chunk-sized float64 array less
     cols.sort(axis=1)
     count = np.count_nonzero(cols != _SENTINEL, axis=1)
     zero = np.count_nonzero(cols < 0, axis=1)
