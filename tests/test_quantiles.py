@@ -19,7 +19,9 @@ from normstat.api.fitting import Accumulator, fit_arrays
 from normstat.api.transforming import transform
 from normstat.cli import main
 from normstat.core.distances import distances
-from normstat.core.quantiles import KEEP_BITS, Sketch, chunk_sketch, key_values, ordered_keys
+from normstat.core.exact import ExactSearch
+from normstat.core.histogram import SketchSpec, chunk_sketch
+from normstat.core.quantiles import KEEP_BITS, Sketch, key_values, ordered_keys
 from normstat.errors import UsageError
 
 LEVELS = [0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0]
@@ -505,11 +507,9 @@ def test_apply_robust_to_hdf5_records_the_map(tmp_path):
 
 
 def test_exact_refuses_data_that_changed_between_passes():
-    from normstat.core.quantiles import ExactSearch
-
     x = DATA["normal"][:, :1]
     search = ExactSearch(chunk_sketch(x), [0.5])
-    spec = search.next_spec()
+    spec = SketchSpec(search.next_refinement())
     with pytest.raises(normstat.DataError, match="changed between the passes"):
         search.absorb(spec.build(np.vstack([x, np.median(x, axis=0)])))  # one more there
 

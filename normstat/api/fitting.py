@@ -19,9 +19,11 @@ from normstat.api.options import (
     task_rows,
 )
 from normstat.core.checks import NanPolicy
+from normstat.core.exact import ExactSearch
+from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout, AxisSpec
 from normstat.core.moments import Moments
-from normstat.core.quantiles import ExactSearch, Sketch, SketchSpec, merge_levels, parse_levels
+from normstat.core.quantiles import Sketch, merge_levels, parse_levels
 from normstat.core.stats import Stats
 from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
@@ -150,7 +152,8 @@ def _exact_quantiles(
     """Further passes over the data, each counting only the buckets that hold the order
     statistics the levels need, until they are single values (:class:`ExactSearch`)."""
     search = ExactSearch(sketch, levels)
-    while (spec := search.next_spec()) is not None:
+    while (refine := search.next_refinement()) is not None:
+        spec = SketchSpec(refine)
         counted = one_pass(spec).sketch
         search.absorb(counted if counted is not None else spec.build(np.zeros((0, 0))))
     return search.quantiles()

@@ -26,19 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from normstat.errors import DataError, UsageError
+from normstat.errors import UsageError
 
 KEEP_BITS = 7
 """Mantissa bits kept in a float bucket: relative width 2**-7 < 0.79%."""
 COARSE = 52 - KEEP_BITS
 """Low key bits dropped for float data."""
 _MAGNITUDE = np.int64(0x7FFF_FFFF_FFFF_FFFF)
-_SENTINEL = np.iinfo(np.int64).max
-"""The key of a missing value: never a bucket key (a float64 key is below it, even unshifted)."""
-_BINCOUNT_BINS = 2**22
-"""Bins per np.bincount call (features are counted in groups): 32 MiB of int64 counts."""
-_BLOCK_ELEMENTS = 2**16
-"""Values per np.bincount call: their bin numbers stay in cache."""
 ROBUST_LEVELS = (0.25, 0.5, 0.75)
 
 
@@ -101,11 +95,6 @@ def bucket_bounds(b: np.ndarray, drop: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return key_values(lo), key_values(hi)
 
 
-def exact_dtype(dtype: np.dtype) -> bool:
-    """Data counted value by value: bool and integers of 16 bits or fewer."""
-    return dtype.kind == "b" or (dtype.kind in "iu" and dtype.itemsize <= 2)
-
-
 @dataclass(frozen=True)
 class Sketch:
     """Sparse bucket counts of ``n_features`` features (flat), sorted by (feature, key).
@@ -159,7 +148,7 @@ class Sketch:
         )
         return Sketch(
             drop=drop,
-            offsets=_offsets(feats, self.n_features),
+            offsets=offsets_of(feats, self.n_features),
             keys=keys,
             counts=counts,
             min=np.minimum(self.min, other.min),
@@ -194,10 +183,10 @@ class Sketch:
         """``(len(levels), n_features)``: ``numpy.quantile(x, levels, method="linear")`` of each
         feature's values (exact where ``drop == 0``, else within the bound); NaN where empty."""
         n = self.total
-        lo_rank, hi_rank, gamma = _positions(n, levels)
+        lo_rank, hi_rank, gamma = linear_positions(n, levels)
         with np.errstate(invalid="ignore"):  # empty features: NaN
             a, b = self.order_statistics(lo_rank), self.order_statistics(hi_rank)
-            return np.where(n > 0, _lerp(a, b, gamma), np.nan)
+            return np.where(n > 0, numpy_lerp(a, b, gamma), np.nan)
 
     def locate(self, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Entry holding each rank (``ranks[..., f]`` of feature ``f``), and the rank within it."""
@@ -233,7 +222,9 @@ class Sketch:
         return np.where(drop == 0, key_values(b), est)
 
 
-def _positions(n: np.ndarray, levels: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def linear_positions(
+    n: np.ndarray, levels: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """numpy's linear method: the ranks below and above each level's virtual index (clipped to
     the last value), and gamma, computed by the same float64 operations; ``(levels, F)``."""
     q = np.asarray(levels, np.float64).reshape(-1, 1)
@@ -256,8 +247,8 @@ def _negatives(s: Sketch) -> np.ndarray:
     return cum[s.offsets[1:]] - cum[s.offsets[:-1]]
 
 
-def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """numpy's ``_lerp`` (the same operations, so the same bits as ``numpy.quantile``)."""
+def numpy_lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """numpy's ``numpy_lerp`` (the same operations, so the same bits as ``numpy.quantile``)."""
     diff = b - a
     return np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
 
@@ -276,259 +267,5 @@ def _combine(
     return feats[idx], keys[idx], np.add.reduceat(counts, idx).astype(np.int64)
 
 
-def _offsets(feats: np.ndarray, n_features: int) -> np.ndarray:
+def offsets_of(feats: np.ndarray, n_features: int) -> np.ndarray:
     return np.searchsorted(feats, np.arange(n_features + 1)).astype(np.int64)
-
-
-# ---------------------------------------------------------------------------------------------
-# building from a chunk
-
-
-@dataclass(frozen=True)
-class Refinement:
-    """A later pass of an exact selection: count only the values whose bucket at ``within[f]`` is
-    one of feature ``f``'s target buckets, at the finer resolution ``drop[f]``."""
-
-    within: np.ndarray  # int64 (F,)
-    drop: np.ndarray  # int64 (F,)
-    feats: np.ndarray  # int64 (T,): the targets' features, sorted
-    prefixes: np.ndarray  # int64 (T,): the target buckets (keys at ``within``)
-
-    def build(self, rows: np.ndarray, first: int) -> Sketch:
-        x = np.asarray(rows, np.float64)
-        f = x.shape[1]
-        feats, keys, counts = [], [], []
-        for j in range(f):
-            g = first + j
-            lo, hi = np.searchsorted(self.feats, g), np.searchsorted(self.feats, g, "right")
-            if lo == hi:
-                continue
-            col = x[:, j]
-            k = ordered_keys(col[~np.isnan(col)])
-            k = coarsen(k[np.isin(coarsen(k, self.within[g]), self.prefixes[lo:hi])], self.drop[g])
-            u, c = np.unique(k, return_counts=True)
-            feats.append(np.full(u.size, j, np.int64))
-            keys.append(u)
-            counts.append(c.astype(np.int64))
-        empty = Sketch.empty(f)
-        fl = np.concatenate(feats) if feats else empty.keys
-        return Sketch(
-            self.drop[first : first + f].copy(),
-            _offsets(fl, f),
-            np.concatenate(keys) if keys else empty.keys,
-            np.concatenate(counts) if counts else empty.counts,
-            empty.min,
-            empty.max,
-            empty.neg_max,
-            empty.pos_min,
-        )
-
-
-@dataclass(frozen=True)
-class SketchSpec:
-    """What the per-chunk step summarises beside the moments (picklable, for any engine): the
-    summary of every value, or, in a refinement pass of ``--exact``, of the target buckets."""
-
-    refine: Refinement | None = None
-
-    def build(self, rows: np.ndarray, first: int = 0) -> Sketch:
-        """The summary of ``rows``, whose columns are features ``first, first + 1, ...``."""
-        if self.refine is not None:
-            return self.refine.build(rows, first)
-        return chunk_sketch(rows)
-
-
-REFINE_BITS = 16
-"""Key bits resolved per refinement pass when a target bucket holds too many values to list."""
-LIST_LIMIT = 2**20
-"""A target bucket with at most this many values is resolved to exact values in one pass."""
-
-
-class ExactSearch:
-    """Exact quantiles by radix selection over passes: pass 1's summary names, for each level,
-    the buckets holding the two order statistics needed; each further pass counts only the values
-    in those buckets, more finely, until the order statistics are single values (``drop == 0``).
-
-    Usually one more pass (a bucket 0.8% wide rarely holds more than ``LIST_LIMIT`` values);
-    memory stays bounded by ``LIST_LIMIT`` or ``2**REFINE_BITS`` entries per target.
-    """
-
-    def __init__(self, sketch: Sketch, levels: Sequence[float]) -> None:
-        self.n = sketch.total
-        lo, hi, self.gamma = _positions(self.n, levels)
-        ranks = np.stack((lo, hi))  # (2, L, F)
-        self.shape = ranks.shape
-        self.feat = np.broadcast_to(np.arange(sketch.n_features), ranks.shape).ravel()
-        pos, within = sketch.locate(ranks)
-        pos, self.within = pos.ravel(), within.ravel()
-        has = (self.n[self.feat] > 0) & (sketch.keys.size > 0)
-        self.prefix = np.where(has, sketch.keys[pos] if has.any() else 0, 0)
-        self.size = np.where(has, sketch.counts[pos] if has.any() else 0, 0)
-        self.drop = np.where(has, sketch.drop[self.feat], 0)
-        self.n_features = sketch.n_features
-        self._pending: Refinement | None = None
-
-    def next_spec(self) -> SketchSpec | None:
-        """What the next pass counts, or ``None`` when every order statistic is exact."""
-        open_ = self.drop > 0
-        if not open_.any():
-            return None
-        within = np.zeros(self.n_features, np.int64)
-        np.maximum.at(within, self.feat, self.drop)
-        biggest = np.zeros(self.n_features, np.int64)
-        np.maximum.at(biggest, self.feat[open_], self.size[open_])
-        drop = np.where(biggest <= LIST_LIMIT, 0, np.maximum(within - REFINE_BITS, 0))
-        pairs = np.unique(np.stack((self.feat[open_], self.prefix[open_]), axis=1), axis=0)
-        self._pending = Refinement(within, drop, pairs[:, 0].copy(), pairs[:, 1].copy())
-        return SketchSpec(self._pending)
-
-    def absorb(self, counted: Sketch) -> None:
-        """Narrow every open order statistic to the finer entry of ``counted`` that holds it."""
-        r = self._pending
-        assert r is not None
-        for f in np.unique(self.feat[self.drop > 0]).tolist():
-            idx = np.flatnonzero((self.feat == f) & (self.drop > 0))
-            keys = counted.keys[counted.offsets[f] : counted.offsets[f + 1]]
-            counts = counted.counts[counted.offsets[f] : counted.offsets[f + 1]]
-            cum = np.cumsum(counts)
-            parents = coarsen(keys, r.within[f] - r.drop[f])
-            start = np.searchsorted(parents, self.prefix[idx])
-            stop = np.searchsorted(parents, self.prefix[idx], side="right")
-            base = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0)
-            held = np.where(stop > 0, cum[np.maximum(stop - 1, 0)], 0) - base
-            if (held != self.size[idx]).any():
-                bad = int(np.argmax(held != self.size[idx]))
-                raise DataError(
-                    "the data changed between the passes of --exact (a bucket held "
-                    f"{int(self.size[idx][bad])} values, then {int(held[bad])})"
-                )
-            at = np.searchsorted(cum, base + self.within[idx], side="right")
-            self.within[idx] = base + self.within[idx] - (cum[at] - counts[at])
-            self.prefix[idx], self.size[idx] = keys[at], counts[at]
-            self.drop[idx] = r.drop[f]
-
-    def quantiles(self) -> np.ndarray:
-        """``(levels, F)``: the exact quantiles (once :meth:`next_spec` returns ``None``)."""
-        values = key_values(self.prefix).reshape(self.shape)
-        return np.where(self.n > 0, _lerp(values[0], values[1], self.gamma), np.nan)
-
-
-def chunk_sketch(rows: np.ndarray) -> Sketch:
-    """The summary of a ``(rows, features)`` chunk; NaN is skipped (inf must have been refused:
-    it would land in a bucket of its own and make the maximum infinite)."""
-    if exact_dtype(rows.dtype):
-        return _integer_sketch(rows)
-    return _float_sketch(rows, COARSE)
-
-
-def _float_sketch(rows: np.ndarray, drop: int) -> Sketch:
-    """One sort of each feature's full-resolution keys (NaN keyed last) gives everything: the
-    exact min, max, largest negative and smallest non-negative values, then, coarsened in place
-    (coarsening keeps the order), the runs of equal buckets."""
-    n, f = rows.shape
-    if n == 0:
-        return Sketch.empty(f)
-    x = np.ascontiguousarray(rows.T)  # each feature's values contiguous, to sort them
-    cols = ordered_keys(x)
-    if x.dtype.kind == "f":
-        cols[np.isnan(x)] = _SENTINEL
-    del x  # the keys are all that is needed now: one chunk-sized float64 array less
-    cols.sort(axis=1)
-    count = np.count_nonzero(cols != _SENTINEL, axis=1)
-    zero = np.count_nonzero(cols < 0, axis=1)
-    ends = _end_values(cols, count, zero)
-    positive = cols > 0
-    cols -= positive
-    cols >>= drop
-    cols += positive
-    feats, ukeys, counts = _runs(cols.ravel(), n)
-    keep = ukeys != coarsen(np.array([_SENTINEL]), drop)[0]
-    feats, ukeys, counts = feats[keep], ukeys[keep], counts[keep]
-    return Sketch(np.full(f, drop, np.int64), _offsets(feats, f), ukeys, counts, *ends)
-
-
-def _end_values(cols: np.ndarray, count: np.ndarray, zero: np.ndarray) -> tuple[np.ndarray, ...]:
-    """min, max, neg_max, pos_min of features whose sorted keys are ``cols``, valid up to
-    ``count``, the non-negative ones from ``zero``."""
-    rows = np.arange(cols.shape[0])
-    last = cols.shape[1] - 1
-
-    def at(i: np.ndarray, ok: np.ndarray, default: float) -> np.ndarray:
-        return np.where(ok, key_values(cols[rows, np.clip(i, 0, last)]), default)
-
-    return (
-        at(np.zeros_like(count), count > 0, np.inf),
-        at(count - 1, count > 0, -np.inf),
-        at(zero - 1, zero > 0, -np.inf),
-        at(zero, zero < count, np.inf),
-    )
-
-
-def _runs(flat: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(feature, key, count) of the runs of equal keys in features' sorted rows of length n."""
-    if flat.size == 0:
-        z = np.zeros(0, np.int64)
-        return z, z, z
-    start = np.ones(flat.size, bool)
-    start[1:] = flat[1:] != flat[:-1]
-    start[::n] = True
-    idx = np.flatnonzero(start)
-    counts = np.diff(np.append(idx, flat.size)).astype(np.int64)
-    return (idx // n).astype(np.int64), flat[idx], counts
-
-
-def _integer_sketch(rows: np.ndarray) -> Sketch:
-    """Exact counts per value with ``np.bincount``: feature ``j``'s values go to bins
-    ``j * span + (value - lowest)`` (span: 2, 256 or 65,536 by dtype), over blocks of rows that
-    stay in cache and groups of features of bounded bins."""
-    n, f = rows.shape
-    if n == 0:
-        return Sketch.empty(f)
-    lowest, span = _value_range(rows.dtype)
-    group = max(1, _BINCOUNT_BINS // span)
-    counts = np.concatenate(
-        [_bincount(rows[:, g : g + group], lowest, span) for g in range(0, f, group)]
-    )
-    nz = np.flatnonzero(counts)
-    feats, values = nz // span, nz % span + lowest
-    fl = values.astype(np.float64)
-    return Sketch(
-        drop=np.zeros(f, np.int64),
-        offsets=_offsets(feats, f),
-        keys=ordered_keys(fl),
-        counts=counts[nz],
-        min=_per_feature(np.minimum, fl, feats, f, np.inf),
-        max=_per_feature(np.maximum, fl, feats, f, -np.inf),
-        neg_max=_per_feature(np.maximum, np.where(fl < 0, fl, -np.inf), feats, f, -np.inf),
-        pos_min=_per_feature(np.minimum, np.where(fl >= 0, fl, np.inf), feats, f, np.inf),
-    )
-
-
-def _value_range(dtype: np.dtype) -> tuple[int, int]:
-    """Lowest value and number of values of an exact dtype."""
-    if dtype.kind == "b":
-        return 0, 2
-    info = np.iinfo(dtype)
-    return int(info.min), int(info.max) - int(info.min) + 1
-
-
-def _bincount(rows: np.ndarray, lowest: int, span: int) -> np.ndarray:
-    n, f = rows.shape
-    shift = np.arange(f, dtype=np.intp) * span - lowest
-    counts = np.zeros(f * span, np.int64)
-    step = max(1, _BLOCK_ELEMENTS // f)
-    idx = np.empty((min(step, n), f), np.intp)
-    for i in range(0, n, step):
-        block = rows[i : i + step]
-        part = idx[: block.shape[0]]
-        np.add(block, shift, out=part, casting="unsafe")
-        counts += np.bincount(part.ravel(), minlength=f * span)
-    return counts
-
-
-def _per_feature(
-    op: np.ufunc, values: np.ndarray, feats: np.ndarray, n: int, identity: float
-) -> np.ndarray:
-    out = np.full(n, identity)
-    op.at(out, feats, values)
-    return out

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from normstat.core.checks import NanPolicy
+from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments
-from normstat.core.quantiles import SketchSpec
 from normstat.core.transform import TransformParams
 from normstat.engine.plan import FitTask, WriteTask, counter_tree
 from normstat.engine.ranged import apply_range, fit_range, merge_pair

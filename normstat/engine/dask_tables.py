@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from normstat.core.checks import NanPolicy
+from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments
-from normstat.core.quantiles import SketchSpec
 from normstat.core.transform import TransformParams
 from normstat.engine.dask import _outcome, _track, dask_client
 from normstat.engine.dask_apply import part_names

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from normstat.core.checks import NanPolicy
+from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments, TreeMerger
-from normstat.core.quantiles import SketchSpec
 from normstat.engine.task import chunk_task
 from normstat.sources.base import Chunk
 

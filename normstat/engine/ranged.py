@@ -13,9 +13,9 @@ from contextlib import contextmanager
 import numpy as np
 
 from normstat.core.checks import NanPolicy
+from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments, merge_all
-from normstat.core.quantiles import SketchSpec
 from normstat.core.transform import TransformParams, transform_block
 from normstat.engine.plan import FitTask, WriteTask
 from normstat.engine.task import chunk_task

@@ -12,9 +12,9 @@ import numpy as np
 
 from normstat.core.blocked import column_moments, finite_moments
 from normstat.core.checks import NanPolicy, find_forbidden
+from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments, chunk_moments
-from normstat.core.quantiles import SketchSpec
 from normstat.errors import DataError
 from normstat.sources.base import Chunk
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from normstat.core.checks import NanPolicy
+from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
-from normstat.core.quantiles import SketchSpec
 from normstat.engine.ranged import blame
 from normstat.engine.task import chunk_task
 from normstat.engine.tiling import Block, Tiling, extend
