@@ -132,6 +132,14 @@ def _load_distribution(doc: dict[str, Any], stats: Stats, fail: Any) -> None:
         levels = tuple(float(v) for v in np.asarray(levels, np.float64).reshape(-1))
     except (TypeError, ValueError):
         raise fail("'quantile_levels' must be a list of numbers") from None
+    if (
+        not levels
+        or not all(0.0 <= v <= 1.0 for v in levels)
+        or list(levels) != sorted(set(levels))
+    ):
+        raise fail(
+            f"'quantile_levels' must be increasing levels in [0, 1], received {list(levels)}"
+        )
     if sketch is None:
         raise fail("'quantile_levels' needs the 'histogram' the quantiles were computed from")
     want = sketch.quantiles(levels).reshape((len(levels), *stats.feature_shape))

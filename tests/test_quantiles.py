@@ -535,3 +535,10 @@ def test_exact_resumed_from_a_checkpoint(tmp_path):
     resumed = normstat.fit(path, resume=True, checkpoint_every=1e-9, **kw)
     assert (resumed.quantiles == _reference(x)).all()
     assert not (tmp_path / "state.npz").exists()
+
+
+def test_artifact_levels_must_be_increasing_in_unit_interval():
+    doc = artifact.to_dict(fit_arrays(DATA["normal"], quantiles="robust"))
+    doc["quantile_levels"] = [0.25, 0.5, 1.5]
+    with pytest.raises(normstat.ArtifactError, match="quantile_levels"):
+        artifact.from_dict(doc)
