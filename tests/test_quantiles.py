@@ -542,3 +542,11 @@ def test_artifact_levels_must_be_increasing_in_unit_interval():
     doc["quantile_levels"] = [0.25, 0.5, 1.5]
     with pytest.raises(normstat.ArtifactError, match="quantile_levels"):
         artifact.from_dict(doc)
+
+
+def test_fit_arrays_exact():
+    x = DATA["lognormal"]
+    stats = fit_arrays([x[:7000], x[7000:]], quantiles=LEVELS, exact=True)
+    assert (stats.quantiles == _reference(x)).all()
+    with pytest.raises(UsageError, match="twice"):
+        fit_arrays(iter([x]), quantiles=LEVELS, exact=True)

@@ -323,12 +323,33 @@ def fit_arrays(
     nan: NanPolicy = "skip",
     quantiles: str | Sequence[float] | None = None,
     histogram: bool = False,
+    exact: bool = False,
 ) -> Stats:
-    """Statistics of an array, or of an iterable of batches that together form one dataset."""
+    """Statistics of an array, or of an iterable of batches that together form one dataset.
+
+    ``exact`` (with ``quantiles``) goes over the batches again, so they must be an array or a
+    list / tuple of arrays, not a one-shot iterator.
+    """
+    parts = [batches] if isinstance(batches, np.ndarray) else batches
+    if exact and not isinstance(parts, list | tuple):
+        raise UsageError("exact quantiles read the batches twice: pass an array or a list")
     acc = Accumulator(axis, ddof=ddof, nan=nan, quantiles=quantiles, histogram=histogram)
-    for b in [batches] if isinstance(batches, np.ndarray) else batches:
+    for b in parts:
         acc.update(b)
-    return acc.result()
+    stats = acc.result()
+    _check_exact(acc.levels, exact, [])
+    if exact and acc.levels is not None and stats.sketch is not None:
+
+        def one_pass(spec: SketchSpec) -> Moments:
+            again = Accumulator(axis, ddof=ddof, nan=nan)
+            again.sketch = spec
+            for b in parts:
+                again.update(b)
+            assert again.moments is not None
+            return again.moments
+
+        stats.exact_quantiles = _exact_quantiles(stats.sketch, acc.levels, one_pass)
+    return stats
 
 
 # ---------------------------------------------------------------------------------------------
