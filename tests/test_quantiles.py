@@ -550,3 +550,26 @@ def test_fit_arrays_exact():
     assert (stats.quantiles == _reference(x)).all()
     with pytest.raises(UsageError, match="twice"):
         fit_arrays(iter([x]), quantiles=LEVELS, exact=True)
+
+
+def test_cli_merge_unions_levels_and_refuses_a_part_without_summary(tmp_path):
+    x = DATA["normal"]
+    run = CliRunner().invoke
+    names = []
+    for i, (part, levels) in enumerate(
+        zip(np.array_split(x, 2), ["robust", "0.01,0.99"], strict=True)
+    ):
+        np.save(tmp_path / f"p{i}.npy", part)
+        names.append(str(tmp_path / f"p{i}.json"))
+        args = ["fit", str(tmp_path / f"p{i}.npy"), "--quantiles", levels, "-o", names[-1], "-q"]
+        assert run(main, args).exit_code == 0
+    out = str(tmp_path / "m.json")
+    assert run(main, ["merge", *names, "-o", out, "-q"]).exit_code == 0
+    merged = artifact.load(out)
+    assert merged.quantile_levels == (0.01, 0.25, 0.5, 0.75, 0.99)
+    want = fit_arrays(x, quantiles=[0.01, 0.25, 0.5, 0.75, 0.99]).quantiles
+    assert np.array_equal(merged.quantiles, want)
+    plain = str(tmp_path / "plain.json")
+    run(main, ["fit", str(tmp_path / "p0.npy"), "-o", plain, "-q"])
+    r = run(main, ["merge", names[1], plain])
+    assert r.exit_code == 1 and "no distribution summary" in r.stderr
