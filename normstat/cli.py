@@ -19,9 +19,16 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from normstat import __version__
-from normstat.core.choices import ENGINES, EXPORT_TARGETS, METHODS, METRICS, NAN_POLICIES
-from normstat.entry import Terminated, interrupted_message, signal_exit
+from normstat.core.choices import (
+    ENGINES,
+    EXPORT_TARGETS,
+    METHODS,
+    METRICS,
+    NAN_POLICIES,
+    OUTPUT_FORMATS,
+)
 from normstat.errors import NormstatError
+from normstat.interrupts import Terminated, interrupted_message, signal_exit
 
 if TYPE_CHECKING:
     from normstat.core.drift import Drift
@@ -478,11 +485,17 @@ def fit(
 @click.option("--dtype", default="float32", show_default=True, help="Output dtype (a float).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (never an input).")
 @click.option(
+    "--output-format",
+    type=click.Choice(OUTPUT_FORMATS),
+    default=None,
+    help="Format of OUT, whatever its suffix (default: by OUT's suffix, else the input's).",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="With --engine dask and no --scheduler: worker processes of the local cluster "
-    "(default: all cores).",
+    help="Local engine: threads transforming ahead of the writer (default 1). With --engine "
+    "dask and no --scheduler: worker processes of the local cluster (default: all cores).",
 )
 @_reading_options
 @_engine_options
@@ -497,6 +510,7 @@ def apply_cmd(
     inverse: bool,
     dtype: str,
     force: bool,
+    output_format: str | None,
     workers: int | None,
     dataset: str | None,
     input_format: str | None,
@@ -528,6 +542,7 @@ def apply_cmd(
         dtype=dtype,
         chunk_size=chunk_size,
         force=force,
+        output_format=output_format,
         workers=workers,
         input_format=input_format,
         columns=columns,

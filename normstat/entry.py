@@ -13,10 +13,9 @@ import signal
 import sys
 import threading
 
+from normstat.interrupts import Terminated, interrupted_message, signal_exit
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread as KeyboardInterrupt is for SIGINT, so the same
-    cleanup (temporary outputs removed, threads cancelled) runs for both."""
+__all__ = ["Terminated", "interrupted_message", "run", "signal_exit"]
 
 
 _received: list[int] = []  # signals seen, so an interrupt swallowed by a C callback still counts
@@ -25,15 +24,6 @@ _received: list[int] = []  # signals seen, so an interrupt swallowed by a C call
 def _on_signal(signum: int, frame: object) -> None:
     _received.append(signum)
     raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
-
-
-def signal_exit(signum: int) -> int:
-    """The shell convention: 130 for SIGINT, 143 for SIGTERM."""
-    return 128 + signum
-
-
-def interrupted_message(signum: int) -> str:
-    return f"Error: interrupted by {signal.Signals(signum).name}; no output written"
 
 
 def run() -> None:

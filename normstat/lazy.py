@@ -25,3 +25,13 @@ def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
         return value
 
     return __getattr__
+
+
+def optional_module(name: str, extra: str, what: str) -> Any:
+    """The optional package ``name``, or a clear error: ``what`` needs it, from ``extra``."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        from normstat.errors import UsageError
+
+        raise UsageError(f"{what} needs {name}: pip install 'normstat[{extra}]'") from None

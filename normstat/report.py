@@ -7,17 +7,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from normstat.core.drift import Drift
+from normstat.core.layout import feature_names as names_of
 from normstat.core.stats import Stats
 
 COLUMNS = ("feature", "count", "nan_count", "mean", "std", "min", "max")
 
 
 def feature_names(stats: Stats) -> list[str]:
-    if stats.features is not None:
-        return list(stats.features)
-    if not stats.feature_shape:
-        return ["(all)"]
-    return ["[" + ", ".join(map(str, i)) + "]" for i in np.ndindex(*stats.feature_shape)]
+    return names_of(stats.features, stats.feature_shape)
 
 
 def _num(v: float, digits: int = 5) -> str:

@@ -383,11 +383,11 @@ def test_ctrl_c_mid_apply_leaves_no_partial_file(fitted, tmp_path, monkeypatch):
     calls = {"n": 0}
     real_write = npy_sink.NpyWriter.write
 
-    def interrupted(self, start, block):
+    def interrupted(self, block):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        real_write(self, start, block)
+        real_write(self, block)
 
     monkeypatch.setattr(npy_sink.NpyWriter, "write", interrupted)
     res = run(

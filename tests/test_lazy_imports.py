@@ -45,3 +45,30 @@ def test_every_public_api_name_resolves():
     assert sorted(api.__all__) == sorted(api._EXPORTS)
     for name in api.__all__:
         assert getattr(api, name) is not None
+
+
+def test_an_apply_imports_neither_the_fit_engine_nor_other_formats(tmp_path):
+    """A table apply to Parquet loads neither the fit engine nor h5py; an array apply to NPY
+    not pyarrow; neither serialises the artifact, which only HDF5 / Zarr outputs record."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import normstat
+
+    np.save(tmp_path / "x.npy", np.arange(12.0).reshape(6, 2))
+    pq.write_table(pa.table({"a": [1.0, 2.0, 4.0]}), tmp_path / "t.parquet")
+    for name in ("x.npy", "t.parquet"):
+        normstat.save(normstat.fit(str(tmp_path / name)), str(tmp_path / f"{name}.json"))
+    code = (
+        "import sys, normstat, normstat.artifact as a\n"
+        "src, out, heavy = sys.argv[1:]\n"
+        "a.to_dict = lambda s: sys.exit('the artifact was serialised')\n"
+        "normstat.apply(src + '.json', src, out)\n"
+        "mods = ('normstat.engine.local', 'normstat.api.fitting', heavy)\n"
+        "print(sorted(m for m in mods if m in sys.modules))"
+    )
+    for src, out, heavy in [("x.npy", "o.npy", "pyarrow"), ("t.parquet", "o.parquet", "h5py")]:
+        args = [str(tmp_path / src), str(tmp_path / out), heavy]
+        run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+        assert (run.returncode, run.stdout.strip()) == (0, "[]"), run.stderr

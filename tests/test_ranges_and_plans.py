@@ -16,19 +16,12 @@ from hypothesis import strategies as st
 
 import normstat
 from normstat.core.layout import AxisLayout
-from normstat.core.moments import Moments, merge_all
-from normstat.engine.plan import (
-    aligned,
-    concat_tasks,
-    counter_tree,
-    fit_tasks,
-    rows_per_task,
-    shard_ranges,
-)
+from normstat.core.moments import merge_all
+from normstat.engine.plan import aligned, concat_tasks, fit_tasks, rows_per_task
 from normstat.engine.ranged import fit_range
 from normstat.engine.task import chunk_task
-from normstat.sinks import atomic_directory
-from normstat.sinks.ranged import NpyTarget, range_target
+from normstat.sinks import OUTPUTS, OutputSpec, atomic_directory, range_target
+from normstat.sinks.npy import NpyTarget
 from normstat.sources import open_sources
 from normstat.sources.ranges import RowRange, read_range
 
@@ -36,7 +29,7 @@ from normstat.sources.ranges import RowRange, read_range
 class _Shard:
     """Just what the planners look at."""
 
-    format, dataset = "npy", None
+    format, dataset, kind = "npy", None, "array"
 
     def __init__(self, n: int, i: int) -> None:
         self.shape, self.path, self.dtype = (n, 3), f"s{i}.npy", np.dtype("f8")
@@ -58,14 +51,12 @@ def test_fit_tasks_cover_every_row_once_in_order_on_chunk_boundaries(sizes, chun
     rows = _covered(p for t in tasks for p in t.pieces)
     expected = [(p, r) for s in shards for p, r in zip(itertools.repeat(s.path), range(s.shape[0]))]
     assert [(r[0].rsplit("/", 1)[-1], r[1]) for r in rows] == expected
+    first = 0
     for t in tasks:
         assert all(p.start % chunk == 0 for p in t.pieces)  # the local engine's chunks
-        n_chunks = sum(-(-p.rows // chunk) for p in t.pieces)
-        assert n_chunks == 2**t.level  # one complete subtree of merge_all's counter
-    levels = [t.level for t in tasks]
-    full = max(levels, default=0)
-    tail = [lv for lv in levels if lv < full]
-    assert tail == sorted(set(tail), reverse=True)
+        assert t.first == first and t.chunks == sum(-(-p.rows // chunk) for p in t.pieces)
+        assert t.rows <= max(task, chunk)  # near the budget, one chunk at least
+        first += t.chunks
 
 
 @settings(max_examples=60, deadline=None)
@@ -79,13 +70,12 @@ def test_write_tasks_are_aligned_in_output_rows_and_cover_once(sizes, task, alig
     total = sum(sizes)
     rows = aligned(task, align, total)
     tasks = concat_tasks(shards, rows)
-    assert all(t.out_start % align == 0 for t in tasks)
-    assert [t.out_start for t in tasks] == list(range(0, total, rows))
-    assert sum(t.rows for t in tasks) == total
+    assert all(start % align == 0 for _, start in tasks)
+    assert [start for _, start in tasks] == list(range(0, total, rows))
+    assert sum(p.rows for pieces, _ in tasks for p in pieces) == total
     expected = [(s.path, r) for s in shards for r in range(s.shape[0])]
-    assert [(p.rsplit("/", 1)[-1], r) for p, r in _covered(p for t in tasks for p in t.pieces)] == (
-        expected
-    )
+    covered = _covered(p for pieces, _ in tasks for p in pieces)
+    assert [(p.rsplit("/", 1)[-1], r) for p, r in covered] == expected
 
 
 def test_rows_per_task_is_whole_chunks_near_the_budget():
@@ -121,8 +111,9 @@ def test_a_fit_task_equals_the_local_engine_on_its_chunks(files):
     (src,) = open_sources([str(root / "a.npy")])
     layout = AxisLayout.create(-1, src.shape)
     tasks = fit_tasks([src], 8, 32)  # 13 chunks: tasks of 4, 4, 4, then 1
-    assert [t.level for t in tasks] == [2, 2, 2, 0]
-    got = counter_tree(((t.level, fit_range(t, 8, layout, "skip")) for t in tasks), Moments.merge)
+    assert [t.chunks for t in tasks] == [4, 4, 4, 1]
+    trees = [fit_range(t, 8, layout, "skip") for t in tasks]
+    got = trees[0].joined(trees[1]).joined(trees[2].joined(trees[3])).total()
     want = merge_all((chunk_task(c, layout, "skip") for c in src.chunks(8)), layout.n_features)
     src.close()
     for g, w in zip(got.arrays(), want.arrays(), strict=True):
@@ -135,17 +126,18 @@ def test_npy_target_rebuilds_the_array_from_ranges_written_in_any_order(tmp_path
     target = NpyTarget(str(tmp_path / "o.npy"), x.shape, "<f4")
     target.create()
     for lo in (40, 0, 20, 10, 30):  # as workers might finish
-        w = target.open()
-        w.write(lo, x[lo : lo + 10])
+        w = target.open(lo)
+        w.write(x[lo : lo + 5])
+        w.write(x[lo + 5 : lo + 10])
         w.close()
     np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), x)
 
 
-def test_shard_ranges_use_absolute_paths_for_workers_elsewhere(files, monkeypatch):
+def test_task_ranges_use_absolute_paths_for_workers_elsewhere(files, monkeypatch):
     root, _ = files
     monkeypatch.chdir(root)
     (src,) = open_sources(["a.npy"])
-    (r,) = shard_ranges(src, 1000)
+    (((r,), _),) = concat_tasks([src], 1000)
     src.close()
     assert r.path == str(root / "a.npy") and (r.start, r.stop) == (0, 103)
 
@@ -166,20 +158,19 @@ def test_atomic_directory_leaves_nothing_on_failure_and_replaces_on_success(tmp_
 
 def test_hdf5_has_no_parallel_target():
     with pytest.raises(normstat.UsageError, match="cannot be written by parallel workers"):
-        range_target("hdf5", "/tmp/x.h5", (3, 2), np.dtype("f4"))
+        hdf5 = next(f for f in OUTPUTS if f.name == "hdf5")
+        range_target(hdf5, "/tmp/x.h5", OutputSpec((3, 2), np.dtype("f4")))
 
 
-def _in_process_run(layout, params, rows=7):
-    """Execute the (task, target) jobs here, in reverse order (as a cluster might)."""
+@pytest.fixture
+def in_process(monkeypatch):
+    """Dask apply's jobs run here, in reverse order (as a cluster might finish them)."""
     from normstat.engine.ranged import apply_range
 
-    def run(jobs):
-        return sum(
-            apply_range(t, target, rows, layout, params, False, np.dtype("f4"))
-            for t, target in reversed(jobs)
-        )
+    def run_jobs(jobs, o):
+        return sum(apply_range(j, o.rows, o.step) for j in reversed(jobs))
 
-    return run
+    monkeypatch.setattr("normstat.engine.dask.run_jobs", run_jobs)
 
 
 def _shards(tmp_path, n=3):
@@ -193,19 +184,10 @@ def _shards(tmp_path, n=3):
 
 
 @pytest.mark.parametrize("out", ["parts", "one.npy"])
-def test_parallel_apply_outputs_equal_the_transform_in_memory(tmp_path, out):
-    from normstat.core.transform import transform_params
-    from normstat.engine.dask_apply import apply_to_output
-
+def test_parallel_apply_outputs_equal_the_transform_in_memory(tmp_path, out, in_process):
     paths, x = _shards(tmp_path)
     stats = normstat.fit(paths)
-    srcs = open_sources(paths)
-    layout = AxisLayout.create(-1, srcs[0].shape)
-    params = transform_params(stats).broadcast(layout.broadcast_shape)
-    apply_to_output(srcs, str(tmp_path / out), dtype=np.dtype("f4"), task_rows=lambda s: 8,
-                    attrs={}, run=_in_process_run(layout, params))  # fmt: skip
-    for s in srcs:
-        s.close()
+    normstat.apply(stats, paths, str(tmp_path / out), engine="dask", chunk_size=7, task_size=8)
     want = normstat.transform(x, stats)
     if out == "parts":
         got = np.concatenate([np.load(tmp_path / "parts" / f"p{i}.npy") for i in range(3)])
@@ -215,36 +197,27 @@ def test_parallel_apply_outputs_equal_the_transform_in_memory(tmp_path, out):
 
 
 @pytest.mark.parametrize("out", ["parts", "one.npy"])
-def test_a_failed_parallel_apply_leaves_no_output(tmp_path, out):
-    from normstat.engine.dask_apply import apply_to_output
-
+def test_a_failed_parallel_apply_leaves_no_output(tmp_path, out, monkeypatch):
     paths, _ = _shards(tmp_path)
-    srcs = open_sources(paths)
+    stats = normstat.fit(paths)
 
-    def run(jobs):
+    def run_jobs(jobs, o):
         raise normstat.DataError("a task failed")
 
+    monkeypatch.setattr("normstat.engine.dask.run_jobs", run_jobs)
     with pytest.raises(normstat.DataError):
-        apply_to_output(srcs, str(tmp_path / out), dtype=np.dtype("f4"), task_rows=lambda s: 8,
-                        attrs={}, run=run)  # fmt: skip
-    for s in srcs:
-        s.close()
+        normstat.apply(stats, paths, str(tmp_path / out), engine="dask", task_size=8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p0.npy", "p1.npy", "p2.npy"]
 
 
-def test_parts_refuse_duplicate_names_and_an_output_holding_an_input(tmp_path):
-    from normstat.engine.dask_apply import apply_to_output
-
+def test_parts_refuse_duplicate_names_and_an_output_holding_an_input(tmp_path, in_process):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     np.save(tmp_path / "a" / "x.npy", np.ones((3, 2)))
     np.save(tmp_path / "b" / "x.npy", np.ones((3, 2)))
-    srcs = open_sources([str(tmp_path / "a" / "x.npy"), str(tmp_path / "b" / "x.npy")])
+    paths = [str(tmp_path / "a" / "x.npy"), str(tmp_path / "b" / "x.npy")]
+    stats = normstat.fit(paths)
     with pytest.raises(normstat.UsageError, match="share the file name 'x.npy'"):
-        apply_to_output(srcs, str(tmp_path / "out"), dtype=np.dtype("f4"),
-                        task_rows=lambda s: 8, attrs={}, run=lambda jobs: 0)  # fmt: skip
+        normstat.apply(stats, paths, str(tmp_path / "out"), engine="dask")
     with pytest.raises(normstat.UsageError, match="would contain this input"):
-        apply_to_output(srcs, str(tmp_path), dtype=np.dtype("f4"),
-                        task_rows=lambda s: 8, attrs={}, run=lambda jobs: 0)  # fmt: skip
-    for s in srcs:
-        s.close()
+        normstat.apply(stats, paths, str(tmp_path), engine="dask", force=True)

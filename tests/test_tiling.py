@@ -1,7 +1,7 @@
-"""Table tasks without a scheduler: read units, tasks of whole row groups, and tilings.
+"""Table tasks without a scheduler: read units, tasks of whole row groups, and merge trees.
 
 The Dask engine's table fit is only as exact as these: chunks are the same whichever unit a read
-starts at, tasks cover every row once in whole units, and joining the tasks' tilings in any
+starts at, tasks cover every row once in whole units, and joining the tasks' merge trees in any
 order rebuilds the local engine's merge tree bit for bit.
 """
 
@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 import normstat
 from normstat.core.layout import AxisLayout
-from normstat.core.moments import chunk_moments, merge_all
-from normstat.engine.tiling import Block, extend, join, total
-from normstat.engine.units import fit_units, unit_tasks
+from normstat.core.moments import TreeMerger, chunk_moments, merge_all
+from normstat.engine.plan import fit_tasks
+from normstat.engine.ranged import fit_range
 from normstat.sources import open_sources
 from normstat.sources.blocks import exact_batches, read_units
 
@@ -35,27 +35,30 @@ def _same(a, b) -> None:
     cuts=st.lists(st.integers(1, 69), max_size=12),
     order=st.randoms(use_true_random=False),
 )
-def test_tilings_joined_in_any_order_are_the_local_merge_tree(n, cuts, order):
+def test_trees_of_any_split_joined_in_any_order_are_the_local_merge_tree(n, cuts, order):
     rng = np.random.default_rng(n)
     parts = [chunk_moments(rng.normal(1e5, 1.0, (int(rng.integers(1, 6)), 2))) for _ in range(n)]
     bounds = sorted({0, n, *(c for c in cuts if c < n)})
-    tilings = []
+    trees = []
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        t: list[Block] = []
+        t = TreeMerger(2, lo)
         for i in range(lo, hi):
-            extend(t, Block(0, i, parts[i]))
-        tilings.append(tuple(t))
-    while len(tilings) > 1:  # join adjacent tasks in a random order, as a cluster might
-        i = order.randrange(len(tilings) - 1)
-        tilings[i : i + 2] = [join(tilings[i], tilings[i + 1])]
-    assert [b.level for b in tilings[0]] == [k for k in range(7, -1, -1) if n >> k & 1]
-    _same(total(tilings[0], 2), merge_all(parts, 2))
+            t.add(parts[i])
+        trees.append(t)
+    while len(trees) > 1:  # join adjacent tasks in a random order, as a cluster might
+        i = order.randrange(len(trees) - 1)
+        trees[i : i + 2] = [trees[i].joined(trees[i + 1])]
+    assert [lv for lv, _ in trees[0]._stack] == [k for k in range(7, -1, -1) if n >> k & 1]
+    _same(trees[0].total(), merge_all(parts, 2))
 
 
-def test_joining_tilings_that_do_not_meet_is_a_bug_not_a_result():
+def test_joining_trees_that_do_not_meet_is_a_bug_not_a_result():
     m = chunk_moments(np.ones((2, 1)))
+    a, b = TreeMerger(1, 0), TreeMerger(1, 2)
+    a.add(m)
+    b.add(m)
     with pytest.raises(ValueError, match="not adjacent"):
-        join((Block(0, 0, m),), (Block(0, 2, m),))
+        a.joined(b)
 
 
 @settings(max_examples=80, deadline=None)
@@ -127,7 +130,7 @@ def test_reading_from_any_unit_gives_the_chunks_of_a_whole_read(tables, fmt):
 def test_tasks_of_whole_units_rebuild_the_local_fit_bit_for_bit(tables, fmt, task_rows):
     paths, x = tables
     srcs = open_sources(paths[fmt], columns=["f0", "f1", "f2"])
-    tasks = unit_tasks(srcs, 16, task_rows)
+    tasks = fit_tasks(srcs, 16, task_rows)
     starts = {s.path: {u.start for u in s.read_units(16)} for s in srcs}
     covered = []
     for t in tasks:
@@ -138,12 +141,12 @@ def test_tasks_of_whole_units_rebuild_the_local_fit_bit_for_bit(tables, fmt, tas
     assert covered == [(s.path, r) for s in srcs for r in range(s.shape[0])]
     assert [t.first for t in tasks] == list(np.cumsum([0] + [t.chunks for t in tasks[:-1]]))
     layout = AxisLayout.create(-1, (0, 3))
-    tilings = [fit_units(t, 16, layout, "skip") for t in tasks]
-    result = tilings[0]
-    for t in tilings[1:]:
-        result = join(result, t)
+    trees = [fit_range(t, 16, layout, "skip") for t in tasks]
+    result = trees[0]
+    for t in trees[1:]:
+        result = result.joined(t)
     local = normstat.fit(paths[fmt], chunk_size=16, columns=["f0", "f1", "f2"])
-    _same(total(result, 3), local.moments)
+    _same(result.total(), local.moments)
     np.testing.assert_allclose(local.mean, np.nanmean(x, axis=0), rtol=1e-13)
     for s in srcs:
         s.close()
@@ -152,7 +155,7 @@ def test_tasks_of_whole_units_rebuild_the_local_fit_bit_for_bit(tables, fmt, tas
 def test_a_file_that_changed_since_the_plan_is_an_error(tables, tmp_path):
     paths, _ = tables
     srcs = open_sources(paths["parquet"][:1])
-    (task,) = unit_tasks(srcs, 16, 10**6)
+    (task,) = fit_tasks(srcs, 16, 10**6)
     pq.write_table(pq.read_table(paths["parquet"][0]).slice(0, 500), paths["parquet"][0])
     with pytest.raises(normstat.DataError, match="did the file change during the fit"):
-        fit_units(task, 16, AxisLayout.create(-1, (0, 4)), "skip")
+        fit_range(task, 16, AxisLayout.create(-1, (0, 4)), "skip")

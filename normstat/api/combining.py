@@ -9,18 +9,17 @@ import numpy as np
 
 from normstat import artifact
 from normstat.api.fitting import fit
-from normstat.api.options import ChunkSize, ProgressHook, plain
-from normstat.api.transforming import _apply_columns
+from normstat.api.options import ChunkSize, ProgressHook, apply_columns, plain
 from normstat.core.checks import NanPolicy
 from normstat.core.choices import EXPORT_TARGETS
 from normstat.core.distances import METRICS
 from normstat.core.drift import Drift, check_comparable, compare
+from normstat.core.layout import feature_names
 from normstat.core.moments import merge_all
 from normstat.core.quantiles import merge_levels
 from normstat.core.stats import Stats
 from normstat.core.transform import transform_params
 from normstat.errors import ArtifactError, UsageError
-from normstat.report import feature_names
 
 
 def merge(parts: Sequence[Stats | str]) -> Stats:
@@ -137,7 +136,7 @@ def diff(a: Stats | str, b: Stats | str, *, metric: str | None = None) -> Drift:
     name_a, name_b = (a if isinstance(a, str) else "A"), (b if isinstance(b, str) else "B")
     check_comparable(sa, sb, name_a, name_b)
     _check_metric(metric, ((name_a, sa), (name_b, sb)))
-    return compare(sa, sb, feature_names(sa), metric)
+    return compare(sa, sb, feature_names(sa.features, sa.feature_shape), metric)
 
 
 def _check_metric(metric: str | None, sides: tuple[tuple[str, Stats], ...]) -> None:
@@ -180,10 +179,10 @@ def drift(
         chunk_size=chunk_size,
         workers=workers,
         input_format=input_format,
-        columns=_apply_columns(base, columns),
+        columns=apply_columns(base, columns),
         progress=progress,
         histogram=metric is not None,
     )
     name = stats if isinstance(stats, str) else "STATS"
     check_comparable(base, new, name, ", ".join(new.source.get("paths", [])) or "SOURCE")
-    return compare(base, new, feature_names(base), metric)
+    return compare(base, new, feature_names(base.features, base.feature_shape), metric)

@@ -168,16 +168,13 @@ def _fit_dask(
     cluster: dict[str, Any],
     sketch: SketchSpec | None = None,
 ) -> Moments:
-    """Arrays by row ranges (:mod:`normstat.engine.dask`), tables by row groups
-    (:mod:`normstat.engine.dask_tables`)."""
-    if srcs[0].kind == "table":
-        from normstat.engine.dask_tables import fit_tables_dask
-
-        return fit_tables_dask(srcs, rows, task_rows, layout, nan, sketch=sketch, **cluster)  # type: ignore[arg-type]
+    """Tasks of whole read units (:mod:`normstat.engine.plan`), on the cluster."""
     from normstat.engine.dask import fit_dask
-    from normstat.engine.plan import fit_tasks
+    from normstat.engine.plan import check_seekable, fit_tasks
 
-    return fit_dask(fit_tasks(srcs, rows, task_rows), rows, layout, nan, sketch=sketch, **cluster)
+    check_seekable(srcs)
+    tasks = fit_tasks(srcs, rows, task_rows)
+    return fit_dask(tasks, rows, layout, nan, features=srcs[0].features, sketch=sketch, **cluster)
 
 
 def source_layout(axis: AxisSpec, src: ArraySource) -> AxisLayout:
@@ -350,7 +347,3 @@ def fit_arrays(
 
         stats.exact_quantiles = _exact_quantiles(stats.sketch, acc.levels, one_pass)
     return stats
-
-
-# ---------------------------------------------------------------------------------------------
-# apply

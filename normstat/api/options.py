@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from normstat.core.choices import ENGINES, NAN_POLICIES
+from normstat.core.stats import Stats
 from normstat.errors import UsageError
 from normstat.sources import ArraySource
 from normstat.sources.base import DEFAULT_CHUNK_BYTES
@@ -25,10 +26,6 @@ class ProgressHook(Protocol):
     def start(self, total: int | None, row_bytes: int = 0) -> None: ...
 
     def advance(self, n: int) -> None: ...
-
-
-# ---------------------------------------------------------------------------------------------
-# fit
 
 
 def check_engine(
@@ -120,6 +117,18 @@ def float_dtype(dtype: Any) -> np.dtype:
     if dt.kind != "f":
         raise UsageError(f"--dtype must be a floating type (float16/32/64), received {dt}")
     return dt
+
+
+def apply_columns(stats: Stats, columns: Sequence[str] | None) -> Sequence[str] | None:
+    """A table is read by the artifact's feature names; ``columns`` may only repeat them."""
+    if columns is None or stats.features is None:
+        return stats.features if columns is None else columns
+    if list(columns) != list(stats.features):
+        raise UsageError(
+            f"--columns {list(columns)} disagree with the features of the statistics "
+            f"{stats.features}"
+        )
+    return columns
 
 
 def plain(v: Any) -> Any:

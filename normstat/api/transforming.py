@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from normstat import artifact
-from normstat.api.fitting import all_chunks
 from normstat.api.options import (
     ChunkSize,
     ProgressHook,
+    apply_columns,
     check_engine,
     chunk_rows,
     float_dtype,
@@ -22,13 +22,12 @@ from normstat.api.options import (
 from normstat.core.layout import AxisLayout
 from normstat.core.stats import Stats
 from normstat.core.transform import TransformParams, transform_block, transform_params
-from normstat.engine.ahead import compute_ahead
+from normstat.engine.apply import ApplyOptions
+from normstat.engine.apply import apply as run_apply
+from normstat.engine.transform import TransformStep
 from normstat.errors import ArtifactError, UsageError
-from normstat.sinks import atomic_output_for, check_writable, open_array_writer, writer_format
-from normstat.sinks.failures import drain, write_errors
-from normstat.sources import ArraySource, Chunk, open_sources
+from normstat.sources import open_sources
 from normstat.sources.base import total_rows
-from normstat.sources.buffers import BufferPool
 
 
 def transform(
@@ -92,6 +91,7 @@ def apply(
     chunk_size: ChunkSize = None,
     force: bool = False,
     input_format: str | None = None,
+    output_format: str | None = None,
     columns: Sequence[str] | None = None,
     progress: ProgressHook | None = None,
     workers: int | None = None,
@@ -104,155 +104,45 @@ def apply(
     """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout, or an
     Arrow IPC stream for tables, whose other columns pass through unchanged).
 
-    ``engine="dask"``: workers read and write their own rows in parallel, into one Zarr / NPY
-    array, or (several shards, OUT without a known suffix) a directory of parts named as the
-    shards (tables: always, when several shards). HDF5 output, CSV and streams need the local
-    engine.
+    The output format is ``output_format``, else OUT's suffix, else the input's format
+    (:data:`normstat.sinks.OUTPUTS`). ``workers``: threads transforming ahead of the writer
+    (local engine; default 1), or processes of the local Dask cluster. ``engine="dask"``:
+    workers read and write their own rows in parallel, into one Zarr / NPY array or table
+    file, or (several shards, OUT without a known suffix) a directory of parts named as the
+    shards. HDF5 output and streams need the local engine.
     """
     if isinstance(stats, str):
         stats = artifact.load(stats)
     out_dtype = float_dtype(dtype)
     paths = [sources] if isinstance(sources, str) else list(sources)
     check_engine(engine, scheduler, paths)
-    srcs = open_sources(paths, dataset, input_format, _apply_columns(stats, columns))
+    srcs = open_sources(paths, dataset, input_format, apply_columns(stats, columns))
     try:
-        layout = layout_for(stats, (0, *srcs[0].shape[1:]), srcs[0].path)
+        first = srcs[0]
+        layout = layout_for(stats, (0, *first.shape[1:]), first.path)
         params = _params(stats, method, feature_range, quantile_range, clip, inverse)
         params = params.broadcast(layout.broadcast_shape)
-        rows = chunk_rows(srcs[0], chunk_size, transform=True)
+        features = None if first.features is None else tuple(first.features)
+        rows = chunk_rows(first, chunk_size, transform=True)
         if progress is not None:
-            progress.start(total_rows(srcs), row_bytes(srcs[0]))
-        if srcs[0].kind == "table" and engine == "dask":
-            from normstat.engine.dask_tables import apply_tables_dask
-
-            apply_tables_dask(
-                srcs,  # type: ignore[arg-type]
-                out,
-                params,
-                inverse=inverse,
-                dtype=out_dtype,
-                rows=rows,
-                force=force,
-                scheduler=scheduler,
-                workers=workers,
-                progress=None if progress is None else progress.advance,
-            )
-            return
-        if srcs[0].kind == "table":
-            from normstat.apply_table import apply_table
-
-            options = _writer_options("hdf5", srcs, stats, method, inverse, params)
-            apply_table(
-                srcs,  # type: ignore[arg-type]
-                out,
-                params,
-                inverse=inverse,
-                dtype=out_dtype,
-                rows=rows,
-                force=force,
-                progress=progress,
-                array_options=options,
-            )
-            return
-        shape = (sum(s.shape[0] for s in srcs), *srcs[0].shape[1:])
-        if engine == "dask":
-            check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
-            _apply_dask(
-                srcs,
-                out,
-                attrs=_attrs(stats, method, inverse, params),
-                transform=(layout, params, inverse, out_dtype),
-                rows=rows,
-                task_size=task_size,
-                cluster={"scheduler": scheduler, "workers": workers},
-                progress=progress,
-            )
-            return
-        blocks = _transformed(srcs, rows, layout, params, inverse, out_dtype, progress)
-        if out == "-":
-            from normstat.sinks.npy import NpyStreamWriter
-
-            _drain(NpyStreamWriter(shape, out_dtype), blocks, "<stdout>")
-            return
-        check_writable(out, force=force, inputs=tuple(s.path for s in srcs))
-        fmt = writer_format(out, srcs[0].format)
-        options = _writer_options(fmt, srcs, stats, method, inverse, params)
-        with atomic_output_for(out, fmt) as tmp:
-            with write_errors(out):
-                writer = open_array_writer(fmt, tmp, shape, out_dtype, **options)
-            _drain(writer, blocks, out)
+            progress.start(total_rows(srcs), row_bytes(first))
+        options = ApplyOptions(
+            step=TransformStep(layout, params, inverse, out_dtype, features),
+            out=out,
+            rows=rows,
+            force=force,
+            output_format=output_format,
+            engine=engine,
+            workers=workers,
+            scheduler=scheduler,
+            task_rows=lambda s: task_rows(s, rows, task_size),
+            attrs=lambda: _attrs(stats, method, inverse, params),
+            progress=None if progress is None else progress.advance,
+        )
+        run_apply(srcs, options)
     finally:
         for s in srcs:
             s.close()
-
-
-def _apply_columns(stats: Stats, columns: Sequence[str] | None) -> Sequence[str] | None:
-    """A table is read by the artifact's feature names; ``columns`` may only repeat them."""
-    if columns is None or stats.features is None:
-        return stats.features if columns is None else columns
-    if list(columns) != list(stats.features):
-        raise UsageError(
-            f"--columns {list(columns)} disagree with the features of the statistics "
-            f"{stats.features}"
-        )
-    return columns
-
-
-def _transformed(
-    srcs: list[ArraySource],
-    rows: int,
-    layout: AxisLayout,
-    params: TransformParams,
-    inverse: bool,
-    dtype: np.dtype,
-    progress: ProgressHook | None,
-) -> Iterable[np.ndarray]:
-    pool = BufferPool()  # used by the helper thread only
-
-    def step(chunk: Chunk) -> tuple[int, np.ndarray]:
-        x = chunk.data
-        out = pool.get(x.shape, dtype)
-        return x.shape[0], transform_block(x, layout, params, inverse, dtype, out)
-
-    for n, block in compute_ahead(all_chunks(srcs, rows), step):
-        yield block
-        if progress is not None:
-            progress.advance(n)
-
-
-def _drain(writer: Any, blocks: Iterable[np.ndarray], out: str) -> None:
-    """Write consecutive row blocks at their positions (:func:`normstat.sinks.failures.drain`)."""
-    drain(lambda item: writer.write(*item), writer.close, _positioned(blocks), out)
-
-
-def _positioned(blocks: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
-    start = 0
-    for block in blocks:
-        yield start, block
-        start += block.shape[0]
-
-
-def _writer_options(
-    fmt: str,
-    srcs: list[ArraySource],
-    stats: Stats,
-    method: str,
-    inverse: bool,
-    params: TransformParams,
-) -> dict[str, Any]:
-    if fmt == "zarr":
-        from normstat.sinks.zarr import zarr_writer_options
-
-        return zarr_writer_options(srcs, _attrs(stats, method, inverse, params))
-    if fmt != "hdf5":
-        return {}
-    single = srcs[0] if len(srcs) == 1 and srcs[0].format == "hdf5" else None
-    attrs = _attrs(stats, method, inverse, params)
-    return {
-        "dataset": srcs[0].dataset or "/data",
-        "like": getattr(single, "handle", None),
-        "attrs": attrs,
-    }
 
 
 def _attrs(stats: Stats, method: str, inverse: bool, params: TransformParams) -> dict[str, Any]:
@@ -269,34 +159,3 @@ def _attrs(stats: Stats, method: str, inverse: bool, params: TransformParams) ->
         "normstat_scale": params.scale.reshape(stats.feature_shape),
         "normstat_stats": json.dumps(doc, allow_nan=False),
     }
-
-
-def _apply_dask(
-    srcs: list[ArraySource],
-    out: str,
-    *,
-    attrs: dict[str, Any],
-    transform: tuple[AxisLayout, TransformParams, bool, np.dtype],
-    rows: int,
-    task_size: ChunkSize,
-    cluster: dict[str, Any],
-    progress: ProgressHook | None,
-) -> None:
-    """Workers transform and write their own rows; see :mod:`normstat.engine.dask_apply`."""
-    from normstat.engine.dask_apply import apply_to_output, runner
-
-    advance = None if progress is None else progress.advance
-    run = runner(rows, *transform, progress=advance, **cluster)
-    apply_to_output(
-        srcs,
-        out,
-        dtype=transform[3],
-        task_rows=lambda s: task_rows(s, rows, task_size),
-        attrs=attrs,
-        run=run,
-        rows=rows,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# merge and export

@@ -32,8 +32,8 @@ import numpy as np
 from normstat.core.moments import Moments
 
 SUB_BLOCK_ELEMENTS = 2**18
-"""Elements per sub-block: 2 MiB of float64 deviations, L2-to-L3 sized; measured faster than 2**16
-and 2**17 (fewer Python-level calls per chunk) on the 1 MB-L2 machine of docs/performance.md."""
+"""Elements per sub-block: 2 MiB of float64 deviations, L2-to-L3 sized (the measurements that
+chose it: docs/performance.md, "The design that got there")."""
 MIN_WIDTH = 1024
 """Inner length from which axis-0 reductions run at full speed."""
 SHIFT_RERUN = 16.0
@@ -260,8 +260,8 @@ def byte_sums(rows: np.ndarray) -> tuple[np.ndarray, ...]:
 
     Exact: a value and its square (at most 128**2 or 255**2) are integers below 2**24, and so is
     every partial sum over a block of ``_BYTE_BLOCK_ROWS`` rows (255**2 * 256 < 2**24), so float32
-    arithmetic loses nothing, in whatever order BLAS adds. A cast plus two ``sgemv`` measured 1.8x
-    faster than integer multiply-and-sum with widening casts.
+    arithmetic loses nothing, in whatever order BLAS adds; a cast plus two ``sgemv`` beat
+    integer multiply-and-sum with widening casts (docs/performance.md).
     """
     f = rows.shape[1]
     s, q = np.zeros(f, np.int64), np.zeros(f, np.int64)

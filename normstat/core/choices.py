@@ -9,3 +9,5 @@ METHODS: tuple[str, ...] = ("zscore", "minmax", "center", "robust", "quantile")
 ENGINES: tuple[str, ...] = ("local", "dask")
 METRICS: tuple[str, ...] = ("psi", "ks", "wasserstein", "js", "hellinger")
 EXPORT_TARGETS: tuple[str, ...] = ("keras", "torch", "sklearn", "sklearn-robust")
+OUTPUT_FORMATS: tuple[str, ...] = ("hdf5", "npy", "zarr", "parquet", "arrow", "feather", "csv")
+"""The names of :data:`normstat.sinks.OUTPUTS` (a test holds them equal)."""

@@ -116,3 +116,12 @@ def _normalise(axes: tuple[int, ...], ndim: int) -> tuple[int, ...]:
             raise UsageError(f"axis {a} is given twice (received {list(axes)})")
         out.append(p)
     return tuple(sorted(out))
+
+
+def feature_names(features: Sequence[str] | None, feature_shape: Sequence[int]) -> list[str]:
+    """A name per feature: a table's column names, else array indices (``[0, 1]``)."""
+    if features is not None:
+        return list(features)
+    if not feature_shape:
+        return ["(all)"]
+    return ["[" + ", ".join(map(str, i)) + "]" for i in np.ndindex(*feature_shape)]

@@ -175,23 +175,54 @@ def _masked_moments(rows: np.ndarray) -> Moments:
 
 
 class TreeMerger:
-    """Merge in a balanced tree (pairwise, like pairwise summation), keeping order.
+    """Merge in a balanced tree (pairwise, like pairwise summation), keeping order: THE merge
+    tree of every engine.
 
     A binary-counter stack holds O(log n) partial results, so any number of chunks merges with
     error growing like log(n) instead of n, in bounded memory. :meth:`total` can be asked at any
     time (for a checkpoint) without disturbing the tree.
+
+    Each node merges an *aligned block* of ``2**k`` chunks (one starting at a multiple of
+    ``2**k``) as ``left.merge(right)`` of its halves. A merger may start at any chunk ``first``
+    (a distributed task's share of the chunks); its stack then holds the largest aligned blocks
+    that tile its chunks, and two adjacent mergers join (:meth:`joined`) by merging sibling
+    blocks where they meet. Every merge is one the single merger over all chunks makes, on the
+    same operands in the same order: any split of the chunks into tasks, joined in any order,
+    gives the local result bit for bit.
     """
 
-    def __init__(self, n_features: int) -> None:
+    def __init__(self, n_features: int, first: int = 0) -> None:
         self.n_features = n_features
-        self._stack: list[tuple[int, Moments]] = []
+        self.first = first
+        self._stack: list[tuple[int, Moments]] = []  # (level, moments of 2**level chunks)
 
-    def add(self, part: Moments) -> None:
-        level, cur = 0, part
-        while self._stack and self._stack[-1][0] == level:
+    @property
+    def stop(self) -> int:
+        """The chunks ``first:stop`` are merged here (the stack is all the state there is)."""
+        return self.first + sum(1 << level for level, _ in self._stack)
+
+    def add(self, part: Moments, level: int = 0) -> None:
+        """``part``: the moments of the aligned block of ``2**level`` chunks from :attr:`stop`."""
+        at, cur = self.stop, part
+        while (
+            self._stack
+            and self._stack[-1][0] == level
+            and (at - (1 << level)) % (2 << level) == 0  # the top is the left sibling
+        ):
             cur = self._stack.pop()[1].merge(cur)
+            at -= 1 << level
             level += 1
         self._stack.append((level, cur))
+
+    def joined(self, right: TreeMerger) -> TreeMerger:
+        """The merger of this one's chunks followed by ``right``'s (a new value)."""
+        if right.first != self.stop:
+            raise ValueError(f"mergers are not adjacent: {self.stop} != {right.first}")
+        out = TreeMerger(self.n_features, self.first)
+        out._stack = list(self._stack)
+        for level, part in right._stack:
+            out.add(part, level)
+        return out
 
     def total(self) -> Moments:
         result = Moments.empty(self.n_features)

@@ -3,7 +3,8 @@
 ``apply`` reads, transforms and writes each chunk. h5py serialises reads and writes, but numpy
 releases the GIL while it transforms, so transforming chunk ``i + 1`` while chunk ``i`` is written
 hides the transform behind the I/O on a second core. Results come back in input order, with at most
-``depth + 1`` items in flight (memory stays bounded by the chunk size).
+``threads + 1`` items in flight (memory stays bounded by the chunk size). One helper thread
+is the default: the transform is cheap beside the I/O; ``apply --workers`` sets more.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def compute_ahead(items: Iterable[T], fn: Callable[[T], R], depth: int = 1) -> Iterator[R]:
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="normstat-ahead") as pool:
+def compute_ahead(items: Iterable[T], fn: Callable[[T], R], threads: int = 1) -> Iterator[R]:
+    depth = max(threads, 1)
+    with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="normstat-ahead") as pool:
         pending: deque[Future[R]] = deque()
         try:
             for item in items:

@@ -16,22 +16,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
-
-import numpy as np
 
 from normstat.core.checks import NanPolicy
 from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments
-from normstat.core.transform import TransformParams
-from normstat.engine.plan import FitTask, WriteTask, counter_tree
-from normstat.engine.ranged import apply_range, fit_range, merge_pair
+from normstat.engine.plan import FitTask
+from normstat.engine.ranged import apply_range, fit_range, join
 from normstat.errors import DataError, NormstatError, UsageError
-from normstat.sinks.ranged import RangeTarget
+from normstat.lazy import optional_module
 from normstat.sources.ranges import RowRange
 
 Progress = Callable[[int], None]
@@ -43,13 +40,7 @@ CONNECT_TIMEOUT = 10  # seconds; a scheduler that does not answer by then is rep
 
 def distributed_module() -> ModuleType:
     """dask.distributed, or a clear error naming the extra that provides it."""
-    try:
-        import distributed
-    except ImportError:
-        raise UsageError(
-            "--engine dask needs dask.distributed: pip install 'normstat[dask]'"
-        ) from None
-    return distributed
+    return optional_module("distributed", "dask", "--engine dask")
 
 
 @contextmanager
@@ -96,39 +87,28 @@ def fit_dask(
     progress: Progress | None = None,
     sketch: SketchSpec | None = None,
 ) -> Moments:
-    """Moments of all ``tasks`` (from :func:`fit_tasks`), merged on the cluster as a tree."""
+    """Moments of all ``tasks`` (from :func:`~normstat.engine.plan.fit_tasks`), arrays or
+    tables: each task's merge tree, adjacent trees joined on the cluster, equal to the local
+    engine's result bit for bit whatever the order in which workers finish."""
     if not tasks:
         return Moments.empty(layout.n_features)
     with dask_client(scheduler, workers) as client:
-        leaves: list[Any] = []
-
-        def leaf(t: FitTask) -> tuple[int, Any]:
-            fut = client.submit(
-                fit_range, t, rows, layout, nan_policy, features, sketch, pure=False
-            )
-            leaves.append(fut)
-            return t.level, fut
-
-        root = _submit_tree(client, (leaf(t) for t in tasks))
-        sizes = {f.key: t.rows for f, t in zip(leaves, tasks, strict=True)}
-        where = {f.key: t.pieces[0] for f, t in zip(leaves, tasks, strict=True)}
-        _track(leaves, sizes, progress, where)
-        return _outcome(root.result)
-
-
-def _submit_tree(client: Any, leaves: Iterable[tuple[int, Any]]) -> Any:
-    """Submit merges as leaves arrive, by the local engine's binary counter: the tree and so
-    the result are the local engine's, whatever the order in which workers finish; and merges
-    are submitted (so prioritised) early, freeing the leaves' results as the fit goes."""
-    return counter_tree(leaves, lambda a, b: client.submit(merge_pair, a, b, pure=False))
+        leaves = [
+            client.submit(fit_range, t, rows, layout, nan_policy, features, sketch, pure=False)
+            for t in tasks
+        ]
+        nodes = list(leaves)
+        while len(nodes) > 1:  # joins submitted up front: each runs as its two inputs finish
+            pairs = [
+                client.submit(join, a, b, pure=False)
+                for a, b in zip(nodes[::2], nodes[1::2], strict=False)
+            ]
+            nodes = pairs + nodes[len(pairs) * 2 :]
+        track(leaves, tasks, progress)
+        return outcome(lambda: nodes[0].result().total())
 
 
-def _track(
-    futures: list[Any],
-    sizes: dict[str, int],
-    progress: Progress | None,
-    where: dict[str, RowRange] | None = None,
-) -> None:
+def track(futures: list[Any], tasks: Sequence[Any], progress: Progress | None) -> None:
     """Report tasks as they finish; on a failure raise the error of the FIRST failing task in
     plan order (as the local engine would), not of whichever failed first in time.
 
@@ -140,10 +120,10 @@ def _track(
         i = order[fut.key]
         if fut.status != "finished":
             failed = _first_failure(futures, i)
-            _outcome(failed.result, (where or {}).get(failed.key))
+            outcome(failed.result, tasks[order[failed.key]].pieces[0])
         futures[i] = None
         if progress is not None:
-            progress(sizes[fut.key])
+            progress(tasks[i].rows)
 
 
 def _first_failure(futures: list[Any], i: int) -> Any:
@@ -152,7 +132,7 @@ def _first_failure(futures: list[Any], i: int) -> Any:
     return next((f for f in earlier if f.status != "finished"), futures[i])
 
 
-def _outcome(get: Callable[[], Any], where: RowRange | None = None) -> Any:
+def outcome(get: Callable[[], Any], where: RowRange | None = None) -> Any:
     """Run ``get`` (a future's result), turning cluster failures into one clear line."""
     distributed = distributed_module()
     try:
@@ -177,33 +157,13 @@ def _outcome(get: Callable[[], Any], where: RowRange | None = None) -> Any:
         raise DataError(f"the Dask computation failed ({type(exc).__name__}: {exc})") from None
 
 
-def apply_dask(
-    jobs: Sequence[tuple[WriteTask, RangeTarget]],
-    rows: int,
-    layout: AxisLayout,
-    params: TransformParams,
-    inverse: bool,
-    dtype: np.dtype,
-    *,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    progress: Progress | None = None,
-) -> int:
-    """Run every (task, target) write on the cluster; returns the rows written.
-
-    Targets must already exist (``create()``d by the caller, which also commits them).
-    """
+def run_jobs(jobs: Sequence[Any], o: Any) -> int:
+    """Run every apply job (:mod:`normstat.engine.dask_apply`) on the cluster of the options
+    ``o``; returns the rows written. Outputs must exist already (the caller commits them)."""
     if not jobs:
         return 0
-    with dask_client(scheduler, workers) as client:
-        futures = [
-            client.submit(
-                apply_range, task, target, rows, layout, params, inverse, dtype, pure=False
-            )
-            for task, target in jobs
-        ]
-        sizes = {f.key: task.rows for f, (task, _) in zip(futures, jobs, strict=True)}
-        where = {f.key: task.pieces[0] for f, (task, _) in zip(futures, jobs, strict=True)}
-        _track(list(futures), sizes, progress, where)
-        written = _outcome(lambda: client.gather(futures))
+    with dask_client(o.scheduler, o.workers) as client:
+        futures = [client.submit(apply_range, j, o.rows, o.step, pure=False) for j in jobs]
+        track(list(futures), jobs, o.progress)
+        written = outcome(lambda: client.gather(futures))
     return int(sum(written))

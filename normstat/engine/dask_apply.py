@@ -1,120 +1,190 @@
-"""``apply --engine dask``: decide the output(s), create them empty, let workers fill them.
+"""``apply --engine dask``: the apply pipeline's steps, run by tasks that write their own rows.
 
 Two shapes of output:
 
-* one array (``OUT.zarr`` or ``OUT.npy``): tasks are cut at multiples of the output's chunk rows
-  in output coordinates (a task may span two input shards), so each Zarr chunk has one writer;
-* a directory of parts (several inputs, OUT without a known suffix): one part per input shard,
-  same file name and format, each cut into its own tasks. A format that can only be written whole
-  (``align is None``, e.g. Parquet) gets one task per part, so parts are still written in parallel.
+* one output (``OUT.zarr``, ``OUT.npy``, or a table file from one shard): formats written by
+  row ranges (``parallel == "ranges"``) are created empty, then tasks cut at multiples of the
+  output's chunk rows (in output coordinates; a task may span two shards) each write their rows,
+  so each Zarr chunk has one writer; a table file can only be written whole, from its first row
+  (Parquet and Arrow IPC files end with a footer indexing everything before it): one task;
+* a directory of parts (several shards, OUT without a known suffix): one part per shard, same
+  file name and format, each written as above.
 
 HDF5 is refused: HDF5 has no safe concurrent writers (parallel HDF5 needs MPI and a parallel
-build of the library), so many processes writing one file would corrupt it.
+build of the library), so many processes writing one file would corrupt it. A part written
+whole goes through a temporary file beside it, renamed into place, so a task that Dask runs
+twice never leaves a torn part; the client commits the whole output only when every task is done.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
-from collections.abc import Callable
+import secrets
+from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
-from normstat.core.layout import AxisLayout
-from normstat.core.transform import TransformParams
-from normstat.engine.dask import apply_dask
-from normstat.engine.plan import WriteTask, aligned, concat_tasks, shard_ranges
+from normstat.engine.output import ApplyOptions, Output, resolve, write
+from normstat.engine.plan import aligned, check_seekable, concat_tasks
+from normstat.engine.transform import TransformStep, reads, transformed
 from normstat.errors import UsageError
-from normstat.sinks import ARRAY_WRITERS, atomic_directory, atomic_output_for
-from normstat.sinks.ranged import RangeTarget, range_target
+from normstat.sinks import (
+    OutputFormat,
+    OutputSpec,
+    RangeTarget,
+    atomic_directory,
+    atomic_output_for,
+    check_writable,
+    named_by_suffix,
+    open_writer,
+    range_target,
+)
 from normstat.sources.base import ArraySource
-
-TaskRows = Callable[[ArraySource], int]
-"""Rows per task for a shard, before alignment to the output's chunks."""
-
-Run = Callable[[list[tuple[WriteTask, RangeTarget]]], int]
-"""Executes (task, target) jobs somewhere; returns the rows written."""
+from normstat.sources.ranges import RowRange, open_range
 
 
-def suffix_format(out: str) -> str | None:
-    """The output format OUT's suffix names, or ``None`` if it names none."""
-    suffix = os.path.splitext(out.rstrip("/"))[1].lower()
-    return next((name for name, sfx, _, _ in ARRAY_WRITERS if suffix in sfx), None)
+@dataclass(frozen=True)
+class RangeJob:
+    """Rows from one or more ranges, written into ``target`` from output row ``start``."""
+
+    pieces: tuple[RowRange, ...]
+    target: RangeTarget
+    start: int
+    shown: str
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.pieces)
+
+    def run(self, rows: int, step: TransformStep) -> int:
+        # sources stay open until written: a table chunk decodes its columns when transformed
+        with contextlib.ExitStack() as opened:
+            srcs = [opened.enter_context(contextlib.closing(open_range(p))) for p in self.pieces]
+            chunks = (
+                c
+                for s, p in zip(srcs, self.pieces, strict=True)
+                for c in s.chunks(rows, p.start, p.stop)
+            )
+            items = transformed(chunks, step)
+            return write(lambda: self.target.open(self.start), items, self.shown)
 
 
-def refuse_hdf5(fmt: str, where: str) -> None:
-    if fmt == "hdf5":
+@dataclass(frozen=True)
+class FileJob:
+    """A whole table shard written as the file ``target``, through a temporary renamed into
+    place when complete (shown to the user as ``shown``)."""
+
+    pieces: tuple[RowRange, ...]  # the whole shard
+    target: str
+    format: OutputFormat
+    spec: OutputSpec
+    shown: str
+
+    @property
+    def rows(self) -> int:
+        return self.pieces[0].rows
+
+    def run(self, rows: int, step: TransformStep) -> int:
+        tmp = temporary(self.target, secrets.token_hex(4))
+        src = open_range(self.pieces[0])
+        try:
+            items = transformed(reads([src], rows, True), step, self.spec.schema)
+            n = write(lambda: open_writer(self.format, tmp, self.spec), items, self.shown)
+            os.replace(tmp, self.target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        finally:
+            src.close()
+        return n
+
+
+def temporary(target: str, token: str, escape: bool = False) -> str:
+    """A worker's temporary file for ``target`` (with ``escape``: a glob of all of them)."""
+    folder, name = os.path.split(target)
+    if escape:
+        folder, name = glob.escape(folder), glob.escape(name)
+    return os.path.join(folder, f".{name}.{token}.tmp")
+
+
+def apply_dask(srcs: list[ArraySource], o: ApplyOptions) -> None:
+    """Plan the jobs of OUT (one output, or a directory of parts), commit OUT when all ran."""
+    from normstat.engine.dask import run_jobs
+
+    if o.out == "-":
+        raise UsageError("-o - streams rows in order from one process; use --engine local")
+    if srcs[0].kind == "table":
+        check_seekable(srcs)
+    parts = len(srcs) > 1 and o.output_format is None and named_by_suffix(o.out) is None
+    if parts:  # each part as the shard alone would be written, under the shard's name
+        names = part_names(srcs, o.out)
+        outs = [resolve([s], replace(o, out=n)) for s, n in zip(srcs, names, strict=True)]
+        for s, out in zip(srcs, outs, strict=True):
+            _check_parallel(out.format, 1, s.path)
+    else:
+        outs = [resolve(srcs, o)]
+        _check_parallel(outs[0].format, len(srcs), o.out)
+    check_writable(o.out, force=o.force, inputs=tuple(s.path for s in srcs))
+
+    def run(jobs: list[Any]) -> None:
+        try:
+            run_jobs(jobs, o)
+        finally:
+            for j in jobs:  # temporaries of tasks whose worker died while writing
+                if isinstance(j, FileJob):
+                    for left in glob.glob(temporary(j.target, "*", escape=True)):
+                        with contextlib.suppress(OSError):
+                            os.unlink(left)
+
+    if not parts:
+        with atomic_output_for(o.out, outs[0].format.name) as tmp:
+            run(_jobs(srcs, tmp, o.out, outs[0], o))
+        return
+    with atomic_directory(o.out) as tmp:
+        jobs = []
+        for src, out, name in zip(srcs, outs, names, strict=True):
+            jobs += _jobs([src], os.path.join(tmp, name), f"{o.out}/{name}", out, o)
+        run(jobs)
+
+
+def _jobs(
+    srcs: list[ArraySource], path: str, shown: str, out: Output, o: ApplyOptions
+) -> list[Any]:
+    """The jobs that write ``srcs`` into the one output at ``path`` (created here if written
+    by ranges)."""
+    if out.batches:
+        spec = replace(out.spec, like=None, attrs=dict)  # picklable: it travels to a worker
+        return [FileJob((_whole(srcs[0]),), os.path.abspath(path), out.format, spec, shown)]
+    target = range_target(out.format, path, out.spec, o.rows)
+    target.create()
+    assert o.task_rows is not None
+    rows = aligned(o.task_rows(srcs[0]), target.align, out.spec.shape[0])
+    return [RangeJob(pieces, target, start, shown) for pieces, start in concat_tasks(srcs, rows)]
+
+
+def _whole(src: ArraySource) -> RowRange:
+    n = src.shape[0]
+    assert n is not None  # a table with row groups / record batches knows its rows
+    return RowRange.of(src, 0, n)
+
+
+def _check_parallel(fmt: OutputFormat, shards: int, where: str) -> None:
+    """Refuse what workers cannot write, before anything is read or written."""
+    if fmt.parallel is None:
         raise UsageError(
-            "--engine dask cannot write HDF5: HDF5 has no safe concurrent writers (parallel "
-            "HDF5 needs MPI). Write OUT.zarr or OUT.npy, or use --engine local for HDF5 output",
+            f"--engine dask cannot write {fmt.name}: HDF5 has no safe concurrent writers "
+            "(parallel HDF5 needs MPI). Write OUT.zarr or OUT.npy, or use --engine local",
             path=where,
         )
-
-
-def apply_to_output(
-    srcs: list[ArraySource],
-    out: str,
-    *,
-    dtype: np.dtype,
-    task_rows: TaskRows,
-    attrs: dict[str, Any],
-    run: Run,
-    rows: int | None = None,
-) -> None:
-    """Write all shards into OUT (one array, or a directory of parts); ``run`` executes jobs.
-
-    ``rows`` is the read block, a bound on the output's chunk rows (Zarr)."""
-    if out == "-":
-        raise UsageError("-o - streams rows in order from one process; use --engine local")
-    fmt = suffix_format(out)
-    if len(srcs) > 1 and fmt is None:
-        _to_parts(srcs, out, dtype, task_rows, attrs, run, rows)
-    else:
-        _to_one(srcs, out, fmt or srcs[0].format, dtype, task_rows, attrs, run, rows)
-
-
-def _to_one(
-    srcs: list[ArraySource],
-    out: str,
-    fmt: str,
-    dtype: np.dtype,
-    task_rows: TaskRows,
-    attrs: dict[str, Any],
-    run: Run,
-    rows: int | None,
-) -> None:
-    refuse_hdf5(fmt, out)
-    shape = (sum(s.shape[0] for s in srcs), *srcs[0].shape[1:])
-    like = srcs[0] if len(srcs) == 1 else None
-    with atomic_output_for(out, fmt) as tmp:
-        target = range_target(fmt, tmp, shape, dtype, like=like, attrs=attrs, rows=rows)
-        target.create()
-        rows = aligned(task_rows(srcs[0]), target.align, shape[0])
-        run([(t, target) for t in concat_tasks(srcs, rows)])
-
-
-def _to_parts(
-    srcs: list[ArraySource],
-    out: str,
-    dtype: np.dtype,
-    task_rows: TaskRows,
-    attrs: dict[str, Any],
-    run: Run,
-    rows: int | None,
-) -> None:
-    names = part_names(srcs, out)
-    with atomic_directory(out) as tmp:
-        jobs: list[tuple[WriteTask, RangeTarget]] = []
-        for src, name in zip(srcs, names, strict=True):
-            refuse_hdf5(src.format, src.path)
-            part = os.path.join(tmp, name)
-            target = range_target(
-                src.format, part, src.shape, dtype, like=src, attrs=attrs, rows=rows
-            )
-            target.create()
-            rows = aligned(task_rows(src), target.align, src.shape[0])
-            jobs += [(WriteTask((r,), r.start), target) for r in shard_ranges(src, rows)]
-        run(jobs)
+    if fmt.parallel == "whole" and shards > 1:
+        raise UsageError(
+            "--engine dask writes several shards as a directory of parts, one per shard (a "
+            "table file can only be written whole, by one process): give OUT without a "
+            "suffix, or use --engine local for one file",
+            path=where,
+        )
 
 
 def part_names(srcs: list[ArraySource], out: str) -> list[str]:
@@ -134,19 +204,3 @@ def part_names(srcs: list[ArraySource], out: str) -> list[str]:
             )
         names[name] = s.path
     return list(names)
-
-
-def runner(
-    rows: int,
-    layout: AxisLayout,
-    params: TransformParams,
-    inverse: bool,
-    dtype: np.dtype,
-    **cluster: Any,
-) -> Run:
-    """The ``run`` argument of :func:`apply_to_output` for a Dask cluster."""
-
-    def run(jobs: list[tuple[WriteTask, RangeTarget]]) -> int:
-        return apply_dask(jobs, rows, layout, params, inverse, dtype, **cluster)
-
-    return run

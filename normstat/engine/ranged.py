@@ -1,26 +1,24 @@
 """What one distributed task does, wherever it runs: reopen its rows, then the shared steps.
 
 These functions import no scheduler: the Dask engine ships them to workers, and tests can call
-them directly. A fit task is :func:`chunk_task` over its chunks merged by :func:`merge_all`, the
-very functions of the local engine; an apply task is :func:`transform_block` over its chunks.
+them directly. A fit task is :func:`chunk_task` over its chunks, merged into the local engine's
+:class:`TreeMerger`; an apply task is the apply pipeline's read-transform-write over its rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import numpy as np
+from typing import Any
 
 from normstat.core.checks import NanPolicy
 from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
-from normstat.core.moments import Moments, merge_all
-from normstat.core.transform import TransformParams, transform_block
-from normstat.engine.plan import FitTask, WriteTask
+from normstat.core.moments import TreeMerger
+from normstat.engine.plan import FitTask
 from normstat.engine.task import chunk_task
+from normstat.engine.transform import TransformStep
 from normstat.errors import DataError, NormstatError
-from normstat.sinks.ranged import RangeTarget
 from normstat.sources.ranges import RowRange, read_range
 
 
@@ -50,37 +48,29 @@ def fit_range(
     nan_policy: NanPolicy,
     features: list[str] | None = None,
     sketch: SketchSpec | None = None,
-) -> Moments:
-    """Moments of the task's chunks, merged exactly as the local engine merges them."""
+) -> TreeMerger:
+    """The merge tree of the task's chunks: the local engine's per-chunk step and merges."""
+    tree = TreeMerger(layout.n_features, task.first)
     with blame(task.pieces):
-        chunks = (c for piece in task.pieces for c in read_range(piece, rows))
-        parts = (chunk_task(c, layout, nan_policy, features, sketch) for c in chunks)
-        return merge_all(parts, layout.n_features)
+        for piece in task.pieces:
+            for chunk in read_range(piece, rows):
+                tree.add(chunk_task(chunk, layout, nan_policy, features, sketch))
+    if tree.stop - task.first != task.chunks:
+        first = task.pieces[0]
+        raise DataError(
+            f"rows {first.start}:{first.stop} were read as {tree.stop - task.first} chunks, "
+            f"{task.chunks} were planned: did the file change during the fit?",
+            path=first.label,
+        )
+    return tree
 
 
-def apply_range(
-    task: WriteTask,
-    target: RangeTarget,
-    rows: int,
-    layout: AxisLayout,
-    params: TransformParams,
-    inverse: bool,
-    dtype: np.dtype,
-) -> int:
-    """Transform the task's rows into ``target``; returns the number of rows written."""
-    out = task.out_start
-    with blame(task.pieces):
-        writer = target.open()
-        try:
-            for piece in task.pieces:
-                for chunk in read_range(piece, rows):
-                    writer.write(out, transform_block(chunk.data, layout, params, inverse, dtype))
-                    out += chunk.data.shape[0]
-        finally:
-            writer.close()
-    return out - task.out_start
+def join(left: TreeMerger, right: TreeMerger) -> TreeMerger:
+    """Two adjacent tasks' trees as one (a picklable task)."""
+    return left.joined(right)
 
 
-def merge_pair(a: Moments, b: Moments) -> Moments:
-    """The reduction operator as a plain function (a picklable task)."""
-    return a.merge(b)
+def apply_range(job: Any, rows: int, step: TransformStep) -> int:
+    """Run one apply job (:mod:`normstat.engine.dask_apply`); returns the rows written."""
+    with blame(job.pieces):
+        return int(job.run(rows, step))

@@ -1,4 +1,4 @@
-"""Write failures as one line naming the output, shared by every writer's drive loop.
+"""Write failures as one line naming the output, for the loop that drives every writer.
 
 A full disk or a file-size limit surfaces differently per library (``OSError`` with an errno,
 h5py's multi-line messages, a ``RuntimeError`` from h5py's close, pyarrow's own exceptions); the
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+import sys
+from collections.abc import Iterator
 
 from normstat.errors import DataError
 
@@ -29,7 +29,7 @@ def os_reason(exc: BaseException) -> str:
 @contextlib.contextmanager
 def write_errors(out: str, also: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Turn a failure of the writer into a :class:`DataError` naming ``out``."""
-    caught: tuple[type[BaseException], ...] = (OSError, RuntimeError, *also)  # h5py: RuntimeError
+    caught: tuple[type[BaseException], ...] = (OSError, RuntimeError, *also, *_arrow())
     try:
         yield
     except BrokenPipeError:
@@ -38,23 +38,7 @@ def write_errors(out: str, also: tuple[type[BaseException], ...] = ()) -> Iterat
         raise DataError(f"cannot write the output ({os_reason(exc)})", path=out) from None
 
 
-def drain(
-    write: Callable[[Any], None],
-    close: Callable[[], None],
-    items: Iterable[Any],
-    out: str,
-    also: tuple[type[BaseException], ...] = (),
-) -> None:
-    """Write every item, then close. On failure the writer is closed quietly (a full disk makes
-    closing fail too), so the first error is the one the user sees. Only the writer's own
-    failures are reported as write errors; reading errors pass through as they are."""
-    try:
-        for item in items:
-            with write_errors(out, also):
-                write(item)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            close()
-        raise
-    with write_errors(out, also):
-        close()
+def _arrow() -> tuple[type[BaseException], ...]:
+    """pyarrow's own write failures, when pyarrow is loaded (else none can occur)."""
+    pa = sys.modules.get("pyarrow")
+    return () if pa is None else (pa.ArrowException,)

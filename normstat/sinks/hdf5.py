@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import h5py
-import numpy as np
+
+from normstat.sinks import OutputSpec
 
 
 def _copy_attrs(src: h5py.HLObject, dst: h5py.HLObject) -> None:
@@ -33,33 +34,27 @@ def copy_except(src: h5py.Group, dst: h5py.Group, skip: str) -> None:
 
 
 class Hdf5Writer:
-    def __init__(
-        self,
-        tmp_path: str,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        *,
-        dataset: str | None = None,
-        like: h5py.Dataset | None = None,
-        attrs: dict[str, Any] | None = None,
-        **_: Any,
-    ) -> None:
-        self._file = h5py.File(tmp_path, "w")
-        name = dataset or "/data"
+    """The dataset keeps the input's path (``/data`` for other inputs); from one HDF5 input,
+    the file keeps everything else of that input."""
+
+    def __init__(self, target: str, spec: OutputSpec) -> None:
+        self._file = h5py.File(target, "w")
         kwargs: dict[str, Any] = {}
-        template = None
-        if isinstance(like, h5py.Dataset):
-            template = like
+        template = getattr(spec.like, "handle", None) if spec.input_format == "hdf5" else None
+        if isinstance(template, h5py.Dataset):
             copy_except(template.file, self._file, template.name)
-            kwargs = _storage_like(template, shape)
-        self._ds = self._file.create_dataset(name, shape=shape, dtype=dtype, **kwargs)
+            kwargs = _storage_like(template, spec.shape)
+        name = spec.dataset or "/data"
+        self._ds = self._file.create_dataset(name, shape=spec.shape, dtype=spec.dtype, **kwargs)
         if template is not None:
             _copy_attrs(template, self._ds)
-        for k, v in (attrs or {}).items():
+        for k, v in spec.attrs().items():
             self._ds.attrs[k] = v
+        self._start = 0
 
-    def write(self, start: int, block: np.ndarray) -> None:
-        self._ds[start : start + block.shape[0]] = block
+    def write(self, block: Any) -> None:
+        self._ds[self._start : self._start + block.shape[0]] = block
+        self._start += block.shape[0]
 
     def close(self) -> None:
         self._file.close()

@@ -1,47 +1,21 @@
 """Table outputs: Parquet, Arrow IPC file / Feather, CSV, and an Arrow IPC stream to stdout.
 
-Writers share one shape: ``Writer(target, schema)``, ``write(batch)`` for each record batch in
-order, ``close()``. The schema (with its metadata) is fixed up front, so every batch is checked
-against it by pyarrow.
+Writers have the shape of every writer (:class:`normstat.sinks.Writer`): ``Writer(target,
+spec)``, ``write(batch)`` for each record batch in order, ``close()``. The schema (with its
+metadata) is fixed up front, so every batch is checked against it by pyarrow.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from normstat.errors import UsageError
-
-# (name, suffixes): the output formats a table can be written as; npy / hdf5 take the features
-# only, as a (rows, features) matrix, through the array writers.
-TABLE_OUTPUTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("parquet", (".parquet", ".pq")),
-    ("arrow", (".arrow", ".ipc", ".arrows")),
-    ("feather", (".feather",)),
-    ("csv", (".csv",)),
-    ("npy", (".npy",)),
-    ("hdf5", (".h5", ".hdf5", ".he5")),
-)
-
-
-def table_output_format(out: str, input_format: str) -> str:
-    """OUT's suffix names the output format; an unknown suffix keeps the input's format."""
-    suffix = os.path.splitext(out.rstrip("/"))[1].lower()
-    if suffix == ".zarr":
-        raise UsageError(
-            "a table is written as .parquet, .arrow, .feather, .csv, .npy or .h5, not .zarr",
-            path=out,
-        )
-    for name, suffixes in TABLE_OUTPUTS:
-        if suffix in suffixes:
-            return name
-    return input_format
+from normstat.sinks import OutputSpec
 
 
 class ParquetTableWriter:
@@ -51,7 +25,8 @@ class ParquetTableWriter:
 
     ROW_GROUP_BYTES = 32 << 20
 
-    def __init__(self, target: str, schema: pa.Schema) -> None:
+    def __init__(self, target: str, spec: OutputSpec) -> None:
+        schema = spec.schema
         plain = {f.name for f in schema if pa.types.is_floating(f.type)}
         dictionary = [f.name for f in schema if f.name not in plain]
         self._w = pq.ParquetWriter(target, schema, use_dictionary=dictionary)
@@ -80,9 +55,9 @@ class ParquetTableWriter:
 class IpcTableWriter:
     """An Arrow IPC file (Feather v2 is the same file)."""
 
-    def __init__(self, target: str, schema: pa.Schema) -> None:
+    def __init__(self, target: str, spec: OutputSpec) -> None:
         self._sink = pa.OSFile(target, "wb")
-        self._w = ipc.new_file(self._sink, schema)
+        self._w = ipc.new_file(self._sink, spec.schema)
 
     def write(self, batch: pa.RecordBatch) -> None:
         self._w.write_batch(batch)
@@ -93,8 +68,8 @@ class IpcTableWriter:
 
 
 class CsvTableWriter:
-    def __init__(self, target: str, schema: pa.Schema) -> None:
-        self._w = pacsv.CSVWriter(target, schema)
+    def __init__(self, target: str, spec: OutputSpec) -> None:
+        self._w = pacsv.CSVWriter(target, spec.schema)
 
     def write(self, batch: pa.RecordBatch) -> None:
         self._w.write_batch(batch)
@@ -106,9 +81,9 @@ class CsvTableWriter:
 class IpcStreamWriter:
     """``-o -``: an Arrow IPC stream on stdout, batch by batch, for a pipe into training."""
 
-    def __init__(self, schema: pa.Schema, stream: BinaryIO | None = None) -> None:
+    def __init__(self, target: str, spec: OutputSpec, stream: BinaryIO | None = None) -> None:
         self._fp = stream if stream is not None else sys.stdout.buffer
-        self._w = ipc.new_stream(self._fp, schema)
+        self._w = ipc.new_stream(self._fp, spec.schema)
 
     def write(self, batch: pa.RecordBatch) -> None:
         self._w.write_batch(batch)
@@ -116,15 +91,3 @@ class IpcStreamWriter:
     def close(self) -> None:
         self._w.close()
         self._fp.flush()
-
-
-_WRITERS: dict[str, Any] = {
-    "parquet": ParquetTableWriter,
-    "arrow": IpcTableWriter,
-    "feather": IpcTableWriter,
-    "csv": CsvTableWriter,
-}
-
-
-def open_table_writer(fmt: str, target: str, schema: pa.Schema) -> Any:
-    return _WRITERS[fmt](target, schema)

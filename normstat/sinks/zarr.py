@@ -13,8 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from normstat.sources.base import rows_for_bytes
-from normstat.sources.zarr import zarr_module
+from normstat.lazy import optional_module
+from normstat.sinks import OutputSpec
+
+
+def zarr_module() -> Any:
+    return optional_module("zarr", "zarr", "Zarr stores")
+
 
 OUTPUT_CHUNK_BYTES = 16 * 2**20
 
@@ -29,7 +34,8 @@ def output_chunks(
     ~16 MiB and at most ``rows`` (the read block), so blocks cover whole chunks."""
     if like is not None and len(like) == len(shape):
         return tuple(max(1, min(c, s)) for c, s in zip(like, shape, strict=True))
-    n = rows_for_bytes(shape, np.dtype(dtype), OUTPUT_CHUNK_BYTES)
+    row_bytes = max(int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize, 1)
+    n = max(1, OUTPUT_CHUNK_BYTES // row_bytes)
     if rows is not None:
         n = min(n, rows)
     return (max(1, min(n, shape[0] if shape else 1)), *shape[1:])
@@ -66,79 +72,47 @@ class ZarrTarget:
         )
         arr.attrs.update(_json_attrs(self.attrs))
 
-    def open(self) -> ZarrRangeWriter:
-        return ZarrRangeWriter(
-            zarr_module().open_array(store=self.path, mode="r+", **self._kwargs())
-        )
+    def open(self, start: int = 0) -> ZarrRangeWriter:
+        array = zarr_module().open_array(store=self.path, mode="r+", **self._kwargs())
+        return ZarrRangeWriter(array, start)
 
 
 class ZarrRangeWriter:
-    def __init__(self, array: Any) -> None:
-        self._arr = array
+    def __init__(self, array: Any, start: int) -> None:
+        self._arr, self._start = array, start
 
-    def write(self, start: int, block: np.ndarray) -> None:
-        self._arr[start : start + block.shape[0]] = block
+    def write(self, block: np.ndarray) -> None:
+        self._arr[self._start : self._start + block.shape[0]] = block
+        self._start += block.shape[0]
 
     def close(self) -> None:
         self._arr = None
 
 
-def zarr_target(
-    path: str,
-    shape: tuple[int, ...],
-    dtype: np.dtype,
-    like: Any,
-    attrs: dict[str, Any],
-    rows: int | None = None,
-) -> ZarrTarget:
-    """The output array, chunked like ``like`` (a source) when it is chunked storage.
+def range_target(path: str, spec: OutputSpec, rows: int | None = None) -> ZarrTarget:
+    """The output array, chunked like the one source it is made from when that is chunked
+    storage; at most ``rows`` (the read block) per chunk otherwise.
 
     A Zarr input's array keeps its path inside the output store; any other input's output is
     a store that is itself the array.
     """
-    chunks = getattr(like, "storage_chunks", None)
-    dataset = like.dataset if getattr(like, "format", None) == "zarr" else None
-    chunking = output_chunks(shape, dtype, chunks, rows)
-    return ZarrTarget(path, shape, dtype.str, chunking, dataset, attrs)
+    chunks = getattr(spec.like, "storage_chunks", None)
+    dataset = spec.dataset if spec.input_format == "zarr" else None
+    dtype = np.dtype(spec.dtype)
+    chunking = output_chunks(spec.shape, dtype, chunks, rows)
+    return ZarrTarget(path, tuple(spec.shape), dtype.str, chunking, dataset, spec.attrs())
 
 
 class ZarrWriter:
-    """The sequential writer of the local engine (the :class:`normstat.sinks.Writer` shape)."""
+    """The sequential writer of the local engine: the parallel target, written by one."""
 
-    def __init__(
-        self,
-        tmp_path: str,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        *,
-        dataset: str | None = None,
-        like_chunks: tuple[int, ...] | None = None,
-        attrs: dict[str, Any] | None = None,
-        **_: Any,
-    ) -> None:
-        target = ZarrTarget(
-            tmp_path,
-            tuple(shape),
-            np.dtype(dtype).str,
-            output_chunks(tuple(shape), np.dtype(dtype), like_chunks),
-            dataset,
-            attrs or {},
-        )
-        target.create()
-        self._w = target.open()
+    def __init__(self, target: str, spec: OutputSpec) -> None:
+        out = range_target(target, spec)
+        out.create()
+        self._w = out.open()
 
-    def write(self, start: int, block: np.ndarray) -> None:
-        self._w.write(start, block)
+    def write(self, block: np.ndarray) -> None:
+        self._w.write(block)
 
     def close(self) -> None:
         self._w.close()
-
-
-def zarr_writer_options(srcs: list[Any], attrs: dict[str, Any]) -> dict[str, Any]:
-    """Options of :class:`ZarrWriter` for the local engine: as :func:`zarr_target` decides."""
-    like = srcs[0] if len(srcs) == 1 else None
-    return {
-        "dataset": srcs[0].dataset if srcs[0].format == "zarr" else None,
-        "like_chunks": getattr(like, "storage_chunks", None),
-        "attrs": attrs,
-    }

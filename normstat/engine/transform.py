@@ -1,0 +1,105 @@
+"""The transform step of ``apply`` as one value, and the reads it is applied to.
+
+:class:`TransformStep` carries what every engine needs to transform an item (the affine map laid
+out for the chunks, its direction, the output dtype), so it travels as one picklable value to a
+thread or a Dask worker. ``block`` transforms a block of samples (arrays, or a table's feature
+matrix) with the numpy kernel of :mod:`normstat.core.transform`; ``batch`` replaces a record
+batch's feature columns and passes the other columns through (pyarrow, imported only then).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from normstat.core.layout import AxisLayout
+from normstat.core.transform import TransformParams, transform_block
+from normstat.engine.ahead import compute_ahead
+from normstat.sources.base import ArraySource
+from normstat.sources.buffers import BufferPool
+
+
+@dataclass(frozen=True)
+class TransformStep:
+    layout: AxisLayout
+    params: TransformParams  # broadcast to ``layout.broadcast_shape``
+    inverse: bool
+    dtype: np.dtype
+    features: tuple[str, ...] | None = None  # a table's feature columns
+
+    def block(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Transform a block of samples (into ``out`` when given)."""
+        return transform_block(x, self.layout, self.params, self.inverse, self.dtype, out)
+
+    def batch(self, batch: Any, schema: Any) -> Any:
+        """``batch`` with its feature columns replaced, at their positions, by their transformed
+        values (nulls kept null); ``schema`` is the output's (:func:`output_schema`).
+
+        Column by column, from the Arrow buffers: gathering the features into a float64 matrix
+        first, and scattering the result back into columns, cost more than the transform."""
+        import pyarrow as pa
+
+        from normstat.sources.table import column_array
+
+        cols = list(batch.columns)
+        for j, name in enumerate(self.features or ()):
+            pos = schema.get_field_index(name)
+            col = cols[pos]
+            x = column_array(col)
+            p = self.params.feature(j)
+            y = p.inverse(x, self.dtype) if self.inverse else p.forward(x, self.dtype)
+            mask = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else None
+            cols[pos] = pa.array(y, type=schema.field(pos).type, mask=mask)
+        return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def output_schema(schema: Any, features: Iterable[str], dtype: np.dtype) -> Any:
+    """The input's schema with the feature columns retyped; field and schema metadata kept."""
+    import pyarrow as pa
+
+    out_type = pa.from_numpy_dtype(dtype)
+    chosen = set(features)
+    fields = [
+        pa.field(f.name, out_type, nullable=True, metadata=f.metadata) if f.name in chosen else f
+        for f in schema
+    ]
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def reads(srcs: Iterable[ArraySource], rows: int, batches: bool) -> Iterator[Any]:
+    """What ``apply`` reads, source after source: record batches (a table written as a table,
+    every column) or chunks of samples (arrays; a table's feature matrix), of ``rows`` rows."""
+    for s in srcs:
+        yield from s.batches(rows) if batches else s.chunks(rows)  # type: ignore[attr-defined]
+
+
+def transformed(
+    items: Iterable[Any],
+    step: TransformStep,
+    schema: Any = None,
+    threads: int = 1,
+) -> Iterator[tuple[int, Any]]:
+    """``(rows, transformed item)`` in order: chunks into blocks, or (with ``schema``, the
+    output's) record batches into batches, ``threads`` items ahead of the caller on helper
+    threads, so transforming overlaps reading and writing."""
+    local = threading.local()  # one buffer pool per helper thread
+
+    def block(chunk: Any) -> tuple[int, np.ndarray]:
+        pool = getattr(local, "pool", None) or _new_pool(local)
+        x = chunk.data
+        return x.shape[0], step.block(x, pool.get(x.shape, step.dtype))
+
+    def batch(b: Any) -> tuple[int, Any]:
+        return b.num_rows, step.batch(b, schema)
+
+    fn: Any = block if schema is None else batch
+    return compute_ahead(items, fn, threads)
+
+
+def _new_pool(local: threading.local) -> BufferPool:
+    local.pool = BufferPool()
+    return local.pool
