@@ -21,6 +21,8 @@ import numpy as np
 from normstat import __version__
 from normstat.core.moments import Moments
 from normstat.core.npz import read_npz_member
+from normstat.core.quantiles import FIELDS as SKETCH_FIELDS
+from normstat.core.quantiles import Sketch
 from normstat.core.stats import Stats
 from normstat.errors import ArtifactError, UsageError
 from normstat.sinks.atomic import atomic_output
@@ -85,7 +87,124 @@ def _arrays(stats: Stats) -> dict[str, np.ndarray]:
 def to_dict(stats: Stats) -> dict[str, Any]:
     out = _meta(stats)
     out.update({k: _nested(v) for k, v in _arrays(stats).items()})
+    out.update(_distribution(stats))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the optional distribution summary (docs/quantiles.md): quantiles and the histogram they come from
+
+_SKETCH_INTS = ("drop", "offsets", "keys", "counts")
+_SKETCH_IDENTITY = {"min": np.inf, "max": -np.inf, "neg_max": -np.inf, "pos_min": np.inf}
+
+
+def _distribution(stats: Stats) -> dict[str, Any]:
+    """``quantile_levels``, ``quantiles`` (levels x feature shape) and ``histogram`` (the exact
+    summary, so that ``merge`` can combine artifacts), when fitted; nothing otherwise."""
+    out: dict[str, Any] = {}
+    quantiles = stats.quantiles
+    if stats.quantile_levels is not None and quantiles is not None:
+        out["quantile_levels"] = list(stats.quantile_levels)
+        out["quantiles"] = _nested(quantiles)
+        out["quantiles_exact"] = stats.exact_quantiles is not None
+    if stats.sketch is not None:
+        out["histogram"] = {k: _nested(v) for k, v in stats.sketch.arrays().items()}
+    return out
+
+
+def _npz_distribution(stats: Stats) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    quantiles = stats.quantiles
+    if stats.quantile_levels is not None and quantiles is not None:
+        out["quantile_levels"] = np.asarray(stats.quantile_levels, np.float64)
+        out["quantiles"] = quantiles
+        out["quantiles_exact"] = np.array(stats.exact_quantiles is not None)
+    if stats.sketch is not None:
+        out.update({f"histogram_{k}": v for k, v in stats.sketch.arrays().items()})
+    return out
+
+
+def _load_distribution(doc: dict[str, Any], stats: Stats, fail: Any) -> None:
+    """The summary and levels of a loaded document, checked against its counts and quantiles:
+    quantiles are those of the histogram, or, selected by ``fit --exact``, within its bound."""
+    hist = doc.get("histogram")
+    if hist is None and any(k.startswith("histogram_") for k in doc):
+        hist = {k: doc.get(f"histogram_{k}") for k in SKETCH_FIELDS}
+    sketch = None if hist is None else _sketch(hist, stats, fail)
+    stats.moments.sketch = sketch
+    levels = doc.get("quantile_levels")
+    if levels is None:
+        return
+    try:
+        levels = tuple(float(v) for v in np.asarray(levels, np.float64).reshape(-1))
+    except (TypeError, ValueError):
+        raise fail("'quantile_levels' must be a list of numbers") from None
+    if (
+        not levels
+        or not all(0.0 <= v <= 1.0 for v in levels)
+        or list(levels) != sorted(set(levels))
+    ):
+        raise fail(
+            f"'quantile_levels' must be increasing levels in [0, 1], received {list(levels)}"
+        )
+    if sketch is None:
+        raise fail("'quantile_levels' needs the 'histogram' the quantiles were computed from")
+    want = sketch.quantiles(levels).reshape((len(levels), *stats.feature_shape))
+    got = _array(doc.get("quantiles"), "quantiles", list(want.shape), fail)
+    stats.quantile_levels = levels
+    if bool(doc.get("quantiles_exact", False)):
+        if not np.allclose(got, want, rtol=2.0**-6, atol=1e-300, equal_nan=True):
+            raise fail("'quantiles' are further from the histogram's than its resolution")
+        stats.exact_quantiles = got.reshape(len(levels), -1)
+    elif not np.array_equal(want, got, equal_nan=True):
+        raise fail("'quantiles' disagree with the histogram")
+
+
+def _sketch(hist: Any, stats: Stats, fail: Any) -> Sketch:
+    if not isinstance(hist, dict) or any(hist.get(k) is None for k in SKETCH_FIELDS):
+        raise fail(f"'histogram' must hold {', '.join(SKETCH_FIELDS)}")
+    arrays = {k: _sketch_ints(hist[k], k, fail) for k in _SKETCH_INTS}
+    for k, identity in _SKETCH_IDENTITY.items():  # JSON null: no such value (the identity)
+        v = hist[k]
+        if isinstance(v, list):
+            v = [identity if e is None else e for e in v]
+        try:
+            arrays[k] = np.asarray(v, np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise fail(f"'histogram.{k}' is not a list of numbers") from None
+    s = Sketch(**arrays)
+    if not _well_formed(s, stats.moments.n_features):
+        raise fail("'histogram' is malformed (shapes, offsets, order of keys or counts)")
+    if not np.array_equal(s.total, stats.moments.count):
+        raise fail("'histogram' counts disagree with 'count'")
+    return s
+
+
+def _sketch_ints(v: Any, key: str, fail: Any) -> np.ndarray:
+    a = np.asarray(v)
+    if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+        raise fail(f"'histogram.{key}' must be a list of integers")
+    return a.astype(np.int64)
+
+
+def _well_formed(s: Sketch, n: int) -> bool:
+    """Shapes agree, offsets partition the entries, counts are positive, and each feature's
+    keys are strictly increasing (quantiles walk them in order)."""
+    if not (
+        all(getattr(s, k).shape == (n,) for k in ("drop", *_SKETCH_IDENTITY))
+        and s.offsets.shape == (n + 1,)
+        and s.keys.shape == s.counts.shape
+        and s.offsets[0] == 0
+        and s.offsets[-1] == s.keys.size
+        and (np.diff(s.offsets) >= 0).all()
+        and (s.counts > 0).all()
+        and ((s.drop >= 0) & (s.drop <= 52)).all()
+    ):
+        return False
+    rising = np.diff(s.keys) > 0
+    starts = s.offsets[1:-1]
+    rising[starts[(starts > 0) & (starts < s.keys.size)] - 1] = True  # a new feature begins
+    return bool(rising.all())
 
 
 def dumps(stats: Stats) -> str:
@@ -109,7 +228,8 @@ def save(stats: Stats, path: str | os.PathLike[str]) -> None:
     with atomic_output(path) as tmp:
         if path.lower().endswith(".npz"):
             with open(tmp, "wb") as fp:
-                np.savez(fp, meta=np.array(json.dumps(_meta(stats))), **_arrays(stats))  # type: ignore[arg-type]
+                arrays = {**_arrays(stats), **_npz_distribution(stats)}
+                np.savez(fp, meta=np.array(json.dumps(_meta(stats))), **arrays)  # type: ignore[arg-type]
         else:
             with open(tmp, "w", encoding="utf-8") as fp:
                 fp.write(dumps(stats))
@@ -183,8 +303,19 @@ def _read_npz(path: str) -> dict[str, Any]:
         raise ArtifactError(f"not a normstat NPZ statistics file ({reason})", path=path) from None
 
 
+_DISTRIBUTION_KEYS = (
+    "quantile_levels",
+    "quantiles",
+    "quantiles_exact",
+    *(f"histogram_{k}" for k in SKETCH_FIELDS),
+)
+_BUCKETS_PER_FEATURE = 2**20
+"""A bound on the buckets of one feature's summary, far above the worst case of
+docs/quantiles.md: what an NPZ may declare for a histogram member."""
+
+
 def _npz_members(path: str) -> dict[str, Any]:
-    allowed = {f"{k}.npy" for k in ("meta", *INT_KEYS, *FLOAT_KEYS)}
+    allowed = {f"{k}.npy" for k in ("meta", *INT_KEYS, *FLOAT_KEYS, *_DISTRIBUTION_KEYS)}
     with zipfile.ZipFile(path) as zf:
         infos = {i.filename: i for i in zf.infolist()}
         unknown = sorted(set(infos) - allowed)
@@ -203,7 +334,10 @@ def _npz_members(path: str) -> dict[str, Any]:
         )
         limit = 8 * math.prod(shape)
         for name, info in infos.items():
-            doc[name[: -len(".npy")]] = read_npz_member(zf, info, limit, path)
+            key = name[: -len(".npy")]
+            # a histogram holds up to _BUCKETS_PER_FEATURE buckets of each feature
+            cap = limit * _BUCKETS_PER_FEATURE if key.startswith("histogram_") else limit
+            doc[key] = read_npz_member(zf, info, max(cap, 1024), path)
     return doc
 
 
@@ -248,6 +382,7 @@ def _from_dict(doc: dict[str, Any], path: str) -> Stats:
         raise fail(f"'rescale' must be a non-zero number, received {rescale!r}")
     stats = Stats(moments, tuple(shape), axis, ddof, features, doc["source"], float(rescale))
     _check_derived(stats, arrays, fail)
+    _load_distribution(doc, stats, fail)
     return stats
 
 

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from normstat import __version__, interrupts
-from normstat.core.choices import ENGINES, EXPORT_TARGETS, METHODS, NAN_POLICIES, OUTPUT_FORMATS
+from normstat.core.choices import (
+    ENGINES,
+    EXPORT_TARGETS,
+    METHODS,
+    METRICS,
+    NAN_POLICIES,
+    OUTPUT_FORMATS,
+)
 from normstat.errors import NormstatError, NormstatWarning
 
 if TYPE_CHECKING:
@@ -527,6 +534,23 @@ def main() -> None:
     "torchvision's ToTensor); recorded, and apply rescales before it standardizes.",
 )
 @_image_options
+@click.option(
+    "--quantiles",
+    metavar="Q,Q,...|robust",
+    help="Also the quantiles at these levels, e.g. 0.01,0.5,0.99 ('robust': 0.25,0.5,0.75): "
+    "numpy's linear quantiles, exact for integers of 16 bits or fewer, else within 0.8%.",
+)
+@click.option(
+    "--histogram",
+    is_flag=True,
+    help="Keep the distribution summary in STATS (for drift/diff --metric); --quantiles "
+    "keeps it too.",
+)
+@click.option(
+    "--exact",
+    is_flag=True,
+    help="Exact --quantiles for any data: reads the data again (usually once) to select them.",
+)
 @_reading_options
 @_external_option
 @click.option(
@@ -569,6 +593,9 @@ def fit(
     engine: str,
     scheduler: str | None,
     task_size: str | None,
+    quantiles: str | None,
+    histogram: bool,
+    exact: bool,
 ) -> None:
     """Compute statistics of SOURCE (several files are shards of one dataset) in one pass.
 
@@ -606,6 +633,9 @@ def fit(
         options=_read_options(mode, resize, center_crop, skip_bad),
         output=None if output == "-" else output,
         force=force,
+        quantiles=quantiles,
+        histogram=histogram,
+        exact=exact,
     )
     if not quiet:
         _report_columns(stats)
@@ -629,8 +659,10 @@ def fit(
     "--method",
     type=click.Choice(METHODS),
     default=None,
-    help="zscore (default): (x - mean) / std; minmax: to --range; center: x - mean. "
-    "With --inverse on an output of apply (HDF5, Zarr): the method it records.",
+    help="zscore (default): (x - mean) / std; minmax: to --range; center: x - mean; robust: "
+    "(x - median) / IQR as scikit-learn's RobustScaler; quantile: --quantile-range to [-1, 1] "
+    "(robust and quantile need fit --quantiles). With --inverse on an output of apply (HDF5, "
+    "Zarr): the method it records.",
 )
 @click.option(
     "--range",
@@ -641,6 +673,18 @@ def fit(
     show_default=True,
     metavar="LOW HIGH",
     help="Target range of --method minmax.",
+)
+@click.option(
+    "--quantile-range",
+    nargs=2,
+    type=float,
+    default=None,
+    metavar="LO HI",
+    help="Quantile levels of --method quantile (default 0.01 0.99: to -1, 1) and of --method "
+    "robust (default 0.25 0.75: the IQR).",
+)
+@click.option(
+    "--clip", is_flag=True, help="Bound the output to the target range (minmax, quantile)."
 )
 @click.option("--inverse", is_flag=True, help="Undo the transform (restore original units).")
 @click.option("--dtype", default="float32", show_default=True, help="Output dtype (a float).")
@@ -688,6 +732,8 @@ def apply_cmd(
     output: str,
     method: str | None,
     feature_range: tuple[float, float],
+    quantile_range: tuple[float, float] | None,
+    clip: bool,
     inverse: bool,
     dtype: str,
     force: bool,
@@ -729,6 +775,8 @@ def apply_cmd(
         dataset=dataset,
         method=method,
         feature_range=feature_range,
+        quantile_range=quantile_range,
+        clip=clip,
         inverse=inverse,
         dtype=dtype,
         chunk_size=chunk_size,
@@ -794,7 +842,8 @@ def merge(
     type=click.Choice(EXPORT_TARGETS),
     required=True,
     help="keras: Normalization(axis, mean, variance); torch: Normalize(mean, std); "
-    "sklearn: StandardScaler attributes.",
+    "sklearn: StandardScaler attributes; sklearn-robust: RobustScaler center_, scale_ "
+    "(needs fit --quantiles robust).",
 )
 @click.option(
     "--allow-empty",
@@ -824,9 +873,9 @@ def _drift_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 type=click.FloatRange(min=0),
                 metavar="X",
                 help="Exit 1 when any feature fails: |mean_shift| = |mean_b - mean_a| / std_a "
-                "above X, a missing rate moved by more than --missing-threshold, or a change "
-                "(became all-missing, turned constant, stopped being constant, constant value "
-                "changed). See docs/drift.md.",
+                "(or its --metric) above X, a missing rate moved by more than "
+                "--missing-threshold, or a change (became all-missing, turned constant, stopped "
+                "being constant, constant value changed). See docs/drift.md.",
             ),
             click.option(
                 "--missing-threshold",
@@ -836,6 +885,13 @@ def _drift_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 metavar="P",
                 help="With --threshold: fail when a missing-value rate moves by more than P "
                 "(0.05: 5 percentage points).",
+            ),
+            click.option(
+                "--metric",
+                type=click.Choice(METRICS),
+                help="Also compare the distributions (both need fit --histogram or "
+                "--quantiles): psi, ks, wasserstein, js or hellinger; it orders the features "
+                "and --threshold tests it. See docs/quantiles.md.",
             ),
             click.option("--json", "as_json", is_flag=True, help="Every feature as JSON."),
             click.option("--all", "show_all", is_flag=True, help="List every feature."),
@@ -858,6 +914,7 @@ def _report_drift(
             {
                 "threshold": threshold,
                 "missing_threshold": missing_threshold,
+                "metric": result.metric,
                 "exceeding": [result.names[i] for i in failing] if threshold is not None else None,
                 "features": result.records(),
             }
@@ -888,6 +945,7 @@ def diff(
     b: str,
     threshold: float | None,
     missing_threshold: float,
+    metric: str | None,
     as_json: bool,
     show_all: bool,
 ) -> None:
@@ -897,7 +955,7 @@ def diff(
     std_b / std_a, the missing-value rates, the change of min and max, and whether the feature
     became all-missing, turned constant or stopped being constant. Python: normstat.diff(a, b).
     """
-    _report_drift(api.diff(a, b), threshold, missing_threshold, as_json, show_all)
+    _report_drift(api.diff(a, b, metric=metric), threshold, missing_threshold, as_json, show_all)
 
 
 @main.command()
@@ -915,6 +973,7 @@ def drift(
     sources: tuple[str, ...],
     threshold: float | None,
     missing_threshold: float,
+    metric: str | None,
     as_json: bool,
     show_all: bool,
     nan: str,
@@ -952,6 +1011,7 @@ def drift(
         delimiter=delimiter,
         header=not no_header,
         null_values=null_values,
+        metric=metric,
     )
     _report_drift(result, threshold, missing_threshold, as_json, show_all)
 

@@ -129,6 +129,12 @@ def table(stats: Stats, limit: int | None = 20) -> str:
     (std,) = format_columns([stats.std.ravel()[idx]])
     mean_s, min_s, max_s = format_columns([mean, mn, mx])
     note = notes(stats)
+    levels = stats.quantile_levels if stats.quantiles is not None else None
+    qcols: list[list[str]] = []
+    if levels is not None:
+        qs = stats.quantiles.reshape(len(levels), -1)  # type: ignore[union-attr]
+        qcols = format_columns([q[idx] for q in qs])
+    header = [*COLUMNS[:-1], *(_level_name(q) for q in levels or ()), COLUMNS[-1]]
     rows = [
         [
             names[i],
@@ -138,23 +144,30 @@ def table(stats: Stats, limit: int | None = 20) -> str:
             std[k],
             min_s[k],
             max_s[k],
+            *(q[k] for q in qcols),
             note[i],
         ]
         for k, i in enumerate(idx.tolist())
     ]
     if hidden:
         head = limit - limit // 4  # type: ignore[operator]
-        rows = rows[:head] + [["...", "", "", "", "", "", "", ""]] + rows[head:]
-    widths = [max(len(r[i]) for r in [list(COLUMNS), *rows]) for i in range(len(COLUMNS))]
+        rows = rows[:head] + [["..."] + [""] * (len(header) - 1)] + rows[head:]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     if not any(r[-1] for r in rows):
         widths[-1] = 0
-    lines = [_line(COLUMNS if widths[-1] else COLUMNS[:-1], widths)]
+    lines = [_line(header if widths[-1] else header[:-1], widths)]
     lines += [_line(r, widths) for r in rows]
     lines.append(_summary(stats, len(names)))
     if hidden:
         lines.append(_overview(stats))
         lines.append(f"{hidden} features not shown (use --all to list every one)")
     return "\n".join(lines)
+
+
+def _level_name(q: float) -> str:
+    """0.5 -> q50, 0.01 -> q01, 0.999 -> q99.9, 0.001 -> q0.1 (LeRobot's q01 ... q99 names)."""
+    pct = f"{q * 100:.6g}"
+    return "q" + (pct.zfill(2) if pct.isdigit() else pct)
 
 
 def _overview(stats: Stats) -> str:
@@ -256,11 +269,13 @@ def drift_table(
         for t, v in zip(shift, drift.mean_shift[pick], strict=True)
     ]
     (ratio,) = format_columns([drift.std_ratio[pick]], 4)
+    metric = [] if drift.distance is None else format_columns([drift.distance[pick]], 4)
     min_a, min_b = format_columns([drift.min_a[pick], drift.min_b[pick]])
     max_a, max_b = format_columns([drift.max_a[pick], drift.max_b[pick]])
     rows = [
         [
             ("! " if i in flagged else "  ") + drift.names[i],
+            *(m[k] for m in metric),
             shift[k],
             ratio[k],
             f"{_percent(drift.missing_a[i])} -> {_percent(drift.missing_b[i])}",
@@ -270,7 +285,8 @@ def drift_table(
         ]
         for k, i in enumerate(idx)
     ]
-    header = ["  " + DRIFT_COLUMNS[0], *DRIFT_COLUMNS[1:]]
+    named = [str(drift.metric)] if drift.distance is not None else []
+    header = ["  " + DRIFT_COLUMNS[0], *named, *DRIFT_COLUMNS[1:]]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [_line(header, widths)] + [_line(r, widths) for r in rows]
     lines.append(_drift_summary(drift, threshold, missing_threshold))
@@ -303,8 +319,9 @@ def _drift_summary(drift: Drift, threshold: float | None, missing_threshold: flo
         text += f"; {changed} changed (constant or all-missing)"
     if threshold is not None:
         k = len(drift.exceeding(threshold, missing_threshold))
+        tested = "|mean_shift|" if drift.metric is None else str(drift.metric)
         text += (
-            f"; {k} failing --threshold {_num(threshold)} "
+            f"; {k} failing --threshold {_num(threshold)} on {tested} "
             f"(or missing rate +-{missing_threshold:.0%}, or a change)"
         )
     return text

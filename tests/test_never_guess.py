@@ -466,7 +466,7 @@ def test_overflow_in_a_table_names_the_column_and_the_row(tmp_path, suffix):
         (lambda p: normstat.apply(42, p, "out.npy"), "stats: expected normstat.Stats"),
         (
             lambda p: normstat.transform(np.ones((2, 2)), normstat.fit(p), method="std"),
-            "method: expected one of zscore, minmax, center, received 'std'",
+            "method: expected one of zscore, minmax, center, robust, quantile, received 'std'",
         ),
         (
             lambda p: normstat.transform(np.ones((2, 2)), normstat.fit(p), dtype="int8"),

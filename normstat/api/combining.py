@@ -16,10 +16,13 @@ from normstat.api.inputs import as_stats, stats_name
 from normstat.api.options import ChunkSize, ProgressHook, apply_columns, plain, reading
 from normstat.core.checks import NanPolicy
 from normstat.core.choices import EXPORT_TARGETS
+from normstat.core.distances import METRICS
 from normstat.core.drift import Drift, check_comparable, compare
 from normstat.core.layout import feature_names
 from normstat.core.moments import merge_all
+from normstat.core.quantiles import merge_levels
 from normstat.core.stats import Stats
+from normstat.core.transform import transform_params
 from normstat.errors import ArtifactError, DataError, UsageError
 
 
@@ -42,7 +45,11 @@ def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats
             a, b = plain(getattr(first, key)), plain(getattr(s, key))
             if a != b:
                 raise ArtifactError(f"{key} {b} disagrees with {a} of {names[0]}", path=name)
+    _check_summaries(loaded, names)
     moments = merge_all((s.moments for s in loaded), first.moments.n_features)
+    levels = None
+    for s in loaded:
+        levels = merge_levels(levels, s.quantile_levels)
     return Stats(
         moments,
         first.feature_shape,
@@ -51,6 +58,7 @@ def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats
         first.features,
         _merged_source([s.source for s in loaded]),
         first.rescale,
+        quantile_levels=levels,
     )
 
 
@@ -91,6 +99,18 @@ def _data_key(fp: dict[str, Any]) -> Any:
     if fp.get("sha256_edges"):
         return ("data", fp.get("dataset"), fp.get("size"), fp["sha256_edges"])
     return ("path", fp.get("dataset"), fp.get("path"))
+
+
+def _check_summaries(loaded: list[Stats], names: list[str]) -> None:
+    """Quantiles of a merge need every part's distribution summary, or none at all."""
+    has = [s.sketch is not None for s in loaded]
+    if any(has) and not all(has):
+        name = names[has.index(False)]
+        raise ArtifactError(
+            "has no distribution summary while other parts do (fit every part with the same "
+            "--quantiles / --histogram)",
+            path=name,
+        )
 
 
 def _merged_source(sources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -144,6 +164,8 @@ def export(
     if to == "torch":
         _check_torch_shape(stats)
         return {"mean": mean.tolist(), "std": scale.tolist()}
+    if to == "sklearn-robust":
+        return _robust_export(stats)
     _check_sklearn_shape(stats)
     counts = stats.count
     seen = int(counts.flat[0]) if counts.size and (counts == counts.flat[0]).all() else None
@@ -179,15 +201,43 @@ def _check_sklearn_shape(stats: Stats) -> None:
         )
 
 
+def _robust_export(stats: Stats) -> dict[str, Any]:
+    """RobustScaler's ``center_`` and ``scale_`` (the IQR, 1 where below 10 eps), as apply uses."""
+    params = transform_params(stats, "robust")
+    return {
+        "center_": params.shift.tolist(),
+        "scale_": params.scale.tolist(),
+        "quantile_range": [25.0, 75.0],
+        "n_features_in_": int(np.prod(stats.feature_shape)),
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # drift
 
 
-def diff(a: Stats | str, b: Stats | str) -> Drift:
-    """Drift of statistics B relative to A (e.g. serving vs training), worst feature first."""
+def diff(a: Stats | str, b: Stats | str, *, metric: str | None = None) -> Drift:
+    """Drift of statistics B relative to A (e.g. serving vs training), worst feature first;
+    ``metric`` (psi, ks, wasserstein, js, hellinger) compares their distribution summaries."""
     sa, sb = as_stats(a, "a"), as_stats(b, "b")
-    check_comparable(sa, sb, stats_name(a, "A"), stats_name(b, "B"))
-    return compare(sa, sb, feature_names(sa.features, sa.feature_shape))
+    name_a, name_b = stats_name(a, "A"), stats_name(b, "B")
+    check_comparable(sa, sb, name_a, name_b)
+    _check_metric(metric, ((name_a, sa), (name_b, sb)))
+    return compare(sa, sb, feature_names(sa.features, sa.feature_shape), metric)
+
+
+def _check_metric(metric: str | None, sides: tuple[tuple[str, Stats], ...]) -> None:
+    if metric is None:
+        return
+    if metric not in METRICS:
+        raise UsageError(f"--metric must be one of {', '.join(METRICS)}, received {metric!r}")
+    for name, s in sides:
+        if s.sketch is None:
+            raise UsageError(
+                f"--metric {metric} compares distribution summaries; these statistics have none "
+                "(fit with --histogram or --quantiles)",
+                path=name,
+            )
 
 
 def drift(
@@ -205,11 +255,13 @@ def drift(
     header: bool = True,
     null_values: str | Sequence[str] | None = None,
     progress: ProgressHook | None = None,
+    metric: str | None = None,
 ) -> Drift:
     """Fit SOURCE with the axis and ddof of STATS (a table: its feature columns; a CSV read with
     ``column_types``, ``delimiter``, ``header``, ``null_values`` as in ``fit``), then compare it
-    to STATS (see :func:`diff`)."""
+    to STATS (see :func:`diff`); with a ``metric``, SOURCE's distribution summary too."""
     base = as_stats(stats)
+    _check_metric(metric, ((stats_name(stats, "STATS"), base),))
     new = fit(
         sources,
         dataset=dataset,
@@ -225,7 +277,8 @@ def drift(
         header=header,
         null_values=null_values,
         progress=progress,
+        histogram=metric is not None,
     )
     name = stats_name(stats, "STATS")
     check_comparable(base, new, name, ", ".join(new.source.get("paths", [])) or "SOURCE")
-    return compare(base, new, feature_names(base.features, base.feature_shape))
+    return compare(base, new, feature_names(base.features, base.feature_shape), metric)

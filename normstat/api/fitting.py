@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,8 +33,11 @@ from normstat.api.options import (
 )
 from normstat.artifact import save
 from normstat.core.checks import NanPolicy
+from normstat.core.exact import ExactSearch
+from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout, AxisSpec
 from normstat.core.moments import Moments, TreeMerger
+from normstat.core.quantiles import Sketch, merge_levels, parse_levels
 from normstat.core.stats import Stats
 from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
@@ -74,6 +77,9 @@ def fit(
     options: dict[str, Any] | None = None,
     output: str | None = None,
     force: bool = False,
+    quantiles: str | Sequence[float] | None = None,
+    histogram: bool = False,
+    exact: bool = False,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
@@ -104,11 +110,28 @@ def fit(
     ``rescale`` (a number or ``"1/255"``): the statistics describe ``x * rescale``. ``options``:
     reader options of the formats that take them (images: ``mode``, ``resize``,
     ``center_crop``, ``skip_bad``; see docs/images.md); they also get ``workers``.
+    ``quantiles`` (levels such as ``[0.01, 0.5, 0.99]`` or ``"robust"``) and ``histogram`` keep a
+    distribution summary beside the moments (docs/quantiles.md); ``quantiles`` also adds the
+    quantiles at those levels. ``exact`` makes them exact for any data, reading it again
+    (usually once) to select the order statistics.
     """
     check_options(ddof, nan)
     scale = parse_rescale(rescale)
     specs = as_paths(sources, "sources", _ARRAY_HINT if is_dataset(sources) else "")
     axis = check_axis(axis)
+    levels = None if quantiles is None else parse_levels(quantiles)
+    sketch = SketchSpec() if levels is not None or histogram else None
+    _check_exact(levels, exact, specs)
+    if sketch is not None and scale != 1.0:
+        raise UsageError(
+            "rescale: the distribution summary (quantiles, histogram) is not combined with "
+            "rescale yet; fit without it and scale the quantiles, or without quantiles"
+        )
+    if sketch is not None and checkpoint:
+        raise UsageError(
+            "checkpoint: a fit that keeps a distribution summary (quantiles, histogram) cannot "
+            "be checkpointed yet"
+        )
     check_engine(engine, scheduler, specs, checkpoint)
     if resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH")
@@ -143,28 +166,44 @@ def fit(
             progress.start(total_rows(srcs), row_bytes(srcs[0]))
             progress.advance(skip)
         advance = None if progress is None else progress.advance
-        if engine == "dask":
-            cluster = {"scheduler": scheduler, "workers": workers, "progress": advance}
-            moments = _fit_dask(
-                srcs, rows, task_rows(srcs[0], rows, task_size), layout, nan, cluster
-            )
-        else:
+
+        def one_pass(sketch: SketchSpec | None, first: bool = False) -> Moments:
+            """A pass over the data: the first one reports progress and checkpoints (and
+            resumes); the further passes of ``exact`` start from the beginning, silently."""
+            if engine == "dask":
+                cluster: dict[str, Any] = {"scheduler": scheduler, "workers": workers}
+                cluster["progress"] = advance if first else None
+                tasks = task_rows(srcs[0], rows, task_size)
+                return _fit_dask(srcs, rows, tasks, layout, nan, cluster, sketch)
             with np.errstate(over="ignore", invalid="ignore"):  # merges near float64's limit
-                moments = fit_local(
-                    all_chunks(srcs, rows, skip),
+                return fit_local(
+                    all_chunks(srcs, rows, skip if first else 0),
                     layout,
                     nan,
                     workers=workers,
                     features=srcs[0].features,
-                    progress=advance,
-                    initial=initial,
-                    after_chunk=saver,
+                    progress=advance if first else None,
+                    initial=initial if first else None,
+                    after_chunk=saver if first else None,
+                    sketch=sketch,
                 )
+
+        moments = one_pass(sketch, first=True)
         paths = ", ".join(s.path for s in srcs[:3]) + (", ..." if len(srcs) > 3 else "")
         check_finite(moments, paths, srcs[0].dataset, layout, srcs[0].features)
+        if sketch is not None and moments.sketch is None:  # no rows at all
+            moments.sketch = sketch.build(np.zeros((0, layout.n_features)))
         stats = Stats(
-            moments, layout.feature_shape, layout.axis, ddof, srcs[0].features, describe(srcs)
+            moments,
+            layout.feature_shape,
+            layout.axis,
+            ddof,
+            srcs[0].features,
+            describe(srcs),
+            quantile_levels=levels,
         )
+        if exact and levels is not None and moments.sketch is not None:
+            stats.exact_quantiles = _exact_quantiles(moments.sketch, levels, one_pass)
         if scale != 1.0:
             stats = stats.rescaled(scale)
         warn_empty(stats)
@@ -181,6 +220,26 @@ def fit(
 _ARRAY_HINT = "; for arrays and tables in memory use normstat.fit_arrays"
 
 
+def _check_exact(levels: tuple[float, ...] | None, exact: bool, specs: list[str]) -> None:
+    if exact and levels is None:
+        raise UsageError("--exact makes --quantiles exact: give --quantiles too")
+    if exact and "-" in specs:
+        raise UsageError("--exact reads the data twice; stdin ('-') can be read only once")
+
+
+def _exact_quantiles(
+    sketch: Sketch, levels: tuple[float, ...], one_pass: Callable[[SketchSpec], Moments]
+) -> np.ndarray:
+    """Further passes over the data, each counting only the buckets that hold the order
+    statistics the levels need, until they are single values (:class:`ExactSearch`)."""
+    search = ExactSearch(sketch, levels)
+    while (refine := search.next_refinement()) is not None:
+        spec = SketchSpec(refine)
+        counted = one_pass(spec).sketch
+        search.absorb(counted if counted is not None else spec.build(np.zeros((0, 0))))
+    return search.quantiles()
+
+
 def _fit_dask(
     srcs: list[ArraySource],
     rows: int,
@@ -188,6 +247,7 @@ def _fit_dask(
     layout: AxisLayout,
     nan: NanPolicy,
     cluster: dict[str, Any],
+    sketch: SketchSpec | None = None,
 ) -> Moments:
     """Tasks of whole read units (:mod:`normstat.engine.plan`), on the cluster."""
     from normstat.engine.dask import fit_dask
@@ -195,7 +255,7 @@ def _fit_dask(
 
     check_seekable(srcs)
     tasks = fit_tasks(srcs, rows, task_rows)
-    return fit_dask(tasks, rows, layout, nan, features=srcs[0].features, **cluster)
+    return fit_dask(tasks, rows, layout, nan, features=srcs[0].features, sketch=sketch, **cluster)
 
 
 def source_layout(axis: AxisSpec, src: ArraySource) -> AxisLayout:
@@ -267,9 +327,13 @@ class Accumulator:
         ddof: int = 0,
         nan: NanPolicy = "skip",
         columns: Sequence[str] | None = None,
+        quantiles: str | Sequence[float] | None = None,
+        histogram: bool = False,
     ) -> None:
         check_options(ddof, nan)
         self.axis, self.ddof, self.nan = check_axis(axis), ddof, nan
+        self.levels = None if quantiles is None else parse_levels(quantiles)
+        self.sketch = SketchSpec() if self.levels is not None or histogram else None
         self.layout: AxisLayout | None = None
         self.moments: Moments | None = None
         self.rows = 0
@@ -297,7 +361,9 @@ class Accumulator:
                 f"{name}: sample shape {list(data.shape[1:])} disagrees with "
                 f"{list(self.layout.sample_shape)} seen before"
             )
-        part = chunk_task(Chunk(data, "<array>", None, self.rows), layout, self.nan)
+        part = chunk_task(
+            Chunk(data, "<array>", None, self.rows), layout, self.nan, sketch=self.sketch
+        )
         assert self.moments is not None
         self.moments = self.moments.merge(part)
         self.rows += data.shape[0]
@@ -316,6 +382,7 @@ class Accumulator:
             )
         else:
             self.moments = self.moments.merge(other.moments)  # type: ignore[union-attr, arg-type]
+        self.levels = merge_levels(self.levels, other.levels)
         self.rows += other.rows
         return self
 
@@ -336,6 +403,7 @@ class Accumulator:
             self.ddof,
             self.features,
             source,
+            quantile_levels=self.levels,
         )
 
 
@@ -346,17 +414,39 @@ def fit_arrays(
     ddof: int = 0,
     nan: NanPolicy = "skip",
     columns: Sequence[str] | None = None,
+    quantiles: str | Sequence[float] | None = None,
+    histogram: bool = False,
+    exact: bool = False,
 ) -> Stats:
     """Statistics of data in memory: an array, a list of rows, a DataFrame (pandas, polars), an
     Arrow table, or an iterable of such batches that together form one dataset.
 
     As scikit-learn's ``check_array``: a list of numbers or of Python sequences is ONE array
     (a list of rows); a list of arrays or tables, or any other iterable, is a list of batches.
+    ``exact`` (with ``quantiles``) goes over the batches again, so they must be an array or a
+    list / tuple, not a one-shot iterator.
     """
-    acc = Accumulator(axis, ddof=ddof, nan=nan, columns=columns)
     single = is_dataset(batches)
-    for i, b in enumerate(batches_of(batches, "batches")):
+    if exact and not (single or isinstance(batches, list | tuple)):
+        raise UsageError("exact: exact quantiles read the batches twice: pass an array or a list")
+    parts = list(batches_of(batches, "batches"))
+    acc = Accumulator(
+        axis, ddof=ddof, nan=nan, columns=columns, quantiles=quantiles, histogram=histogram
+    )
+    for i, b in enumerate(parts):
         acc._update(b, "batches" if single else f"batches[{i}]")
     stats = acc.result()
+    _check_exact(acc.levels, exact, [])
+    if exact and acc.levels is not None and stats.sketch is not None:
+
+        def one_pass(spec: SketchSpec) -> Moments:
+            again = Accumulator(axis, ddof=ddof, nan=nan, columns=columns)
+            again.sketch = spec
+            for i, b in enumerate(parts):
+                again._update(b, "batches" if single else f"batches[{i}]")
+            assert again.moments is not None
+            return again.moments
+
+        stats.exact_quantiles = _exact_quantiles(stats.sketch, acc.levels, one_pass)
     warn_empty(stats)
     return stats

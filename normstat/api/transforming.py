@@ -55,6 +55,8 @@ def transform(
     constant_tol: float | None = None,
     allow_empty: bool = False,
     clip_to_dtype: bool = False,
+    quantile_range: tuple[float, float] | None = None,
+    clip: bool = False,
 ) -> np.ndarray:
     """Normalise (or, with ``inverse``, restore) data in memory with fitted statistics.
 
@@ -64,11 +66,23 @@ def transform(
     array with the columns in the statistics' order. ``constant_tol``: the near-constant rule
     (see ``docs/numerics.md``); ``allow_empty``: transform features without statistics
     (count 0) unchanged instead of refusing; ``clip_to_dtype``: clip values beyond ``dtype``'s
-    range instead of raising.
+    range instead of raising. ``method="robust"`` and ``"quantile"`` need quantiles in
+    ``stats`` (``fit(quantiles=...)``); ``clip`` bounds the output to the target range (minmax,
+    quantile).
     """
     stats = as_stats(stats)
     matrix = as_matrix(x, "x", columns=stats.features if is_table(x) and stats.features else None)
-    plan = _plan(stats, method, feature_range, inverse, constant_tol, allow_empty, clip_to_dtype)
+    plan = _plan(
+        stats,
+        method,
+        feature_range,
+        inverse,
+        constant_tol,
+        allow_empty,
+        clip_to_dtype,
+        quantile_range,
+        clip,
+    )
     layout = layout_for(stats, matrix.data.shape, "x")
     params = plan.broadcast(layout.broadcast_shape)
     return transform_block(
@@ -88,10 +102,15 @@ def _plan(
     inverse: bool,
     constant_tol: float | None,
     allow_empty: bool,
-    clip: bool,
+    clip_to_dtype: bool,
+    quantile_range: tuple[float, float] | None = None,
+    bounds: bool = False,
 ) -> TransformParams:
     """Check the request once (for ``transform`` and ``apply``) and give its (shift, scale):
-    refuse empty features unless ``allow_empty``; warn about features only centred."""
+    refuse empty features unless ``allow_empty``; warn about features only centred; ``bounds``
+    (``--clip``) bounds the forward output and cannot be undone."""
+    if bounds and inverse:
+        raise UsageError("--clip bounds the forward transform; it cannot be undone by --inverse")
     tol = check_tol(constant_tol)
     empty = empty_features(stats)
     if empty and not allow_empty:
@@ -113,7 +132,9 @@ def _plan(
                 ),
                 stacklevel=4,
             )
-    return transform_params(stats, method, feature_range, tol, clip)
+    return transform_params(
+        stats, method, feature_range, tol, clip_to_dtype, quantile_range, bounds
+    )
 
 
 def layout_for(stats: Stats, shape: tuple[int, ...], where: str) -> AxisLayout:
@@ -158,6 +179,8 @@ def apply(
     constant_tol: float | None = None,
     allow_empty: bool = False,
     clip_to_dtype: bool = False,
+    quantile_range: tuple[float, float] | None = None,
+    clip: bool = False,
 ) -> None:
     """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout, or an
     Arrow IPC stream for tables, whose other columns pass through unchanged).
@@ -198,7 +221,15 @@ def apply(
         method = method_for(first, method, inverse)
         layout = layout_for(stats, (0, *first.shape[1:]), first.path)
         params = _plan(
-            stats, method, feature_range, inverse, constant_tol, allow_empty, clip_to_dtype
+            stats,
+            method,
+            feature_range,
+            inverse,
+            constant_tol,
+            allow_empty,
+            clip_to_dtype,
+            quantile_range,
+            clip,
         ).broadcast(layout.broadcast_shape)
         features = None if first.features is None else tuple(first.features)
         rows = chunk_rows(first, chunk_size, transform=True, shards=srcs[1:])
@@ -250,11 +281,16 @@ def method_for(src: ArraySource, method: str | None, inverse: bool) -> str:
 
 
 def _attrs(stats: Stats, method: str, inverse: bool, params: TransformParams) -> dict[str, Any]:
-    """What an output records about how it was made (HDF5 / Zarr attributes)."""
+    """What an output records about how it was made (HDF5 / Zarr attributes). The statistics
+    go without their distribution summary: it can be megabytes, past HDF5's 64 KiB attribute
+    limit, and the map it led to is in ``normstat_shift`` / ``normstat_scale``."""
+    doc = artifact.to_dict(stats)
+    for key in ("histogram", "quantile_levels", "quantiles", "quantiles_exact"):
+        doc.pop(key, None)
     return {
         "normstat_method": method,
         "normstat_inverse": inverse,
         "normstat_shift": params.shift.reshape(stats.feature_shape),
         "normstat_scale": params.scale.reshape(stats.feature_shape),
-        "normstat_stats": json.dumps(artifact.to_dict(stats), allow_nan=False),
+        "normstat_stats": json.dumps(doc, allow_nan=False),
     }

@@ -5,8 +5,9 @@ beside the code that uses them) lets ``normstat --help`` run without importing n
 """
 
 NAN_POLICIES: tuple[str, ...] = ("skip", "error")
-METHODS: tuple[str, ...] = ("zscore", "minmax", "center")
+METHODS: tuple[str, ...] = ("zscore", "minmax", "center", "robust", "quantile")
 ENGINES: tuple[str, ...] = ("local", "dask")
-EXPORT_TARGETS: tuple[str, ...] = ("keras", "torch", "sklearn")
+METRICS: tuple[str, ...] = ("psi", "ks", "wasserstein", "js", "hellinger")
+EXPORT_TARGETS: tuple[str, ...] = ("keras", "torch", "sklearn", "sklearn-robust")
 OUTPUT_FORMATS: tuple[str, ...] = ("hdf5", "npy", "zarr", "parquet", "arrow", "feather", "csv")
 """The names of :data:`normstat.sinks.OUTPUTS` (a test holds them equal)."""

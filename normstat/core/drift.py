@@ -18,6 +18,12 @@ and what ``apply`` will use on B:
 Order, worst first: features with a change (in the order of :data:`CHANGES`), then by
 ``|mean_shift|``, by ``|missing_change|``, and by how far ``std_ratio`` is from 1.
 ``exceeding`` says which features fail a threshold (rules in ``docs/drift.md``).
+
+Features empty on either side (count 0) have NaN measures and sort last.
+
+With distribution summaries on both sides, a ``metric`` of :mod:`normstat.core.distances` (psi,
+ks, wasserstein, js, hellinger) is added per feature; it then orders the features and is what a
+threshold tests.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from normstat.core.distances import distances
 from normstat.core.stats import Stats, is_constant_feature
 from normstat.errors import ArtifactError
 
@@ -57,6 +64,8 @@ class Drift:
     changes: list[tuple[str, ...]]
     order: np.ndarray
     names: list[str]
+    metric: str | None = None
+    distance: np.ndarray | None = None  # the metric per feature, when one was asked for
 
     @property
     def min_change(self) -> np.ndarray:
@@ -73,9 +82,9 @@ class Drift:
     def reasons(self, i: int, threshold: float, missing_threshold: float = 0.05) -> list[str]:
         """Why feature ``i`` fails the threshold (empty: it passes)."""
         out = list(self.changes[i])
-        shift = self.mean_shift[i]
+        shift = self.tested[i]
         if not np.isnan(shift) and abs(shift) > threshold and not (np.isinf(shift) and out):
-            out.append(f"|mean_shift| > {threshold:g}")
+            out.append(f"{self.metric or '|mean_shift|'} > {threshold:g}")
         missing = self.missing_change[i]
         said = any("all-missing" in c for c in out)
         if not np.isnan(missing) and abs(missing) > missing_threshold and not said:
@@ -83,19 +92,27 @@ class Drift:
         return out
 
     def exceeding(self, threshold: float, missing_threshold: float = 0.05) -> np.ndarray:
-        """Flat indices (worst first) of the features that fail: ``|mean_shift| > threshold``,
+        """Flat indices (worst first) of the features that fail: the tested measure (the metric,
+        else ``|mean_shift|``) above ``threshold``,
         a missing rate that moved by more than ``missing_threshold``, or any change of
         :data:`CHANGES`."""
-        shift = np.nan_to_num(np.abs(self.mean_shift), nan=0.0) > threshold
+        shift = np.nan_to_num(np.abs(self.tested), nan=0.0) > threshold
         missing = np.nan_to_num(np.abs(self.missing_change), nan=0.0) > missing_threshold
         changed = np.array([bool(c) for c in self.changes], bool)
         bad = shift | missing | changed
         return self.order[bad[self.order]]
 
+    @property
+    def tested(self) -> np.ndarray:
+        """What a threshold tests: the metric if one was asked for, else ``|mean_shift|``."""
+        return np.abs(self.mean_shift) if self.distance is None else self.distance
+
     def records(self) -> list[dict[str, object]]:
         """One JSON-ready dict per feature, worst first; undefined (NaN) values are None,
         infinite ones the strings "inf" / "-inf" (so a sign is kept in JSON)."""
         cols = {k: getattr(self, k) for k in RECORD_KEYS}
+        if self.metric is not None and self.distance is not None:
+            cols = {self.metric: self.distance, **cols}
         return [
             {
                 "feature": self.names[i],
@@ -147,9 +164,9 @@ def _opt_list(v: object) -> list[object] | None:
     return None if v is None else list(v)  # type: ignore[call-overload]
 
 
-def compare(a: Stats, b: Stats, names: list[str]) -> Drift:
+def compare(a: Stats, b: Stats, names: list[str], metric: str | None = None) -> Drift:
     """Drift of B relative to A, with ``names`` of the flat features; the caller has checked
-    that A and B are comparable."""
+    that A and B are comparable (and, for a ``metric``, that both have a summary)."""
     flat = {key: np.asarray(getattr(s, attr), np.float64).ravel() for key, s, attr in _fields(a, b)}
     count_a, count_b = a.count.ravel(), b.count.ravel()
     const_a, const_b = a.constant.ravel(), b.constant.ravel()
@@ -158,7 +175,11 @@ def compare(a: Stats, b: Stats, names: list[str]) -> Drift:
         ratio = _std_ratio(flat["std_a"], flat["std_b"], const_a, const_b)
     missing_a, missing_b = _missing(a), _missing(b)
     changes = _changes(count_a, count_b, const_a, const_b, shift)
-    order = _worst_first(shift, ratio, missing_b - missing_a, changes)
+    distance = None
+    if metric is not None and a.sketch is not None and b.sketch is not None:
+        distance = distances(a.sketch, b.sketch, metric)
+    tested = shift if distance is None else distance
+    order = _worst_first(tested, ratio, missing_b - missing_a, changes)
     return Drift(
         **flat,
         missing_a=missing_a,
@@ -168,6 +189,8 @@ def compare(a: Stats, b: Stats, names: list[str]) -> Drift:
         changes=changes,
         order=order,
         names=list(names),
+        metric=metric,
+        distance=distance,
     )
 
 

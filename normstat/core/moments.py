@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from normstat.core.quantiles import Sketch
+
 
 @dataclass
 class Moments:
@@ -36,6 +38,9 @@ class Moments:
     min: np.ndarray  # float64
     max: np.ndarray  # float64
     shift: np.ndarray = field(default=None)  # type: ignore[arg-type]  # float64; None: zeros
+    sketch: Sketch | None = None
+    """The distribution summary (``fit --quantiles`` / ``--histogram``), carried beside the
+    moments so that it takes the very same merges; ``None`` when not asked for (or empty)."""
 
     def __post_init__(self) -> None:
         if self.shift is None:
@@ -78,20 +83,35 @@ class Moments:
             min=np.minimum(self.min, other.min),
             max=np.maximum(self.max, other.max),
             shift=shift,
+            sketch=_merge_sketches(self.sketch, other.sketch),
         )
 
     @classmethod
     def join(cls, parts: Sequence[Moments]) -> Moments:
         """The moments of disjoint *features* side by side (a table chunk reduced column by
         column), as opposed to :meth:`merge`, which combines disjoint rows."""
-        return cls(*(np.concatenate(f) for f in zip(*(p.arrays() for p in parts), strict=True)))
+        sketches = [p.sketch for p in parts]
+        joined = None if any(k is None for k in sketches) else Sketch.join(sketches)  # type: ignore[arg-type]
+        arrays = (np.concatenate(f) for f in zip(*(p.arrays() for p in parts), strict=True))
+        joined_moments = cls(*arrays)  # type: ignore[arg-type]
+        joined_moments.sketch = joined
+        return joined_moments
 
     def copy(self) -> Moments:
-        return Moments(*(a.copy() for a in self.arrays()))
+        copied = Moments(*(a.copy() for a in self.arrays()))
+        copied.sketch = self.sketch  # immutable: shared
+        return copied
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """All fields, in constructor order (for copies and serialisation)."""
         return (self.count, self.nan_count, self.dmean, self.m2, self.min, self.max, self.shift)
+
+
+def _merge_sketches(a: Sketch | None, b: Sketch | None) -> Sketch | None:
+    """A missing summary is the identity (empty moments carry none)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return a.merge(b)
 
 
 FIELDS: tuple[str, ...] = ("count", "nan_count", "dmean", "m2", "min", "max", "shift")

@@ -34,7 +34,7 @@ def read_npz_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
         else:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-        if dtype.kind not in "iufU":
+        if dtype.kind not in "biufU":
             raise ArtifactError(
                 f"NPZ member {name!r} has dtype {dtype}, expected integers or floats", path=path
             )

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from normstat.core.moments import Moments
+from normstat.core.quantiles import Sketch, merge_levels
 
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -47,6 +48,10 @@ class Stats:
     features: list[str] | None = None
     source: dict[str, Any] = field(default_factory=dict)
     rescale: float = 1.0  # the statistics describe x * rescale (Keras ``Rescaling``)
+    quantile_levels: tuple[float, ...] | None = None
+    """Levels of :attr:`quantiles` (``fit --quantiles``); needs the distribution summary."""
+    exact_quantiles: np.ndarray | None = None
+    """``(levels, features)`` selected exactly by ``fit --exact``, in place of the summary's."""
 
     def _shaped(self, a: np.ndarray) -> np.ndarray:
         return a.reshape(self.feature_shape)
@@ -138,5 +143,34 @@ class Stats:
             self.ddof,
             self.features,
             dict(self.source),
-            self.rescale * scale,
+            rescale=self.rescale * scale,
+        )
+
+    @property
+    def sketch(self) -> Sketch | None:
+        """The distribution summary (``fit --quantiles`` or ``--histogram``), if kept."""
+        return self.moments.sketch
+
+    @property
+    def quantiles(self) -> np.ndarray | None:
+        """``(levels, *feature_shape)``: numpy's linear quantiles at :attr:`quantile_levels`
+        (exact or within the bound of docs/quantiles.md); NaN for empty features."""
+        if self.quantile_levels is None or self.sketch is None:
+            return None
+        q = self.exact_quantiles
+        if q is None:
+            q = self.sketch.quantiles(self.quantile_levels)
+        return q.reshape((len(self.quantile_levels), *self.feature_shape))
+
+    def merge(self, other: Stats) -> Stats:
+        """Exact merge of the statistics of two disjoint parts of one dataset."""
+        return Stats(
+            self.moments.merge(other.moments),
+            self.feature_shape,
+            self.axis,
+            self.ddof,
+            self.features,
+            dict(self.source),
+            rescale=self.rescale,
+            quantile_levels=merge_levels(self.quantile_levels, other.quantile_levels),
         )

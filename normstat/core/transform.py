@@ -3,7 +3,12 @@
 Every method reduces to a (shift, scale) pair, so forward and inverse share one kernel and the
 zero-range rules live in one place: z-score divides by :attr:`Stats.scale` (1 for near-constant
 features, so they are only centred); min-max treats a zero range as 1 (a constant feature maps to
-the low end of the range, as scikit-learn's ``MinMaxScaler``).
+the low end of the range, as scikit-learn's ``MinMaxScaler``). Robust scaling divides by the
+interquartile range, 1 where it is below ``10 * eps`` (scikit-learn's ``_handle_zeros_in_scale``);
+the quantile method is min-max with two quantiles in place of min and max, onto [-1, 1].
+
+``bounds`` (``--clip``: the output bounded) is applied after the forward map, so the inverse is
+undefined outside them: an inverse never clips.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class TransformParams:
     shift: np.ndarray  # float64, feature_shape
     scale: np.ndarray  # float64, feature_shape, never 0, inf or NaN
     clip: bool = False  # values beyond the output dtype's range: clip (True) or raise
+    bounds: tuple[float, float] | None = None  # --clip: the output bounded to the range
 
     def forward(
         self, x: np.ndarray, dtype: np.dtype | type = np.float32, out: np.ndarray | None = None
@@ -46,7 +52,8 @@ class TransformParams:
         return _blocked(y, dtype, self._inverse, out, self.clip)
 
     def _forward(self, block: np.ndarray, tmp: np.ndarray | None) -> np.ndarray:
-        return np.divide(np.subtract(block, self.shift, out=tmp), self.scale, out=tmp)
+        y = np.divide(np.subtract(block, self.shift, out=tmp), self.scale, out=tmp)
+        return y if self.bounds is None else np.clip(y, *self.bounds, out=y)
 
     def _inverse(self, block: np.ndarray, tmp: np.ndarray | None) -> np.ndarray:
         return np.add(np.multiply(block, self.scale, out=tmp), self.shift, out=tmp)
@@ -54,11 +61,15 @@ class TransformParams:
     def feature(self, j: int) -> TransformParams:
         """The map of feature ``j`` alone (scalars), to transform one table column: the same
         operations per element as on the whole matrix, so the same bits."""
-        return TransformParams(self.shift.reshape(-1)[j], self.scale.reshape(-1)[j], self.clip)
+        return TransformParams(
+            self.shift.reshape(-1)[j], self.scale.reshape(-1)[j], self.clip, self.bounds
+        )
 
     def broadcast(self, shape: tuple[int, ...]) -> TransformParams:
         """Reshape the per-feature values to broadcast against a chunk laid out as ``shape``."""
-        return TransformParams(self.shift.reshape(shape), self.scale.reshape(shape), self.clip)
+        return TransformParams(
+            self.shift.reshape(shape), self.scale.reshape(shape), self.clip, self.bounds
+        )
 
 
 _BLOCK_ELEMENTS = 2**18
@@ -131,11 +142,19 @@ def transform_params(
     feature_range: tuple[float, float] = (0.0, 1.0),
     constant_tol: float | None = None,
     clip: bool = False,
+    quantile_range: tuple[float, float] | None = None,
+    bounds: bool = False,
 ) -> TransformParams:
-    """The (shift, scale) of ``method``; ``constant_tol``: the near-constant rule of z-scoring
-    (None: scikit-learn's, see :meth:`Stats.constant_with`); ``clip``: see :func:`_cast`."""
+    """The map of ``method``; ``constant_tol``: the near-constant rule of z-scoring (None:
+    scikit-learn's, see :meth:`Stats.constant_with`); ``clip``: values beyond the output dtype
+    are clipped (see :func:`_cast`); ``quantile_range`` (levels) is robust's (default 0.25,
+    0.75) and quantile's (default 0.01, 0.99); ``bounds`` bounds the output to minmax's
+    ``feature_range`` or quantile's [-1, 1]."""
     empty = stats.count == 0  # no statistics: leave such features unchanged
-    if method == "zscore":
+    limits = _clip_bounds(method, feature_range) if bounds else None
+    if method in ("robust", "quantile"):
+        shift, scale = _quantile_map(stats, method, quantile_range)
+    elif method == "zscore":
         shift, scale = stats.mean, stats.scale_with(constant_tol)
     elif method == "center":
         shift, scale = stats.mean, np.ones(stats.feature_shape)
@@ -149,12 +168,56 @@ def transform_params(
         shift = stats.min - lo * scale
     else:
         raise UsageError(f"method: expected one of {', '.join(METHODS)}, received {method!r}")
-    shift = np.where(empty, 0.0, shift)
-    scale = np.where(empty, 1.0, scale)
+    shift = np.where(empty | ~np.isfinite(shift), 0.0, shift)
+    scale = np.where(empty | ~np.isfinite(scale), 1.0, scale)
     if stats.rescale != 1.0:
         # statistics of x * r: (x * r - shift) / scale == (x - shift / r) / (scale / r), one map
         shift, scale = shift / stats.rescale, scale / stats.rescale
-    return TransformParams(np.asarray(shift, np.float64), np.asarray(scale, np.float64), clip)
+    return TransformParams(
+        np.asarray(shift, np.float64), np.asarray(scale, np.float64), clip, limits
+    )
+
+
+def _clip_bounds(method: str, feature_range: tuple[float, float]) -> tuple[float, float]:
+    if method == "minmax":
+        return (float(feature_range[0]), float(feature_range[1]))
+    if method == "quantile":
+        return (-1.0, 1.0)
+    raise UsageError(f"clip bounds the output of methods minmax and quantile, not {method}")
+
+
+def _quantile_map(
+    stats: Stats, method: str, quantile_range: tuple[float, float] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """robust: ``(x - median) / (q_hi - q_lo)``; quantile: ``q_lo -> -1``, ``q_hi -> 1``."""
+    default = (0.25, 0.75) if method == "robust" else (0.01, 0.99)
+    lo, hi = (float(v) for v in (quantile_range or default))
+    if not 0.0 <= lo < hi <= 1.0:
+        raise UsageError(
+            f"the quantile range must be increasing levels in [0, 1], received {lo} {hi}"
+        )
+    wanted = (lo, 0.5, hi) if method == "robust" else (lo, hi)
+    q = quantiles_at(stats, wanted)
+    if method == "robust":
+        span = q[2] - q[0]
+        return q[1], np.where(span < 10 * np.finfo(np.float64).eps, 1.0, span)
+    span = q[1] - q[0]
+    scale = np.where((span > 0) & np.isfinite(span), span, 1.0) / 2.0
+    return q[0] + scale, scale
+
+
+def quantiles_at(stats: Stats, levels: tuple[float, ...]) -> np.ndarray:
+    """The fitted quantiles at ``levels`` (one array of feature shape each), or a clear error."""
+    fitted = stats.quantile_levels or ()
+    missing = [v for v in levels if v not in fitted]
+    if missing or stats.quantiles is None:
+        have = ", ".join(map(str, fitted)) if fitted else "none"
+        raise UsageError(
+            f"this method needs the quantiles at {', '.join(map(str, levels))}; the statistics "
+            f"have {have}: fit with --quantiles {','.join(map(str, levels))}"
+        )
+    table = stats.quantiles
+    return np.stack([table[fitted.index(v)] for v in levels])
 
 
 def transform_block(

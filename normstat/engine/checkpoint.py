@@ -186,7 +186,7 @@ def _moments(arrays: dict[str, np.ndarray], i: int, n_features: int, path: str) 
                 path=path,
             )
         got.append(np.array(a))
-    m = Moments(*got)
+    m = Moments(got[0], got[1], got[2], got[3], got[4], got[5], shift=got[6])
     has = m.count > 0
     with np.errstate(all="ignore"):
         ok = (

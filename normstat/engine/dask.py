@@ -23,6 +23,7 @@ from typing import Any
 
 from normstat import interrupts
 from normstat.core.checks import NanPolicy
+from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments
 from normstat.engine.plan import FitTask
@@ -85,6 +86,7 @@ def fit_dask(
     scheduler: str | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    sketch: SketchSpec | None = None,
 ) -> Moments:
     """Moments of all ``tasks`` (from :func:`~normstat.engine.plan.fit_tasks`), arrays or
     tables: each task's merge tree, adjacent trees joined on the cluster, equal to the local
@@ -93,7 +95,7 @@ def fit_dask(
         return Moments.empty(layout.n_features)
     with dask_client(scheduler, workers) as client:
         leaves = [
-            client.submit(fit_range, t, rows, layout, nan_policy, features, pure=False)
+            client.submit(fit_range, t, rows, layout, nan_policy, features, sketch, pure=False)
             for t in tasks
         ]
         nodes = list(leaves)

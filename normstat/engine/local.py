@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from normstat import interrupts
 from normstat.core.checks import NanPolicy
+from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments, TreeMerger
 from normstat.engine.task import chunk_task
@@ -39,11 +40,13 @@ def fit_local(
     progress: Progress | None = None,
     initial: Moments | TreeMerger | None = None,
     after_chunk: AfterChunk | None = None,
+    sketch: SketchSpec | None = None,
 ) -> Moments:
     """Moments of every chunk, tree-merged in input order (after ``initial``, when resuming).
 
     ``after_chunk(tree, samples)`` runs in this thread after each chunk is merged, with the
-    merge tree so far: the hook for checkpoints.
+    merge tree so far: the hook for checkpoints. ``sketch``: each chunk's distribution summary
+    rides in its moments, through the same merges.
     """
     workers = workers or default_workers()
     if isinstance(initial, TreeMerger):  # resuming a checkpointed tree exactly
@@ -56,10 +59,10 @@ def fit_local(
         try:
             if workers <= 1:
                 results: Iterator[tuple[Moments, int]] = (
-                    (chunk_task(c, layout, nan_policy, features), c.rows) for c in chunks
+                    (chunk_task(c, layout, nan_policy, features, sketch), c.rows) for c in chunks
                 )
             else:
-                results = _pipelined(pool, chunks, layout, nan_policy, workers, features)
+                results = _pipelined(pool, chunks, layout, nan_policy, workers, features, sketch)
             for part, samples in results:
                 interrupts.check()  # a swallowed interrupt still stops the pass here
                 tree.add(part)
@@ -80,6 +83,7 @@ def _pipelined(
     nan_policy: NanPolicy,
     workers: int,
     features: list[str] | None,
+    sketch: SketchSpec | None,
 ) -> Iterator[tuple[Moments, int]]:
     """Yield chunk moments and sample counts in input order while at most ``workers + 1``
     chunks are in flight.
@@ -91,7 +95,8 @@ def _pipelined(
     """
     pending: deque[tuple[Future[Moments], int]] = deque()
     for chunk in chunks:
-        pending.append((pool.submit(chunk_task, chunk, layout, nan_policy, features), chunk.rows))
+        task = pool.submit(chunk_task, chunk, layout, nan_policy, features, sketch)
+        pending.append((task, chunk.rows))
         del chunk  # not held here while waiting below: its task's end releases it
         if len(pending) > workers:
             fut, rows = pending.popleft()

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from normstat.core.checks import NanPolicy
+from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import TreeMerger
 from normstat.engine.plan import FitTask
@@ -46,13 +47,14 @@ def fit_range(
     layout: AxisLayout,
     nan_policy: NanPolicy,
     features: list[str] | None = None,
+    sketch: SketchSpec | None = None,
 ) -> TreeMerger:
     """The merge tree of the task's chunks: the local engine's per-chunk step and merges."""
     tree = TreeMerger(layout.n_features, task.first)
     with blame(task.pieces):
         for piece in task.pieces:
             for chunk in read_range(piece, rows):
-                tree.add(chunk_task(chunk, layout, nan_policy, features))
+                tree.add(chunk_task(chunk, layout, nan_policy, features, sketch))
     if tree.stop - task.first != task.chunks:
         first = task.pieces[0]
         raise DataError(

@@ -12,6 +12,7 @@ import numpy as np
 
 from normstat.core.blocked import column_moments, finite_moments
 from normstat.core.checks import NanPolicy, find_forbidden
+from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments, chunk_moments
 from normstat.errors import DataError
@@ -19,11 +20,15 @@ from normstat.sources.base import Chunk
 
 
 def chunk_task(
-    chunk: Chunk, layout: AxisLayout, nan_policy: NanPolicy, features: list[str] | None = None
+    chunk: Chunk,
+    layout: AxisLayout,
+    nan_policy: NanPolicy,
+    features: list[str] | None = None,
+    sketch: SketchSpec | None = None,
 ) -> Moments:
     # values near float64's limit overflow the sums: checked below, never warned about
     with np.errstate(over="ignore", invalid="ignore"):
-        part = _chunk_task(chunk, layout, nan_policy, features)
+        part = _chunk_task(chunk, layout, nan_policy, features, sketch)
         check_finite(part, chunk.path, chunk.dataset, layout, features)
     return part
 
@@ -53,17 +58,24 @@ def check_finite(
 
 
 def _chunk_task(
-    chunk: Chunk, layout: AxisLayout, nan_policy: NanPolicy, features: list[str] | None
+    chunk: Chunk,
+    layout: AxisLayout,
+    nan_policy: NanPolicy,
+    features: list[str] | None,
+    sketch: SketchSpec | None,
 ) -> Moments:
+    """The chunk's moments, with its distribution summary beside them when ``sketch`` asks."""
     if chunk.columns is not None and len(chunk.columns) == layout.n_features:
-        return _by_column(chunk, layout, nan_policy, features)
+        return _by_column(chunk, layout, nan_policy, features, sketch)
     _check_shape(chunk, layout)
     rows = layout.to_rows(chunk.data)
-    clean = finite_moments(rows)
-    if clean is not None:
-        return clean
-    _check(rows, chunk, layout, nan_policy, features)
-    return chunk_moments(rows)
+    moments = finite_moments(rows)
+    if moments is None:
+        _check(rows, chunk, layout, nan_policy, features)
+        moments = chunk_moments(rows)
+    if sketch is not None:
+        moments.sketch = sketch.build(rows)
+    return moments
 
 
 def _check_shape(chunk: Chunk, layout: AxisLayout) -> None:
@@ -81,16 +93,21 @@ def _check_shape(chunk: Chunk, layout: AxisLayout) -> None:
 
 
 def _by_column(
-    chunk: Chunk, layout: AxisLayout, nan_policy: NanPolicy, features: list[str] | None
+    chunk: Chunk,
+    layout: AxisLayout,
+    nan_policy: NanPolicy,
+    features: list[str] | None,
+    sketch: SketchSpec | None,
 ) -> Moments:
     assert chunk.columns is not None
     parts = []
     for j, col in enumerate(chunk.columns):
         part = column_moments(col)
         if part is None:
-            rows = col.reshape(-1, 1)
-            _check(rows, chunk, layout, nan_policy, features, feature_offset=j)
-            part = chunk_moments(rows)
+            _check(col.reshape(-1, 1), chunk, layout, nan_policy, features, feature_offset=j)
+            part = chunk_moments(col.reshape(-1, 1))
+        if sketch is not None:
+            part.sketch = sketch.build(col.reshape(-1, 1), j)
         parts.append(part)
     return Moments.join(parts)
 
