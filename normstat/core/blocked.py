@@ -208,8 +208,17 @@ def column_moments(col: np.ndarray) -> Moments | None:
 
 
 def _exact_int_moments(rows: np.ndarray) -> Moments:
-    n, f = rows.shape
+    n = rows.shape[0]
     s, q, lo, hi = integer_sums(rows)
+    return moments_from_sums(n, s, q, lo, hi)
+
+
+def moments_from_sums(
+    n: int, s: np.ndarray, q: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> Moments:
+    """Moments of ``n`` integer values per feature from their exact sums ``s`` and sums of
+    squares ``q`` (int64), shared by the kernel above and the value counts of
+    :mod:`normstat.core.histogram`, so both give the same bits."""
     # m2 = sum((x - a)**2) - b**2 / n for any integer a, with b = s - n*a. The first term is an
     # exact integer; a = round(s / n) makes |b| <= n/2, so the second is at most half the first
     # (no cancellation) and m2 comes out within one ulp of the exact value.
@@ -218,8 +227,8 @@ def _exact_int_moments(rows: np.ndarray) -> Moments:
     whole = q - 2 * a * s + n * a * a  # exact in int64
     m2 = whole.astype(np.float64) - b.astype(np.float64) ** 2 / n
     return Moments(
-        count=np.full(f, n, np.int64),
-        nan_count=np.zeros(f, np.int64),
+        count=np.full(s.shape[0], n, np.int64),
+        nan_count=np.zeros(s.shape[0], np.int64),
         dmean=b / n,  # mean = a + b / n: the integer part exact, the remainder below 1/2
         m2=np.maximum(m2, 0.0),
         min=lo,

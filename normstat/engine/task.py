@@ -69,12 +69,14 @@ def _chunk_task(
         return _by_column(chunk, layout, nan_policy, features, sketch)
     _check_shape(chunk, layout)
     rows = layout.to_rows(chunk.data)
+    if sketch is not None and sketch.counts_values(rows.dtype):
+        return sketch.summarise(rows)  # one counting read gives moments and summary
     moments = finite_moments(rows)
     if moments is None:
         _check(rows, chunk, layout, nan_policy, features)
         moments = chunk_moments(rows)
     if sketch is not None:
-        moments.sketch = sketch.build(rows)
+        moments.sketch = sketch.build(rows, bounds=moments)
     return moments
 
 
@@ -102,12 +104,15 @@ def _by_column(
     assert chunk.columns is not None
     parts = []
     for j, col in enumerate(chunk.columns):
+        if sketch is not None and sketch.counts_values(col.dtype):
+            parts.append(sketch.summarise(col.reshape(-1, 1)))
+            continue
         part = column_moments(col)
         if part is None:
             _check(col.reshape(-1, 1), chunk, layout, nan_policy, features, feature_offset=j)
             part = chunk_moments(col.reshape(-1, 1))
         if sketch is not None:
-            part.sketch = sketch.build(col.reshape(-1, 1), j)
+            part.sketch = sketch.build(col.reshape(-1, 1), j, bounds=part)
         parts.append(part)
     return Moments.join(parts)
 
