@@ -25,6 +25,7 @@ from normstat.core.moments import Moments
 from normstat.core.npz import read_npz_member
 from normstat.core.quantiles import FIELDS as SKETCH_FIELDS
 from normstat.core.quantiles import Sketch
+from normstat.core.quantiles import well_formed as _well_formed
 from normstat.core.stats import Stats
 from normstat.errors import ArtifactError, UsageError
 from normstat.sinks.atomic import atomic_output
@@ -187,26 +188,6 @@ def _sketch_ints(v: Any, key: str, fail: Any) -> np.ndarray:
     if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
         raise fail(f"'histogram.{key}' must be a list of integers")
     return a.astype(np.int64)
-
-
-def _well_formed(s: Sketch, n: int) -> bool:
-    """Shapes agree, offsets partition the entries, counts are positive, and each feature's
-    keys are strictly increasing (quantiles walk them in order)."""
-    if not (
-        all(getattr(s, k).shape == (n,) for k in ("drop", *_SKETCH_IDENTITY))
-        and s.offsets.shape == (n + 1,)
-        and s.keys.shape == s.counts.shape
-        and s.offsets[0] == 0
-        and s.offsets[-1] == s.keys.size
-        and (np.diff(s.offsets) >= 0).all()
-        and (s.counts > 0).all()
-        and ((s.drop >= 0) & (s.drop <= 52)).all()
-    ):
-        return False
-    rising = np.diff(s.keys) > 0
-    starts = s.offsets[1:-1]
-    rising[starts[(starts > 0) & (starts < s.keys.size)] - 1] = True  # a new feature begins
-    return bool(rising.all())
 
 
 def dumps(stats: Stats) -> str:

@@ -5,6 +5,7 @@ bits; robust scaling against scikit-learn's ``RobustScaler``."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -428,15 +429,136 @@ def test_dask_engine_equals_local(tmp_path):
         assert np.array_equal(a, b)
 
 
-def test_a_checkpointed_fit_with_a_summary_is_refused_before_the_pass(tmp_path):
-    """Checkpoints hold the merge tree's moments only: a fit keeping a distribution summary
-    is refused up front (not resumed without its summary), and leaves nothing behind."""
-    np.save(tmp_path / "x.npy", np.random.default_rng(15).normal(0, 3, (300, 2)))
+class _CrashAfter:
+    """A progress hook that stops the fit after some samples (a stand-in for a kill)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.done = limit, 0
+
+    def start(self, total: int, row_bytes: int = 0) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.done >= self.limit:
+            raise RuntimeError("crash")
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"quantiles": LEVELS},
+        {"histogram": True},
+        {"quantiles": LEVELS, "exact": True},
+        {"quantiles": LEVELS, "rescale": "1/255"},
+    ],
+    ids=["quantiles", "histogram", "exact", "rescale"],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.uint8])
+def test_checkpointed_fit_with_a_summary_resumes_bit_for_bit(tmp_path, kw, dtype):
+    """The summary is saved with every pending state of the merge tree: a fit stopped part-way
+    and resumed gives the uninterrupted fit's summary and quantiles, bit for bit, and those
+    equal numpy's."""
+    rng = np.random.default_rng(15)
+    x = rng.lognormal(0, 1, (3000, 3)) if dtype == np.float64 else rng.integers(0, 256, (3000, 3))
+    x = x.astype(dtype)
+    paths = []
+    for i, part in enumerate(np.array_split(x, 2)):
+        paths.append(str(tmp_path / f"s{i}.npy"))
+        np.save(paths[-1], part)
+    state = str(tmp_path / "state.npz")
+    whole = normstat.fit(paths, chunk_size=64, **kw)
+    with pytest.raises(RuntimeError, match="crash"):
+        normstat.fit(
+            paths,
+            chunk_size=64,
+            workers=1,
+            checkpoint=state,
+            checkpoint_every=1e-9,
+            progress=_CrashAfter(1900),  # in the second shard
+            **kw,
+        )
+    with np.load(state) as saved:
+        assert any("_histogram_keys" in k for k in saved.files)
+    resumed = normstat.fit(paths, chunk_size=64, checkpoint=state, resume=True, **kw)
+    assert not (tmp_path / "state.npz").exists()
+    for name, a in whole.sketch.arrays().items():
+        assert np.array_equal(a, resumed.sketch.arrays()[name]), name
+    if "quantiles" in kw:
+        assert np.array_equal(resumed.quantiles, whole.quantiles)
+        scale = 1 / 255 if "rescale" in kw else 1.0
+        want = _reference(x.astype(np.float64) * scale)
+        got = resumed.quantiles.reshape(len(LEVELS), -1)
+        if "exact" in kw or dtype == np.uint8:
+            assert np.array_equal(got, want)
+        else:
+            assert np.all(np.abs(got - want) <= BOUND * np.abs(want))
+
+
+def test_checkpoint_without_a_summary_does_not_resume_a_fit_with_one(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(16).normal(0, 3, (600, 2)))
+    state = str(tmp_path / "state.npz")
+    for before, after in (({}, {"quantiles": LEVELS}), ({"histogram": True}, {})):
+        with pytest.raises(RuntimeError, match="crash"):
+            normstat.fit(
+                str(tmp_path / "x.npy"),
+                chunk_size=64,
+                checkpoint=state,
+                checkpoint_every=1e-9,
+                progress=_CrashAfter(300),
+                **before,
+            )
+        with pytest.raises(normstat.DataError, match="distribution_summary"):
+            normstat.fit(
+                str(tmp_path / "x.npy"), chunk_size=64, checkpoint=state, resume=True, **after
+            )
+        os.unlink(state)
+
+
+def test_damaged_summary_in_a_checkpoint_is_refused(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(17).normal(0, 3, (600, 2)))
     state = tmp_path / "state.npz"
-    for kw in ({"quantiles": LEVELS}, {"histogram": True}, {"quantiles": LEVELS, "exact": True}):
-        with pytest.raises(normstat.UsageError, match="checkpoint"):
-            normstat.fit(str(tmp_path / "x.npy"), checkpoint=str(state), **kw)
-        assert not state.exists()
+    kw = {"chunk_size": 64, "quantiles": LEVELS}
+    with pytest.raises(RuntimeError, match="crash"):
+        normstat.fit(
+            str(tmp_path / "x.npy"),
+            checkpoint=str(state),
+            checkpoint_every=1e-9,
+            progress=_CrashAfter(300),
+            **kw,
+        )
+    with np.load(state) as saved:
+        arrays = {k: saved[k] for k in saved.files}
+    arrays["0_histogram_counts"] = arrays["0_histogram_counts"] + 1  # counts no longer add up
+    np.savez(state, **arrays)
+    with pytest.raises(normstat.DataError, match="damaged summary"):
+        normstat.fit(str(tmp_path / "x.npy"), checkpoint=str(state), resume=True, **kw)
+
+
+@pytest.mark.parametrize("scale", ["1/255", "-2"])
+def test_rescale_applies_before_the_summary(tmp_path, scale):
+    """``--rescale``: the quantiles and the summary are those of ``x * rescale``, as numpy's
+    of the rescaled values: exact for uint8 (each value scaled once), within the bound for
+    floats, and exact with ``--exact``; ``apply --method robust`` maps as on the scaled data."""
+    rng = np.random.default_rng(18)
+    r = 1 / 255 if scale == "1/255" else -2.0
+    for x in (rng.integers(0, 256, (5000, 3)).astype(np.uint8), rng.normal(3, 2, (5000, 3))):
+        np.save(tmp_path / "x.npy", x)
+        want = _reference(x.astype(np.float64) * r)
+        stats = normstat.fit(str(tmp_path / "x.npy"), quantiles=LEVELS, rescale=scale)
+        got = stats.quantiles.reshape(len(LEVELS), -1)
+        if x.dtype == np.uint8:
+            assert np.array_equal(got, want)
+        else:
+            assert np.all(np.abs(got - want) <= BOUND * np.abs(want))
+        exact = normstat.fit(str(tmp_path / "x.npy"), quantiles=LEVELS, rescale=scale, exact=True)
+        assert np.array_equal(exact.quantiles.reshape(len(LEVELS), -1), want)
+        assert stats.rescale == r and np.allclose(stats.mean, x.mean(axis=0) * r)
+    # robust scaling of the raw values with statistics of the rescaled ones
+    robust = normstat.fit(str(tmp_path / "x.npy"), quantiles="robust", rescale=scale, exact=True)
+    y = transform(x, robust, method="robust")
+    q25, q50, q75 = np.quantile(x * r, [0.25, 0.5, 0.75], axis=0)
+    assert np.allclose(y, (x * r - q50) / (q75 - q25), rtol=1e-5, atol=1e-5)  # float32 output
 
 
 def test_dask_tables_and_exact_equal_local(tmp_path):
@@ -533,9 +655,3 @@ def test_cli_merge_unions_levels_and_refuses_a_part_without_summary(tmp_path):
     run(main, ["fit", str(tmp_path / "p0.npy"), "-o", plain, "-q"])
     r = run(main, ["merge", names[1], plain])
     assert r.exit_code == 1 and "no distribution summary" in r.stderr
-
-
-def test_rescale_with_a_summary_is_refused(tmp_path):
-    np.save(tmp_path / "x.npy", np.arange(12.0).reshape(6, 2))
-    with pytest.raises(normstat.UsageError, match="rescale"):
-        normstat.fit(str(tmp_path / "x.npy"), quantiles="robust", rescale="1/255")

@@ -120,18 +120,9 @@ def fit(
     specs = as_paths(sources, "sources", _ARRAY_HINT if is_dataset(sources) else "")
     axis = check_axis(axis)
     levels = None if quantiles is None else parse_levels(quantiles)
-    sketch = SketchSpec() if levels is not None or histogram else None
+    # the summary counts the values the statistics describe: x * rescale
+    sketch = SketchSpec(scale=scale) if levels is not None or histogram else None
     _check_exact(levels, exact, specs)
-    if sketch is not None and scale != 1.0:
-        raise UsageError(
-            "rescale: the distribution summary (quantiles, histogram) is not combined with "
-            "rescale yet; fit without it and scale the quantiles, or without quantiles"
-        )
-    if sketch is not None and checkpoint:
-        raise UsageError(
-            "checkpoint: a fit that keeps a distribution summary (quantiles, histogram) cannot "
-            "be checkpointed yet"
-        )
     check_engine(engine, scheduler, specs, checkpoint)
     if resume and not checkpoint:
         raise UsageError("--resume needs --checkpoint PATH")
@@ -159,7 +150,7 @@ def fit(
         saver, initial = None, None
         if checkpoint:
             saver, initial = _checkpointer(
-                srcs, layout, rows, nan, checkpoint, checkpoint_every, resume
+                srcs, layout, rows, nan, checkpoint, checkpoint_every, resume, sketch
             )
         skip = saver.rows_done if saver else 0
         if progress is not None:
@@ -203,9 +194,9 @@ def fit(
             quantile_levels=levels,
         )
         if exact and levels is not None and moments.sketch is not None:
-            stats.exact_quantiles = _exact_quantiles(moments.sketch, levels, one_pass)
+            stats.exact_quantiles = _exact_quantiles(moments.sketch, levels, one_pass, scale)
         if scale != 1.0:
-            stats = stats.rescaled(scale)
+            stats = _rescaled(stats, scale)
         warn_empty(stats)
         if output is not None:
             save(stats, output)
@@ -227,14 +218,26 @@ def _check_exact(levels: tuple[float, ...] | None, exact: bool, specs: list[str]
         raise UsageError("--exact reads the data twice; stdin ('-') can be read only once")
 
 
+def _rescaled(stats: Stats, scale: float) -> Stats:
+    """The moments rescaled after the pass; the summary was built from the rescaled values
+    (:class:`SketchSpec`'s ``scale``), so it and its quantiles are carried as they are."""
+    scaled = stats.rescaled(scale)
+    scaled.moments.sketch = stats.sketch
+    scaled.quantile_levels, scaled.exact_quantiles = stats.quantile_levels, stats.exact_quantiles
+    return scaled
+
+
 def _exact_quantiles(
-    sketch: Sketch, levels: tuple[float, ...], one_pass: Callable[[SketchSpec], Moments]
+    sketch: Sketch,
+    levels: tuple[float, ...],
+    one_pass: Callable[[SketchSpec], Moments],
+    scale: float = 1.0,
 ) -> np.ndarray:
     """Further passes over the data, each counting only the buckets that hold the order
     statistics the levels need, until they are single values (:class:`ExactSearch`)."""
     search = ExactSearch(sketch, levels)
     while (refine := search.next_refinement()) is not None:
-        spec = SketchSpec(refine)
+        spec = SketchSpec(refine, scale)
         counted = one_pass(spec).sketch
         search.absorb(counted if counted is not None else spec.build(np.zeros((0, 0))))
     return search.quantiles()
@@ -277,8 +280,10 @@ def _checkpointer(
     path: str,
     every: float,
     resume: bool,
+    sketch: SketchSpec | None = None,
 ) -> tuple[checkpoints.Checkpointer, TreeMerger | None]:
     check_checkpoint_every(every)
+    summary = {} if sketch is None else {"distribution_summary": {"rescale": sketch.scale}}
     print_ = checkpoints.fingerprint(
         srcs,
         axis=plain(layout.axis),
@@ -286,6 +291,7 @@ def _checkpointer(
         chunk_rows=rows,
         sample_shape=list(layout.sample_shape),
         features=srcs[0].features,
+        **summary,
     )
     saver = checkpoints.Checkpointer(path, every, print_)
     if os.path.exists(path):

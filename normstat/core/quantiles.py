@@ -269,3 +269,23 @@ def _combine(
 
 def offsets_of(feats: np.ndarray, n_features: int) -> np.ndarray:
     return np.searchsorted(feats, np.arange(n_features + 1)).astype(np.int64)
+
+
+def well_formed(s: Sketch, n: int) -> bool:
+    """Shapes agree, offsets partition the entries, counts are positive, and each feature's
+    keys are strictly increasing (quantiles walk them in order)."""
+    if not (
+        all(getattr(s, k).shape == (n,) for k in ("drop", *_EXACT_FIELDS))
+        and s.offsets.shape == (n + 1,)
+        and s.keys.shape == s.counts.shape
+        and s.offsets[0] == 0
+        and s.offsets[-1] == s.keys.size
+        and (np.diff(s.offsets) >= 0).all()
+        and (s.counts > 0).all()
+        and ((s.drop >= 0) & (s.drop <= 52)).all()
+    ):
+        return False
+    rising = np.diff(s.keys) > 0
+    starts = s.offsets[1:-1]
+    rising[starts[(starts > 0) & (starts < s.keys.size)] - 1] = True  # a new feature begins
+    return bool(rising.all())

@@ -25,6 +25,8 @@ import numpy as np
 
 from normstat.core.moments import FIELDS, Moments, TreeMerger
 from normstat.core.npz import read_npz_member
+from normstat.core.quantiles import FIELDS as SKETCH_FIELDS
+from normstat.core.quantiles import Sketch, well_formed
 from normstat.errors import ArtifactError, DataError
 from normstat.sinks.atomic import atomic_output
 from normstat.sources.base import ArraySource
@@ -32,6 +34,9 @@ from normstat.sources.base import ArraySource
 KIND = "normstat.checkpoint"
 HASHED_BYTES = 64 * 2**10
 """Bytes hashed at each end of a source file for its fingerprint."""
+BUCKETS_PER_FEATURE = 2**20
+"""What a saved distribution summary may declare per feature (above the worst case of
+docs/quantiles.md), as for the artifact."""
 
 
 def content_ends(path: str) -> str | None:
@@ -91,6 +96,9 @@ class Checkpointer:
             for i, (_, m) in enumerate(pending)
             for name, a in zip(FIELDS, m.arrays(), strict=True)
         }
+        for i, (_, m) in enumerate(pending):  # the distribution summary, kept beside
+            if m.sketch is not None:
+                arrays.update({f"{i}_histogram_{k}": v for k, v in m.sketch.arrays().items()})
         with atomic_output(self.path) as tmp, open(tmp, "wb") as fp:
             np.savez(fp, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]
         self._last = time.monotonic()
@@ -133,7 +141,7 @@ def _read(path: str, n_features: int) -> tuple[dict[str, Any], dict[str, np.ndar
                 raise DataError("not a normstat checkpoint (no 'meta' entry)", path=path)
             meta_arr = read_npz_member(zf, infos.pop("meta.npy"), 2**24, path)
             arrays = {
-                name[: -len(".npy")]: read_npz_member(zf, info, 8 * n_features, path)
+                name[: -len(".npy")]: read_npz_member(zf, info, _cap(name, n_features), path)
                 for name, info in infos.items()
             }
     except ArtifactError as exc:
@@ -142,6 +150,13 @@ def _read(path: str, n_features: int) -> tuple[dict[str, Any], dict[str, np.ndar
     if not isinstance(meta, dict):
         raise DataError("not a normstat checkpoint (its 'meta' is not a JSON object)", path=path)
     return meta, arrays
+
+
+def _cap(name: str, n_features: int) -> int:
+    """Bytes a member may declare: one value per feature, or a summary's buckets."""
+    if "_histogram_" in name:
+        return 8 * (n_features + 1) * BUCKETS_PER_FEATURE
+    return 8 * n_features
 
 
 def _fingerprint_of(meta: dict[str, Any], path: str) -> dict[str, Any]:
@@ -163,7 +178,8 @@ def _tree(
     ):
         raise DataError("the checkpoint's merge tree is not a list of levels", path=path)
     pending = [(lv, _moments(arrays, i, n_features, path)) for i, lv in enumerate(levels)]
-    if len(arrays) != len(FIELDS) * len(levels):
+    summaries = sum(m.sketch is not None for _, m in pending)
+    if len(arrays) != len(FIELDS) * len(levels) + len(SKETCH_FIELDS) * summaries:
         raise DataError("the checkpoint holds arrays its merge tree does not name", path=path)
     try:
         return TreeMerger.restore(n_features, pending)
@@ -199,7 +215,26 @@ def _moments(arrays: dict[str, np.ndarray], i: int, n_features: int, path: str) 
         )
     if not ok:
         raise DataError(f"the checkpoint's state {i} holds impossible statistics", path=path)
+    m.sketch = _sketch(arrays, i, m, path)
     return m
+
+
+def _sketch(arrays: dict[str, np.ndarray], i: int, m: Moments, path: str) -> Sketch | None:
+    """The distribution summary of partial state ``i``, if saved: well formed, int64 and
+    float64 as written, and counting exactly the state's values."""
+    got = {k: arrays.get(f"{i}_histogram_{k}") for k in SKETCH_FIELDS}
+    if all(v is None for v in got.values()):
+        return None
+    exact = ("min", "max", "neg_max", "pos_min")
+    if any(
+        v is None or v.ndim != 1 or v.dtype != (np.float64 if k in exact else np.int64)
+        for k, v in got.items()
+    ):
+        raise DataError(f"the checkpoint's state {i} has a damaged summary", path=path)
+    s = Sketch(**{k: np.array(v) for k, v in got.items()})  # type: ignore[arg-type]
+    if not well_formed(s, m.n_features) or not np.array_equal(s.total, m.count):
+        raise DataError(f"the checkpoint's state {i} has a damaged summary", path=path)
+    return s
 
 
 def _check_same(saved: dict[str, Any], now: dict[str, Any], path: str) -> None:
@@ -217,10 +252,10 @@ def _check_same(saved: dict[str, Any], now: dict[str, Any], path: str) -> None:
                     "over changed data (delete the checkpoint to start again)",
                     path=path,
                 )
-    for key in now:
-        if key != "sources" and saved.get(key) != now[key]:
+    for key in sorted(set(now) | set(saved)):  # a setting only one side has differs too
+        if key != "sources" and saved.get(key) != now.get(key):
             raise DataError(
                 f"--resume needs the same {key} as the checkpointed run "
-                f"(was {saved.get(key)!r}, now {now[key]!r})",
+                f"(was {saved.get(key)!r}, now {now.get(key)!r})",
                 path=path,
             )
