@@ -231,7 +231,7 @@ def _sketch(arrays: dict[str, np.ndarray], i: int, m: Moments, path: str) -> Ske
         for k, v in got.items()
     ):
         raise DataError(f"the checkpoint's state {i} has a damaged summary", path=path)
-    s = Sketch(**{k: np.array(v) for k, v in got.items()})  # type: ignore[arg-type]
+    s = Sketch(**{k: np.array(v) for k, v in got.items()})
     if not well_formed(s, m.n_features) or not np.array_equal(s.total, m.count):
         raise DataError(f"the checkpoint's state {i} has a damaged summary", path=path)
     return s
