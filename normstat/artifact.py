@@ -110,6 +110,7 @@ def _distribution(stats: Stats) -> dict[str, Any]:
         out["quantile_levels"] = list(stats.quantile_levels)
         out["quantiles"] = _nested(quantiles)
         out["quantiles_exact"] = stats.exact_quantiles is not None
+        out["quantiles_relative_error"] = stats.quantile_error
     if stats.sketch is not None:
         out["histogram"] = {k: _nested(v) for k, v in stats.sketch.arrays().items()}
     return out
@@ -122,6 +123,7 @@ def _npz_distribution(stats: Stats) -> dict[str, np.ndarray]:
         out["quantile_levels"] = np.asarray(stats.quantile_levels, np.float64)
         out["quantiles"] = quantiles
         out["quantiles_exact"] = np.array(stats.exact_quantiles is not None)
+        out["quantiles_relative_error"] = np.array(stats.quantile_error, np.float64)
     if stats.sketch is not None:
         out.update({f"histogram_{k}": v for k, v in stats.sketch.arrays().items()})
     return out
@@ -161,6 +163,19 @@ def _load_distribution(doc: dict[str, Any], stats: Stats, fail: Any) -> None:
         stats.exact_quantiles = got.reshape(len(levels), -1)
     elif not np.array_equal(want, got, equal_nan=True):
         raise fail("'quantiles' disagree with the histogram")
+    error = doc.get("quantiles_relative_error")  # absent in artifacts before it was written
+    if error is not None and _float_or_none(error) != stats.quantile_error:
+        raise fail(
+            f"'quantiles_relative_error' {error!r} disagrees with the histogram's resolution "
+            f"({stats.quantile_error})"
+        )
+
+
+def _float_or_none(v: Any) -> float | None:
+    try:
+        return float(np.asarray(v, np.float64).reshape(()))
+    except (TypeError, ValueError):
+        return None
 
 
 def _sketch(hist: Any, stats: Stats, fail: Any) -> Sketch:
@@ -349,6 +364,7 @@ _DISTRIBUTION_KEYS = (
     "quantile_levels",
     "quantiles",
     "quantiles_exact",
+    "quantiles_relative_error",
     *(f"histogram_{k}" for k in SKETCH_FIELDS),
 )
 _BUCKETS_PER_FEATURE = 2**20

@@ -189,6 +189,48 @@ def test_merge_of_partial_artifacts_equals_the_whole(tmp_path):
     assert np.array_equal(merge(names[::-1]).quantiles, whole.quantiles)
 
 
+def test_merge_of_exact_artifacts_says_the_merged_quantiles_are_bounded(tmp_path):
+    """``--exact`` reads the data again; ``merge`` has only the parts' summaries. The merged
+    quantiles of float data are within the bound of the whole's numpy values, and both stderr
+    and the artifact say so (``quantiles_exact`` false, ``quantiles_relative_error`` 2^-7);
+    integer parts stay exact, without a warning."""
+    rng = np.random.default_rng(21)
+    for x, error in ((DATA["lognormal"], BOUND), (rng.integers(0, 256, (9000, 3), np.uint8), 0.0)):
+        names = []
+        for i, part in enumerate(np.array_split(x, 2)):
+            np.save(tmp_path / f"p{i}.npy", part)
+            names.append(str(tmp_path / f"part{i}.json"))
+            r = CliRunner().invoke(
+                main,
+                ["fit", str(tmp_path / f"p{i}.npy"), "--quantiles", "0.01,0.5,0.99", "--exact"]
+                + ["-o", names[-1], "--force", "-q"],
+            )
+            assert r.exit_code == 0, r.output
+            assert json.load(open(names[-1]))["quantiles_relative_error"] == 0.0
+        out = str(tmp_path / "merged.json")
+        r = CliRunner().invoke(main, ["merge", *names, "-o", out, "--force"])
+        assert r.exit_code == 0, r.output
+        doc = json.load(open(out))
+        assert doc["quantiles_exact"] is False
+        assert doc["quantiles_relative_error"] == error
+        want = _reference(x, [0.01, 0.5, 0.99])
+        got = np.asarray(doc["quantiles"], np.float64).reshape(3, -1)
+        assert np.all(np.abs(got - want) <= error * np.abs(want))
+        if error:
+            assert "the merged ones are not" in r.stderr and "0.00781" in r.stderr
+            assert not np.array_equal(got, want)  # the witness: really bounded, not exact
+        else:
+            assert "Warning" not in r.stderr
+
+
+def test_artifact_with_edited_quantile_error_is_refused():
+    doc = artifact.to_dict(fit_arrays(DATA["normal"], quantiles="robust"))
+    assert doc["quantiles_relative_error"] == BOUND
+    doc["quantiles_relative_error"] = 0.0
+    with pytest.raises(normstat.ArtifactError, match="quantiles_relative_error"):
+        artifact.from_dict(doc)
+
+
 def test_accumulator_update_and_merge():
     x = DATA["normal"]
     a = Accumulator(quantiles="robust").update(x[:100]).update(x[100:30_000])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from normstat.core.moments import merge_all
 from normstat.core.quantiles import merge_levels
 from normstat.core.stats import Stats
 from normstat.core.transform import transform_params
-from normstat.errors import ArtifactError, DataError, UsageError
+from normstat.errors import ArtifactError, DataError, NormstatWarning, UsageError
 
 
 def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats:
@@ -50,7 +51,7 @@ def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats
     levels = None
     for s in loaded:
         levels = merge_levels(levels, s.quantile_levels)
-    return Stats(
+    merged = Stats(
         moments,
         first.feature_shape,
         first.axis,
@@ -59,6 +60,30 @@ def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats
         _merged_source([s.source for s in loaded]),
         first.rescale,
         quantile_levels=levels,
+    )
+    _warn_bounded(loaded, merged)
+    return merged
+
+
+def _warn_bounded(loaded: list[Stats], merged: Stats) -> None:
+    """Exact quantiles (``fit --exact``) were selected by reading the data again; a merge has
+    only the parts' summaries, so its quantiles of float data are within the bound: said on
+    stderr, and recorded in the artifact (``quantiles_exact`` false and
+    ``quantiles_relative_error``)."""
+    error = merged.quantile_error
+    if not error or not any(s.exact_quantiles is not None for s in loaded):
+        return
+    s = merged.sketch
+    assert s is not None
+    n = int(((s.drop > 0) & (s.total > 0)).sum())
+    warnings.warn(
+        NormstatWarning(
+            f"the parts' quantiles were exact (fit --exact), the merged ones are not: "
+            f"they come from the merged summaries, within {error:.3g} (2^-7) of each value "
+            f"for {n} feature{'s' if n != 1 else ''} of float data (exact where the data is "
+            "integers of 16 bits or fewer); fit the whole with --exact for exact values"
+        ),
+        stacklevel=2,
     )
 
 

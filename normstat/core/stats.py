@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from normstat.core.moments import Moments
-from normstat.core.quantiles import Sketch, merge_levels
+from normstat.core.quantiles import KEEP_BITS, Sketch, merge_levels
 
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -161,6 +161,18 @@ class Stats:
         if q is None:
             q = self.sketch.quantiles(self.quantile_levels)
         return q.reshape((len(self.quantile_levels), *self.feature_shape))
+
+    @property
+    def quantile_error(self) -> float | None:
+        """The largest relative error of :attr:`quantiles` against ``numpy.quantile``: 0.0 when
+        exact (``fit --exact``, or every feature counted value by value), else the summary's
+        bound ``2**-7`` (docs/quantiles.md); ``None`` without quantiles."""
+        if self.quantile_levels is None or self.sketch is None:
+            return None
+        s = self.sketch
+        if self.exact_quantiles is not None or not (s.drop[s.total > 0] > 0).any():
+            return 0.0
+        return 2.0**-KEEP_BITS
 
     def merge(self, other: Stats) -> Stats:
         """Exact merge of the statistics of two disjoint parts of one dataset."""
