@@ -281,12 +281,11 @@ def method_for(src: ArraySource, method: str | None, inverse: bool) -> str:
 
 
 def _attrs(stats: Stats, method: str, inverse: bool, params: TransformParams) -> dict[str, Any]:
-    """What an output records about how it was made (HDF5 / Zarr attributes). The statistics
-    go without their distribution summary: it can be megabytes, past HDF5's 64 KiB attribute
-    limit, and the map it led to is in ``normstat_shift`` / ``normstat_scale``."""
+    """What an output records about how it was made (HDF5 / Zarr attributes): the map, and the
+    statistics it used, whole: with their quantiles and distribution summary, so the output
+    says which quantiles a robust or quantile map came from, and the artifact can be read back
+    from it. A large value goes where HDF5 can hold it (:func:`normstat.sinks.hdf5.record`)."""
     doc = artifact.to_dict(stats)
-    for key in ("histogram", "quantile_levels", "quantiles", "quantiles_exact"):
-        doc.pop(key, None)
     return {
         "normstat_method": method,
         "normstat_inverse": inverse,
