@@ -8,6 +8,9 @@
   bar and the mean (as bands over the feature index past 60 features); a symmetric log axis when
   the features' scales differ by more than 100x.
 
+With quantiles (``fit --quantiles``), the bars and lines also draw the quantile band: from the
+lowest to the highest fitted level (q0.01 - q0.99, say), and the median when it was fitted.
+
 matplotlib is imported here only, and only through its object API (``Figure``), so plotting never
 changes pyplot's global state or backend in the caller's notebook.
 """
@@ -213,6 +216,13 @@ def _channel_bars(fig: Figure, stats: Stats) -> None:
            label="mean ± std")  # fmt: skip
     ax.scatter(x, stats.min, marker="v", color="0.3", zorder=3, label="min", clip_on=False)
     ax.scatter(x, stats.max, marker="^", color="0.3", zorder=3, label="max", clip_on=False)
+    band = _quantile_band(stats)
+    if band is not None:
+        label, lo, hi, median = band
+        ax.vlines(x + 0.3, lo, hi, color="tab:orange", linewidth=5, label=label, zorder=3)
+        if median is not None:
+            ax.scatter(x + 0.3, median, color="tab:orange", edgecolor="0.2", zorder=4, s=24,
+                       label="median")  # fmt: skip
     labels = [
         f"{name}\nmean {m:.4g}\nstd {s:.3g}"
         for name, m, s in zip(names, stats.mean, stats.std, strict=True)
@@ -253,19 +263,24 @@ def _per_feature(fig: Figure, stats: Stats) -> None:
         "lo": stats.min.ravel(),
         "hi": stats.max.ravel(),
     }
+    band = _quantile_band(stats)
+    if band is not None:
+        values["band"] = np.stack(band[1:3])  # (2, features)
+        if band[3] is not None:
+            values["median"] = band[3]
     finite = np.concatenate([values["lo"], values["hi"]])
     finite = finite[np.isfinite(finite)]
     what = "column" if stats.features is not None else "feature"
     if len(names) <= MAX_RANGE_BARS:
         fig.set_size_inches(min(14.0, max(6.0, 0.4 * len(names) + 3.0)), 4.8)
         ax = fig.subplots()
-        _ranges(ax, np.arange(len(names)), values, vertical=True)
+        _ranges(ax, np.arange(len(names)), values, vertical=True, band=band and band[0])
         _feature_ticks(ax, names)
         ax.set_xlabel(what)
         _value_axis(ax, finite, "y")
         panels = [ax]
     else:
-        panels = _panels(fig, names, values, finite, what)
+        panels = _panels(fig, names, values, finite, what, band and band[0])
     for ax in panels:
         ax.grid(alpha=0.3)
     _note_empty(panels, names, stats, len(names) <= MAX_RANGE_BARS)
@@ -279,7 +294,12 @@ PANEL_ROWS = 50
 
 
 def _panels(
-    fig: Figure, names: list[str], values: dict[str, np.ndarray], finite: np.ndarray, what: str
+    fig: Figure,
+    names: list[str],
+    values: dict[str, np.ndarray],
+    finite: np.ndarray,
+    what: str,
+    band: str | None = None,
 ) -> list[Any]:
     n_panels = int(np.ceil(len(names) / PANEL_ROWS))
     ncols = min(4, n_panels)
@@ -294,7 +314,8 @@ def _panels(
         if part.size == 0:
             ax.set_visible(False)
             continue
-        _ranges(ax, part, {key: v[part] for key, v in values.items()}, vertical=False)
+        view = {key: v[..., part] for key, v in values.items()}
+        _ranges(ax, part, view, vertical=False, band=band)
         ax.set_yticks(part, [names[i] for i in part], fontsize=7)
         ax.set_ylim(part[0] + PANEL_ROWS - 0.5, part[0] - 0.5)  # top to bottom, equal rows
         _value_axis(ax, finite, "x")
@@ -304,7 +325,11 @@ def _panels(
     return panels
 
 
-def _ranges(ax: Any, x: np.ndarray, v: dict[str, np.ndarray], vertical: bool) -> None:
+def _ranges(
+    ax: Any, x: np.ndarray, v: dict[str, np.ndarray], vertical: bool, band: str | None = None
+) -> None:
+    """min - max, mean ± std, the mean; with ``band`` (its label), the quantile band of
+    ``v["band"]`` and the median of ``v["median"]``."""
     lines = ax.vlines if vertical else ax.hlines
     lo, hi, mean, std = v["lo"], v["hi"], v["mean"], v["std"]
 
@@ -318,6 +343,25 @@ def _ranges(ax: Any, x: np.ndarray, v: dict[str, np.ndarray], vertical: bool) ->
     lines(x, mean - std, mean + std, color="tab:blue", linewidth=6 if vertical else 4,
           alpha=0.45, label="mean ± std", clip_on=False)  # fmt: skip
     ax.scatter(*points(x, mean), color="tab:blue", zorder=3, s=18, label="mean", clip_on=False)
+    if "band" in v:
+        lines(x, v["band"][0], v["band"][1], color="tab:orange", linewidth=2.5, zorder=2,
+              label=band, clip_on=False)  # fmt: skip
+    if "median" in v:
+        ax.scatter(*points(x, v["median"]), color="tab:orange", marker="D", s=14, zorder=4,
+                   label="median", clip_on=False)  # fmt: skip
+
+
+def _quantile_band(
+    stats: Stats,
+) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """The quantile band: (label, lowest level's quantiles, highest level's, the median or
+    None), flat over features; None without at least two fitted levels."""
+    levels, q = stats.quantile_levels, stats.quantiles
+    if levels is None or q is None or len(levels) < 2:
+        return None
+    q = q.reshape(len(levels), -1)
+    median = q[levels.index(0.5)] if 0.5 in levels else None
+    return f"q{levels[0]:g} - q{levels[-1]:g}", q[0], q[-1], median
 
 
 def _value_axis(ax: Any, finite: np.ndarray, which: str) -> None:

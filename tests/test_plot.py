@@ -132,3 +132,42 @@ def test_an_artifact_without_rows_says_so():
     assert [t.get_text() for t in ax.texts] == ["nothing to draw: 0 rows (count 0)"]
     part = plot(normstat.fit_arrays(np.column_stack([np.arange(3.0), np.full(3, np.nan)])))
     assert [t.get_text() for t in part.axes[0].texts] == ["empty"]
+
+
+def _collection(ax, label):
+    found = [c for c in ax.collections if c.get_label() == label]
+    assert len(found) == 1, [c.get_label() for c in ax.collections]
+    return found[0]
+
+
+@pytest.mark.parametrize("n_features", [3, 5, 70])
+def test_quantile_band_is_drawn_at_the_fitted_quantiles(n_features):
+    """With quantiles, each feature's band spans the lowest to the highest fitted level, and
+    the median is marked: the values numpy gives (uint8: exact)."""
+    rng = np.random.default_rng(8)
+    if n_features == 3:  # channels of images: bars
+        x = rng.integers(0, 256, (40, 6, 6, 3), dtype=np.uint8)
+        cols = x.reshape(-1, 3).astype(np.float64)
+    else:
+        x = rng.integers(0, 1000, (500, n_features)).astype(np.int16)
+        cols = x.astype(np.float64)
+    fig = plot(normstat.fit_arrays(x, quantiles=[0.05, 0.5, 0.95]))
+    lo, med, hi = np.quantile(cols, [0.05, 0.5, 0.95], axis=0)
+    segments, medians = [], []
+    for ax in fig.axes:
+        if not any(c.get_label() == "q0.05 - q0.95" for c in ax.collections):
+            continue
+        vertical = n_features <= 40
+        for seg in _collection(ax, "q0.05 - q0.95").get_segments():
+            v = seg[:, 1] if vertical else seg[:, 0]
+            segments.append(sorted(v))
+        offsets = _collection(ax, "median").get_offsets()
+        medians.extend(offsets[:, 1] if vertical else offsets[:, 0])
+    np.testing.assert_array_equal(np.array(segments), np.stack([lo, hi], axis=1))
+    np.testing.assert_array_equal(np.array(medians), med)
+
+
+def test_no_band_without_quantiles():
+    fig = plot(normstat.fit_arrays(np.random.default_rng(9).normal(size=(50, 4))))
+    labels = {c.get_label() for ax in fig.axes for c in ax.collections}
+    assert not any(label.startswith("q") for label in labels) and "median" not in labels
