@@ -152,15 +152,27 @@ def _values_sketch(
     if scale != 1.0:  # distinct values may meet after scaling
         feats, keys, counts = _combine(feats, keys, counts)
         fl = key_values(keys)
-    return Sketch(
-        drop=np.zeros(f, np.int64),
-        offsets=offsets_of(feats, f),
-        keys=keys,
-        counts=counts.astype(np.int64),
-        min=_per_feature(np.minimum, fl, feats, f, np.inf),
-        max=_per_feature(np.maximum, fl, feats, f, -np.inf),
-        neg_max=_per_feature(np.maximum, np.where(fl < 0, fl, -np.inf), feats, f, -np.inf),
-        pos_min=_per_feature(np.minimum, np.where(fl >= 0, fl, np.inf), feats, f, np.inf),
+    offsets = offsets_of(feats, f)
+    drop = np.zeros(f, np.int64)
+    return Sketch(drop, offsets, keys, counts.astype(np.int64), *_ends(fl, offsets))
+
+
+def _ends(fl: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
+    """min, max, largest negative and smallest non-negative value of each feature, from its
+    sorted distinct values ``fl[offsets[j]:offsets[j + 1]]``."""
+    start, stop = offsets[:-1], offsets[1:]
+    has = stop > start
+    below = np.concatenate(([0], np.cumsum(fl < 0)))
+    neg = below[stop] - below[start]  # negative values per feature
+
+    def at(i: np.ndarray, ok: np.ndarray, default: float) -> np.ndarray:
+        return np.where(ok, fl[np.clip(i, 0, max(fl.size - 1, 0))] if fl.size else default, default)
+
+    return (
+        at(start, has, np.inf),
+        at(stop - 1, has, -np.inf),
+        at(start + neg - 1, neg > 0, -np.inf),
+        at(start + neg, neg < stop - start, np.inf),
     )
 
 
@@ -209,25 +221,21 @@ def _byte_pair_counts(rows: np.ndarray, lowest: int, period: int) -> np.ndarray:
 
 
 def _bincount(rows: np.ndarray, lowest: int, span: int) -> np.ndarray:
+    """Counts of ``(value, feature)`` pairs, bins ``feature * span + value - lowest``. The bin
+    numbers of a block are laid out feature by feature (a transposed copy), so consecutive
+    counts hit one feature's few bins, in cache, not one bin of every feature in turn."""
     n, f = rows.shape
-    shift = np.arange(f, dtype=np.intp) * span - lowest
+    shift = (np.arange(f, dtype=np.intp) * span - lowest).reshape(f, 1)
     counts = np.zeros(f * span, np.int64)
-    step = max(1, _BLOCK_ELEMENTS // f)
-    idx = np.empty((min(step, n), f), np.intp)
+    # at least as many values per call as bins: each call returns (and adds) all the bins
+    step = max(1, max(_BLOCK_ELEMENTS, 2 * f * span) // f)
+    idx = np.empty((f, min(step, n)), np.intp)
     for i in range(0, n, step):
         block = rows[i : i + step]
-        part = idx[: block.shape[0]]
-        np.add(block, shift, out=part, casting="unsafe")
+        part = idx[:, : block.shape[0]]
+        np.add(block.T, shift, out=part, casting="unsafe")
         counts += np.bincount(part.ravel(), minlength=f * span)
     return counts
-
-
-def _per_feature(
-    op: np.ufunc, values: np.ndarray, feats: np.ndarray, n: int, identity: float
-) -> np.ndarray:
-    out = np.full(n, identity)
-    op.at(out, feats, values)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

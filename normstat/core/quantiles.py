@@ -141,6 +141,14 @@ class Sketch:
     def merge(self, other: Sketch) -> Sketch:
         """The summary of two disjoint sets of rows: counts added, exactly."""
         drop = np.maximum(self.drop, other.drop)
+        if self._same_entries(other):  # dense data: every chunk has every value of each feature
+            return Sketch(
+                self.drop,
+                self.offsets,
+                self.keys,
+                self.counts + other.counts,
+                *(_EXACT_MERGE[k](getattr(self, k), getattr(other, k)) for k in _EXACT_FIELDS),
+            )
         fa, ka, ca = self._entries(drop)
         fb, kb, cb = other._entries(drop)
         feats, keys, counts = _combine(
@@ -155,6 +163,14 @@ class Sketch:
             max=np.maximum(self.max, other.max),
             neg_max=np.maximum(self.neg_max, other.neg_max),
             pos_min=np.minimum(self.pos_min, other.pos_min),
+        )
+
+    def _same_entries(self, other: Sketch) -> bool:
+        return (
+            self.keys.size == other.keys.size
+            and np.array_equal(self.drop, other.drop)
+            and np.array_equal(self.offsets, other.offsets)
+            and np.array_equal(self.keys, other.keys)
         )
 
     def _entries(self, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -239,6 +255,7 @@ def linear_positions(
 
 FIELDS = ("drop", "offsets", "keys", "counts", "min", "max", "neg_max", "pos_min")
 _EXACT_FIELDS = ("min", "max", "neg_max", "pos_min")
+_EXACT_MERGE = {"min": np.minimum, "max": np.maximum, "neg_max": np.maximum, "pos_min": np.minimum}
 
 
 def _negatives(s: Sketch) -> np.ndarray:
@@ -257,14 +274,26 @@ def _combine(
     feats: np.ndarray, keys: np.ndarray, counts: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sort by (feature, key) and add the counts of equal pairs."""
-    order = np.lexsort((keys, feats))
-    feats, keys, counts = feats[order], keys[order], counts[order]
     if feats.size == 0:
         return feats, keys, counts
+    order = np.argsort(_composite(feats, keys), kind="stable")
+    feats, keys, counts = feats[order], keys[order], counts[order]
     start = np.ones(feats.size, bool)
     start[1:] = (feats[1:] != feats[:-1]) | (keys[1:] != keys[:-1])
     idx = np.flatnonzero(start)
     return feats[idx], keys[idx], np.add.reduceat(counts, idx).astype(np.int64)
+
+
+def _composite(feats: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """One int64 per entry ordered as (feature, key), so that a stable argsort (timsort: linear
+    on the two sorted runs of a merge) replaces a lexsort: ``feature * span + key`` when the
+    keys span little (buckets), else the key's rank among the distinct keys."""
+    lo, hi = int(keys.min()), int(keys.max())
+    span = hi - lo + 1
+    if span * (int(feats.max()) + 1) < 2**62:
+        return feats * span + (keys - lo)
+    distinct, rank = np.unique(keys, return_inverse=True)
+    return feats * distinct.size + rank.reshape(-1)
 
 
 def offsets_of(feats: np.ndarray, n_features: int) -> np.ndarray:
