@@ -317,11 +317,10 @@ def _binned_sketch(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Sketch |
     plus twice its magnitude bucket's place in a window of ``_WINDOW`` buckets below the
     feature's largest magnitude ``max(|lo|, |hi|)``, plus one when negative; the two lowest bins
     take what lies below the window (zeros, tiny values), which is then keyed and sorted.
-    Four reductions of the bits give the exact ends. ``None`` (sort instead) for chunks with
-    NaN, and when the bounds are not those of the data."""
+    Four reductions of the bits give the exact ends, and check the bounds: ``None`` (sort
+    instead) when they are not the data's (a NaN's bits are beyond them), and when a ``-0.0``
+    is among the values (its bits are the smallest of all: the sort keys it as zero)."""
     n, f = rows.shape
-    if rows.dtype.kind == "f" and np.isnan(rows).any():
-        return None  # the rare path: the sort skips NaN
     width = 2 * _WINDOW + 2
     if f * width > _BINCOUNT_BINS:
         return None
@@ -333,13 +332,14 @@ def _binned_sketch(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Sketch |
     r = max(1, -(-_WIDE // f))
     step = max(r, _FLOAT_BLOCK // (f * r) * r)
     consts = (np.tile(base // 2 - low + 2, r), np.tile(base, r))
-    buf = np.empty((min(step, n), f), np.float64)
-    sign = np.empty(buf.shape, np.int64)
+    direct = rows.dtype == np.float64 and rows.flags.c_contiguous  # no copy: read the bits
+    buf = np.empty((0 if direct else min(step, n), f), np.float64)
+    sign = np.empty((min(step, n), f), np.int64)
     bins = np.empty((n, f), np.int64)
     ends = _Ends(f)
     for i in range(0, n, step):
         k = min(step, n - i)
-        x = np.add(rows[i : i + k], 0.0, out=buf[:k])  # float64 bits, -0.0 made +0.0
+        x = rows[i : i + k] if direct else np.add(rows[i : i + k], 0.0, out=buf[:k])
         main = k // r * r
         for a, b, reps in ((0, main, r), (main, k, 1)):
             if a == b:
@@ -348,6 +348,8 @@ def _binned_sketch(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Sketch |
             raw = x[a:b].reshape(-1, w).view(np.int64)
             _bin_block(raw, sign[a:b].reshape(-1, w), bins[i + a : i + b].reshape(-1, w), consts, w)
             ends.add(raw)
+    if ends.negative_zero():
+        return None
     mn, mx, neg_max, pos_min = ends.values()
     if not (np.array_equal(mn, lo + 0.0) and np.array_equal(mx, hi + 0.0)):
         return None
@@ -414,11 +416,18 @@ class _Ends:
         for acc, a, op in zip(self.parts, (raw, raw, u, u), self._OPS, strict=True):
             acc.append(op.reduce(a, axis=0))
 
-    def values(self) -> tuple[np.ndarray, ...]:
-        imin, imax, umin, umax = (
+    def _folded(self) -> list[np.ndarray]:
+        return [
             op.reduce(np.concatenate(acc).reshape(-1, self.f), axis=0)
             for acc, op in zip(self.parts, self._OPS, strict=True)
-        )
+        ]
+
+    def negative_zero(self) -> bool:
+        """Some value is ``-0.0`` (its bits, the sign bit alone, are the smallest int64)."""
+        return bool((self._folded()[0] == np.iinfo(np.int64).min).any())
+
+    def values(self) -> tuple[np.ndarray, ...]:
+        imin, imax, umin, umax = self._folded()
         neg = imin < 0  # some value is negative
         nonneg = umin < np.uint64(2**63)
 
