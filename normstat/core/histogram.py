@@ -35,7 +35,7 @@ _BINCOUNT_BINS = 2**22
 _BLOCK_ELEMENTS = 2**16
 """Values per block of the integer counting kernels: their temporaries stay in cache."""
 _FLOAT_BLOCK = 2**17
-"""Values per block of the float binning kernel (fewer numpy calls per value; in L3)."""
+"""Values per block of the float binning kernel (measured best of 2**14 ... 2**17: docs/performance.md)."""
 _SENTINEL = np.iinfo(np.int64).max
 """The key of a missing value: never a bucket key (a float64 key is below it, even unshifted)."""
 _MAGNITUDE = np.int64(0x7FFF_FFFF_FFFF_FFFF)
@@ -335,7 +335,8 @@ def _binned_sketch(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Sketch |
     direct = rows.dtype == np.float64 and rows.flags.c_contiguous  # no copy: read the bits
     buf = np.empty((0 if direct else min(step, n), f), np.float64)
     sign = np.empty((min(step, n), f), np.int64)
-    bins = np.empty((n, f), np.int64)
+    bins = np.empty(sign.shape, np.int64)
+    counts = np.zeros(f * width, np.int64)
     ends = _Ends(f)
     for i in range(0, n, step):
         k = min(step, n - i)
@@ -346,14 +347,17 @@ def _binned_sketch(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Sketch |
                 continue
             w = f * reps
             raw = x[a:b].reshape(-1, w).view(np.int64)
-            _bin_block(raw, sign[a:b].reshape(-1, w), bins[i + a : i + b].reshape(-1, w), consts, w)
+            _bin_block(raw, sign[a:b].reshape(-1, w), bins[a:b].reshape(-1, w), consts, w)
             ends.add(raw)
+        block_counts = np.bincount(bins[:k].ravel(), minlength=f * width)
+        if block_counts.size != counts.size:
+            return None  # a value above the bounds (checked by the ends, below, in any case)
+        counts += block_counts
     if ends.negative_zero():
         return None
     mn, mx, neg_max, pos_min = ends.values()
     if not (np.array_equal(mn, lo + 0.0) and np.array_equal(mx, hi + 0.0)):
         return None
-    counts = np.bincount(bins.ravel(), minlength=f * width)
     nz = np.flatnonzero(counts)
     feats = nz // width
     local = nz - base[feats]
@@ -363,12 +367,17 @@ def _binned_sketch(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Sketch |
     keys = np.where(local & 1 == 1, -m - 1, m)
     parts = [(feats, keys, c)]
     for j in np.flatnonzero(counts.reshape(f, width)[:, :2].sum(axis=1)).tolist():
-        tiny = rows[bins[:, j] < base[j] + 2, j]
-        s = _sorted_sketch(tiny.reshape(-1, 1))
+        s = _sorted_sketch(_below_window(rows[:, j], int(low[j])).reshape(-1, 1))
         parts.append((np.full(s.keys.size, j, np.int64), s.keys, s.counts))
     feats, keys, c = _combine(*(np.concatenate(p) for p in zip(*parts, strict=True)))
     drop = np.full(f, COARSE, np.int64)
     return Sketch(drop, offsets_of(feats, f), keys, c, mn, mx, neg_max, pos_min)
+
+
+def _below_window(col: np.ndarray, low: int) -> np.ndarray:
+    """The values of ``col`` whose magnitude bucket is below ``low`` (zeros, tiny values)."""
+    x = np.add(col, 0.0, dtype=np.float64)
+    return x[_magnitude_bucket(x.view(np.int64)) < low]
 
 
 def _magnitude_bucket(raw: np.ndarray) -> np.ndarray:
