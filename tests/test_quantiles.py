@@ -206,11 +206,13 @@ def test_merge_of_exact_artifacts_says_the_merged_quantiles_are_bounded(tmp_path
                 + ["-o", names[-1], "--force", "-q"],
             )
             assert r.exit_code == 0, r.output
-            assert json.load(open(names[-1]))["quantiles_relative_error"] == 0.0
+            with open(names[-1]) as fp:
+                assert json.load(fp)["quantiles_relative_error"] == 0.0
         out = str(tmp_path / "merged.json")
         r = CliRunner().invoke(main, ["merge", *names, "-o", out, "--force"])
         assert r.exit_code == 0, r.output
-        doc = json.load(open(out))
+        with open(out) as fp:
+            doc = json.load(fp)
         assert doc["quantiles_exact"] is False
         assert doc["quantiles_relative_error"] == error
         want = _reference(x, [0.01, 0.5, 0.99])

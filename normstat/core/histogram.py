@@ -35,7 +35,7 @@ _BINCOUNT_BINS = 2**22
 _BLOCK_ELEMENTS = 2**16
 """Values per block of the integer counting kernels: their temporaries stay in cache."""
 _FLOAT_BLOCK = 2**17
-"""Values per block of the float binning kernel (measured best of 2**14 ... 2**17: docs/performance.md)."""
+"""Values per block of the float binning kernel (best of 2**14 ... 2**17 measured)."""
 _SENTINEL = np.iinfo(np.int64).max
 """The key of a missing value: never a bucket key (a float64 key is below it, even unshifted)."""
 _MAGNITUDE = np.int64(0x7FFF_FFFF_FFFF_FFFF)
