@@ -134,3 +134,45 @@ def test_rescaled_exact_summary_is_the_summary_of_the_scaled_values():
             lo, hi = s.offsets[j], s.offsets[j + 1]
             assert np.array_equal(key_values(s.keys[lo:hi]), u + 0.0)
             assert np.array_equal(s.counts[lo:hi], c)
+
+
+def test_integer_values_in_float_columns_are_counted_exactly():
+    """Nullable int16 columns arrive as float64 with NaN: their values are still integers of
+    16 bits, counted exactly (drop 0) in every chunk; a feature with one non-integer value is
+    bucketed, whatever the chunking (being an integer is a property of each value)."""
+    from normstat.api.fitting import fit_arrays
+
+    rng = np.random.default_rng(9)
+    x = rng.integers(-(2**15), 2**16, (20_000, 4)).astype(np.float64)
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[12_345, 3] = 0.5  # one value that is not an integer
+    x[:, 2] = rng.integers(-100, 100, 20_000)  # no NaN: int-valued floats
+    levels = [0.0, 0.01, 0.5, 0.99, 1.0]
+    whole = fit_arrays(x, quantiles=levels)
+    assert whole.sketch.drop.tolist() == [0, 0, 0, COARSE]
+    for j in range(3):
+        c = x[:, j][~np.isnan(x[:, j])]
+        assert np.array_equal(whole.quantiles[:, j], np.quantile(c, levels))
+    for rows in (1000, 4096, 7777):
+        parts = fit_arrays([x[i : i + rows] for i in range(0, x.shape[0], rows)], quantiles=levels)
+        _assert_same(parts.sketch, whole.sketch)
+        assert np.array_equal(parts.quantiles, whole.quantiles, equal_nan=True)
+
+
+def test_nullable_int16_parquet_column_is_exact(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    import normstat
+
+    rng = np.random.default_rng(10)
+    a = rng.integers(-300, 300, 50_000).astype(np.int16)
+    missing = rng.random(a.size) < 0.1
+    b = rng.normal(0, 1, a.size)
+    pq.write_table(pa.table({"a": pa.array(a, mask=missing), "b": b}), tmp_path / "t.parquet",
+                   row_group_size=7000)  # fmt: skip
+    levels = [0.01, 0.5, 0.99]
+    for chunk in (5000, None):
+        s = normstat.fit(str(tmp_path / "t.parquet"), quantiles=levels, chunk_size=chunk)
+        assert np.array_equal(s.quantiles[:, 0], np.quantile(a[~missing].astype(float), levels))
+        got, want = s.quantiles[:, 1], np.quantile(b, levels)
+        assert np.all(np.abs(got - want) <= 2.0**-7 * np.abs(want))

@@ -71,12 +71,83 @@ class SketchSpec:
             return self.refine.build(_scaled(rows, self.scale), first)
         if exact_dtype(rows.dtype):
             return integer_summary(rows, self.scale).sketch  # type: ignore[return-value]
+        small = _small_integer_features(rows, bounds)
+        if small is not None:  # integer values in float or wide columns (nullable int16, ...)
+            parts = [(np.flatnonzero(small), _integral_sketch(rows[:, small], self.scale))]
+            if not small.all():
+                rest = Moments(*(a[~small] for a in bounds.arrays()))  # type: ignore[union-attr]
+                parts.append((np.flatnonzero(~small), self.build(rows[:, ~small], bounds=rest)))
+            return _scatter(rows.shape[1], parts)
         lo = hi = None
         if bounds is not None:
             lo, hi = bounds.min * self.scale, bounds.max * self.scale
             if self.scale < 0:
                 lo, hi = hi, lo
         return float_sketch(_scaled(rows, self.scale), lo, hi)
+
+
+_SMALL_LOW, _SMALL_SPAN = -(2**15), 3 * 2**15
+"""Integer values from int16's lowest to uint16's highest are counted exactly in any dtype."""
+_HEAD_ROWS = 256
+"""Rows looked at first: float data rarely holds only integers, and shows it at once."""
+
+
+def _small_integer_features(rows: np.ndarray, bounds: Moments | None) -> np.ndarray | None:
+    """Features (a bool mask) of a float or wide-integer chunk whose every value (NaN aside)
+    is an integer of 16 bits (in -32768 ... 65535), or None if there are none. Being such a
+    value is a property of each value, so a feature is counted exactly in every chunk or is
+    coarsened when merged: the result does not depend on the chunking."""
+    if bounds is None or rows.shape[0] == 0:
+        return None
+    lo, hi = bounds.min, bounds.max
+    cand = (lo >= _SMALL_LOW) & (hi < _SMALL_LOW + _SMALL_SPAN)
+    if not cand.any():
+        return None
+    with np.errstate(invalid="ignore"):
+        for part in (rows[:_HEAD_ROWS], rows):
+            if rows.dtype.kind in "iu":
+                break  # integers in range are integral
+            x = part[:, cand]
+            integral = ((x == np.floor(x)) | np.isnan(x)).all(axis=0)
+            cand[np.flatnonzero(cand)[~integral]] = False
+            if not cand.any():
+                return None
+    return cand
+
+
+def _integral_sketch(x: np.ndarray, scale: float) -> Sketch:
+    """The exact summary of integer values in -32768 ... 65535 (NaN skipped), by np.bincount."""
+    n, f = x.shape
+    group = _BINCOUNT_BINS // _SMALL_SPAN
+    if f > group:  # bounded bins per call
+        cols = [np.arange(g, min(g + group, f)) for g in range(0, f, group)]
+        return _scatter(f, [(c, _integral_sketch(x[:, c], scale)) for c in cols])
+    total = f * _SMALL_SPAN
+    with np.errstate(invalid="ignore"):
+        idx = np.subtract(x, _SMALL_LOW, dtype=np.float64)
+        idx += np.arange(f) * float(_SMALL_SPAN)
+        idx[np.isnan(idx)] = total
+    dense = np.bincount(idx.astype(np.intp).ravel(), minlength=total + 1)[:total]
+    nz = np.flatnonzero(dense)
+    feats, values = nz // _SMALL_SPAN, nz % _SMALL_SPAN + _SMALL_LOW
+    return _values_sketch(feats, values, dense[nz], f, scale)
+
+
+def _scatter(f: int, parts: list[tuple[np.ndarray, Sketch]]) -> Sketch:
+    """One summary of ``f`` features from summaries of some of them (``(features, summary)``)."""
+    empty = Sketch.empty(f)
+    fields = {k: v.copy() for k, v in empty.arrays().items() if k not in ("offsets", "keys")}
+    feats, keys, counts = [], [], []
+    for cols, part in parts:
+        for k in fields:
+            if k != "counts":
+                fields[k][cols] = getattr(part, k)
+        feats.append(cols[part.feature_of()])
+        keys.append(part.keys)
+        counts.append(part.counts)
+    fl, kl, cl = _combine(np.concatenate(feats), np.concatenate(keys), np.concatenate(counts))
+    fields["counts"] = cl
+    return Sketch(offsets=offsets_of(fl, f), keys=kl, **fields)
 
 
 def _scaled(rows: np.ndarray, scale: float) -> np.ndarray:
