@@ -200,7 +200,7 @@ def test_per_position_needs_one_size(mixed):
     root, paths = mixed
     result = run("fit", root, "--axis", "1", "--axis", "2", "--workers", "1", ok=False)
     assert result.exit_code == 1
-    assert "differs from the first sample's" in result.output and "--resize" in result.output
+    assert "differs from the first image's" in result.output and "--resize" in result.output
     assert str(paths[1]) in result.output or any(str(p) in result.output for p in paths[1:])
     stats = normstat.fit(
         str(root), axis=[1, 2, 3], workers=2, options={"resize": 16, "center_crop": (16, 12)}
@@ -374,15 +374,49 @@ def test_labels_number_folders_as_image_folder_does(tmp_path):
         assert f["data"].shape == (3, 4, 4, 3)
 
 
-def test_chunks_hold_a_byte_budget_whatever_the_image_sizes(tmp_path):
-    from normstat.sources import open_sources
+def test_pixel_chunks_are_of_one_size_and_name_the_image_that_is_not(tmp_path):
+    from normstat.sources import ImageOptions, open_sources
 
     _png(tmp_path / "a.png", (4, 4))
     for i in range(5):
-        _png(tmp_path / f"b{i}.png", (40, 40))  # 100 times the first image's pixels
-    (src,) = open_sources([str(tmp_path)], options={"workers": 1})
-    sizes = [c.rows for c in src.chunks(200)]
-    assert sizes == [1, 2, 2, 1]  # 200 first-size images' bytes hold 2 of the larger ones
+        _png(tmp_path / f"b{i}.png", (40, 40))
+    (src,) = open_sources([str(tmp_path)], images=ImageOptions(workers=1))
+    with pytest.raises(DataError, match="differs from the first image's") as info:
+        list(src.chunks(200))
+    assert info.value.path.endswith("b0.png")
+
+
+def test_a_fit_gets_moments_from_the_decoding_processes_not_pixels(tmp_path):
+    """reduced_chunks: each batch reduced where it was decoded, the same chunks (and so the
+    same merge, bit for bit) whatever the number of processes, equal to the exact sums."""
+    from normstat.core.layout import AxisLayout
+    from normstat.engine.task import FitStep
+    from normstat.sources import ImageOptions, open_sources
+    from normstat.sources.images import BATCH_FILES
+
+    rng = np.random.default_rng(5)
+    arrays = []
+    for i in range(BATCH_FILES + 3):
+        a = rng.integers(0, 256, (3 + i % 4, 5 + i % 3, 3), dtype=np.uint8)
+        Image.fromarray(a).save(tmp_path / f"{i:02d}.png")
+        arrays.append(a.reshape(-1, 3).astype(np.int64))
+    results = []
+    for workers in (1, 2):
+        (src,) = open_sources([str(tmp_path)], images=ImageOptions(workers=workers))
+        step = FitStep(AxisLayout.create(-1, src.shape), "skip")
+        chunks = list(src.reduced_chunks(64, step))
+        assert [c.rows for c in chunks] == [BATCH_FILES, 3]
+        assert all(c.moments is not None and c.columns is None for c in chunks)
+        results.append(step.merge([c.moments for c in chunks]))
+    a, b = results
+    assert np.array_equal(a.mean, b.mean) and np.array_equal(a.m2, b.m2)
+    allpix = np.concatenate(arrays)
+    n = len(allpix)
+    exact_mean = [Fraction(int(v), n) for v in allpix.sum(0)]
+    exact_m2 = [Fraction(int((allpix[:, c] ** 2).sum())) - n * exact_mean[c] ** 2 for c in range(3)]
+    assert np.array_equal(a.count, [n] * 3)
+    np.testing.assert_allclose(a.mean, [float(m) for m in exact_mean], rtol=1e-15)
+    np.testing.assert_allclose(a.m2, [float(m) for m in exact_m2], rtol=1e-13)
 
 
 def test_show_names_varying_sizes_and_the_rescale(mixed, tmp_path):
@@ -416,3 +450,69 @@ def test_workers_start_from_a_fork_server_when_threads_run(mixed):
         stop.set()
         other.join()
     check(stats, exact_reference(paths))
+
+
+def _jpegs(tmp_path: Path) -> list[Path]:
+    """JPEGs of every kind the fast decoder may meet: chroma subsamplings, progressive, grey,
+    CMYK (left to Pillow), odd sizes, and scikit-learn's two photographs."""
+    rng = np.random.default_rng(11)
+    out = []
+    smooth = np.asarray(
+        Image.fromarray(rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)).resize((101, 67))
+    )
+    for i, kw in enumerate(
+        [
+            {"subsampling": 0},
+            {"subsampling": 1},
+            {"subsampling": 2},
+            {"subsampling": 2, "progressive": True},
+            {"quality": 40, "optimize": True},
+        ]
+    ):
+        p = tmp_path / f"rgb{i}.jpg"
+        Image.fromarray(smooth).save(p, quality=kw.pop("quality", 90), **kw)
+        out.append(p)
+    Image.fromarray(smooth[:, :, 0]).save(tmp_path / "grey.jpg", quality=85)
+    Image.fromarray(smooth).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=85)
+    out += [tmp_path / "grey.jpg", tmp_path / "cmyk.jpg"]
+    sklearn = pytest.importorskip("sklearn.datasets")
+    for k, photo in enumerate(sklearn.load_sample_images().images):
+        p = tmp_path / f"photo{k}.jpg"
+        Image.fromarray(photo).save(p, quality=95)
+        out.append(p)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_simplejpeg_gives_pillows_very_pixels(tmp_path, mode):
+    pytest.importorskip("simplejpeg")
+    from normstat.sources.images import turbo_decode
+
+    used = 0
+    for p in _jpegs(tmp_path):
+        pillow = Decoding(mode)(str(p))
+        fast = Decoding(mode, turbo=True)(str(p))
+        assert fast.dtype == pillow.dtype and np.array_equal(fast, pillow), p.name
+        used += turbo_decode(p.read_bytes(), mode) is not None
+    # RGB: every JPEG but the CMYK one; L: only the grey JPEG (Pillow makes L from RGB)
+    assert used == (8 if mode == "RGB" else 1)
+
+
+def test_fit_with_simplejpeg_equals_the_pillow_reference(tmp_path, monkeypatch):
+    pytest.importorskip("simplejpeg")
+    from normstat.sources import images
+
+    paths = _jpegs(tmp_path)
+    pix = np.concatenate(
+        [np.asarray(Image.open(p).convert("RGB")).reshape(-1, 3).astype(np.int64) for p in paths]
+    )
+    fast = normstat.fit([str(p) for p in paths], workers=2)
+    monkeypatch.setattr(images, "turbo_available", lambda: False)
+    slow = normstat.fit([str(p) for p in paths], workers=1)
+    assert np.array_equal(fast.mean, slow.mean) and np.array_equal(fast.var, slow.var)
+    n = len(pix)
+    np.testing.assert_allclose(fast.mean, pix.sum(0) / n, rtol=1e-15)
+    want_var = [
+        float(Fraction(int((c**2).sum()), n) - Fraction(int(c.sum()), n) ** 2) for c in pix.T
+    ]
+    np.testing.assert_allclose(fast.var, want_var, rtol=1e-13)

@@ -28,6 +28,7 @@ from normstat.api.options import (
     check_engine,
     chunk_rows,
     float_dtype,
+    image_options,
     reading,
     row_bytes,
     task_rows,
@@ -40,7 +41,7 @@ from normstat.engine.apply import ApplyOptions
 from normstat.engine.apply import apply as run_apply
 from normstat.engine.transform import TransformStep
 from normstat.errors import ArtifactError, DataError, NormstatWarning, UsageError
-from normstat.sources import ArraySource, open_sources
+from normstat.sources import ArraySource, ImageOptions, open_sources
 from normstat.sources.base import total_rows
 
 
@@ -175,7 +176,7 @@ def apply(
     scheduler: str | None = None,
     task_size: ChunkSize = None,
     allow_external: bool = False,
-    options: dict[str, Any] | None = None,
+    options: ImageOptions | Mapping[str, Any] | None = None,
     constant_tol: float | None = None,
     allow_empty: bool = False,
     clip_to_dtype: bool = False,
@@ -213,7 +214,7 @@ def apply(
         table,
         allow_overlap=allow_overlap,
         allow_external=allow_external,
-        options={**(options or {}), "workers": workers},
+        images=image_options(options, workers),
     )
     try:
         check_distributable(srcs, engine)

@@ -14,6 +14,7 @@ from typing import Any
 
 from normstat.errors import DataError, UsageError
 from normstat.sources.images import ImageStream, Payload
+from normstat.sources.reading import ImageOptions
 
 BATCH_ROWS = 256
 
@@ -55,7 +56,7 @@ class ImageColumn(ImageStream):
         paths: Sequence[str],
         roots: Sequence[str | None],
         specs: Sequence[str],
-        options: dict[str, Any],
+        options: ImageOptions,
         columns: Sequence[str] | None = None,
     ) -> None:
         if not columns or len(columns) != 1:

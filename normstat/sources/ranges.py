@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from normstat.sources.base import ArraySource, Chunk
+from normstat.sources.base import ArraySource, Chunk, Reducer, fit_chunks
 from normstat.sources.reading import TableOptions
 
 
@@ -58,10 +58,11 @@ def open_range(r: RowRange) -> ArraySource:
     return open_one(r.path, r.dataset, r.format, columns, r.table, allow_external=True)
 
 
-def read_range(r: RowRange, rows: int) -> Iterator[Chunk]:
-    """The rows of ``r`` in chunks of at most ``rows``, each tagged with its file row."""
+def read_range(r: RowRange, rows: int, step: Reducer | None = None) -> Iterator[Chunk]:
+    """The rows of ``r`` in chunks of at most ``rows``, each tagged with its file row; a fit
+    gives its ``step``, which a source that reduces where it decodes runs there."""
     src = open_range(r)
     try:
-        yield from src.chunks(rows, r.start, r.stop)
+        yield from fit_chunks(src, rows, step, r.start, r.stop)
     finally:
         src.close()

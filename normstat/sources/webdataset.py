@@ -17,6 +17,7 @@ import numpy as np
 
 from normstat.errors import DataError
 from normstat.sources.images import ImageStream, Payload, no_columns
+from normstat.sources.reading import ImageOptions
 
 
 class TarShards(ImageStream):
@@ -29,7 +30,7 @@ class TarShards(ImageStream):
         paths: Sequence[str],
         roots: Sequence[str | None],
         specs: Sequence[str],
-        options: dict[str, Any],
+        options: ImageOptions,
         columns: Sequence[str] | None = None,
     ) -> None:
         no_columns(columns, specs[0])
