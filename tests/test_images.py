@@ -516,3 +516,56 @@ def test_fit_with_simplejpeg_equals_the_pillow_reference(tmp_path, monkeypatch):
         float(Fraction(int((c**2).sum()), n) - Fraction(int(c.sum()), n) ** 2) for c in pix.T
     ]
     np.testing.assert_allclose(fast.var, want_var, rtol=1e-13)
+
+
+@pytest.mark.parametrize("hugging_face", [True, False])
+def test_image_column_labels_go_with_apply(mixed, tmp_path, hugging_face):
+    """A Hugging Face ``Image()`` + ``ClassLabel`` table (the schema metadata ``datasets``
+    writes) gives ``/labels`` and the class names; a plain integer ``label`` column, labels."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    root, paths = mixed
+    names = ["bird", "cat", "dog"]
+    labels = [i % 3 for i in range(len(paths))]
+    hf = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    table = pa.table(
+        {
+            "image": pa.array([{"bytes": p.read_bytes(), "path": None} for p in paths], hf),
+            "label": pa.array(labels, pa.int64()),
+        }
+    )
+    if hugging_face:
+        meta = {
+            "info": {
+                "features": {
+                    "image": {"_type": "Image"},
+                    "label": {"names": names, "_type": "ClassLabel"},
+                }
+            }
+        }
+        table = table.replace_schema_metadata({"huggingface": json.dumps(meta)})
+    pq.write_table(table, tmp_path / "train.parquet", row_group_size=4)
+    stats = _save(
+        normstat.fit(str(tmp_path / "train.parquet"), columns=["image"], workers=1), tmp_path
+    )
+    out = tmp_path / "out.h5"
+    run(
+        "apply",
+        stats,
+        tmp_path / "train.parquet",
+        "--columns",
+        "image",
+        "--resize",
+        "8",
+        "--center-crop",
+        "8",
+        "8",
+        "-o",
+        out,
+        "-q",
+    )
+    with h5py.File(out) as f:
+        np.testing.assert_array_equal(f["labels"][...], labels)
+        assert list(f["labels"].attrs.get("classes", [])) == (names if hugging_face else [])
+        assert f[next(k for k in f if k != "labels" and k != "normstat")].shape[0] == len(paths)

@@ -4,13 +4,20 @@ The column is ``binary`` (each cell a JPEG or PNG file's bytes) or Hugging Face 
 ``struct<bytes: binary, path: string>`` (bytes first; a cell without bytes is read from its path).
 Cells are read a record batch at a time, only that column, and decoded by the shared pipeline of
 :mod:`normstat.sources.images`.
+
+The table's class labels travel with ``apply``'s HDF5 output as ``/labels``, as an image folder's
+do: the column Hugging Face declares a ``ClassLabel`` (its ``names`` become the ``classes``
+attribute), else an integer column named ``label`` or ``labels``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+import numpy as np
 
 from normstat.errors import DataError, UsageError
 from normstat.sources.images import ImageStream, Payload
@@ -85,6 +92,65 @@ class ImageColumn(ImageStream):
             if not self.skip_bad:
                 raise DataError("cannot read this image's header", path=where)
         raise DataError(f"no image in column {self.column!r} could be read", path=self.path)
+
+    def companions(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        """``/labels`` from the tables' label column (see the module), when every file has
+        it; its class names when Hugging Face recorded them."""
+        found = [_label_column(p, self.column) for p in self.paths]
+        first = found[0] if found else None
+        if first is None or any(f is None or f[0] != first[0] for f in found):
+            return {}
+        name, classes = first
+        labels = np.concatenate([_column_values(p, name) for p in self.paths])
+        return {"/labels": (labels, {} if classes is None else {"classes": classes})}
+
+
+def _label_column(path: str, image_column: str) -> tuple[str, list[str] | None] | None:
+    """The label column of one table and its class names: Hugging Face's ``ClassLabel``
+    feature, else an integer ``label`` / ``labels`` column; None if there is none."""
+    import pyarrow as pa
+
+    fmt = "parquet" if path.lower().endswith((".parquet", ".pq")) else "arrow"
+    schema = _schema(path, fmt)
+    if schema is None:
+        return None
+    features = _hf_features(schema)
+    for name, feature in features.items():
+        if isinstance(feature, dict) and feature.get("_type") == "ClassLabel":
+            names = feature.get("names")
+            if name in schema.names and name != image_column:
+                ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
+                return name, names if ok else None
+    for name in ("label", "labels"):
+        if name in schema.names and pa.types.is_integer(schema.field(name).type):
+            return name, None
+    return None
+
+
+def _hf_features(schema: Any) -> dict[str, Any]:
+    """The ``features`` Hugging Face ``datasets`` records in a table's schema metadata."""
+    raw = (schema.metadata or {}).get(b"huggingface")
+    try:
+        doc = json.loads(raw) if raw else {}
+        features = doc.get("info", {}).get("features", {})
+    except (ValueError, AttributeError):
+        return {}
+    return features if isinstance(features, dict) else {}
+
+
+def _column_values(path: str, column: str) -> np.ndarray:
+    import pyarrow as pa
+
+    if path.lower().endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        col = pq.read_table(path, columns=[column]).column(0)
+    else:
+        with pa.memory_map(path) as source:
+            col = pa.ipc.open_file(source).read_all().column(column)
+    if col.null_count:
+        raise DataError(f"label column {column!r} has missing values", path=path)
+    return np.asarray(col.to_numpy(), np.int64)
 
 
 def _rows(path: str) -> int:
