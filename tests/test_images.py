@@ -404,7 +404,7 @@ def test_a_fit_gets_moments_from_the_decoding_processes_not_pixels(tmp_path):
     for workers in (1, 2):
         (src,) = open_sources([str(tmp_path)], images=ImageOptions(workers=workers))
         step = FitStep(AxisLayout.create(-1, src.shape), "skip")
-        chunks = list(src.reduced_chunks(64, step))
+        chunks = list(src.reduced_chunks(src.preferred_rows(2**25), step))
         assert [c.rows for c in chunks] == [BATCH_FILES, 3]
         assert all(c.moments is not None and c.columns is None for c in chunks)
         results.append(step.merge([c.moments for c in chunks]))

@@ -150,7 +150,7 @@ def fit(
         images=image_options(options, workers),
     )
     try:
-        check_distributable(srcs, engine, checkpoint)
+        check_distributable(srcs, engine)
         if output is not None:
             check_writable(output, force=force, sources=srcs)
         if checkpoint:
@@ -294,6 +294,9 @@ def _checkpointer(
         features=srcs[0].features,
     )
     saver = checkpoints.Checkpointer(path, every, print_)
+    source = srcs[0] if len(srcs) == 1 else None
+    if source is not None and hasattr(source, "state"):
+        saver.state = source.state  # what an image source records (read, skipped, sizes)
     if os.path.exists(path):
         if not resume:
             raise UsageError(
@@ -302,6 +305,8 @@ def _checkpointer(
         initial, saver.rows_done = checkpoints.load(
             path, print_, layout.n_features, total_rows(srcs)
         )
+        if saver.state is not None:
+            srcs[0].restore(checkpoints.saved_state(path, layout.n_features))  # type: ignore[attr-defined]
         return saver, initial
     return saver, None
 

@@ -66,23 +66,13 @@ def check_checkpoint_every(every: float) -> None:
         )
 
 
-def check_distributable(
-    srcs: Sequence[ArraySource], engine: str, checkpoint: str | None = None
-) -> None:
-    """Dask tasks reopen a source by (path, dataset), and a checkpoint fingerprints its file; a
-    source that is not one file (``reopen = False``: images, decoded by their own processes)
-    needs the local engine and cannot be checkpointed yet."""
-    if getattr(srcs[0], "reopen", True):
-        return
-    if checkpoint:
+def check_distributable(srcs: Sequence[ArraySource], engine: str) -> None:
+    """Dask tasks reopen a source by (path, dataset); a source that is not one file
+    (``reopen = False``: images, decoded by their own processes) needs the local engine."""
+    if engine == "dask" and not getattr(srcs[0], "reopen", True):
         raise UsageError(
-            f"{srcs[0].format} sources cannot be checkpointed yet; drop --checkpoint",
-            path=srcs[0].path,
-        )
-    if engine == "dask":
-        raise UsageError(
-            f"{srcs[0].format} sources run on the local engine only (they decode in "
-            "--workers processes); drop --engine dask",
+            f"{srcs[0].format} sources run on the local engine only (they decode in --workers "
+            "processes); drop --engine dask",
             path=srcs[0].path,
         )
 

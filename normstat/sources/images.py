@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from normstat.errors import DataError, UsageError
-from normstat.sources.base import Chunk, Reducer, rows_for_bytes
+from normstat.sources.base import Chunk, Reducer
 from normstat.sources.reading import ImageOptions
 
 BATCH_FILES = 8
@@ -281,6 +281,7 @@ class ImageStream:
         self.skipped: list[str] = []
         self.read = 0
         self.sizes: set[tuple[int, ...]] = set()
+        self._marks: deque[tuple[int, int, int, frozenset[tuple[int, ...]]]] = deque(maxlen=256)
         self.dtype, channels = _mode_layout(options.mode, path)
         h, w = self._first()
         self.shape: tuple[Any, ...] = (self._count(), h, w, channels)
@@ -304,7 +305,10 @@ class ImageStream:
             return None
 
     def preferred_rows(self, target_bytes: int) -> int:
-        return rows_for_bytes(self.shape, self.dtype, target_bytes)
+        """Images per chunk: a decoding batch (:data:`BATCH_FILES`, fewer for large images),
+        so that a fit's chunks are the batches its processes reduce, whatever their number."""
+        image_bytes = max(int(np.prod(self.shape[1:])) * self.dtype.itemsize, 1)
+        return max(1, min(BATCH_FILES, BATCH_BYTES // image_bytes, target_bytes // image_bytes))
 
     def count_rows(self) -> int:
         return sum(1 for _ in self._items(0))
@@ -316,7 +320,7 @@ class ImageStream:
         buf: np.ndarray | None = None
         k, first, where0 = 0, start, ""
         index = start
-        for _, results in self._run(None, start, stop):
+        for _, results in self._run(None, start, stop, self.preferred_rows(BATCH_BYTES)):
             for where, pixels in self._checked(results):
                 if pixels.shape != tuple(self.shape[1:]):
                     raise DataError(
@@ -342,11 +346,11 @@ class ImageStream:
     def reduced_chunks(
         self, rows: int, step: Reducer, start: int = 0, stop: int | None = None
     ) -> Iterator[Chunk]:
-        """A fit's chunks: each batch of images decoded and reduced by ``step`` in a decoding
-        process, a chunk carrying the batch's merged value (``rows`` is not used: a batch is
-        the unit, the same whatever the number of processes, so the result is too)."""
+        """A fit's chunks: each batch of ``rows`` images decoded and reduced by ``step`` in a
+        decoding process, a chunk carrying the batch's merged value: the same chunks whatever
+        the number of processes, so the same result, bit for bit."""
         index = start
-        for batch, result in self._run(reduce_decoded, start, stop, step):
+        for batch, result in self._run(reduce_decoded, start, stop, rows, step):
             for where, why in result.bad:
                 self._bad(where, why)
             if result.misfit is not None:
@@ -359,23 +363,29 @@ class ImageStream:
                 )
             self.read += result.count
             self.sizes.update(result.sizes)
-            yield Chunk(None, batch[0][0], None, index, rows=len(batch), moments=result.value)
             index += len(batch)
+            self._marks.append((index, self.read, len(self.skipped), frozenset(self.sizes)))
+            yield Chunk(
+                None, batch[0][0], None, index - len(batch), rows=len(batch), moments=result.value
+            )
 
     def _run(
-        self, finish: Callable[..., T] | None, start: int, stop: int | None, *extra: Any
+        self,
+        finish: Callable[..., T] | None,
+        start: int,
+        stop: int | None,
+        per_batch: int,
+        *extra: Any,
     ) -> Iterator[tuple[list[tuple[str, Payload]], Any]]:
         """``(batch, result)`` for the batches of images ``start:stop``, in order: the batch
         decoded, then ``finish(decoded, *extra, first)`` when given (``first``: the batch's
-        first image index). With several ``workers``, both run in a decoding process (at most
-        two batches each in flight); with one, this thread decodes while a helper thread
-        finishes the batch before (decoders and numpy release the GIL), so a fit's reduction
-        overlaps the decoding instead of following it."""
+        first image index), ``per_batch`` images a batch. With several ``workers``, both run
+        in a decoding process (at most two batches each in flight); with one, this thread
+        decodes while a helper thread finishes the batch before (decoders and numpy release
+        the GIL), so a fit's reduction overlaps the decoding instead of following it."""
         items = self._items(start)
         if stop is not None:
             items = (item for i, item in zip(range(start, stop), items, strict=False))
-        image_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
-        per_batch = max(1, min(BATCH_FILES, BATCH_BYTES // max(image_bytes, 1)))
         batches = _batched(items, per_batch)
         pool: Executor = _pool(self.workers) if self.workers > 1 else ThreadPoolExecutor(1)
         pending: deque[tuple[list[tuple[str, Payload]], Future[Any]]] = deque()
@@ -416,6 +426,31 @@ class ImageStream:
                 self._bad(where, pixels)
                 continue
             yield where, pixels
+
+    @property
+    def files(self) -> list[str]:
+        """The files read (what a checkpoint fingerprints)."""
+        return list(self.paths)  # type: ignore[attr-defined]
+
+    def state(self, samples: int) -> dict[str, Any]:
+        """What :meth:`record` will say, as of the first ``samples`` images (a checkpoint's
+        position: chunks read ahead of the merge are not in it yet)."""
+        mark = next((m for m in reversed(self._marks) if m[0] == samples), None)
+        if mark is None:
+            raise ValueError(f"no record as of image {samples}")
+        _, read, skipped, sizes = mark
+        return {"read": read, "skipped": self.skipped[:skipped], "sizes": sorted(sizes)}
+
+    def restore(self, state: Any) -> None:
+        """Continue the record from a checkpoint's :meth:`state`."""
+        try:
+            read, skipped, sizes = state["read"], state["skipped"], state["sizes"]
+            self.read, self.skipped = int(read), [str(p) for p in skipped]
+            self.sizes = {tuple(int(v) for v in size) for size in sizes}
+        except (TypeError, KeyError, ValueError):
+            raise DataError(
+                "the checkpoint's image record is damaged; delete the checkpoint", path=self.path
+            ) from None
 
     def record(self) -> dict[str, Any]:
         """What the artifact's ``source`` adds for images (after the read)."""
