@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from fractions import Fraction
 from pathlib import Path
@@ -569,3 +570,69 @@ def test_image_column_labels_go_with_apply(mixed, tmp_path, hugging_face):
         np.testing.assert_array_equal(f["labels"][...], labels)
         assert list(f["labels"].attrs.get("classes", [])) == (names if hugging_face else [])
         assert f[next(k for k in f if k != "labels" and k != "normstat")].shape[0] == len(paths)
+
+
+class _CrashAfter:
+    """A progress hook that "crashes" the fit after some images (a stand-in for a kill)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.done = limit, 0
+
+    def start(self, total: int | None, row_bytes: int = 0) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.done >= self.limit:
+            raise RuntimeError("crash")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_checkpoint_resume_equals_the_uninterrupted_fit_and_its_record(tmp_path, workers):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "imgs"
+    root.mkdir()
+    pixels = []
+    for i in range(30):
+        if i in (5, 23):  # one bad file before the crash, one after
+            (root / f"{i:02d}.png").write_bytes(b"not a png")
+            continue
+        a = rng.integers(0, 256, (4 + i % 3, 6, 3), dtype=np.uint8)
+        Image.fromarray(a).save(root / f"{i:02d}.png")
+        pixels.append(a.reshape(-1, 3).astype(np.int64))
+    kw = {"workers": workers, "options": {"skip_bad": True}}
+    whole = normstat.fit(str(root), **kw)
+    state = str(tmp_path / "state.npz")
+    with pytest.raises(RuntimeError, match="crash"):
+        normstat.fit(
+            str(root), checkpoint=state, checkpoint_every=1e-9, progress=_CrashAfter(17), **kw
+        )
+    assert os.path.exists(state)
+    resumed = normstat.fit(str(root), checkpoint=state, resume=True, **kw)
+    assert np.array_equal(resumed.mean, whole.mean) and np.array_equal(resumed.var, whole.var)
+    allpix = np.concatenate(pixels)
+    np.testing.assert_allclose(resumed.mean, allpix.mean(0), rtol=1e-14)
+    np.testing.assert_allclose(resumed.var, allpix.var(0), rtol=1e-13)
+    for key in ("images", "skipped", "shape"):
+        assert resumed.source[key] == whole.source[key], key
+    assert resumed.source["images"] == 28 and len(resumed.source["skipped"]) == 2
+    assert not os.path.exists(state)
+
+
+def test_checkpoint_refuses_a_changed_image(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(20):
+        _png(root / f"{i:02d}.png", (4, 4))
+    state = str(tmp_path / "state.npz")
+    with pytest.raises(RuntimeError, match="crash"):
+        normstat.fit(
+            str(root),
+            workers=1,
+            checkpoint=state,
+            checkpoint_every=1e-9,
+            progress=_CrashAfter(9),
+        )
+    _png(root / "15.png", (5, 4))
+    with pytest.raises(DataError, match="15.png"):
+        normstat.fit(str(root), workers=1, checkpoint=state, resume=True)
