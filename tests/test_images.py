@@ -348,9 +348,9 @@ def test_image_column_binary_and_hugging_face_struct(mixed, tmp_path, suffix):
     assert numeric.features == ["label"]
 
 
-def test_dask_engine_is_refused_and_apply_streams_npy(mixed, tmp_path):
+def test_dask_is_refused_where_the_record_needs_the_reader_and_apply_streams_npy(mixed, tmp_path):
     root, paths = mixed
-    result = run("fit", root, "--engine", "dask", ok=False)
+    result = run("fit", root, "--engine", "dask", "--skip-bad", ok=False)
     assert result.exit_code == 2 and "local engine" in result.output
     stats = _save(normstat.fit(str(root), workers=1, rescale="1/255"), tmp_path)
     out = run("apply", stats, root, "--resize", "8", "--center-crop", "8", "8", "-o", "-")
@@ -636,3 +636,24 @@ def test_checkpoint_refuses_a_changed_image(tmp_path):
     _png(root / "15.png", (5, 4))
     with pytest.raises(DataError, match="15.png"):
         normstat.fit(str(root), workers=1, checkpoint=state, resume=True)
+
+
+@pytest.mark.slow
+def test_dask_fit_of_images_is_the_local_fit_bit_for_bit(mixed, tmp_path):
+    """Tasks reopen the image source by its reference and run the same step on the same
+    batches, so the Dask tree is the local one: equal bit for bit, and to the exact sums."""
+    pytest.importorskip("distributed")
+    root, paths = mixed
+    local = normstat.fit(str(root), workers=2)
+    dask = normstat.fit(str(root), engine="dask", workers=2, task_size=3)
+    assert np.array_equal(local.mean, dask.mean) and np.array_equal(local.var, dask.var)
+    check(dask, exact_reference(paths))
+    assert dask.source["images"] == len(paths)
+    assert dask.source["shape"] == [len(paths), None, None, 3]  # sizes not collected there
+    column = tmp_path / "t.parquet"
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"img": [p.read_bytes() for p in paths]}), column, row_group_size=4)
+    from_table = normstat.fit(str(column), columns=["img"], engine="dask", workers=2, task_size=5)
+    assert np.array_equal(from_table.mean, local.mean) and np.array_equal(from_table.var, local.var)

@@ -67,14 +67,11 @@ def check_checkpoint_every(every: float) -> None:
 
 
 def check_distributable(srcs: Sequence[ArraySource], engine: str) -> None:
-    """Dask tasks reopen a source by (path, dataset); a source that is not one file
-    (``reopen = False``: images, decoded by their own processes) needs the local engine."""
-    if engine == "dask" and not getattr(srcs[0], "reopen", True):
-        raise UsageError(
-            f"{srcs[0].format} sources run on the local engine only (they decode in --workers "
-            "processes); drop --engine dask",
-            path=srcs[0].path,
-        )
+    """Dask tasks reopen a source by (path, dataset), or by its ``reference()``; a source
+    that says why it cannot be (``local_only``) needs the local engine."""
+    why = getattr(srcs[0], "local_only", None)
+    if engine == "dask" and why:
+        raise UsageError(f"{srcs[0].format} sources: {why}; drop --engine dask", path=srcs[0].path)
 
 
 def task_rows(src: ArraySource, chunk_rows: int, task_size: ChunkSize) -> int:

@@ -265,7 +265,6 @@ class ImageStream:
 
     format = "images"
     kind = "array"
-    reopen = False  # decoded by its own processes: the local engine only
     dataset: str | None = None
     features: list[str] | None = None
 
@@ -285,6 +284,30 @@ class ImageStream:
         self.dtype, channels = _mode_layout(options.mode, path)
         h, w = self._first()
         self.shape: tuple[Any, ...] = (self._count(), h, w, channels)
+
+    @property
+    def local_only(self) -> str | None:
+        """Why this source needs the local engine, if it does."""
+        if self.skip_bad:
+            return "--skip-bad lists skipped images where they are read: use the local engine"
+        if self.shape[0] is None:
+            return "its images are counted only by reading them: use the local engine"
+        return None
+
+    def reference(self) -> ImageReference:
+        """How another process reopens this source (one decoding process there)."""
+        options = ImageOptions(
+            self.options.mode, self.options.resize, self.options.center_crop, False, 1
+        )
+        return ImageReference(
+            type(self).__module__,
+            type(self).__name__,
+            tuple(self.paths),  # type: ignore[attr-defined]
+            tuple(getattr(self, "roots", [None] * len(self.paths))),  # type: ignore[attr-defined]
+            tuple(self.specs),
+            options,
+            getattr(self, "column", None),
+        )
 
     def _items(self, start: int) -> Iterator[tuple[str, Payload]]:
         raise NotImplementedError
@@ -453,14 +476,18 @@ class ImageStream:
             ) from None
 
     def record(self) -> dict[str, Any]:
-        """What the artifact's ``source`` adds for images (after the read)."""
+        """What the artifact's ``source`` adds for images (after the read). Read by Dask tasks
+        (nothing read here), every image was reduced (no --skip-bad there) and their sizes
+        were not collected: null."""
+        by_others = self.read == 0 and bool(self.shape[0])
         one = len(self.sizes) == 1
         h, w = next(iter(self.sizes)) if one else (None, None)
+        read = self.shape[0] if by_others else self.read
         return {
             "paths": list(self.specs),
             "samples": "images",
-            "images": self.read,
-            "shape": [self.read, h, w, self.shape[3]],
+            "images": read,
+            "shape": [read, h, w, self.shape[3]],
             "mode": self.decoding.mode,
             "resize": self.decoding.resize,
             "center_crop": None
@@ -471,6 +498,26 @@ class ImageStream:
 
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class ImageReference:
+    """A picklable image source: its class, files and options (a Dask task's ``RowRange``)."""
+
+    module: str
+    name: str
+    paths: tuple[str, ...]
+    roots: tuple[str | None, ...]
+    specs: tuple[str, ...]
+    options: ImageOptions
+    column: str | None = None
+
+    def open(self) -> ImageStream:
+        import importlib
+
+        cls = getattr(importlib.import_module(self.module), self.name)
+        columns = None if self.column is None else [self.column]
+        return cls(list(self.paths), list(self.roots), list(self.specs), self.options, columns)
 
 
 def no_columns(columns: Sequence[str] | None, path: str) -> None:
