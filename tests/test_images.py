@@ -657,3 +657,67 @@ def test_dask_fit_of_images_is_the_local_fit_bit_for_bit(mixed, tmp_path):
     pq.write_table(pa.table({"img": [p.read_bytes() for p in paths]}), column, row_group_size=4)
     from_table = normstat.fit(str(column), columns=["img"], engine="dask", workers=2, task_size=5)
     assert np.array_equal(from_table.mean, local.mean) and np.array_equal(from_table.var, local.var)
+
+
+def _zip_of(mixed_root: Path, paths: list[Path], out: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(out, "w") as zf:
+        for p in paths:
+            zf.write(p, p.relative_to(mixed_root).as_posix())
+        zf.writestr("__MACOSX/._junk.jpg", b"not an image")  # not data, as in a folder
+    return out
+
+
+def test_zip_of_an_image_folder_is_the_folder(mixed, tmp_path):
+    """A new image format as one module and one table row: the ZIP source gets the fit, the
+    labels, the checkpoint record and the Dask route from the shared pipeline."""
+    root, paths = mixed
+    ordered = sorted(paths)  # the folder's order, which the archive keeps
+    archive = _zip_of(root, ordered, tmp_path / "train.zip")
+    folder = normstat.fit(str(root), workers=1)
+    zipped = normstat.fit(str(archive), workers=2)
+    assert np.array_equal(folder.mean, zipped.mean) and np.array_equal(folder.var, zipped.var)
+    check(zipped, exact_reference(paths))
+    assert zipped.source["images"] == len(paths)
+    stats = _save(zipped, tmp_path)
+    out = tmp_path / "out.h5"
+    run("apply", stats, archive, "--resize", "8", "--center-crop", "8", "8", "-o", out, "-q")
+    folder_out = tmp_path / "folder.h5"
+    run("apply", stats, root, "--resize", "8", "--center-crop", "8", "8", "-o", folder_out, "-q")
+    with h5py.File(out) as a, h5py.File(folder_out) as b:
+        assert np.array_equal(a["labels"][...], b["labels"][...])
+        assert list(a["labels"].attrs["classes"]) == list(b["labels"].attrs["classes"])
+        data = [k for k in a if k not in ("labels", "normstat")]
+        assert np.array_equal(a[data[0]][...], b[data[0]][...])
+
+
+def test_a_zip_member_too_large_is_refused_before_reading(tmp_path, monkeypatch):
+    from normstat.sources import zip_images
+
+    _png(tmp_path / "a.png", (4, 4))
+    archive = _zip_of(tmp_path, [tmp_path / "a.png"], tmp_path / "x.zip")
+    monkeypatch.setattr(zip_images, "MAX_MEMBER_BYTES", 10)
+    with pytest.raises(DataError, match="refused before reading"):
+        normstat.fit(str(archive), workers=1)
+
+
+@pytest.mark.slow
+def test_zip_images_on_dask_and_from_a_checkpoint(mixed, tmp_path):
+    pytest.importorskip("distributed")
+    root, paths = mixed
+    archive = _zip_of(root, sorted(paths), tmp_path / "train.zip")
+    local = normstat.fit(str(archive), workers=1)
+    dask = normstat.fit(str(archive), engine="dask", workers=2, task_size=3)
+    assert np.array_equal(local.mean, dask.mean) and np.array_equal(local.var, dask.var)
+    state = str(tmp_path / "state.npz")
+    with pytest.raises(RuntimeError, match="crash"):
+        normstat.fit(
+            str(archive),
+            workers=1,
+            checkpoint=state,
+            checkpoint_every=1e-9,
+            progress=_CrashAfter(5),
+        )
+    resumed = normstat.fit(str(archive), workers=1, checkpoint=state, resume=True)
+    assert np.array_equal(local.mean, resumed.mean) and np.array_equal(local.var, resumed.var)

@@ -60,6 +60,7 @@ FORMATS: tuple[Format, ...] = (
     Format("csv", (".csv",), _SRC + "csv", "CsvFile", "CsvStream", kind="table"),
     Format("images", IMAGE_SUFFIXES, _SRC + "images", "ImageFiles", many=True),
     Format("webdataset", (".tar",), _SRC + "webdataset", "TarShards", many=True),
+    Format("zip-images", (".zip",), _SRC + "zip_images", "ZipImages", many=True),
     # a Parquet / Arrow column of encoded images, chosen by --columns (no suffix of its own)
     Format("image-column", (), _SRC + "image_column", "ImageColumn", many=True),
 )
