@@ -24,7 +24,7 @@ from PIL import Image
 import normstat
 from normstat import artifact
 from normstat.cli import main
-from normstat.errors import ArtifactError, DataError
+from normstat.errors import ArtifactError, DataError, NormstatWarning
 from normstat.sources import _braces
 from normstat.sources.images import Decoding, crop_offsets, resized_size
 
@@ -721,3 +721,35 @@ def test_zip_images_on_dask_and_from_a_checkpoint(mixed, tmp_path):
         )
     resumed = normstat.fit(str(archive), workers=1, checkpoint=state, resume=True)
     assert np.array_equal(local.mean, resumed.mean) and np.array_equal(local.var, resumed.var)
+
+
+def test_apply_skip_bad_leaves_bad_images_and_their_labels_out(tmp_path):
+    root = tmp_path / "train"
+    rng = np.random.default_rng(9)
+    good = []
+    for i in range(14):
+        cls = root / ("a" if i % 2 else "b")
+        cls.mkdir(parents=True, exist_ok=True)
+        if i in (3, 10):
+            (cls / f"{i:02d}.png").write_bytes(b"broken")
+            continue
+        a = rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)
+        Image.fromarray(a).save(cls / f"{i:02d}.png")
+        good.append((cls.name, f"{i:02d}.png", a))
+    good.sort(key=lambda g: (g[0], g[1]))  # the folder's order: class, then name
+    with pytest.warns(NormstatWarning, match="skipped 2 image"):
+        stats = normstat.fit(str(root), workers=1, options={"skip_bad": True})
+    saved = _save(stats, tmp_path)
+    out = tmp_path / "out.h5"
+    result = run("apply", saved, root, "--skip-bad", "-o", out)
+    assert "skipped 2 image" in result.output
+    x = np.stack([g[2] for g in good]).astype(np.float64)
+    with h5py.File(out) as f:
+        data = f[next(k for k in f if k not in ("labels", "normstat"))][...]
+        np.testing.assert_array_equal(f["labels"][...], [0 if g[0] == "a" else 1 for g in good])
+    np.testing.assert_allclose(
+        data, (x - x.reshape(-1, 3).mean(0)) / x.reshape(-1, 3).std(0), rtol=1e-5, atol=1e-5
+    )
+    refused = run("apply", saved, root, "-o", tmp_path / "no.h5", ok=False)
+    assert refused.exit_code == 1 and "--skip-bad" in refused.output
+    assert not (tmp_path / "no.h5").exists()

@@ -218,6 +218,10 @@ def apply(
     )
     try:
         check_distributable(srcs, engine)
+        for s in srcs:  # a source that must count its samples exactly before OUT is sized
+            settle = getattr(s, "settle", None)
+            if settle is not None:
+                settle()
         first = srcs[0]
         method = method_for(first, method, inverse)
         layout = layout_for(stats, (0, *first.shape[1:]), first.path)

@@ -102,7 +102,8 @@ class ImageColumn(ImageStream):
             return {}
         name, classes = first
         labels = np.concatenate([_column_values(p, name) for p in self.paths])
-        return {"/labels": (labels, {} if classes is None else {"classes": classes})}
+        extra = {} if classes is None else {"classes": classes}
+        return {"/labels": (self.kept(labels), extra)}
 
 
 def _label_column(path: str, image_column: str) -> tuple[str, list[str] | None] | None:

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from normstat.errors import DataError, UsageError
+from normstat.errors import DataError, NormstatWarning, UsageError
 from normstat.sources.base import Chunk, Reducer
 from normstat.sources.reading import ImageOptions
 
@@ -211,6 +211,13 @@ def reduce_decoded(
     return Reduced(step.merge(parts), len(parts), sizes, bad)
 
 
+def _statuses(
+    decoded: Sequence[tuple[str, np.ndarray | str]], first: int
+) -> list[tuple[str, str | None]]:
+    """Each image's failure (None when it decoded): what :meth:`ImageStream.settle` needs."""
+    return [(where, p if isinstance(p, str) else None) for where, p in decoded]
+
+
 def decode_then(
     finish: Callable[..., T] | None,
     decoding: Decoding,
@@ -281,6 +288,7 @@ class ImageStream:
         self.read = 0
         self.sizes: set[tuple[int, ...]] = set()
         self._marks: deque[tuple[int, int, int, frozenset[tuple[int, ...]]]] = deque(maxlen=256)
+        self._drop: list[int] = []  # items found bad by :meth:`settle`, left out of the reads
         self.dtype, channels = _mode_layout(options.mode, path)
         h, w = self._first()
         self.shape: tuple[Any, ...] = (self._count(), h, w, channels)
@@ -335,6 +343,27 @@ class ImageStream:
 
     def count_rows(self) -> int:
         return sum(1 for _ in self._items(0))
+
+    def settle(self) -> None:
+        """Know the samples exactly before an output is sized (``apply``): with ``skip_bad``,
+        one decoding pass finds the images that do not decode; they are recorded as skipped,
+        left out of :attr:`shape` and of the reads, and their labels left out of
+        :meth:`companions`. Without ``skip_bad`` a bad image stops the read anyway."""
+        if not self.skip_bad or self._drop:
+            return
+        index = 0
+        for batch, statuses in self._run(_statuses, 0, None, self.preferred_rows(BATCH_BYTES)):
+            for i, (where, why) in enumerate(statuses):
+                if why is not None:
+                    self._drop.append(index + i)
+                    self.skipped.append(where)
+            index += len(batch)
+        self.shape = (index - len(self._drop), *self.shape[1:])
+        self._say_skipped()
+
+    def kept(self, values: np.ndarray) -> np.ndarray:
+        """Per-item ``values`` (labels) without the items :meth:`settle` left out."""
+        return np.delete(values, self._drop) if self._drop else values
 
     def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         """Stacks of ``rows`` consecutive images, each copied once, into its chunk: samples of
@@ -391,6 +420,8 @@ class ImageStream:
             yield Chunk(
                 None, batch[0][0], None, index - len(batch), rows=len(batch), moments=result.value
             )
+        if stop is None:
+            self._say_skipped()
 
     def _run(
         self,
@@ -409,6 +440,9 @@ class ImageStream:
         items = self._items(start)
         if stop is not None:
             items = (item for i, item in zip(range(start, stop), items, strict=False))
+        if self._drop and finish is None:  # apply after settle: the bad images left out
+            drop = set(self._drop)
+            items = (item for i, item in enumerate(items, start) if i not in drop)
         batches = _batched(items, per_batch)
         pool: Executor = _pool(self.workers) if self.workers > 1 else ThreadPoolExecutor(1)
         pending: deque[tuple[list[tuple[str, Payload]], Future[Any]]] = deque()
@@ -433,6 +467,16 @@ class ImageStream:
                 yield done, fut.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _say_skipped(self) -> None:
+        """Images skipped by ``skip_bad`` are said, never skipped silently (and recorded)."""
+        if self.skipped:
+            shown = ", ".join(self.skipped[:5]) + (", ..." if len(self.skipped) > 5 else "")
+            warnings.warn(
+                f"skipped {len(self.skipped)} image(s) that do not decode (skip_bad): {shown}",
+                NormstatWarning,
+                stacklevel=2,
+            )
 
     def _bad(self, where: str, why: str) -> None:
         if not self.skip_bad:
@@ -583,7 +627,7 @@ class ImageFiles(ImageStream):
         if found is None:
             return {}
         names, labels = found
-        return {"/labels": (labels, {"classes": names})}
+        return {"/labels": (self.kept(labels), {"classes": names})}
 
     def classes(self) -> tuple[list[str], np.ndarray] | None:
         """ImageFolder's class names and each image's class index; None when some image is not

@@ -78,7 +78,7 @@ class TarShards(ImageStream):
             if any(k not in found for k in order):
                 return {}
             labels += [found[k] for k in order]
-        return {"/labels": (np.array(labels, np.int64), {})}
+        return {"/labels": (self.kept(np.array(labels, np.int64)), {})}
 
 
 def _members(path: str, suffixes: tuple[str, ...] | None = None) -> Iterator[tuple[str, bytes]]:

@@ -76,7 +76,8 @@ class ZipImages(ImageStream):
         found = [n.split("/", 1)[0] for n in names]
         classes = sorted(set(found))
         index = {c: i for i, c in enumerate(classes)}
-        return {"/labels": (np.array([index[c] for c in found], np.int64), {"classes": classes})}
+        labels = self.kept(np.array([index[c] for c in found], np.int64))
+        return {"/labels": (labels, {"classes": classes})}
 
 
 def _open(path: str) -> zipfile.ZipFile:
