@@ -21,7 +21,6 @@ import numpy as np
 
 from normstat.errors import DataError, UsageError
 from normstat.sources.images import ImageStream, Payload
-from normstat.sources.reading import ImageOptions
 
 BATCH_ROWS = 256
 
@@ -58,20 +57,10 @@ class ImageColumn(ImageStream):
 
     format = "image-column"
 
-    def __init__(
-        self,
-        paths: Sequence[str],
-        roots: Sequence[str | None],
-        specs: Sequence[str],
-        options: ImageOptions,
-        columns: Sequence[str] | None = None,
-    ) -> None:
+    def _setup(self, columns: Sequence[str] | None) -> None:
         if not columns or len(columns) != 1:
-            raise UsageError("an image column is read alone: --columns NAME", path=specs[0])
-        self.paths = list(paths)
-        self.specs = list(specs)
+            raise UsageError("an image column is read alone: --columns NAME", path=self.path)
         self.column = columns[0]
-        super().__init__(self.specs[0], options)
 
     def _count(self) -> int:
         return sum(_rows(p) for p in self.paths)
@@ -83,15 +72,6 @@ class ImageColumn(ImageStream):
                 if index >= start:
                     yield f"{path}:{self.column}[{index}]", _payload(cell, path)
                 index += 1
-
-    def _first(self) -> tuple[int, int]:
-        for where, payload in self._items(0):
-            size = self._header_size(payload)
-            if size is not None:
-                return size
-            if not self.skip_bad:
-                raise DataError("cannot read this image's header", path=where)
-        raise DataError(f"no image in column {self.column!r} could be read", path=self.path)
 
     def companions(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
         """``/labels`` from the tables' label column (see the module), when every file has

@@ -275,10 +275,20 @@ class ImageStream:
     dataset: str | None = None
     features: list[str] | None = None
 
-    specs: list[str]
-
-    def __init__(self, path: str, options: ImageOptions) -> None:
-        self.path = path
+    def __init__(
+        self,
+        paths: Sequence[str],
+        roots: Sequence[str | None],
+        specs: Sequence[str],
+        options: ImageOptions,
+        columns: Sequence[str] | None = None,
+    ) -> None:
+        """``paths``: the files (folder images, shards, tables), ``roots[i]`` the folder
+        ``paths[i]`` was found in, ``specs`` the SOURCE arguments they came from. A subclass
+        sets up what its :meth:`_items` needs (:meth:`_setup`) before the first image is read."""
+        self.paths, self.roots, self.specs = list(paths), list(roots), list(specs)
+        self.path = self.specs[0]
+        self._setup(columns)
         self.options = options
         turbo = options.resize is None and options.mode in _JPEG_MODES and turbo_available()
         self.decoding = Decoding(options.mode, options.resize, options.center_crop, turbo)
@@ -289,7 +299,7 @@ class ImageStream:
         self.sizes: set[tuple[int, ...]] = set()
         self._marks: deque[tuple[int, int, int, frozenset[tuple[int, ...]]]] = deque(maxlen=256)
         self._drop: list[int] = []  # items found bad by :meth:`settle`, left out of the reads
-        self.dtype, channels = _mode_layout(options.mode, path)
+        self.dtype, channels = _mode_layout(options.mode, self.path)
         h, w = self._first()
         self.shape: tuple[Any, ...] = (self._count(), h, w, channels)
 
@@ -310,18 +320,29 @@ class ImageStream:
         return ImageReference(
             type(self).__module__,
             type(self).__name__,
-            tuple(self.paths),  # type: ignore[attr-defined]
-            tuple(getattr(self, "roots", [None] * len(self.paths))),  # type: ignore[attr-defined]
+            tuple(self.paths),
+            tuple(self.roots),
             tuple(self.specs),
             options,
             getattr(self, "column", None),
         )
 
+    def _setup(self, columns: Sequence[str] | None) -> None:
+        no_columns(columns, self.path)
+
     def _items(self, start: int) -> Iterator[tuple[str, Payload]]:
         raise NotImplementedError
 
     def _first(self) -> tuple[int, int]:
-        raise NotImplementedError
+        """The output size of the first image whose header reads (a bad one is an error
+        naming it, unless ``skip_bad``)."""
+        for where, payload in self._items(0):
+            size = self._header_size(payload)
+            if size is not None:
+                return size
+            if not self.skip_bad:
+                raise DataError("cannot read this image's header", path=where)
+        raise DataError(f"no image in this {self.format} source could be read", path=self.path)
 
     def _count(self) -> int | None:
         return None
@@ -497,7 +518,7 @@ class ImageStream:
     @property
     def files(self) -> list[str]:
         """The files read (what a checkpoint fingerprints)."""
-        return list(self.paths)  # type: ignore[attr-defined]
+        return list(self.paths)
 
     def state(self, samples: int) -> dict[str, Any]:
         """What :meth:`record` will say, as of the first ``samples`` images (a checkpoint's
@@ -592,34 +613,11 @@ class ImageFiles(ImageStream):
     ``roots[i]`` is the folder ``paths[i]`` was found in: the image's class is its first folder
     below it, as torchvision's ``ImageFolder`` (classes sorted by name, numbered from 0)."""
 
-    def __init__(
-        self,
-        paths: Sequence[str],
-        roots: Sequence[str | None],
-        specs: Sequence[str],
-        options: ImageOptions,
-        columns: Sequence[str] | None = None,
-    ) -> None:
-        no_columns(columns, specs[0])
-        self.paths = list(paths)
-        self.roots = list(roots)
-        self.specs = list(specs)
-        super().__init__(self.specs[0], options)
-
     def _count(self) -> int:
         return len(self.paths)
 
     def _items(self, start: int) -> Iterator[tuple[str, Payload]]:
         return ((p, p) for p in self.paths[start:])
-
-    def _first(self) -> tuple[int, int]:
-        for p in self.paths:
-            size = self._header_size(p)
-            if size is not None:
-                return size
-            if not self.skip_bad:
-                raise DataError("cannot read this image's header", path=p)
-        raise DataError("no image here could be read", path=self.path)
 
     def companions(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
         """``/labels`` (each image's class index) with the class names, for HDF5 output."""

@@ -16,7 +16,6 @@ import numpy as np
 
 from normstat.errors import DataError
 from normstat.sources.images import ImageStream, Payload, no_columns
-from normstat.sources.reading import ImageOptions
 
 MAX_MEMBER_BYTES = 2**30
 """A member declaring more than this once inflated is refused, before it is read: no image file
@@ -28,19 +27,9 @@ class ZipImages(ImageStream):
 
     format = "zip-images"
 
-    def __init__(
-        self,
-        paths: Sequence[str],
-        roots: Sequence[str | None],
-        specs: Sequence[str],
-        options: ImageOptions,
-        columns: Sequence[str] | None = None,
-    ) -> None:
-        no_columns(columns, specs[0])
-        self.paths = list(paths)
-        self.specs = list(specs)
+    def _setup(self, columns: Sequence[str] | None) -> None:
+        no_columns(columns, self.path)
         self.members = {p: _image_members(p) for p in self.paths}
-        super().__init__(self.specs[0], options)
 
     def _count(self) -> int:
         return sum(len(m) for m in self.members.values())
@@ -57,15 +46,6 @@ class ZipImages(ImageStream):
                     if index >= start:
                         yield f"{path}:{name}", _read(zf, name, path)
                     index += 1
-
-    def _first(self) -> tuple[int, int]:
-        for where, data in self._items(0):
-            size = self._header_size(data)
-            if size is not None:
-                return size
-            if not self.skip_bad:
-                raise DataError("cannot read this image's header", path=where)
-        raise DataError("no image member in these archives could be read", path=self.path)
 
     def companions(self) -> dict[str, tuple[np.ndarray, dict[str, object]]]:
         """``/labels``: each image's first folder inside its archive, numbered as
