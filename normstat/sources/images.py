@@ -192,7 +192,7 @@ def reduce_decoded(
 ) -> Reduced:
     """Reduce the decoded images of a batch by ``step`` and merge them in order; only that value
     leaves. Consecutive images of one size are copied into one buffer and reduced by one call
-    (a call per image cost about as much again as the kernel); an image of another size is
+    (cheaper than a call per image: docs/performance.md); an image of another size is
     reduced by the step for its own shape (pooled pixel by pixel on the reduced axes)."""
     steps: dict[tuple[int, ...], Reducer | None] = {}
     parts: list[Any] = []
