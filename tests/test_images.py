@@ -753,3 +753,27 @@ def test_apply_skip_bad_leaves_bad_images_and_their_labels_out(tmp_path):
     refused = run("apply", saved, root, "-o", tmp_path / "no.h5", ok=False)
     assert refused.exit_code == 1 and "--skip-bad" in refused.output
     assert not (tmp_path / "no.h5").exists()
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".arrow"])
+def test_an_image_column_read_from_a_row_skips_the_units_before_it(mixed, tmp_path, suffix):
+    """A Dask task starts at its own range: the cells from row k (found from the row groups'
+    / record batches' lengths, the units before k skipped) are those of a read from the start."""
+    pa = pytest.importorskip("pyarrow")
+    from normstat.sources import ImageOptions, open_sources
+
+    root, paths = mixed
+    table = pa.table({"img": [p.read_bytes() for p in paths]})
+    path = tmp_path / f"t{suffix}"
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path, row_group_size=5)
+    else:
+        with pa.ipc.new_file(path, table.schema) as writer:
+            writer.write_table(table, max_chunksize=5)
+    (src,) = open_sources([str(path)], columns=["img"], images=ImageOptions(workers=1))
+    whole = list(src._items(0))
+    assert [w for w, _ in whole] == [f"{path}:img[{i}]" for i in range(len(paths))]
+    for k in (0, 4, 5, 7, len(paths) - 1, len(paths)):
+        assert list(src._items(k)) == whole[k:]

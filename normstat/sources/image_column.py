@@ -68,7 +68,13 @@ class ImageColumn(ImageStream):
     def _items(self, start: int) -> Iterator[tuple[str, Payload]]:
         index = 0
         for path in self.paths:
-            for cell in _cells(path, self.column):
+            rows = _rows(path)
+            if index + rows <= start:  # a whole file before the start: not read
+                index += rows
+                continue
+            first, cells = _cells(path, self.column, start - index)
+            index += first
+            for cell in cells:
                 if index >= start:
                     yield f"{path}:{self.column}[{index}]", _payload(cell, path)
                 index += 1
@@ -146,20 +152,50 @@ def _rows(path: str) -> int:
         return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
 
 
-def _cells(path: str, column: str) -> Iterator[Any]:
-    import pyarrow as pa
+def _cells(path: str, column: str, skip: int = 0) -> tuple[int, Iterator[Any]]:
+    """The column's cells from the row group (Parquet) or record batch (Arrow) holding row
+    ``skip`` on, and that unit's first row: the units before it are not read (a Dask task
+    starts at its own range)."""
 
     if path.lower().endswith((".parquet", ".pq")):
         import pyarrow.parquet as pq
 
-        batches: Iterator[Any] = pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=[column])
-        for batch in batches:
-            yield from batch.column(0).to_pylist()
-        return
-    with pa.memory_map(path) as source:
+        pf = pq.ParquetFile(path)
+        groups: list[int] = []
+        first = 0
+        for g in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            if first + n <= skip and not groups:
+                first += n
+                continue
+            groups.append(g)
+        if not groups:
+            return first, iter(())
+        batches = pf.iter_batches(BATCH_ROWS, row_groups=groups, columns=[column])
+        return first, (v for batch in batches for v in batch.column(0).to_pylist())
+    return _ipc_cells(path, column, skip)
+
+
+def _ipc_cells(path: str, column: str, skip: int) -> tuple[int, Iterator[Any]]:
+    import pyarrow as pa
+
+    with pa.memory_map(path) as source:  # batch lengths from the file's metadata, no copy
         reader = pa.ipc.open_file(source)
+        first, start_batch = 0, reader.num_record_batches
         for i in range(reader.num_record_batches):
-            yield from reader.get_batch(i).column(column).to_pylist()
+            n = reader.get_batch(i).num_rows
+            if first + n > skip:
+                start_batch = i
+                break
+            first += n
+
+    def cells() -> Iterator[Any]:
+        with pa.memory_map(path) as source:
+            reader = pa.ipc.open_file(source)
+            for i in range(start_batch, reader.num_record_batches):
+                yield from reader.get_batch(i).column(column).to_pylist()
+
+    return first, cells()
 
 
 def _payload(cell: Any, table: str) -> Payload:
