@@ -214,8 +214,9 @@ def dumps(stats: Stats) -> str:
 
 def write_json(stats: Stats, fp: TextIO) -> None:
     """One key a line, each array compact on its line, written one key at a time: a whole
-    document of nested lists (and one number a line, as ``indent`` gave) made a 3M-feature
-    artifact 488 MB and its writing peak at 3.6 GB. One line per array also lets
+    document of nested lists (and one number a line, as ``indent`` gave) made large artifacts
+    several times larger and their writing peak far above the statistics' size
+    (docs/performance.md, "Figures behind the code"). One line per array also lets
     :func:`_read_json` parse arrays with numpy instead of as Python lists."""
     items = [*_meta(stats).items(), *_arrays(stats).items(), *_distribution(stats).items()]
     fp.write("{\n")
@@ -284,7 +285,8 @@ _NPZ_ERRORS = (
 
 _FAST_BYTES = 4 * 2**20
 """Above this size a JSON artifact written by :func:`write_json` has its arrays parsed by numpy
-(a 3M-feature file: seconds instead of 40 s and 1.7 GB of Python floats)."""
+(Python floats for millions of features cost tens of seconds and gigabytes:
+docs/performance.md, "Figures behind the code")."""
 
 
 def _read_json(path: str) -> dict[str, Any]:

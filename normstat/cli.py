@@ -385,14 +385,14 @@ _allow_overlap_option = click.option(
 )
 
 
-def _image_options(fn: Callable[..., Any], skip_bad: bool = True) -> Callable[..., Any]:
+def _image_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """How image sources (files, folders, tar shards) are decoded; see docs/images.md."""
     skip = [
         click.option(
             "--skip-bad",
             is_flag=True,
-            help="Images: skip files that do not decode (recorded in the artifact) "
-            "instead of failing.",
+            help="Images: skip files that do not decode (recorded in the artifact; apply "
+            "finds them first, by one more decoding pass) instead of failing.",
         )
     ]
     for deco in reversed(
@@ -417,7 +417,7 @@ def _image_options(fn: Callable[..., Any], skip_bad: bool = True) -> Callable[..
                 metavar="H W",
                 help="Images: the central H x W, as torchvision's CenterCrop((H, W)).",
             ),
-            *(skip if skip_bad else []),
+            *skip,
         ]
     ):
         fn = deco(fn)
@@ -428,10 +428,6 @@ def _read_options(
     mode: str | None, resize: int | None, center_crop: tuple[int, int] | None, skip_bad: bool
 ) -> dict[str, Any]:
     return {"mode": mode, "resize": resize, "center_crop": center_crop, "skip_bad": skip_bad}
-
-
-def _apply_image_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return _image_options(fn, skip_bad=False)
 
 
 # Options of the commands that can run on a Dask cluster.
@@ -720,7 +716,7 @@ def fit(
     "(default 1); with --engine dask and no --scheduler: worker processes of the local "
     "cluster (default: all cores).",
 )
-@_apply_image_options
+@_image_options
 @_reading_options
 @_external_option
 @_csv_options
@@ -745,6 +741,7 @@ def apply_cmd(
     mode: str | None,
     resize: int | None,
     center_crop: tuple[int, int] | None,
+    skip_bad: bool,
     dataset: str | None,
     input_format: str | None,
     columns: str | None,
@@ -794,7 +791,7 @@ def apply_cmd(
         scheduler=scheduler,
         task_size=task_size,
         allow_external=allow_external,
-        options=_read_options(mode, resize, center_crop, False),
+        options=_read_options(mode, resize, center_crop, skip_bad),
         constant_tol=constant_tol,
         allow_empty=allow_empty,
         clip_to_dtype=clip_to_dtype,

@@ -29,8 +29,8 @@ def run() -> None:
     # numpy's OpenBLAS starts a thread per core at import, and those threads spin for a while
     # whenever BLAS has run. normstat parallelises over chunks itself and its one BLAS call
     # (a small float32 matrix-vector product for byte data) gains nothing from more threads, so
-    # on a 2-core machine the spinning only takes a core from the work: 0.11 CPU-s during the
-    # imports, 5% of a fit's samples in a profile. Dask's nanny sets the same for its workers.
+    # on a 2-core machine the spinning only takes a core from the work (docs/performance.md,
+    # "Figures behind the code"). Dask's nanny sets the same for its workers.
     # A value the user set is kept.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     interrupts.install()
@@ -59,8 +59,8 @@ def run() -> None:
 def _finish(code: int | str | None) -> None:
     """Exit with ``code``, skipping the interpreter's teardown when it has nothing left to do.
 
-    Tearing down numpy, h5py and click module by module takes 0.05-0.07 s after every command,
-    a fifth of the CLI's whole overhead on a small file; by then every output is written,
+    Tearing down numpy, h5py and click module by module is a noticeable part of the CLI's
+    overhead on a small file (docs/performance.md); by then every output is written,
     closed and renamed. So when no other thread is alive and Dask was not used, the exit
     functions (``atexit``, ``weakref.finalize``) run, the two streams are flushed, and the
     process leaves with ``os._exit``. Anything unusual (a thread still running, Dask's own

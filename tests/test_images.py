@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from fractions import Fraction
 from pathlib import Path
@@ -23,7 +24,7 @@ from PIL import Image
 import normstat
 from normstat import artifact
 from normstat.cli import main
-from normstat.errors import ArtifactError, DataError
+from normstat.errors import ArtifactError, DataError, NormstatWarning
 from normstat.sources import _braces
 from normstat.sources.images import Decoding, crop_offsets, resized_size
 
@@ -200,7 +201,7 @@ def test_per_position_needs_one_size(mixed):
     root, paths = mixed
     result = run("fit", root, "--axis", "1", "--axis", "2", "--workers", "1", ok=False)
     assert result.exit_code == 1
-    assert "differs from the first sample's" in result.output and "--resize" in result.output
+    assert "differs from the first image's" in result.output and "--resize" in result.output
     assert str(paths[1]) in result.output or any(str(p) in result.output for p in paths[1:])
     stats = normstat.fit(
         str(root), axis=[1, 2, 3], workers=2, options={"resize": 16, "center_crop": (16, 12)}
@@ -347,9 +348,9 @@ def test_image_column_binary_and_hugging_face_struct(mixed, tmp_path, suffix):
     assert numeric.features == ["label"]
 
 
-def test_dask_engine_is_refused_and_apply_streams_npy(mixed, tmp_path):
+def test_dask_is_refused_where_the_record_needs_the_reader_and_apply_streams_npy(mixed, tmp_path):
     root, paths = mixed
-    result = run("fit", root, "--engine", "dask", ok=False)
+    result = run("fit", root, "--engine", "dask", "--skip-bad", ok=False)
     assert result.exit_code == 2 and "local engine" in result.output
     stats = _save(normstat.fit(str(root), workers=1, rescale="1/255"), tmp_path)
     out = run("apply", stats, root, "--resize", "8", "--center-crop", "8", "8", "-o", "-")
@@ -374,15 +375,49 @@ def test_labels_number_folders_as_image_folder_does(tmp_path):
         assert f["data"].shape == (3, 4, 4, 3)
 
 
-def test_chunks_hold_a_byte_budget_whatever_the_image_sizes(tmp_path):
-    from normstat.sources import open_sources
+def test_pixel_chunks_are_of_one_size_and_name_the_image_that_is_not(tmp_path):
+    from normstat.sources import ImageOptions, open_sources
 
     _png(tmp_path / "a.png", (4, 4))
     for i in range(5):
-        _png(tmp_path / f"b{i}.png", (40, 40))  # 100 times the first image's pixels
-    (src,) = open_sources([str(tmp_path)], options={"workers": 1})
-    sizes = [c.rows for c in src.chunks(200)]
-    assert sizes == [1, 2, 2, 1]  # 200 first-size images' bytes hold 2 of the larger ones
+        _png(tmp_path / f"b{i}.png", (40, 40))
+    (src,) = open_sources([str(tmp_path)], images=ImageOptions(workers=1))
+    with pytest.raises(DataError, match="differs from the first image's") as info:
+        list(src.chunks(200))
+    assert info.value.path.endswith("b0.png")
+
+
+def test_a_fit_gets_moments_from_the_decoding_processes_not_pixels(tmp_path):
+    """reduced_chunks: each batch reduced where it was decoded, the same chunks (and so the
+    same merge, bit for bit) whatever the number of processes, equal to the exact sums."""
+    from normstat.core.layout import AxisLayout
+    from normstat.engine.task import FitStep
+    from normstat.sources import ImageOptions, open_sources
+    from normstat.sources.images import BATCH_FILES
+
+    rng = np.random.default_rng(5)
+    arrays = []
+    for i in range(BATCH_FILES + 3):
+        a = rng.integers(0, 256, (3 + i % 4, 5 + i % 3, 3), dtype=np.uint8)
+        Image.fromarray(a).save(tmp_path / f"{i:02d}.png")
+        arrays.append(a.reshape(-1, 3).astype(np.int64))
+    results = []
+    for workers in (1, 2):
+        (src,) = open_sources([str(tmp_path)], images=ImageOptions(workers=workers))
+        step = FitStep(AxisLayout.create(-1, src.shape), "skip")
+        chunks = list(src.reduced_chunks(src.preferred_rows(2**25), step))
+        assert [c.rows for c in chunks] == [BATCH_FILES, 3]
+        assert all(c.moments is not None and c.columns is None for c in chunks)
+        results.append(step.merge([c.moments for c in chunks]))
+    a, b = results
+    assert np.array_equal(a.mean, b.mean) and np.array_equal(a.m2, b.m2)
+    allpix = np.concatenate(arrays)
+    n = len(allpix)
+    exact_mean = [Fraction(int(v), n) for v in allpix.sum(0)]
+    exact_m2 = [Fraction(int((allpix[:, c] ** 2).sum())) - n * exact_mean[c] ** 2 for c in range(3)]
+    assert np.array_equal(a.count, [n] * 3)
+    np.testing.assert_allclose(a.mean, [float(m) for m in exact_mean], rtol=1e-15)
+    np.testing.assert_allclose(a.m2, [float(m) for m in exact_m2], rtol=1e-13)
 
 
 def test_show_names_varying_sizes_and_the_rescale(mixed, tmp_path):
@@ -416,3 +451,329 @@ def test_workers_start_from_a_fork_server_when_threads_run(mixed):
         stop.set()
         other.join()
     check(stats, exact_reference(paths))
+
+
+def _jpegs(tmp_path: Path) -> list[Path]:
+    """JPEGs of every kind the fast decoder may meet: chroma subsamplings, progressive, grey,
+    CMYK (left to Pillow), odd sizes, and scikit-learn's two photographs."""
+    rng = np.random.default_rng(11)
+    out = []
+    smooth = np.asarray(
+        Image.fromarray(rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)).resize((101, 67))
+    )
+    for i, kw in enumerate(
+        [
+            {"subsampling": 0},
+            {"subsampling": 1},
+            {"subsampling": 2},
+            {"subsampling": 2, "progressive": True},
+            {"quality": 40, "optimize": True},
+        ]
+    ):
+        p = tmp_path / f"rgb{i}.jpg"
+        Image.fromarray(smooth).save(p, quality=kw.pop("quality", 90), **kw)
+        out.append(p)
+    Image.fromarray(smooth[:, :, 0]).save(tmp_path / "grey.jpg", quality=85)
+    Image.fromarray(smooth).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=85)
+    out += [tmp_path / "grey.jpg", tmp_path / "cmyk.jpg"]
+    sklearn = pytest.importorskip("sklearn.datasets")
+    for k, photo in enumerate(sklearn.load_sample_images().images):
+        p = tmp_path / f"photo{k}.jpg"
+        Image.fromarray(photo).save(p, quality=95)
+        out.append(p)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_simplejpeg_gives_pillows_very_pixels(tmp_path, mode):
+    pytest.importorskip("simplejpeg")
+    from normstat.sources.images import turbo_decode
+
+    used = 0
+    for p in _jpegs(tmp_path):
+        pillow = Decoding(mode)(str(p))
+        fast = Decoding(mode, turbo=True)(str(p))
+        assert fast.dtype == pillow.dtype and np.array_equal(fast, pillow), p.name
+        used += turbo_decode(p.read_bytes(), mode) is not None
+    # RGB: every JPEG but the CMYK one; L: only the grey JPEG (Pillow makes L from RGB)
+    assert used == (8 if mode == "RGB" else 1)
+
+
+def test_fit_with_simplejpeg_equals_the_pillow_reference(tmp_path, monkeypatch):
+    pytest.importorskip("simplejpeg")
+    from normstat.sources import images
+
+    paths = _jpegs(tmp_path)
+    pix = np.concatenate(
+        [np.asarray(Image.open(p).convert("RGB")).reshape(-1, 3).astype(np.int64) for p in paths]
+    )
+    fast = normstat.fit([str(p) for p in paths], workers=2)
+    monkeypatch.setattr(images, "turbo_available", lambda: False)
+    slow = normstat.fit([str(p) for p in paths], workers=1)
+    assert np.array_equal(fast.mean, slow.mean) and np.array_equal(fast.var, slow.var)
+    n = len(pix)
+    np.testing.assert_allclose(fast.mean, pix.sum(0) / n, rtol=1e-15)
+    want_var = [
+        float(Fraction(int((c**2).sum()), n) - Fraction(int(c.sum()), n) ** 2) for c in pix.T
+    ]
+    np.testing.assert_allclose(fast.var, want_var, rtol=1e-13)
+
+
+@pytest.mark.parametrize("hugging_face", [True, False])
+def test_image_column_labels_go_with_apply(mixed, tmp_path, hugging_face):
+    """A Hugging Face ``Image()`` + ``ClassLabel`` table (the schema metadata ``datasets``
+    writes) gives ``/labels`` and the class names; a plain integer ``label`` column, labels."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    root, paths = mixed
+    names = ["bird", "cat", "dog"]
+    labels = [i % 3 for i in range(len(paths))]
+    hf = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    table = pa.table(
+        {
+            "image": pa.array([{"bytes": p.read_bytes(), "path": None} for p in paths], hf),
+            "label": pa.array(labels, pa.int64()),
+        }
+    )
+    if hugging_face:
+        meta = {
+            "info": {
+                "features": {
+                    "image": {"_type": "Image"},
+                    "label": {"names": names, "_type": "ClassLabel"},
+                }
+            }
+        }
+        table = table.replace_schema_metadata({"huggingface": json.dumps(meta)})
+    pq.write_table(table, tmp_path / "train.parquet", row_group_size=4)
+    stats = _save(
+        normstat.fit(str(tmp_path / "train.parquet"), columns=["image"], workers=1), tmp_path
+    )
+    out = tmp_path / "out.h5"
+    run(
+        "apply",
+        stats,
+        tmp_path / "train.parquet",
+        "--columns",
+        "image",
+        "--resize",
+        "8",
+        "--center-crop",
+        "8",
+        "8",
+        "-o",
+        out,
+        "-q",
+    )
+    with h5py.File(out) as f:
+        np.testing.assert_array_equal(f["labels"][...], labels)
+        assert list(f["labels"].attrs.get("classes", [])) == (names if hugging_face else [])
+        assert f[next(k for k in f if k != "labels" and k != "normstat")].shape[0] == len(paths)
+
+
+class _CrashAfter:
+    """A progress hook that "crashes" the fit after some images (a stand-in for a kill)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.done = limit, 0
+
+    def start(self, total: int | None, row_bytes: int = 0) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.done >= self.limit:
+            raise RuntimeError("crash")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_checkpoint_resume_equals_the_uninterrupted_fit_and_its_record(tmp_path, workers):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "imgs"
+    root.mkdir()
+    pixels = []
+    for i in range(30):
+        if i in (5, 23):  # one bad file before the crash, one after
+            (root / f"{i:02d}.png").write_bytes(b"not a png")
+            continue
+        a = rng.integers(0, 256, (4 + i % 3, 6, 3), dtype=np.uint8)
+        Image.fromarray(a).save(root / f"{i:02d}.png")
+        pixels.append(a.reshape(-1, 3).astype(np.int64))
+    kw = {"workers": workers, "options": {"skip_bad": True}}
+    whole = normstat.fit(str(root), **kw)
+    state = str(tmp_path / "state.npz")
+    with pytest.raises(RuntimeError, match="crash"):
+        normstat.fit(
+            str(root), checkpoint=state, checkpoint_every=1e-9, progress=_CrashAfter(17), **kw
+        )
+    assert os.path.exists(state)
+    resumed = normstat.fit(str(root), checkpoint=state, resume=True, **kw)
+    assert np.array_equal(resumed.mean, whole.mean) and np.array_equal(resumed.var, whole.var)
+    allpix = np.concatenate(pixels)
+    np.testing.assert_allclose(resumed.mean, allpix.mean(0), rtol=1e-14)
+    np.testing.assert_allclose(resumed.var, allpix.var(0), rtol=1e-13)
+    for key in ("images", "skipped", "shape"):
+        assert resumed.source[key] == whole.source[key], key
+    assert resumed.source["images"] == 28 and len(resumed.source["skipped"]) == 2
+    assert not os.path.exists(state)
+
+
+def test_checkpoint_refuses_a_changed_image(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(20):
+        _png(root / f"{i:02d}.png", (4, 4))
+    state = str(tmp_path / "state.npz")
+    with pytest.raises(RuntimeError, match="crash"):
+        normstat.fit(
+            str(root),
+            workers=1,
+            checkpoint=state,
+            checkpoint_every=1e-9,
+            progress=_CrashAfter(9),
+        )
+    _png(root / "15.png", (5, 4))
+    with pytest.raises(DataError, match="15.png"):
+        normstat.fit(str(root), workers=1, checkpoint=state, resume=True)
+
+
+@pytest.mark.slow
+def test_dask_fit_of_images_is_the_local_fit_bit_for_bit(mixed, tmp_path):
+    """Tasks reopen the image source by its reference and run the same step on the same
+    batches, so the Dask tree is the local one: equal bit for bit, and to the exact sums."""
+    pytest.importorskip("distributed")
+    root, paths = mixed
+    local = normstat.fit(str(root), workers=2)
+    dask = normstat.fit(str(root), engine="dask", workers=2, task_size=3)
+    assert np.array_equal(local.mean, dask.mean) and np.array_equal(local.var, dask.var)
+    check(dask, exact_reference(paths))
+    assert dask.source["images"] == len(paths)
+    assert dask.source["shape"] == [len(paths), None, None, 3]  # sizes not collected there
+    column = tmp_path / "t.parquet"
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"img": [p.read_bytes() for p in paths]}), column, row_group_size=4)
+    from_table = normstat.fit(str(column), columns=["img"], engine="dask", workers=2, task_size=5)
+    assert np.array_equal(from_table.mean, local.mean) and np.array_equal(from_table.var, local.var)
+
+
+def _zip_of(mixed_root: Path, paths: list[Path], out: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(out, "w") as zf:
+        for p in paths:
+            zf.write(p, p.relative_to(mixed_root).as_posix())
+        zf.writestr("__MACOSX/._junk.jpg", b"not an image")  # not data, as in a folder
+    return out
+
+
+def test_zip_of_an_image_folder_is_the_folder(mixed, tmp_path):
+    """A new image format as one module and one table row: the ZIP source gets the fit, the
+    labels, the checkpoint record and the Dask route from the shared pipeline."""
+    root, paths = mixed
+    ordered = sorted(paths)  # the folder's order, which the archive keeps
+    archive = _zip_of(root, ordered, tmp_path / "train.zip")
+    folder = normstat.fit(str(root), workers=1)
+    zipped = normstat.fit(str(archive), workers=2)
+    assert np.array_equal(folder.mean, zipped.mean) and np.array_equal(folder.var, zipped.var)
+    check(zipped, exact_reference(paths))
+    assert zipped.source["images"] == len(paths)
+    stats = _save(zipped, tmp_path)
+    out = tmp_path / "out.h5"
+    run("apply", stats, archive, "--resize", "8", "--center-crop", "8", "8", "-o", out, "-q")
+    folder_out = tmp_path / "folder.h5"
+    run("apply", stats, root, "--resize", "8", "--center-crop", "8", "8", "-o", folder_out, "-q")
+    with h5py.File(out) as a, h5py.File(folder_out) as b:
+        assert np.array_equal(a["labels"][...], b["labels"][...])
+        assert list(a["labels"].attrs["classes"]) == list(b["labels"].attrs["classes"])
+        data = [k for k in a if k not in ("labels", "normstat")]
+        assert np.array_equal(a[data[0]][...], b[data[0]][...])
+
+
+def test_a_zip_member_too_large_is_refused_before_reading(tmp_path, monkeypatch):
+    from normstat.sources import zip_images
+
+    _png(tmp_path / "a.png", (4, 4))
+    archive = _zip_of(tmp_path, [tmp_path / "a.png"], tmp_path / "x.zip")
+    monkeypatch.setattr(zip_images, "MAX_MEMBER_BYTES", 10)
+    with pytest.raises(DataError, match="refused before reading"):
+        normstat.fit(str(archive), workers=1)
+
+
+@pytest.mark.slow
+def test_zip_images_on_dask_and_from_a_checkpoint(mixed, tmp_path):
+    pytest.importorskip("distributed")
+    root, paths = mixed
+    archive = _zip_of(root, sorted(paths), tmp_path / "train.zip")
+    local = normstat.fit(str(archive), workers=1)
+    dask = normstat.fit(str(archive), engine="dask", workers=2, task_size=3)
+    assert np.array_equal(local.mean, dask.mean) and np.array_equal(local.var, dask.var)
+    state = str(tmp_path / "state.npz")
+    with pytest.raises(RuntimeError, match="crash"):
+        normstat.fit(
+            str(archive),
+            workers=1,
+            checkpoint=state,
+            checkpoint_every=1e-9,
+            progress=_CrashAfter(5),
+        )
+    resumed = normstat.fit(str(archive), workers=1, checkpoint=state, resume=True)
+    assert np.array_equal(local.mean, resumed.mean) and np.array_equal(local.var, resumed.var)
+
+
+def test_apply_skip_bad_leaves_bad_images_and_their_labels_out(tmp_path):
+    root = tmp_path / "train"
+    rng = np.random.default_rng(9)
+    good = []
+    for i in range(14):
+        cls = root / ("a" if i % 2 else "b")
+        cls.mkdir(parents=True, exist_ok=True)
+        if i in (3, 10):
+            (cls / f"{i:02d}.png").write_bytes(b"broken")
+            continue
+        a = rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)
+        Image.fromarray(a).save(cls / f"{i:02d}.png")
+        good.append((cls.name, f"{i:02d}.png", a))
+    good.sort(key=lambda g: (g[0], g[1]))  # the folder's order: class, then name
+    with pytest.warns(NormstatWarning, match="skipped 2 image"):
+        stats = normstat.fit(str(root), workers=1, options={"skip_bad": True})
+    saved = _save(stats, tmp_path)
+    out = tmp_path / "out.h5"
+    result = run("apply", saved, root, "--skip-bad", "-o", out)
+    assert "skipped 2 image" in result.output
+    x = np.stack([g[2] for g in good]).astype(np.float64)
+    with h5py.File(out) as f:
+        data = f[next(k for k in f if k not in ("labels", "normstat"))][...]
+        np.testing.assert_array_equal(f["labels"][...], [0 if g[0] == "a" else 1 for g in good])
+    np.testing.assert_allclose(
+        data, (x - x.reshape(-1, 3).mean(0)) / x.reshape(-1, 3).std(0), rtol=1e-5, atol=1e-5
+    )
+    refused = run("apply", saved, root, "-o", tmp_path / "no.h5", ok=False)
+    assert refused.exit_code == 1 and "--skip-bad" in refused.output
+    assert not (tmp_path / "no.h5").exists()
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".arrow"])
+def test_an_image_column_read_from_a_row_skips_the_units_before_it(mixed, tmp_path, suffix):
+    """A Dask task starts at its own range: the cells from row k (found from the row groups'
+    / record batches' lengths, the units before k skipped) are those of a read from the start."""
+    pa = pytest.importorskip("pyarrow")
+    from normstat.sources import ImageOptions, open_sources
+
+    root, paths = mixed
+    table = pa.table({"img": [p.read_bytes() for p in paths]})
+    path = tmp_path / f"t{suffix}"
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path, row_group_size=5)
+    else:
+        with pa.ipc.new_file(path, table.schema) as writer:
+            writer.write_table(table, max_chunksize=5)
+    (src,) = open_sources([str(path)], columns=["img"], images=ImageOptions(workers=1))
+    whole = list(src._items(0))
+    assert [w for w, _ in whole] == [f"{path}:img[{i}]" for i in range(len(paths))]
+    for k in (0, 4, 5, 7, len(paths) - 1, len(paths)):
+        assert list(src._items(k)) == whole[k:]

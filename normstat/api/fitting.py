@@ -25,6 +25,7 @@ from normstat.api.options import (
     check_engine,
     check_options,
     chunk_rows,
+    image_options,
     parse_rescale,
     plain,
     reading,
@@ -41,11 +42,11 @@ from normstat.core.quantiles import Sketch, merge_levels, parse_levels
 from normstat.core.stats import Stats
 from normstat.engine import checkpoint as checkpoints
 from normstat.engine.local import fit_local
-from normstat.engine.task import check_finite, chunk_task
+from normstat.engine.task import FitStep, check_finite, chunk_task
 from normstat.errors import UsageError
 from normstat.sinks.atomic import check_writable
-from normstat.sources import ArraySource, Chunk, describe, open_sources
-from normstat.sources.base import known_rows, total_rows
+from normstat.sources import ArraySource, Chunk, ImageOptions, describe, open_sources
+from normstat.sources.base import fit_chunks, known_rows, total_rows
 
 
 def fit(
@@ -74,7 +75,7 @@ def fit(
     task_size: ChunkSize = None,
     allow_external: bool = False,
     rescale: float | str = 1.0,
-    options: dict[str, Any] | None = None,
+    options: ImageOptions | Mapping[str, Any] | None = None,
     output: str | None = None,
     force: bool = False,
     quantiles: str | Sequence[float] | None = None,
@@ -137,10 +138,10 @@ def fit(
         table,
         allow_overlap=allow_overlap,
         allow_external=allow_external,
-        options={**(options or {}), "workers": workers},
+        images=image_options(options, workers),
     )
     try:
-        check_distributable(srcs, engine, checkpoint)
+        check_distributable(srcs, engine)
         if output is not None:
             check_writable(output, force=force, sources=srcs)
         if checkpoint:
@@ -168,7 +169,12 @@ def fit(
                 return _fit_dask(srcs, rows, tasks, layout, nan, cluster, sketch)
             with np.errstate(over="ignore", invalid="ignore"):  # merges near float64's limit
                 return fit_local(
-                    all_chunks(srcs, rows, skip if first else 0),
+                    all_chunks(
+                        srcs,
+                        rows,
+                        FitStep(layout, nan, srcs[0].features, sketch),
+                        skip if first else 0,
+                    ),
                     layout,
                     nan,
                     workers=workers,
@@ -294,6 +300,9 @@ def _checkpointer(
         **summary,
     )
     saver = checkpoints.Checkpointer(path, every, print_)
+    source = srcs[0] if len(srcs) == 1 else None
+    if source is not None and hasattr(source, "state"):
+        saver.state = source.state  # what an image source records (read, skipped, sizes)
     if os.path.exists(path):
         if not resume:
             raise UsageError(
@@ -302,18 +311,21 @@ def _checkpointer(
         initial, saver.rows_done = checkpoints.load(
             path, print_, layout.n_features, total_rows(srcs)
         )
+        if saver.state is not None:
+            srcs[0].restore(checkpoints.saved_state(path, layout.n_features))  # type: ignore[attr-defined]
         return saver, initial
     return saver, None
 
 
-def all_chunks(srcs: list[ArraySource], rows: int, skip: int = 0) -> Iterable[Chunk]:
-    """Chunks of every shard in order, starting ``skip`` samples in (when resuming)."""
+def all_chunks(srcs: list[ArraySource], rows: int, step: FitStep, skip: int = 0) -> Iterable[Chunk]:
+    """Chunks of every shard in order, starting ``skip`` samples in (when resuming); a source
+    that reduces where it decodes runs ``step`` there."""
     for s in srcs:
         n = known_rows(s) if skip else 0
         if skip and skip >= n:
             skip -= n
             continue
-        yield from s.chunks(rows, skip)
+        yield from fit_chunks(s, rows, step, skip)
         skip = 0
 
 

@@ -14,7 +14,7 @@ from normstat.core.stats import Stats
 from normstat.errors import UsageError
 from normstat.sources import ArraySource
 from normstat.sources.base import DEFAULT_CHUNK_BYTES
-from normstat.sources.reading import TableOptions, names, table_options
+from normstat.sources.reading import ImageOptions, TableOptions, names, table_options
 
 ChunkSize = int | str | None
 """Rows per chunk (``65536``), a byte budget (``"64MB"``, ``"1GiB"``), or ``None`` (32 MiB)."""
@@ -66,25 +66,12 @@ def check_checkpoint_every(every: float) -> None:
         )
 
 
-def check_distributable(
-    srcs: Sequence[ArraySource], engine: str, checkpoint: str | None = None
-) -> None:
-    """Dask tasks reopen a source by (path, dataset), and a checkpoint fingerprints its file; a
-    source that is not one file (``reopen = False``: images, decoded by their own processes)
-    needs the local engine and cannot be checkpointed yet."""
-    if getattr(srcs[0], "reopen", True):
-        return
-    if checkpoint:
-        raise UsageError(
-            f"{srcs[0].format} sources cannot be checkpointed yet; drop --checkpoint",
-            path=srcs[0].path,
-        )
-    if engine == "dask":
-        raise UsageError(
-            f"{srcs[0].format} sources run on the local engine only (they decode in "
-            "--workers processes); drop --engine dask",
-            path=srcs[0].path,
-        )
+def check_distributable(srcs: Sequence[ArraySource], engine: str) -> None:
+    """Dask tasks reopen a source by (path, dataset), or by its ``reference()``; a source
+    that says why it cannot be (``local_only``) needs the local engine."""
+    why = getattr(srcs[0], "local_only", None)
+    if engine == "dask" and why:
+        raise UsageError(f"{srcs[0].format} sources: {why}; drop --engine dask", path=srcs[0].path)
 
 
 def task_rows(src: ArraySource, chunk_rows: int, task_size: ChunkSize) -> int:
@@ -219,6 +206,50 @@ def parse_rescale(value: float | str) -> float:
     if not scale or not np.isfinite(scale):
         raise UsageError(f"--rescale must be non-zero and finite, received {value!r}")
     return scale
+
+
+IMAGE_KEYS = ("mode", "resize", "center_crop", "skip_bad")
+
+
+def image_options(
+    options: ImageOptions | Mapping[str, Any] | None, workers: int | None = None
+) -> ImageOptions:
+    """``options`` (a mapping of :data:`IMAGE_KEYS`, or the value itself) as one checked
+    :class:`ImageOptions`, with the decoding processes ``workers``; None values are unset."""
+    if isinstance(options, ImageOptions):
+        given: dict[str, Any] = {k: getattr(options, k) for k in IMAGE_KEYS}
+    elif options is None or isinstance(options, Mapping):
+        given = {k: v for k, v in (options or {}).items() if v is not None}
+    else:
+        raise UsageError(f"options must be a mapping of {list(IMAGE_KEYS)}, received {options!r}")
+    unknown = sorted(set(given) - set(IMAGE_KEYS))
+    if unknown:
+        raise UsageError(f"options {unknown} are not reader options; known: {list(IMAGE_KEYS)}")
+    mode = given.get("mode", "RGB")
+    if not isinstance(mode, str) or not mode:
+        raise UsageError(f"options['mode'] must be a Pillow mode name, received {mode!r}")
+    resize = given.get("resize")
+    if resize is not None and not _positive_int(resize):
+        raise UsageError(f"options['resize'] must be a positive integer, received {resize!r}")
+    crop = given.get("center_crop")
+    if crop is not None:
+        pair = (crop, crop) if _positive_int(crop) else crop
+        if not (isinstance(pair, Sequence) and len(pair) == 2 and all(map(_positive_int, pair))):
+            raise UsageError(
+                "options['center_crop'] must be a positive integer or a pair (h, w) of them, "
+                f"received {crop!r}"
+            )
+        crop = (int(pair[0]), int(pair[1]))
+    skip_bad = given.get("skip_bad", False)
+    if not isinstance(skip_bad, bool | np.bool_):
+        raise UsageError(f"options['skip_bad'] must be True or False, received {skip_bad!r}")
+    if workers is not None and not (_positive_int(workers)):
+        raise UsageError(f"workers must be a positive integer, received {workers!r}")
+    return ImageOptions(mode, resize, crop, bool(skip_bad), workers)
+
+
+def _positive_int(v: Any) -> bool:
+    return bool(isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0)
 
 
 def plain(v: Any) -> Any:

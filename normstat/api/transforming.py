@@ -28,6 +28,7 @@ from normstat.api.options import (
     check_engine,
     chunk_rows,
     float_dtype,
+    image_options,
     reading,
     row_bytes,
     task_rows,
@@ -40,7 +41,7 @@ from normstat.engine.apply import ApplyOptions
 from normstat.engine.apply import apply as run_apply
 from normstat.engine.transform import TransformStep
 from normstat.errors import ArtifactError, DataError, NormstatWarning, UsageError
-from normstat.sources import ArraySource, open_sources
+from normstat.sources import ArraySource, ImageOptions, open_sources
 from normstat.sources.base import total_rows
 
 
@@ -175,7 +176,7 @@ def apply(
     scheduler: str | None = None,
     task_size: ChunkSize = None,
     allow_external: bool = False,
-    options: dict[str, Any] | None = None,
+    options: ImageOptions | Mapping[str, Any] | None = None,
     constant_tol: float | None = None,
     allow_empty: bool = False,
     clip_to_dtype: bool = False,
@@ -213,10 +214,14 @@ def apply(
         table,
         allow_overlap=allow_overlap,
         allow_external=allow_external,
-        options={**(options or {}), "workers": workers},
+        images=image_options(options, workers),
     )
     try:
         check_distributable(srcs, engine)
+        for s in srcs:  # a source that must count its samples exactly before OUT is sized
+            settle = getattr(s, "settle", None)
+            if settle is not None:
+                settle()
         first = srcs[0]
         method = method_for(first, method, inverse)
         layout = layout_for(stats, (0, *first.shape[1:]), first.path)

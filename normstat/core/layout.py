@@ -83,31 +83,12 @@ class AxisLayout:
         return tuple(self.sample_shape[a - 1] if a in self.kept else 1 for a in range(1, self.ndim))
 
     def to_rows(self, chunk: np.ndarray) -> np.ndarray:
-        """View (or, for non-trailing kept axes, copy) a chunk as ``(rows, features)``.
-
-        Samples whose reduced axes have other lengths (images of another size) are pooled as
-        they are; :meth:`kept_mismatch` says when a chunk differs on a kept axis."""
-        if chunk.ndim == self.ndim and self.kept_mismatch(chunk.shape) is None:
-            shape: tuple[int, ...] = tuple(chunk.shape[1:])
-        else:
-            shape = self.sample_shape
-        chunk = chunk.reshape((chunk.shape[0], *shape))
+        """View (or, for non-trailing kept axes, copy) a chunk as ``(rows, features)``."""
+        chunk = chunk.reshape((chunk.shape[0], *self.sample_shape))
         tail = tuple(range(self.ndim - len(self.kept), self.ndim))
         if self.kept != tail:
             chunk = np.moveaxis(chunk, self.kept, tail)
         return chunk.reshape(-1, self.n_features)
-
-    def kept_mismatch(self, shape: Sequence[int]) -> int | None:
-        """The first kept axis on which samples of a chunk of ``shape`` differ from
-        :attr:`sample_shape`; None when they agree on every kept axis (or are flat, of
-        another rank, to be reshaped)."""
-        sample = tuple(shape[1:])
-        if len(sample) != len(self.sample_shape):
-            return None
-        for a in self.kept:
-            if sample[a - 1] != self.sample_shape[a - 1]:
-                return a
-        return None
 
     def sample_of(self, matrix_row: int) -> int:
         """The sample (axis-0 index within the chunk) a row of :meth:`to_rows` came from."""

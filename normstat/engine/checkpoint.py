@@ -18,6 +18,7 @@ import json
 import os
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,16 +56,17 @@ def content_ends(path: str) -> str | None:
 def fingerprint(sources: list[ArraySource], **settings: Any) -> dict[str, Any]:
     files = []
     for s in sources:
-        st = os.stat(s.path)
-        files.append(
-            {
-                "path": s.path,
-                "dataset": s.dataset,
-                "size": st.st_size,
-                "mtime_ns": st.st_mtime_ns,
-                "ends_sha256": content_ends(s.path),
-            }
-        )
+        for path in getattr(s, "files", None) or [s.path]:  # a source of many files: each
+            st = os.stat(path)
+            files.append(
+                {
+                    "path": path,
+                    "dataset": s.dataset,
+                    "size": st.st_size,
+                    "mtime_ns": st.st_mtime_ns,
+                    "ends_sha256": content_ends(path),
+                }
+            )
     return {"sources": files, **settings}
 
 
@@ -77,6 +79,7 @@ class Checkpointer:
     print_: dict[str, Any]
     rows_done: int = 0
     _last: float = field(default_factory=time.monotonic)
+    state: Callable[[int], Any] | None = None  # a source's record as of rows done (images)
 
     def __call__(self, tree: TreeMerger, samples: int) -> None:
         self.rows_done += samples
@@ -91,6 +94,8 @@ class Checkpointer:
             "levels": [level for level, _ in pending],
             "fingerprint": self.print_,
         }
+        if self.state is not None:
+            meta["source_state"] = self.state(self.rows_done)
         arrays = {
             f"{i}_{name}": a
             for i, (_, m) in enumerate(pending)
@@ -125,6 +130,12 @@ def load(
             f"'rows_done' {rows_done} is past the end of the data ({total_rows} rows)", path=path
         )
     return _tree(meta, arrays, n_features, path), rows_done
+
+
+def saved_state(path: str, n_features: int) -> Any:
+    """What the source recorded as of the checkpoint (None if nothing), for its ``restore``."""
+    meta, _ = _read(path, n_features)
+    return meta.get("source_state")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import TreeMerger
 from normstat.engine.plan import FitTask
-from normstat.engine.task import chunk_task
+from normstat.engine.task import FitStep, chunk_task
 from normstat.engine.transform import TransformStep
 from normstat.errors import DataError, NormstatError
 from normstat.sources.ranges import RowRange, read_range
@@ -51,9 +51,10 @@ def fit_range(
 ) -> TreeMerger:
     """The merge tree of the task's chunks: the local engine's per-chunk step and merges."""
     tree = TreeMerger(layout.n_features, task.first)
+    step = FitStep(layout, nan_policy, features, sketch)
     with blame(task.pieces):
         for piece in task.pieces:
-            for chunk in read_range(piece, rows):
+            for chunk in read_range(piece, rows, step):
                 tree.add(chunk_task(chunk, layout, nan_policy, features, sketch))
     if tree.stop - task.first != task.chunks:
         first = task.pieces[0]

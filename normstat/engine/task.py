@@ -1,5 +1,9 @@
 """The per-chunk step shared by every engine: validate, then compute moments.
 
+A source that decodes in its own processes (images) runs the step there, given as a
+:class:`FitStep`, and hands over chunks that carry their moments already: only those few bytes
+cross the process boundary, and the engine merges them like any other chunk's.
+
 A clean chunk (no NaN, no inf: the common case) takes the cache-blocked single-read kernel, which
 notices non-finite values on the way; only then is the chunk searched for the value to blame, or
 reduced by the NaN-skipping kernel. A table chunk arrives as its columns and is reduced column by
@@ -8,15 +12,46 @@ column, the same way: a Parquet column is decoded here, in the worker, just befo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
 from normstat.core.blocked import column_moments, finite_moments
 from normstat.core.checks import NanPolicy, find_forbidden
 from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
-from normstat.core.moments import Moments, chunk_moments
+from normstat.core.moments import Moments, chunk_moments, merge_all
 from normstat.errors import DataError
 from normstat.sources.base import Chunk
+
+
+@dataclass(frozen=True)
+class FitStep:
+    """The per-chunk step as one picklable value, for a source that runs it where it decodes
+    (the :class:`~normstat.sources.base.Reducer` a source's ``reduced_chunks`` takes)."""
+
+    layout: AxisLayout
+    nan_policy: NanPolicy = "skip"
+    features: list[str] | None = None
+    sketch: SketchSpec | None = None
+
+    def __call__(self, chunk: Chunk) -> Moments:
+        return chunk_task(chunk, self.layout, self.nan_policy, self.features, self.sketch)
+
+    def for_sample(self, shape: Sequence[int]) -> FitStep | None:
+        """The step for samples of ``shape`` when they keep the same features (they differ on
+        reduced axes only: pooled); None when they differ on a kept axis."""
+        if tuple(shape) == self.layout.sample_shape:
+            return self
+        layout = AxisLayout.create(self.layout.axis, (0, *shape))
+        if layout.feature_shape != self.layout.feature_shape:
+            return None
+        return FitStep(layout, self.nan_policy, self.features, self.sketch)
+
+    def merge(self, parts: Sequence[Moments]) -> Moments:
+        """The parts merged in order, as the local engine's tree does (none: empty)."""
+        return merge_all(parts, self.layout.n_features)
 
 
 def chunk_task(
@@ -26,6 +61,8 @@ def chunk_task(
     features: list[str] | None = None,
     sketch: SketchSpec | None = None,
 ) -> Moments:
+    if chunk.moments is not None:  # reduced by the source, where it was decoded
+        return chunk.moments
     # values near float64's limit overflow the sums: checked below, never warned about
     with np.errstate(over="ignore", invalid="ignore"):
         part = _chunk_task(chunk, layout, nan_policy, features, sketch)
@@ -67,7 +104,6 @@ def _chunk_task(
     """The chunk's moments, with its distribution summary beside them when ``sketch`` asks."""
     if chunk.columns is not None and len(chunk.columns) == layout.n_features:
         return _by_column(chunk, layout, nan_policy, features, sketch)
-    _check_shape(chunk, layout)
     rows = layout.to_rows(chunk.data)
     if sketch is not None and sketch.counts_values(rows.dtype):
         return sketch.summarise(rows)  # one counting read gives moments and summary
@@ -78,20 +114,6 @@ def _chunk_task(
     if sketch is not None:
         moments.sketch = sketch.build(rows, bounds=moments)
     return moments
-
-
-def _check_shape(chunk: Chunk, layout: AxisLayout) -> None:
-    """Samples may differ in length on reduced axes (images of other sizes), not on kept ones."""
-    axis = layout.kept_mismatch(chunk.data.shape)
-    if axis is not None:
-        raise DataError(
-            f"sample shape {list(chunk.data.shape[1:])} differs from the first sample's "
-            f"{list(layout.sample_shape)} on kept axis {axis}: statistics kept per position need "
-            "samples of one shape (images: --resize SIZE and --center-crop H W)",
-            path=chunk.path,
-            dataset=chunk.dataset,
-            row=chunk.start,
-        )
 
 
 def _by_column(

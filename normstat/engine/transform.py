@@ -103,7 +103,6 @@ def transformed(
     def block(chunk: Any) -> tuple[int, np.ndarray]:
         pool = getattr(local, "pool", None) or _new_pool(local)
         x = chunk.data
-        _check_one_shape(x, step.layout, chunk)
         try:
             return x.shape[0], step.block(x, pool.get(x.shape, step.dtype), chunk.start)
         except DataError as exc:
@@ -125,19 +124,6 @@ def _positioned(batches: Iterable[Any]) -> Iterator[tuple[int, Any]]:
     for b in batches:
         yield start, b
         start += b.num_rows
-
-
-def _check_one_shape(x: np.ndarray, layout: AxisLayout, chunk: Any) -> None:
-    """The output is one array: every sample must have the first one's shape (samples of
-    sources whose sizes vary, such as images, are pooled by ``fit`` but not here)."""
-    if x.ndim == layout.ndim and tuple(x.shape[1:]) != layout.sample_shape:
-        raise DataError(
-            f"sample shape {list(x.shape[1:])} differs from the first sample's "
-            f"{list(layout.sample_shape)}: the output is one array of samples of one shape "
-            "(images: --resize SIZE and --center-crop H W)",
-            path=chunk.path,
-            row=chunk.start,
-        )
 
 
 def _new_pool(local: threading.local) -> BufferPool:

@@ -14,11 +14,10 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import ArraySource, Chunk, check_sample_shape, describe
-from normstat.sources.reading import TableOptions
+from normstat.sources.reading import ImageOptions, TableOptions
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -27,6 +26,7 @@ __all__ = [
     "ArraySource",
     "Chunk",
     "Format",
+    "ImageOptions",
     "TableOptions",
     "describe",
     "format_of",
@@ -60,6 +60,7 @@ FORMATS: tuple[Format, ...] = (
     Format("csv", (".csv",), _SRC + "csv", "CsvFile", "CsvStream", kind="table"),
     Format("images", IMAGE_SUFFIXES, _SRC + "images", "ImageFiles", many=True),
     Format("webdataset", (".tar",), _SRC + "webdataset", "TarShards", many=True),
+    Format("zip-images", (".zip",), _SRC + "zip_images", "ZipImages", many=True),
     # a Parquet / Arrow column of encoded images, chosen by --columns (no suffix of its own)
     Format("image-column", (), _SRC + "image_column", "ImageColumn", many=True),
 )
@@ -210,7 +211,7 @@ def open_sources(
     table: TableOptions | None = None,
     allow_overlap: bool = False,
     allow_external: bool = False,
-    options: dict[str, Any] | None = None,
+    images: ImageOptions | None = None,
 ) -> list[ArraySource]:
     """Open every shard; they must agree on the shape of one sample (tables: on the feature
     columns and their types, integers and floats of different widths promoted), and no file may
@@ -218,12 +219,11 @@ def open_sources(
     (``shards-{000..099}.tar``).
 
     Files of a format that reads many files as one dataset (images, tar shards) become one
-    source per run of such files. ``options`` are reader options for those formats (images:
-    ``mode``, ``resize``, ``center_crop``, ``skip_bad``, ``workers``); ``None`` values are unset.
+    source per run of such files, read with ``images`` (how images are decoded).
     """
     if not specs:
         raise UsageError("no SOURCE given")
-    given = {k: v for k, v in (options or {}).items() if v is not None and v is not False}
+    images = images or ImageOptions()
     items = [(p, ds, one) for spec in specs for one in _braces(spec) for p, ds in _expand(one)]
     opened: list[ArraySource] = []
     seen: dict[tuple[int, int, str | None], str] = {}
@@ -233,7 +233,7 @@ def open_sources(
         ):
             if fmt is None:
                 for path, ds, _ in run:
-                    _no_options(path, given)
+                    _no_options(path, images)
                     if ds and dataset and ds.strip("/") != dataset.strip("/"):
                         raise UsageError(
                             f"the dataset is named twice: {path}:{ds} and --dataset {dataset}; "
@@ -255,7 +255,7 @@ def open_sources(
             paths = [p for p, _, _ in group]
             roots = [_root(one, p) for p, _, one in group]
             specs_ = list(dict.fromkeys(one for _, _, one in group))
-            opened.append(cls(paths, roots, specs_, given, columns))
+            opened.append(cls(paths, roots, specs_, images, columns))
             _check_agrees(opened[0], opened[-1])
         _promote(opened)
     except BaseException:
@@ -313,10 +313,13 @@ def _many(
     return None
 
 
-def _no_options(path: str, given: dict[str, Any]) -> None:
-    unknown = sorted(set(given) - {"workers"})
-    if unknown:
-        raise UsageError(f"options {unknown} apply to images and tar shards only", path=path)
+def _no_options(path: str, images: ImageOptions) -> None:
+    if not images.is_default():
+        raise UsageError(
+            "image options (mode, resize, center_crop, skip_bad) apply to images, tar shards "
+            "and image columns only",
+            path=path,
+        )
 
 
 def _root(spec: str, path: str) -> str:

@@ -32,9 +32,13 @@ class Chunk:
     and a chunk waiting in the queue holds no data. The ``(rows, features)`` matrix is built only
     if something asks for :attr:`data` (``apply`` to an array format); building it for every
     chunk cost more than the kernel.
+
+    A chunk reduced by its source (``reduced_chunks``: images, reduced in the processes that
+    decode them) carries its ``moments`` (whatever the fit step returned) and no data;
+    ``rows`` is then the number of samples it stands for.
     """
 
-    __slots__ = ("_data", "_rows", "columns", "dataset", "path", "start")
+    __slots__ = ("_data", "_rows", "columns", "dataset", "moments", "path", "start")
 
     def __init__(
         self,
@@ -44,9 +48,13 @@ class Chunk:
         start: int,
         columns: Sequence[np.ndarray] | None = None,
         rows: int | None = None,
+        moments: Any = None,
     ) -> None:
-        if data is None and (columns is None or rows is None):
-            raise ValueError("a chunk needs its data, or its columns and their length")
+        if data is None and rows is None:
+            raise ValueError("a chunk needs its data, or its length (columns, moments)")
+        if data is None and columns is None and moments is None:
+            raise ValueError("a chunk needs its data, its columns or its moments")
+        self.moments = moments
         self._data = data
         self._rows = int(data.shape[0]) if data is not None else rows
         self.columns = columns
@@ -100,6 +108,24 @@ def stack_columns(columns: Sequence[np.ndarray], rows: int | None = None) -> np.
     return out
 
 
+class Reducer(Protocol):
+    """The fit's per-chunk step, as the engine hands it to a source that reduces where it
+    decodes (``reduced_chunks(rows, step, start, stop)``): picklable, so it travels to the
+    source's processes. A source knows nothing of what it computes, only how to run it."""
+
+    def __call__(self, chunk: Chunk) -> Any:
+        """The reduced value (moments) of a chunk."""
+        ...
+
+    def for_sample(self, shape: Sequence[int]) -> Reducer | None:
+        """The step for samples of another ``shape`` (pooled), None if they cannot be."""
+        ...
+
+    def merge(self, parts: Sequence[Any]) -> Any:
+        """Reduced values merged in order."""
+        ...
+
+
 class ArraySource(Protocol):
     """One array-valued input (a file and, for HDF5, a dataset inside it)."""
 
@@ -122,6 +148,17 @@ class ArraySource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def fit_chunks(
+    src: ArraySource, rows: int, step: Reducer | None, start: int = 0, stop: int | None = None
+) -> Iterator[Chunk]:
+    """A source's chunks for a fit: reduced by ``step`` where the source decodes them, when it
+    offers ``reduced_chunks`` (images), else as read (the engine reduces them)."""
+    reduced = getattr(src, "reduced_chunks", None)
+    if step is not None and reduced is not None:
+        return reduced(rows, step, start, stop)
+    return src.chunks(rows, start, stop)
 
 
 def check_sample_shape(shape: tuple[int, ...], path: str, dataset: str | None = None) -> None:

@@ -11,8 +11,8 @@ import numpy as np
 class BufferPool:
     """Reuses read buffers that nobody references any more, instead of allocating each chunk.
 
-    A fresh 32 MB ``np.empty`` is fresh pages from the kernel: faulting them in cost as much as
-    the read itself (measured: 1.10 s vs 0.40 s to read 1.5 GB from page cache). A buffer is
+    A fresh 32 MB ``np.empty`` is fresh pages from the kernel: faulting them in cost more than
+    the read itself (docs/performance.md, "Figures behind the code"). A buffer is
     reused only when its reference count shows that no chunk, view or consumer still holds it, so
     consumers may keep chunks as long as they like; then a new buffer is allocated instead.
     """

@@ -34,8 +34,8 @@ from normstat.errors import DataError, UsageError
 from normstat.sources.reading import TableOptions
 from normstat.sources.table import Batch, TableSource, arrow_error, field_named, metadata_roles
 
-# Measured: with 16 MiB blocks pyarrow's reader held memory growing with the file (540 MB for a
-# 567 MB CSV, 266 MB for half of it); with 1 MiB blocks 36 MB for both, and no slower.
+# Small blocks: with large ones pyarrow's reader held memory growing with the file; with 1 MiB
+# blocks it stays flat, and no slower (docs/performance.md, "Figures behind the code").
 _BLOCK_BYTES = 1 << 20
 _NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$|^\s*[+-]?(inf|infinity|nan)\s*$"
 

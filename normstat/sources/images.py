@@ -1,15 +1,19 @@
-"""Image files as samples of shape (H, W, C), decoded by Pillow in worker processes.
+"""Image files as samples of shape (H, W, C), decoded in worker processes.
 
-Each image is one sample. Consecutive images of one size are stacked into a chunk of
-``(n, H, W, C)``; an image of another size starts a new chunk, so the engine pools every pixel of
-every image for the statistics it reduces (the default per-channel ones) and refuses, naming the
-image, statistics it would keep per position. Pixels are what Pillow decodes by default, converted
-to ``mode`` as ``Image.convert`` does, then resized and center-cropped as torchvision's ``Resize``
-and ``CenterCrop`` do on PIL images.
+Each image is one sample. Pixels are what Pillow decodes by default, converted to ``mode`` as
+``Image.convert`` does, then resized and center-cropped as torchvision's ``Resize`` and
+``CenterCrop`` do on PIL images. A baseline or progressive JPEG read as RGB or L is decoded by
+simplejpeg (libjpeg-turbo, the optional ``images`` extra) when it is installed: the same
+library and the same settings as Pillow's decoder (accurate integer IDCT, fancy upsampling), so
+the same pixels (``tests/test_images.py`` holds the two equal), without Pillow's extra copy.
 
-Decoding is the cost (a 500x375 JPEG takes milliseconds, reducing its pixels microseconds), so it
-runs in ``workers`` processes, a bounded number of batches in flight: memory is bounded by that
-queue, not by the dataset. The engine's threads then reduce the decoded chunks.
+Decoding is the cost (milliseconds an image, its reduction microseconds), so it runs in
+``workers`` processes, a bounded number of batches in flight: memory is bounded by that queue,
+not by the dataset. A fit hands the source its per-chunk step (``reduced_chunks``): each process
+decodes an image and reduces it at once, and only the batch's merged moments come back, a few
+hundred bytes instead of the pixels. Images of other sizes are pooled there, pixel by pixel, on
+the axes the fit reduces (the step for their own shape); statistics kept per position need one
+size, and ``apply``'s chunks (:meth:`ImageStream.chunks`) are images of the first one's size.
 """
 
 from __future__ import annotations
@@ -23,27 +27,29 @@ import sys
 import threading
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from normstat.errors import DataError, UsageError
-from normstat.sources.base import Chunk, rows_for_bytes
+from normstat.errors import DataError, NormstatWarning, UsageError
+from normstat.sources.base import Chunk, Reducer
+from normstat.sources.reading import ImageOptions
 
-OPTIONS = ("mode", "resize", "center_crop", "skip_bad", "workers")
-"""Reader options an image source takes (``normstat.fit(..., options={...})``)."""
 BATCH_FILES = 8
-"""Images per task sent to a decoding process: enough to amortise the round trip (~0.1 ms)
-against decoding (~1-2 ms per 500x375 JPEG), few enough to keep every worker busy."""
+"""Images per task sent to a decoding process: enough to amortise the round trip against
+decoding, few enough to keep every worker busy (docs/performance.md, image folders)."""
 BATCH_BYTES = 8 * 2**20
 """...and at most about this many bytes of pixels (by the first image's size): a batch of 12 MP
-photos is one photo, so the batches in flight (two per worker) stay near 16-72 MiB a worker."""
+photos is one photo, so the batches of pixels in flight (``apply``: two per worker) stay near
+16-72 MiB a worker."""
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+_JPEG_MODES = {"RGB": "RGB", "L": "Gray"}  # Pillow mode -> simplejpeg colorspace
 
 Payload = str | bytes  # a file to open, or the encoded bytes (a tar member, a table cell)
+T = TypeVar("T")
 
 
 def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
@@ -61,11 +67,13 @@ def crop_offsets(height: int, width: int, crop_h: int, crop_w: int) -> tuple[int
 
 @dataclass(frozen=True)
 class Decoding:
-    """How bytes become pixels; picklable, so decoding processes receive it with each batch."""
+    """How bytes become pixels; picklable, so decoding processes receive it with each batch.
+    ``turbo``: JPEGs that simplejpeg decodes to Pillow's very pixels go through it."""
 
     mode: str = "RGB"
     resize: int | None = None
     center_crop: tuple[int, int] | None = None
+    turbo: bool = False
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         if self.resize is not None:
@@ -73,6 +81,22 @@ class Decoding:
         return self.center_crop if self.center_crop is not None else (height, width)
 
     def __call__(self, payload: Payload) -> np.ndarray:
+        pixels = None
+        if self.turbo and self.resize is None and self.mode in _JPEG_MODES:
+            data = payload if isinstance(payload, bytes) else _read(payload)
+            pixels = turbo_decode(data, self.mode)
+            payload = data
+        if pixels is None:
+            pixels = self._pillow(payload)
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        if pixels.dtype.byteorder == ">":
+            pixels = pixels.astype(pixels.dtype.newbyteorder("="))
+        if self.center_crop is not None:
+            pixels = _center_crop(pixels, *self.center_crop)
+        return pixels
+
+    def _pillow(self, payload: Payload) -> np.ndarray:
         from PIL import Image
 
         fp = io.BytesIO(payload) if isinstance(payload, bytes) else payload
@@ -80,8 +104,8 @@ class Decoding:
             img.load()
             if img.mode in _SIXTEEN_BIT and self.mode != "I;16":
                 raise ValueError(
-                    f"16-bit image (mode {img.mode}); --mode I;16 keeps its values "
-                    f"(--mode {self.mode} would cut them to 8 bits)"
+                    f"16-bit image (mode {img.mode}); mode I;16 (--mode I;16) keeps its values "
+                    f"(mode {self.mode} would cut them to 8 bits)"
                 )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # palette transparency notes: pixels are as asked
@@ -90,14 +114,39 @@ class Decoding:
                 h, w = resized_size(conv.height, conv.width, self.resize)
                 if (h, w) != (conv.height, conv.width):
                     conv = conv.resize((w, h), Image.Resampling.BILINEAR)
-            pixels = np.asarray(conv)
-        if pixels.ndim == 2:
-            pixels = pixels[:, :, None]
-        if pixels.dtype.byteorder == ">":
-            pixels = pixels.astype(pixels.dtype.newbyteorder("="))
-        if self.center_crop is not None:
-            pixels = _center_crop(pixels, *self.center_crop)
-        return pixels
+            return np.asarray(conv)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fp:
+        return fp.read()
+
+
+def turbo_available() -> bool:
+    """Whether simplejpeg (the ``images`` extra) can be imported."""
+    try:
+        import simplejpeg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def turbo_decode(data: bytes, mode: str) -> np.ndarray | None:
+    """The pixels of a JPEG by simplejpeg, or None when Pillow must decode it: not a JPEG, a
+    colour space whose conversion Pillow does otherwise (CMYK, Adobe RGB; YCbCr to L, which
+    Pillow converts from RGB), or any complaint from libjpeg (Pillow then decides, tolerant or
+    not, as it always does)."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    import simplejpeg
+
+    try:
+        colorspace = simplejpeg.decode_jpeg_header(data)[2]
+        if colorspace != "Gray" and (colorspace != "YCbCr" or mode != "RGB"):
+            return None
+        return simplejpeg.decode_jpeg(data, colorspace=_JPEG_MODES[mode])
+    except ValueError:
+        return None
 
 
 def _center_crop(pixels: np.ndarray, crop_h: int, crop_w: int) -> np.ndarray:
@@ -123,6 +172,92 @@ def decode_batch(
         except Exception as exc:  # Pillow raises many types for damaged data; each names a file
             out.append((where, f"{type(exc).__name__}: {exc}"))
     return out
+
+
+@dataclass
+class Reduced:
+    """A batch as a decoding process returns it to a fit: the step's merged value of the
+    images that decoded, their sizes, the images that did not decode ``(where, why)``, and the
+    first image the step could not take (another size on a kept axis) with its shape."""
+
+    value: Any
+    count: int
+    sizes: list[tuple[int, ...]]
+    bad: list[tuple[str, str]]
+    misfit: tuple[str, tuple[int, ...]] | None = None
+
+
+def reduce_decoded(
+    decoded: Sequence[tuple[str, np.ndarray | str]], step: Reducer, first: int
+) -> Reduced:
+    """Reduce the decoded images of a batch by ``step`` and merge them in order; only that value
+    leaves. Consecutive images of one size are copied into one buffer and reduced by one call
+    (cheaper than a call per image: docs/performance.md); an image of another size is
+    reduced by the step for its own shape (pooled pixel by pixel on the reduced axes)."""
+    steps: dict[tuple[int, ...], Reducer | None] = {}
+    parts: list[Any] = []
+    sizes: list[tuple[int, ...]] = []
+    bad: list[tuple[str, str]] = []
+    run: list[tuple[int, str, np.ndarray]] = []
+
+    def flush() -> None:
+        if run:
+            i0, where0, pixels0 = run[0]
+            buf = _batch_buffer(len(decoded), pixels0)
+            for k, (_, _, pixels) in enumerate(run):
+                buf[k] = pixels
+            own = steps[tuple(pixels0.shape)]
+            assert own is not None
+            parts.append(own(Chunk(buf[: len(run)], where0, None, first + i0)))
+            run.clear()
+
+    for i, (where, pixels) in enumerate(decoded):
+        if isinstance(pixels, str):
+            bad.append((where, pixels))
+            continue
+        shape = tuple(pixels.shape)
+        if shape not in steps:
+            steps[shape] = step.for_sample(shape)
+        if steps[shape] is None:
+            flush()
+            return Reduced(step.merge(parts), len(sizes), sizes, bad, (where, shape))
+        if run and run[0][2].shape != pixels.shape:
+            flush()
+        run.append((i, where, pixels))
+        sizes.append(shape[:2])
+    flush()
+    return Reduced(step.merge(parts), len(sizes), sizes, bad)
+
+
+_buffers = threading.local()
+
+
+def _batch_buffer(n: int, like: np.ndarray) -> np.ndarray:
+    """A buffer of ``n`` images like ``like``, kept per thread and reused from batch to batch
+    (fresh pages for every batch would be faulted in each time)."""
+    key = (n, like.shape, like.dtype.str)
+    if getattr(_buffers, "key", None) != key:
+        _buffers.key, _buffers.array = key, np.empty((n, *like.shape), like.dtype)
+    return _buffers.array
+
+
+def _statuses(
+    decoded: Sequence[tuple[str, np.ndarray | str]], first: int
+) -> list[tuple[str, str | None]]:
+    """Each image's failure (None when it decoded): what :meth:`ImageStream.settle` needs."""
+    return [(where, p if isinstance(p, str) else None) for where, p in decoded]
+
+
+def decode_then(
+    finish: Callable[..., T] | None,
+    decoding: Decoding,
+    batch: Sequence[tuple[str, Payload]],
+    *extra: Any,
+) -> Any:
+    """What a decoding process runs: the batch decoded, then ``finish(decoded, *extra)``
+    (a fit's reduction) when given, so that only its result comes back."""
+    decoded = decode_batch(decoding, batch)
+    return decoded if finish is None else finish(decoded, *extra)
 
 
 def _batched(items: Iterable[tuple[str, Payload]], n: int) -> Iterator[list[tuple[str, Payload]]]:
@@ -167,33 +302,77 @@ class ImageStream:
 
     format = "images"
     kind = "array"
-    reopen = False  # decoded by its own processes: the local engine only
     dataset: str | None = None
     features: list[str] | None = None
 
-    specs: list[str]
-
-    def __init__(self, path: str, options: dict[str, Any]) -> None:
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise UsageError(f"options {unknown} do not apply to images", path=path)
-        self.path = path
-        mode = options.get("mode") or "RGB"
-        self.decoding = Decoding(mode, options.get("resize"), _pair(options.get("center_crop")))
-        self.skip_bad = bool(options.get("skip_bad"))
-        self.workers = int(options.get("workers") or os.cpu_count() or 1)
+    def __init__(
+        self,
+        paths: Sequence[str],
+        roots: Sequence[str | None],
+        specs: Sequence[str],
+        options: ImageOptions,
+        columns: Sequence[str] | None = None,
+    ) -> None:
+        """``paths``: the files (folder images, shards, tables), ``roots[i]`` the folder
+        ``paths[i]`` was found in, ``specs`` the SOURCE arguments they came from. A subclass
+        sets up what its :meth:`_items` needs (:meth:`_setup`) before the first image is read."""
+        self.paths, self.roots, self.specs = list(paths), list(roots), list(specs)
+        self.path = self.specs[0]
+        self._setup(columns)
+        self.options = options
+        turbo = options.resize is None and options.mode in _JPEG_MODES and turbo_available()
+        self.decoding = Decoding(options.mode, options.resize, options.center_crop, turbo)
+        self.skip_bad = options.skip_bad
+        self.workers = int(options.workers or os.cpu_count() or 1)
         self.skipped: list[str] = []
         self.read = 0
-        self.sizes: set[tuple[int, int]] = set()
-        self.dtype, channels = _mode_layout(mode, path)
+        self.sizes: set[tuple[int, ...]] = set()
+        self._marks: deque[tuple[int, int, int, frozenset[tuple[int, ...]]]] = deque(maxlen=256)
+        self._drop: list[int] = []  # items found bad by :meth:`settle`, left out of the reads
+        self.dtype, channels = _mode_layout(options.mode, self.path)
         h, w = self._first()
         self.shape: tuple[Any, ...] = (self._count(), h, w, channels)
+
+    @property
+    def local_only(self) -> str | None:
+        """Why this source needs the local engine, if it does."""
+        if self.skip_bad:
+            return "--skip-bad lists skipped images where they are read: use the local engine"
+        if self.shape[0] is None:
+            return "its images are counted only by reading them: use the local engine"
+        return None
+
+    def reference(self) -> ImageReference:
+        """How another process reopens this source (one decoding process there)."""
+        options = ImageOptions(
+            self.options.mode, self.options.resize, self.options.center_crop, False, 1
+        )
+        return ImageReference(
+            type(self).__module__,
+            type(self).__name__,
+            tuple(self.paths),
+            tuple(self.roots),
+            tuple(self.specs),
+            options,
+            getattr(self, "column", None),
+        )
+
+    def _setup(self, columns: Sequence[str] | None) -> None:
+        no_columns(columns, self.path)
 
     def _items(self, start: int) -> Iterator[tuple[str, Payload]]:
         raise NotImplementedError
 
     def _first(self) -> tuple[int, int]:
-        raise NotImplementedError
+        """The output size of the first image whose header reads (a bad one is an error
+        naming it, unless ``skip_bad``)."""
+        for where, payload in self._items(0):
+            size = self._header_size(payload)
+            if size is not None:
+                return size
+            if not self.skip_bad:
+                raise DataError("cannot read this image's header", path=where)
+        raise DataError(f"no image in this {self.format} source could be read", path=self.path)
 
     def _count(self) -> int | None:
         return None
@@ -208,80 +387,202 @@ class ImageStream:
             return None
 
     def preferred_rows(self, target_bytes: int) -> int:
-        return rows_for_bytes(self.shape, self.dtype, target_bytes)
+        """Images per chunk: a decoding batch (:data:`BATCH_FILES`, fewer for large images),
+        so that a fit's chunks are the batches its processes reduce, whatever their number."""
+        image_bytes = max(int(np.prod(self.shape[1:])) * self.dtype.itemsize, 1)
+        return max(1, min(BATCH_FILES, BATCH_BYTES // image_bytes, target_bytes // image_bytes))
 
     def count_rows(self) -> int:
         return sum(1 for _ in self._items(0))
 
+    def settle(self) -> None:
+        """Know the samples exactly before an output is sized (``apply``): with ``skip_bad``,
+        one decoding pass finds the images that do not decode; they are recorded as skipped,
+        left out of :attr:`shape` and of the reads, and their labels left out of
+        :meth:`companions`. Without ``skip_bad`` a bad image stops the read anyway."""
+        if not self.skip_bad or self._drop:
+            return
+        index = 0
+        for batch, statuses in self._run(_statuses, 0, None, self.preferred_rows(BATCH_BYTES)):
+            for i, (where, why) in enumerate(statuses):
+                if why is not None:
+                    self._drop.append(index + i)
+                    self.skipped.append(where)
+            index += len(batch)
+        self.shape = (index - len(self._drop), *self.shape[1:])
+        self._say_skipped()
+
+    def kept(self, values: np.ndarray) -> np.ndarray:
+        """Per-item ``values`` (labels) without the items :meth:`settle` left out."""
+        return np.delete(values, self._drop) if self._drop else values
+
     def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
-        """Stacks of consecutive images of one size (a new size: a new chunk), each image
-        copied once, into its chunk. ``rows`` images of the first one's size set the byte
-        budget of a chunk, so a chunk of larger images holds fewer (pages of a buffer that a
-        chunk leaves unused are never touched, so never resident)."""
-        budget = rows * max(int(np.prod(self.shape[1:])) * self.dtype.itemsize, 1)
+        """Stacks of ``rows`` consecutive images, each copied once, into its chunk: samples of
+        :attr:`shape`, so an image of another size is an error naming it (``apply`` writes one
+        array; a fit pools sizes through :meth:`reduced_chunks`)."""
         buf: np.ndarray | None = None
         k, first, where0 = 0, start, ""
-        for index, (where, pixels) in enumerate(self._decoded(start, stop), start):
-            if buf is not None and (pixels.shape != buf.shape[1:] or k == len(buf)):
-                yield Chunk(buf[:k], where0, None, first)
-                buf = None
-            if buf is None:
-                n = max(1, min(rows, budget // max(pixels.nbytes, 1)))
-                buf = np.empty((n, *pixels.shape), pixels.dtype)
-                k, first, where0 = 0, index, where
-            buf[k] = pixels
-            k += 1
-            self.read += 1
-            self.sizes.add(pixels.shape[:2])
+        index = start
+        for _, results in self._run(None, start, stop, self.preferred_rows(BATCH_BYTES)):
+            for where, pixels in self._checked(results):
+                if pixels.shape != tuple(self.shape[1:]):
+                    raise DataError(
+                        f"image of shape {list(pixels.shape)} differs from the first image's "
+                        f"{list(self.shape[1:])}: the output is one array of images of one size "
+                        "(--resize SIZE and --center-crop H W)",
+                        path=where,
+                    )
+                if buf is not None and k == len(buf):
+                    yield Chunk(buf, where0, None, first)
+                    buf = None
+                if buf is None:
+                    buf = np.empty((rows, *pixels.shape), pixels.dtype)
+                    k, first, where0 = 0, index, where
+                buf[k] = pixels
+                k += 1
+                index += 1
+                self.read += 1
+                self.sizes.add(pixels.shape[:2])
         if buf is not None:
             yield Chunk(buf[:k], where0, None, first)
 
-    def _decoded(self, start: int, stop: int | None) -> Iterator[tuple[str, np.ndarray]]:
+    def reduced_chunks(
+        self, rows: int, step: Reducer, start: int = 0, stop: int | None = None
+    ) -> Iterator[Chunk]:
+        """A fit's chunks: each batch of ``rows`` images decoded and reduced by ``step`` in a
+        decoding process, a chunk carrying the batch's merged value: the same chunks whatever
+        the number of processes, so the same result, bit for bit."""
+        index = start
+        for batch, result in self._run(reduce_decoded, start, stop, rows, step):
+            for where, why in result.bad:
+                self._bad(where, why)
+            if result.misfit is not None:
+                where, shape = result.misfit
+                raise DataError(
+                    f"image of shape {list(shape)} differs from the first image's "
+                    f"{list(self.shape[1:])} on an axis whose statistics are kept per position: "
+                    "those need images of one size (--resize SIZE and --center-crop H W)",
+                    path=where,
+                )
+            self.read += result.count
+            self.sizes.update(result.sizes)
+            index += len(batch)
+            self._marks.append((index, self.read, len(self.skipped), frozenset(self.sizes)))
+            yield Chunk(
+                None, batch[0][0], None, index - len(batch), rows=len(batch), moments=result.value
+            )
+        if stop is None:
+            self._say_skipped()
+
+    def _run(
+        self,
+        finish: Callable[..., T] | None,
+        start: int,
+        stop: int | None,
+        per_batch: int,
+        *extra: Any,
+    ) -> Iterator[tuple[list[tuple[str, Payload]], Any]]:
+        """``(batch, result)`` for the batches of images ``start:stop``, in order: the batch
+        decoded, then ``finish(decoded, *extra, first)`` when given (``first``: the batch's
+        first image index), ``per_batch`` images a batch. With several ``workers``, both run
+        in a decoding process (at most two batches each in flight); with one, this thread
+        decodes while a helper thread finishes the batch before (decoders and numpy release
+        the GIL), so a fit's reduction overlaps the decoding instead of following it."""
         items = self._items(start)
         if stop is not None:
             items = (item for i, item in zip(range(start, stop), items, strict=False))
-        image_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
-        per_batch = max(1, min(BATCH_FILES, BATCH_BYTES // max(image_bytes, 1)))
+        if self._drop and finish is None:  # apply after settle: the bad images left out
+            drop = set(self._drop)
+            items = (item for i, item in enumerate(items, start) if i not in drop)
         batches = _batched(items, per_batch)
-        if self.workers <= 1:
-            for batch in batches:
-                yield from self._checked(decode_batch(self.decoding, batch))
-            return
-        pool = _pool(self.workers)
-        pending: deque[Future[list[tuple[str, np.ndarray | str]]]] = deque()
+        pool: Executor = _pool(self.workers) if self.workers > 1 else ThreadPoolExecutor(1)
+        pending: deque[tuple[list[tuple[str, Payload]], Future[Any]]] = deque()
+        index = start
         try:
             for batch in batches:
-                pending.append(pool.submit(decode_batch, self.decoding, batch))
+                if self.workers > 1:
+                    task = (decode_then, finish, self.decoding, batch, *extra, index)
+                    pending.append((batch, pool.submit(*task)))
+                else:
+                    decoded = decode_batch(self.decoding, batch)
+                    if finish is None:
+                        yield batch, decoded
+                    else:
+                        pending.append((batch, pool.submit(finish, decoded, *extra, index)))
+                index += len(batch)
                 if len(pending) >= 2 * self.workers:
-                    yield from self._checked(pending.popleft().result())
+                    done, fut = pending.popleft()
+                    yield done, fut.result()
             while pending:
-                yield from self._checked(pending.popleft().result())
+                done, fut = pending.popleft()
+                yield done, fut.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _say_skipped(self) -> None:
+        """Images skipped by ``skip_bad`` are said, never skipped silently (and recorded)."""
+        if self.skipped:
+            shown = ", ".join(self.skipped[:5]) + (", ..." if len(self.skipped) > 5 else "")
+            warnings.warn(
+                f"skipped {len(self.skipped)} image(s) that do not decode (skip_bad): {shown}",
+                NormstatWarning,
+                stacklevel=2,
+            )
+
+    def _bad(self, where: str, why: str) -> None:
+        if not self.skip_bad:
+            raise DataError(
+                f"cannot decode this image ({why}); --skip-bad skips such files", path=where
+            )
+        self.skipped.append(where)
 
     def _checked(
         self, results: list[tuple[str, np.ndarray | str]]
     ) -> Iterator[tuple[str, np.ndarray]]:
         for where, pixels in results:
             if isinstance(pixels, str):
-                if not self.skip_bad:
-                    raise DataError(
-                        f"cannot decode this image ({pixels}); --skip-bad skips such files",
-                        path=where,
-                    )
-                self.skipped.append(where)
+                self._bad(where, pixels)
                 continue
             yield where, pixels
 
+    @property
+    def files(self) -> list[str]:
+        """The files read (what a checkpoint fingerprints)."""
+        return list(self.paths)
+
+    def state(self, samples: int) -> dict[str, Any]:
+        """What :meth:`record` will say, as of the first ``samples`` images (a checkpoint's
+        position: chunks read ahead of the merge are not in it yet)."""
+        mark = next((m for m in reversed(self._marks) if m[0] == samples), None)
+        if mark is None:
+            raise ValueError(f"no record as of image {samples}")
+        _, read, skipped, sizes = mark
+        return {"read": read, "skipped": self.skipped[:skipped], "sizes": sorted(sizes)}
+
+    def restore(self, state: Any) -> None:
+        """Continue the record from a checkpoint's :meth:`state`."""
+        try:
+            read, skipped, sizes = state["read"], state["skipped"], state["sizes"]
+            self.read, self.skipped = int(read), [str(p) for p in skipped]
+            self.sizes = {tuple(int(v) for v in size) for size in sizes}
+        except (TypeError, KeyError, ValueError):
+            raise DataError(
+                "the checkpoint's image record is damaged; delete the checkpoint", path=self.path
+            ) from None
+
     def record(self) -> dict[str, Any]:
-        """What the artifact's ``source`` adds for images (after the read)."""
+        """What the artifact's ``source`` adds for images (after the read). Read by Dask tasks
+        (nothing read here), every image was reduced (no --skip-bad there) and their sizes
+        were not collected: null."""
+        by_others = self.read == 0 and bool(self.shape[0])
         one = len(self.sizes) == 1
         h, w = next(iter(self.sizes)) if one else (None, None)
+        read = self.shape[0] if by_others else self.read
         return {
             "paths": list(self.specs),
             "samples": "images",
-            "images": self.read,
-            "shape": [self.read, h, w, self.shape[3]],
+            "images": read,
+            "shape": [read, h, w, self.shape[3]],
             "mode": self.decoding.mode,
             "resize": self.decoding.resize,
             "center_crop": None
@@ -294,6 +595,26 @@ class ImageStream:
         pass
 
 
+@dataclass(frozen=True)
+class ImageReference:
+    """A picklable image source: its class, files and options (a Dask task's ``RowRange``)."""
+
+    module: str
+    name: str
+    paths: tuple[str, ...]
+    roots: tuple[str | None, ...]
+    specs: tuple[str, ...]
+    options: ImageOptions
+    column: str | None = None
+
+    def open(self) -> ImageStream:
+        import importlib
+
+        cls = getattr(importlib.import_module(self.module), self.name)
+        columns = None if self.column is None else [self.column]
+        return cls(list(self.paths), list(self.roots), list(self.specs), self.options, columns)
+
+
 def no_columns(columns: Sequence[str] | None, path: str) -> None:
     if columns is not None:
         raise UsageError(
@@ -301,15 +622,6 @@ def no_columns(columns: Sequence[str] | None, path: str) -> None:
             "(--columns applies to tables, and to a table's column of encoded images)",
             path=path,
         )
-
-
-def _pair(value: Any) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return (value, value)
-    h, w = value
-    return (int(h), int(w))
 
 
 def _mode_layout(mode: str, path: str) -> tuple[np.dtype, int]:
@@ -320,7 +632,7 @@ def _mode_layout(mode: str, path: str) -> tuple[np.dtype, int]:
         probe = np.asarray(Image.new(mode, (1, 1)))
     except (ValueError, KeyError):
         raise UsageError(
-            f"--mode {mode!r} is not a Pillow mode (RGB, L, RGBA, I;16, ...)", path=path
+            f"mode (--mode) {mode!r} is not a Pillow mode (RGB, L, RGBA, I;16, ...)", path=path
         ) from None
     return probe.dtype, 1 if probe.ndim == 2 else probe.shape[2]
 
@@ -331,34 +643,11 @@ class ImageFiles(ImageStream):
     ``roots[i]`` is the folder ``paths[i]`` was found in: the image's class is its first folder
     below it, as torchvision's ``ImageFolder`` (classes sorted by name, numbered from 0)."""
 
-    def __init__(
-        self,
-        paths: Sequence[str],
-        roots: Sequence[str | None],
-        specs: Sequence[str],
-        options: dict[str, Any],
-        columns: Sequence[str] | None = None,
-    ) -> None:
-        no_columns(columns, specs[0])
-        self.paths = list(paths)
-        self.roots = list(roots)
-        self.specs = list(specs)
-        super().__init__(self.specs[0], options)
-
     def _count(self) -> int:
         return len(self.paths)
 
     def _items(self, start: int) -> Iterator[tuple[str, Payload]]:
         return ((p, p) for p in self.paths[start:])
-
-    def _first(self) -> tuple[int, int]:
-        for p in self.paths:
-            size = self._header_size(p)
-            if size is not None:
-                return size
-            if not self.skip_bad:
-                raise DataError("cannot read this image's header", path=p)
-        raise DataError("no image here could be read", path=self.path)
 
     def companions(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
         """``/labels`` (each image's class index) with the class names, for HDF5 output."""
@@ -366,7 +655,7 @@ class ImageFiles(ImageStream):
         if found is None:
             return {}
         names, labels = found
-        return {"/labels": (labels, {"classes": names})}
+        return {"/labels": (self.kept(labels), {"classes": names})}
 
     def classes(self) -> tuple[list[str], np.ndarray] | None:
         """ImageFolder's class names and each image's class index; None when some image is not

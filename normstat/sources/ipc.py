@@ -86,8 +86,8 @@ class IpcFile(TableSource):
         """The record batches' row counts, or ``None`` for a file in the stream format.
 
         Counted through a reader of one feature column: a compressed (Feather) file would
-        otherwise decompress every column just to count rows (1.0 s instead of 0.05 s for a
-        100 MB zstd file)."""
+        otherwise decompress every column just to count rows (docs/performance.md, "Figures
+        behind the code")."""
         if self._file is None:
             return None
         if self._blocks is None:

@@ -6,10 +6,10 @@ float32 columns can be 256 MB). Row groups are the file's storage blocks: a read
 of them (see :mod:`normstat.sources.blocks`).
 
 For ``fit``, a chunk that holds whole row groups is handed out *undecoded*: its columns are
-decoded one at a time by the worker that reduces them (:class:`RowGroupColumns`). Measured on 1.5
-GB of float32 columns: decoding a column of a row group costs 1.3 CPU-s for the file against
-1.8-2.9 for record batches of every column, and a worker holds one column (1 MB here) instead of
-a 32 MB batch, which pyarrow's batch reader needed ~3.5x of while decoding.
+decoded one at a time by the worker that reduces them (:class:`RowGroupColumns`): less CPU than
+record batches of every column, and a worker holds one column instead of a whole batch, which
+pyarrow's batch reader needed several times of while decoding (docs/performance.md, "Figures
+behind the code").
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from normstat.sources.base import ArraySource, Chunk
+from normstat.sources.base import ArraySource, Chunk, Reducer, fit_chunks
 from normstat.sources.reading import TableOptions
 
 
@@ -27,6 +28,7 @@ class RowRange:
     shown: str | None = None  # the path as the user gave it, for messages (``path`` is absolute)
     columns: tuple[str, ...] | None = None  # a table's feature columns, as the client chose them
     table: TableOptions | None = None  # how the client read the table (CSV options)
+    source: Any = None  # how to reopen a source that is not one file (``src.reference()``)
 
     @property
     def rows(self) -> int:
@@ -43,13 +45,18 @@ class RowRange:
         columns = None if features is None else tuple(features)
         path = os.path.abspath(src.path)
         table = getattr(src, "options", None)
-        return cls(src.format, path, src.dataset, start, stop, src.path, columns, table)
+        table = table if isinstance(table, TableOptions) else None
+        reference = getattr(src, "reference", None)
+        source = None if reference is None else reference()
+        return cls(src.format, path, src.dataset, start, stop, src.path, columns, table, source)
 
 
 def open_range(r: RowRange) -> ArraySource:
     """Reopen the source a range refers to (by format, path and dataset)."""
     from normstat.sources import open_one
 
+    if r.source is not None:
+        return r.source.open()
     if r.path == "-":
         raise ValueError("stdin cannot be reopened by another process")
     columns = None if r.columns is None else list(r.columns)
@@ -58,10 +65,11 @@ def open_range(r: RowRange) -> ArraySource:
     return open_one(r.path, r.dataset, r.format, columns, r.table, allow_external=True)
 
 
-def read_range(r: RowRange, rows: int) -> Iterator[Chunk]:
-    """The rows of ``r`` in chunks of at most ``rows``, each tagged with its file row."""
+def read_range(r: RowRange, rows: int, step: Reducer | None = None) -> Iterator[Chunk]:
+    """The rows of ``r`` in chunks of at most ``rows``, each tagged with its file row; a fit
+    gives its ``step``, which a source that reduces where it decodes runs there."""
     src = open_range(r)
     try:
-        yield from src.chunks(rows, r.start, r.stop)
+        yield from fit_chunks(src, rows, step, r.start, r.stop)
     finally:
         src.close()

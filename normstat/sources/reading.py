@@ -1,7 +1,8 @@
-"""How tables are read, as the user declared it: a small picklable value (no pyarrow here).
+"""How inputs are read, as the user declared it: small picklable values (no pyarrow, no Pillow
+here): :class:`TableOptions` for tables, :class:`ImageOptions` for images.
 
-It travels with a :class:`~normstat.sources.ranges.RowRange` to Dask workers, so a worker reads a
-CSV with the same delimiter, header and types as the client did.
+A value travels with a :class:`~normstat.sources.ranges.RowRange` to Dask workers, so a worker
+reads a CSV with the same delimiter, header and types as the client did.
 """
 
 from __future__ import annotations
@@ -36,6 +37,25 @@ class TableOptions:
             and self.header
             and self.null_values is None
         )
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """How image sources (files, folders, tar shards, image columns) are decoded: ``mode`` (a
+    Pillow mode, converted to as ``Image.convert`` does), ``resize`` (the shorter side, as
+    torchvision's ``Resize(size)``), ``center_crop`` ``(h, w)`` (``CenterCrop``), ``skip_bad``
+    (skip and record images that do not decode) and ``workers`` (decoding processes; None: all
+    cores). Built and checked by ``normstat.api.options.image_options``."""
+
+    mode: str = "RGB"
+    resize: int | None = None
+    center_crop: tuple[int, int] | None = None
+    skip_bad: bool = False
+    workers: int | None = None
+
+    def is_default(self) -> bool:
+        """Nothing asked of an image decoder (``workers`` serves every format)."""
+        return self == ImageOptions(workers=self.workers)
 
 
 def names(value: str | Sequence[str] | None, what: str) -> list[str] | None:

@@ -10,32 +10,19 @@ the shared pipeline of :mod:`normstat.sources.images`.
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from normstat.errors import DataError
-from normstat.sources.images import ImageStream, Payload, no_columns
+from normstat.sources.images import ImageStream, Payload
 
 
 class TarShards(ImageStream):
     """Tar shards (``shards-{000..099}.tar``) whose image members form one dataset."""
 
     format = "webdataset"
-
-    def __init__(
-        self,
-        paths: Sequence[str],
-        roots: Sequence[str | None],
-        specs: Sequence[str],
-        options: dict[str, Any],
-        columns: Sequence[str] | None = None,
-    ) -> None:
-        no_columns(columns, specs[0])
-        self.paths = list(paths)
-        self.specs = list(specs)
-        super().__init__(self.specs[0], options)
 
     def _items(self, start: int) -> Iterator[tuple[str, Payload]]:
         index = 0
@@ -44,15 +31,6 @@ class TarShards(ImageStream):
                 if index >= start:
                     yield f"{path}:{name}", data
                 index += 1
-
-    def _first(self) -> tuple[int, int]:
-        for where, data in self._items(0):
-            size = self._header_size(data)
-            if size is not None:
-                return size
-            if not self.skip_bad:
-                raise DataError("cannot read this image's header", path=where)
-        raise DataError("no image member in these shards could be read", path=self.path)
 
     def companions(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
         """``/labels`` from each sample's ``.cls`` member (an integer, as WebDataset writes
@@ -77,7 +55,7 @@ class TarShards(ImageStream):
             if any(k not in found for k in order):
                 return {}
             labels += [found[k] for k in order]
-        return {"/labels": (np.array(labels, np.int64), {})}
+        return {"/labels": (self.kept(np.array(labels, np.int64)), {})}
 
 
 def _members(path: str, suffixes: tuple[str, ...] | None = None) -> Iterator[tuple[str, bytes]]:
