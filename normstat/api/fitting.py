@@ -17,6 +17,7 @@ from normstat.api.inputs import (
     check_columns,
     is_dataset,
 )
+from normstat.api.keyed import check_keyed, check_tables, finish, keyed_table
 from normstat.api.options import (
     ChunkSize,
     ProgressHook,
@@ -80,6 +81,8 @@ def fit(
     quantiles: str | Sequence[float] | None = None,
     histogram: bool = False,
     exact: bool = False,
+    by: str | None = None,
+    weights: str | None = None,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
@@ -114,6 +117,10 @@ def fit(
     distribution summary beside the moments (docs/quantiles.md); ``quantiles`` also adds the
     quantiles at those levels. ``exact`` makes them exact for any data, reading it again
     (usually once) to select the order statistics.
+    ``by`` (tables): also the statistics of each distinct value of that column (an episode, a
+    speaker), in the same pass (:meth:`Stats.by_group`); ``weights`` (tables): each row
+    weighs that column's value (``var = sum w (x - mean)**2 / sum w``, as scikit-learn's
+    ``sample_weight``). See docs/groups.md.
     """
     check_options(ddof, nan)
     scale = parse_rescale(rescale)
@@ -137,7 +144,9 @@ def fit(
         raise UsageError("--resume needs --checkpoint PATH")
     if checkpoint and "-" in specs:
         raise UsageError("a fit from stdin cannot be checkpointed (it cannot be re-read)")
+    check_keyed(by, weights, checkpoint=checkpoint, sketch=sketch is not None, rescale=scale)
     chosen, table = reading(columns, exclude, column_types, delimiter, header, null_values)
+    table = keyed_table(table, by, weights)
     srcs = open_sources(
         specs,
         dataset,
@@ -149,6 +158,7 @@ def fit(
         options={**(options or {}), "workers": workers},
     )
     try:
+        check_tables(srcs, by, weights)
         check_distributable(srcs, engine, checkpoint)
         if output is not None:
             check_writable(output, force=force, sources=srcs)
@@ -193,6 +203,7 @@ def fit(
         check_finite(moments, paths, srcs[0].dataset, layout, srcs[0].features)
         if sketch is not None and moments.sketch is None:  # no rows at all
             moments.sketch = sketch.build(np.zeros((0, layout.n_features)))
+        finish(moments, by, weights, layout.n_features)
         stats = Stats(
             moments,
             layout.feature_shape,
@@ -201,6 +212,8 @@ def fit(
             srcs[0].features,
             describe(srcs),
             quantile_levels=levels,
+            by=by,
+            weights=weights,
         )
         if exact and levels is not None and moments.sketch is not None:
             stats.exact_quantiles = _exact_quantiles(moments.sketch, levels, one_pass)

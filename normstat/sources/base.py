@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -34,7 +34,7 @@ class Chunk:
     chunk cost more than the kernel.
     """
 
-    __slots__ = ("_data", "_rows", "columns", "dataset", "path", "start")
+    __slots__ = ("_data", "_rows", "columns", "dataset", "extra", "path", "start")
 
     def __init__(
         self,
@@ -44,6 +44,7 @@ class Chunk:
         start: int,
         columns: Sequence[np.ndarray] | None = None,
         rows: int | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         if data is None and (columns is None or rows is None):
             raise ValueError("a chunk needs its data, or its columns and their length")
@@ -53,6 +54,9 @@ class Chunk:
         self.path = path
         self.dataset = dataset
         self.start = start
+        self.extra = extra
+        """Columns read beside the features, by role (``fit --by``: ``"by"``, the rows' group
+        keys as ``(codes, values)``; ``--weights``: ``"weights"``, float64), or None."""
 
     @classmethod
     def of_columns(
@@ -62,12 +66,13 @@ class Chunk:
         dataset: str | None,
         start: int,
         rows: int | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> Chunk:
         """A chunk of feature columns (``rows``: their length, needed when they are decoded on
         demand)."""
         if rows is None:
             rows = len(columns[0]) if len(columns) else 0
-        return cls(None, path, dataset, start, columns, rows)
+        return cls(None, path, dataset, start, columns, rows, extra)
 
     @property
     def data(self) -> np.ndarray:

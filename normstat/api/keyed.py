@@ -1,0 +1,163 @@
+"""``--by COL`` and ``--weights COL``: the options checked once for the CLI and the library,
+and the per-group statistics finished, summarised and applied.
+
+The statistics themselves come from the ordinary fit pass: a table source reads the two columns
+beside the features (:class:`~normstat.sources.reading.TableOptions`), and the per-chunk step
+weighs the rows and keeps each group's moments beside the pooled ones (:mod:`normstat.core.
+groups`), so the local engine, Dask and ``merge`` need no route of their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from normstat.core.groups import GroupedMoments
+from normstat.core.moments import Moments
+from normstat.core.stats import Stats
+from normstat.errors import ArtifactError, DataError, UsageError
+from normstat.sources.reading import TableOptions
+
+
+def check_keyed(
+    by: str | None,
+    weights: str | None,
+    *,
+    checkpoint: str | None = None,
+    sketch: bool = False,
+    rescale: float = 1.0,
+) -> None:
+    """What ``by`` and ``weights`` cannot be combined with yet, refused before any read."""
+    for name, value in (("by", by), ("weights", weights)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise UsageError(f"{name}: expected a column name, received {value!r}")
+    if by is not None and by == weights:
+        raise UsageError(f"--by and --weights name the same column {by!r}")
+    if by is None and weights is None:
+        return
+    flag = "--by" if by is not None else "--weights"
+    if checkpoint:
+        raise UsageError(f"{flag}: a fit by group or weighted cannot be checkpointed yet")
+    if weights is not None and sketch:
+        raise UsageError(
+            "--weights: quantiles and the histogram are not weighted yet; fit them without "
+            "--weights"
+        )
+    if by is not None and rescale != 1.0:
+        raise UsageError("--by: per-group statistics are not combined with --rescale yet")
+
+
+def keyed_table(table: TableOptions, by: str | None, weights: str | None) -> TableOptions:
+    """The table options that make the sources read the two columns."""
+    return dataclasses.replace(table, by=by, weights=weights)
+
+
+def check_tables(srcs: list[Any], by: str | None, weights: str | None) -> None:
+    if (by is not None or weights is not None) and srcs[0].kind != "table":
+        flag = "--by" if by is not None else "--weights"
+        raise UsageError(
+            f"{flag} names a column: it needs a table source (Parquet, Arrow, CSV), not "
+            f"{srcs[0].format}",
+            path=srcs[0].path,
+        )
+
+
+def finish(moments: Moments, by: str | None, weights: str | None, n_features: int) -> None:
+    """A fit of no rows still records its (empty) groups and weights."""
+    if weights is not None and moments.weight is None:
+        moments.weight = np.zeros(n_features)
+    if by is not None and moments.groups is None:
+        empty = Moments(*(a.reshape(0, n_features) for a in Moments.empty(0).arrays()))
+        if weights is not None:
+            empty.weight = np.zeros((0, n_features))
+        moments.groups = GroupedMoments(np.zeros(0, np.int64), empty)
+
+
+def zero_weight_note(stats: Stats) -> str | None:
+    """Said on stderr: features whose every value weighs 0 have no statistics (count 0)."""
+    if stats.weights is None:
+        return None
+    m = stats.moments
+    zero = (m.count == 0) & (m.nan_count < int((stats.source.get("shape") or [0])[0] or 0))
+    if not zero.any():
+        return None
+    return (
+        f"{int(zero.sum())} feature(s) have a total weight of 0 (every value weighs 0): their "
+        "statistics are null"
+    )
+
+
+def group_rows(stats: Stats, keys: Any, name: str, fallback: bool = False) -> np.ndarray:
+    """Each row's group index into ``stats.group_keys`` (-1 where it falls back to the
+    pooled statistics); a key not fitted is an error naming it, unless ``fallback``."""
+    fitted = stats.group_keys
+    if fitted is None:
+        raise ArtifactError(
+            f"the statistics were not fitted by group: refit with --by {name}"
+            if name
+            else "the statistics were not fitted by group (fit --by)"
+        )
+    keys = np.asarray(keys)
+    if fitted.dtype.kind in "iu" and keys.dtype.kind in "iub":
+        keys = keys.astype(np.int64)
+    elif fitted.dtype.kind == "U" and keys.dtype.kind in "OSU":
+        keys = keys.astype(str)
+    elif len(fitted) and len(keys):
+        raise DataError(
+            f"the --by column {name!r} holds {keys.dtype} values, the statistics were fitted "
+            f"by keys of {fitted.dtype}"
+        )
+    at = np.searchsorted(fitted, keys) if len(fitted) else np.zeros(len(keys), np.int64)
+    at = np.minimum(at, max(len(fitted) - 1, 0))
+    found = fitted[at] == keys if len(fitted) else np.zeros(len(keys), bool)
+    if not found.all() and not fallback:
+        missing = keys[np.argmin(found)]
+        raise DataError(
+            f"group {missing!r} of the --by column {name!r} was not seen when fitting: no "
+            "statistics for it (fallback to the pooled statistics: --by-fallback pooled)",
+            feature=name,
+        )
+    return np.where(found, at, -1)
+
+
+def summary(stats: Stats, top: int = 10) -> list[dict[str, Any]]:
+    """The groups that move the pooled std most: for each feature, the pooled m2 is the sum
+    of the groups' own m2 plus ``W_g (mean_g - mean)**2``; a group's share is its part of
+    that sum, and its *leverage* the change of the pooled std were it left out (exact,
+    from the moments: the pooled less the group, Chan's merge run backwards)."""
+    groups = stats.groups
+    if groups is None or groups.n_groups == 0:
+        return []
+    pooled = stats.moments
+    g = groups.moments
+    wg = g.total_weight
+    wp = pooled.total_weight
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = np.where(g.count > 0, g.mean - pooled.mean, 0.0)
+        rest_w = wp - wg
+        rest_mean = (wp * pooled.mean - wg * g.mean) / rest_w
+        rest_m2 = pooled.m2 - g.m2 - wg * wp / np.where(rest_w > 0, rest_w, np.nan) * delta**2
+        rest_std = np.sqrt(np.maximum(rest_m2, 0.0) / (rest_w - stats.ddof))
+        std = np.sqrt(pooled.m2 / (wp - stats.ddof))
+        change = np.where(std > 0, (std - rest_std) / std, np.nan)
+    del rest_mean
+    score = np.nanmax(np.abs(np.nan_to_num(change, nan=0.0)), axis=1)
+    worst = np.argmax(np.abs(np.nan_to_num(change, nan=0.0)), axis=1)
+    order = np.argsort(-score, kind="stable")[:top]
+    names = stats.features or [str(i) for i in range(pooled.n_features)]
+    out = []
+    for i in order:
+        j = int(worst[i])
+        out.append(
+            {
+                "group": groups.keys[i].item(),
+                "rows": int(g.count[i].max()),
+                "feature": names[j],
+                "std_change": float(change[i, j]),
+                "group_mean": float(g.mean[i, j]) if g.count[i, j] else None,
+                "pooled_mean": float(pooled.mean[j]),
+            }
+        )
+    return out
