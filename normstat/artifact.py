@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from normstat import __version__
-from normstat.core.groups import GroupedMoments
+from normstat.core.groups import GroupedMoments, moments_of
 from normstat.core.moments import Moments
 from normstat.core.npz import read_npz_member
 from normstat.core.quantiles import FIELDS as SKETCH_FIELDS
@@ -691,14 +691,16 @@ def _load_by(doc: dict[str, Any], stats: Stats, fail: Any) -> None:
         raise fail("'by' must be an object with the group 'column'")
     keys = _group_keys(doc.get("by_keys", section.get("keys")), fail)
     shape = [len(keys), *stats.feature_shape]
-    arrays = {k: _array(doc.get(f"by_{k}", section.get(k)), f"by.{k}", shape, fail) for k in BY_KEYS}
+    arrays = {
+        k: _array(doc.get(f"by_{k}", section.get(k)), f"by.{k}", shape, fail) for k in BY_KEYS
+    }
     weight = None
     if stats.weights is not None:
         raw = doc.get("by_weights_sum", section.get("weights_sum"))
         weight = _array(raw, "by.weights_sum", shape, fail).reshape(len(keys), -1)
     flat = _moments(arrays, fail, None if weight is None else weight.reshape(-1))
     n = stats.moments.n_features
-    moments = Moments(*(a.reshape(len(keys), n) for a in flat.arrays()))
+    moments = moments_of(a.reshape(len(keys), n) for a in flat.arrays())
     moments.weight = weight
     groups = GroupedMoments(keys, moments)
     if not np.array_equal(moments.count.sum(axis=0), stats.moments.count):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from normstat.core.groups import GroupedMoments
+from normstat.core.groups import GroupedMoments, moments_of
 from normstat.core.moments import Moments
 from normstat.core.stats import Stats
 from normstat.errors import ArtifactError, DataError, UsageError
@@ -69,7 +69,7 @@ def finish(moments: Moments, by: str | None, weights: str | None, n_features: in
     if weights is not None and moments.weight is None:
         moments.weight = np.zeros(n_features)
     if by is not None and moments.groups is None:
-        empty = Moments(*(a.reshape(0, n_features) for a in Moments.empty(0).arrays()))
+        empty = moments_of(a.reshape(0, n_features) for a in Moments.empty(0).arrays())
         if weights is not None:
             empty.weight = np.zeros((0, n_features))
         moments.groups = GroupedMoments(np.zeros(0, np.int64), empty)

@@ -21,7 +21,7 @@ ones.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,6 +92,11 @@ class GroupIndex:
         return len(self.keys)
 
 
+def moments_of(arrays: Iterable[np.ndarray]) -> Moments:
+    """Moments from its fields in :meth:`Moments.arrays` order (any shape)."""
+    return Moments(*arrays)  # type: ignore[arg-type]
+
+
 def grouped_moments(
     columns: Sequence[np.ndarray], index: GroupIndex, weights: np.ndarray | None = None
 ) -> Moments:
@@ -108,7 +113,7 @@ def grouped_moments(
     parts = [_column(np.asarray(c), index, w) for c in columns]
     fields = zip(*(p.arrays() for p in parts), strict=True)
     stacked = [np.stack(f, axis=1) for f in fields]
-    out = Moments(*stacked)  # type: ignore[arg-type]
+    out = moments_of(stacked)
     if w is not None:
         out.weight = np.stack([p.weight for p in parts], axis=1)  # type: ignore[misc]
     return out
@@ -189,7 +194,7 @@ def weighted_moments(columns: Sequence[np.ndarray], weights: np.ndarray) -> Mome
         out = Moments.empty(len(columns))
         out.weight = np.zeros(len(columns))
         return out
-    flat = Moments(*(a[0] for a in m.arrays()))
+    flat = moments_of(a[0] for a in m.arrays())
     flat.weight = m.weight[0]  # type: ignore[index]
     return flat
 
@@ -237,8 +242,9 @@ class GroupedMoments:
     def join(cls, parts: Sequence[GroupedMoments]) -> GroupedMoments:
         """Groups of disjoint *features* side by side (the same rows, so the same keys)."""
         keys = parts[0].keys
-        arrays = (np.concatenate(f, axis=1) for f in zip(*(p.moments.arrays() for p in parts)))
-        moments = Moments(*arrays)  # type: ignore[arg-type]
+        fields = zip(*(p.moments.arrays() for p in parts), strict=True)
+        arrays = (np.concatenate(f, axis=1) for f in fields)
+        moments = moments_of(arrays)
         weights = [p.moments.weight for p in parts]
         if all(w is not None for w in weights):
             moments.weight = np.concatenate(weights, axis=1)  # type: ignore[arg-type]
@@ -246,7 +252,7 @@ class GroupedMoments:
 
     def group(self, i: int) -> Moments:
         """The flat moments of group ``i``."""
-        m = Moments(*(a[i] for a in self.moments.arrays()))
+        m = moments_of(a[i] for a in self.moments.arrays())
         if self.moments.weight is not None:
             m.weight = self.moments.weight[i]
         return m
@@ -254,7 +260,7 @@ class GroupedMoments:
     def flat(self) -> Moments:
         """All groups' moments flat (``groups * features``), for :class:`~normstat.core.stats.
         Stats` of feature shape ``(groups, features)``."""
-        m = Moments(*(a.reshape(-1) for a in self.moments.arrays()))
+        m = moments_of(a.reshape(-1) for a in self.moments.arrays())
         if self.moments.weight is not None:
             m.weight = self.moments.weight.reshape(-1)
         return m
@@ -267,7 +273,7 @@ def _spread(m: Moments, at: np.ndarray, n: int) -> Moments:
     arrays = [a.reshape(n, f) for a in out.arrays()]
     for dst, src in zip(arrays, m.arrays(), strict=True):
         dst[at] = src
-    spread = Moments(*arrays)  # type: ignore[arg-type]
+    spread = moments_of(arrays)
     if m.weight is not None:
         spread.weight = np.zeros((n, f))
         spread.weight[at] = m.weight

@@ -122,7 +122,7 @@ class Moments:
             joined_moments.weight = np.concatenate(weights)  # type: ignore[arg-type]
         groups = [p.groups for p in parts]
         if all(g is not None for g in groups) and groups:
-            joined_moments.groups = type(groups[0]).join(groups)  # type: ignore[arg-type]
+            joined_moments.groups = type(groups[0]).join(groups)  # type: ignore[union-attr, arg-type]
         return joined_moments
 
     def copy(self) -> Moments:

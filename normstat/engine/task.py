@@ -131,7 +131,7 @@ class Keyed:
 
     def __init__(self, chunk: Chunk, features: list[str] | None) -> None:
         extra = chunk.extra or {}
-        self.weights = extra["weights"] if "weights" in extra else None
+        self.weights = extra.get("weights")
         if self.weights is not None:
             bad = check_weights(self.weights)
             if bad is not None:

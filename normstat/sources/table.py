@@ -414,8 +414,7 @@ def group_codes(
     if col.null_count:
         row = start + int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
         raise DataError(
-            f"the --by column {name!r} has no value (null) at row {row}: every row needs its "
-            "group",
+            f"the --by column {name!r} has no value (null) at row {row}: every row needs its group",
             path=path,
             feature=name,
             row=row,
