@@ -10,14 +10,17 @@ groups`), so the local engine, Dask and ``merge`` need no route of their own.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
 import numpy as np
 
+from normstat.core.bygroup import GroupParams
 from normstat.core.groups import GroupedMoments, moments_of
 from normstat.core.moments import Moments
 from normstat.core.stats import Stats
-from normstat.errors import ArtifactError, DataError, UsageError
+from normstat.core.transform import TransformParams
+from normstat.errors import ArtifactError, NormstatWarning, UsageError
 from normstat.sources.reading import TableOptions
 
 
@@ -89,37 +92,41 @@ def zero_weight_note(stats: Stats) -> str | None:
     )
 
 
-def group_rows(stats: Stats, keys: Any, name: str, fallback: bool = False) -> np.ndarray:
-    """Each row's group index into ``stats.group_keys`` (-1 where it falls back to the
-    pooled statistics); a key not fitted is an error naming it, unless ``fallback``."""
-    fitted = stats.group_keys
-    if fitted is None:
+FALLBACKS = ("error", "pooled")
+
+
+def group_params(
+    stats: Stats,
+    pooled: TransformParams,
+    by: str | None,
+    fallback: str | None,
+    **how: Any,
+) -> GroupParams | None:
+    """``apply --by``: every group's map, made as ``pooled`` was (``how``: the arguments of
+    :func:`~normstat.core.transform.transform_params`); None without ``by``."""
+    if fallback is not None and fallback not in FALLBACKS:
+        raise UsageError(
+            f"by_fallback: expected one of {', '.join(FALLBACKS)}, received {fallback!r}"
+        )
+    if by is None:
+        if fallback is not None:
+            raise UsageError("--by-fallback needs --by COL")
+        return None
+    if not isinstance(by, str) or not by:
+        raise UsageError(f"by: expected a column name, received {by!r}")
+    if stats.groups is None:
         raise ArtifactError(
-            f"the statistics were not fitted by group: refit with --by {name}"
-            if name
-            else "the statistics were not fitted by group (fit --by)"
+            f"apply --by {by}: the statistics were not fitted by group; fit them with --by {by}"
         )
-    keys = np.asarray(keys)
-    if fitted.dtype.kind in "iu" and keys.dtype.kind in "iub":
-        keys = keys.astype(np.int64)
-    elif fitted.dtype.kind == "U" and keys.dtype.kind in "OSU":
-        keys = keys.astype(str)
-    elif len(fitted) and len(keys):
-        raise DataError(
-            f"the --by column {name!r} holds {keys.dtype} values, the statistics were fitted "
-            f"by keys of {fitted.dtype}"
+    if fallback == "pooled":
+        warnings.warn(
+            NormstatWarning(
+                f"--by-fallback pooled: rows whose {by!r} value was not fitted are standardized "
+                "with the pooled statistics"
+            ),
+            stacklevel=3,
         )
-    at = np.searchsorted(fitted, keys) if len(fitted) else np.zeros(len(keys), np.int64)
-    at = np.minimum(at, max(len(fitted) - 1, 0))
-    found = fitted[at] == keys if len(fitted) else np.zeros(len(keys), bool)
-    if not found.all() and not fallback:
-        missing = keys[np.argmin(found)]
-        raise DataError(
-            f"group {missing!r} of the --by column {name!r} was not seen when fitting: no "
-            "statistics for it (fallback to the pooled statistics: --by-fallback pooled)",
-            feature=name,
-        )
-    return np.where(found, at, -1)
+    return GroupParams.create(stats, pooled, by, fallback == "pooled", **how)
 
 
 def summary(stats: Stats, top: int = 10) -> list[dict[str, Any]]:
