@@ -278,3 +278,21 @@ def _spread(m: Moments, at: np.ndarray, n: int) -> Moments:
         spread.weight = np.zeros((n, f))
         spread.weight[at] = m.weight
     return spread
+
+
+def std_change(pooled: Moments, groups: GroupedMoments, ddof: int = 0) -> np.ndarray:
+    """``(groups, features)``: how much each group moves the pooled std, as the relative
+    change ``(std - std_without) / std`` where ``std_without`` is the std of every row but the
+    group's (positive: the group widens the pooled spread). Exact from the moments: Chan's
+    merge run backwards (the pooled less the group), no pass over the data; NaN where either
+    std is undefined (a group that is all the data, a constant feature)."""
+    g = groups.moments
+    wg, wp = g.total_weight, pooled.total_weight
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        rest = wp - wg
+        delta = np.where(g.count > 0, g.mean - pooled.mean, 0.0)
+        rest_m2 = pooled.m2 - g.m2 - np.where(rest > 0, wg * wp / rest, np.nan) * delta * delta
+        rest_std = np.sqrt(np.maximum(rest_m2, 0.0) / (rest - ddof))
+        std = np.sqrt(pooled.m2 / (wp - ddof))
+        change = (std - rest_std) / std
+    return np.where(np.isfinite(change), change, np.nan)
