@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from normstat.api.inputs import is_table
 from normstat.core.bygroup import GroupParams
 from normstat.core.groups import GroupedMoments, moments_of
 from normstat.core.moments import Moments
@@ -36,6 +37,11 @@ def check_keyed(
     for name, value in (("by", by), ("weights", weights)):
         if value is not None and (not isinstance(value, str) or not value):
             raise UsageError(f"{name}: expected a column name, received {value!r}")
+    if weights is not None and sketch:
+        raise UsageError(
+            "--weights: quantiles and the histogram are not weighted yet; fit them without "
+            "--weights"
+        )
     if by is not None and by == weights:
         raise UsageError(f"--by and --weights name the same column {by!r}")
     if by is None and weights is None:
@@ -127,3 +133,56 @@ def group_params(
             stacklevel=3,
         )
     return GroupParams.create(stats, pooled, by, fallback == "pooled", **how)
+
+
+def split_keyed(
+    batch: Any, by: Any, weights: Any, n_rows: int | None = None
+) -> tuple[Any, dict[str, Any] | None]:
+    """An in-memory batch and its ``by`` keys / ``weights``: arrays of one value per row, or
+    (a table) names of its columns, which are then not features. Returns the batch (without
+    those columns) and the chunk's ``extra`` (:class:`~normstat.sources.base.Chunk`)."""
+    if by is None and weights is None:
+        return batch, None
+    named = [v for v in (by, weights) if isinstance(v, str)]
+    if named and not is_table(batch):
+        raise UsageError(f"by / weights name columns ({named}); the batch is not a table")
+    keys = None if by is None else _values(batch, by, "by")
+    w = None if weights is None else _values(batch, weights, "weights")
+    if named:
+        batch = _without(batch, named)
+    extra: dict[str, Any] = {}
+    if keys is not None:
+        if keys.ndim != 1:
+            raise UsageError(f"by: expected one key per row, received shape {list(keys.shape)}")
+        values, codes = np.unique(keys, return_inverse=True)
+        if values.dtype.kind in "iub":
+            values = values.astype(np.int64)
+        elif values.dtype.kind in "OSU":
+            values = values.astype(str)
+        else:
+            raise UsageError(f"by: keys must be integers or strings, received {keys.dtype}")
+        extra["by"] = (codes.reshape(-1), values)
+    if w is not None:
+        try:
+            extra["weights"] = np.asarray(w, np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise UsageError(f"weights: expected numbers, received {w.dtype}") from None
+    for name, arr in (("by", keys), ("weights", w)):
+        if arr is not None and n_rows is not None and len(arr) != n_rows:
+            raise UsageError(f"{name}: {len(arr)} values for {n_rows} rows")
+    return batch, extra
+
+
+def _values(batch: Any, v: Any, name: str) -> np.ndarray:
+    if isinstance(v, str):
+        cols = list(batch.column_names if hasattr(batch, "column_names") else batch.columns)
+        if v not in cols:
+            raise UsageError(f"{name}: no column {v!r} in the table; its columns are {cols}")
+        return np.asarray(batch[v])
+    return np.asarray(v)
+
+
+def _without(batch: Any, names: list[str]) -> Any:
+    if hasattr(batch, "drop_columns"):  # pyarrow
+        return batch.drop_columns(names)
+    return batch.drop(columns=names) if hasattr(batch, "loc") else batch.drop(names)  # polars
