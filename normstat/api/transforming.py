@@ -33,7 +33,6 @@ from normstat.api.options import (
     row_bytes,
     task_rows,
 )
-from normstat.core.bygroup import index_of
 from normstat.core.layout import AxisLayout
 from normstat.core.layout import feature_names as names_of
 from normstat.core.stats import Stats
@@ -138,7 +137,7 @@ def _by_rows(
     name = by if isinstance(by, str) else "by"
     groups = group_params(stats, plan, name, fallback, **how)
     assert groups is not None
-    rows = groups.rows(*index_of(keys))
+    rows = groups.rows(keys)
     try:
         return groups.forward(data, rows, inverse, float_dtype(dtype))
     except CastOverflow as exc:

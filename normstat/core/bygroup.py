@@ -45,9 +45,16 @@ class GroupParams:
         assert keys is not None
         return cls(column, keys, shift, scale, pooled.bounds, pooled.clip, fallback)
 
-    def rows(self, codes: np.ndarray, values: np.ndarray, first_row: int = 0) -> np.ndarray:
-        """Each row's index into :attr:`shift` / :attr:`scale`, from its key as ``(codes,
-        values)`` (see :class:`~normstat.core.groups.GroupIndex`)."""
+    def rows(
+        self, keys: np.ndarray | tuple[np.ndarray, np.ndarray], first_row: int = 0
+    ) -> np.ndarray:
+        """Each row's index into :attr:`shift` / :attr:`scale`, from its keys: an array, or
+        ``(codes, values)`` (a dictionary encoding)."""
+        if isinstance(keys, tuple):
+            codes, values = keys
+        else:
+            values, codes = np.unique(np.asarray(keys), return_inverse=True)
+            codes = codes.reshape(-1)
         values = _comparable(np.asarray(values), self.keys, self.column)
         n = len(self.keys)
         at = np.minimum(np.searchsorted(self.keys, values), max(n - 1, 0))
@@ -117,7 +124,3 @@ def _comparable(values: np.ndarray, keys: np.ndarray, column: str) -> np.ndarray
     )
 
 
-def index_of(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows' keys (an array) as ``(codes, values)``, for :meth:`GroupParams.rows`."""
-    values, codes = np.unique(np.asarray(keys), return_inverse=True)
-    return codes.reshape(-1), values

@@ -58,12 +58,22 @@ class GroupIndex:
 
     @classmethod
     def from_keys(cls, keys: np.ndarray) -> GroupIndex:
-        """Rows' keys given directly (an array of numbers or strings)."""
+        """Rows' keys given directly (an array of numbers or strings). Keys already in order
+        (a LeRobot file's episodes) are cut into runs where they change: no sort, no hash."""
         keys = np.asarray(keys)
         if keys.ndim != 1:
             raise ValueError(f"keys must be one-dimensional, received shape {list(keys.shape)}")
+        if keys.dtype.kind in "iu" and len(keys) and (keys[1:] >= keys[:-1]).all():
+            starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1].astype(np.int64)
+            sizes = np.diff(np.r_[starts, len(keys)]).astype(np.int64)
+            return cls(keys[starts].astype(np.int64), None, starts, sizes)
         values, code = np.unique(keys, return_inverse=True)
         return cls._runs(code.reshape(-1), values)
+
+    @classmethod
+    def of(cls, keys: np.ndarray | tuple[np.ndarray, np.ndarray]) -> GroupIndex:
+        """From the keys (an array) or from ``(codes, values)`` (a dictionary encoding)."""
+        return cls.from_codes(*keys) if isinstance(keys, tuple) else cls.from_keys(keys)
 
     @classmethod
     def single(cls, n: int) -> GroupIndex:

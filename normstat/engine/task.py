@@ -143,7 +143,7 @@ class Keyed:
                     dataset=chunk.dataset,
                     row=row,
                 )
-        self.index = GroupIndex.from_codes(*extra["by"]) if "by" in extra else None
+        self.index = GroupIndex.of(extra["by"]) if "by" in extra else None
 
     def apply(self, part: Moments, columns: list[np.ndarray]) -> Moments:
         """``part`` (the validated pooled moments of ``columns``) weighted, with its groups."""

@@ -39,7 +39,7 @@ class TransformStep:
         x: np.ndarray,
         out: np.ndarray | None = None,
         first_row: int = 0,
-        keys: tuple[np.ndarray, np.ndarray] | None = None,
+        keys: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Transform a block of samples (into ``out`` when given); ``first_row``, the block's
         position, names the row of a value that does not fit the output dtype. ``keys``: the
@@ -48,7 +48,7 @@ class TransformStep:
         if self.groups is not None:
             if keys is None:
                 raise DataError(f"apply --by: the rows have no {self.groups.column!r} column")
-            rows = self.groups.rows(*keys, first_row=first_row)
+            rows = self.groups.rows(keys, first_row=first_row)
             try:
                 y = self.groups.forward(x, rows, self.inverse, self.dtype, out=out)
             except CastOverflow as exc:
@@ -74,7 +74,7 @@ class TransformStep:
         if self.groups is not None:
             name = self.groups.column
             keys = group_codes(batch.column(name), name, "", first_row)
-            rows = self.groups.rows(*keys, first_row=first_row)
+            rows = self.groups.rows(keys, first_row=first_row)
         for j, name in enumerate(self.features or ()):
             pos = schema.get_field_index(name)
             col = cols[pos]

@@ -408,8 +408,9 @@ def extra_arrays(
 
 def group_codes(
     col: pa.Array | pa.ChunkedArray, name: str, path: str, start: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """A key column as ``(codes, values)``: Arrow's hash dictionary encoding, no sort."""
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """A key column as int64 keys (an integer column: the buffer itself), or as ``(codes,
+    values)``, Arrow's hash dictionary encoding (strings, booleans, dictionaries)."""
     col = _combined(col)
     if col.null_count:
         row = start + int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
@@ -419,6 +420,10 @@ def group_codes(
             feature=name,
             row=row,
         )
+    if pa.types.is_boolean(col.type):
+        col = col.cast(pa.int8())
+    if pa.types.is_integer(col.type):
+        return col.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     if pa.types.is_dictionary(col.type):  # its dictionary may repeat values: encode afresh
         col = col.cast(col.type.value_type)
     enc = col.dictionary_encode()
