@@ -78,12 +78,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--small", action="store_true", help="a few MB, for a quick check")
     ap.add_argument("--data", help="directory for the file (default: a temporary one)")
+    ap.add_argument("--keep", action="store_true", help="reuse (or leave) the file in --data")
     args = ap.parse_args()
     if args.small:
         args.gb, args.episodes, args.repeats = 0.01, 200, 1
     with tempfile.TemporaryDirectory(dir=args.data) as tmp:
-        path = os.path.join(tmp, "lerobot_like.parquet")
-        rows = make(path, args.gb, args.episodes)
+        where = args.data if args.keep and args.data else tmp
+        path = os.path.join(where, f"lerobot_like_{args.gb:g}gb_{args.episodes}ep.parquet")
+        if not os.path.exists(path):
+            make(path, args.gb, args.episodes)
+        import pyarrow.parquet as pq
+
+        rows = pq.ParquetFile(path).metadata.num_rows
         size = os.path.getsize(path)
         runs = {
             "plain fit (28 columns)": [],

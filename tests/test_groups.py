@@ -518,14 +518,28 @@ def test_artifact_by_section_is_checked_on_load(lerobot, tmp_path):
         normstat.load(bad)
 
 
-def test_grouped_and_weighted_fit_on_dask_equals_the_local_engine(lerobot):
-    """Tasks of a few row groups each, on a real two-process cluster: the same bits."""
+def test_grouped_and_weighted_fit_on_dask_equals_the_local_engine(lerobot, tmp_path):
+    """Tasks of a few row groups each, on a real two-process cluster: the same bits; and
+    apply --by there writes what the local engine writes."""
     distributed = pytest.importorskip("distributed")
     _, path = lerobot
     local = normstat.fit(path, by="episode_index", weights="w", chunk_size=500)
     with distributed.LocalCluster(
         n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
     ) as cluster:
+        for engine, out in (("local", "l.npy"), ("dask", "d.npy")):
+            normstat.apply(
+                local,
+                path,
+                str(tmp_path / out),
+                by="episode_index",
+                chunk_size=500,
+                engine=engine,
+                scheduler=cluster.scheduler_address if engine == "dask" else None,
+            )
+        assert np.array_equal(
+            np.load(tmp_path / "l.npy"), np.load(tmp_path / "d.npy"), equal_nan=True
+        )
         remote = normstat.fit(
             path,
             by="episode_index",
@@ -540,3 +554,18 @@ def test_grouped_and_weighted_fit_on_dask_equals_the_local_engine(lerobot):
         a, b = getattr(local.by_group(), k), getattr(remote.by_group(), k)
         assert np.array_equal(a, b, equal_nan=True), k
     assert np.array_equal(local.moments.weight, remote.moments.weight)
+
+
+def test_apply_by_to_hdf5_records_the_column_not_the_megabytes(lerobot, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    df, path = lerobot
+    stats = normstat.fit(path, by="episode_index", columns=["a", "b"])
+    out = tmp_path / "out.h5"
+    normstat.apply(stats, path, str(out), by="episode_index", dtype="float64")
+    with h5py.File(out) as f:
+        (name,) = list(f)
+        ds = f[name]
+        assert ds.attrs["normstat_by"] == "episode_index"
+        assert "by" not in json.loads(ds.attrs["normstat_stats"])
+        want = _zscore_by_group(df, "episode_index", ["a", "b"])
+        np.testing.assert_allclose(ds[...], want, rtol=1e-9, atol=1e-9)

@@ -314,7 +314,10 @@ def apply(
             workers=workers,
             scheduler=scheduler,
             task_rows=lambda s: task_rows(s, rows, task_size),
-            attrs=lambda: _attrs(stats, method, inverse, params),
+            attrs=lambda: {
+                **_attrs(stats, method, inverse, params),
+                **({} if by is None else {"normstat_by": by}),  # shift / scale: the pooled map
+            },
             progress=None if progress is None else progress.advance,
         )
         run_apply(srcs, plan)
@@ -354,8 +357,8 @@ def _attrs(stats: Stats, method: str, inverse: bool, params: TransformParams) ->
     go without their distribution summary: it can be megabytes, past HDF5's 64 KiB attribute
     limit, and the map it led to is in ``normstat_shift`` / ``normstat_scale``."""
     doc = artifact.to_dict(stats)
-    for key in ("histogram", "quantile_levels", "quantiles", "quantiles_exact"):
-        doc.pop(key, None)
+    for key in ("histogram", "quantile_levels", "quantiles", "quantiles_exact", "by"):
+        doc.pop(key, None)  # the per-group statistics, like the summary, can be megabytes
     return {
         "normstat_method": method,
         "normstat_inverse": inverse,
