@@ -4,9 +4,11 @@ A LeRobot-like Parquet file: 14 state and 14 action float32 columns (``observati
 ... ``action_13``; flat columns, as nested vector groups are another benchmark's subject), and
 five index columns (``timestamp`` float32; ``frame_index``, ``episode_index``, ``index``,
 ``task_index`` int64), episodes of equal length stored one after another as LeRobot writes
-them. Each run is the CLI in its own process (``normstat fit FILE --columns <the 28> -q``, with
-and without ``--by episode_index``; also ``--weights``), interleaved, warm page cache; the
-table gives the median of ``--repeats`` runs and the ratio to the plain fit's median.
+them. Each run is the CLI in its own process (``normstat fit FILE --columns <the 28> -q -o
+STATS``, with and without ``--by episode_index``; also ``--weights``), interleaved, warm page
+cache; the table gives the median of ``--repeats`` runs and the ratio to the plain fit's median.
+The artifact by episode holds 10,000 x 28 values per statistic: written as JSON it costs
+seconds of its own, so it is also measured written as NPZ.
 
     python benchmarks/groups.py --gb 1.5 --episodes 10000     # about 1.5 GB, minutes
     python benchmarks/groups.py --small                       # seconds
@@ -63,11 +65,11 @@ def _schema(pa):  # type: ignore[no-untyped-def]
     return pa.schema(fields)
 
 
-def run(path: str, extra: list[str]) -> float:
+def run(path: str, extra: list[str], out: str) -> float:
     argv = [sys.executable, "-m", "normstat", "fit", path, "--columns", ",".join(VECTOR), "-q"]
     env = {**os.environ, "PYTHONPATH": ROOT}
     start = time.perf_counter()
-    subprocess.run([*argv, *extra, "-o", os.devnull], check=True, env=env)
+    subprocess.run([*argv, *extra, "-o", out, "--force"], check=True, env=env)
     return time.perf_counter() - start
 
 
@@ -91,28 +93,31 @@ def main() -> None:
 
         rows = pq.ParquetFile(path).metadata.num_rows
         size = os.path.getsize(path)
-        runs = {
-            "plain fit (28 columns)": [],
-            "--by episode_index": [],
-            "--weights timestamp": [],
-        }
         flags = {
-            "plain fit (28 columns)": [],
-            "--by episode_index": ["--by", "episode_index"],
-            "--weights timestamp": ["--weights", "timestamp"],
+            "plain fit (28 columns), -o stats.json": ([], "json"),
+            "--by episode_index, -o stats.json": (["--by", "episode_index"], "json"),
+            "--by episode_index, -o stats.npz": (["--by", "episode_index"], "npz"),
+            "--weights timestamp, -o stats.json": (["--weights", "timestamp"], "json"),
         }
+        runs: dict[str, list[float]] = {label: [] for label in flags}
+        out = os.path.join(tmp, "stats")
+
+        def once(label: str) -> float:
+            extra, suffix = flags[label]
+            return run(path, extra, f"{out}.{suffix}")
+
         for label in runs:  # warm-up: page cache, imports
-            run(path, flags[label])
+            once(label)
         for _ in range(args.repeats):
             for label in runs:
-                runs[label].append(run(path, flags[label]))
+                runs[label].append(once(label))
         print(
             f"file: {size / 2**30:.2f} GiB Parquet, {rows:,} rows, {args.episodes:,} episodes, "
             f"{os.cpu_count()} cores; median of {args.repeats} interleaved runs"
         )
         print("| fit | median s | vs plain fit | runs (s) |")
         print("|---|---:|---:|---|")
-        base = float(np.median(runs["plain fit (28 columns)"]))
+        base = float(np.median(next(iter(runs.values()))))
         for label, times in runs.items():
             med = float(np.median(times))
             shown = ", ".join(f"{t:.2f}" for t in times)
