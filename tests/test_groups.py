@@ -97,6 +97,24 @@ def test_grouped_moments_equal_pandas_groupby(sort):
     assert np.array_equal(m.min, lo) and np.array_equal(m.max, hi)
 
 
+def test_grouped_moments_over_blocks_of_groups_equal_pandas():
+    """Chunks larger than a block of deviations: groups of one row, of thousands, and one
+    larger than a block, in order and out of it."""
+    rng = np.random.default_rng(12)
+    sizes = np.r_[1, 70_000, rng.integers(1, 3000, 120), 1, 1]
+    key = np.repeat(np.arange(len(sizes)), sizes)
+    x = rng.normal(100, 3, len(key)).astype(np.float32) + key.astype(np.float32)
+    df = pd.DataFrame({"k": key, "x": x})
+    keys, mean, var, lo, hi, count = _pandas_groups(df, "k", ["x"])
+    for order in (np.arange(len(key)), rng.permutation(len(key))):
+        index = GroupIndex.from_keys(key[order])
+        m = grouped_moments([x[order]], index)
+        assert np.array_equal(m.count, count)
+        np.testing.assert_allclose(m.mean, mean, rtol=1e-14)
+        np.testing.assert_allclose(m.m2 / m.count, var, rtol=1e-9, atol=1e-12)
+        assert np.array_equal(m.min, lo) and np.array_equal(m.max, hi)
+
+
 def test_group_codes_and_keys_give_the_same_index():
     rng = np.random.default_rng(3)
     keys = rng.choice(np.array(["spk-b", "spk-a", "spk-c", "spk-z"]), 500)
@@ -569,3 +587,44 @@ def test_apply_by_to_hdf5_records_the_column_not_the_megabytes(lerobot, tmp_path
         assert "by" not in json.loads(ds.attrs["normstat_stats"])
         want = _zscore_by_group(df, "episode_index", ["a", "b"])
         np.testing.assert_allclose(ds[...], want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        pa.array([True, False, True, True, False, False]),
+        pa.array(["b", "a", "b", "c", "a", "c"]).dictionary_encode(),
+        pa.array([5, 3, 5, 9, 3, 9], pa.int8()),
+    ],
+    ids=["bool", "dictionary", "int8-unsorted"],
+)
+def test_key_types_group_as_pandas_does(tmp_path, keys):
+    x = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    pq.write_table(pa.table({"k": keys, "x": x}), tmp_path / "k.parquet")
+    s = normstat.fit(str(tmp_path / "k.parquet"), by="k")
+    df = pd.DataFrame(
+        {"k": keys.to_pandas().astype(object if keys.type != pa.int8() else int), "x": x}
+    )
+    ref = df.groupby("k").x.agg(["mean", lambda v: v.var(ddof=0)])
+    assert [str(k) for k in s.group_keys] == [
+        str(int(k)) if isinstance(k, bool) else str(k) for k in ref.index
+    ]
+    np.testing.assert_allclose(s.by_group().mean[:, 0], ref["mean"], rtol=1e-15)
+    np.testing.assert_allclose(s.by_group().var[:, 0], ref["<lambda_0>"], rtol=1e-14)
+
+
+def test_groups_benchmark_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "groups.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--small", "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| --by episode_index, -o stats.json |" in done.stdout
+    assert "200 episodes" in done.stdout

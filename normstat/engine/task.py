@@ -15,6 +15,7 @@ from normstat.core.checks import NanPolicy, find_forbidden
 from normstat.core.groups import (
     GroupedMoments,
     GroupIndex,
+    Workspace,
     check_weights,
     grouped_moments,
     weighted_moments,
@@ -144,6 +145,9 @@ class Keyed:
                     row=row,
                 )
         self.index = GroupIndex.of(extra["by"]) if "by" in extra else None
+        self.work = None
+        if self.index is not None and self.weights is None and self.index.n_groups:
+            self.work = Workspace(self.index)  # buffers shared by the chunk's columns
 
     def apply(self, part: Moments, columns: list[np.ndarray]) -> Moments:
         """``part`` (the validated pooled moments of ``columns``) weighted, with its groups."""
@@ -152,7 +156,7 @@ class Keyed:
             weighted.sketch = part.sketch
             part = weighted
         if self.index is not None:
-            grouped = grouped_moments(columns, self.index, self.weights)
+            grouped = grouped_moments(columns, self.index, self.weights, self.work)
             part.groups = GroupedMoments(self.index.keys, grouped)
         return part
 
