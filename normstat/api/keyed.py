@@ -49,11 +49,6 @@ def check_keyed(
     flag = "--by" if by is not None else "--weights"
     if checkpoint:
         raise UsageError(f"{flag}: a fit by group or weighted cannot be checkpointed yet")
-    if weights is not None and sketch:
-        raise UsageError(
-            "--weights: quantiles and the histogram are not weighted yet; fit them without "
-            "--weights"
-        )
     if by is not None and rescale != 1.0:
         raise UsageError("--by: per-group statistics are not combined with --rescale yet")
 
@@ -82,20 +77,6 @@ def finish(moments: Moments, by: str | None, weights: str | None, n_features: in
         if weights is not None:
             empty.weight = np.zeros((0, n_features))
         moments.groups = GroupedMoments(np.zeros(0, np.int64), empty)
-
-
-def zero_weight_note(stats: Stats) -> str | None:
-    """Said on stderr: features whose every value weighs 0 have no statistics (count 0)."""
-    if stats.weights is None:
-        return None
-    m = stats.moments
-    zero = (m.count == 0) & (m.nan_count < int((stats.source.get("shape") or [0])[0] or 0))
-    if not zero.any():
-        return None
-    return (
-        f"{int(zero.sum())} feature(s) have a total weight of 0 (every value weighs 0): their "
-        "statistics are null"
-    )
 
 
 FALLBACKS = ("error", "pooled")

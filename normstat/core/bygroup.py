@@ -122,5 +122,3 @@ def _comparable(values: np.ndarray, keys: np.ndarray, column: str) -> np.ndarray
         f"keys of {keys.dtype}",
         feature=column,
     )
-
-
