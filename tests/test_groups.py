@@ -628,3 +628,22 @@ def test_groups_benchmark_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "| --by episode_index, -o stats.json |" in done.stdout
     assert "200 episodes" in done.stdout
+
+
+def test_accumulators_by_group_merge_exactly_and_refuse_mixing():
+    rng = np.random.default_rng(21)
+    x, k, w = rng.normal(3, 2, (900, 2)), rng.integers(0, 9, 900), rng.random(900)
+    whole = normstat.fit_arrays(x, by=k, weights=w)
+    a, b, empty = normstat.Accumulator(), normstat.Accumulator(), normstat.Accumulator()
+    a.update(x[:400], by=k[:400], weights=w[:400])
+    b.update(x[400:], by=k[400:], weights=w[400:])
+    merged = empty.merge(a).merge(b).result()
+    assert merged.by == "<array>" and merged.weights == "<array>"
+    np.testing.assert_allclose(merged.by_group().var, whole.by_group().var, rtol=1e-12)
+    plain = normstat.Accumulator().update(x[:10])
+    with pytest.raises(UsageError, match="groups or weights"):
+        plain.merge(a)
+    with pytest.raises(UsageError, match="the first gave"):
+        plain.update(x[10:20], weights=w[10:20])
+    with pytest.raises(UsageError, match="not weighted yet"):
+        normstat.fit_arrays(x, weights=w, quantiles="robust")

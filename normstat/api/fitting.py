@@ -401,8 +401,8 @@ class Accumulator:
         if self.layout is None:
             check_keyed(
                 by if isinstance(by, str) else None,
-                weights if isinstance(weights, str) else None,
-                sketch=self.sketch is not None and weights is not None,
+                weights if isinstance(weights, str) else "<array>" if weights is not None else None,
+                sketch=self.sketch is not None,
             )
             self.keyed = kind
         elif kind != self.keyed:
@@ -416,7 +416,7 @@ class Accumulator:
             return self
         if self.layout is None:
             self.layout, self.moments = other.layout, other.moments.copy()  # type: ignore[union-attr]
-            self.features = other.features
+            self.features, self.keyed = other.features, other.keyed
         elif (
             other.layout != self.layout
             or other.features != self.features
