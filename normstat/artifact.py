@@ -659,9 +659,15 @@ def _keyed_cap(key: str, doc: dict[str, Any], cap: int, limit: int) -> int:
         return cap
     by = doc.get("by")
     groups = by.get("groups") if isinstance(by, dict) else None
-    if not isinstance(groups, int) or isinstance(groups, bool) or not 0 <= groups < MAX_COUNT:
+    if not isinstance(groups, int) or isinstance(groups, bool) or not 0 <= groups <= _MAX_GROUPS:
         return limit
     return max(limit, 8 * groups * (limit // 8 + 64))
+
+
+_MAX_GROUPS = 2**24
+"""The most groups an NPZ may declare (16M episodes or speakers): what its members may then
+inflate to is bounded before they are read, as for every member (a small zip can declare
+gigabytes)."""
 
 
 def _load_weights(
