@@ -697,13 +697,17 @@ def _load_by(doc: dict[str, Any], stats: Stats, fail: Any) -> None:
         raise fail("'by' must be an object with the group 'column'")
     keys = _group_keys(doc.get("by_keys", section.get("keys")), fail)
     shape = [len(keys), *stats.feature_shape]
-    arrays = {
-        k: _array(doc.get(f"by_{k}", section.get(k)), f"by.{k}", shape, fail) for k in BY_KEYS
-    }
+
+    def get(key: str) -> np.ndarray:
+        v = doc.get(f"by_{key}", section.get(key))
+        if not len(keys) and isinstance(v, list | np.ndarray) and not len(v):
+            return np.zeros(shape)  # no group: JSON keeps no inner shape
+        return _array(v, f"by.{key}", shape, fail)
+
+    arrays = {k: get(k) for k in BY_KEYS}
     weight = None
     if stats.weights is not None:
-        raw = doc.get("by_weights_sum", section.get("weights_sum"))
-        weight = _array(raw, "by.weights_sum", shape, fail).reshape(len(keys), -1)
+        weight = get("weights_sum").reshape(len(keys), stats.moments.n_features)
     flat = _moments(arrays, fail, None if weight is None else weight.reshape(-1))
     n = stats.moments.n_features
     moments = moments_of(a.reshape(len(keys), n) for a in flat.arrays())

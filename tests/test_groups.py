@@ -20,7 +20,7 @@ from click.testing import CliRunner
 import normstat
 from normstat.cli import main
 from normstat.core.groups import GroupedMoments, GroupIndex, grouped_moments, weighted_moments
-from normstat.errors import ArtifactError, DataError, UsageError
+from normstat.errors import ArtifactError, DataError, NormstatWarning, UsageError
 
 sklearn_pre = pytest.importorskip("sklearn.preprocessing")
 
@@ -647,3 +647,21 @@ def test_accumulators_by_group_merge_exactly_and_refuse_mixing():
         plain.update(x[10:20], weights=w[10:20])
     with pytest.raises(UsageError, match="not weighted yet"):
         normstat.fit_arrays(x, weights=w, quantiles="robust")
+
+
+def test_a_table_of_no_rows_records_no_group_and_round_trips(tmp_path):
+    empty = pa.table(
+        {
+            "k": pa.array([], pa.int64()),
+            "x": pa.array([], pa.float64()),
+            "w": pa.array([], pa.float64()),
+        }
+    )
+    pq.write_table(empty, tmp_path / "e.parquet")
+    with pytest.warns(NormstatWarning, match="no rows"):
+        s = normstat.fit(str(tmp_path / "e.parquet"), by="k", weights="w")
+    for suffix in ("json", "npz"):
+        normstat.save(s, tmp_path / f"s.{suffix}")
+        back = normstat.load(tmp_path / f"s.{suffix}")
+        assert back.group_keys.size == 0 and back.by_group().mean.shape == (0, 1)
+        assert back.count.tolist() == [0] and back.moments.weight.tolist() == [0.0]

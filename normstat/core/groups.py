@@ -120,12 +120,15 @@ def grouped_moments(
     refused before. The result's arrays are ``(groups, features)``. ``work``: the chunk's
     :class:`Workspace`, when the caller reduces its columns one call at a time.
     """
-    w = None
-    if weights is not None:
-        w = np.asarray(weights, np.float64)
-        w = w if index.order is None else w[index.order]
-    if work is None and w is None and index.n_groups:
-        work = Workspace(index)
+    if work is None:
+        w = None
+        if weights is not None:
+            w = np.asarray(weights, np.float64)
+            w = w if index.order is None else w[index.order]
+        work = Workspace(index, w)
+    w = work.weights
+    if (weights is None) != (w is None):
+        raise ValueError("the workspace was made for other weights")
     parts = [_column(np.asarray(c), index, w, work) for c in columns]
     fields = zip(*(p.arrays() for p in parts), strict=True)
     stacked = [np.stack(f, axis=1) for f in fields]
@@ -146,8 +149,9 @@ def _column(
         return empty
     xs = x if index.order is None else x[index.order]
     nan = np.isnan(xs) if xs.dtype.kind == "f" else None
-    if w is None and (nan is None or not nan.any()):
-        return _dense(xs, index, work or Workspace(index))
+    if nan is None or not nan.any():
+        work = work or Workspace(index, w)
+        return _dense(xs, index, work) if w is None else _weighted_dense(xs, index, work)
     return _masked(xs, index, w, nan)
 
 
@@ -161,8 +165,15 @@ class Workspace:
     float64 buffers of a block, reused column after column (fresh full-chunk temporaries per
     column cost more in page faults than the arithmetic)."""
 
-    def __init__(self, index: GroupIndex) -> None:
+    def __init__(self, index: GroupIndex, weights: np.ndarray | None = None) -> None:
+        """``weights``: float64 per row, in the index's order (the rows taken by ``order``)."""
         starts, n = index.starts, int(index.sizes.sum())
+        self.weights = weights
+        if weights is not None and index.n_groups:
+            self.positive = weights > 0
+            self.all_positive = bool(self.positive.all())
+            self.count = np.add.reduceat(self.positive, starts, dtype=np.int64)
+            self.total = np.add.reduceat(weights, starts)
         self.row_group = np.repeat(np.arange(index.n_groups), index.sizes)
         first = np.r_[0, np.flatnonzero(np.diff(starts // BLOCK_ROWS)) + 1]
         ends = np.r_[first[1:], len(starts)]
@@ -197,6 +208,47 @@ def _dense(xs: np.ndarray, index: GroupIndex, work: Workspace) -> Moments:
         max=np.maximum.reduceat(xs, starts).astype(np.float64),
         shift=mean,
     )
+
+
+def _weighted_dense(xs: np.ndarray, index: GroupIndex, work: Workspace) -> Moments:
+    """:func:`_dense` with weights (no NaN): ``mean = sum w x / W``, ``m2 = sum w (x -
+    mean)**2``, the corrected two-pass per group; rows of weight 0 count nowhere."""
+    assert work.weights is not None
+    w, starts, g = work.weights, index.starts, index.n_groups
+    total, count = work.total, work.count
+    has = count > 0
+    inv = np.divide(1.0, total, out=np.zeros(g), where=total > 0)
+    sums, corr, squares = np.empty(g), np.empty(g), np.empty(g)
+    for lo, hi, g_lo, g_hi in work.blocks:
+        at = starts[g_lo:g_hi] - lo
+        sums[g_lo:g_hi] = np.add.reduceat(
+            np.multiply(xs[lo:hi], w[lo:hi], out=work.dev[: hi - lo]), at
+        )
+    mean = sums * inv
+    for lo, hi, g_lo, g_hi in work.blocks:
+        dev, sq = work.dev[: hi - lo], work.square[: hi - lo]
+        at = starts[g_lo:g_hi] - lo
+        np.take(mean, work.row_group[lo:hi], out=dev)
+        np.subtract(xs[lo:hi], dev, out=dev)
+        corr[g_lo:g_hi] = np.add.reduceat(np.multiply(dev, w[lo:hi], out=sq), at)
+        squares[g_lo:g_hi] = np.add.reduceat(np.multiply(sq, dev, out=sq), at)
+    m2 = squares - corr * corr * inv
+    if work.all_positive:
+        lo_, hi_ = np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts)
+    else:
+        counted = np.where(work.positive, xs, np.nan)
+        lo_, hi_ = np.fmin.reduceat(counted, starts), np.fmax.reduceat(counted, starts)
+    out = Moments(
+        count=count.copy(),
+        nan_count=np.zeros(g, np.int64),
+        dmean=np.where(has, corr * inv, 0.0),
+        m2=np.where(has, np.maximum(m2, 0.0), 0.0),
+        min=np.where(has, lo_, np.inf),
+        max=np.where(has, hi_, -np.inf),
+        shift=np.where(has, mean, 0.0),
+    )
+    out.weight = np.where(has, total, 0.0)
+    return out
 
 
 def _masked(
@@ -235,14 +287,19 @@ def _masked(
     return out
 
 
-def weighted_moments(columns: Sequence[np.ndarray], weights: np.ndarray) -> Moments:
-    """Weighted moments of whole columns (one group), flat over features."""
+def weighted_moments(
+    columns: Sequence[np.ndarray], weights: np.ndarray, work: Workspace | None = None
+) -> Moments:
+    """Weighted moments of whole columns (one group), flat over features. ``work``: a
+    :class:`Workspace` of ``GroupIndex.single(n)`` and these weights, shared by calls."""
     n = len(weights)
-    m = grouped_moments(columns, GroupIndex.single(n), weights)
     if n == 0:
         out = Moments.empty(len(columns))
         out.weight = np.zeros(len(columns))
         return out
+    if work is None:
+        work = Workspace(GroupIndex.single(n), np.asarray(weights, np.float64))
+    m = grouped_moments(columns, GroupIndex.single(n), weights, work)
     flat = moments_of(a[0] for a in m.arrays())
     flat.weight = m.weight[0]  # type: ignore[index]
     return flat

@@ -145,14 +145,18 @@ class Keyed:
                     row=row,
                 )
         self.index = GroupIndex.of(extra["by"]) if "by" in extra else None
+        # buffers and per-group weight sums shared by the chunk's columns
+        w = None if self.weights is None else np.asarray(self.weights, np.float64)
+        self.pooled = None if w is None or not len(w) else Workspace(GroupIndex.single(len(w)), w)
         self.work = None
-        if self.index is not None and self.weights is None and self.index.n_groups:
-            self.work = Workspace(self.index)  # buffers shared by the chunk's columns
+        if self.index is not None:
+            ordered = w if w is None or self.index.order is None else w[self.index.order]
+            self.work = Workspace(self.index, ordered)
 
     def apply(self, part: Moments, columns: list[np.ndarray]) -> Moments:
         """``part`` (the validated pooled moments of ``columns``) weighted, with its groups."""
         if self.weights is not None:
-            weighted = weighted_moments(columns, self.weights)
+            weighted = weighted_moments(columns, self.weights, self.pooled)
             weighted.sketch = part.sketch
             part = weighted
         if self.index is not None:
