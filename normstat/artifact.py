@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from normstat import __version__
+from normstat.core.groups import GroupedMoments, moments_of
 from normstat.core.moments import Moments
 from normstat.core.npz import read_npz_member
 from normstat.core.quantiles import FIELDS as SKETCH_FIELDS
@@ -91,6 +92,7 @@ def to_dict(stats: Stats) -> dict[str, Any]:
     out = _meta(stats)
     out.update({k: _nested(v) for k, v in _arrays(stats).items()})
     out.update(_distribution(stats))
+    out.update(_keyed(stats))
     return out
 
 
@@ -218,7 +220,12 @@ def write_json(stats: Stats, fp: TextIO) -> None:
     several times larger and their writing peak far above the statistics' size
     (docs/performance.md, "Figures behind the code"). One line per array also lets
     :func:`_read_json` parse arrays with numpy instead of as Python lists."""
-    items = [*_meta(stats).items(), *_arrays(stats).items(), *_distribution(stats).items()]
+    items = [
+        *_meta(stats).items(),
+        *_arrays(stats).items(),
+        *_distribution(stats).items(),
+        *_keyed(stats).items(),
+    ]
     fp.write("{\n")
     for i, (k, v) in enumerate(items):
         value = _nested(v) if isinstance(v, np.ndarray) else v
@@ -235,8 +242,9 @@ def save(stats: Stats, path: str | os.PathLike[str]) -> None:
     with atomic_output(path) as tmp:
         if path.lower().endswith(".npz"):
             with open(tmp, "wb") as fp:
-                arrays = {**_arrays(stats), **_npz_distribution(stats)}
-                np.savez(fp, meta=np.array(json.dumps(_meta(stats))), **arrays)  # type: ignore[arg-type]
+                arrays = {**_arrays(stats), **_npz_distribution(stats), **_npz_keyed(stats)}
+                meta = {**_meta(stats), **_keyed_meta(stats)}
+                np.savez(fp, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]
         else:
             with open(tmp, "w", encoding="utf-8") as fp:
                 write_json(stats, fp)
@@ -375,7 +383,9 @@ docs/quantiles.md: what an NPZ may declare for a histogram member."""
 
 
 def _npz_members(path: str) -> dict[str, Any]:
-    allowed = {f"{k}.npy" for k in ("meta", *INT_KEYS, *FLOAT_KEYS, *_DISTRIBUTION_KEYS)}
+    allowed = {
+        f"{k}.npy" for k in ("meta", *INT_KEYS, *FLOAT_KEYS, *_DISTRIBUTION_KEYS, *_KEYED_NPZ)
+    }
     with zipfile.ZipFile(path) as zf:
         infos = {i.filename: i for i in zf.infolist()}
         unknown = sorted(set(infos) - allowed)
@@ -397,6 +407,7 @@ def _npz_members(path: str) -> dict[str, Any]:
             key = name[: -len(".npy")]
             # a histogram holds up to _BUCKETS_PER_FEATURE buckets of each feature
             cap = limit * _BUCKETS_PER_FEATURE if key.startswith("histogram_") else limit
+            cap = _keyed_cap(key, doc, cap, limit)
             doc[key] = read_npz_member(zf, info, max(cap, 1024), path)
     return doc
 
@@ -436,13 +447,16 @@ def _from_dict(doc: dict[str, Any], path: str) -> Stats:
     _check_source(doc["source"], fail)
     _check_source_lists(doc["source"], fail)
     arrays = {k: _array(doc[k], k, shape, fail) for k in (*INT_KEYS, *FLOAT_KEYS)}
-    moments = _moments(arrays, fail)
+    weight = _load_weights(doc, shape, arrays["count"], fail)
+    moments = _moments(arrays, fail, weight)
     rescale = doc.get("rescale", 1.0)  # absent before --rescale: values as read
     if not isinstance(rescale, int | float) or isinstance(rescale, bool) or not rescale:
         raise fail(f"'rescale' must be a non-zero number, received {rescale!r}")
     stats = Stats(moments, tuple(shape), axis, ddof, features, doc["source"], float(rescale))
+    stats.weights = None if weight is None else doc["weights"]["column"]
     _check_derived(stats, arrays, fail)
     _load_distribution(doc, stats, fail)
+    _load_by(doc, stats, fail)
     return stats
 
 
@@ -540,7 +554,7 @@ def _array(v: Any, key: str, shape: list[int], fail: Any) -> np.ndarray:
     return a
 
 
-def _moments(a: dict[str, np.ndarray], fail: Any) -> Moments:
+def _moments(a: dict[str, np.ndarray], fail: Any, weight: np.ndarray | None = None) -> Moments:
     count = a["count"].astype(np.int64).reshape(-1)
     has = count > 0
     for k in ("mean", "m2", "min", "max"):
@@ -550,7 +564,7 @@ def _moments(a: dict[str, np.ndarray], fail: Any) -> Moments:
     if (a["m2"].reshape(-1)[has] < 0).any():
         raise fail("'m2' is negative")
     lo, hi, mean, m2 = (a[k].reshape(-1)[has] for k in ("min", "max", "mean", "m2"))
-    _check_ranges(lo, hi, mean, m2, count[has], fail)
+    _check_ranges(lo, hi, mean, m2, (count if weight is None else weight)[has], fail)
     return Moments(
         count=count,
         nan_count=a["nan_count"].astype(np.int64).reshape(-1),
@@ -559,6 +573,7 @@ def _moments(a: dict[str, np.ndarray], fail: Any) -> Moments:
         min=np.where(has, a["min"].reshape(-1), np.inf),
         max=np.where(has, a["max"].reshape(-1), -np.inf),
         shift=np.where(has, a["mean"].reshape(-1), 0.0),
+        weight=weight,
     )
 
 
@@ -585,3 +600,130 @@ def _check_derived(stats: Stats, a: dict[str, np.ndarray], fail: Any) -> None:
         want, got = getattr(stats, key), a[key]
         if not np.allclose(want, got, rtol=1e-9, atol=0, equal_nan=True):
             raise fail(f"'{key}' disagrees with m2, count and ddof")
+
+
+# ---------------------------------------------------------------------------------------------
+# the optional per-group statistics (``fit --by``) and weights (``fit --weights``): docs/artifact.md
+
+BY_KEYS = ("count", "nan_count", "mean", "var", "std", "min", "max", "m2")
+_KEYED_NPZ = ("weights_sum", "by_keys", *(f"by_{k}" for k in (*BY_KEYS, "weights_sum")))
+
+
+def _keyed_meta(stats: Stats) -> dict[str, Any]:
+    """What the NPZ's ``meta`` says of them (its arrays are members of their own)."""
+    out: dict[str, Any] = {}
+    if stats.weights is not None:
+        out["weights"] = {"column": stats.weights}
+    if stats.groups is not None:
+        out["by"] = {"column": stats.by, "groups": stats.groups.n_groups}
+    return out
+
+
+def _by_arrays(stats: Stats) -> dict[str, np.ndarray]:
+    groups = stats.by_group()
+    out = {k: getattr(groups, k) for k in BY_KEYS}
+    if stats.weights is not None:
+        out["weights_sum"] = groups.moments.total_weight.reshape(groups.feature_shape)
+    return out
+
+
+def _keyed(stats: Stats) -> dict[str, Any]:
+    """``weights``: the column and the sum of the counted rows' weights per feature; ``by``:
+    the column, its sorted distinct values (``keys``) and per group the statistics of the top
+    level, as arrays of ``(groups, *feature_shape)``."""
+    out: dict[str, Any] = {}
+    if stats.weights is not None:
+        w = stats.moments.total_weight.reshape(stats.feature_shape)
+        out["weights"] = {"column": stats.weights, "sum": _nested(w)}
+    if stats.groups is not None:
+        section: dict[str, Any] = {"column": stats.by, "keys": stats.groups.keys.tolist()}
+        section.update({k: _nested(v) for k, v in _by_arrays(stats).items()})
+        out["by"] = section
+    return out
+
+
+def _npz_keyed(stats: Stats) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    if stats.weights is not None:
+        out["weights_sum"] = stats.moments.total_weight.reshape(stats.feature_shape)
+    if stats.groups is not None:
+        out["by_keys"] = stats.groups.keys
+        out.update({f"by_{k}": v for k, v in _by_arrays(stats).items()})
+    return out
+
+
+def _keyed_cap(key: str, doc: dict[str, Any], cap: int, limit: int) -> int:
+    """An NPZ's per-group members hold ``groups`` times a feature array (declared in meta)."""
+    if not key.startswith("by_"):
+        return cap
+    by = doc.get("by")
+    groups = by.get("groups") if isinstance(by, dict) else None
+    if not isinstance(groups, int) or isinstance(groups, bool) or not 0 <= groups <= _MAX_GROUPS:
+        return limit
+    return max(limit, 8 * groups * (limit // 8 + 64))
+
+
+_MAX_GROUPS = 2**24
+"""The most groups an NPZ may declare (16M episodes or speakers): what its members may then
+inflate to is bounded before they are read, as for every member (a small zip can declare
+gigabytes)."""
+
+
+def _load_weights(
+    doc: dict[str, Any], shape: list[int], count: np.ndarray, fail: Any
+) -> np.ndarray | None:
+    section = doc.get("weights")
+    if section is None:
+        return None
+    if not isinstance(section, dict) or not isinstance(section.get("column"), str):
+        raise fail("'weights' must be an object with the weight 'column'")
+    raw = doc.get("weights_sum", section.get("sum"))
+    w = _array(raw, "weights.sum", shape, fail)
+    if not (np.isfinite(w).all() and (w >= 0).all()):
+        raise fail("'weights.sum' must hold finite non-negative numbers")
+    if ((w > 0) != (count > 0)).any():
+        raise fail("'weights.sum' is positive exactly where 'count' is: they disagree")
+    return w.reshape(-1)
+
+
+def _load_by(doc: dict[str, Any], stats: Stats, fail: Any) -> None:
+    """The per-group statistics, checked as the top level's are; each group's moments must
+    merge to the pooled ones (the count and weight exactly, the mean within rounding)."""
+    section = doc.get("by")
+    if section is None:
+        return
+    if not isinstance(section, dict) or not isinstance(section.get("column"), str):
+        raise fail("'by' must be an object with the group 'column'")
+    keys = _group_keys(doc.get("by_keys", section.get("keys")), fail)
+    shape = [len(keys), *stats.feature_shape]
+
+    def get(key: str) -> np.ndarray:
+        v = doc.get(f"by_{key}", section.get(key))
+        if not len(keys) and isinstance(v, list | np.ndarray) and not len(v):
+            return np.zeros(shape)  # no group: JSON keeps no inner shape
+        return _array(v, f"by.{key}", shape, fail)
+
+    arrays = {k: get(k) for k in BY_KEYS}
+    weight = None
+    if stats.weights is not None:
+        weight = get("weights_sum").reshape(len(keys), stats.moments.n_features)
+    flat = _moments(arrays, fail, None if weight is None else weight.reshape(-1))
+    n = stats.moments.n_features
+    moments = moments_of(a.reshape(len(keys), n) for a in flat.arrays())
+    moments.weight = weight
+    groups = GroupedMoments(keys, moments)
+    if not np.array_equal(moments.count.sum(axis=0), stats.moments.count):
+        raise fail("'by.count' does not add up to 'count'")
+    stats.moments.groups = groups
+    stats.by = section["column"]
+    _check_derived(stats.by_group(), arrays, fail)
+
+
+def _group_keys(v: Any, fail: Any) -> np.ndarray:
+    a = np.asarray(v if v is not None else [])
+    if a.ndim != 1 or (a.size and a.dtype.kind not in "iuU"):
+        raise fail("'by.keys' must be a list of integers or of strings")
+    a = a.astype(np.int64) if a.dtype.kind in "iu" or a.size == 0 else a.astype(str)
+    if a.size > 1 and not (a[1:] > a[:-1]).all():
+        raise fail("'by.keys' must be sorted and distinct")
+    return a

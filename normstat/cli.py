@@ -547,6 +547,18 @@ def main() -> None:
     is_flag=True,
     help="Exact --quantiles for any data: reads the data again (usually once) to select them.",
 )
+@click.option(
+    "--by",
+    metavar="COL",
+    help="Tables: also keep the statistics of each distinct value of COL (an episode, a "
+    "speaker), beside the pooled ones, in the same pass.",
+)
+@click.option(
+    "--weights",
+    metavar="COL",
+    help="Tables: weight each row by COL (non-negative; var = sum w (x - mean)^2 / sum w, as "
+    "scikit-learn's sample_weight).",
+)
 @_reading_options
 @_external_option
 @click.option(
@@ -592,6 +604,8 @@ def fit(
     quantiles: str | None,
     histogram: bool,
     exact: bool,
+    by: str | None,
+    weights: str | None,
 ) -> None:
     """Compute statistics of SOURCE (several files are shards of one dataset) in one pass.
 
@@ -632,9 +646,13 @@ def fit(
         quantiles=quantiles,
         histogram=histogram,
         exact=exact,
+        by=by,
+        weights=weights,
     )
     if not quiet:
         _report_columns(stats)
+        for line in report.keyed_lines(stats):
+            click.echo(line, err=True)
     _write_stats(stats, output, quiet, saved=True)
 
 
@@ -709,6 +727,19 @@ def fit(
     help="Clip values beyond --dtype's range (e.g. float16's 65504) instead of failing.",
 )
 @click.option(
+    "--by",
+    metavar="COL",
+    help="Tables: standardize each row with the statistics of its group, its value of COL "
+    "(STATS fitted with --by), as per-speaker CMVN.",
+)
+@click.option(
+    "--by-fallback",
+    type=click.Choice(("error", "pooled")),
+    default=None,
+    help="With --by, a group not seen when fitting: an error (default), or the pooled "
+    "statistics (said on stderr).",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
@@ -737,6 +768,8 @@ def apply_cmd(
     constant_tol: float | None,
     allow_empty: bool,
     clip_to_dtype: bool,
+    by: str | None,
+    by_fallback: str | None,
     workers: int | None,
     mode: str | None,
     resize: int | None,
@@ -795,6 +828,8 @@ def apply_cmd(
         constant_tol=constant_tol,
         allow_empty=allow_empty,
         clip_to_dtype=clip_to_dtype,
+        by=by,
+        by_fallback=by_fallback,
     )
     if not quiet and output != "-":
         _wrote(f"wrote {output}")
@@ -804,11 +839,20 @@ def apply_cmd(
 @click.argument("stats", metavar="STATS")
 @click.option("--json", "as_json", is_flag=True, help="The artifact as JSON (exact values).")
 @click.option("--all", "show_all", is_flag=True, help="List every feature, however many.")
-def show(stats: str, as_json: bool, show_all: bool) -> None:
+@click.option(
+    "--by",
+    "by",
+    is_flag=True,
+    help="Statistics fitted with --by: the groups that move the pooled std most (every group "
+    "with --all).",
+)
+def show(stats: str, as_json: bool, show_all: bool, by: bool) -> None:
     """Show the statistics in STATS as a table. Python: normstat.load(path)."""
     loaded = artifact.load(stats)
     if as_json:
         click.echo(artifact.dumps(loaded), nl=False)
+    elif by:
+        click.echo(report.groups_table(loaded, None if show_all else 20))
     else:
         click.echo(report.table(loaded, None if show_all else 20))
 

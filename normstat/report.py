@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from normstat.core.drift import Drift
+from normstat.core.groups import std_change
 from normstat.core.layout import feature_names as names_of
 from normstat.core.stats import Stats
 
@@ -161,6 +162,79 @@ def table(stats: Stats, limit: int | None = 20) -> str:
     if hidden:
         lines.append(_overview(stats))
         lines.append(f"{hidden} features not shown (use --all to list every one)")
+    lines += keyed_lines(stats)
+    return "\n".join(lines)
+
+
+def keyed_lines(stats: Stats) -> list[str]:
+    """What a fit by group or weighted holds, in a line each (fit's stderr, show)."""
+    lines = []
+    if stats.weights is not None:
+        m = stats.moments
+        zero = int(((m.count == 0) & (m.total_weight == 0)).sum())
+        total = float(m.total_weight.max()) if m.n_features else 0.0
+        line = f"weighted by column {stats.weights!r}: total weight {_num(total)}"
+        if zero:
+            line += (
+                f"; {zero} feature(s) have no value of positive weight: their statistics are null"
+            )
+        lines.append(line)
+    if stats.groups is not None:
+        lines.append(
+            f"by column {stats.by!r}: {stats.groups.n_groups:,} groups, each with its own "
+            "statistics (show --by: the groups that move the pooled std most)"
+        )
+    return lines
+
+
+GROUP_COLUMNS = ("group", "rows", "feature", "std change", "group mean", "group std", "pooled mean")
+
+
+def groups_table(stats: Stats, limit: int | None = 20) -> str:
+    """The groups ranked by how much they move the pooled std (the largest change over the
+    features, :func:`~normstat.core.groups.std_change`): for each, the feature it moves most."""
+    groups = stats.groups
+    if groups is None:
+        return "these statistics were not fitted by group (fit --by COL)"
+    if groups.n_groups == 0:
+        return f"by column {stats.by!r}: no group (no rows)"
+    change = std_change(stats.moments, groups, stats.ddof)
+    size = np.nan_to_num(np.abs(change), nan=-1.0)
+    worst = np.argmax(size, axis=1)
+    score = size[np.arange(len(worst)), worst]
+    order = np.argsort(-score, kind="stable")
+    shown = order if limit is None else order[:limit]
+    per = stats.by_group()
+    n = stats.moments.n_features
+    mean, std = per.mean.reshape(-1, n), per.std.reshape(-1, n)
+    names = feature_names(stats)
+    j = worst[shown]
+    (mean_s, pooled_s) = format_columns([mean[shown, j], stats.mean.reshape(-1)[j]])
+    (std_s,) = format_columns([std[shown, j]])
+    rows = [
+        [
+            str(groups.keys[i]),
+            f"{int(groups.moments.count[i].max()):,}",
+            names[j[k]],
+            "-" if score[i] < 0 else f"{change[i, j[k]] * 100:+.3g}%",
+            mean_s[k],
+            std_s[k],
+            pooled_s[k],
+        ]
+        for k, i in enumerate(shown.tolist())
+    ]
+    header = list(GROUP_COLUMNS)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        f"by column {stats.by!r}: {groups.n_groups:,} groups; std change: the pooled std with "
+        "the group against without it",
+        _line(header, widths),
+        *(_line(r, widths) for r in rows),
+    ]
+    if len(shown) < groups.n_groups:
+        lines.append(
+            f"{groups.n_groups - len(shown)} groups not shown (use --all to list every one)"
+        )
     return "\n".join(lines)
 
 

@@ -42,7 +42,7 @@ def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats
         _check_disjoint(parts, loaded, names)
     first = loaded[0]
     for name, s in zip(names[1:], loaded[1:], strict=True):
-        for key in ("feature_shape", "axis", "features", "ddof", "rescale"):
+        for key in ("feature_shape", "axis", "features", "ddof", "rescale", "by", "weights"):
             a, b = plain(getattr(first, key)), plain(getattr(s, key))
             if a != b:
                 raise ArtifactError(f"{key} {b} disagrees with {a} of {names[0]}", path=name)
@@ -60,6 +60,8 @@ def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats
         _merged_source([s.source for s in loaded]),
         first.rescale,
         quantile_levels=levels,
+        by=first.by,
+        weights=first.weights,
     )
     _warn_bounded(loaded, merged)
     return merged

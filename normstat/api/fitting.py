@@ -17,6 +17,7 @@ from normstat.api.inputs import (
     check_columns,
     is_dataset,
 )
+from normstat.api.keyed import check_keyed, check_tables, finish, keyed_table, split_keyed
 from normstat.api.options import (
     ChunkSize,
     ProgressHook,
@@ -81,6 +82,8 @@ def fit(
     quantiles: str | Sequence[float] | None = None,
     histogram: bool = False,
     exact: bool = False,
+    by: str | None = None,
+    weights: str | None = None,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
@@ -115,6 +118,10 @@ def fit(
     distribution summary beside the moments (docs/quantiles.md); ``quantiles`` also adds the
     quantiles at those levels. ``exact`` makes them exact for any data, reading it again
     (usually once) to select the order statistics.
+    ``by`` (tables): also the statistics of each distinct value of that column (an episode, a
+    speaker), in the same pass (:meth:`Stats.by_group`); ``weights`` (tables): each row
+    weighs that column's value (``var = sum w (x - mean)**2 / sum w``, as scikit-learn's
+    ``sample_weight``). See docs/groups.md.
     """
     check_options(ddof, nan)
     scale = parse_rescale(rescale)
@@ -129,7 +136,9 @@ def fit(
         raise UsageError("--resume needs --checkpoint PATH")
     if checkpoint and "-" in specs:
         raise UsageError("a fit from stdin cannot be checkpointed (it cannot be re-read)")
+    check_keyed(by, weights, checkpoint=checkpoint, sketch=sketch is not None, rescale=scale)
     chosen, table = reading(columns, exclude, column_types, delimiter, header, null_values)
+    table = keyed_table(table, by, weights)
     srcs = open_sources(
         specs,
         dataset,
@@ -141,6 +150,7 @@ def fit(
         images=image_options(options, workers),
     )
     try:
+        check_tables(srcs, by, weights)
         check_distributable(srcs, engine)
         if output is not None:
             check_writable(output, force=force, sources=srcs)
@@ -190,6 +200,7 @@ def fit(
         check_finite(moments, paths, srcs[0].dataset, layout, srcs[0].features)
         if sketch is not None and moments.sketch is None:  # no rows at all
             moments.sketch = sketch.build(np.zeros((0, layout.n_features)))
+        finish(moments, by, weights, layout.n_features)
         stats = Stats(
             moments,
             layout.feature_shape,
@@ -198,6 +209,8 @@ def fit(
             srcs[0].features,
             describe(srcs),
             quantile_levels=levels,
+            by=by,
+            weights=weights,
         )
         if exact and levels is not None and moments.sketch is not None:
             stats.exact_quantiles = _exact_quantiles(moments.sketch, levels, one_pass, scale)
@@ -357,11 +370,17 @@ class Accumulator:
         self.rows = 0
         self.dtype: np.dtype | None = None
         self.features: list[str] | None = check_columns(columns)
+        self.keyed: tuple[str | None, str | None] = (None, None)
 
-    def update(self, batch: Any) -> Accumulator:
-        return self._update(batch, "batch")
+    def update(self, batch: Any, *, by: Any = None, weights: Any = None) -> Accumulator:
+        """``by``: each row's group key (an array, or the name of a column of a table batch),
+        for statistics per group beside the pooled ones; ``weights``: each row's weight (an
+        array or a column name). Every batch of one accumulator gives them, or none does."""
+        return self._update(batch, "batch", by, weights)
 
-    def _update(self, batch: Any, name: str) -> Accumulator:
+    def _update(self, batch: Any, name: str, by: Any = None, weights: Any = None) -> Accumulator:
+        batch, extra = split_keyed(batch, by, weights)
+        self._check_keyed(by, weights)
         m = as_matrix(batch, name, columns=self.features if self.features else None)
         if m.names is not None and self.features is None and self.layout is None:
             self.features = m.names
@@ -379,24 +398,51 @@ class Accumulator:
                 f"{name}: sample shape {list(data.shape[1:])} disagrees with "
                 f"{list(self.layout.sample_shape)} seen before"
             )
-        part = chunk_task(
-            Chunk(data, "<array>", None, self.rows), layout, self.nan, sketch=self.sketch
-        )
+        if extra is not None and any(
+            len(v if k != "by" else v[0]) != len(data) for k, v in extra.items()
+        ):
+            raise UsageError(f"by / weights: one value per row of the {name} ({len(data)})")
+        chunk = Chunk(data, "<array>", None, self.rows, extra=extra)
+        part = chunk_task(chunk, layout, self.nan, sketch=self.sketch)
         assert self.moments is not None
         self.moments = self.moments.merge(part)
         self.rows += data.shape[0]
         self.dtype = data.dtype if self.dtype is None else np.result_type(self.dtype, data.dtype)
         return self
 
+    def _check_keyed(self, by: Any, weights: Any) -> None:
+        """Every batch is grouped / weighted as the first one was."""
+        kind = (
+            None if by is None else by if isinstance(by, str) else "<array>",
+            None if weights is None else weights if isinstance(weights, str) else "<array>",
+        )
+        if self.layout is None:
+            check_keyed(
+                by if isinstance(by, str) else None,
+                weights if isinstance(weights, str) else "<array>" if weights is not None else None,
+                sketch=self.sketch is not None,
+            )
+            self.keyed = kind
+        elif kind != self.keyed:
+            raise UsageError(
+                f"by / weights: this batch gives {kind}, the first gave {self.keyed} (every "
+                "batch must give the same)"
+            )
+
     def merge(self, other: Accumulator) -> Accumulator:
         if other.layout is None:
             return self
         if self.layout is None:
             self.layout, self.moments = other.layout, other.moments.copy()  # type: ignore[union-attr]
-            self.features = other.features
-        elif other.layout != self.layout or other.features != self.features:
+            self.features, self.keyed = other.features, other.keyed
+        elif (
+            other.layout != self.layout
+            or other.features != self.features
+            or other.keyed != self.keyed
+        ):
             raise UsageError(
-                "other: cannot merge accumulators of different sample shapes, axes or columns"
+                "other: cannot merge accumulators of different sample shapes, axes, columns, "
+                "groups or weights"
             )
         else:
             self.moments = self.moments.merge(other.moments)  # type: ignore[union-attr, arg-type]
@@ -414,14 +460,18 @@ class Accumulator:
             "dtype": str(self.dtype),
             "kind": "array" if self.features is None else "table",
         }
+        moments = self.moments.copy()
+        finish(moments, *self.keyed, self.layout.n_features)
         return Stats(
-            self.moments.copy(),
+            moments,
             self.layout.feature_shape,
             self.layout.axis,
             self.ddof,
             self.features,
             source,
             quantile_levels=self.levels,
+            by=self.keyed[0],
+            weights=self.keyed[1],
         )
 
 
@@ -435,9 +485,14 @@ def fit_arrays(
     quantiles: str | Sequence[float] | None = None,
     histogram: bool = False,
     exact: bool = False,
+    by: Any = None,
+    weights: Any = None,
 ) -> Stats:
     """Statistics of data in memory: an array, a list of rows, a DataFrame (pandas, polars), an
     Arrow table, or an iterable of such batches that together form one dataset.
+
+    ``by`` / ``weights`` (one dataset, not a list of batches): each row's group key and weight,
+    as arrays or names of columns of a table (see :meth:`Accumulator.update`).
 
     As scikit-learn's ``check_array``: a list of numbers or of Python sequences is ONE array
     (a list of rows); a list of arrays or tables, or any other iterable, is a list of batches.
@@ -448,11 +503,13 @@ def fit_arrays(
     if exact and not (single or isinstance(batches, list | tuple)):
         raise UsageError("exact: exact quantiles read the batches twice: pass an array or a list")
     parts = list(batches_of(batches, "batches"))
+    if (by is not None or weights is not None) and not single:
+        raise UsageError("by / weights: pass one dataset (use Accumulator.update for batches)")
     acc = Accumulator(
         axis, ddof=ddof, nan=nan, columns=columns, quantiles=quantiles, histogram=histogram
     )
     for i, b in enumerate(parts):
-        acc._update(b, "batches" if single else f"batches[{i}]")
+        acc._update(b, "batches" if single else f"batches[{i}]", by, weights)
     stats = acc.result()
     _check_exact(acc.levels, exact, [])
     if exact and acc.levels is not None and stats.sketch is not None:

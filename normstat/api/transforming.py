@@ -20,6 +20,7 @@ from normstat.api.inputs import (
     check_tol,
     is_table,
 )
+from normstat.api.keyed import check_tables, group_params, keyed_table
 from normstat.api.options import (
     ChunkSize,
     ProgressHook,
@@ -36,7 +37,12 @@ from normstat.api.options import (
 from normstat.core.layout import AxisLayout
 from normstat.core.layout import feature_names as names_of
 from normstat.core.stats import Stats
-from normstat.core.transform import TransformParams, transform_block, transform_params
+from normstat.core.transform import (
+    CastOverflow,
+    TransformParams,
+    transform_block,
+    transform_params,
+)
 from normstat.engine.apply import ApplyOptions
 from normstat.engine.apply import apply as run_apply
 from normstat.engine.transform import TransformStep
@@ -58,6 +64,8 @@ def transform(
     clip_to_dtype: bool = False,
     quantile_range: tuple[float, float] | None = None,
     clip: bool = False,
+    by: Any = None,
+    by_fallback: str | None = None,
 ) -> np.ndarray:
     """Normalise (or, with ``inverse``, restore) data in memory with fitted statistics.
 
@@ -69,7 +77,9 @@ def transform(
     (count 0) unchanged instead of refusing; ``clip_to_dtype``: clip values beyond ``dtype``'s
     range instead of raising. ``method="robust"`` and ``"quantile"`` need quantiles in
     ``stats`` (``fit(quantiles=...)``); ``clip`` bounds the output to the target range (minmax,
-    quantile).
+    quantile). ``by``: statistics fitted by group (``fit(by=...)``) applied per row: the rows'
+    keys (an array), or the name of a column of the table ``x``; ``by_fallback="pooled"``: rows
+    of a key not fitted take the pooled statistics instead of an error.
     """
     stats = as_stats(stats)
     matrix = as_matrix(x, "x", columns=stats.features if is_table(x) and stats.features else None)
@@ -85,6 +95,16 @@ def transform(
         clip,
     )
     layout = layout_for(stats, matrix.data.shape, "x")
+    if by is not None:
+        how = {
+            "method": method,
+            "feature_range": feature_range,
+            "constant_tol": check_tol(constant_tol),
+            "clip": clip_to_dtype,
+            "quantile_range": quantile_range,
+            "bounds": clip,
+        }
+        return _by_rows(x, matrix.data, stats, plan, by, by_fallback, inverse, dtype, how)
     params = plan.broadcast(layout.broadcast_shape)
     return transform_block(
         matrix.data,
@@ -94,6 +114,35 @@ def transform(
         float_dtype(dtype),
         names=names_of(stats.features, stats.feature_shape),
     )
+
+
+def _by_rows(
+    x: Any,
+    data: np.ndarray,
+    stats: Stats,
+    plan: TransformParams,
+    by: Any,
+    fallback: str | None,
+    inverse: bool,
+    dtype: Any,
+    how: dict[str, Any],
+) -> np.ndarray:
+    """:func:`transform` with each row's group's map."""
+    keys = np.asarray(x[by] if isinstance(by, str) and is_table(x) else by)
+    if keys.ndim != 1 or len(keys) != data.shape[0]:
+        raise UsageError(
+            f"by: expected one key per row ({data.shape[0]}), received shape {list(keys.shape)}"
+        )
+    if data.ndim != 2:
+        raise UsageError("by: statistics by group apply to tables (rows of features)")
+    name = by if isinstance(by, str) else "by"
+    groups = group_params(stats, plan, name, fallback, **how)
+    assert groups is not None
+    rows = groups.rows(keys)
+    try:
+        return groups.forward(data, rows, inverse, float_dtype(dtype))
+    except CastOverflow as exc:
+        raise DataError(f"row {exc.index[0] if exc.index else 0}: {exc.message}") from None
 
 
 def _plan(
@@ -182,6 +231,8 @@ def apply(
     clip_to_dtype: bool = False,
     quantile_range: tuple[float, float] | None = None,
     clip: bool = False,
+    by: str | None = None,
+    by_fallback: str | None = None,
 ) -> None:
     """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout, or an
     Arrow IPC stream for tables, whose other columns pass through unchanged).
@@ -199,6 +250,9 @@ def apply(
     ``method`` defaults to ``"zscore"``; with ``inverse`` on a SOURCE that ``apply`` wrote (HDF5
     or Zarr, which record it), to the recorded method, and a different one is refused.
     ``constant_tol``, ``allow_empty`` and ``clip_to_dtype``: as in :func:`transform`.
+    ``by`` (tables, statistics fitted with ``by``): each row is transformed with the
+    statistics of its group, the row's value of that column; a value not fitted is an error,
+    or with ``by_fallback="pooled"`` takes the pooled statistics (docs/groups.md).
     """
     stats = as_stats(stats)
     out = as_path(out, "out")
@@ -206,6 +260,7 @@ def apply(
     paths = as_paths(sources, "sources")
     check_engine(engine, scheduler, paths)
     chosen, table = reading(columns, None, column_types, delimiter, header, null_values)
+    table = keyed_table(table, by, None)
     srcs = open_sources(
         paths,
         dataset,
@@ -217,6 +272,7 @@ def apply(
         images=image_options(options, workers),
     )
     try:
+        check_tables(srcs, by, None)
         check_distributable(srcs, engine)
         for s in srcs:  # a source that must count its samples exactly before OUT is sized
             settle = getattr(s, "settle", None)
@@ -225,7 +281,7 @@ def apply(
         first = srcs[0]
         method = method_for(first, method, inverse)
         layout = layout_for(stats, (0, *first.shape[1:]), first.path)
-        params = _plan(
+        pooled = _plan(
             stats,
             method,
             feature_range,
@@ -235,13 +291,26 @@ def apply(
             clip_to_dtype,
             quantile_range,
             clip,
-        ).broadcast(layout.broadcast_shape)
+        )
+        groups = group_params(
+            stats,
+            pooled,
+            by,
+            by_fallback,
+            method=method,
+            feature_range=feature_range,
+            constant_tol=check_tol(constant_tol),
+            clip=clip_to_dtype,
+            quantile_range=quantile_range,
+            bounds=clip,
+        )
+        params = pooled.broadcast(layout.broadcast_shape)
         features = None if first.features is None else tuple(first.features)
         rows = chunk_rows(first, chunk_size, transform=True, shards=srcs[1:])
         if progress is not None:
             progress.start(total_rows(srcs), row_bytes(first))
         plan = ApplyOptions(
-            step=TransformStep(layout, params, inverse, out_dtype, features),
+            step=TransformStep(layout, params, inverse, out_dtype, features, groups),
             out=out,
             rows=rows,
             force=force,
@@ -250,7 +319,10 @@ def apply(
             workers=workers,
             scheduler=scheduler,
             task_rows=lambda s: task_rows(s, rows, task_size),
-            attrs=lambda: _attrs(stats, method, inverse, params),
+            attrs=lambda: {
+                **_attrs(stats, method, inverse, params),
+                **({} if by is None else {"normstat_by": by}),  # shift / scale: the pooled map
+            },
             progress=None if progress is None else progress.advance,
         )
         run_apply(srcs, plan)
@@ -291,6 +363,7 @@ def _attrs(stats: Stats, method: str, inverse: bool, params: TransformParams) ->
     says which quantiles a robust or quantile map came from, and the artifact can be read back
     from it. A large value goes where HDF5 can hold it (:func:`normstat.sinks.hdf5.record`)."""
     doc = artifact.to_dict(stats)
+    doc.pop("by", None)  # the per-group statistics can be megabytes; apply --by records its own
     return {
         "normstat_method": method,
         "normstat_inverse": inverse,

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from normstat.core.quantiles import Sketch
+
+if TYPE_CHECKING:
+    from normstat.core.groups import GroupedMoments
 
 
 @dataclass
@@ -41,6 +45,12 @@ class Moments:
     sketch: Sketch | None = None
     """The distribution summary (``fit --quantiles`` / ``--histogram``), carried beside the
     moments so that it takes the very same merges; ``None`` when not asked for (or empty)."""
+    weight: np.ndarray | None = None
+    """float64 sum of the weights of the counted rows (``fit --weights``), which takes the
+    count's place in the mean and the merge; ``None``: every row weighs 1."""
+    groups: GroupedMoments | None = None
+    """The moments of each group (``fit --by``), carried beside the pooled ones through the
+    very same merges, as :attr:`sketch` is; ``None`` when not asked for."""
 
     def __post_init__(self) -> None:
         if self.shift is None:
@@ -65,6 +75,11 @@ class Moments:
     def mean(self) -> np.ndarray:
         return self.shift + self.dmean
 
+    @property
+    def total_weight(self) -> np.ndarray:
+        """The weight of the counted rows: :attr:`weight`, else the count (float64)."""
+        return self.count.astype(np.float64) if self.weight is None else self.weight
+
     def merge(self, other: Moments) -> Moments:
         """Chan et al.: exact combination of the moments of two disjoint parts."""
         shift = np.where(self.count > 0, self.shift, other.shift)
@@ -73,17 +88,24 @@ class Moments:
         ma = np.where(self.count > 0, self.dmean + (self.shift - shift), 0.0)
         mb = np.where(other.count > 0, other.dmean + (other.shift - shift), 0.0)
         n = self.count + other.count
-        frac = np.divide(other.count, n, out=np.zeros(n.shape), where=n > 0)
+        weighted = self.weight is not None or other.weight is not None
+        # the weights take the counts' place (exactly the counts when unweighted)
+        wa = self.total_weight if weighted else self.count
+        wb = other.total_weight if weighted else other.count
+        w = wa + wb
+        frac = np.divide(wb, w, out=np.zeros(n.shape), where=w > 0)
         delta = mb - ma
         return Moments(
             count=n,
             nan_count=self.nan_count + other.nan_count,
             dmean=ma + delta * frac,
-            m2=self.m2 + other.m2 + delta * delta * self.count * frac,
+            m2=self.m2 + other.m2 + delta * delta * wa * frac,
             min=np.minimum(self.min, other.min),
             max=np.maximum(self.max, other.max),
             shift=shift,
             sketch=_merge_sketches(self.sketch, other.sketch),
+            weight=w if weighted else None,
+            groups=_merge_groups(self.groups, other.groups),
         )
 
     @classmethod
@@ -95,16 +117,31 @@ class Moments:
         arrays = (np.concatenate(f) for f in zip(*(p.arrays() for p in parts), strict=True))
         joined_moments = cls(*arrays)  # type: ignore[arg-type]
         joined_moments.sketch = joined
+        weights = [p.weight for p in parts]
+        if all(w is not None for w in weights):
+            joined_moments.weight = np.concatenate(weights)  # type: ignore[arg-type]
+        groups = [p.groups for p in parts]
+        if all(g is not None for g in groups) and groups:
+            joined_moments.groups = type(groups[0]).join(groups)  # type: ignore[union-attr, arg-type]
         return joined_moments
 
     def copy(self) -> Moments:
         copied = Moments(*(a.copy() for a in self.arrays()))
         copied.sketch = self.sketch  # immutable: shared
+        copied.weight = None if self.weight is None else self.weight.copy()
+        copied.groups = self.groups  # never changed in place: shared
         return copied
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """All fields, in constructor order (for copies and serialisation)."""
         return (self.count, self.nan_count, self.dmean, self.m2, self.min, self.max, self.shift)
+
+
+def _merge_groups(a: GroupedMoments | None, b: GroupedMoments | None) -> GroupedMoments | None:
+    """A missing side is the identity, as for the distribution summary."""
+    if a is None or b is None:
+        return b if a is None else a
+    return a.merge(b)
 
 
 def _merge_sketches(a: Sketch | None, b: Sketch | None) -> Sketch | None:

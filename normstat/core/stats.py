@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from normstat.core.groups import GroupedMoments
 from normstat.core.moments import Moments
 from normstat.core.quantiles import KEEP_BITS, Sketch, merge_levels
 
@@ -52,6 +53,10 @@ class Stats:
     """Levels of :attr:`quantiles` (``fit --quantiles``); needs the distribution summary."""
     exact_quantiles: np.ndarray | None = None
     """``(levels, features)`` selected exactly by ``fit --exact``, in place of the summary's."""
+    by: str | None = None
+    """The column whose values the per-group statistics (:attr:`groups`) are kept by."""
+    weights: str | None = None
+    """The column whose values weighted the rows (``fit --weights``); ``None``: unweighted."""
 
     def _shaped(self, a: np.ndarray) -> np.ndarray:
         return a.reshape(self.feature_shape)
@@ -75,8 +80,9 @@ class Stats:
 
     @property
     def var(self) -> np.ndarray:
-        """``m2 / (count - ddof)``; NaN where that denominator is not positive."""
-        denom = self.moments.count - self.ddof
+        """``m2 / (count - ddof)`` (weighted: ``m2 / (sum of weights - ddof)``, the weights
+        as frequencies); NaN where that denominator is not positive."""
+        denom = self.moments.total_weight - self.ddof
         out = np.full(self.moments.count.shape, np.nan)
         np.divide(self.moments.m2, denom, out=out, where=denom > 0)
         return self._shaped(out)
@@ -102,7 +108,8 @@ class Stats:
         """Features treated as constant, tested on the population variance whatever ``ddof``;
         False for empty features (count 0), which have no statistics at all."""
         m = self.moments
-        pop = np.divide(m.m2, m.count, out=np.zeros(m.m2.shape), where=m.count > 0)
+        w = m.total_weight
+        pop = np.divide(m.m2, w, out=np.zeros(m.m2.shape), where=m.count > 0)
         return self._shaped(is_constant_feature(pop, m.mean, m.count, tol) & (m.count > 0))
 
     def near_constant(self, tol: float | None = None) -> np.ndarray:
@@ -135,6 +142,7 @@ class Stats:
             min=lo * scale,
             max=hi * scale,
             shift=m.shift * scale,
+            weight=None if m.weight is None else m.weight.copy(),
         )
         return Stats(
             moments,
@@ -144,6 +152,7 @@ class Stats:
             self.features,
             dict(self.source),
             rescale=self.rescale * scale,
+            weights=self.weights,
         )
 
     @property
@@ -185,4 +194,33 @@ class Stats:
             dict(self.source),
             rescale=self.rescale,
             quantile_levels=merge_levels(self.quantile_levels, other.quantile_levels),
+            by=self.by,
+            weights=self.weights,
+        )
+
+    @property
+    def groups(self) -> GroupedMoments | None:
+        """The moments of each group of :attr:`by` (``fit --by``), if kept."""
+        return self.moments.groups
+
+    @property
+    def group_keys(self) -> np.ndarray | None:
+        """The distinct values of :attr:`by`, sorted; row ``i`` of :meth:`by_group` is
+        ``group_keys[i]``'s."""
+        return None if self.groups is None else self.groups.keys
+
+    def by_group(self) -> Stats:
+        """The per-group statistics as one :class:`Stats` of feature shape ``(groups,
+        *feature_shape)``: ``.mean[i]`` is group ``group_keys[i]``'s mean, and so on."""
+        if self.groups is None:
+            raise ValueError("these statistics were not fitted by group (fit --by)")
+        return Stats(
+            self.groups.flat(),
+            (self.groups.n_groups, *self.feature_shape),
+            self.axis,
+            self.ddof,
+            None,
+            {},
+            rescale=self.rescale,
+            weights=self.weights,
         )

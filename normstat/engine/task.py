@@ -19,6 +19,14 @@ import numpy as np
 
 from normstat.core.blocked import column_moments, finite_moments
 from normstat.core.checks import NanPolicy, find_forbidden
+from normstat.core.groups import (
+    GroupedMoments,
+    GroupIndex,
+    Workspace,
+    check_weights,
+    grouped_moments,
+    weighted_moments,
+)
 from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments, chunk_moments, merge_all
@@ -113,6 +121,9 @@ def _chunk_task(
         moments = chunk_moments(rows)
     if sketch is not None:
         moments.sketch = sketch.build(rows, bounds=moments)
+    if chunk.extra:
+        keyed = Keyed(chunk, features)
+        moments = keyed.apply(moments, [rows[:, j] for j in range(rows.shape[1])])
     return moments
 
 
@@ -124,6 +135,7 @@ def _by_column(
     sketch: SketchSpec | None,
 ) -> Moments:
     assert chunk.columns is not None
+    keyed = Keyed(chunk, features) if chunk.extra else None
     parts = []
     for j, col in enumerate(chunk.columns):
         if sketch is not None and sketch.counts_values(col.dtype):
@@ -135,8 +147,49 @@ def _by_column(
             part = chunk_moments(col.reshape(-1, 1))
         if sketch is not None:
             part.sketch = sketch.build(col.reshape(-1, 1), j, bounds=part)
+        if keyed is not None:
+            part = keyed.apply(part, [col])
         parts.append(part)
     return Moments.join(parts)
+
+
+class Keyed:
+    """A chunk's ``--weights`` (checked: an error names the first bad row) and ``--by`` groups
+    (their index built once per chunk, shared by its columns)."""
+
+    def __init__(self, chunk: Chunk, features: list[str] | None) -> None:
+        extra = chunk.extra or {}
+        self.weights = extra.get("weights")
+        if self.weights is not None:
+            bad = check_weights(self.weights)
+            if bad is not None:
+                row = chunk.start + bad
+                raise DataError(
+                    f"weight {self.weights[bad]!r} at row {row}: weights must be finite and "
+                    "non-negative",
+                    path=chunk.path,
+                    dataset=chunk.dataset,
+                    row=row,
+                )
+        self.index = GroupIndex.of(extra["by"]) if "by" in extra else None
+        # buffers and per-group weight sums shared by the chunk's columns
+        w = None if self.weights is None else np.asarray(self.weights, np.float64)
+        self.pooled = None if w is None or not len(w) else Workspace(GroupIndex.single(len(w)), w)
+        self.work = None
+        if self.index is not None:
+            ordered = w if w is None or self.index.order is None else w[self.index.order]
+            self.work = Workspace(self.index, ordered)
+
+    def apply(self, part: Moments, columns: list[np.ndarray]) -> Moments:
+        """``part`` (the validated pooled moments of ``columns``) weighted, with its groups."""
+        if self.weights is not None:
+            weighted = weighted_moments(columns, self.weights, self.pooled)
+            weighted.sketch = part.sketch
+            part = weighted
+        if self.index is not None:
+            grouped = grouped_moments(columns, self.index, self.weights, self.work)
+            part.groups = GroupedMoments(self.index.keys, grouped)
+        return part
 
 
 def _check(

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from normstat.core.bygroup import GroupParams
 from normstat.core.layout import AxisLayout
 from normstat.core.transform import CastOverflow, TransformParams, transform_block
 from normstat.engine.ahead import compute_ahead
@@ -31,11 +32,28 @@ class TransformStep:
     inverse: bool
     dtype: np.dtype
     features: tuple[str, ...] | None = None  # a table's feature columns
+    groups: GroupParams | None = None  # apply --by: each row with its group's map
 
-    def block(self, x: np.ndarray, out: np.ndarray | None = None, first_row: int = 0) -> np.ndarray:
+    def block(
+        self,
+        x: np.ndarray,
+        out: np.ndarray | None = None,
+        first_row: int = 0,
+        keys: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """Transform a block of samples (into ``out`` when given); ``first_row``, the block's
-        position, names the row of a value that does not fit the output dtype."""
+        position, names the row of a value that does not fit the output dtype. ``keys``: the
+        rows' ``--by`` keys as ``(codes, values)``, when the map is per group."""
         names = None if self.features is None else list(self.features)
+        if self.groups is not None:
+            if keys is None:
+                raise DataError(f"apply --by: the rows have no {self.groups.column!r} column")
+            rows = self.groups.rows(keys, first_row=first_row)
+            try:
+                y = self.groups.forward(x, rows, self.inverse, self.dtype, out=out)
+            except CastOverflow as exc:
+                raise _overflow(exc, first_row, names) from None
+            return y
         return transform_block(
             x, self.layout, self.params, self.inverse, self.dtype, out, first_row, names
         )
@@ -49,16 +67,24 @@ class TransformStep:
         first, and scattering the result back into columns, cost more than the transform."""
         import pyarrow as pa
 
-        from normstat.sources.table import column_array
+        from normstat.sources.table import column_array, group_codes
 
         cols = list(batch.columns)
+        rows = None
+        if self.groups is not None:
+            name = self.groups.column
+            keys = group_codes(batch.column(name), name, "", first_row)
+            rows = self.groups.rows(keys, first_row=first_row)
         for j, name in enumerate(self.features or ()):
             pos = schema.get_field_index(name)
             col = cols[pos]
             x = column_array(col)
             p = self.params.feature(j)
             try:
-                y = p.inverse(x, self.dtype) if self.inverse else p.forward(x, self.dtype)
+                if self.groups is not None and rows is not None:
+                    y = self.groups.forward_column(x, j, rows, self.inverse, self.dtype)
+                else:
+                    y = p.inverse(x, self.dtype) if self.inverse else p.forward(x, self.dtype)
             except CastOverflow as exc:
                 row = first_row + (exc.index[0] if exc.index else 0)
                 raise DataError(
@@ -67,6 +93,14 @@ class TransformStep:
             mask = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else None
             cols[pos] = pa.array(y, type=schema.field(pos).type, mask=mask)
         return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def _overflow(exc: CastOverflow, first_row: int, names: list[str] | None) -> DataError:
+    index = exc.index or (0, 0)
+    f = index[1] if len(index) > 1 else 0
+    feature = names[f] if names else str(f)
+    row = first_row + index[0]
+    return DataError(f"feature {feature}, row {row}: {exc.message}", feature=feature, row=row)
 
 
 def output_schema(schema: Any, features: Iterable[str], dtype: np.dtype) -> Any:
@@ -103,8 +137,9 @@ def transformed(
     def block(chunk: Any) -> tuple[int, np.ndarray]:
         pool = getattr(local, "pool", None) or _new_pool(local)
         x = chunk.data
+        keys = chunk.extra["by"] if step.groups is not None and chunk.extra else None
         try:
-            return x.shape[0], step.block(x, pool.get(x.shape, step.dtype), chunk.start)
+            return x.shape[0], step.block(x, pool.get(x.shape, step.dtype), chunk.start, keys)
         except DataError as exc:
             exc.path = exc.path or chunk.path
             raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,7 +38,7 @@ class Chunk:
     ``rows`` is then the number of samples it stands for.
     """
 
-    __slots__ = ("_data", "_rows", "columns", "dataset", "moments", "path", "start")
+    __slots__ = ("_data", "_rows", "columns", "dataset", "extra", "moments", "path", "start")
 
     def __init__(
         self,
@@ -49,6 +49,7 @@ class Chunk:
         columns: Sequence[np.ndarray] | None = None,
         rows: int | None = None,
         moments: Any = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         if data is None and rows is None:
             raise ValueError("a chunk needs its data, or its length (columns, moments)")
@@ -61,6 +62,9 @@ class Chunk:
         self.path = path
         self.dataset = dataset
         self.start = start
+        self.extra = extra
+        """Columns read beside the features, by role (``fit --by``: ``"by"``, the rows' group
+        keys as ``(codes, values)``; ``--weights``: ``"weights"``, float64), or None."""
 
     @classmethod
     def of_columns(
@@ -70,12 +74,13 @@ class Chunk:
         dataset: str | None,
         start: int,
         rows: int | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> Chunk:
         """A chunk of feature columns (``rows``: their length, needed when they are decoded on
         demand)."""
         if rows is None:
             rows = len(columns[0]) if len(columns) else 0
-        return cls(None, path, dataset, start, columns, rows)
+        return cls(None, path, dataset, start, columns, rows, extra)
 
     @property
     def data(self) -> np.ndarray:

@@ -15,7 +15,8 @@ behind the code").
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +26,14 @@ from normstat.errors import DataError
 from normstat.sources.base import Chunk
 from normstat.sources.blocks import unit_at
 from normstat.sources.reading import TableOptions
-from normstat.sources.table import Batch, TableSource, arrow_error, column_array, one_line
+from normstat.sources.table import (
+    Batch,
+    TableSource,
+    arrow_error,
+    column_array,
+    extra_arrays,
+    one_line,
+)
 
 _READ_BUFFER = 1 << 18
 _READ_OPTIONS = {
@@ -80,7 +88,8 @@ class ParquetFile(TableSource):
             if lo >= hi:
                 break
             columns = RowGroupColumns(self, u.lo, u.hi, lo - u.start, hi - lo)
-            yield Chunk.of_columns(columns, self.path, None, lo, rows=hi - lo)
+            extra = RowGroupExtras(columns, lo) if self.options.extras else None
+            yield Chunk.of_columns(columns, self.path, None, lo, rows=hi - lo, extra=extra)
 
     def _read_blocks(
         self, lo: int, hi: int, rows: int, columns: list[str] | None
@@ -123,7 +132,10 @@ class RowGroupColumns(Sequence[np.ndarray]):
         return len(self.src.features)
 
     def __getitem__(self, j: int) -> np.ndarray:  # type: ignore[override]
-        name = self.src.features[j]
+        return column_array(self.column(self.src.features[j]))
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        """Column ``name`` of these rows, as Arrow decoded it."""
         try:
             table = self.src.handle().read_row_groups(
                 range(self.lo, self.hi), columns=[name], use_threads=False
@@ -131,7 +143,7 @@ class RowGroupColumns(Sequence[np.ndarray]):
             col = table.column(0)
             if self.offset or self.length != len(col):
                 col = col.slice(self.offset, self.length)
-            return column_array(col)
+            return col
         except (pa.ArrowException, OSError) as exc:
             one = self.hi == self.lo + 1
             groups = f"row group {self.lo}" if one else f"row groups {self.lo}-{self.hi - 1}"
@@ -143,3 +155,28 @@ class RowGroupColumns(Sequence[np.ndarray]):
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return (self[j] for j in range(len(self)))
+
+
+class RowGroupExtras(Mapping[str, Any]):
+    """The ``--by`` / ``--weights`` arrays of a chunk of row groups, decoded on first use by
+    the worker that reduces the chunk (as its feature columns are)."""
+
+    def __init__(self, columns: RowGroupColumns, start: int) -> None:
+        self.columns, self.start = columns, start
+        self._arrays: dict[str, Any] | None = None
+
+    def _read(self) -> dict[str, Any]:
+        if self._arrays is None:
+            src = self.columns.src
+            arrays = extra_arrays(self.columns.column, src.options, src.path, self.start)
+            self._arrays = arrays or {}
+        return self._arrays
+
+    def __getitem__(self, role: str) -> Any:
+        return self._read()[role]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())

@@ -25,6 +25,17 @@ class TableOptions:
     delimiter: str = ","
     header: bool = True
     null_values: tuple[str, ...] | None = None
+    by: str | None = None
+    """``fit --by``: the column whose values name each row's group (read beside the features,
+    never one of them)."""
+    weights: str | None = None
+    """``fit --weights``: the column of each row's weight (never a feature)."""
+
+    @property
+    def extras(self) -> tuple[tuple[str, str], ...]:
+        """``(role, column)`` of the columns read beside the features: ``by``, ``weights``."""
+        pairs = (("by", self.by), ("weights", self.weights))
+        return tuple((role, name) for role, name in pairs if name is not None)
 
     @property
     def types(self) -> dict[str, str]:

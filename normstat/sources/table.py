@@ -233,11 +233,26 @@ class TableSource:
         self.schema = schema
         self.options = options or TableOptions()
         self.features, self.left_out = select_features(schema, columns, path, self.options.exclude)
+        self._set_aside(columns)
         self.feature_types = [str(schema.field(n).type) for n in self.features]
         self.promoted: list[dict[str, Any]] = []
         types = [numpy_dtype(schema.field(n).type) for n in self.features]
         self.dtype = np.result_type(*types)
         self.shape: tuple[int | None, int] = (rows, len(self.features))
+
+    def _set_aside(self, columns: Sequence[str] | None) -> None:
+        """The ``--by`` / ``--weights`` columns: checked, and never features (a default feature
+        becomes a column left out, with the reason; one named in ``columns`` is an error)."""
+        for role, name in self.options.extras:
+            check_extra(self.schema, role, name, self.path)
+            if name not in self.features:
+                continue
+            if columns is not None:
+                raise UsageError(f"--{role} column {name!r} is also named in --columns")
+            self.features.remove(name)
+            self.left_out.append((name, f"the --{role} column"))
+        if not self.features:
+            raise DataError("no feature column is left beside --by / --weights", path=self.path)
 
     def _read(self, rows: int, columns: list[str] | None) -> Iterator[Batch]:
         """The whole table from its first row (sources without :meth:`storage_blocks`)."""
@@ -321,7 +336,8 @@ class TableSource:
         Arrow files start reading at the row group / record batch that holds ``start``; CSV and
         streams read the rows before ``start`` again, but do not convert or compute them."""
         at = self.first_row(rows, start)
-        for b in self.batches(rows, self.features, start):
+        extras = [name for _, name in self.options.extras if name not in self.features]
+        for b in self.batches(rows, self.features + extras, start):
             if stop is not None and at + b.num_rows > stop:
                 b = b.slice(0, max(stop - at, 0))
             if at + b.num_rows <= start:
@@ -329,7 +345,9 @@ class TableSource:
             else:
                 if at < start:
                     b, at = b.slice(start - at), start
-                yield Chunk.of_columns(feature_columns(b, self.features), self.path, None, at)
+                cols = feature_columns(b, self.features)
+                extra = extra_arrays(b.column, self.options, self.path, at)
+                yield Chunk.of_columns(cols, self.path, None, at, extra=extra)
                 at += b.num_rows
             if stop is not None and at >= stop:
                 return
@@ -344,6 +362,78 @@ class TableSource:
 
     def close(self) -> None:
         pass
+
+
+_KEY_TYPES = "integers, strings or booleans (or a dictionary of them)"
+
+
+def check_extra(schema: pa.Schema, role: str, name: str, path: str) -> None:
+    """A ``--by`` column holds keys (integers, strings, booleans); ``--weights`` numbers."""
+    t = field_named(schema, name, path, f" (--{role})").type
+    if role == "by":
+        value = t.value_type if pa.types.is_dictionary(t) else t
+        ok = (
+            pa.types.is_integer(value)
+            or pa.types.is_string(value)
+            or pa.types.is_large_string(value)
+            or pa.types.is_boolean(value)
+        )
+        if not ok:
+            raise DataError(
+                f"--by column {name!r} is {t}; group keys must be {_KEY_TYPES}",
+                path=path,
+                feature=name,
+            )
+    elif not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
+        raise DataError(
+            f"--weights column {name!r} is {t}; weights must be numbers", path=path, feature=name
+        )
+
+
+def extra_arrays(
+    column: Any, options: TableOptions, path: str, start: int
+) -> dict[str, Any] | None:
+    """The ``--by`` keys as ``(codes, values)`` and the ``--weights`` as float64, of the rows
+    from ``start``; ``column(name)`` gives a column. A missing key is an error naming its row
+    (a group cannot be guessed); a missing weight is left NaN for the kernel's check."""
+    if not options.extras:
+        return None
+    out: dict[str, Any] = {}
+    if options.by is not None:
+        out["by"] = group_codes(column(options.by), options.by, path, start)
+    if options.weights is not None:
+        out["weights"] = column_to_float64(column(options.weights))
+    return out
+
+
+def group_codes(
+    col: pa.Array | pa.ChunkedArray, name: str, path: str, start: int
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """A key column as int64 keys (an integer column: the buffer itself), or as ``(codes,
+    values)``, Arrow's hash dictionary encoding (strings, booleans, dictionaries)."""
+    col = _combined(col)
+    if col.null_count:
+        row = start + int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
+        raise DataError(
+            f"the --by column {name!r} has no value (null) at row {row}: every row needs its group",
+            path=path,
+            feature=name,
+            row=row,
+        )
+    if pa.types.is_boolean(col.type):
+        col = col.cast(pa.int8())
+    if pa.types.is_integer(col.type):
+        return col.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    if pa.types.is_dictionary(col.type):  # its dictionary may repeat values: encode afresh
+        col = col.cast(col.type.value_type)
+    enc = col.dictionary_encode()
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    values = enc.dictionary.to_numpy(zero_copy_only=False)
+    if values.dtype == object:
+        values = values.astype(str)
+    elif values.dtype.kind in "iub":
+        values = values.astype(np.int64)
+    return codes, values
 
 
 def one_line(exc: BaseException) -> str:
