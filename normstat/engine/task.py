@@ -8,6 +8,8 @@ column, the same way: a Parquet column is decoded here, in the worker, just befo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from normstat.core.blocked import column_moments, finite_moments
@@ -65,7 +67,7 @@ def _chunk_task(
     sketch: SketchSpec | None,
 ) -> Moments:
     """The chunk's moments, with its distribution summary beside them when ``sketch`` asks."""
-    if chunk.columns is not None and len(chunk.columns) == layout.n_features:
+    if chunk.columns is not None and _width(chunk.columns) == layout.n_features:
         return _by_column(chunk, layout, nan_policy, features, sketch)
     _check_shape(chunk, layout)
     rows = layout.to_rows(chunk.data)
@@ -101,15 +103,27 @@ def _by_column(
 ) -> Moments:
     assert chunk.columns is not None
     parts = []
-    for j, col in enumerate(chunk.columns):
-        part = column_moments(col)
+    j = 0
+    for col in chunk.columns:
+        rows = col.reshape(len(col), -1)  # a feature group arrives as its (rows, k) matrix
+        part = column_moments(col) if col.ndim == 1 else finite_moments(rows)
         if part is None:
-            _check(col.reshape(-1, 1), chunk, layout, nan_policy, features, feature_offset=j)
-            part = chunk_moments(col.reshape(-1, 1))
+            _check(rows, chunk, layout, nan_policy, features, feature_offset=j)
+            part = chunk_moments(rows)
         if sketch is not None:
-            part.sketch = sketch.build(col.reshape(-1, 1), j)
+            part.sketch = sketch.build(rows, j)
         parts.append(part)
+        j += rows.shape[1]
     return Moments.join(parts)
+
+
+def _width(columns: Sequence[np.ndarray]) -> int:
+    """Features in a table chunk's columns (a group's matrix counts its columns); a column
+    decoded on demand (Parquet) is not decoded here: its width is known from its source."""
+    width = getattr(columns, "width", None)
+    if width is not None:
+        return int(width)
+    return sum(1 if c.ndim == 1 else c.shape[1] for c in columns)
 
 
 def _check(

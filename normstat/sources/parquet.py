@@ -25,7 +25,7 @@ from normstat.errors import DataError
 from normstat.sources.base import Chunk
 from normstat.sources.blocks import unit_at
 from normstat.sources.reading import TableOptions
-from normstat.sources.table import Batch, TableSource, arrow_error, column_array, one_line
+from normstat.sources.table import Batch, TableSource, arrow_error, one_line, selected_array
 
 _READ_BUFFER = 1 << 18
 _READ_OPTIONS = {
@@ -82,6 +82,10 @@ class ParquetFile(TableSource):
             columns = RowGroupColumns(self, u.lo, u.hi, lo - u.start, hi - lo)
             yield Chunk.of_columns(columns, self.path, None, lo, rows=hi - lo)
 
+    def storage_start(self, group: int) -> int:
+        """The first row of row group ``group``."""
+        return sum(self.storage_blocks()[:group])
+
     def _read_blocks(
         self, lo: int, hi: int, rows: int, columns: list[str] | None
     ) -> Iterator[Batch]:
@@ -120,10 +124,16 @@ class RowGroupColumns(Sequence[np.ndarray]):
         self.src, self.lo, self.hi, self.offset, self.length = src, lo, hi, offset, length
 
     def __len__(self) -> int:
+        return len(self.src.selected)
+
+    @property
+    def width(self) -> int:
+        """Features in these columns (a feature group counts its elements)."""
         return len(self.src.features)
 
     def __getitem__(self, j: int) -> np.ndarray:  # type: ignore[override]
-        name = self.src.features[j]
+        selected = self.src.selected[j]
+        name = selected.top
         try:
             table = self.src.handle().read_row_groups(
                 range(self.lo, self.hi), columns=[name], use_threads=False
@@ -131,7 +141,8 @@ class RowGroupColumns(Sequence[np.ndarray]):
             col = table.column(0)
             if self.offset or self.length != len(col):
                 col = col.slice(self.offset, self.length)
-            return column_array(col)
+            first = self.src.storage_start(self.lo) + self.offset
+            return selected_array(col, selected, first, self.src.path)
         except (pa.ArrowException, OSError) as exc:
             one = self.hi == self.lo + 1
             groups = f"row group {self.lo}" if one else f"row groups {self.lo}-{self.hi - 1}"
