@@ -5,7 +5,8 @@ The file has LeRobot v3's layout: ``observation.state`` and ``action`` as
 ``frame_index``, ``episode_index``, ``index``, ``task_index`` int64), 148 bytes a row, Snappy
 (pyarrow's default, as LeRobot writes), row groups of 262,144 rows. ``normstat.fit(path)`` fits
 the two groups by default (the index columns are left out); the floor reads the same two columns
-with ``iter_batches`` and sums each as a ``(rows, 14)`` float64 reduction. Each run is its own
+a row group at a time and sums each as a ``(rows, 14)`` float64 reduction (a second floor reads
+them with ``iter_batches`` of 32 MiB, as ``run.py``'s floor does). Each run is its own
 process (time measured inside it, imports excluded; peak RSS from ``ru_maxrss``); the floor and
 normstat alternate, and the median of the repeats is reported with its ratio.
 
@@ -69,7 +70,25 @@ def make(path: str, rows: int, seed: int = 0) -> None:
 
 
 def floor(path: str) -> dict[str, list[float]]:
-    """Read the two vector columns a chunk at a time; one float64 sum per element."""
+    """Read the two vector columns a row group at a time (pyarrow's threads decode them); one
+    float64 sum per element of the ``(rows, 14)`` values."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    sums = {g: np.zeros(14) for g in GROUPS}
+    n = 0
+    for i in range(pf.metadata.num_row_groups):
+        t = pf.read_row_group(i, columns=list(GROUPS), use_threads=True)
+        for g in GROUPS:
+            for chunk in t.column(g).chunks:
+                x = chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, 14)
+                sums[g] += x.sum(axis=0, dtype=np.float64)
+        n += t.num_rows
+    return {g: (s / n).tolist() for g, s in sums.items()}
+
+
+def floor_batches(path: str) -> dict[str, list[float]]:
+    """The floor of ``benchmarks/run.py``: ``iter_batches`` of 32 MiB, then the same sums."""
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
@@ -93,7 +112,11 @@ def fit(path: str) -> dict[str, list[float]]:
     return {g["name"]: mean[g["start"] : g["start"] + 14].tolist() for g in stats.groups}
 
 
-METHODS = {"floor: read + f64 sum": floor, "normstat.fit (2 groups)": fit}
+METHODS = {
+    "floor: read + f64 sum": floor,
+    "floor: iter_batches + f64 sum": floor_batches,
+    "normstat.fit (2 groups)": fit,
+}
 
 
 def child(method: str, path: str) -> None:

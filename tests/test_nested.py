@@ -513,3 +513,16 @@ def test_files_written_by_hugging_face_datasets(tmp_path):
         assert {"name": "label", "reason": "ClassLabel"} in stats.source["left_out"]
         assert_matches(stats, slice(0, 4), state)
         assert_matches(stats, slice(4, 10), arr)
+
+
+def test_dask_engine_equals_local(lerobot_file, tmp_path):
+    pytest.importorskip("dask.distributed")
+    path, state, action = lerobot_file
+    local = normstat.fit(path)
+    dask = normstat.fit(path, engine="dask", workers=2, task_size="64KiB")
+    assert dask.groups == local.groups
+    np.testing.assert_allclose(dask.mean, local.mean, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(dask.std, local.std, rtol=1e-12, atol=0)
+    normstat.apply(local, [path], str(tmp_path / "d.parquet"), engine="dask", workers=2)
+    normstat.apply(local, [path], str(tmp_path / "l.parquet"))
+    assert pq.read_table(tmp_path / "d.parquet").equals(pq.read_table(tmp_path / "l.parquet"))
