@@ -526,3 +526,16 @@ def test_dask_engine_equals_local(lerobot_file, tmp_path):
     normstat.apply(local, [path], str(tmp_path / "d.parquet"), engine="dask", workers=2)
     normstat.apply(local, [path], str(tmp_path / "l.parquet"))
     assert pq.read_table(tmp_path / "d.parquet").equals(pq.read_table(tmp_path / "l.parquet"))
+
+
+def test_drift_of_a_source_against_grouped_statistics(tmp_path):
+    table, _, _ = lerobot_table(2000)
+    pq.write_table(table.slice(0, 1000), tmp_path / "a.parquet")
+    moved = np.stack(table.slice(1000).column("observation.state").to_pylist())
+    moved[:, 5] += 1.0  # 100 training standard deviations
+    b = table.slice(1000).set_column(0, "observation.state", _vectors(moved.astype(np.float32)))
+    pq.write_table(b, tmp_path / "b.parquet")
+    d = normstat.drift(normstat.fit(str(tmp_path / "a.parquet")), str(tmp_path / "b.parquet"))
+    worst = int(d.order[0])
+    assert d.names[worst] == "observation.state[5]"
+    assert abs(d.mean_shift[worst]) > 50
