@@ -288,7 +288,8 @@ def test_witness_offset_data_where_float32_formula_fails(tmp_path):
     truth = reference(x)["std"]
     naive = float32_mean_of_squares_std(x)
     rel_naive = np.abs(naive - truth) / truth
-    assert rel_naive.max() > 0.05  # the witness: the formula fails on this data
+    # the witness: the formula fails on this data (measured: 0.14%, 17%, 183%)
+    assert rel_naive[0] > 1e-3 and rel_naive[1] > 0.1 and rel_naive[2] > 0.5
     table = pa.table({"observation.state": _vectors(x), "frame_index": pa.array(np.arange(n))})
     table = table.append_column("episode_index", pa.array(np.zeros(n, np.int64)))
     pq.write_table(table, tmp_path / "w.parquet", row_group_size=3000)
