@@ -540,3 +540,35 @@ def test_drift_of_a_source_against_grouped_statistics(tmp_path):
     worst = int(d.order[0])
     assert d.names[worst] == "observation.state[5]"
     assert abs(d.mean_shift[worst]) > 50
+
+
+def test_export_lerobot_image_column_of_a_table(tmp_path):
+    """LeRobot ``image`` features are HF Image structs in the Parquet file: fitted as an image
+    column, exported under the column's name in (C, 1, 1) on the 0-1 scale."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(10)
+    pixels = rng.integers(0, 256, (6, 4, 5, 3), dtype=np.uint8)
+    cells = []
+    for p in pixels:
+        buf = io.BytesIO()
+        Image.fromarray(p).save(buf, format="PNG")
+        cells.append({"bytes": buf.getvalue(), "path": None})
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    table = pa.table(
+        {
+            "observation.images.top": pa.array(cells, image_type),
+            "frame_index": np.arange(6),
+            "episode_index": np.zeros(6, np.int64),
+        }
+    )
+    pq.write_table(table, tmp_path / "img.parquet")
+    stats = normstat.fit(str(tmp_path / "img.parquet"), columns=["observation.images.top"])
+    entry = normstat.export(stats, "lerobot")["observation.images.top"]
+    flat = pixels.reshape(-1, 3).astype(np.float64) / 255
+    np.testing.assert_allclose(np.asarray(entry["mean"]).reshape(3), flat.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(entry["std"]).reshape(3), flat.std(0), rtol=1e-12)
+    assert np.asarray(entry["min"]).shape == (3, 1, 1)
+    assert entry["count"] == [6]
