@@ -106,8 +106,33 @@ def element_type(t: pa.DataType) -> pa.DataType:
     """The scalar type under every level of lists."""
     t = storage(t)
     while is_list(t):
-        t = storage(t).value_type
+        t = storage(storage(t).value_type)
     return t
+
+
+def list_depth(t: pa.DataType) -> int:
+    """Levels of lists above the scalar elements."""
+    depth = 0
+    while is_list(t):
+        t = storage(t).value_type
+        depth += 1
+    return depth
+
+
+def hf_features(schema: pa.Schema) -> dict[str, Any]:
+    """The Hugging Face ``datasets`` features of a table (name -> feature), from its schema's
+    ``huggingface`` metadata (``info.features``, or ``features`` in older files), if any."""
+    try:
+        hf = json.loads((schema.metadata or {}).get(b"huggingface") or b"null")
+    except ValueError:
+        return {}
+    if not isinstance(hf, dict):
+        return {}
+    info = hf.get("info")
+    for features in (info.get("features") if isinstance(info, dict) else None, hf.get("features")):
+        if isinstance(features, dict):
+            return features
+    return {}
 
 
 def declared_shape(f: pa.Field, hf: dict[str, Any] | None) -> tuple[int, ...] | None:

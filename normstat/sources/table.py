@@ -157,12 +157,12 @@ def _group(
         raise DataError(
             f"column {name!r} is {f.type}: its elements are not numbers", path=path, feature=name
         )
-    shape = nested.declared_shape(f, _hf_features(schema).get(name))
+    shape = nested.declared_shape(f, nested.hf_features(schema).get(name))
     if shape is None:
         first = None if peek is None else peek(where[0])
         if first is not None:
             first = nested.field_of(first, where[1:])
-        depth = _depth(f.type)
+        depth = nested.list_depth(f.type)
         shape = None if first is None else nested.observed_shape(first, depth)
         if shape is None:
             raise DataError(
@@ -172,28 +172,13 @@ def _group(
                 feature=name,
             )
     if 0 in shape:
-        raise DataError(f"column {name!r} holds empty lists: no feature", path=path, feature=name)
+        raise DataError(
+            f"column {name!r} has shape {list(shape)} per row (its first row holds an empty "
+            "list): no feature",
+            path=path,
+            feature=name,
+        )
     return nested.Column(name, where, shape, element)
-
-
-def _depth(t: pa.DataType) -> int:
-    depth = 0
-    while nested.is_list(t):
-        t = nested.storage(t).value_type
-        depth += 1
-    return depth
-
-
-def _hf_features(schema: pa.Schema) -> dict[str, Any]:
-    """The Hugging Face ``datasets`` features of the table (name -> feature), if it has them."""
-    hf = _json((schema.metadata or {}).get(b"huggingface"))
-    if not isinstance(hf, dict):
-        return {}
-    info = hf.get("info")
-    for features in (info.get("features") if isinstance(info, dict) else None, hf.get("features")):
-        if isinstance(features, dict):
-            return features
-    return {}
 
 
 def _default_features(
@@ -203,7 +188,7 @@ def _default_features(
     if {"episode_index", "frame_index"} <= set(schema.names):
         for name in nested.LEROBOT_INDEX:
             roles.setdefault(name, "LeRobot index column: name it in --columns to fit it")
-    hf = _hf_features(schema)
+    hf = nested.hf_features(schema)
     chosen: list[Column] = []
     left_out: list[tuple[str, str]] = []
     for f in schema:
