@@ -572,3 +572,37 @@ def test_export_lerobot_image_column_of_a_table(tmp_path):
     np.testing.assert_allclose(np.asarray(entry["std"]).reshape(3), flat.std(0), rtol=1e-12)
     assert np.asarray(entry["min"]).shape == (3, 1, 1)
     assert entry["count"] == [6]
+
+
+@pytest.mark.slow
+def test_vector_groups_fit_and_apply_memory_is_bounded(tmp_path):
+    """A ~330 MB LeRobot-like file in row groups of 2**20 rows (pyarrow's default): fit and
+    apply stay bounded by a row group of the vector columns, which pyarrow decodes whole
+    (measured 415-427 and 331 MB; slow: writes the file)."""
+    import subprocess
+    import sys
+
+    path, out = str(tmp_path / "big.parquet"), str(tmp_path / "out.parquet")
+    rng = np.random.default_rng(12)
+    rows, sums = 3 * 2**20, np.zeros(14)
+    with pq.ParquetWriter(path, lerobot_table(8)[0].schema) as w:
+        for _ in range(3):
+            table, state, _ = lerobot_table(2**20, seed=int(rng.integers(1 << 30)))
+            sums += state.sum(axis=0, dtype=np.float64)
+            w.write_table(table, row_group_size=2**20)
+    del table, state
+    peak = "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])"
+
+    def peak_mb(code: str) -> float:
+        done = subprocess.run(
+            [sys.executable, "-c", f"{code}; {peak}"], check=True, capture_output=True, text=True
+        )
+        return int(done.stdout.split()[-1]) / 1024
+
+    stats = str(tmp_path / "s.json")
+    fit = peak_mb(f"import normstat; normstat.fit({path!r}, output={stats!r})")
+    apply = peak_mb(f"import normstat; normstat.apply({stats!r}, {path!r}, {out!r})")
+    np.testing.assert_allclose(normstat.load(stats).mean[:14], sums / rows, rtol=1e-12)
+    assert pq.ParquetFile(out).metadata.num_rows == rows
+    print(f"peak RSS: fit {fit:.0f} MB, apply {apply:.0f} MB")
+    assert fit < 500 and apply < 450, (fit, apply)

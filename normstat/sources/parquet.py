@@ -60,11 +60,13 @@ class ParquetFile(TableSource):
         return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
 
     def preferred_rows(self, target_bytes: int) -> int:
-        """Whole row groups per chunk when one column of the largest fits the budget: a chunk
-        is then decoded a column at a time and no row group is decoded twice."""
+        """Whole row groups per chunk when one column of the largest (a feature group: all its
+        values) fits the budget: a chunk is then decoded a column at a time and no row group is
+        decoded twice."""
         rows = super().preferred_rows(target_bytes)
         largest = max(self.storage_blocks(), default=0)
-        return largest if rows < largest <= target_bytes // _WIDEST else rows
+        widest = _WIDEST * max(c.width for c in self.selected)  # a feature group: k values a row
+        return largest if rows < largest <= target_bytes // widest else rows
 
     def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         units = self.read_units(rows)
