@@ -154,9 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     if a.child:
         child(*a.child)
         return 0
-    gb = 0.02 if a.small else a.gb
-    out = a.out or tempfile.mkdtemp(prefix="nslerobot-")
-    os.makedirs(out, exist_ok=True)
+    if a.out is None:  # a file made for this run only
+        with tempfile.TemporaryDirectory(prefix="nslerobot-") as tmp:
+            return bench(0.02 if a.small else a.gb, tmp, a.repeats)
+    os.makedirs(a.out, exist_ok=True)
+    return bench(0.02 if a.small else a.gb, a.out, a.repeats)
+
+
+def bench(gb: float, out: str, repeats: int) -> int:
     rows = int(gb * 1e9 // ROW_BYTES)
     path = os.path.join(out, f"lerobot-{rows}.parquet")
     if not os.path.exists(path):
@@ -165,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict]] = {m: [] for m in METHODS}
     for m in METHODS:  # warm-up: page cache
         run(m, path)
-    for _ in range(a.repeats):
+    for _ in range(repeats):
         for m in METHODS:  # interleaved, so load on the machine hits both alike
             results[m].append(run(m, path))
     base = float(np.median([r["seconds"] for r in results["floor: read + f64 sum"]]))
