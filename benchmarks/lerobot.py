@@ -109,7 +109,7 @@ def fit(path: str) -> dict[str, list[float]]:
 
     stats = normstat.fit(path)
     mean = np.asarray(stats.mean).reshape(-1)
-    return {g["name"]: mean[g["start"] : g["start"] + 14].tolist() for g in stats.groups}
+    return {g["name"]: mean[g["start"] : g["start"] + 14].tolist() for g in stats.feature_groups}
 
 
 METHODS = {

@@ -32,7 +32,7 @@ from normstat.sinks.atomic import atomic_output
 FORMAT = "normstat.stats"
 SCHEMA_VERSION = 1
 GROUPS_VERSION = 2
-"""Written when the statistics have feature groups (``groups``); version 1 files still load."""
+"""Written when the statistics have ``feature_groups``; version 1 files still load."""
 FLOAT_KEYS = ("mean", "var", "std", "min", "max", "m2")
 INT_KEYS = ("count", "nan_count")
 META_KEYS = (
@@ -71,9 +71,11 @@ def _meta(stats: Stats) -> dict[str, Any]:
     }
     if stats.rescale != 1.0:  # statistics of x * rescale; absent: of the values as read
         meta["rescale"] = stats.rescale
-    if stats.groups is not None:  # named feature groups (vectors, tensors): schema version 2
+    if (
+        stats.feature_groups is not None
+    ):  # named feature groups (vectors, tensors): schema version 2
         meta["schema_version"] = GROUPS_VERSION
-        meta["groups"] = stats.groups
+        meta["feature_groups"] = stats.feature_groups
     return meta
 
 
@@ -447,19 +449,21 @@ def _from_dict(doc: dict[str, Any], path: str) -> Stats:
     if not isinstance(rescale, int | float) or isinstance(rescale, bool) or not rescale:
         raise fail(f"'rescale' must be a non-zero number, received {rescale!r}")
     stats = Stats(moments, tuple(shape), axis, ddof, features, doc["source"], float(rescale))
-    stats.groups = _groups(doc, shape, fail)
+    stats.feature_groups = _feature_groups(doc, shape, fail)
     _check_derived(stats, arrays, fail)
     _load_distribution(doc, stats, fail)
     return stats
 
 
-def _groups(doc: dict[str, Any], shape: list[int], fail: Any) -> list[dict[str, Any]] | None:
-    """Version 2's ``groups``: named, consecutive slices that cover the features exactly."""
-    groups = doc.get("groups")
+def _feature_groups(
+    doc: dict[str, Any], shape: list[int], fail: Any
+) -> list[dict[str, Any]] | None:
+    """Version 2's ``feature_groups``: named, consecutive slices that cover the features exactly."""
+    groups = doc.get("feature_groups")
     if groups is None:
         return None
     if doc["schema_version"] < GROUPS_VERSION:
-        raise fail(f"'groups' needs schema_version {GROUPS_VERSION}")
+        raise fail(f"'feature_groups' needs schema_version {GROUPS_VERSION}")
     ok = isinstance(groups, list) and len(shape) == 1
     at = 0
     for g in groups if ok else []:
@@ -471,9 +475,11 @@ def _groups(doc: dict[str, Any], shape: list[int], fail: Any) -> list[dict[str, 
         ):
             ok = False
             break
-        at += math.prod(_int_list(g.get("shape"), "groups.shape", fail, minimum=1))
+        at += math.prod(_int_list(g.get("shape"), "feature_groups.shape", fail, minimum=1))
     if not ok or at != (shape[0] if shape else 0):
-        raise fail("'groups' must be objects (name, shape, start) that cover the features in order")
+        raise fail(
+            "'feature_groups' must be objects (name, shape, start) that cover the features in order"
+        )
     return [{"name": g["name"], "shape": list(g["shape"]), "start": g["start"]} for g in groups]
 
 

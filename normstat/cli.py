@@ -268,8 +268,8 @@ def _report_columns(stats: Stats, limit: int = 20) -> None:
         f", ... ({len(names) - limit} more)" if len(names) > limit else ""
     )
     line = f"features: {len(names)} ({shown})"
-    if stats.groups is not None:
-        line = f"features: {len(names)}, {report.groups_line(stats)}"
+    if stats.feature_groups is not None:
+        line = f"features: {len(names)}, {report.feature_groups_line(stats)}"
     left = stats.source.get("left_out") or []
     if left:
         parts = [f"{_quoted(c['name'])} ({c['reason']})" for c in left[:limit]]

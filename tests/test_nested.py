@@ -77,11 +77,11 @@ def test_lerobot_default_fits_the_vector_groups_not_the_indices(lerobot_file, tm
     path, state, action = lerobot_file
     result = CliRunner().invoke(main, ["fit", path, "-o", str(tmp_path / "s.json")])
     assert result.exit_code == 0, result.output
-    assert "groups: 2 (observation.state [14], action [14])" in result.stderr
+    assert "feature groups: 2 (observation.state [14], action [14])" in result.stderr
     for name in INDEX:
         assert f"{name} (LeRobot index column" in result.stderr
     stats = normstat.load(tmp_path / "s.json")
-    assert stats.groups == [
+    assert stats.feature_groups == [
         {"name": "observation.state", "shape": [14], "start": 0},
         {"name": "action", "shape": [14], "start": 14},
     ]
@@ -106,7 +106,7 @@ def test_chunking_and_engine_do_not_change_the_result(lerobot_file):
 def test_index_columns_are_fitted_when_named(lerobot_file):
     path, state, _ = lerobot_file
     stats = normstat.fit(path, columns=["observation.state", "frame_index"])
-    assert stats.groups[-1] == {"name": "frame_index", "shape": [], "start": 14}
+    assert stats.feature_groups[-1] == {"name": "frame_index", "shape": [], "start": 14}
     assert_matches(stats, slice(14, 15), (np.arange(len(state)) % 250)[:, None])
 
 
@@ -172,7 +172,10 @@ def test_hf_parquet_groups_classlabel_and_images_left_out(tmp_path):
     assert "left out: label (ClassLabel)" in result.stderr
     assert "tokens (list<" in result.stderr and "undeclared length" in result.stderr
     stats = normstat.load(tmp_path / "s.json")
-    assert [(g["name"], g["shape"]) for g in stats.groups] == [("vec", [3]), ("arr", [2, 3])]
+    assert [(g["name"], g["shape"]) for g in stats.feature_groups] == [
+        ("vec", [3]),
+        ("arr", [2, 3]),
+    ]
     assert stats.features[3:5] == ["arr[0,0]", "arr[0,1]"]
     assert_matches(stats, slice(0, 3), data["vec"])
     assert_matches(stats, slice(3, 9), data["arr"])
@@ -186,7 +189,7 @@ def test_fixed_shape_tensor_extension(tmp_path):
     table = pa.table({"t": pa.ExtensionArray.from_storage(tensor_type, storage)})
     pq.write_table(table, tmp_path / "t.parquet")
     stats = normstat.fit(str(tmp_path / "t.parquet"))
-    assert stats.groups == [{"name": "t", "shape": [2, 2], "start": 0}]
+    assert stats.feature_groups == [{"name": "t", "shape": [2, 2], "start": 0}]
     assert_matches(stats, slice(0, 4), x)
 
 
@@ -195,7 +198,7 @@ def test_list_column_of_one_length_and_the_row_of_another(tmp_path):
     x = rng.standard_normal((1000, 5))
     pq.write_table(pa.table({"v": pa.array(x.tolist())}), tmp_path / "ok.parquet")
     stats = normstat.fit(str(tmp_path / "ok.parquet"), columns=["v"])
-    assert stats.groups == [{"name": "v", "shape": [5], "start": 0}]
+    assert stats.feature_groups == [{"name": "v", "shape": [5], "start": 0}]
     assert_matches(stats, slice(0, 5), x)
     rows = x.tolist()
     rows[777] = rows[777][:4]
@@ -222,7 +225,7 @@ def test_struct_field_by_dotted_path(tmp_path):
     stats = normstat.fit(
         str(tmp_path / "s.parquet"), columns=["observation.state", "observation.grip"]
     )
-    assert [g["name"] for g in stats.groups] == ["observation.state", "observation.grip"]
+    assert [g["name"] for g in stats.feature_groups] == ["observation.state", "observation.grip"]
     assert_matches(stats, slice(0, 7), state)
     assert_matches(stats, slice(7, 8), grip[:, None])
     with pytest.raises(DataError, match="no column 'observation.nope'"):
@@ -383,7 +386,7 @@ def test_merge_of_halves_equals_the_whole(tmp_path):
     a = normstat.fit(str(tmp_path / "a.parquet"))
     b = normstat.fit(str(tmp_path / "b.parquet"))
     merged = normstat.merge([a, b])
-    assert merged.groups == a.groups
+    assert merged.feature_groups == a.feature_groups
     assert_matches(merged, slice(0, 14), state)
     assert_matches(merged, slice(14, 28), action)
     other = normstat.fit(str(tmp_path / "b.parquet"), columns=["action", "observation.state"])
@@ -431,19 +434,19 @@ def test_version_1_artifacts_still_load_and_groups_are_validated(tmp_path, lerob
     pq.write_table(pa.table({"a": [1.0, 2.0], "b": [3.0, 5.0]}), tmp_path / "p.parquet")
     normstat.fit(str(tmp_path / "p.parquet"), output=str(plain))
     doc = json.loads(plain.read_text())
-    assert doc["schema_version"] == 1 and "groups" not in doc
-    assert normstat.load(plain).groups is None
+    assert doc["schema_version"] == 1 and "feature_groups" not in doc
+    assert normstat.load(plain).feature_groups is None
     grouped = tmp_path / "g.json"
     normstat.fit(path, output=str(grouped))
     doc = json.loads(grouped.read_text())
-    doc["groups"][1]["start"] = 13
+    doc["feature_groups"][1]["start"] = 13
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(doc))
-    with pytest.raises(ArtifactError, match="'groups' must be objects"):
+    with pytest.raises(ArtifactError, match="'feature_groups' must be objects"):
         normstat.load(bad)
     npz = tmp_path / "g.npz"
     normstat.fit(path, output=str(npz))
-    assert normstat.load(npz).groups == normstat.load(grouped).groups
+    assert normstat.load(npz).feature_groups == normstat.load(grouped).feature_groups
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,7 +513,7 @@ def test_files_written_by_hugging_face_datasets(tmp_path):
     ds.save_to_disk(str(tmp_path / "disk"))
     for source in (tmp_path / "hf.parquet", tmp_path / "disk"):
         stats = normstat.fit(str(source))
-        assert [g["name"] for g in stats.groups] == ["state", "arr"]
+        assert [g["name"] for g in stats.feature_groups] == ["state", "arr"]
         assert {"name": "label", "reason": "ClassLabel"} in stats.source["left_out"]
         assert_matches(stats, slice(0, 4), state)
         assert_matches(stats, slice(4, 10), arr)
@@ -521,7 +524,7 @@ def test_dask_engine_equals_local(lerobot_file, tmp_path):
     path, state, action = lerobot_file
     local = normstat.fit(path)
     dask = normstat.fit(path, engine="dask", workers=2, task_size="64KiB")
-    assert dask.groups == local.groups
+    assert dask.feature_groups == local.feature_groups
     np.testing.assert_allclose(dask.mean, local.mean, rtol=1e-14, atol=0)
     np.testing.assert_allclose(dask.std, local.std, rtol=1e-12, atol=0)
     normstat.apply(local, [path], str(tmp_path / "d.parquet"), engine="dask", workers=2)

@@ -67,7 +67,7 @@ def test_lerobot_recipe_commands(tmp_path):
     fit = ["fit", str(tmp_path / "data"), "--quantiles", levels, "-o", str(stats)]
     result = runner.invoke(main, fit)
     assert result.exit_code == 0, result.output
-    assert "groups: 2 (observation.state [14], action [14])" in result.stderr
+    assert "feature groups: 2 (observation.state [14], action [14])" in result.stderr
     lerobot = json.loads(runner.invoke(main, ["export", str(stats), "--to", "lerobot"]).stdout)
     openpi = json.loads(runner.invoke(main, ["export", str(stats), "--to", "openpi"]).stdout)
     for name, x in (("observation.state", state), ("action", action)):

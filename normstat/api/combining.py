@@ -41,7 +41,7 @@ def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats
         _check_disjoint(parts, loaded, names)
     first = loaded[0]
     for name, s in zip(names[1:], loaded[1:], strict=True):
-        for key in ("feature_shape", "axis", "features", "ddof", "rescale", "groups"):
+        for key in ("feature_shape", "axis", "features", "ddof", "rescale", "feature_groups"):
             a, b = plain(getattr(first, key)), plain(getattr(s, key))
             if a != b:
                 raise ArtifactError(f"{key} {b} disagrees with {a} of {names[0]}", path=name)
@@ -59,7 +59,7 @@ def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats
         _merged_source([s.source for s in loaded]),
         first.rescale,
         quantile_levels=levels,
-        groups=first.groups,
+        feature_groups=first.feature_groups,
     )
 
 

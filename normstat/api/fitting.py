@@ -201,7 +201,7 @@ def fit(
             srcs[0].features,
             describe(srcs),
             quantile_levels=levels,
-            groups=getattr(srcs[0], "groups", None),
+            feature_groups=getattr(srcs[0], "feature_groups", None),
         )
         if exact and levels is not None and moments.sketch is not None:
             stats.exact_quantiles = _exact_quantiles(moments.sketch, levels, one_pass)

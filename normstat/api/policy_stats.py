@@ -48,7 +48,7 @@ def openpi_norm_stats(stats: Stats) -> dict[str, Any]:
 
 
 def _groups(stats: Stats, to: str) -> list[tuple[str, tuple[int, ...], slice]]:
-    groups = stats.group_slices()
+    groups = stats.feature_group_slices()
     if not groups:
         raise UsageError(
             f"to: {to} takes statistics per named column (a table fit) or of images; these have "

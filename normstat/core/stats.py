@@ -52,16 +52,16 @@ class Stats:
     """Levels of :attr:`quantiles` (``fit --quantiles``); needs the distribution summary."""
     exact_quantiles: np.ndarray | None = None
     """``(levels, features)`` selected exactly by ``fit --exact``, in place of the summary's."""
-    groups: list[dict[str, Any]] | None = None
+    feature_groups: list[dict[str, Any]] | None = None
     """Feature groups of a table (vectors, tensors: ``name``, ``shape``, ``start``, the first of
     its ``prod(shape)`` consecutive features); None when the features are not grouped."""
 
-    def group_slices(self) -> list[tuple[str, tuple[int, ...], slice]]:
+    def feature_group_slices(self) -> list[tuple[str, tuple[int, ...], slice]]:
         """``(name, shape, features)`` of each group; every table feature is its own group of
         shape ``()`` when the fit recorded none (a table of scalar columns, a version 1 file)."""
-        if self.groups is not None:
+        if self.feature_groups is not None:
             out = []
-            for g in self.groups:
+            for g in self.feature_groups:
                 shape = tuple(g["shape"])
                 n = int(np.prod(shape)) if shape else 1
                 out.append((g["name"], shape, slice(g["start"], g["start"] + n)))
@@ -159,7 +159,7 @@ class Stats:
             self.features,
             dict(self.source),
             rescale=self.rescale * scale,
-            groups=self.groups,
+            feature_groups=self.feature_groups,
         )
 
     @property
@@ -189,5 +189,5 @@ class Stats:
             dict(self.source),
             rescale=self.rescale,
             quantile_levels=merge_levels(self.quantile_levels, other.quantile_levels),
-            groups=self.groups,
+            feature_groups=self.feature_groups,
         )

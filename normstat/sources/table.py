@@ -355,7 +355,7 @@ class TableSource:
         )
         self.read_columns = list(dict.fromkeys(c.top for c in self.selected))
         self.features = [n for c in self.selected for n in c.feature_names()]
-        self.groups = feature_groups(self.selected, schema)
+        self.feature_groups = group_records(self.selected)
         self.feature_types = [
             str(schema.field(c.top).type if len(c.path) == 1 else c.element)
             for c in self.selected
@@ -483,8 +483,8 @@ class TableSource:
         pass
 
 
-def feature_groups(selected: Sequence[Column], schema: pa.Schema) -> list[dict[str, Any]] | None:
-    """The artifact's ``groups`` (name, shape and first feature) when a selected column
+def group_records(selected: Sequence[Column]) -> list[dict[str, Any]] | None:
+    """The artifact's ``feature_groups`` (name, shape and first feature) when a selected column
     is a vector or a tensor; None for a table of scalar columns (nothing to group)."""
     if not any(c.nested for c in selected):
         return None
