@@ -581,7 +581,7 @@ def test_export_lerobot_image_column_of_a_table(tmp_path):
 def test_vector_groups_fit_and_apply_memory_is_bounded(tmp_path):
     """A ~330 MB LeRobot-like file in row groups of 2**20 rows (pyarrow's default): fit and
     apply stay bounded by a row group of the vector columns, which pyarrow decodes whole
-    (measured 415-427 and 331 MB; slow: writes the file)."""
+    (measured 415-441 and 331-340 MB; slow: writes the file)."""
     import subprocess
     import sys
 
