@@ -33,6 +33,8 @@ from normstat.sinks.atomic import atomic_output
 
 FORMAT = "normstat.stats"
 SCHEMA_VERSION = 1
+GROUPS_VERSION = 2
+"""Written when the statistics have ``feature_groups``; version 1 files still load."""
 FLOAT_KEYS = ("mean", "var", "std", "min", "max", "m2")
 INT_KEYS = ("count", "nan_count")
 META_KEYS = (
@@ -71,6 +73,11 @@ def _meta(stats: Stats) -> dict[str, Any]:
     }
     if stats.rescale != 1.0:  # statistics of x * rescale; absent: of the values as read
         meta["rescale"] = stats.rescale
+    if (
+        stats.feature_groups is not None
+    ):  # named feature groups (vectors, tensors): schema version 2
+        meta["schema_version"] = GROUPS_VERSION
+        meta["feature_groups"] = stats.feature_groups
     return meta
 
 
@@ -426,10 +433,10 @@ def _from_dict(doc: dict[str, Any], path: str) -> Stats:
         raise fail(f"'format' is {_short(doc.get('format'))}, expected {FORMAT!r}")
     if missing:
         raise fail(f"missing keys: {', '.join(missing)}")
-    if doc["schema_version"] != SCHEMA_VERSION:
+    if doc["schema_version"] not in (SCHEMA_VERSION, GROUPS_VERSION):
         raise fail(
             f"schema_version {_short(doc['schema_version'])} is not supported "
-            f"(this normstat reads {SCHEMA_VERSION})"
+            f"(this normstat reads {SCHEMA_VERSION} and {GROUPS_VERSION})"
         )
     shape = _int_list(doc["feature_shape"], "feature_shape", fail, minimum=0)
     axis = None if doc["axis"] is None else tuple(_int_list(doc["axis"], "axis", fail))
@@ -454,10 +461,39 @@ def _from_dict(doc: dict[str, Any], path: str) -> Stats:
         raise fail(f"'rescale' must be a non-zero number, received {rescale!r}")
     stats = Stats(moments, tuple(shape), axis, ddof, features, doc["source"], float(rescale))
     stats.weights = None if weight is None else doc["weights"]["column"]
+    stats.feature_groups = _feature_groups(doc, shape, fail)
     _check_derived(stats, arrays, fail)
     _load_distribution(doc, stats, fail)
     _load_by(doc, stats, fail)
     return stats
+
+
+def _feature_groups(
+    doc: dict[str, Any], shape: list[int], fail: Any
+) -> list[dict[str, Any]] | None:
+    """Version 2's ``feature_groups``: named, consecutive slices that cover the features exactly."""
+    groups = doc.get("feature_groups")
+    if groups is None:
+        return None
+    if doc["schema_version"] < GROUPS_VERSION:
+        raise fail(f"'feature_groups' needs schema_version {GROUPS_VERSION}")
+    ok = isinstance(groups, list) and len(shape) == 1
+    at = 0
+    for g in groups if ok else []:
+        if not (
+            isinstance(g, dict)
+            and isinstance(g.get("name"), str)
+            and isinstance(g.get("start"), int)
+            and g["start"] == at
+        ):
+            ok = False
+            break
+        at += math.prod(_int_list(g.get("shape"), "feature_groups.shape", fail, minimum=1))
+    if not ok or at != (shape[0] if shape else 0):
+        raise fail(
+            "'feature_groups' must be objects (name, shape, start) that cover the features in order"
+        )
+    return [{"name": g["name"], "shape": list(g["shape"]), "start": g["start"]} for g in groups]
 
 
 def _short(v: Any) -> str:

@@ -268,6 +268,8 @@ def _report_columns(stats: Stats, limit: int = 20) -> None:
         f", ... ({len(names) - limit} more)" if len(names) > limit else ""
     )
     line = f"features: {len(names)} ({shown})"
+    if stats.feature_groups is not None:
+        line = f"features: {len(names)}, {report.feature_groups_line(stats)}"
     left = stats.source.get("left_out") or []
     if left:
         parts = [f"{_quoted(c['name'])} ({c['reason']})" for c in left[:limit]]
@@ -884,7 +886,8 @@ def merge(
     required=True,
     help="keras: Normalization(axis, mean, variance); torch: Normalize(mean, std); "
     "sklearn: StandardScaler attributes; sklearn-robust: RobustScaler center_, scale_ "
-    "(needs fit --quantiles robust).",
+    "(needs fit --quantiles robust); lerobot: meta/stats.json per column group; openpi: "
+    "norm_stats.json (q01 / q99 need fit --quantiles 0.01,0.99).",
 )
 @click.option(
     "--allow-empty",

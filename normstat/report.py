@@ -159,6 +159,8 @@ def table(stats: Stats, limit: int | None = 20) -> str:
     lines = [_line(header if widths[-1] else header[:-1], widths)]
     lines += [_line(r, widths) for r in rows]
     lines.append(_summary(stats, len(names)))
+    if stats.feature_groups is not None:
+        lines.append(feature_groups_line(stats))
     if hidden:
         lines.append(_overview(stats))
         lines.append(f"{hidden} features not shown (use --all to list every one)")
@@ -236,6 +238,12 @@ def groups_table(stats: Stats, limit: int | None = 20) -> str:
             f"{groups.n_groups - len(shown)} groups not shown (use --all to list every one)"
         )
     return "\n".join(lines)
+
+
+def feature_groups_line(stats: Stats) -> str:
+    """``feature groups: observation.state [14], action [14]`` (the feature groups, in order)."""
+    parts = [f"{name} {list(shape)}" for name, shape, _ in stats.feature_group_slices()]
+    return f"feature groups: {len(parts)} ({', '.join(parts)})"
 
 
 def _level_name(q: float) -> str:

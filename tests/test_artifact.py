@@ -105,7 +105,7 @@ def _corrupt(tmp_path: Path, edit) -> Path:
     ("edit", "message"),
     [
         (lambda d: d.pop("m2"), "missing keys: m2"),
-        (lambda d: d.update(schema_version=2), "schema_version 2 is not supported"),
+        (lambda d: d.update(schema_version=3), "schema_version 3 is not supported"),
         (lambda d: d.update(format="other"), "'format' is 'other'"),
         (lambda d: d.update(mean=[1.0, 2.0]), "'mean' has shape [2], expected feature_shape"),
         (lambda d: d.update(count=[[1, 2], [3, -1], [1, 1]]), "'count' must hold non-negative"),

@@ -80,3 +80,17 @@ def test_writers_settle_before_each_run_outside_the_timing(tmp_path):
     assert len(times) == repeats
     assert wall >= repeats * settle  # the worker idled before each run ...
     assert sum(times) < wall - repeats * settle  # ... and none of it was timed
+
+
+def test_lerobot_benchmark_runs_and_agrees_with_its_floor():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "lerobot.py"), "--small", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("| normstat.fit")]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert float(cells[1]) > 0
+    assert float(cells[-1]) <= 1e-12  # means against the floor's float64 sums

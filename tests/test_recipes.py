@@ -34,3 +34,48 @@ def test_channels_last_and_first_agree(tmp_path):
     for got in exports:
         np.testing.assert_allclose(got["mean"], flat.mean(axis=0), rtol=1e-12)
         np.testing.assert_allclose(got["std"], flat.std(axis=0), rtol=1e-12)
+
+
+def test_lerobot_recipe_commands(tmp_path):
+    """The LeRobot recipe's commands on a dataset directory of two files: the vector groups,
+    exported for LeRobot and openpi, against numpy on the stacked vectors."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(11)
+    n = 4000
+    state = (rng.standard_normal((n, 14)) * 0.01 + 1.5).astype(np.float32)
+    action = (rng.standard_normal((n, 14)) * 0.5 + 500).astype(np.float32)
+    table = pa.table(
+        {
+            "observation.state": pa.FixedSizeListArray.from_arrays(state.reshape(-1), 14),
+            "action": pa.FixedSizeListArray.from_arrays(action.reshape(-1), 14),
+            "timestamp": pa.array(np.arange(n) / 30, pa.float32()),
+            "frame_index": np.arange(n) % 400,
+            "episode_index": np.arange(n) // 400,
+            "index": np.arange(n),
+            "task_index": np.zeros(n, np.int64),
+        }
+    )
+    data = tmp_path / "data" / "chunk-000"
+    data.mkdir(parents=True)
+    pq.write_table(table.slice(0, 2500), data / "file-000.parquet")
+    pq.write_table(table.slice(2500), data / "file-001.parquet")
+    runner = CliRunner()
+    stats = tmp_path / "stats.json"
+    levels = "0.01,0.1,0.5,0.9,0.99"
+    fit = ["fit", str(tmp_path / "data"), "--quantiles", levels, "-o", str(stats)]
+    result = runner.invoke(main, fit)
+    assert result.exit_code == 0, result.output
+    assert "feature groups: 2 (observation.state [14], action [14])" in result.stderr
+    lerobot = json.loads(runner.invoke(main, ["export", str(stats), "--to", "lerobot"]).stdout)
+    openpi = json.loads(runner.invoke(main, ["export", str(stats), "--to", "openpi"]).stdout)
+    for name, x in (("observation.state", state), ("action", action)):
+        x64 = x.astype(np.float64)
+        np.testing.assert_allclose(lerobot[name]["mean"], x64.mean(0), rtol=1e-12)
+        np.testing.assert_allclose(lerobot[name]["std"], x64.std(0), rtol=1e-12)
+        np.testing.assert_allclose(openpi["norm_stats"][name]["std"], x64.std(0), rtol=1e-12)
+        assert lerobot[name]["count"] == [n]
+        # quantiles: within the summary's documented bound (1% of the value)
+        np.testing.assert_allclose(lerobot[name]["q50"], np.quantile(x64, 0.5, 0), rtol=1e-2)
+        assert set(openpi["norm_stats"][name]) == {"mean", "std", "q01", "q99"}

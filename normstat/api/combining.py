@@ -42,7 +42,8 @@ def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats
         _check_disjoint(parts, loaded, names)
     first = loaded[0]
     for name, s in zip(names[1:], loaded[1:], strict=True):
-        for key in ("feature_shape", "axis", "features", "ddof", "rescale", "by", "weights"):
+        keys = ("feature_shape", "axis", "features", "ddof", "rescale", "by", "weights")
+        for key in (*keys, "feature_groups"):
             a, b = plain(getattr(first, key)), plain(getattr(s, key))
             if a != b:
                 raise ArtifactError(f"{key} {b} disagrees with {a} of {names[0]}", path=name)
@@ -60,6 +61,7 @@ def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats
         _merged_source([s.source for s in loaded]),
         first.rescale,
         quantile_levels=levels,
+        feature_groups=first.feature_groups,
         by=first.by,
         weights=first.weights,
     )
@@ -180,6 +182,10 @@ def export(
             f"exporting them would give mean 0 and scale 1 as if fitted (allow_empty / "
             f"--allow-empty to do so anyway)"
         )
+    if to in ("lerobot", "openpi"):
+        from normstat.api.policy_stats import lerobot_stats, openpi_norm_stats
+
+        return lerobot_stats(stats) if to == "lerobot" else openpi_norm_stats(stats)
     mean = np.where(stats.count > 0, stats.mean, 0.0)
     scale = stats.scale
     if to == "keras":

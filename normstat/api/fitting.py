@@ -211,6 +211,7 @@ def fit(
             quantile_levels=levels,
             by=by,
             weights=weights,
+            feature_groups=getattr(srcs[0], "feature_groups", None),
         )
         if exact and levels is not None and moments.sketch is not None:
             stats.exact_quantiles = _exact_quantiles(moments.sketch, levels, one_pass, scale)

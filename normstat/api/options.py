@@ -182,7 +182,16 @@ def float_dtype(dtype: Any) -> np.dtype:
 
 
 def apply_columns(stats: Stats, columns: Sequence[str] | None) -> Sequence[str] | None:
-    """A table is read by the artifact's feature names; ``columns`` may only repeat them."""
+    """A table is read by the artifact's feature names (its groups' names, when it has
+    groups); ``columns`` may only repeat them."""
+    if stats.feature_groups is not None:
+        names = [g["name"] for g in stats.feature_groups]
+        if columns is not None and list(columns) not in (names, list(stats.features or [])):
+            raise UsageError(
+                f"columns: {list(columns)} disagree with the feature groups of the statistics "
+                f"{names}"
+            )
+        return names
     if columns is None or stats.features is None:
         return stats.features if columns is None else columns
     if list(columns) != list(stats.features):

@@ -310,7 +310,9 @@ def apply(
         if progress is not None:
             progress.start(total_rows(srcs), row_bytes(first))
         plan = ApplyOptions(
-            step=TransformStep(layout, params, inverse, out_dtype, features, groups),
+            step=TransformStep(
+                layout, params, inverse, out_dtype, features, groups, _grouped(first)
+            ),
             out=out,
             rows=rows,
             force=force,
@@ -329,6 +331,15 @@ def apply(
     finally:
         for s in srcs:
             s.close()
+
+
+def _grouped(src: ArraySource) -> tuple[Any, ...] | None:
+    """A table's selected columns when one is a feature group or a struct field (then the
+    transform rewrites columns, not single features); None otherwise."""
+    selected = getattr(src, "selected", None)
+    if selected is None or all(not c.nested and len(c.path) == 1 for c in selected):
+        return None
+    return tuple(selected)
 
 
 def recorded_method(src: ArraySource) -> tuple[str | None, bool]:

@@ -57,6 +57,21 @@ class Stats:
     """The column whose values the per-group statistics (:attr:`groups`) are kept by."""
     weights: str | None = None
     """The column whose values weighted the rows (``fit --weights``); ``None``: unweighted."""
+    feature_groups: list[dict[str, Any]] | None = None
+    """Feature groups of a table (vectors, tensors: ``name``, ``shape``, ``start``, the first of
+    its ``prod(shape)`` consecutive features); None when the features are not grouped."""
+
+    def feature_group_slices(self) -> list[tuple[str, tuple[int, ...], slice]]:
+        """``(name, shape, features)`` of each group; every table feature is its own group of
+        shape ``()`` when the fit recorded none (a table of scalar columns, a version 1 file)."""
+        if self.feature_groups is not None:
+            out = []
+            for g in self.feature_groups:
+                shape = tuple(g["shape"])
+                n = int(np.prod(shape)) if shape else 1
+                out.append((g["name"], shape, slice(g["start"], g["start"] + n)))
+            return out
+        return [(name, (), slice(j, j + 1)) for j, name in enumerate(self.features or [])]
 
     def _shaped(self, a: np.ndarray) -> np.ndarray:
         return a.reshape(self.feature_shape)
@@ -153,6 +168,7 @@ class Stats:
             dict(self.source),
             rescale=self.rescale * scale,
             weights=self.weights,
+            feature_groups=self.feature_groups,
         )
 
     @property
@@ -194,6 +210,7 @@ class Stats:
             dict(self.source),
             rescale=self.rescale,
             quantile_levels=merge_levels(self.quantile_levels, other.quantile_levels),
+            feature_groups=self.feature_groups,
             by=self.by,
             weights=self.weights,
         )

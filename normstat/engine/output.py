@@ -62,7 +62,12 @@ def resolve(srcs: list[ArraySource], o: ApplyOptions) -> Output:
     )
     if batches:
         check_same_schema(srcs)
-        schema = output_schema(first.schema, o.step.features or (), o.step.dtype)  # type: ignore[attr-defined]
+        schema = output_schema(
+            first.schema,  # type: ignore[attr-defined]
+            o.step.features or (),
+            o.step.dtype,
+            o.step.selected,
+        )
         return Output(fmt, True, replace(spec, schema=schema))
     shape = (count_rows(srcs, fmt), *first.shape[1:])
     return Output(fmt, False, replace(spec, shape=shape))

@@ -110,7 +110,7 @@ def _chunk_task(
     sketch: SketchSpec | None,
 ) -> Moments:
     """The chunk's moments, with its distribution summary beside them when ``sketch`` asks."""
-    if chunk.columns is not None and len(chunk.columns) == layout.n_features:
+    if chunk.columns is not None and _width(chunk.columns) == layout.n_features:
         return _by_column(chunk, layout, nan_policy, features, sketch)
     rows = layout.to_rows(chunk.data)
     if sketch is not None and sketch.counts_values(rows.dtype):
@@ -137,19 +137,22 @@ def _by_column(
     assert chunk.columns is not None
     keyed = Keyed(chunk, features) if chunk.extra else None
     parts = []
-    for j, col in enumerate(chunk.columns):
+    j = 0
+    for col in chunk.columns:
+        rows = col.reshape(len(col), -1)  # a feature group arrives as its (rows, k) matrix
         if sketch is not None and sketch.counts_values(col.dtype):
-            parts.append(sketch.summarise(col.reshape(-1, 1)))
-            continue
-        part = column_moments(col)
-        if part is None:
-            _check(col.reshape(-1, 1), chunk, layout, nan_policy, features, feature_offset=j)
-            part = chunk_moments(col.reshape(-1, 1))
-        if sketch is not None:
-            part.sketch = sketch.build(col.reshape(-1, 1), j, bounds=part)
+            part = sketch.summarise(rows)
+        else:
+            part = column_moments(col) if col.ndim == 1 else finite_moments(rows)
+            if part is None:
+                _check(rows, chunk, layout, nan_policy, features, feature_offset=j)
+                part = chunk_moments(rows)
+            if sketch is not None:
+                part.sketch = sketch.build(rows, j, bounds=part)
         if keyed is not None:
-            part = keyed.apply(part, [col])
+            part = keyed.apply(part, [rows[:, i] for i in range(rows.shape[1])])
         parts.append(part)
+        j += rows.shape[1]
     return Moments.join(parts)
 
 
@@ -190,6 +193,15 @@ class Keyed:
             grouped = grouped_moments(columns, self.index, self.weights, self.work)
             part.groups = GroupedMoments(self.index.keys, grouped)
         return part
+
+
+def _width(columns: Sequence[np.ndarray]) -> int:
+    """Features in a table chunk's columns (a group's matrix counts its columns); a column
+    decoded on demand (Parquet) is not decoded here: its width is known from its source."""
+    width = getattr(columns, "width", None)
+    if width is not None:
+        return int(width)
+    return sum(1 if c.ndim == 1 else c.shape[1] for c in columns)
 
 
 def _check(

@@ -33,6 +33,7 @@ class TransformStep:
     dtype: np.dtype
     features: tuple[str, ...] | None = None  # a table's feature columns
     groups: GroupParams | None = None  # apply --by: each row with its group's map
+    selected: tuple[Any, ...] | None = None  # a table's columns when some are feature groups
 
     def block(
         self,
@@ -69,6 +70,8 @@ class TransformStep:
 
         from normstat.sources.table import column_array, group_codes
 
+        if self.selected is not None:
+            return self._grouped_batch(batch, schema, first_row)
         cols = list(batch.columns)
         rows = None
         if self.groups is not None:
@@ -94,6 +97,56 @@ class TransformStep:
             cols[pos] = pa.array(y, type=schema.field(pos).type, mask=mask)
         return pa.RecordBatch.from_arrays(cols, schema=schema)
 
+    def _map(self, x: np.ndarray, p: TransformParams, name: str, first_row: int) -> np.ndarray:
+        try:
+            return p.inverse(x, self.dtype) if self.inverse else p.forward(x, self.dtype)
+        except CastOverflow as exc:
+            row = first_row + (exc.index[0] if exc.index else 0)
+            raise DataError(
+                f"feature {name}, row {row}: {exc.message}", feature=name, row=row
+            ) from None
+
+    def _grouped_batch(self, batch: Any, schema: Any, first_row: int) -> Any:
+        """A batch whose feature groups (vectors, tensors) are transformed as ``(rows, k)``
+        matrices and written back as fixed-size lists of the output dtype, nulls kept null."""
+        import pyarrow as pa
+
+        from normstat.sources.table import grouped_column
+
+        assert self.selected is not None
+        cols = list(batch.columns)
+        j = 0
+        for c in self.selected:
+            pos = schema.get_field_index(c.top)
+            col = cols[pos]
+            x = grouped_column(col, c, first_row)
+            p = TransformParams(
+                self.params.shift.reshape(-1)[j : j + c.width],
+                self.params.scale.reshape(-1)[j : j + c.width],
+                self.params.clip,
+                self.params.bounds,
+            )
+            y = self._map(x if c.nested else x.reshape(-1, 1), p, c.name, first_row)
+            mask = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else None
+            if c.nested:
+                cols[pos] = _fixed_lists(y, c.shape, self.dtype, mask)
+            else:
+                cols[pos] = pa.array(y.reshape(-1), type=schema.field(pos).type, mask=mask)
+            j += c.width
+        return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def _fixed_lists(y: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, mask: Any) -> Any:
+    """``(rows, prod(shape))`` values as nested fixed-size lists of ``shape`` per row."""
+    import pyarrow as pa
+
+    arr = pa.array(y.reshape(-1), type=pa.from_numpy_dtype(dtype))
+    for d in reversed(shape[1:]):
+        arr = pa.FixedSizeListArray.from_arrays(arr, d)
+    return pa.FixedSizeListArray.from_arrays(
+        arr, shape[0], mask=pa.array(mask) if mask is not None else None
+    )
+
 
 def _overflow(exc: CastOverflow, first_row: int, names: list[str] | None) -> DataError:
     index = exc.index or (0, 0)
@@ -103,17 +156,34 @@ def _overflow(exc: CastOverflow, first_row: int, names: list[str] | None) -> Dat
     return DataError(f"feature {feature}, row {row}: {exc.message}", feature=feature, row=row)
 
 
-def output_schema(schema: Any, features: Iterable[str], dtype: np.dtype) -> Any:
-    """The input's schema with the feature columns retyped; field and schema metadata kept."""
+def output_schema(
+    schema: Any, features: Iterable[str], dtype: np.dtype, selected: Iterable[Any] | None = None
+) -> Any:
+    """The input's schema with the feature columns retyped (a feature group as nested
+    fixed-size lists of its shape); field and schema metadata kept, but for an extension type's
+    (the values are no longer of that type)."""
     import pyarrow as pa
 
     out_type = pa.from_numpy_dtype(dtype)
-    chosen = set(features)
+    types = {name: out_type for name in features}
+    for c in selected or ():
+        t = out_type
+        for d in reversed(c.shape):
+            t = pa.list_(t, d)
+        types[c.top] = t
     fields = [
-        pa.field(f.name, out_type, nullable=True, metadata=f.metadata) if f.name in chosen else f
+        pa.field(f.name, types[f.name], nullable=True, metadata=_plain_metadata(f.metadata))
+        if f.name in types
+        else f
         for f in schema
     ]
     return pa.schema(fields, metadata=schema.metadata)
+
+
+def _plain_metadata(meta: dict[bytes, bytes] | None) -> dict[bytes, bytes] | None:
+    if not meta:
+        return meta
+    return {k: v for k, v in meta.items() if not k.startswith(b"ARROW:extension:")} or None
 
 
 def reads(srcs: Iterable[ArraySource], rows: int, batches: bool) -> Iterator[Any]:

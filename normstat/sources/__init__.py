@@ -91,6 +91,10 @@ def format_of(path: str, input_format: str | None = None) -> Format:
 def _expand(spec: str) -> list[tuple[str, str | None]]:
     """One SOURCE argument -> [(path, dataset)]: ``file.h5:/name`` and globs are understood."""
     if os.path.isdir(spec) and not _is_store(spec):
+        from normstat.sources import hf_disk
+
+        if hf_disk.is_saved_dataset(spec):  # Dataset.save_to_disk: its state.json lists the files
+            return [(p, None) for p in hf_disk.data_files(spec)]
         return [(p, None) for p in _table_files(spec)]
     if spec == "-" or os.path.exists(spec):
         return [(spec, None)]

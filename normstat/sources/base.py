@@ -107,9 +107,12 @@ def stack_columns(columns: Sequence[np.ndarray], rows: int | None = None) -> np.
     """
     n = rows if rows is not None else (len(columns[0]) if columns else 0)
     dtype = np.float32 if columns and all(c.dtype == np.float32 for c in columns) else np.float64
-    out = np.empty((n, len(columns)), dtype, order="F")
-    for j, col in enumerate(columns):
-        out[:, j] = col
+    widths = [1 if c.ndim == 1 else c.shape[1] for c in columns]  # a feature group: (n, k)
+    out = np.empty((n, sum(widths)), dtype, order="F")
+    j = 0
+    for col, w in zip(columns, widths, strict=True):
+        out[:, j : j + w] = col.reshape(n, w)
+        j += w
     return out
 
 

@@ -65,6 +65,10 @@ class ImageColumn(ImageStream):
     def _count(self) -> int:
         return sum(_rows(p) for p in self.paths)
 
+    def record(self) -> dict[str, Any]:
+        """The image record, and the column the images came from (LeRobot's stats key)."""
+        return {**super().record(), "column": self.column}
+
     def _items(self, start: int) -> Iterator[tuple[str, Payload]]:
         index = 0
         for path in self.paths:

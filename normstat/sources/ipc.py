@@ -78,6 +78,16 @@ class IpcFile(TableSource):
                 path=self.path,
             )
 
+    def _peek(self, top: str) -> pa.Array | None:
+        """The first record batch's column ``top`` (a file in the stream format is read again
+        from its start: it is mapped, not a pipe)."""
+        if self._file is not None:
+            return self._file.get_batch(0).column(top) if self._file.num_record_batches else None
+        for b in self._open_stream(self.path):
+            if b.num_rows:
+                return b.column(top)
+        return None
+
     def _read(self, rows: int, columns: list[str] | None) -> Iterator[Batch]:
         """The stream format (no index of batches): read it again from the start."""
         return read_once(self._open_stream(self.path), columns, self.path)
@@ -92,7 +102,7 @@ class IpcFile(TableSource):
             return None
         if self._blocks is None:
             one = ipc.IpcReadOptions(
-                included_fields=[self.schema.get_field_index(self.features[0])]
+                included_fields=[self.schema.get_field_index(self.read_columns[0])]
             )
             try:
                 reader = ipc.open_file(self._buffer, options=one)

@@ -30,9 +30,9 @@ from normstat.sources.table import (
     Batch,
     TableSource,
     arrow_error,
-    column_array,
     extra_arrays,
     one_line,
+    selected_array,
 )
 
 _READ_BUFFER = 1 << 18
@@ -68,11 +68,13 @@ class ParquetFile(TableSource):
         return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
 
     def preferred_rows(self, target_bytes: int) -> int:
-        """Whole row groups per chunk when one column of the largest fits the budget: a chunk
-        is then decoded a column at a time and no row group is decoded twice."""
+        """Whole row groups per chunk when one column of the largest (a feature group: all its
+        values) fits the budget: a chunk is then decoded a column at a time and no row group is
+        decoded twice."""
         rows = super().preferred_rows(target_bytes)
         largest = max(self.storage_blocks(), default=0)
-        return largest if rows < largest <= target_bytes // _WIDEST else rows
+        widest = _WIDEST * max(c.width for c in self.selected)  # a feature group: k values a row
+        return largest if rows < largest <= target_bytes // widest else rows
 
     def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         units = self.read_units(rows)
@@ -90,6 +92,10 @@ class ParquetFile(TableSource):
             columns = RowGroupColumns(self, u.lo, u.hi, lo - u.start, hi - lo)
             extra = RowGroupExtras(columns, lo) if self.options.extras else None
             yield Chunk.of_columns(columns, self.path, None, lo, rows=hi - lo, extra=extra)
+
+    def storage_start(self, group: int) -> int:
+        """The first row of row group ``group``."""
+        return sum(self.storage_blocks()[:group])
 
     def _read_blocks(
         self, lo: int, hi: int, rows: int, columns: list[str] | None
@@ -129,10 +135,18 @@ class RowGroupColumns(Sequence[np.ndarray]):
         self.src, self.lo, self.hi, self.offset, self.length = src, lo, hi, offset, length
 
     def __len__(self) -> int:
+        return len(self.src.selected)
+
+    @property
+    def width(self) -> int:
+        """Features in these columns (a feature group counts its elements)."""
         return len(self.src.features)
 
     def __getitem__(self, j: int) -> np.ndarray:  # type: ignore[override]
-        return column_array(self.column(self.src.features[j]))
+        selected = self.src.selected[j]
+        col = self.column(selected.top)
+        first = self.src.storage_start(self.lo) + self.offset
+        return selected_array(col, selected, first, self.src.path)
 
     def column(self, name: str) -> pa.ChunkedArray:
         """Column ``name`` of these rows, as Arrow decoded it."""

@@ -42,7 +42,10 @@ class RowRange:
     def of(cls, src: ArraySource, start: int, stop: int) -> RowRange:
         """Rows of an open source, by absolute path: workers may run in another directory."""
         features = getattr(src, "features", None)
+        selected = getattr(src, "selected", None)  # a table: its columns (groups by name)
         columns = None if features is None else tuple(features)
+        if selected is not None:
+            columns = tuple(c.name for c in selected)
         path = os.path.abspath(src.path)
         table = getattr(src, "options", None)
         table = table if isinstance(table, TableOptions) else None

@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
 
 from normstat.errors import DataError, UsageError
+from normstat.sources import nested
 from normstat.sources.base import Chunk
 from normstat.sources.blocks import Unit, exact_batches, read_units, unit_at
 from normstat.sources.reading import TableOptions
 
 Batch: TypeAlias = pa.RecordBatch
+Column: TypeAlias = nested.Column
+Peek: TypeAlias = Callable[[str], "pa.Array | None"]
 
 
 def is_default_feature(t: pa.DataType) -> bool:
@@ -90,63 +93,146 @@ def select_features(
     columns: Sequence[str] | None,
     path: str,
     exclude: Sequence[str] = (),
-) -> tuple[list[str], list[tuple[str, str]]]:
+    peek: Peek | None = None,
+) -> tuple[list[Column], list[tuple[str, str]]]:
     """The feature columns, and the columns left out with the reason: ``columns`` checked against
-    the table, else every numeric column that the metadata does not mark as a label or an index,
-    less ``exclude``."""
+    the table (dotted paths reach into structs), else every numeric column, vector or tensor
+    that the metadata does not mark as a label or an index, less ``exclude``. ``peek`` reads the
+    first rows of a column, for a list column whose length per row the file does not declare."""
     for name in exclude:
         field_named(schema, name, path, " (--exclude)")
     if columns is not None and set(columns) & set(exclude):
         both = [c for c in columns if c in exclude]
         raise UsageError(f"--columns and --exclude both name {both}")
     if columns is None:
-        return _default_features(schema, exclude, path)
+        return _default_features(schema, exclude, path, peek)
     names = list(columns)
     if len(set(names)) != len(names):
         raise UsageError(f"--columns names a column twice: {names}")
-    for name in names:
-        t = field_named(schema, name, path).type
-        if not is_selectable(t):
-            what = "empty (no value in the file)" if pa.types.is_null(t) else f"{t}"
-            raise DataError(
-                f"column {name!r} is {what}, not numeric (integers, floats, decimals, booleans)",
-                path=path,
-                feature=name,
-            )
+    chosen = [_chosen(schema, name, path, peek) for name in names]
+    tops = {c.top for c in chosen}
     left_out = [
         (f.name, "excluded" if f.name in exclude else "not in --columns")
         for f in schema
-        if f.name not in set(names)
+        if f.name not in tops
     ]
-    return names, left_out
+    return chosen, left_out
+
+
+def _chosen(schema: pa.Schema, name: str, path: str, peek: Peek | None) -> Column:
+    """The column ``--columns`` names (a dotted path into a struct too), checked."""
+    found = nested.resolve(schema, name)
+    if found is None:
+        field_named(schema, name, path)  # the error that lists the columns
+        raise AssertionError
+    where, f = found
+    if len(where) == 1:
+        field_named(schema, name, path)  # a name given twice in the file
+    t = f.type
+    if nested.is_list(t):
+        return _group(schema, name, where, f, path, peek)
+    if not is_selectable(t):
+        what = "empty (no value in the file)" if pa.types.is_null(t) else f"{t}"
+        raise DataError(
+            f"column {name!r} is {what}, not numeric (integers, floats, decimals, booleans, or "
+            "lists of them of one length per row)",
+            path=path,
+            feature=name,
+        )
+    return nested.Column(name, where, (), t)
+
+
+def _group(
+    schema: pa.Schema,
+    name: str,
+    where: tuple[str, ...],
+    f: pa.Field,
+    path: str,
+    peek: Peek | None,
+) -> Column:
+    """A list / tensor column as a feature group, its shape declared by the file or read from
+    its first non-null row (then every other row is checked against it)."""
+    element = nested.element_type(f.type)
+    if not is_selectable(element):
+        raise DataError(
+            f"column {name!r} is {f.type}: its elements are not numbers", path=path, feature=name
+        )
+    shape = nested.declared_shape(f, nested.hf_features(schema).get(name))
+    if shape is None:
+        first = None if peek is None else peek(where[0])
+        if first is not None:
+            first = nested.field_of(first, where[1:])
+        depth = nested.list_depth(f.type)
+        shape = None if first is None else nested.observed_shape(first, depth)
+        if shape is None:
+            raise DataError(
+                f"column {name!r} is {f.type}: its length per row is not declared and no row "
+                "to read it from was found (a stream cannot be read twice)",
+                path=path,
+                feature=name,
+            )
+    if 0 in shape:
+        raise DataError(
+            f"column {name!r} has shape {list(shape)} per row (its first row holds an empty "
+            "list): no feature",
+            path=path,
+            feature=name,
+        )
+    return nested.Column(name, where, shape, element)
 
 
 def _default_features(
-    schema: pa.Schema, exclude: Sequence[str], path: str
-) -> tuple[list[str], list[tuple[str, str]]]:
+    schema: pa.Schema, exclude: Sequence[str], path: str, peek: Peek | None
+) -> tuple[list[Column], list[tuple[str, str]]]:
     roles = metadata_roles(schema)
-    names: list[str] = []
+    if {"episode_index", "frame_index"} <= set(schema.names):
+        for name in nested.LEROBOT_INDEX:
+            roles.setdefault(name, "LeRobot index column: name it in --columns to fit it")
+    hf = nested.hf_features(schema)
+    chosen: list[Column] = []
     left_out: list[tuple[str, str]] = []
     for f in schema:
         why = _reason(f, exclude, roles)
-        if why is None:
-            names.append(f.name)
-        else:
+        if why is None and nested.is_list(f.type):
+            why = _default_group(schema, f, hf, path, chosen)
+        elif why is None:
+            chosen.append(nested.Column(f.name, (f.name,), (), f.type))
+        if why is not None:
             left_out.append((f.name, why))
-    if not names:
+    if not chosen:
         listing = f"; left out: {_left_out_line(left_out)}" if left_out else ""
         raise DataError(
             f"no numeric column to use; the columns are: {_listing(schema)}{listing}", path=path
         )
-    return names, left_out
+    return chosen, left_out
+
+
+def _default_group(
+    schema: pa.Schema, f: pa.Field, hf: dict[str, Any], path: str, chosen: list[Column]
+) -> str | None:
+    """A list column is a default feature group when its elements are numbers and the file
+    declares its shape (a fixed-size list or tensor, HF ``Array``/``Sequence(length=k)``): a
+    plain ``list`` of varying length (token ids) is left out, said why."""
+    element = nested.element_type(f.type)
+    if not is_default_feature(element):
+        return f"{f.type}: elements are not numbers"
+    shape = nested.declared_shape(f, hf.get(f.name))
+    if shape is None:
+        return f"{f.type} of undeclared length: name it in --columns if every row has one length"
+    if 0 in shape:
+        return f"{f.type}: empty lists"
+    chosen.append(nested.Column(f.name, (f.name,), shape, element))
+    return None
 
 
 def _reason(f: pa.Field, exclude: Sequence[str], roles: dict[str, str]) -> str | None:
-    """Why a column is not a feature by default, or None if it is one."""
+    """Why a column is not a feature by default, or None if it is one (a list column: maybe)."""
     if f.name in exclude:
         return "excluded"
     if f.name in roles:
         return roles[f.name]
+    if nested.is_list(f.type):
+        return None
     return None if is_default_feature(f.type) else _why_not(f.type)
 
 
@@ -181,10 +267,29 @@ def column_to_float64(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False)
 
 
-def feature_columns(batch: Batch, names: Sequence[str]) -> list[np.ndarray]:
-    """The named columns of ``batch`` as 1-D arrays the kernel can read (see
-    :func:`column_array`)."""
-    return [column_array(batch.column(name)) for name in names]
+def feature_columns(
+    batch: Batch, selected: Sequence[Column | str], start: int = 0, path: str = ""
+) -> list[np.ndarray]:
+    """The selected columns of ``batch`` (or columns by name) as arrays the kernel can read:
+    1-D for a scalar column (see :func:`column_array`), ``(rows, width)`` for a feature group
+    (see :func:`normstat.sources.nested.dense`); ``start`` names the rows in errors."""
+    return [
+        column_array(batch.column(c))
+        if isinstance(c, str)
+        else selected_array(batch.column(c.top), c, start, path)
+        for c in selected
+    ]
+
+
+def selected_array(
+    col: pa.Array | pa.ChunkedArray, c: Column, start: int = 0, path: str = ""
+) -> np.ndarray:
+    """One selected column of a batch (its top-level column ``col``) as the kernel reads it."""
+    if c.nested:
+        return nested.dense(_combined(col), c, start, path)
+    if len(c.path) > 1:
+        col = nested.field_of(_combined(col), c.path[1:])
+    return column_array(col)
 
 
 def column_array(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -198,6 +303,19 @@ def column_array(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if t == pa.float32():
         return col.to_numpy(zero_copy_only=False)
     return column_to_float64(col)
+
+
+def grouped_column(col: pa.Array | pa.ChunkedArray, c: Column, start: int) -> np.ndarray:
+    """A top-level column as ``apply`` rewrites it: a feature group as its ``(rows, k)``
+    matrix, a scalar column as its values; a struct field is refused (rewriting one field of
+    a struct is not done: write an array output instead)."""
+    if len(c.path) > 1:
+        raise DataError(
+            f"apply writes a table's feature columns back in place, but {c.name!r} is a field of "
+            f"the struct column {c.top!r}: write an array output (.npy, .h5, .zarr) instead",
+            feature=c.name,
+        )
+    return selected_array(col, c, start)
 
 
 def _combined(col: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -232,11 +350,20 @@ class TableSource:
         self.path = path
         self.schema = schema
         self.options = options or TableOptions()
-        self.features, self.left_out = select_features(schema, columns, path, self.options.exclude)
+        self.selected, self.left_out = select_features(
+            schema, columns, path, self.options.exclude, self._peek
+        )
         self._set_aside(columns)
-        self.feature_types = [str(schema.field(n).type) for n in self.features]
+        self.read_columns = list(dict.fromkeys(c.top for c in self.selected))
+        self.features = [n for c in self.selected for n in c.feature_names()]
+        self.feature_groups = group_records(self.selected)
+        self.feature_types = [
+            str(schema.field(c.top).type if len(c.path) == 1 else c.element)
+            for c in self.selected
+            for _ in range(c.width)
+        ]
         self.promoted: list[dict[str, Any]] = []
-        types = [numpy_dtype(schema.field(n).type) for n in self.features]
+        types = [numpy_dtype(c.element) for c in self.selected]
         self.dtype = np.result_type(*types)
         self.shape: tuple[int | None, int] = (rows, len(self.features))
 
@@ -245,14 +372,24 @@ class TableSource:
         becomes a column left out, with the reason; one named in ``columns`` is an error)."""
         for role, name in self.options.extras:
             check_extra(self.schema, role, name, self.path)
-            if name not in self.features:
+            if not any(c.name == name for c in self.selected):
                 continue
             if columns is not None:
                 raise UsageError(f"--{role} column {name!r} is also named in --columns")
-            self.features.remove(name)
+            self.selected = [c for c in self.selected if c.name != name]
             self.left_out.append((name, f"the --{role} column"))
-        if not self.features:
+        if not self.selected:
             raise DataError("no feature column is left beside --by / --weights", path=self.path)
+
+    def _peek(self, top: str) -> pa.Array | None:
+        """The first rows of column ``top`` (to read the length of a list column), or None for a
+        source that cannot be read twice."""
+        if self.storage_blocks() is None:
+            return None
+        for b in self._read_blocks(0, 1, 1024, [top]):
+            if b.num_rows:
+                return _combined(b.column(0))
+        return None
 
     def _read(self, rows: int, columns: list[str] | None) -> Iterator[Batch]:
         """The whole table from its first row (sources without :meth:`storage_blocks`)."""
@@ -291,8 +428,7 @@ class TableSource:
         return max(1, target_bytes // (4 * self._feature_row_bytes()))
 
     def _feature_row_bytes(self) -> int:
-        types = (numpy_dtype(self.schema.field(n).type) for n in self.features)
-        return max(1, sum(t.itemsize for t in types))
+        return max(1, sum(numpy_dtype(c.element).itemsize * c.width for c in self.selected))
 
     def first_row(self, rows: int, start: int) -> int:
         """The row where reading for row ``start`` begins: the start of the read unit that
@@ -336,8 +472,8 @@ class TableSource:
         Arrow files start reading at the row group / record batch that holds ``start``; CSV and
         streams read the rows before ``start`` again, but do not convert or compute them."""
         at = self.first_row(rows, start)
-        extras = [name for _, name in self.options.extras if name not in self.features]
-        for b in self.batches(rows, self.features + extras, start):
+        extras = [name for _, name in self.options.extras if name not in self.read_columns]
+        for b in self.batches(rows, self.read_columns + extras, start):
             if stop is not None and at + b.num_rows > stop:
                 b = b.slice(0, max(stop - at, 0))
             if at + b.num_rows <= start:
@@ -345,7 +481,7 @@ class TableSource:
             else:
                 if at < start:
                     b, at = b.slice(start - at), start
-                cols = feature_columns(b, self.features)
+                cols = feature_columns(b, self.selected, at, self.path)
                 extra = extra_arrays(b.column, self.options, self.path, at)
                 yield Chunk.of_columns(cols, self.path, None, at, extra=extra)
                 at += b.num_rows
@@ -355,7 +491,7 @@ class TableSource:
     def count_rows(self) -> int:
         """Rows of the table, counting them with a pass over one column if need be."""
         if self.shape[0] is None:
-            for _ in self.batches(1 << 20, self.features[:1]):
+            for _ in self.batches(1 << 20, self.read_columns[:1]):
                 pass
         assert self.shape[0] is not None
         return self.shape[0]
@@ -434,6 +570,18 @@ def group_codes(
     elif values.dtype.kind in "iub":
         values = values.astype(np.int64)
     return codes, values
+
+
+def group_records(selected: Sequence[Column]) -> list[dict[str, Any]] | None:
+    """The artifact's ``feature_groups`` (name, shape and first feature) when a selected column
+    is a vector or a tensor; None for a table of scalar columns (nothing to group)."""
+    if not any(c.nested for c in selected):
+        return None
+    out, start = [], 0
+    for c in selected:
+        out.append({"name": c.name, "shape": list(c.shape), "start": start})
+        start += c.width
+    return out
 
 
 def one_line(exc: BaseException) -> str:
