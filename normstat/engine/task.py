@@ -143,10 +143,11 @@ def _by_column(
         if sketch is not None and sketch.counts_values(col.dtype):
             part = sketch.summarise(rows)
         else:
-            part = column_moments(col) if col.ndim == 1 else finite_moments(rows)
-            if part is None:
+            found = column_moments(col) if col.ndim == 1 else finite_moments(rows)
+            if found is None:
                 _check(rows, chunk, layout, nan_policy, features, feature_offset=j)
-                part = chunk_moments(rows)
+                found = chunk_moments(rows)
+            part = found
             if sketch is not None:
                 part.sketch = sketch.build(rows, j, bounds=part)
         if keyed is not None:

@@ -80,7 +80,7 @@ class Chunk:
         demand)."""
         if rows is None:
             rows = len(columns[0]) if len(columns) else 0
-        return cls(None, path, dataset, start, columns, rows, extra)
+        return cls(None, path, dataset, start, columns, rows, extra=extra)
 
     @property
     def data(self) -> np.ndarray:
