@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from normstat import storage
 from normstat.api.empty import warn_empty
 from normstat.api.inputs import (
     as_matrix,
@@ -48,6 +49,7 @@ from normstat.sources import ArraySource, Chunk, describe, open_sources
 from normstat.sources.base import known_rows, total_rows
 
 
+@storage.scoped
 def fit(
     sources: str | Sequence[str],
     *,
@@ -80,6 +82,7 @@ def fit(
     quantiles: str | Sequence[float] | None = None,
     histogram: bool = False,
     exact: bool = False,
+    storage_options: Mapping[str, str] | None = None,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
@@ -92,6 +95,11 @@ def fit(
     columns left out and why (``left_out``), and a fingerprint of every file.
 
     The same file given twice (by any path) is refused unless ``allow_overlap``.
+
+    A source, ``output`` and ``checkpoint`` may be a URI (``s3://bucket/key``, ``gs://``,
+    ``https://`` to read; globs too): ``storage_options`` (``endpoint_url``, ``region``,
+    ``key``, ``secret``, ``token``, ``anon``) add to the environment's settings
+    (docs/storage.md).
 
     With ``checkpoint``, the merged state and position are saved there every
     ``checkpoint_every`` seconds; ``resume`` continues from that file if it exists (the data must

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from normstat import artifact
+from normstat import artifact, storage
 from normstat.api.empty import describe_names, empty_features, features_have
 from normstat.api.inputs import (
     as_matrix,
@@ -149,6 +149,7 @@ def layout_for(stats: Stats, shape: tuple[int, ...], where: str) -> AxisLayout:
     return layout
 
 
+@storage.scoped
 def apply(
     stats: Stats | str | os.PathLike[str],
     sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -181,6 +182,7 @@ def apply(
     clip_to_dtype: bool = False,
     quantile_range: tuple[float, float] | None = None,
     clip: bool = False,
+    storage_options: Mapping[str, str] | None = None,
 ) -> None:
     """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout, or an
     Arrow IPC stream for tables, whose other columns pass through unchanged).
@@ -190,7 +192,8 @@ def apply(
     (local engine; default 1), or processes of the local Dask cluster. ``engine="dask"``:
     workers read and write their own rows in parallel, into one Zarr / NPY array or table
     file, or (several shards, OUT without a known suffix) a directory of parts named as the
-    shards. HDF5 output and streams need the local engine.
+    shards. HDF5 output and streams need the local engine. STATS, SOURCE and OUT may be URIs
+    (``s3://...``), with ``storage_options`` as in :func:`~normstat.api.fitting.fit`.
 
     A CSV is read as ``fit`` reads it: ``column_types``, ``delimiter``, ``header``,
     ``null_values`` as there. The same file given twice is refused unless ``allow_overlap``.

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from normstat import storage
 from normstat.core.moments import FIELDS, Moments, TreeMerger
 from normstat.core.npz import read_npz_member
 from normstat.errors import ArtifactError, DataError
@@ -50,6 +51,11 @@ def content_ends(path: str) -> str | None:
 def fingerprint(sources: list[ArraySource], **settings: Any) -> dict[str, Any]:
     files = []
     for s in sources:
+        if storage.is_uri(s.path):  # the store's own version marks: size, ETag, mtime
+            files.append(
+                {"path": storage.shown(s.path), "dataset": s.dataset, **storage.info(s.path)}
+            )
+            continue
         st = os.stat(s.path)
         files.append(
             {

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from normstat import storage
 from normstat.errors import DataError
 from normstat.sources.base import Chunk
 from normstat.sources.blocks import unit_at
@@ -34,6 +35,9 @@ _READ_OPTIONS = {
     # a damaged page whose writer stored a CRC is an error, not values such as inf or NaN
     "page_checksum_verification": True,
 }
+_REMOTE_OPTIONS = {**_READ_OPTIONS, "pre_buffer": True}
+"""An object in a bucket: the column chunks of a read are fetched as coalesced ranged GETs
+(one column of a row group at a time, so memory stays bounded by that column)."""
 _WIDEST = 8
 """Bytes per value of the widest column a chunk is decoded to (float64)."""
 
@@ -44,8 +48,9 @@ class ParquetFile(TableSource):
     def __init__(
         self, path: str, columns: Sequence[str] | None = None, options: TableOptions | None = None
     ) -> None:
+        self._inputs: list[pa.NativeFile] = []
         try:
-            self._file = pq.ParquetFile(path, **_READ_OPTIONS)
+            self._file = pq.ParquetFile(self._input(path), **self._options(path))
             schema = self._file.schema_arrow
             schema.names  # noqa: B018  (decoded here: damaged names may not be UTF-8)
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
@@ -54,6 +59,18 @@ class ParquetFile(TableSource):
         self._local = threading.local()
         self._handles: list[pq.ParquetFile] = []
         self._handles_lock = threading.Lock()
+
+    def _input(self, path: str) -> str | pa.NativeFile:
+        """A local path as itself; an object in a bucket as a random-access file of it."""
+        if not storage.is_uri(path):
+            return path
+        f = storage.open_input(path)
+        self._inputs.append(f)
+        return f
+
+    @staticmethod
+    def _options(path: str) -> dict:
+        return _REMOTE_OPTIONS if storage.is_uri(path) else _READ_OPTIONS
 
     def storage_blocks(self) -> list[int]:
         meta = self._file.metadata
@@ -94,11 +111,9 @@ class ParquetFile(TableSource):
         decoded by several workers at once."""
         h = getattr(self._local, "file", None)
         if h is None:
-            h = pq.ParquetFile(
-                self.path,
-                metadata=self._file.metadata,
-                **_READ_OPTIONS,
-            )
+            with self._handles_lock:
+                source = self._input(self.path)
+            h = pq.ParquetFile(source, metadata=self._file.metadata, **self._options(self.path))
             self._local.file = h
             with self._handles_lock:
                 self._handles.append(h)
@@ -109,6 +124,9 @@ class ParquetFile(TableSource):
             for h in self._handles:
                 h.close()
             self._handles.clear()
+            for f in self._inputs:
+                f.close()
+            self._inputs.clear()
         self._file.close()
 
 

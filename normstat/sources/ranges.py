@@ -13,8 +13,10 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from normstat import storage
 from normstat.sources.base import ArraySource, Chunk
 from normstat.sources.reading import TableOptions
+from normstat.storage import current
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class RowRange:
     shown: str | None = None  # the path as the user gave it, for messages (``path`` is absolute)
     columns: tuple[str, ...] | None = None  # a table's feature columns, as the client chose them
     table: TableOptions | None = None  # how the client read the table (CSV options)
+    storage: tuple[tuple[str, str], ...] = ()  # storage options of a URI (--storage-option)
 
     @property
     def rows(self) -> int:
@@ -41,9 +44,9 @@ class RowRange:
         """Rows of an open source, by absolute path: workers may run in another directory."""
         features = getattr(src, "features", None)
         columns = None if features is None else tuple(features)
-        path = os.path.abspath(src.path)
+        path = src.path if storage.is_uri(src.path) else os.path.abspath(src.path)
         table = getattr(src, "options", None)
-        return cls(src.format, path, src.dataset, start, stop, src.path, columns, table)
+        return cls(src.format, path, src.dataset, start, stop, src.path, columns, table, current())
 
 
 def open_range(r: RowRange) -> ArraySource:
@@ -55,7 +58,8 @@ def open_range(r: RowRange) -> ArraySource:
     columns = None if r.columns is None else list(r.columns)
     # the process that planned the ranges opened the source first, with the user's
     # --allow-external; the range exists only if that open was allowed
-    return open_one(r.path, r.dataset, r.format, columns, r.table, allow_external=True)
+    with storage.using(dict(r.storage)):
+        return open_one(r.path, r.dataset, r.format, columns, r.table, allow_external=True)
 
 
 def read_range(r: RowRange, rows: int) -> Iterator[Chunk]:
