@@ -7,7 +7,6 @@ appear only when complete; missing keys, a wrong endpoint and secrets in message
 from __future__ import annotations
 
 import io
-import os
 import socket
 import tarfile
 from pathlib import Path
@@ -20,11 +19,10 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from conftest import reference
 
 import normstat
 from normstat.cli import main
-
-from conftest import reference
 
 moto_server = pytest.importorskip("moto.server")
 pytest.importorskip("s3fs")
