@@ -7,8 +7,13 @@ appear only when complete; missing keys, a wrong endpoint and secrets in message
 from __future__ import annotations
 
 import io
+import os
+import signal
 import socket
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import h5py
@@ -27,6 +32,7 @@ from normstat.cli import main
 moto_server = pytest.importorskip("moto.server")
 pytest.importorskip("s3fs")
 
+ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "normstat-test"
 KEY_ID = "AKIAEXAMPLEKEYID0001"
 SECRET = "s3cr3t-value-that-must-never-be-printed"
@@ -350,3 +356,83 @@ def test_checkpoint_fingerprint_uses_the_objects_etag(s3, tmp_path, data):
     assert fp["etag"] == head["ETag"].strip('"') and fp["size"] == head["ContentLength"]
     stats = normstat.fit(src, checkpoint=str(tmp_path / "ck.npz"), chunk_size=1000 * 16)
     same(stats, normstat.fit(str(tmp_path / "x.npy")))
+
+
+PRODUCER = """
+import sys, time, numpy as np
+rows, cols = 200_000, 8
+np.lib.format.write_array_header_1_0(sys.stdout.buffer,
+    {"descr": "<f8", "fortran_order": False, "shape": (rows, cols)})
+rng = np.random.default_rng(0)
+for i in range(rows // 1000):
+    sys.stdout.buffer.write(rng.standard_normal((1000, cols)).tobytes())
+    sys.stdout.buffer.flush()
+    if i == 3:
+        open(sys.argv[1], "w").close()
+    time.sleep(0.02)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_apply_leaves_no_object(s3, tmp_path, sig):
+    """Ctrl-C (or SIGTERM) in a real process writing to the bucket: exit 130 / 143, one line,
+    and no object nor multipart upload at the output key."""
+    np.save(tmp_path / "train.npy", np.random.default_rng(1).standard_normal((100, 8)))
+    normstat.fit(str(tmp_path / "train.npy"), output=f"s3://{BUCKET}/s.json")
+    ready = tmp_path / "ready"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    producer = subprocess.Popen(
+        [sys.executable, "-c", PRODUCER, str(ready)],
+        stdout=subprocess.PIPE,
+        preexec_fn=lambda: os.setpgid(0, 0),
+    )
+    args = ["apply", f"s3://{BUCKET}/s.json", "-", "--input-format", "npy"]
+    args += ["--chunk-size", "1000", "-o", f"s3://{BUCKET}/out/z.npy"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "normstat", *args],
+        stdin=producer.stdout,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=lambda: os.setpgid(0, producer.pid),
+    )
+    assert producer.stdout is not None
+    producer.stdout.close()
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert proc.poll() is None, "the run ended before the signal"
+    os.killpg(producer.pid, sig)
+    _, err = proc.communicate(timeout=30)
+    producer.wait(timeout=10)
+    assert proc.returncode == 128 + sig, err
+    assert f"interrupted by {signal.Signals(sig).name}" in err.decode()
+    assert "out/z.npy" not in keys(s3)
+    assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+
+
+def test_an_interrupt_during_the_upload_aborts_it(s3, tmp_path, monkeypatch):
+    """A signal seen while the parts go up: the upload is aborted, not completed."""
+    from normstat import interrupts, storage
+
+    local = tmp_path / "big.bin"
+    local.write_bytes(os.urandom(storage.UPLOAD_PART + 1000))  # two parts
+    monkeypatch.setattr(interrupts, "received", [signal.SIGINT])
+    with pytest.raises(interrupts.Interrupted):
+        storage.upload(str(local), f"s3://{BUCKET}/big.bin")
+    assert keys(s3) == []
+    assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+    monkeypatch.setattr(interrupts, "received", [])
+    storage.upload(str(local), f"s3://{BUCKET}/big.bin")
+    assert s3.get_object(Bucket=BUCKET, Key="big.bin")["Body"].read() == local.read_bytes()
+
+
+def test_dask_engine_reads_its_ranges_from_the_bucket(s3, tmp_path, data):
+    pytest.importorskip("distributed")
+    pq.write_table(_table(data), tmp_path / "t.parquet", row_group_size=250)
+    np.save(tmp_path / "x.npy", data)
+    for name in ("t.parquet", "x.npy"):
+        uri = put(s3, tmp_path / name, name)
+        local = normstat.fit(str(tmp_path / name))
+        remote = normstat.fit(uri, engine="dask", workers=2, task_size=500)
+        same(local, remote)
