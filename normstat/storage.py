@@ -344,15 +344,16 @@ HDF5 reads its superblock, B-tree nodes and chunks as many small, scattered requ
 CACHE_BLOCKS = 4
 
 
-def open_file(uri: str, block_size: int = BLOCK_SIZE) -> Any:
-    """A seekable Python file of the object, read in ``block_size`` ranged GETs through an
-    LRU of :data:`CACHE_BLOCKS` blocks (memory: at most that many blocks)."""
+def open_file(uri: str, block_size: int | None = None) -> Any:
+    """A seekable Python file of the object, read in ``block_size`` (default
+    :data:`BLOCK_SIZE`) ranged GETs through an LRU of :data:`CACHE_BLOCKS` blocks (memory: at
+    most that many blocks)."""
     fs, path = fsspec_fs(uri)
     try:
         return fs.open(
             path,
             "rb",
-            block_size=block_size,
+            block_size=block_size or BLOCK_SIZE,
             cache_type="blockcache",
             cache_options={"maxblocks": CACHE_BLOCKS},
         )
