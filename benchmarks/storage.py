@@ -99,6 +99,7 @@ assert t.num_rows > 0
     "fit": """
 import normstat, normstat.storage as st
 st.BLOCK_SIZE = {block}
+st.CACHE_TYPE = "{cache}"
 s = normstat.fit("{uri}")
 assert s.count.min() > 0
 """,
@@ -123,9 +124,9 @@ def timed(program: str, env: dict[str, str]) -> tuple[float, float]:
         f"exec({program!r})\n"
         "print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", wrapper], env=env, check=True, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-c", wrapper], env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"a contender failed:\n{out.stderr[-3000:]}")
     seconds, rss = out.stdout.strip().splitlines()[-1].split()
     return float(seconds), int(rss) / 1024
 
@@ -136,6 +137,7 @@ def main() -> None:
     ap.add_argument("--hdf5-mb", type=int, default=256, help="HDF5 object size (MiB)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--blocks", default="2,8,32", help="fsspec block sizes to try (MiB)")
+    ap.add_argument("--caches", default="background,blockcache", help="fsspec cache types")
     args = ap.parse_args()
     server, url = start_server()
     env = {
@@ -176,21 +178,22 @@ def run_all(args: argparse.Namespace, env: dict[str, str], tmp: str, sizes: dict
     contenders = {
         "parquet read_table": PROGRAMS["read_table"].format(key=f"{BUCKET}/t.parquet"),
         "parquet fit s3": PROGRAMS["fit"].format(
-            uri=f"s3://{BUCKET}/t.parquet", block=default_block
+            uri=f"s3://{BUCKET}/t.parquet", block=default_block, cache="background"
         ),
         "parquet fit local": PROGRAMS["fit"].format(
-            uri=os.path.join(tmp, "t.parquet"), block=default_block
+            uri=os.path.join(tmp, "t.parquet"), block=default_block, cache="background"
         ),
         "hdf5 download contiguous": PROGRAMS["download"].format(key=f"{BUCKET}/contiguous.h5"),
         "hdf5 fit contiguous": PROGRAMS["fit"].format(
-            uri=f"s3://{BUCKET}/contiguous.h5", block=default_block
+            uri=f"s3://{BUCKET}/contiguous.h5", block=default_block, cache="background"
         ),
         "hdf5 download chunked": PROGRAMS["download"].format(key=f"{BUCKET}/chunked.h5"),
     }
     for mb in (int(b) for b in args.blocks.split(",")):
-        contenders[f"hdf5 fit chunked block {mb} MiB"] = PROGRAMS["fit"].format(
-            uri=f"s3://{BUCKET}/chunked.h5", block=mb * 2**20
-        )
+        for cache in args.caches.split(","):
+            contenders[f"hdf5 fit chunked block {mb} MiB {cache}"] = PROGRAMS["fit"].format(
+                uri=f"s3://{BUCKET}/chunked.h5", block=mb * 2**20, cache=cache
+            )
     runs: dict[str, list[tuple[float, float]]] = {k: [] for k in contenders}
     for _ in range(args.repeats):
         for name, program in contenders.items():  # interleaved: load drifts hit all alike
