@@ -207,6 +207,11 @@ def apply(
     out_dtype = float_dtype(dtype)
     paths = as_paths(sources, "sources")
     check_engine(engine, scheduler, paths)
+    if storage.is_uri(out) and engine == "dask":
+        raise UsageError(
+            "out: --engine dask writes its parts in place, which a bucket cannot take; write "
+            "to a bucket with the local engine (reading from one works with both)"
+        )
     chosen, table = reading(columns, None, column_types, delimiter, header, null_values)
     srcs = open_sources(
         paths,
