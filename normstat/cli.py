@@ -106,7 +106,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except NormstatError as exc:
             failure = _UsageFailure if exc.exit_code == _UsageFailure.exit_code else _Failure
-            raise failure(self._in_flags(str(exc))) from None
+            from normstat.storage import redacted
+
+            raise failure(redacted(self._in_flags(str(exc)))) from None
         except (KeyboardInterrupt, interrupts.Interrupted):
             # the flag is the truth; a KeyboardInterrupt without our handler counts as SIGINT
             signum = interrupts.signum() or signal.SIGINT

@@ -80,6 +80,15 @@ def shown(uri: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+_URIS = re.compile(r"\b(?:s3|gs|gcs|https?)://\S+?(?=:?(?:\s|$))", re.I)
+
+
+def redacted(text: str) -> str:
+    """``text`` with every URI in it shown by :func:`shown` (the last line of defence for a
+    presigned URL's signature in a message)."""
+    return _URIS.sub(lambda m: shown(m[0]), text)
+
+
 # ---------------------------------------------------------------------------------------------
 # storage options
 

@@ -458,3 +458,20 @@ def test_outputs_a_bucket_cannot_take_are_refused_before_the_pass(s3, tmp_path, 
     assert keys(s3) == ["s.json", "x.npy"]
     https = run("fit", src, "-o", "https://example.org/s.json", ok=False)
     assert https.exit_code == 2 and "read only" in https.output
+
+
+def test_https_urls_are_read(s3, s3_server, tmp_path, data):
+    """A plain http(s) URL (here the server's own object URL): read through fsspec's HTTP
+    filesystem, equal to the local fit; its query string is never recorded."""
+    pq.write_table(_table(data), tmp_path / "t.parquet", row_group_size=300)
+    np.save(tmp_path / "x.npy", data)
+    for name in ("t.parquet", "x.npy"):
+        put(s3, tmp_path / name, name)
+        url = f"{s3_server}/{BUCKET}/{name}"
+        got = normstat.fit(url + "?X-Amz-Signature=abcdef0123")
+        same(normstat.fit(str(tmp_path / name)), got)
+        assert got.source["paths"] == [url]
+        assert "abcdef0123" not in str(got.source)
+    missing = run("fit", f"{s3_server}/{BUCKET}/gone.npy?X-Amz-Signature=sig0123456", ok=False)
+    assert missing.exit_code == 1 and f"{BUCKET}/gone.npy" in missing.output
+    assert "sig0123456" not in missing.output

@@ -79,6 +79,8 @@ def format_of(path: str, input_format: str | None = None) -> Format:
             if f.name == input_format:
                 return f
         raise UsageError(f"unknown --input-format {input_format!r}; known: {_known()}")
+    if storage.is_uri(path):
+        path = storage.shown(path)  # a URL's query string is not its suffix
     suffix = os.path.splitext(path.rstrip("/"))[1].lower()
     for f in FORMATS:
         if suffix in f.suffixes:
@@ -106,6 +108,8 @@ def _expand_uri(spec: str) -> list[tuple[str, str | None]]:
     """A URI: an object, a glob of objects, or a prefix of table / tar / image objects."""
     m = _DATASET_SUFFIX.match(spec)
     path, dataset = (m["path"], m["dataset"]) if m else (spec, None)
+    if storage.scheme(path) in storage.READ_ONLY:
+        return [(path, dataset)]  # a URL names one file ('?' starts its query)
     if storage.has_magic(path):
         matches = storage.glob(path)
         if not matches:
