@@ -92,7 +92,7 @@ PROGRAMS = {
 import os, pyarrow.parquet as pq
 from pyarrow import fs
 s3 = fs.S3FileSystem(endpoint_override=os.environ["AWS_ENDPOINT_URL"].split("://")[1],
-                     scheme="http", region="us-east-1")
+                     scheme="http", region="us-east-1", connect_timeout=5, request_timeout=60)
 t = pq.read_table("{key}", filesystem=s3)
 assert t.num_rows > 0
 """,
@@ -107,7 +107,7 @@ assert s.count.min() > 0
 import os
 from pyarrow import fs
 s3 = fs.S3FileSystem(endpoint_override=os.environ["AWS_ENDPOINT_URL"].split("://")[1],
-                     scheme="http", region="us-east-1")
+                     scheme="http", region="us-east-1", connect_timeout=5, request_timeout=60)
 with s3.open_input_stream("{key}") as f:
     while f.read(16 * 2**20):
         pass
