@@ -169,8 +169,8 @@ class RowGroupColumns(Sequence[np.ndarray]):
 
     def _every_column(self) -> pa.Table:
         """An object in a bucket: every feature column of the chunk in one read, its column
-        chunks fetched as coalesced ranged GETs in parallel (one GET per column and row group
-        cost 2x in round trips); the chunk is within the memory budget by
+        chunks fetched as coalesced ranged GETs in parallel instead of a round trip per column
+        and row group (docs/performance.md); the chunk is within the memory budget by
         :meth:`ParquetFile.preferred_rows`."""
         with self._lock:
             if self._table is None:
