@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from normstat import __version__
+from normstat import __version__, storage
 from normstat.core.groups import GroupedMoments, moments_of
 from normstat.core.moments import Moments
 from normstat.core.npz import read_npz_member
@@ -266,10 +266,30 @@ def _fspath(path: Any) -> str:
 def load(path: str | os.PathLike[str]) -> Stats:
     """Read and validate an artifact; every problem is an :class:`ArtifactError` naming it."""
     path = _fspath(path)
+    if storage.is_uri(path):
+        return _load_remote(path)
     if not os.path.isfile(path):
         raise ArtifactError("no such statistics file", path=path)
     doc = _read_npz(path) if path.lower().endswith(".npz") else _read_json(path)
     return from_dict(doc, path)
+
+
+def _load_remote(uri: str) -> Stats:
+    """An artifact in a bucket: fetched whole to a private temporary file, then read as a local
+    one (the strict reader needs to seek; an artifact is small next to its data)."""
+    import tempfile
+
+    if not storage.exists(uri):
+        raise ArtifactError("no such statistics file", path=storage.shown(uri))
+    with tempfile.TemporaryDirectory(prefix="normstat-") as tmp:
+        local = os.path.join(tmp, storage.basename(uri))
+        storage.download(uri, local)
+        try:
+            doc = _read_npz(local) if uri.lower().endswith(".npz") else _read_json(local)
+        except ArtifactError as exc:
+            exc.path = storage.shown(uri)
+            raise
+    return from_dict(doc, storage.shown(uri))
 
 
 def _reject_constant(name: str) -> float:

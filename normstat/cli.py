@@ -106,7 +106,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except NormstatError as exc:
             failure = _UsageFailure if exc.exit_code == _UsageFailure.exit_code else _Failure
-            raise failure(self._in_flags(str(exc))) from None
+            from normstat.storage import redacted
+
+            raise failure(redacted(self._in_flags(str(exc)))) from None
         except (KeyboardInterrupt, interrupts.Interrupted):
             # the flag is the truth; a KeyboardInterrupt without our handler counts as SIGINT
             signum = interrupts.signum() or signal.SIGINT
@@ -462,6 +464,28 @@ def _engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def _storage_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--storage-option KEY=VALUE`` (repeatable): held for the whole command, as the library's
+    ``storage_options=`` is for a call (endpoint and credentials of s3:// / gs:// URIs)."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args: Any, storage_option: tuple[str, ...] = (), **kwargs: Any) -> Any:
+        from normstat import storage
+
+        with storage.using(dict(storage.parse_option(o) for o in storage_option)):
+            return fn(*args, **kwargs)
+
+    return click.option(
+        "--storage-option",
+        "storage_option",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="For s3:// and gs:// URIs: endpoint_url, region, key, secret, token, anon "
+        "(default: the environment, AWS_ENDPOINT_URL, AWS_PROFILE, ...). Never printed.",
+    )(run)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="normstat")
 def main() -> None:
@@ -571,6 +595,7 @@ def main() -> None:
 @_csv_options
 @_allow_overlap_option
 @_engine_options
+@_storage_options
 def fit(
     sources: tuple[str, ...],
     output: str | None,
@@ -755,6 +780,7 @@ def fit(
 @_csv_options
 @_allow_overlap_option
 @_engine_options
+@_storage_options
 def apply_cmd(
     stats: str,
     sources: tuple[str, ...],
@@ -848,6 +874,7 @@ def apply_cmd(
     help="Statistics fitted with --by: the groups that move the pooled std most (every group "
     "with --all).",
 )
+@_storage_options
 def show(stats: str, as_json: bool, show_all: bool, by: bool) -> None:
     """Show the statistics in STATS as a table. Python: normstat.load(path)."""
     loaded = artifact.load(stats)
@@ -867,6 +894,7 @@ def show(stats: str, as_json: bool, show_all: bool, by: bool) -> None:
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (never an input).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @_allow_overlap_option
+@_storage_options
 def merge(
     parts: tuple[str, ...], output: str | None, force: bool, quiet: bool, allow_overlap: bool
 ) -> None:
@@ -894,6 +922,7 @@ def merge(
     is_flag=True,
     help="Export features without statistics (count 0) as mean 0, scale 1 instead of refusing.",
 )
+@_storage_options
 def export(stats: str, to: str, allow_empty: bool) -> None:
     """Print the statistics in the form a framework takes, as JSON (one line per array).
 
@@ -984,6 +1013,7 @@ def _report_drift(
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
 @_drift_options
+@_storage_options
 def diff(
     a: str,
     b: str,
@@ -1012,6 +1042,7 @@ def diff(
 )
 @_reading_options
 @_csv_options
+@_storage_options
 def drift(
     stats: str,
     sources: tuple[str, ...],

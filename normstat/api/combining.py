@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from normstat import storage
 from normstat.api.empty import describe_names, empty_features, features_have
 from normstat.api.fitting import fit
 from normstat.api.inputs import as_stats, stats_name
@@ -27,8 +28,15 @@ from normstat.core.transform import transform_params
 from normstat.errors import ArtifactError, DataError, NormstatWarning, UsageError
 
 
-def merge(parts: Sequence[Stats | str], *, allow_overlap: bool = False) -> Stats:
-    """Exact merge of the statistics of disjoint parts (e.g. shards fitted separately).
+@storage.scoped
+def merge(
+    parts: Sequence[Stats | str],
+    *,
+    allow_overlap: bool = False,
+    storage_options: Mapping[str, str] | None = None,
+) -> Stats:
+    """Exact merge of the statistics of disjoint parts (e.g. shards fitted separately); a
+    part may be a URI (``s3://...``, ``storage_options`` as in ``fit``).
 
     Parts that share data (the same artifact twice, or a source file with the same fingerprint
     in two of them) are refused unless ``allow_overlap``: their rows would count twice."""
@@ -117,6 +125,8 @@ _ANYWAY = " (--allow-overlap merges anyway)"
 
 
 def _identity(part: Stats | str) -> Any:
+    if isinstance(part, str) and storage.is_uri(part):
+        return ("object", storage.shown(part))
     if isinstance(part, str | os.PathLike):
         st = os.stat(part)
         return ("file", st.st_dev, st.st_ino)
@@ -161,8 +171,13 @@ def _merged_source(sources: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+@storage.scoped
 def export(
-    stats: Stats | str | os.PathLike[str], to: str, *, allow_empty: bool = False
+    stats: Stats | str | os.PathLike[str],
+    to: str,
+    *,
+    allow_empty: bool = False,
+    storage_options: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The statistics as the named framework takes them (plain lists, JSON-ready). The CLI's
     ``export`` prints exactly this, so both faces accept and refuse the same statistics.

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from normstat import storage
 from normstat.api.empty import warn_empty
 from normstat.api.inputs import (
     as_matrix,
@@ -50,6 +51,7 @@ from normstat.sources import ArraySource, Chunk, ImageOptions, describe, open_so
 from normstat.sources.base import fit_chunks, known_rows, total_rows
 
 
+@storage.scoped
 def fit(
     sources: str | Sequence[str],
     *,
@@ -84,6 +86,7 @@ def fit(
     exact: bool = False,
     by: str | None = None,
     weights: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
 ) -> Stats:
     """Statistics of one dataset stored in one or more files (shards along axis 0), one pass.
 
@@ -96,6 +99,11 @@ def fit(
     columns left out and why (``left_out``), and a fingerprint of every file.
 
     The same file given twice (by any path) is refused unless ``allow_overlap``.
+
+    A source, ``output`` and ``checkpoint`` may be a URI (``s3://bucket/key``, ``gs://``,
+    ``https://`` to read; globs too): ``storage_options`` (``endpoint_url``, ``region``,
+    ``key``, ``secret``, ``token``, ``anon``) add to the environment's settings
+    (docs/storage.md).
 
     With ``checkpoint``, the merged state and position are saved there every
     ``checkpoint_every`` seconds; ``resume`` continues from that file if it exists (the data must

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from normstat import artifact
+from normstat import artifact, storage
 from normstat.api.empty import describe_names, empty_features, features_have
 from normstat.api.inputs import (
     as_matrix,
@@ -199,6 +199,7 @@ def layout_for(stats: Stats, shape: tuple[int, ...], where: str) -> AxisLayout:
     return layout
 
 
+@storage.scoped
 def apply(
     stats: Stats | str | os.PathLike[str],
     sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -233,6 +234,7 @@ def apply(
     clip: bool = False,
     by: str | None = None,
     by_fallback: str | None = None,
+    storage_options: Mapping[str, str] | None = None,
 ) -> None:
     """Stream SOURCE through the transform into OUT (``"-"``: an NPY stream on stdout, or an
     Arrow IPC stream for tables, whose other columns pass through unchanged).
@@ -242,7 +244,8 @@ def apply(
     (local engine; default 1), or processes of the local Dask cluster. ``engine="dask"``:
     workers read and write their own rows in parallel, into one Zarr / NPY array or table
     file, or (several shards, OUT without a known suffix) a directory of parts named as the
-    shards. HDF5 output and streams need the local engine.
+    shards. HDF5 output and streams need the local engine. STATS, SOURCE and OUT may be URIs
+    (``s3://...``), with ``storage_options`` as in :func:`~normstat.api.fitting.fit`.
 
     A CSV is read as ``fit`` reads it: ``column_types``, ``delimiter``, ``header``,
     ``null_values`` as there. The same file given twice is refused unless ``allow_overlap``.
@@ -259,6 +262,11 @@ def apply(
     out_dtype = float_dtype(dtype)
     paths = as_paths(sources, "sources")
     check_engine(engine, scheduler, paths)
+    if storage.is_uri(out) and engine == "dask":
+        raise UsageError(
+            "out: --engine dask writes its parts in place, which a bucket cannot take; write "
+            "to a bucket with the local engine (reading from one works with both)"
+        )
     chosen, table = reading(columns, None, column_types, delimiter, header, null_values)
     table = keyed_table(table, by, None)
     srcs = open_sources(

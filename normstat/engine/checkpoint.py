@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from normstat import storage
 from normstat.core.moments import FIELDS, Moments, TreeMerger
 from normstat.core.npz import read_npz_member
 from normstat.core.quantiles import FIELDS as SKETCH_FIELDS
@@ -57,6 +58,11 @@ def fingerprint(sources: list[ArraySource], **settings: Any) -> dict[str, Any]:
     files = []
     for s in sources:
         for path in getattr(s, "files", None) or [s.path]:  # a source of many files: each
+            if storage.is_uri(path):  # the store's own version marks: size, ETag, mtime
+                files.append(
+                    {"path": storage.shown(path), "dataset": s.dataset, **storage.info(path)}
+                )
+                continue
             st = os.stat(path)
             files.append(
                 {

@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from normstat import interrupts
+from normstat import interrupts, storage
 from normstat.errors import DataError, UsageError
 from normstat.sinks.rename import appeared, rename_noreplace
 
@@ -64,6 +64,10 @@ def check_writable(
     read = [p for p in inputs if p != "-"]
     for src in sources:
         read += [p for p in real_files(src) if p != "-"]
+    if storage.is_uri(path):
+        _check_not_read_uri(path, read)
+        storage.check_output(path, force)
+        return
     _check_not_an_input(path, read)
     target = target_of(path)
     if os.path.exists(target) and not is_special(target) and not force:
@@ -93,6 +97,13 @@ def _check_not_an_input(path: str, inputs: list[str]) -> None:
             raise UsageError(f"refusing to write over {what} ({src})", path=path)
         if stat.S_ISDIR(st.st_mode) and (out_parent + "/").startswith(real.rstrip("/") + "/"):
             raise UsageError(f"refusing to write inside an input ({src})", path=path)
+
+
+def _check_not_read_uri(path: str, inputs: list[str]) -> None:
+    out = storage.shown(path).rstrip("/")
+    for src in inputs:
+        if storage.is_uri(src) and out in (storage.shown(src).rstrip("/"), ""):
+            raise UsageError(f"refusing to write over an input ({storage.shown(src)})", path=out)
 
 
 def _self_and_parents(path: str) -> Iterator[str]:
@@ -156,7 +167,15 @@ def atomic_output(path: str) -> Iterator[str]:
     it on close: slow). A special file at ``path`` is yielded itself, to be written directly.
     What was at ``path`` when the write began is replaced; anything that appears there during
     the run is not (the commit fails with "appeared while writing").
+
+    A URI (``s3://...``): the writer fills a local temporary file, uploaded at the end as one
+    multipart upload completed only then (:func:`normstat.storage.upload`): the object appears
+    whole or not at all.
     """
+    if storage.is_uri(path):
+        with _remote_output(path) as tmp:
+            yield tmp
+        return
     target = target_of(path)
     if is_special(target):
         yield target
@@ -179,6 +198,25 @@ def atomic_output(path: str) -> Iterator[str]:
     finally:
         if private:
             with interrupts.deferred():  # a second signal does not cut the clean-up short
+                remove(private)
+
+
+@contextlib.contextmanager
+def _remote_output(uri: str) -> Iterator[str]:
+    private = ""
+    try:
+        with interrupts.deferred():
+            private = tempfile.mkdtemp(prefix=f".normstat-{os.getpid()}.", suffix=".tmp")
+        tmp = os.path.join(private, storage.basename(uri))
+        yield tmp
+        if not os.path.lexists(tmp):
+            open(tmp, "wb").close()
+        interrupts.check()
+        storage.upload(tmp, uri)  # completed under deferred signals, aborted on any failure
+        interrupts.record_commit(uri)
+    finally:
+        if private:
+            with interrupts.deferred():
                 remove(private)
 
 

@@ -15,7 +15,8 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from normstat import interrupts
+from normstat import interrupts, storage
+from normstat.errors import UsageError
 from normstat.sinks.atomic import (
     _fsync,
     fsync_tree,
@@ -29,6 +30,12 @@ from normstat.sinks.rename import exchange, rename_noreplace
 @contextlib.contextmanager
 def atomic_directory(path: str) -> Iterator[str]:
     """Yield an empty temporary directory beside ``path``; commit it to ``path`` on success."""
+    if storage.is_uri(path):
+        raise UsageError(
+            "a directory output (Zarr, a directory of parts) cannot be written to a bucket "
+            "yet; write it locally and copy it",
+            path=storage.shown(path),
+        )
     path = path.rstrip("/") or path
     target = target_of(path)
     existed = os.path.lexists(target)

@@ -14,7 +14,9 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from normstat import storage
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import ArraySource, Chunk, check_sample_shape, describe
 from normstat.sources.reading import ImageOptions, TableOptions
@@ -79,6 +81,8 @@ def format_of(path: str, input_format: str | None = None) -> Format:
             if f.name == input_format:
                 return f
         raise UsageError(f"unknown --input-format {input_format!r}; known: {_known()}")
+    if storage.is_uri(path):
+        path = storage.shown(path)  # a URL's query string is not its suffix
     suffix = os.path.splitext(path.rstrip("/"))[1].lower()
     for f in FORMATS:
         if suffix in f.suffixes:
@@ -90,6 +94,8 @@ def format_of(path: str, input_format: str | None = None) -> Format:
 
 def _expand(spec: str) -> list[tuple[str, str | None]]:
     """One SOURCE argument -> [(path, dataset)]: ``file.h5:/name`` and globs are understood."""
+    if storage.is_uri(spec):
+        return _expand_uri(spec)
     if os.path.isdir(spec) and not _is_store(spec):
         from normstat.sources import hf_disk
 
@@ -104,6 +110,22 @@ def _expand(spec: str) -> list[tuple[str, str | None]]:
     return [(p, None) for p in _expand_glob(spec)]
 
 
+def _expand_uri(spec: str) -> list[tuple[str, str | None]]:
+    """A URI: an object, a glob of objects, or a prefix of table / tar / image objects."""
+    m = _DATASET_SUFFIX.match(spec)
+    path, dataset = (m["path"], m["dataset"]) if m else (spec, None)
+    if storage.scheme(path) in storage.READ_ONLY:
+        return [(path, dataset)]  # a URL names one file ('?' starts its query)
+    if storage.has_magic(path):
+        matches = storage.glob(path)
+        if not matches:
+            raise DataError("no object matches this pattern", path=storage.shown(path))
+        return [(p, dataset) for p in matches]
+    if dataset is None and not _is_store(path) and storage.is_dir(path):
+        return [(p, None) for p in _data_files(storage.files_under(path), path)]
+    return [(path, dataset)]
+
+
 def _is_store(path: str) -> bool:
     """A directory that is one array (a Zarr store), not a directory of table files."""
     name = path.rstrip("/").lower()
@@ -114,17 +136,27 @@ def _table_files(directory: str) -> list[str]:
     """A directory is a sharded table, a folder of images or of tar shards: its data files,
     recursively, in name order (hidden entries and writers' ``_SUCCESS`` / ``_metadata`` /
     ``_temporary`` are not data)."""
-    suffixes = tuple(s for f in FORMATS if f.kind == "table" or f.many for s in f.suffixes)
     found = []
     for root, dirs, names in os.walk(directory):
         dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
-        found += [
-            os.path.join(root, name)
-            for name in names
-            if name.lower().endswith(suffixes) and not name.startswith((".", "_"))
-        ]
+        found += [os.path.join(root, name) for name in names]
+    return _data_files(found, directory)
+
+
+def _data_files(found: list[str], directory: str) -> list[str]:
+    """The data files among ``found`` (every file below ``directory``), in name order."""
+    suffixes = tuple(s for f in FORMATS if f.kind == "table" or f.many for s in f.suffixes)
+    below = [p[len(directory.rstrip("/")) :] for p in found]
+    found = [
+        p
+        for p, rel in zip(found, below, strict=True)
+        if p.lower().endswith(suffixes) and not re.search(r"/[._]", rel.replace(os.sep, "/"))
+    ]
     if not found:
-        raise DataError(f"no data file ({' '.join(suffixes)}) in this directory", path=directory)
+        raise DataError(
+            f"no data file ({' '.join(suffixes)}) in this directory",
+            path=storage.shown(directory),
+        )
     tables = tuple(s for f in FORMATS if f.kind == "table" for s in f.suffixes)
     if any(p.lower().endswith(tables) for p in found):  # a table's folder: a stray PNG is not data
         found = [p for p in found if p.lower().endswith(tables)]
@@ -230,7 +262,7 @@ def open_sources(
     images = images or ImageOptions()
     items = [(p, ds, one) for spec in specs for one in _braces(spec) for p, ds in _expand(one)]
     opened: list[ArraySource] = []
-    seen: dict[tuple[int, int, str | None], str] = {}
+    seen: dict[tuple[Any, Any, str | None], str] = {}
     try:
         for fmt, run in itertools.groupby(
             items, key=lambda it: _many(it[0], it[1], input_format, columns)
@@ -270,14 +302,18 @@ def open_sources(
 
 
 def _check_not_seen(
-    path: str, dataset: str | None, seen: dict[tuple[int, int, str | None], str]
+    path: str, dataset: str | None, seen: dict[tuple[Any, Any, str | None], str]
 ) -> None:
     """The same file (same device and inode, whatever the path) twice would count its rows
     twice."""
     if path == "-":
         return
-    st = os.stat(path)
-    key = (st.st_dev, st.st_ino, dataset.strip("/") if dataset else None)
+    if storage.is_uri(path):
+        ident: tuple[Any, Any] = ("uri", storage.shown(path))
+    else:
+        st = os.stat(path)
+        ident = (st.st_dev, st.st_ino)
+    key = (*ident, dataset.strip("/") if dataset else None)
     if key in seen:
         raise UsageError(
             f"is the same file as {seen[key]}: its rows would be counted twice "

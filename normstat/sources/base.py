@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from normstat import storage
 from normstat.errors import DataError
 
 DEFAULT_CHUNK_BYTES = 32 * 2**20
@@ -195,7 +196,7 @@ def describe(sources: list[ArraySource]) -> dict[str, Any]:
     fingerprint of each, so that ``merge`` can refuse statistics of the same data twice."""
     first = sources[0]
     out: dict[str, Any] = {
-        "paths": [s.path for s in sources],
+        "paths": [storage.shown(s.path) for s in sources],
         "dataset": first.dataset,
         "shape": [total_rows(sources), *first.shape[1:]],
         "dtype": str(np.result_type(*(s.dtype for s in sources))),
@@ -212,7 +213,8 @@ def describe(sources: list[ArraySource]) -> dict[str, Any]:
     out["fingerprints"] = [
         fingerprint(s.path, s.dataset)
         for s in sources
-        if s.path != "-" and os.path.exists(s.path)  # not a stream, nor a glob of images
+        if s.path != "-" and (storage.is_uri(s.path) or os.path.exists(s.path))
+        # not a stream, nor a glob of images
     ]
     return out
 
@@ -222,7 +224,10 @@ _EDGE = 64 * 1024
 
 def fingerprint(path: str, dataset: str | None = None) -> dict[str, Any]:
     """Where a source is (real path), its size and mtime, and a sha256 of its first and last
-    64 KiB: cheap, and the same for a copy of the same data (a directory store: no hash)."""
+    64 KiB: cheap, and the same for a copy of the same data (a directory store: no hash). An
+    object in a bucket: its URI, size, ETag and modification time, as the store reports them."""
+    if storage.is_uri(path):
+        return {"path": storage.shown(path), "dataset": dataset, **storage.info(path)}
     st = os.stat(path)
     out: dict[str, Any] = {
         "path": os.path.realpath(path),

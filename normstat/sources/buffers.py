@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -33,18 +34,33 @@ class BufferPool:
         return buf.reshape(shape)
 
 
-def pread_into(fd: int, buf: np.ndarray, offset: int) -> int:
+def pread_into(fd: int | Any, buf: np.ndarray, offset: int) -> int:
     """Fill the C-contiguous ``buf`` with the bytes of ``fd`` from ``offset`` (``pread``: no
     shared file position, so threads may read one descriptor at once); return the bytes read,
     fewer than ``buf.nbytes`` only where the file ends. A read, unlike a memory map, turns a
     file that shrinks under us into a short count instead of SIGBUS."""
     view = buf.reshape(-1).view(np.uint8).data
+    if not isinstance(fd, int):  # a pyarrow random-access file of an object in a bucket
+        return _read_at_into(fd, view, offset)
     got = 0
     while got < len(view):
         n = os.preadv(fd, [view[got:]], offset + got)
         if n <= 0:
             break
         got += n
+    return got
+
+
+def _read_at_into(f: Any, view: memoryview, offset: int) -> int:
+    """``pread`` of a pyarrow random-access file (``read_at`` is one ranged GET of an object
+    and safe from several threads); the bytes read, fewer only where the object ends."""
+    got = 0
+    while got < len(view):
+        data = f.read_at(len(view) - got, offset + got)
+        if not len(data):
+            break
+        view[got : got + len(data)] = memoryview(data).cast("B")
+        got += len(data)
     return got
 
 

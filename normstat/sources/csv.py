@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from normstat import storage
 from normstat.errors import DataError, UsageError
 from normstat.sources.reading import TableOptions
 from normstat.sources.table import Batch, TableSource, arrow_error, field_named, metadata_roles
@@ -80,6 +81,8 @@ class _Csv:
             **({} if o.null_values is None else {"null_values": list(o.null_values)}),
         )
         parse = pacsv.ParseOptions(delimiter=o.delimiter)
+        if isinstance(source, str) and storage.is_uri(source):
+            source = storage.open_stream(source)  # read as it streams; .gz decompressed
         return pacsv.open_csv(
             source, read_options=read, parse_options=parse, convert_options=convert
         )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import h5py
 import numpy as np
 
+from normstat import storage
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import Chunk, rows_for_bytes
 from normstat.sources.buffers import BufferPool, pread_into, read_only
@@ -34,12 +36,26 @@ H5_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError)
 
 
 def _open_file(path: str) -> h5py.File:
+    if storage.is_uri(path):
+        return _open_remote(path)
     try:
         return h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
     except FileNotFoundError:
         raise DataError("no such file", path=path) from None
     except H5_ERRORS as exc:
         raise DataError(f"not a readable HDF5 file ({_reason(exc)})", path=path) from None
+
+
+def _open_remote(uri: str) -> h5py.File:
+    """An HDF5 object in a bucket, read by h5py through an fsspec file that fetches
+    :data:`normstat.storage.BLOCK_SIZE` bytes per GET (HDF5's metadata reads are many and
+    small: a block serves many of them)."""
+    fp = storage.open_file(uri)
+    try:
+        return h5py.File(fp, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
+    except H5_ERRORS as exc:
+        fp.close()
+        raise DataError(f"not a readable HDF5 file ({_reason(exc)})", path=uri) from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -81,7 +97,11 @@ def check_reach(ds: h5py.Dataset, path: str, dataset: str, allow_external: bool)
     """Refuse reading files other than ``path`` that the dataset names, unless they lie in its
     directory or ``allow_external``: a crafted file could otherwise make normstat read (and
     report statistics of) any file the user can read, such as ``/etc/passwd``. A virtual
-    dataset whose sources are missing would be read as fill values: always refused."""
+    dataset whose sources are missing would be read as fill values: always refused. A file in
+    a bucket may name no other file at all: its names would be read on this machine's disk."""
+    if storage.is_uri(path):
+        _check_self_contained(ds, path, dataset)
+        return
     home = os.path.dirname(os.path.realpath(path))
     reached: list[str] = _external_files(ds)
     for name in reached:
@@ -108,6 +128,17 @@ def check_reach(ds: h5py.Dataset, path: str, dataset: str, allow_external: bool)
         raise DataError(
             f"reads external file {outside[0]} outside the file's directory; pass "
             "--allow-external if that is intended",
+            path=path,
+            dataset=dataset,
+        )
+
+
+def _check_self_contained(ds: h5py.Dataset, path: str, dataset: str) -> None:
+    dcpl = ds.id.get_create_plist()
+    if dcpl.get_external_count() or ds.is_virtual or ds.file.driver != "fileobj":
+        raise DataError(
+            "keeps its values in other files (external storage, a link or a virtual "
+            "dataset); a file read from a bucket must hold its own values",
             path=path,
             dataset=dataset,
         )
@@ -142,6 +173,8 @@ def check_allocated(ds: h5py.Dataset, path: str, dataset: str) -> None:
 def real_files(ds: h5py.Dataset, path: str) -> list[str]:
     """:meth:`Hdf5Dataset.files`; relative names are taken from the file's directory and the
     working directory, as HDF5 may look in either."""
+    if storage.is_uri(path):
+        return [path]  # it names no other file (_check_self_contained)
     names = [ds.file.filename]  # an external link lands in another file
     names += [str(entry[0]) for entry in ds.external or []]
     if ds.is_virtual:
@@ -188,7 +221,7 @@ def resolve_dataset(f: h5py.File, path: str, dataset: str | None) -> h5py.Datase
     return obj
 
 
-def contiguous_offset(f: h5py.File, ds: h5py.Dataset) -> int | None:
+def contiguous_offset(f: h5py.File, ds: h5py.Dataset, remote: bool = False) -> int | None:
     """Where ``ds``'s values lie in the file, when its rows can be mapped straight from it.
 
     That holds for a contiguous dataset whose storage is allocated and whose file type is
@@ -197,7 +230,7 @@ def contiguous_offset(f: h5py.File, ds: h5py.Dataset) -> int | None:
     this offset (user block included). Anything else: None, and h5py reads.
     """
     dsid = ds.id
-    if f.driver != "sec2" or ds.dtype.kind not in "iuf":
+    if (f.driver != "sec2" and not remote) or ds.dtype.kind not in "iuf":
         return None
     dcpl = dsid.get_create_plist()
     if dcpl.get_layout() != h5py.h5d.CONTIGUOUS or dcpl.get_external_count():
@@ -225,11 +258,18 @@ class Hdf5Dataset:
             self.storage_chunks = self._ds.chunks
             self.compression = self._ds.compression
             self.compression_opts = self._ds.compression_opts
-            self._offset = contiguous_offset(self._file, self._ds)
+            remote = storage.is_uri(path)
+            self._offset = contiguous_offset(self._file, self._ds, remote=remote)
         except BaseException:
             self._file.close()
             raise
-        self._fd = -1
+        self._fd: int | Any = -1
+        if self._offset is not None and remote:
+            # a plain block of values: each chunk is one ranged GET of its rows, no h5py
+            self._fd = storage.open_input(path)
+            if self._fd.size() < self._offset + self._ds.nbytes:
+                self._stop_mapping()
+            return
         if self._offset is not None:
             try:
                 self._fd = os.open(path, os.O_RDONLY)
@@ -335,7 +375,9 @@ class Hdf5Dataset:
 
     def _stop_mapping(self) -> None:
         """Stop mapping the file; chunks are read through h5py from now on."""
-        if self._fd >= 0:
+        if not isinstance(self._fd, int):
+            self._fd.close()
+        elif self._fd >= 0:
             os.close(self._fd)
         self._fd, self._offset = -1, None
 

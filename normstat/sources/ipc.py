@@ -20,6 +20,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from normstat import storage
 from normstat.errors import DataError
 from normstat.sources.reading import TableOptions
 from normstat.sources.table import Batch, TableSource, arrow_error, read_once
@@ -31,19 +32,25 @@ class IpcFile(TableSource):
     def __init__(
         self, path: str, columns: Sequence[str] | None = None, options: TableOptions | None = None
     ) -> None:
-        try:
-            with open(path, "rb") as fp:
-                self._map = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError) as exc:  # ValueError: an empty file cannot be mapped
-            raise arrow_error(exc, "Arrow IPC file", path) from None
-        self._buffer = pa.py_buffer(self._map)
+        self._map: mmap.mmap | None = None
+        self._buffer: pa.Buffer | pa.NativeFile | None = None
+        if storage.is_uri(path):  # an object in a bucket: read by ranged GETs, not mapped
+            self.path = path
+            self._buffer = self._data()
+        else:
+            try:
+                with open(path, "rb") as fp:
+                    self._map = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as exc:  # ValueError: an empty file cannot be mapped
+                raise arrow_error(exc, "Arrow IPC file", path) from None
+            self._buffer = pa.py_buffer(self._map)
         self._blocks: list[int] | None = None
         try:
             self._file: ipc.RecordBatchFileReader | None = ipc.open_file(self._buffer)
             rows: int | None = self._file.count_rows()
             schema = self._file.schema
         except (pa.ArrowException, OSError) as exc:
-            if bytes(self._map[:6]) == b"ARROW1":  # the file format, damaged: say so
+            if self._magic() == b"ARROW1":  # the file format, damaged: say so
                 raise arrow_error(exc, "Arrow IPC / Feather file", path) from None
             self._file, rows = None, None
             schema = self._open_stream(path).schema
@@ -55,9 +62,25 @@ class IpcFile(TableSource):
             raise arrow_error(exc, "Arrow IPC / Feather file", path) from None
         self._setup(path, schema, columns, rows, options)
 
+    def _data(self) -> pa.Buffer | pa.NativeFile:
+        """What the IPC readers read: the mapped file, or a fresh random-access file of the
+        object (a stream is read from its start each time)."""
+        if self._map is not None:
+            return self._buffer
+        return storage.open_input(self.path)
+
+    def _magic(self) -> bytes:
+        if self._map is not None:
+            return bytes(self._map[:6])
+        f = self._data()
+        try:
+            return bytes(f.read(6))
+        finally:
+            f.close()
+
     def _open_stream(self, path: str) -> ipc.RecordBatchStreamReader:
         try:
-            return ipc.open_stream(self._buffer)
+            return ipc.open_stream(self._data())
         except (pa.ArrowException, OSError) as exc:
             raise arrow_error(
                 exc, "Arrow IPC file or stream (Feather v1 is not read)", path
@@ -65,7 +88,10 @@ class IpcFile(TableSource):
 
     def check_budget(self, budget: int) -> None:
         """Refuse a compressed record batch that decompresses to more than ``budget`` bytes:
-        pyarrow inflates a batch whole, so memory would follow the file, not --chunk-size."""
+        pyarrow inflates a batch whole, so memory would follow the file, not --chunk-size.
+        (An object in a bucket is not scanned: that would download it; see docs/storage.md.)"""
+        if self._map is None:
+            return
         try:
             largest = max(decoded_batch_bytes(self._buffer), default=0)
         except (pa.ArrowException, OSError, struct.error, IndexError, ValueError):
@@ -105,7 +131,7 @@ class IpcFile(TableSource):
                 included_fields=[self.schema.get_field_index(self.read_columns[0])]
             )
             try:
-                reader = ipc.open_file(self._buffer, options=one)
+                reader = ipc.open_file(self._data(), options=one)
                 n = reader.num_record_batches
                 self._blocks = [reader.get_batch(i).num_rows for i in range(n)]
             except (pa.ArrowException, OSError) as exc:
@@ -121,14 +147,17 @@ class IpcFile(TableSource):
             yield b if columns is None else b.select(columns)
 
     def _release(self) -> None:
-        if hasattr(self._map, "madvise"):
+        if self._map is not None and hasattr(self._map, "madvise"):
             self._map.madvise(mmap.MADV_DONTNEED)
 
     def close(self) -> None:
+        if isinstance(self._buffer, pa.NativeFile):
+            self._buffer.close()
         self._file = self._buffer = None
         # batches handed out may still point into the map: then the GC closes it
         with contextlib.suppress(BufferError):
-            self._map.close()
+            if self._map is not None:
+                self._map.close()
 
 
 def decoded_batch_bytes(buffer: pa.Buffer) -> Iterator[int]:

@@ -8,10 +8,11 @@ import os
 import sys
 import tokenize
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from normstat import storage
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import Chunk, rows_for_bytes
 from normstat.sources.buffers import BufferPool, pread_into, read_only
@@ -55,11 +56,11 @@ class NpyFile:
     def __init__(self, path: str) -> None:
         self.path = path
         try:
-            with open(path, "rb") as fp:
+            with self._open() as fp:
                 version = np.lib.format.read_magic(fp)
                 shape, fortran, dtype = _read_header(fp, version)
                 self._offset = fp.tell()
-            size = os.path.getsize(path)
+                size = fp.size() if storage.is_uri(path) else os.fstat(fp.fileno()).st_size
         except HEADER_ERRORS as exc:
             raise DataError(f"not a readable .npy file ({_first_line(exc)})", path=path) from None
         self.dtype = _check_dtype(np.dtype(dtype), path)
@@ -74,14 +75,19 @@ class NpyFile:
             )
         self._whole: np.ndarray | None = None
 
+    def _open(self) -> Any:
+        """The file, or a random-access pyarrow file of an object in a bucket (its reads are
+        ranged GETs: a chunk's rows are one request)."""
+        return storage.open_input(self.path) if storage.is_uri(self.path) else open(self.path, "rb")
+
     def preferred_rows(self, target_bytes: int) -> int:
         return rows_for_bytes(self.shape, self.dtype, target_bytes)
 
     def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         end = self.shape[0] if stop is None else min(stop, self.shape[0])
         pool = BufferPool()
-        with open(self.path, "rb") as fp:
-            fd = fp.fileno()
+        with self._open() as fp:
+            fd = fp if storage.is_uri(self.path) else fp.fileno()
             for first in range(start, end, rows):
                 n = min(rows, end - first)
                 buf = pool.get((n, *self.shape[1:]), self.dtype)
@@ -92,16 +98,16 @@ class NpyFile:
                 yield Chunk(read_only(buf), self.path, None, first)
                 del buf  # the pool reuses it once the consumer is done with the chunk
 
-    def _read(self, fd: int, buf: np.ndarray, at: int, first: int) -> None:
+    def _read(self, fd: int | Any, buf: np.ndarray, at: int, first: int) -> None:
         if pread_into(fd, buf, at) < buf.nbytes:
             raise DataError(
                 f"file is truncated: it ended inside rows {first}:{first + len(buf)} while "
                 f"being read (its header promises {self._needed} bytes, it now has "
-                f"{os.fstat(fd).st_size}); was it rewritten during the run?",
+                f"{_size(fd)}); was it rewritten during the run?",
                 path=self.path,
             )
 
-    def _read_fortran(self, fd: int, buf: np.ndarray, first: int) -> None:
+    def _read_fortran(self, fd: int | Any, buf: np.ndarray, first: int) -> None:
         """Rows of a Fortran-ordered array: every trailing position's values are one run per
         row block (Fortran order keeps axis 0 contiguous), read into a (positions, rows) block
         and turned around into C order."""
@@ -114,6 +120,10 @@ class NpyFile:
 
     def close(self) -> None:
         pass
+
+
+def _size(fd: int | Any) -> int:
+    return os.fstat(fd).st_size if isinstance(fd, int) else int(fd.size())
 
 
 def _read_header(fp: BinaryIO | io.BufferedIOBase, version: tuple[int, int]) -> tuple:

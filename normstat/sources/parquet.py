@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from normstat import storage
 from normstat.errors import DataError
 from normstat.sources.base import Chunk
 from normstat.sources.blocks import unit_at
@@ -42,6 +43,9 @@ _READ_OPTIONS = {
     # a damaged page whose writer stored a CRC is an error, not values such as inf or NaN
     "page_checksum_verification": True,
 }
+_REMOTE_OPTIONS = {**_READ_OPTIONS, "pre_buffer": True}
+"""An object in a bucket: the column chunks of a read are fetched as coalesced ranged GETs
+(one column of a row group at a time, so memory stays bounded by that column)."""
 _WIDEST = 8
 """Bytes per value of the widest column a chunk is decoded to (float64)."""
 
@@ -52,8 +56,9 @@ class ParquetFile(TableSource):
     def __init__(
         self, path: str, columns: Sequence[str] | None = None, options: TableOptions | None = None
     ) -> None:
+        self._inputs: list[pa.NativeFile] = []
         try:
-            self._file = pq.ParquetFile(path, **_READ_OPTIONS)
+            self._file = pq.ParquetFile(self._input(path), **self._options(path))
             schema = self._file.schema_arrow
             schema.names  # noqa: B018  (decoded here: damaged names may not be UTF-8)
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
@@ -62,6 +67,18 @@ class ParquetFile(TableSource):
         self._local = threading.local()
         self._handles: list[pq.ParquetFile] = []
         self._handles_lock = threading.Lock()
+
+    def _input(self, path: str) -> str | pa.NativeFile:
+        """A local path as itself; an object in a bucket as a random-access file of it."""
+        if not storage.is_uri(path):
+            return path
+        f = storage.open_input(path)
+        self._inputs.append(f)
+        return f
+
+    @staticmethod
+    def _options(path: str) -> dict:
+        return _REMOTE_OPTIONS if storage.is_uri(path) else _READ_OPTIONS
 
     def storage_blocks(self) -> list[int]:
         meta = self._file.metadata
@@ -72,6 +89,8 @@ class ParquetFile(TableSource):
         values) fits the budget: a chunk is then decoded a column at a time and no row group is
         decoded twice."""
         rows = super().preferred_rows(target_bytes)
+        if storage.is_uri(self.path):  # every column of a chunk is fetched at once: see below
+            return rows
         largest = max(self.storage_blocks(), default=0)
         widest = _WIDEST * max(c.width for c in self.selected)  # a feature group: k values a row
         return largest if rows < largest <= target_bytes // widest else rows
@@ -109,11 +128,9 @@ class ParquetFile(TableSource):
         decoded by several workers at once."""
         h = getattr(self._local, "file", None)
         if h is None:
-            h = pq.ParquetFile(
-                self.path,
-                metadata=self._file.metadata,
-                **_READ_OPTIONS,
-            )
+            with self._handles_lock:
+                source = self._input(self.path)
+            h = pq.ParquetFile(source, metadata=self._file.metadata, **self._options(self.path))
             self._local.file = h
             with self._handles_lock:
                 self._handles.append(h)
@@ -124,6 +141,9 @@ class ParquetFile(TableSource):
             for h in self._handles:
                 h.close()
             self._handles.clear()
+            for f in self._inputs:
+                f.close()
+            self._inputs.clear()
         self._file.close()
 
 
@@ -133,6 +153,9 @@ class RowGroupColumns(Sequence[np.ndarray]):
 
     def __init__(self, src: ParquetFile, lo: int, hi: int, offset: int, length: int) -> None:
         self.src, self.lo, self.hi, self.offset, self.length = src, lo, hi, offset, length
+        self._remote = storage.is_uri(src.path)
+        self._table: pa.Table | None = None
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.src.selected)
@@ -151,10 +174,13 @@ class RowGroupColumns(Sequence[np.ndarray]):
     def column(self, name: str) -> pa.ChunkedArray:
         """Column ``name`` of these rows, as Arrow decoded it."""
         try:
-            table = self.src.handle().read_row_groups(
-                range(self.lo, self.hi), columns=[name], use_threads=False
-            )
-            col = table.column(0)
+            if self._remote:
+                col = self._every_column().column(name)
+            else:
+                table = self.src.handle().read_row_groups(
+                    range(self.lo, self.hi), columns=[name], use_threads=False
+                )
+                col = table.column(0)
             if self.offset or self.length != len(col):
                 col = col.slice(self.offset, self.length)
             return col
@@ -166,6 +192,18 @@ class RowGroupColumns(Sequence[np.ndarray]):
                 path=self.src.path,
                 feature=name,
             ) from None
+
+    def _every_column(self) -> pa.Table:
+        """An object in a bucket: every feature column of the chunk in one read, its column
+        chunks fetched as coalesced ranged GETs in parallel instead of a round trip per column
+        and row group (docs/performance.md); the chunk is within the memory budget by
+        :meth:`ParquetFile.preferred_rows`."""
+        with self._lock:
+            if self._table is None:
+                self._table = self.src.handle().read_row_groups(
+                    range(self.lo, self.hi), columns=self.src.read_columns, use_threads=True
+                )
+            return self._table
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return (self[j] for j in range(len(self)))

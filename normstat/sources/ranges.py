@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from normstat import storage
 from normstat.sources.base import ArraySource, Chunk, Reducer, fit_chunks
 from normstat.sources.reading import TableOptions
+from normstat.storage import current
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class RowRange:
     columns: tuple[str, ...] | None = None  # a table's feature columns, as the client chose them
     table: TableOptions | None = None  # how the client read the table (CSV options)
     source: Any = None  # how to reopen a source that is not one file (``src.reference()``)
+    storage: tuple[tuple[str, str], ...] = ()  # storage options of a URI (--storage-option)
 
     @property
     def rows(self) -> int:
@@ -46,12 +49,14 @@ class RowRange:
         columns = None if features is None else tuple(features)
         if selected is not None:
             columns = tuple(c.name for c in selected)
-        path = os.path.abspath(src.path)
+        path = src.path if storage.is_uri(src.path) else os.path.abspath(src.path)
         table = getattr(src, "options", None)
         table = table if isinstance(table, TableOptions) else None
         reference = getattr(src, "reference", None)
         source = None if reference is None else reference()
-        return cls(src.format, path, src.dataset, start, stop, src.path, columns, table, source)
+        return cls(
+            src.format, path, src.dataset, start, stop, src.path, columns, table, source, current()
+        )
 
 
 def open_range(r: RowRange) -> ArraySource:
@@ -65,7 +70,8 @@ def open_range(r: RowRange) -> ArraySource:
     columns = None if r.columns is None else list(r.columns)
     # the process that planned the ranges opened the source first, with the user's
     # --allow-external; the range exists only if that open was allowed
-    return open_one(r.path, r.dataset, r.format, columns, r.table, allow_external=True)
+    with storage.using(dict(r.storage)):
+        return open_one(r.path, r.dataset, r.format, columns, r.table, allow_external=True)
 
 
 def read_range(r: RowRange, rows: int, step: Reducer | None = None) -> Iterator[Chunk]:

@@ -21,6 +21,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import pyarrow as pa
 
+from normstat import storage
 from normstat.errors import DataError, UsageError
 from normstat.sources import nested
 from normstat.sources.base import Chunk
@@ -599,6 +600,8 @@ def read_once(
 
 
 def arrow_error(exc: BaseException, what: str, path: str) -> DataError:
+    if storage.is_uri(path) and isinstance(exc, OSError):  # not the data: the store failed
+        return storage.failure(exc, path)
     return DataError(f"not a readable {what} ({one_line(exc)})", path=path)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from normstat import storage
 from normstat.errors import DataError
 from normstat.sources.images import ImageStream, Payload
 
@@ -64,7 +65,8 @@ def _members(path: str, suffixes: tuple[str, ...] | None = None) -> Iterator[tup
     from normstat.sources import IMAGE_SUFFIXES
 
     try:
-        with tarfile.open(path, mode="r|*") as tar:
+        fileobj = storage.open_stream(path) if storage.is_uri(path) else None
+        with tarfile.open(path, mode="r|*", fileobj=fileobj) as tar:
             for member in tar:
                 base = member.name.rsplit("/", 1)[-1]
                 if not member.isfile() or base.startswith((".", "_")):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from normstat import storage
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import Chunk, rows_for_bytes
 
@@ -41,6 +42,10 @@ def numeric_arrays(group: Any, prefix: str = "") -> list[str]:
 def _open_node(path: str) -> Any:
     zarr = zarr_module()
     try:
+        if storage.is_uri(path):  # through fsspec (the remote extra), as configured here
+            return zarr.open(
+                path.rstrip("/"), mode="r", storage_options=storage.fsspec_options(path)
+            )
         return zarr.open(path, mode="r")
     except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
         raise DataError(f"not a readable Zarr store ({exc})", path=path) from None
