@@ -17,9 +17,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from normstat.errors import DataError
 from normstat.sources.base import Chunk
@@ -38,6 +39,50 @@ _WIDEST = 8
 """Bytes per value of the widest column a chunk is decoded to (float64)."""
 
 
+class _Reader:
+    """pyarrow's Parquet reader (``pyarrow._parquet.ParquetReader``) on a local file, opened
+    without ``pyarrow.parquet``: that module imports ``pyarrow.fs`` with its S3, GCS, Azure and
+    SSL modules, a fifth of what a CLI fit of a Parquet file spends importing pyarrow
+    (docs/performance.md). Where the private class is missing or takes other arguments, the
+    public ``pyarrow.parquet.ParquetFile``'s reader is used instead."""
+
+    def __init__(self, path: str, metadata: Any = None) -> None:
+        try:
+            from pyarrow._parquet import ParquetReader
+
+            reader = ParquetReader()
+            reader.open(path, metadata=metadata, **_READ_OPTIONS)
+        except (ImportError, TypeError):  # a pyarrow whose private reader differs
+            import pyarrow.parquet as pq
+
+            reader = pq.ParquetFile(path, metadata=metadata, **_READ_OPTIONS).reader
+        self.reader = reader
+        self.metadata = reader.metadata
+        self.schema_arrow = reader.schema_arrow
+        self._tops = [path[0] for path in reader.column_paths]  # leaf -> its top-level column
+
+    def indices(self, columns: Sequence[str] | None) -> list[int] | None:
+        """The leaf column indices of top-level ``columns`` (all of them: ``None``)."""
+        if columns is None:
+            return None
+        return [i for c in columns for i, top in enumerate(self._tops) if top == c]
+
+    def read_row_groups(self, row_groups: range, columns: Sequence[str]) -> pa.Table:
+        return self.reader.read_row_groups(
+            list(row_groups), column_indices=self.indices(columns), use_threads=False
+        )
+
+    def iter_batches(
+        self, batch_size: int, row_groups: range, columns: Sequence[str] | None
+    ) -> Iterator[Batch]:
+        return self.reader.iter_batches(
+            batch_size, list(row_groups), column_indices=self.indices(columns), use_threads=True
+        )
+
+    def close(self) -> None:
+        self.reader.close()
+
+
 class ParquetFile(TableSource):
     format = "parquet"
 
@@ -45,14 +90,14 @@ class ParquetFile(TableSource):
         self, path: str, columns: Sequence[str] | None = None, options: TableOptions | None = None
     ) -> None:
         try:
-            self._file = pq.ParquetFile(path, **_READ_OPTIONS)
+            self._file = _Reader(path)
             schema = self._file.schema_arrow
             schema.names  # noqa: B018  (decoded here: damaged names may not be UTF-8)
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise arrow_error(exc, "Parquet file", path) from None
         self._setup(path, schema, columns, self._file.metadata.num_rows, options)
         self._local = threading.local()
-        self._handles: list[pq.ParquetFile] = []
+        self._handles: list[_Reader] = []
         self._handles_lock = threading.Lock()
 
     def storage_blocks(self) -> list[int]:
@@ -85,20 +130,14 @@ class ParquetFile(TableSource):
     def _read_blocks(
         self, lo: int, hi: int, rows: int, columns: list[str] | None
     ) -> Iterator[Batch]:
-        return self._file.iter_batches(
-            batch_size=rows, row_groups=range(lo, hi), columns=columns, use_threads=True
-        )
+        return self._file.iter_batches(rows, range(lo, hi), columns)
 
-    def handle(self) -> pq.ParquetFile:
+    def handle(self) -> _Reader:
         """This thread's own reader (the footer is parsed once, not per thread): chunks are
         decoded by several workers at once."""
         h = getattr(self._local, "file", None)
         if h is None:
-            h = pq.ParquetFile(
-                self.path,
-                metadata=self._file.metadata,
-                **_READ_OPTIONS,
-            )
+            h = _Reader(self.path, metadata=self._file.metadata)
             self._local.file = h
             with self._handles_lock:
                 self._handles.append(h)
@@ -125,9 +164,7 @@ class RowGroupColumns(Sequence[np.ndarray]):
     def __getitem__(self, j: int) -> np.ndarray:  # type: ignore[override]
         name = self.src.features[j]
         try:
-            table = self.src.handle().read_row_groups(
-                range(self.lo, self.hi), columns=[name], use_threads=False
-            )
+            table = self.src.handle().read_row_groups(range(self.lo, self.hi), [name])
             col = table.column(0)
             if self.offset or self.length != len(col):
                 col = col.slice(self.offset, self.length)
