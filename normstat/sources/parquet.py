@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-
 from typing import Any
 
 import numpy as np
