@@ -87,14 +87,17 @@ class Chunk:
         return f"Chunk({where}, rows={self.rows})"
 
 
-def stack_columns(columns: Sequence[np.ndarray], rows: int | None = None) -> np.ndarray:
+def stack_columns(
+    columns: Sequence[np.ndarray], rows: int | None = None, order: str = "F"
+) -> np.ndarray:
     """Equal-length columns as an ``(n, F)`` column-major matrix (each column written
-    contiguously). float32 when every column is float32 (float32 -> float64 is exact, and
+    contiguously; ``order="C"``: row-major, for short columns that are reduced as rows).
+    float32 when every column is float32 (float32 -> float64 is exact, and
     widening here would double the bytes for nothing), else float64.
     """
     n = rows if rows is not None else (len(columns[0]) if columns else 0)
     dtype = np.float32 if columns and all(c.dtype == np.float32 for c in columns) else np.float64
-    out = np.empty((n, len(columns)), dtype, order="F")
+    out = np.empty((n, len(columns)), dtype, order=order)  # type: ignore[call-overload]
     for j, col in enumerate(columns):
         out[:, j] = col
     return out

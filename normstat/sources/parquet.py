@@ -14,6 +14,7 @@ a 32 MB batch, which pyarrow's batch reader needed ~3.5x of while decoding.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -34,6 +35,8 @@ _READ_OPTIONS = {
     # a damaged page whose writer stored a CRC is an error, not values such as inf or NaN
     "page_checksum_verification": True,
 }
+_WHOLE = {"buffer_size": 0, "pre_buffer": True}
+"""A short chunk's columns are read whole, their reads coalesced."""
 _WIDEST = 8
 """Bytes per value of the widest column a chunk is decoded to (float64)."""
 
@@ -45,26 +48,29 @@ class _Reader:
     (docs/performance.md). Where the private class is missing or takes other arguments, the
     public ``pyarrow.parquet.ParquetFile``'s reader is used instead."""
 
-    def __init__(self, path: str, metadata: Any = None) -> None:
+    def __init__(self, path: str, metadata: Any = None, whole: bool = False) -> None:
+        options = {**_READ_OPTIONS, **_WHOLE} if whole else _READ_OPTIONS
         try:
             from pyarrow._parquet import ParquetReader
 
             reader = ParquetReader()
-            reader.open(path, metadata=metadata, **_READ_OPTIONS)
+            reader.open(path, metadata=metadata, **options)
         except (ImportError, TypeError):  # a pyarrow whose private reader differs
             import pyarrow.parquet as pq
 
-            reader = pq.ParquetFile(path, metadata=metadata, **_READ_OPTIONS).reader
+            reader = pq.ParquetFile(path, metadata=metadata, **options).reader
         self.reader = reader
         self.metadata = reader.metadata
         self.schema_arrow = reader.schema_arrow
-        self._tops = [path[0] for path in reader.column_paths]  # leaf -> its top-level column
+        self._leaves: dict[str, list[int]] = {}  # top-level column -> its leaf columns
+        for i, path in enumerate(reader.column_paths):
+            self._leaves.setdefault(path[0], []).append(i)
 
     def indices(self, columns: Sequence[str] | None) -> list[int] | None:
         """The leaf column indices of top-level ``columns`` (all of them: ``None``)."""
         if columns is None:
             return None
-        return [i for c in columns for i, top in enumerate(self._tops) if top == c]
+        return [i for c in columns for i in self._leaves.get(c, ())]
 
     def read_row_groups(self, row_groups: range, columns: Sequence[str]) -> pa.Table:
         return self.reader.read_row_groups(
@@ -89,19 +95,35 @@ class ParquetFile(TableSource):
         self, path: str, columns: Sequence[str] | None = None, options: TableOptions | None = None
     ) -> None:
         try:
-            self._file = _Reader(path)
-            schema = self._file.schema_arrow
+            self._identity = _identity(path)
+            reader = _Reader(path)
+            schema = reader.schema_arrow
             schema.names  # noqa: B018  (decoded here: damaged names may not be UTF-8)
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise arrow_error(exc, "Parquet file", path) from None
-        self._setup(path, schema, columns, self._file.metadata.num_rows, options)
+        self.metadata = reader.metadata
+        reader.close()  # reopened to read: ten thousand shards must not hold ten thousand files
+        self._setup(path, schema, columns, self.metadata.num_rows, options)
+        self._file: _Reader | None = None
         self._local = threading.local()
         self._handles: list[_Reader] = []
         self._handles_lock = threading.Lock()
 
     def storage_blocks(self) -> list[int]:
-        meta = self._file.metadata
+        meta = self.metadata
         return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+    def reopen(self, whole: bool = False) -> _Reader:
+        """A new reader of this file, its footer taken from the first opening (not parsed
+        again); refused if the file is not the one that was opened. ``whole``: to read whole
+        column chunks, their reads coalesced (a buffer would read 256 KiB for a chunk of a few
+        KiB)."""
+        if _identity(self.path) != self._identity:
+            raise DataError(
+                "the file changed since it was opened (size, time or inode differ)",
+                path=self.path,
+            )
+        return _Reader(self.path, metadata=self.metadata, whole=whole)
 
     def preferred_rows(self, target_bytes: int) -> int:
         """Whole row groups per chunk when one column of the largest fits the budget: a chunk
@@ -129,6 +151,8 @@ class ParquetFile(TableSource):
     def _read_blocks(
         self, lo: int, hi: int, rows: int, columns: list[str] | None
     ) -> Iterator[Batch]:
+        if self._file is None:
+            self._file = self.reopen()
         return self._file.iter_batches(rows, range(lo, hi), columns)
 
     def handle(self) -> _Reader:
@@ -136,7 +160,7 @@ class ParquetFile(TableSource):
         decoded by several workers at once."""
         h = getattr(self._local, "file", None)
         if h is None:
-            h = _Reader(self.path, metadata=self._file.metadata)
+            h = self.reopen()
             self._local.file = h
             with self._handles_lock:
                 self._handles.append(h)
@@ -147,12 +171,21 @@ class ParquetFile(TableSource):
             for h in self._handles:
                 h.close()
             self._handles.clear()
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _identity(path: str) -> tuple[int, ...]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class RowGroupColumns(Sequence[np.ndarray]):
     """The feature columns of row groups ``lo:hi`` (rows ``offset:offset + length`` of them),
-    each decoded when it is asked for, by the thread that asks."""
+    each decoded when it is asked for, by the thread that asks; or all at once, in one read,
+    when iterated (a short chunk, reduced as a matrix: a read per column would cost more than
+    its values)."""
 
     def __init__(self, src: ParquetFile, lo: int, hi: int, offset: int, length: int) -> None:
         self.src, self.lo, self.hi, self.offset, self.length = src, lo, hi, offset, length
@@ -164,18 +197,34 @@ class RowGroupColumns(Sequence[np.ndarray]):
         name = self.src.features[j]
         try:
             table = self.src.handle().read_row_groups(range(self.lo, self.hi), [name])
-            col = table.column(0)
-            if self.offset or self.length != len(col):
-                col = col.slice(self.offset, self.length)
-            return column_array(col)
+            return self._array(table.column(0))
         except (pa.ArrowException, OSError) as exc:
-            one = self.hi == self.lo + 1
-            groups = f"row group {self.lo}" if one else f"row groups {self.lo}-{self.hi - 1}"
-            raise DataError(
-                f"cannot read column {name!r} of {groups}: {one_line(exc)}",
-                path=self.src.path,
-                feature=name,
-            ) from None
+            raise self._error(exc, f"column {name!r}", name) from None
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        return (self[j] for j in range(len(self)))
+        """Every column, decoded in one read by a reader opened for it and closed at once (a
+        fit of many small files holds no file open between its chunks)."""
+        names = self.src.features
+        try:
+            reader = self.src.reopen(whole=True)
+            try:
+                table = reader.read_row_groups(range(self.lo, self.hi), names)
+            finally:
+                reader.close()
+            return iter([self._array(table.column(j)) for j in range(len(names))])
+        except (pa.ArrowException, OSError) as exc:
+            for j in range(len(names)):  # the error names the column that cannot be read
+                self[j]
+            raise self._error(exc, "the columns", None) from None
+
+    def _array(self, col: pa.ChunkedArray) -> np.ndarray:
+        if self.offset or self.length != len(col):
+            col = col.slice(self.offset, self.length)
+        return column_array(col)
+
+    def _error(self, exc: BaseException, what: str, name: str | None) -> DataError:
+        one = self.hi == self.lo + 1
+        groups = f"row group {self.lo}" if one else f"row groups {self.lo}-{self.hi - 1}"
+        return DataError(
+            f"cannot read {what} of {groups}: {one_line(exc)}", path=self.src.path, feature=name
+        )
