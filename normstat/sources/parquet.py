@@ -37,6 +37,9 @@ _READ_OPTIONS = {
 }
 _WHOLE = {"buffer_size": 0, "pre_buffer": True}
 """A short chunk's columns are read whole, their reads coalesced."""
+_WHOLE_READ_VALUES = 2**20
+"""Values of a chunk up to which its columns are read together (above, one at a time: the
+coalesced read of a whole row group cost more CPU than reading its columns one by one)."""
 _WIDEST = 8
 """Bytes per value of the widest column a chunk is decoded to (float64)."""
 
@@ -202,9 +205,11 @@ class RowGroupColumns(Sequence[np.ndarray]):
             raise self._error(exc, f"column {name!r}", name) from None
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        """Every column, decoded in one read by a reader opened for it and closed at once (a
-        fit of many small files holds no file open between its chunks)."""
+        """Every column; a short chunk's in one read, by a reader opened for it and closed at
+        once (a fit of many small files holds no file open between its chunks)."""
         names = self.src.features
+        if self.length * len(names) > _WHOLE_READ_VALUES:  # long columns: one at a time
+            return (self[j] for j in range(len(names)))
         try:
             reader = self.src.reopen(whole=True)
             try:
