@@ -14,8 +14,9 @@ Measured on the cluster's own workers (each a single-threaded process), one figu
 * **transfer**: gathering one task's tree to the client (its pickled size is printed).
 
 Then ``normstat.fit(path, engine="dask", workers=w)`` end to end for each ``w`` in
-``--workers``, and the model ``start + ceil(tasks / min(w, cores)) * task + tasks * schedule /
-min(w, cores) + depth * (merge + transfer)`` beside it (docs/scale.md).
+``--workers``, and the model ``start + ceil(tasks / min(w, cores)) * task + tasks * schedule +
+depth * (merge + transfer)`` beside it (docs/scale.md): the scheduler's cost per task is serial
+(it did not fall with more workers), the merge tree has ``depth = ceil(log2(tasks))`` levels.
 
 Usage: ``python benchmarks/dask_costs.py --data /tmp/nsbench/table.parquet --workers 1,2,4``.
 """
@@ -139,7 +140,7 @@ def model(c: dict[str, Any], workers: int, cores: int | None = None) -> float:
     return float(
         c["start"]
         + waves * c["task"]
-        + c["tasks"] * c["schedule"] / lanes
+        + c["tasks"] * c["schedule"]
         + depth * (c["merge"] + c["transfer"])
     )
 
