@@ -147,3 +147,23 @@ def test_parquet_fit_of_mixed_types_with_nulls_matches_numpy(tmp_path):
         assert stats.mean[j] == pytest.approx(ref.mean(), rel=1e-13), name
         assert stats.var[j] == pytest.approx(ref.var(), rel=1e-11), name
         assert (stats.min[j], stats.max[j]) == (ref.min(), ref.max()), name
+
+
+def test_shards_with_other_metadata_are_not_given_the_first_shards_features(tmp_path):
+    """The feature selection is remembered per schema: a shard whose metadata marks a column
+    as a label (Hugging Face ClassLabel) must not reuse an earlier selection of that column."""
+    import json
+
+    from normstat.sources import open_sources
+
+    plain = pa.table({"x": [1.0, 2.0], "y": [0, 1]})
+    hf = {"info": {"features": {"y": {"_type": "ClassLabel"}}}}
+    marked = plain.replace_schema_metadata({"huggingface": json.dumps(hf)})
+    pq.write_table(plain, tmp_path / "a.parquet")
+    pq.write_table(marked, tmp_path / "b.parquet")
+    (a,) = open_sources([str(tmp_path / "a.parquet")])
+    (b,) = open_sources([str(tmp_path / "b.parquet")])
+    assert a.features == ["x", "y"] and b.features == ["x"]
+    a.features.append("z")  # a source's list is its own, not the remembered one
+    (c,) = open_sources([str(tmp_path / "a.parquet")])
+    assert c.features == ["x", "y"]

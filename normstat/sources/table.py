@@ -214,6 +214,13 @@ def sliced(batches: Iterator[Batch], rows: int) -> Iterator[Batch]:
             yield b.slice(start, rows)
 
 
+_SELECTED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+"""Feature selections by (schema, columns, exclude): the shards of one dataset share a schema,
+and selecting again for each of 10,000 shards cost 0.6 ms a file (docs/decisions.md). Only a
+successful selection is kept (an error names its file)."""
+_SELECTED_MAX = 64
+
+
 class TableSource:
     """Base of the table readers; a subclass sets ``format`` and implements :meth:`_read`."""
 
@@ -232,11 +239,22 @@ class TableSource:
         self.path = path
         self.schema = schema
         self.options = options or TableOptions()
-        self.features, self.left_out = select_features(schema, columns, path, self.options.exclude)
-        self.feature_types = [str(schema.field(n).type) for n in self.features]
+        meta = tuple(sorted((schema.metadata or {}).items()))  # == on schemas ignores it
+        names = None if columns is None else tuple(columns)
+        key = (schema, meta, names, tuple(self.options.exclude))
+        known = _SELECTED.get(key)
+        if known is None:
+            features, left_out = select_features(schema, columns, path, self.options.exclude)
+            types = [numpy_dtype(schema.field(n).type) for n in features]
+            feature_types = [str(schema.field(n).type) for n in features]
+            known = (features, left_out, feature_types, np.result_type(*types))
+            if len(_SELECTED) >= _SELECTED_MAX:
+                _SELECTED.clear()
+            _SELECTED[key] = known
+        features, left_out, feature_types, self.dtype = known
+        self.features, self.left_out = list(features), list(left_out)
+        self.feature_types = list(feature_types)
         self.promoted: list[dict[str, Any]] = []
-        types = [numpy_dtype(schema.field(n).type) for n in self.features]
-        self.dtype = np.result_type(*types)
         self.shape: tuple[int | None, int] = (rows, len(self.features))
 
     def _read(self, rows: int, columns: list[str] | None) -> Iterator[Batch]:
