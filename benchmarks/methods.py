@@ -9,6 +9,7 @@ times timed, and prints one JSON line: ``{"times": [...], "var": [...]}`` or ``{
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -146,6 +147,59 @@ def normstat_apply(dataset: str, path: str) -> Callable[[], None]:
     return run
 
 
+@contextlib.contextmanager
+def _stdout_to_devnull() -> Iterator[None]:
+    """File descriptor 1 on /dev/null for a stream writer (this worker reports on stdout)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(null)
+        os.close(saved)
+
+
+def normstat_apply_stream(dataset: str, path: str) -> Callable[[], None]:
+    """Setup (untimed): fit; the returned function streams the Parquet table through ``apply``
+    to stdout as an Arrow IPC stream (``-o -``), stdout on /dev/null."""
+    import normstat
+
+    if dataset != "table":
+        raise Skip("tables only")
+    stats = normstat.fit(source_spec(dataset, path))
+
+    def run() -> None:
+        with _stdout_to_devnull():
+            normstat.apply(stats, source_spec(dataset, path), "-")
+
+    return run
+
+
+def pyarrow_stream(dataset: str, path: str) -> Callable[[], None]:
+    """pyarrow's own Parquet -> Arrow stream: each row group read, then written to stdout."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if dataset != "table":
+        raise Skip("Parquet only")
+
+    def run() -> None:
+        src = pq.ParquetFile(path)
+        with (
+            _stdout_to_devnull(),
+            open(1, "wb", closefd=False) as out,
+            pa.ipc.new_stream(out, src.schema_arrow) as w,
+        ):
+            for i in range(src.num_row_groups):
+                w.write_table(src.read_row_group(i))
+
+    return run
+
+
 def h5py_copy(dataset: str, path: str) -> Callable[[], None]:
     import h5py
 
@@ -238,8 +292,12 @@ def duckdb_var(dataset: str, path: str) -> np.ndarray:
 
 def polars_var(dataset: str, path: str) -> np.ndarray:
     pl = _need("polars")
-    frame = pl.scan_parquet(path).select(pl.all().var(ddof=0)).collect()
-    return np.asarray(frame.row(0), np.float64)
+    lazy = pl.scan_parquet(path)
+    names = lazy.collect_schema().names()
+    frame = lazy.select(
+        pl.all().mean().name.suffix("_mean"), pl.all().var(ddof=0).name.suffix("_var")
+    ).collect()
+    return np.asarray(frame.row(0)[len(names) :], np.float64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,6 +364,8 @@ PREPARED: dict[str, Callable[[str, str], Callable[[], None]]] = {
     "normstat.apply": normstat_apply,
     "floor: h5py copy": h5py_copy,
     "floor: pyarrow read + write": pyarrow_copy,
+    "normstat.apply -> stream": normstat_apply_stream,
+    "floor: pyarrow read + stream": pyarrow_stream,
 }
 
 

@@ -243,6 +243,7 @@ def _picked(method: str, only: str | None) -> bool:
 
 
 APPLY_FLOORS = {"floats": "floor: h5py copy", "table": "floor: pyarrow read + write"}
+STREAM_FLOOR = "floor: pyarrow read + stream"
 
 
 SETTLE_S = 4.0
@@ -257,6 +258,11 @@ def bench_apply(dataset: str, path: str, repeats: int, settle: float) -> list[Re
         r = run_worker(dataset, m, path, repeats, settle)
         r.dataset = f"apply {dataset}"
         out.append(r)
+    if dataset == "table":  # Parquet -> Arrow IPC stream on stdout (-o -)
+        for m in (STREAM_FLOOR, "normstat.apply -> stream"):
+            r = run_worker(dataset, m, path, repeats, settle)
+            r.dataset = "apply table -> stream"
+            out.append(r)
     return out
 
 
@@ -277,7 +283,9 @@ def print_table(results: list[Result]) -> None:
     print("|---|---|---|---|---|---|---|")
     floors: dict[str, float] = {}
     for r in results:
-        if (r.method == FLOOR or r.method in APPLY_FLOORS.values()) and r.times:
+        if (
+            r.method == FLOOR or r.method in APPLY_FLOORS.values() or r.method == STREAM_FLOOR
+        ) and r.times:
             floors[r.dataset] = r.median
     for r in results:
         print(fmt_row(r, floors.get(r.dataset, float("nan"))))

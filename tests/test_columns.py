@@ -147,3 +147,57 @@ def test_parquet_fit_of_mixed_types_with_nulls_matches_numpy(tmp_path):
         assert stats.mean[j] == pytest.approx(ref.mean(), rel=1e-13), name
         assert stats.var[j] == pytest.approx(ref.var(), rel=1e-11), name
         assert (stats.min[j], stats.max[j]) == (ref.min(), ref.max()), name
+
+
+def test_shards_with_other_metadata_are_not_given_the_first_shards_features(tmp_path):
+    """The feature selection is remembered per schema: a shard whose metadata marks a column
+    as a label (Hugging Face ClassLabel) must not reuse an earlier selection of that column."""
+    import json
+
+    from normstat.sources import open_sources
+
+    plain = pa.table({"x": [1.0, 2.0], "y": [0, 1]})
+    hf = {"info": {"features": {"y": {"_type": "ClassLabel"}}}}
+    marked = plain.replace_schema_metadata({"huggingface": json.dumps(hf)})
+    pq.write_table(plain, tmp_path / "a.parquet")
+    pq.write_table(marked, tmp_path / "b.parquet")
+    (a,) = open_sources([str(tmp_path / "a.parquet")])
+    (b,) = open_sources([str(tmp_path / "b.parquet")])
+    assert a.features == ["x", "y"] and b.features == ["x"]
+    a.features.append("z")  # a source's list is its own, not the remembered one
+    (c,) = open_sources([str(tmp_path / "a.parquet")])
+    assert c.features == ["x", "y"]
+
+
+def test_a_parquet_file_replaced_after_it_was_opened_is_refused(tmp_path):
+    """The footer is parsed once and the file closed; a read reopens it, and a file that is no
+    longer the one opened (another size, time or inode) is an error, not stale offsets."""
+    from normstat.sources import open_sources
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"x": np.arange(100.0)}), path)
+    (src,) = open_sources([str(path)])
+    pq.write_table(pa.table({"x": np.arange(300.0)}), tmp_path / "other.parquet")
+    (tmp_path / "other.parquet").replace(path)
+    with pytest.raises(DataError, match="changed since it was opened"):
+        for chunk in src.chunks(1000):
+            list(chunk.columns)
+    src.close()
+
+
+def test_many_short_shards_match_one_file(tmp_path):
+    """Short shards take the one-read, row-major path; long ones the column path: the same
+    statistics as numpy's float64 two-pass over all the rows."""
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((3000, 5)) * [1, 2, 3, 4, 5] + 1e5).astype(np.float32)
+    x[7, 2] = np.nan
+    paths = []
+    for i in range(30):
+        p = tmp_path / f"s{i:02d}.parquet"
+        pq.write_table(pa.table({f"c{j}": x[i * 100 : (i + 1) * 100, j] for j in range(5)}), p)
+        paths.append(str(p))
+    s = normstat.fit(paths)
+    ref = x.astype(np.float64)
+    np.testing.assert_array_equal(s.count, [3000, 3000, 2999, 3000, 3000])
+    np.testing.assert_allclose(s.mean, np.nanmean(ref, axis=0), rtol=1e-14)
+    np.testing.assert_allclose(s.var, np.nanvar(ref, axis=0), rtol=1e-12)

@@ -72,3 +72,26 @@ def test_an_apply_imports_neither_the_fit_engine_nor_other_formats(tmp_path):
         args = [str(tmp_path / src), str(tmp_path / out), heavy]
         run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
         assert (run.returncode, run.stdout.strip()) == (0, "[]"), run.stderr
+
+
+def test_a_parquet_fit_does_not_import_pyarrow_fs_or_pandas(tmp_path):
+    """``pyarrow.parquet`` imports ``pyarrow.fs`` (S3, GCS, Azure, SSL) and ``Array.to_numpy``
+    imports pandas: a fit of a local file needs neither, and still gives the right statistics
+    (nulls as missing values included)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": [1.0, 2.0, 6.0, None], "b": [1, 1, 4, None]}), path)
+    code = (
+        "import sys, normstat\n"
+        "s = normstat.fit(sys.argv[1])\n"
+        "print(s.mean.tolist(), s.var.tolist())\n"
+        "print(sorted(m for m in ('pyarrow.fs', 'pyarrow.parquet', 'pandas') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    stats, mods = out.stdout.strip().splitlines()
+    assert stats == "[3.0, 2.0] [4.666666666666667, 2.0]"
+    assert mods == "[]"

@@ -31,7 +31,12 @@ from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
 from normstat.core.moments import Moments, chunk_moments, merge_all
 from normstat.errors import DataError
-from normstat.sources.base import Chunk
+from normstat.sources.base import Chunk, stack_columns
+
+COLUMN_MIN_ROWS = 2**14
+"""Rows from which a table chunk is reduced column by column; a shorter one (a small shard) is
+stacked into a row-major matrix and reduced in one call, as Python's cost per column call would
+exceed the column's own (docs/performance.md, many small files)."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +116,12 @@ def _chunk_task(
 ) -> Moments:
     """The chunk's moments, with its distribution summary beside them when ``sketch`` asks."""
     if chunk.columns is not None and _width(chunk.columns) == layout.n_features:
-        return _by_column(chunk, layout, nan_policy, features, sketch)
-    rows = layout.to_rows(chunk.data)
+        if chunk.rows >= COLUMN_MIN_ROWS:
+            return _by_column(chunk, layout, nan_policy, features, sketch)
+        data = stack_columns(list(chunk.columns), chunk.rows, order="C")
+    else:
+        data = chunk.data
+    rows = layout.to_rows(data)
     if sketch is not None and sketch.counts_values(rows.dtype):
         return sketch.summarise(rows)  # one counting read gives moments and summary
     moments = finite_moments(rows)

@@ -101,15 +101,18 @@ class Chunk:
         return f"Chunk({where}, rows={self.rows})"
 
 
-def stack_columns(columns: Sequence[np.ndarray], rows: int | None = None) -> np.ndarray:
+def stack_columns(
+    columns: Sequence[np.ndarray], rows: int | None = None, order: str = "F"
+) -> np.ndarray:
     """Equal-length columns as an ``(n, F)`` column-major matrix (each column written
-    contiguously). float32 when every column is float32 (float32 -> float64 is exact, and
+    contiguously; ``order="C"``: row-major, for short columns that are reduced as rows).
+    float32 when every column is float32 (float32 -> float64 is exact, and
     widening here would double the bytes for nothing), else float64.
     """
     n = rows if rows is not None else (len(columns[0]) if columns else 0)
     dtype = np.float32 if columns and all(c.dtype == np.float32 for c in columns) else np.float64
     widths = [1 if c.ndim == 1 else c.shape[1] for c in columns]  # a feature group: (n, k)
-    out = np.empty((n, sum(widths)), dtype, order="F")
+    out = np.empty((n, sum(widths)), dtype, order=order)  # type: ignore[call-overload]
     j = 0
     for col, w in zip(columns, widths, strict=True):
         out[:, j : j + w] = col.reshape(n, w)

@@ -6,21 +6,21 @@ float32 columns can be 256 MB). Row groups are the file's storage blocks: a read
 of them (see :mod:`normstat.sources.blocks`).
 
 For ``fit``, a chunk that holds whole row groups is handed out *undecoded*: its columns are
-decoded one at a time by the worker that reduces them (:class:`RowGroupColumns`): less CPU than
-record batches of every column, and a worker holds one column instead of a whole batch, which
-pyarrow's batch reader needed several times of while decoding (docs/performance.md, "Figures
-behind the code").
+decoded one at a time by the worker that reduces them (:class:`RowGroupColumns`). Measured on 1.5
+GB of float32 columns: decoding a column of a row group costs 1.3 CPU-s for the file against
+1.8-2.9 for record batches of every column, and a worker holds one column (1 MB here) instead of
+a 32 MB batch, which pyarrow's batch reader needed ~3.5x of while decoding.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from normstat import storage
 from normstat.errors import DataError
@@ -43,11 +43,83 @@ _READ_OPTIONS = {
     # a damaged page whose writer stored a CRC is an error, not values such as inf or NaN
     "page_checksum_verification": True,
 }
+_WHOLE = {"buffer_size": 0, "pre_buffer": True}
+"""A short chunk's columns are read whole, their reads coalesced."""
+_WHOLE_READ_VALUES = 2**20
+"""Values of a chunk up to which its columns are read together (above, one at a time: the
+coalesced read of a whole row group cost more CPU than reading its columns one by one)."""
 _REMOTE_OPTIONS = {**_READ_OPTIONS, "pre_buffer": True}
 """An object in a bucket: the column chunks of a read are fetched as coalesced ranged GETs
 (one column of a row group at a time, so memory stays bounded by that column)."""
 _WIDEST = 8
 """Bytes per value of the widest column a chunk is decoded to (float64)."""
+
+
+class _Reader:
+    """pyarrow's Parquet reader (``pyarrow._parquet.ParquetReader``) on a local file, opened
+    without ``pyarrow.parquet``: that module imports ``pyarrow.fs`` with its S3, GCS, Azure and
+    SSL modules, a fifth of what a CLI fit of a Parquet file spends importing pyarrow
+    (docs/performance.md). Where the private class is missing or takes other arguments, the
+    public ``pyarrow.parquet.ParquetFile``'s reader is used instead."""
+
+    def __init__(self, path: str, metadata: Any = None, whole: bool = False) -> None:
+        options = {**_READ_OPTIONS, **_WHOLE} if whole else _READ_OPTIONS
+        self._input: Any = None
+        if storage.is_uri(path):  # an object in a bucket: a random-access file of it
+            import pyarrow.parquet as pq
+
+            self._input = storage.open_input(path)
+            try:
+                reader = pq.ParquetFile(self._input, metadata=metadata, **_REMOTE_OPTIONS).reader
+            except BaseException:
+                self._input.close()
+                raise
+        else:
+            reader = self._local(path, metadata, options)
+        self.reader = reader
+        self.metadata = reader.metadata
+        self.schema_arrow = reader.schema_arrow
+        self._leaves: dict[str, list[int]] = {}  # top-level column -> its leaf columns
+        for i, leaf in enumerate(reader.column_paths):
+            self._leaves.setdefault(leaf[0], []).append(i)
+
+    @staticmethod
+    def _local(path: str, metadata: Any, options: dict) -> Any:
+        try:
+            from pyarrow._parquet import ParquetReader
+
+            reader = ParquetReader()
+            reader.open(path, metadata=metadata, **options)
+        except (ImportError, TypeError):  # a pyarrow whose private reader differs
+            import pyarrow.parquet as pq
+
+            reader = pq.ParquetFile(path, metadata=metadata, **options).reader
+        return reader
+
+    def indices(self, columns: Sequence[str] | None) -> list[int] | None:
+        """The leaf column indices of top-level ``columns`` (all of them: ``None``)."""
+        if columns is None:
+            return None
+        return [i for c in columns for i in self._leaves.get(c, ())]
+
+    def read_row_groups(
+        self, row_groups: range, columns: Sequence[str], use_threads: bool = False
+    ) -> pa.Table:
+        return self.reader.read_row_groups(
+            list(row_groups), column_indices=self.indices(columns), use_threads=use_threads
+        )
+
+    def iter_batches(
+        self, batch_size: int, row_groups: range, columns: Sequence[str] | None
+    ) -> Iterator[Batch]:
+        return self.reader.iter_batches(
+            batch_size, list(row_groups), column_indices=self.indices(columns), use_threads=True
+        )
+
+    def close(self) -> None:
+        self.reader.close()
+        if self._input is not None:
+            self._input.close()
 
 
 class ParquetFile(TableSource):
@@ -56,40 +128,43 @@ class ParquetFile(TableSource):
     def __init__(
         self, path: str, columns: Sequence[str] | None = None, options: TableOptions | None = None
     ) -> None:
-        self._inputs: list[pa.NativeFile] = []
         try:
-            self._file = pq.ParquetFile(self._input(path), **self._options(path))
-            schema = self._file.schema_arrow
+            self._identity = _identity(path)
+            reader = _Reader(path)
+            schema = reader.schema_arrow
             schema.names  # noqa: B018  (decoded here: damaged names may not be UTF-8)
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise arrow_error(exc, "Parquet file", path) from None
-        self._setup(path, schema, columns, self._file.metadata.num_rows, options)
+        self.metadata = reader.metadata
+        reader.close()  # reopened to read: ten thousand shards must not hold ten thousand files
+        self._setup(path, schema, columns, self.metadata.num_rows, options)
+        self._file: _Reader | None = None
         self._local = threading.local()
-        self._handles: list[pq.ParquetFile] = []
+        self._handles: list[_Reader] = []
         self._handles_lock = threading.Lock()
 
-    def _input(self, path: str) -> str | pa.NativeFile:
-        """A local path as itself; an object in a bucket as a random-access file of it."""
-        if not storage.is_uri(path):
-            return path
-        f = storage.open_input(path)
-        self._inputs.append(f)
-        return f
-
-    @staticmethod
-    def _options(path: str) -> dict:
-        return _REMOTE_OPTIONS if storage.is_uri(path) else _READ_OPTIONS
-
     def storage_blocks(self) -> list[int]:
-        meta = self._file.metadata
+        meta = self.metadata
         return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+    def reopen(self, whole: bool = False) -> _Reader:
+        """A new reader of this file, its footer taken from the first opening (not parsed
+        again); refused if the file is not the one that was opened. ``whole``: to read whole
+        column chunks, their reads coalesced (a buffer would read 256 KiB for a chunk of a few
+        KiB)."""
+        if self._identity is not None and _identity(self.path) != self._identity:
+            raise DataError(
+                "the file changed since it was opened (size, time or inode differ)",
+                path=self.path,
+            )
+        return _Reader(self.path, metadata=self.metadata, whole=whole)
 
     def preferred_rows(self, target_bytes: int) -> int:
         """Whole row groups per chunk when one column of the largest (a feature group: all its
         values) fits the budget: a chunk is then decoded a column at a time and no row group is
         decoded twice."""
         rows = super().preferred_rows(target_bytes)
-        if storage.is_uri(self.path):  # every column of a chunk is fetched at once: see below
+        if storage.is_uri(self.path):  # every column of a chunk is fetched at once
             return rows
         largest = max(self.storage_blocks(), default=0)
         widest = _WIDEST * max(c.width for c in self.selected)  # a feature group: k values a row
@@ -119,18 +194,16 @@ class ParquetFile(TableSource):
     def _read_blocks(
         self, lo: int, hi: int, rows: int, columns: list[str] | None
     ) -> Iterator[Batch]:
-        return self._file.iter_batches(
-            batch_size=rows, row_groups=range(lo, hi), columns=columns, use_threads=True
-        )
+        if self._file is None:
+            self._file = self.reopen()
+        return self._file.iter_batches(rows, range(lo, hi), columns)
 
-    def handle(self) -> pq.ParquetFile:
+    def handle(self) -> _Reader:
         """This thread's own reader (the footer is parsed once, not per thread): chunks are
         decoded by several workers at once."""
         h = getattr(self._local, "file", None)
         if h is None:
-            with self._handles_lock:
-                source = self._input(self.path)
-            h = pq.ParquetFile(source, metadata=self._file.metadata, **self._options(self.path))
+            h = self.reopen()
             self._local.file = h
             with self._handles_lock:
                 self._handles.append(h)
@@ -141,15 +214,25 @@ class ParquetFile(TableSource):
             for h in self._handles:
                 h.close()
             self._handles.clear()
-            for f in self._inputs:
-                f.close()
-            self._inputs.clear()
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _identity(path: str) -> tuple[int, ...] | None:
+    """What tells a local file from its replacement; None for an object in a bucket (its ETag
+    is checked by the fingerprint)."""
+    if storage.is_uri(path):
+        return None
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class RowGroupColumns(Sequence[np.ndarray]):
     """The feature columns of row groups ``lo:hi`` (rows ``offset:offset + length`` of them),
-    each decoded when it is asked for, by the thread that asks."""
+    each decoded when it is asked for, by the thread that asks; or all at once, in one read,
+    when iterated (a short chunk, reduced as a matrix: a read per column would cost more than
+    its values)."""
 
     def __init__(self, src: ParquetFile, lo: int, hi: int, offset: int, length: int) -> None:
         self.src, self.lo, self.hi, self.offset, self.length = src, lo, hi, offset, length
@@ -166,10 +249,11 @@ class RowGroupColumns(Sequence[np.ndarray]):
         return len(self.src.features)
 
     def __getitem__(self, j: int) -> np.ndarray:  # type: ignore[override]
-        selected = self.src.selected[j]
-        col = self.column(selected.top)
+        return self._selected(j, self.column(self.src.selected[j].top))
+
+    def _selected(self, j: int, col: pa.ChunkedArray) -> np.ndarray:
         first = self.src.storage_start(self.lo) + self.offset
-        return selected_array(col, selected, first, self.src.path)
+        return selected_array(col, self.src.selected[j], first, self.src.path)
 
     def column(self, name: str) -> pa.ChunkedArray:
         """Column ``name`` of these rows, as Arrow decoded it."""
@@ -177,21 +261,35 @@ class RowGroupColumns(Sequence[np.ndarray]):
             if self._remote:
                 col = self._every_column().column(name)
             else:
-                table = self.src.handle().read_row_groups(
-                    range(self.lo, self.hi), columns=[name], use_threads=False
-                )
+                table = self.src.handle().read_row_groups(range(self.lo, self.hi), [name])
                 col = table.column(0)
             if self.offset or self.length != len(col):
                 col = col.slice(self.offset, self.length)
             return col
         except (pa.ArrowException, OSError) as exc:
-            one = self.hi == self.lo + 1
-            groups = f"row group {self.lo}" if one else f"row groups {self.lo}-{self.hi - 1}"
-            raise DataError(
-                f"cannot read column {name!r} of {groups}: {one_line(exc)}",
-                path=self.src.path,
-                feature=name,
-            ) from None
+            raise self._error(exc, f"column {name!r}", name) from None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Every column; a short chunk's in one read, by a reader opened for it and closed at
+        once (a fit of many small files holds no file open between its chunks)."""
+        names = self.src.read_columns
+        n = len(self.src.selected)
+        if self._remote or self.length * self.width > _WHOLE_READ_VALUES:  # one at a time
+            return (self[j] for j in range(n))
+        try:
+            reader = self.src.reopen(whole=True)
+            try:
+                table = reader.read_row_groups(range(self.lo, self.hi), names)
+            finally:
+                reader.close()
+            if self.offset or self.length != table.num_rows:
+                table = table.slice(self.offset, self.length)
+            cols = [table.column(c.top) for c in self.src.selected]
+            return iter([self._selected(j, c) for j, c in enumerate(cols)])
+        except (pa.ArrowException, OSError) as exc:
+            for j in range(n):  # the error names the column that cannot be read
+                self[j]
+            raise self._error(exc, "the columns", None) from None
 
     def _every_column(self) -> pa.Table:
         """An object in a bucket: every feature column of the chunk in one read, its column
@@ -201,12 +299,16 @@ class RowGroupColumns(Sequence[np.ndarray]):
         with self._lock:
             if self._table is None:
                 self._table = self.src.handle().read_row_groups(
-                    range(self.lo, self.hi), columns=self.src.read_columns, use_threads=True
+                    range(self.lo, self.hi), self.src.read_columns, use_threads=True
                 )
             return self._table
 
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return (self[j] for j in range(len(self)))
+    def _error(self, exc: BaseException, what: str, name: str | None) -> DataError:
+        one = self.hi == self.lo + 1
+        groups = f"row group {self.lo}" if one else f"row groups {self.lo}-{self.hi - 1}"
+        return DataError(
+            f"cannot read {what} of {groups}: {one_line(exc)}", path=self.src.path, feature=name
+        )
 
 
 class RowGroupExtras(Mapping[str, Any]):

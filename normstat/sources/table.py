@@ -265,7 +265,7 @@ def column_to_float64(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     col = _combined(col)
     if col.type != pa.float64():
         col = col.cast(pa.float64(), safe=False)
-    return col.to_numpy(zero_copy_only=False)
+    return _with_nan(col)
 
 
 def feature_columns(
@@ -300,9 +300,9 @@ def column_array(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     col = _combined(col)
     t = col.type
     if col.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)):
-        return col.to_numpy(zero_copy_only=True)
+        return _values(col)
     if t == pa.float32():
-        return col.to_numpy(zero_copy_only=False)
+        return _with_nan(col)
     return column_to_float64(col)
 
 
@@ -317,6 +317,41 @@ def grouped_column(col: pa.Array | pa.ChunkedArray, c: Column, start: int) -> np
             feature=c.name,
         )
     return selected_array(col, c, start)
+def _has_lists(schema: pa.Schema) -> bool:
+    """Whether a column of ``schema`` is a variable-length list (at any depth of structs)."""
+
+    def has(t: pa.DataType) -> bool:
+        if pa.types.is_list(t) or pa.types.is_large_list(t):
+            return True
+        if pa.types.is_struct(t):
+            return any(has(t.field(i).type) for i in range(t.num_fields))
+        return False
+
+    return any(has(f.type) for f in schema)
+
+
+def _values(col: pa.Array) -> np.ndarray:
+    """The values buffer of a fixed-width numeric array, as numpy, without a copy.
+
+    Not ``Array.to_numpy``: its first call imports pandas (0.3-0.5 s of a CLI fit's start,
+    ``python -X importtime``), which nothing here needs."""
+    dtype = np.dtype(col.type.to_pandas_dtype())
+    buf = col.buffers()[1]
+    if buf is None or len(col) == 0:
+        return np.empty(0, dtype)
+    return np.frombuffer(buf, dtype, count=col.offset + len(col))[col.offset :]
+
+
+def _with_nan(col: pa.Array) -> np.ndarray:
+    """A float array's values, copied with NaN where they are null (as they are if not)."""
+    values = _values(col)
+    if col.null_count == 0:
+        return values
+    bits = np.frombuffer(col.buffers()[0], np.uint8)
+    valid = np.unpackbits(bits, bitorder="little")[col.offset : col.offset + len(col)]
+    out = values.copy()
+    out[valid == 0] = np.nan
+    return out
 
 
 def _combined(col: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -331,6 +366,13 @@ def sliced(batches: Iterator[Batch], rows: int) -> Iterator[Batch]:
     for b in batches:
         for start in range(0, b.num_rows, rows):
             yield b.slice(start, rows)
+
+
+_SELECTED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+"""Feature selections by (schema, columns, exclude): the shards of one dataset share a schema,
+and selecting again for each of 10,000 shards cost 0.6 ms a file (docs/decisions.md). Only a
+successful selection is kept (an error names its file)."""
+_SELECTED_MAX = 64
 
 
 class TableSource:
@@ -351,9 +393,18 @@ class TableSource:
         self.path = path
         self.schema = schema
         self.options = options or TableOptions()
-        self.selected, self.left_out = select_features(
-            schema, columns, path, self.options.exclude, self._peek
-        )
+        meta = tuple(sorted((schema.metadata or {}).items()))  # == on schemas ignores it
+        names = None if columns is None else tuple(columns)
+        key = (schema, meta, names, tuple(self.options.exclude))
+        # a list column's length is read from the file's first rows: not shared between files
+        known = None if _has_lists(schema) else _SELECTED.get(key)
+        if known is None:
+            known = select_features(schema, columns, path, self.options.exclude, self._peek)
+            if not _has_lists(schema):
+                if len(_SELECTED) >= _SELECTED_MAX:
+                    _SELECTED.clear()
+                _SELECTED[key] = known
+        self.selected, self.left_out = list(known[0]), list(known[1])
         self._set_aside(columns)
         self.read_columns = list(dict.fromkeys(c.top for c in self.selected))
         self.features = [n for c in self.selected for n in c.feature_names()]
