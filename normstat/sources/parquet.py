@@ -137,11 +137,11 @@ class ParquetFile(TableSource):
             raise arrow_error(exc, "Parquet file", path) from None
         self.metadata = reader.metadata
         reader.close()  # reopened to read: ten thousand shards must not hold ten thousand files
-        self._setup(path, schema, columns, self.metadata.num_rows, options)
         self._file: _Reader | None = None
         self._local = threading.local()
         self._handles: list[_Reader] = []
         self._handles_lock = threading.Lock()
+        self._setup(path, schema, columns, self.metadata.num_rows, options)
 
     def storage_blocks(self) -> list[int]:
         meta = self.metadata
