@@ -7,15 +7,16 @@ spellings. The NPZ holds the same arrays (NaN for null) plus ``meta``, the JSON 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import io
 import json
 import math
 import os
 import struct
-import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from normstat import __version__
 from normstat.core.moments import Moments
 from normstat.core.npz import read_npz_member
+from normstat.core.numtext import ArrayReader, dump_array
 from normstat.core.quantiles import FIELDS as SKETCH_FIELDS
 from normstat.core.quantiles import Sketch
 from normstat.core.stats import Stats
@@ -217,16 +219,19 @@ def dumps(stats: Stats) -> str:
 
 
 def write_json(stats: Stats, fp: TextIO) -> None:
-    """One key a line, each array compact on its line, written one key at a time: a whole
-    document of nested lists (and one number a line, as ``indent`` gave) made a 3M-feature
-    artifact 488 MB and its writing peak at 3.6 GB. One line per array also lets
-    :func:`_read_json` parse arrays with numpy instead of as Python lists."""
+    """One key a line, metadata first and arrays last, each array compact on its line and
+    written a block of values at a time (``core/numtext.py``): memory stays that of the
+    statistics, whatever their number (docs/artifact.md, "Layout"). One line per array also
+    lets a reader find each array and parse it in blocks without ``json`` (:func:`stream`)."""
     items = [*_meta(stats).items(), *_arrays(stats).items(), *_distribution(stats).items()]
     fp.write("{\n")
     for i, (k, v) in enumerate(items):
-        value = _nested(v) if isinstance(v, np.ndarray) else v
-        text = json.dumps(value, allow_nan=False, separators=(", ", ": "), indent=None)
-        fp.write(f"  {json.dumps(k)}: {text}{',' if i < len(items) - 1 else ''}\n")
+        fp.write(f"  {json.dumps(k)}: ")
+        if isinstance(v, np.ndarray):
+            dump_array(v, fp)
+        else:
+            fp.write(json.dumps(v, allow_nan=False, separators=(", ", ": "), indent=None))
+        fp.write(",\n" if i < len(items) - 1 else "\n")
     fp.write("}\n")
 
 
@@ -311,45 +316,166 @@ def _read_json(path: str) -> dict[str, Any]:
 
 
 def _read_json_lines(path: str) -> dict[str, Any] | None:
-    """The layout :func:`write_json` writes (one key a line), its statistics arrays parsed by
-    numpy's C number parser (correctly rounded: the same floats as ``json``). ``None`` when the
-    file is laid out otherwise or holds anything but plain numbers and nulls in those arrays
-    (a wrong count of values, a string, a value beyond float64): the strict reader then reads it
-    and names what is wrong."""
+    """The layout :func:`write_json` writes, its statistics arrays parsed in blocks by numpy's
+    number parser (correctly rounded: the same floats as ``json``). ``None`` when the file is
+    laid out otherwise: the strict reader then reads it and names what is wrong; a problem
+    inside an array is an :class:`ArtifactError` naming the array."""
+    layout = _layout(path)
+    if layout is None:
+        return None
+    doc, where = layout
+    shape = doc["feature_shape"]
+    with open(path, "rb") as fp:
+        for name in where:
+            doc[name] = _read_array(fp, where, name, shape, path)
+    return doc
+
+
+def stream(
+    path: str | os.PathLike[str], block: int = 1 << 14
+) -> tuple[Stats, tuple[int, ...], Iterator[tuple[int, Stats]]] | None:
+    """A JSON artifact read ``block`` features at a time, in memory bounded by the block:
+    its header (a :class:`Stats` with the metadata and no features), its feature shape, and
+    an iterator of
+    ``(first feature, statistics of the block)``, each block validated as :func:`load` does.
+    ``None`` when the file cannot be read so (an NPZ, another layout, scalar statistics, a
+    distribution summary): :func:`load` it. Reading on past a problem raises it."""
+    path = _fspath(path)
+    if not os.path.isfile(path) or path.lower().endswith(".npz"):
+        return None
+    layout = _layout(path)
+    if layout is None or set(layout[1]) != set(_ARRAY_KEYS) or not layout[0]["feature_shape"]:
+        return None
+    doc, where = layout
+    shape, features = doc["feature_shape"], doc.get("features")
+    if any(k in doc for k in _DISTRIBUTION_JSON_KEYS) or (
+        isinstance(features, list) and (len(shape) != 1 or len(features) != shape[0])
+    ):
+        return None
+    header = from_dict({**doc, **_empty_arrays(doc)}, path)
+    return header, tuple(shape), _blocks(path, doc, where, block)
+
+
+_DISTRIBUTION_JSON_KEYS = ("quantile_levels", "quantiles", "quantiles_exact", "histogram")
+
+
+def _empty_arrays(doc: dict[str, Any]) -> dict[str, Any]:
+    """The metadata of ``doc`` checked on no features (a block of none)."""
+    return {"feature_shape": [0], "features": None if doc.get("features") is None else []} | {
+        k: np.empty(0) for k in _ARRAY_KEYS
+    }
+
+
+def _blocks(
+    path: str, doc: dict[str, Any], where: dict[str, tuple[int, int]], block: int
+) -> Iterator[tuple[int, Stats]]:
+    shape = doc["feature_shape"]
+    n, features = math.prod(shape), doc.get("features")
+    with contextlib.ExitStack() as stack:
+        readers = {
+            k: _array_reader(stack.enter_context(open(path, "rb")), where, k, path)
+            for k in _ARRAY_KEYS
+        }
+        for start in range(0, n, block):
+            k = min(block, n - start)
+            arrays = {name: r.take(k) for name, r in readers.items()}
+            short = [name for name, a in arrays.items() if a.size != k]
+            if short:
+                raise readers[short[0]].fail(f"holds fewer than {n} values (feature_shape)")
+            part = {
+                **doc,
+                **arrays,
+                "feature_shape": [k],
+                "features": None if features is None else features[start : start + k],
+            }
+            yield start, from_dict(part, path)
+        for name, r in readers.items():
+            _check_end(r, where[name][1], n, len(shape))
+
+
+_LINE_BYTES = 1 << 16
+_ARRAY_KEYS = (*INT_KEYS, *FLOAT_KEYS)
+
+
+def _layout(path: str) -> tuple[dict[str, Any], dict[str, tuple[int, int]]] | None:
+    """One pass over the file as :func:`write_json` lays it out (``{``, then one ``"key":
+    value`` a line, ``}``), reading lines of at most 64 KiB at a time: the values of the other
+    keys, and the byte range of each statistics array (from its ``[`` to just past its ``]``),
+    found without parsing it. ``None`` for any other layout."""
     doc: dict[str, Any] = {}
-    arrays: dict[str, str] = {}
+    where: dict[str, tuple[int, int]] = {}
     try:
-        with open(path, encoding="utf-8") as fp:
-            if fp.readline() != "{\n":
+        with open(path, "rb") as fp:
+            if fp.readline(8) != b"{\n":
                 return None
-            for line in fp:
-                if line == "}\n":
-                    break
-                key, sep, value = line.strip().rstrip(",").partition(": ")
-                name = json.loads(key) if sep else None
-                if not isinstance(name, str):
+            while (line := fp.readline(_LINE_BYTES)) != b"}\n":
+                start = fp.tell() - len(line)
+                head, sep, value = line.partition(b": ")
+                name = json.loads(head) if sep and head.startswith(b"  ") else None
+                if not isinstance(name, str) or name in doc or name in where:
                     return None
-                if name in (*INT_KEYS, *FLOAT_KEYS) and value.startswith("["):
-                    arrays[name] = value
-                else:
-                    doc[name] = json.loads(value, parse_constant=_reject_constant)
+                if name in _ARRAY_KEYS and value.startswith(b"["):
+                    end = _line_end(fp, line)
+                    where[name] = (start + len(head) + 2, end)
+                    continue
+                if not line.endswith(b"\n"):
+                    line += fp.readline()  # a long line of another key (many feature names)
+                value = line.partition(b": ")[2].rstrip(b"\n").removesuffix(b",")
+                doc[name] = json.loads(value, parse_constant=_reject_constant)
+            if fp.read(1):
+                return None
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     shape = doc.get("feature_shape")
-    if not isinstance(shape, list) or not all(isinstance(n, int) for n in shape):
+    if not isinstance(shape, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
         return None
-    for name, text in arrays.items():
-        flat = text.replace("[", " ").replace("]", " ").replace("null", "nan")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a partial parse: caught by the count below
-                a = np.fromstring(flat, dtype=np.float64, sep=",") if flat.strip() else np.empty(0)
-        except ValueError:  # numpy >= 2.3 raises on what it cannot parse
-            return None
-        if a.size != math.prod(shape) or np.isinf(a).any():
-            return None
-        doc[name] = a.reshape(shape)
-    return doc
+    return doc, where
+
+
+def _line_end(fp: Any, line: bytes) -> int:
+    """The offset just past the ``]`` that ends an array line (``],`` or ``]`` then a newline),
+    read forward in blocks; -1 when the line ends otherwise."""
+    tail = line
+    while not tail.endswith(b"\n"):
+        more = fp.readline(1 << 20)
+        if not more:
+            return -1
+        tail = tail[-2:] + more
+    end = fp.tell() - 1
+    ending = tail[:-1]
+    if ending.endswith(b"],"):
+        return end - 1
+    return end if ending.endswith(b"]") else -1
+
+
+def _read_array(
+    fp: Any, where: dict[str, tuple[int, int]], name: str, shape: list[int], path: str
+) -> np.ndarray:
+    """One whole statistics array, checked for its number of values and its nesting."""
+    reader = _array_reader(fp, where, name, path)
+    a = reader.take(math.prod(shape))
+    _check_end(reader, where[name][1], math.prod(shape), len(shape))
+    return a.reshape(shape)
+
+
+def _array_reader(fp: Any, where: dict[str, tuple[int, int]], name: str, path: str) -> ArrayReader:
+    fp.seek(where[name][0])
+    return ArrayReader(fp, name, path)
+
+
+def _check_end(reader: ArrayReader, end: int, n: int, ndim: int) -> None:
+    got = reader.read
+    if reader.take(1).size or got != n:
+        more = got == n
+        raise reader.fail(
+            f"holds {'more than ' if more else ''}{got} values, expected {n} (feature_shape)"
+        )
+    if not reader.done or reader.end != end:
+        raise reader.fail("does not end its line (expected ']' then a newline)")
+    if reader.max_depth != max(ndim, 1):
+        raise reader.fail(f"is nested {reader.max_depth} deep, expected {ndim} (feature_shape)")
 
 
 def _read_npz(path: str) -> dict[str, Any]:

@@ -809,11 +809,10 @@ def apply_cmd(
 @click.option("--all", "show_all", is_flag=True, help="List every feature, however many.")
 def show(stats: str, as_json: bool, show_all: bool) -> None:
     """Show the statistics in STATS as a table. Python: normstat.load(path)."""
-    loaded = artifact.load(stats)
     if as_json:
-        click.echo(artifact.dumps(loaded), nl=False)
-    else:
-        click.echo(report.table(loaded, None if show_all else 20))
+        click.echo(artifact.dumps(artifact.load(stats)), nl=False)
+    else:  # a block of features at a time: a wide artifact is not held whole (report.py)
+        click.echo(report.show_file(stats, None if show_all else 20))
 
 
 @main.command()
