@@ -23,7 +23,7 @@ import numpy as np
 
 from normstat import __version__
 from normstat.core.moments import Moments
-from normstat.core.npz import read_npz_member
+from normstat.core.npz import NpzMember, read_npz_member
 from normstat.core.numtext import ArrayReader, dump_array
 from normstat.core.quantiles import FIELDS as SKETCH_FIELDS
 from normstat.core.quantiles import Sketch
@@ -334,48 +334,109 @@ def _read_json_lines(path: str) -> dict[str, Any] | None:
 def stream(
     path: str | os.PathLike[str], block: int = 1 << 14
 ) -> tuple[Stats, tuple[int, ...], Iterator[tuple[int, Stats]]] | None:
-    """A JSON artifact read ``block`` features at a time, in memory bounded by the block:
-    its header (a :class:`Stats` with the metadata and no features), its feature shape, and
-    an iterator of
-    ``(first feature, statistics of the block)``, each block validated as :func:`load` does.
-    ``None`` when the file cannot be read so (an NPZ, another layout, scalar statistics, a
-    distribution summary): :func:`load` it. Reading on past a problem raises it."""
+    """An artifact read ``block`` features at a time, in memory bounded by the block: its
+    header (a :class:`Stats` with the metadata and no features), its feature shape, and an
+    iterator of ``(first feature, statistics of the block)``, each block validated as
+    :func:`load` does. ``None`` when the file cannot be read so (another JSON layout, scalar
+    statistics, a distribution summary, arrays not as ``feature_shape`` declares): :func:`load`
+    it, which names any problem. Reading on past a problem raises it."""
     path = _fspath(path)
-    if not os.path.isfile(path) or path.lower().endswith(".npz"):
+    if not os.path.isfile(path):
         return None
+    if path.lower().endswith(".npz"):
+        try:
+            return _stream_npz(path, block)
+        except ArtifactError:
+            raise
+        except _NPZ_ERRORS as exc:
+            raise _npz_error(exc, path) from None
     layout = _layout(path)
     if layout is None or set(layout[1]) != set(_ARRAY_KEYS) or not layout[0]["feature_shape"]:
         return None
     doc, where = layout
-    shape, features = doc["feature_shape"], doc.get("features")
-    if any(k in doc for k in _DISTRIBUTION_JSON_KEYS) or (
-        isinstance(features, list) and (len(shape) != 1 or len(features) != shape[0])
-    ):
+    header = _header(doc, path)
+    if header is None:
         return None
-    header = from_dict({**doc, **_empty_arrays(doc)}, path)
-    return header, tuple(shape), _blocks(path, doc, where, block)
+    stack = contextlib.ExitStack()
+    readers = {
+        k: _array_reader(stack.enter_context(open(path, "rb")), where, k, path)  # noqa: SIM115
+        for k in _ARRAY_KEYS
+    }
+
+    def finish(name: str, reader: ArrayReader) -> None:
+        _check_end(
+            reader, where[name][1], math.prod(doc["feature_shape"]), len(doc["feature_shape"])
+        )
+
+    return header, tuple(doc["feature_shape"]), _blocks(path, doc, readers, finish, block, stack)
 
 
 _DISTRIBUTION_JSON_KEYS = ("quantile_levels", "quantiles", "quantiles_exact", "histogram")
 
 
-def _empty_arrays(doc: dict[str, Any]) -> dict[str, Any]:
-    """The metadata of ``doc`` checked on no features (a block of none)."""
-    return {"feature_shape": [0], "features": None if doc.get("features") is None else []} | {
-        k: np.empty(0) for k in _ARRAY_KEYS
-    }
+def _header(doc: dict[str, Any], path: str) -> Stats | None:
+    """The metadata of ``doc`` checked on no features; ``None`` when it has what a block
+    cannot be checked alone for (a distribution summary, names not one per feature)."""
+    shape, features = doc["feature_shape"], doc.get("features")
+    if any(k in doc or f"{k}_offsets" in doc for k in _DISTRIBUTION_JSON_KEYS) or (
+        isinstance(features, list) and (len(shape) != 1 or len(features) != shape[0])
+    ):
+        return None
+    empty = {"feature_shape": [0], "features": None if features is None else []}
+    return from_dict({**doc, **empty, **{k: np.empty(0) for k in _ARRAY_KEYS}}, path)
+
+
+def _stream_npz(path: str, block: int) -> tuple[Stats, tuple[int, ...], Iterator[Any]] | None:
+    stack = contextlib.ExitStack()
+    zf = stack.enter_context(zipfile.ZipFile(path))
+    infos = {i.filename: i for i in zf.infolist()}
+    if set(infos) != {f"{k}.npy" for k in ("meta", *_ARRAY_KEYS)}:
+        stack.close()  # a summary, or members missing or unknown: load names them
+        return None
+    meta = read_npz_member(zf, infos["meta.npy"], _MAX_META_BYTES, path)
+    doc = json.loads(str(meta), parse_constant=_reject_constant) if meta.dtype.kind == "U" else None
+    if not isinstance(doc, dict) or not isinstance(doc.get("feature_shape"), list):
+        stack.close()
+        return None
+    shape = _int_list(
+        doc["feature_shape"], "feature_shape", lambda m: ArtifactError(m, path=path), 0
+    )
+    header = _header(doc, path) if shape else None
+    if header is None:
+        stack.close()
+        return None
+    limit = max(8 * math.prod(shape), 1024)
+    readers = {k: NpzMember(zf, infos[f"{k}.npy"], limit, path) for k in _ARRAY_KEYS}
+    if any(r.shape != tuple(shape) or (r.fortran and len(shape) > 1) for r in readers.values()):
+        stack.close()
+        return None
+    for r in readers.values():
+        stack.callback(r.fp.close)
+    blocks = _blocks(path, doc, readers, lambda _, r: r.finish(), block, stack)
+    return header, tuple(shape), _npz_errors_named(blocks, path)
+
+
+def _npz_errors_named(blocks: Iterator[Any], path: str) -> Iterator[Any]:
+    try:
+        yield from blocks
+    except ArtifactError:
+        raise
+    except _NPZ_ERRORS as exc:  # a CRC error, a member cut short
+        raise _npz_error(exc, path) from None
 
 
 def _blocks(
-    path: str, doc: dict[str, Any], where: dict[str, tuple[int, int]], block: int
+    path: str,
+    doc: dict[str, Any],
+    readers: dict[str, Any],
+    finish: Any,
+    block: int,
+    stack: contextlib.ExitStack,
 ) -> Iterator[tuple[int, Stats]]:
+    """Blocks of ``block`` features taken from each array's reader in step, each validated."""
     shape = doc["feature_shape"]
     n, features = math.prod(shape), doc.get("features")
-    with contextlib.ExitStack() as stack:
-        readers = {
-            k: _array_reader(stack.enter_context(open(path, "rb")), where, k, path)
-            for k in _ARRAY_KEYS
-        }
+    with stack:
         for start in range(0, n, block):
             k = min(block, n - start)
             arrays = {name: r.take(k) for name, r in readers.items()}
@@ -390,7 +451,7 @@ def _blocks(
             }
             yield start, from_dict(part, path)
         for name, r in readers.items():
-            _check_end(r, where[name][1], n, len(shape))
+            finish(name, r)
 
 
 _LINE_BYTES = 1 << 16
@@ -486,8 +547,12 @@ def _read_npz(path: str) -> dict[str, Any]:
     except ArtifactError:
         raise
     except _NPZ_ERRORS as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(f"not a normstat NPZ statistics file ({reason})", path=path) from None
+        raise _npz_error(exc, path) from None
+
+
+def _npz_error(exc: BaseException, path: str) -> ArtifactError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ArtifactError(f"not a normstat NPZ statistics file ({reason})", path=path)
 
 
 _DISTRIBUTION_KEYS = (

@@ -129,10 +129,10 @@ def table(stats: Stats, limit: int | None = 20) -> str:
 
 
 def show_file(path: str, limit: int | None = 20) -> str:
-    """:func:`table` of the artifact at ``path``. A JSON artifact is read a block of features
-    at a time (``artifact.stream``): only the rows shown and the one-line overview are kept, so
-    memory does not grow with the features of a wide artifact (3M features). Other artifacts,
-    and ``limit=None`` (every row is shown), are loaded whole."""
+    """:func:`table` of the artifact at ``path``, read a block of features at a time
+    (``artifact.stream``): only the rows shown and the one-line overview are kept, so memory
+    does not grow with the features of a wide artifact (3M features). An artifact with a
+    distribution summary, and ``limit=None`` (every row is shown), are loaded whole."""
     streamed = artifact.stream(path) if limit is not None else None
     if streamed is None:
         return table(artifact.load(path), limit)

@@ -104,7 +104,12 @@ def test_show_read_in_blocks_prints_what_the_whole_table_prints(wide, tmp_path, 
     cols.features = [f"c{i}" for i in range(30)]
     named = tmp_path / "named.json"
     artifact.save(cols, str(named))
-    for path in (wide, shaped, named) if block >= 4096 else (shaped, named):
+    paths = [wide, shaped, named] if block >= 4096 else [shaped, named]
+    for path in list(paths):  # the same statistics as NPZ
+        stats = artifact.load(str(path))
+        paths.append(path.with_suffix(".npz"))
+        artifact.save(stats, str(paths[-1]))
+    for path in paths:
         stream = artifact.stream(path, block)
         assert stream is not None
         header, shape, blocks = stream
@@ -140,17 +145,20 @@ def test_show_memory_does_not_grow_with_the_features(tmp_path):
 
     x = np.random.default_rng(2).standard_normal((2, 300_000)).astype(np.float32)
     path = _fitted(tmp_path, x, "w.json", axis=1)
-    tracemalloc.start()
-    whole = report.table(artifact.load(str(path)), 20)
-    _, load_peak = tracemalloc.get_traced_memory()
-    tracemalloc.reset_peak()
-    streamed = report.show_file(str(path), 20)
-    _, show_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert streamed == whole
-    arrays = 8 * 8 * 300_000  # the artifact's eight statistics as float64: 19 MB
-    # show: a block of 16,384 features and a 256 KiB read of each array, whatever the width
-    assert load_peak > arrays and show_peak < 12e6, (load_peak, show_peak)
+    npz = tmp_path / "w.npz"
+    artifact.save(artifact.load(str(path)), str(npz))
+    for art in (path, npz):
+        tracemalloc.start()
+        whole = report.table(artifact.load(str(art)), 20)
+        _, load_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        streamed = report.show_file(str(art), 20)
+        _, show_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert streamed == whole
+        arrays = 8 * 8 * 300_000  # the artifact's eight statistics as float64: 19 MB
+        # show: a block of 16,384 features and a 256 KiB read of each array, whatever the width
+        assert load_peak > arrays and show_peak < 12e6, (art, load_peak, show_peak)
 
 
 DAMAGE = [
@@ -188,3 +196,26 @@ def test_a_truncated_wide_file_is_refused(wide, tmp_path):
             artifact.load(str(bad))
         with pytest.raises(ArtifactError):
             report.show_file(str(bad), 20)
+
+
+def test_a_damaged_wide_npz_is_refused_by_show(tmp_path):
+    """A CRC error or a member cut short deep inside an array: found as show reads on."""
+    import zipfile
+
+    from normstat import report
+
+    stats = normstat.fit_arrays(np.random.default_rng(4).standard_normal((3, 50_000)))
+    good = tmp_path / "s.npz"
+    artifact.save(stats, str(good))
+    with zipfile.ZipFile(good) as zf:
+        info = zf.getinfo("max.npy")
+    data = bytearray(good.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    flipped = tmp_path / "crc.npz"
+    data[start + info.compress_size - 100] ^= 0xFF  # the last values of 'max': a CRC error
+    flipped.write_bytes(bytes(data))
+    for bad in (flipped,):
+        with pytest.raises(ArtifactError, match="CRC|max"):
+            report.show_file(str(bad), 20)
+        with pytest.raises(ArtifactError):
+            artifact.load(str(bad))
