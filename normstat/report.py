@@ -10,6 +10,7 @@ import numpy as np
 from normstat import artifact
 from normstat.core.drift import Drift
 from normstat.core.layout import feature_names as names_of
+from normstat.core.layout import feature_names_at
 from normstat.core.stats import Stats
 
 COLUMNS = ("feature", "count", "nan_count", "mean", "std", "min", "max", "note")
@@ -174,21 +175,6 @@ def _rows(stats: Stats, idx: np.ndarray, start: int, shape: Sequence[int]) -> di
         qs = stats.quantiles.reshape(len(stats.quantile_levels), -1)
         out.update({f"q{j}": q[idx] for j, q in enumerate(qs)})
     return out
-
-
-def feature_names_at(
-    features: Sequence[str] | None, feature_shape: Sequence[int], idx: np.ndarray, start: int = 0
-) -> list[str]:
-    """:func:`feature_names` of the flat indices ``idx`` only (a wide artifact has millions);
-    ``features`` are the names from feature ``start`` on."""
-    if features is not None:
-        return [features[i - start] for i in idx.tolist()]
-    if not feature_shape:
-        return ["(all)"] * idx.size
-    where = np.unravel_index(idx, tuple(feature_shape))
-    return [
-        "[" + ", ".join(map(str, i)) + "]" for i in zip(*(w.tolist() for w in where), strict=True)
-    ]
 
 
 def _render(
