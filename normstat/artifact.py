@@ -454,6 +454,9 @@ def _blocks(
             finish(name, r)
 
 
+STREAM_BYTES = _FAST_BYTES
+"""``show`` reads artifacts above this size block by block (:func:`stream`); smaller ones whole,
+where the strict reader's messages name problems as they always did."""
 _LINE_BYTES = 1 << 16
 _ARRAY_KEYS = (*INT_KEYS, *FLOAT_KEYS)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -134,7 +135,8 @@ def show_file(path: str, limit: int | None = 20) -> str:
     (``artifact.stream``): only the rows shown and the one-line overview are kept, so memory
     does not grow with the features of a wide artifact (3M features). An artifact with a
     distribution summary, and ``limit=None`` (every row is shown), are loaded whole."""
-    streamed = artifact.stream(path) if limit is not None else None
+    big = os.path.isfile(path) and os.path.getsize(path) > artifact.STREAM_BYTES
+    streamed = artifact.stream(path) if limit is not None and big else None
     if streamed is None:
         return table(artifact.load(path), limit)
     header, shape, blocks = streamed
@@ -227,6 +229,13 @@ def _level_name(q: float) -> str:
     """0.5 -> q50, 0.01 -> q01, 0.999 -> q99.9, 0.001 -> q0.1 (LeRobot's q01 ... q99 names)."""
     pct = f"{q * 100:.6g}"
     return "q" + (pct.zfill(2) if pct.isdigit() else pct)
+
+
+def _overview(stats: Stats) -> str:
+    """The overview line of all of ``stats`` at once."""
+    overview = _Overview()
+    overview.add(stats)
+    return overview.text()
 
 
 class _Overview:

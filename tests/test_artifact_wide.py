@@ -110,6 +110,9 @@ def test_show_read_in_blocks_prints_what_the_whole_table_prints(wide, tmp_path, 
         paths.append(path.with_suffix(".npz"))
         artifact.save(stats, str(paths[-1]))
     for path in paths:
+        big = path.stat().st_size > artifact.STREAM_BYTES
+        monkey = pytest.MonkeyPatch()
+        monkey.setattr(artifact, "STREAM_BYTES", 0)  # small files streamed here too
         stream = artifact.stream(path, block)
         assert stream is not None
         header, shape, blocks = stream
@@ -122,6 +125,8 @@ def test_show_read_in_blocks_prints_what_the_whole_table_prints(wide, tmp_path, 
         with monkeypatch_block(block):
             assert report.show_file(str(path), 20) == expected
         assert report.show_file(str(path), None) == report.table(artifact.load(str(path)), None)
+        monkey.undo()
+        assert big or report.show_file(str(path), 20) == expected
     text = report.show_file(str(shaped), 20)
     assert "[7, 6, 2]" in text and "1 constant, 0 near-constant" in text
 
@@ -204,7 +209,7 @@ def test_a_damaged_wide_npz_is_refused_by_show(tmp_path):
 
     from normstat import report
 
-    stats = normstat.fit_arrays(np.random.default_rng(4).standard_normal((3, 50_000)))
+    stats = normstat.fit_arrays(np.random.default_rng(4).standard_normal((3, 100_000)))
     good = tmp_path / "s.npz"
     artifact.save(stats, str(good))
     with zipfile.ZipFile(good) as zf:
