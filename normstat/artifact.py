@@ -7,15 +7,16 @@ spellings. The NPZ holds the same arrays (NaN for null) plus ``meta``, the JSON 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import io
 import json
 import math
 import os
 import struct
-import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 import numpy as np
@@ -23,7 +24,8 @@ import numpy as np
 from normstat import __version__, storage
 from normstat.core.groups import GroupedMoments, moments_of
 from normstat.core.moments import Moments
-from normstat.core.npz import read_npz_member
+from normstat.core.npz import NpzMember, read_npz_member
+from normstat.core.numtext import ArrayReader, dump_array
 from normstat.core.quantiles import FIELDS as SKETCH_FIELDS
 from normstat.core.quantiles import Sketch
 from normstat.core.quantiles import well_formed as _well_formed
@@ -222,11 +224,10 @@ def dumps(stats: Stats) -> str:
 
 
 def write_json(stats: Stats, fp: TextIO) -> None:
-    """One key a line, each array compact on its line, written one key at a time: a whole
-    document of nested lists (and one number a line, as ``indent`` gave) made large artifacts
-    several times larger and their writing peak far above the statistics' size
-    (docs/performance.md, "Figures behind the code"). One line per array also lets
-    :func:`_read_json` parse arrays with numpy instead of as Python lists."""
+    """One key a line, metadata first and arrays last, each array compact on its line and
+    written a block of values at a time (``core/numtext.py``): memory stays that of the
+    statistics, whatever their number (docs/artifact.md, "Layout"). One line per array also
+    lets a reader find each array and parse it in blocks without ``json`` (:func:`stream`)."""
     items = [
         *_meta(stats).items(),
         *_arrays(stats).items(),
@@ -235,9 +236,12 @@ def write_json(stats: Stats, fp: TextIO) -> None:
     ]
     fp.write("{\n")
     for i, (k, v) in enumerate(items):
-        value = _nested(v) if isinstance(v, np.ndarray) else v
-        text = json.dumps(value, allow_nan=False, separators=(", ", ": "), indent=None)
-        fp.write(f"  {json.dumps(k)}: {text}{',' if i < len(items) - 1 else ''}\n")
+        fp.write(f"  {json.dumps(k)}: ")
+        if isinstance(v, np.ndarray):
+            dump_array(v, fp)
+        else:
+            fp.write(json.dumps(v, allow_nan=False, separators=(", ", ": "), indent=None))
+        fp.write(",\n" if i < len(items) - 1 else "\n")
     fp.write("}\n")
 
 
@@ -344,45 +348,234 @@ def _read_json(path: str) -> dict[str, Any]:
 
 
 def _read_json_lines(path: str) -> dict[str, Any] | None:
-    """The layout :func:`write_json` writes (one key a line), its statistics arrays parsed by
-    numpy's C number parser (correctly rounded: the same floats as ``json``). ``None`` when the
-    file is laid out otherwise or holds anything but plain numbers and nulls in those arrays
-    (a wrong count of values, a string, a value beyond float64): the strict reader then reads it
-    and names what is wrong."""
-    doc: dict[str, Any] = {}
-    arrays: dict[str, str] = {}
+    """The layout :func:`write_json` writes, its statistics arrays parsed in blocks by numpy's
+    number parser (correctly rounded: the same floats as ``json``). ``None`` when the file is
+    laid out otherwise: the strict reader then reads it and names what is wrong; a problem
+    inside an array is an :class:`ArtifactError` naming the array."""
+    layout = _layout(path)
+    if layout is None:
+        return None
+    doc, where = layout
+    shape = doc["feature_shape"]
+    with open(path, "rb") as fp:
+        for name in where:
+            doc[name] = _read_array(fp, where, name, shape, path)
+    return doc
+
+
+def stream(
+    path: str | os.PathLike[str], block: int = 1 << 14
+) -> tuple[Stats, tuple[int, ...], Iterator[tuple[int, Stats]]] | None:
+    """An artifact read ``block`` features at a time, in memory bounded by the block: its
+    header (a :class:`Stats` with the metadata and no features), its feature shape, and an
+    iterator of ``(first feature, statistics of the block)``, each block validated as
+    :func:`load` does. ``None`` when the file cannot be read so (another JSON layout, scalar
+    statistics, a distribution summary, arrays not as ``feature_shape`` declares): :func:`load`
+    it, which names any problem. Reading on past a problem raises it."""
+    path = _fspath(path)
+    if not os.path.isfile(path):
+        return None
+    if path.lower().endswith(".npz"):
+        try:
+            return _stream_npz(path, block)
+        except ArtifactError:
+            raise
+        except _NPZ_ERRORS as exc:
+            raise _npz_error(exc, path) from None
+    layout = _layout(path)
+    if layout is None or set(layout[1]) != set(_ARRAY_KEYS) or not layout[0]["feature_shape"]:
+        return None
+    doc, where = layout
+    header = _header(doc, path)
+    if header is None:
+        return None
+    stack = contextlib.ExitStack()
+    readers = {
+        k: _array_reader(stack.enter_context(open(path, "rb")), where, k, path)  # noqa: SIM115
+        for k in _ARRAY_KEYS
+    }
+
+    def finish(name: str, reader: ArrayReader) -> None:
+        _check_end(
+            reader, where[name][1], math.prod(doc["feature_shape"]), len(doc["feature_shape"])
+        )
+
+    return header, tuple(doc["feature_shape"]), _blocks(path, doc, readers, finish, block, stack)
+
+
+_DISTRIBUTION_JSON_KEYS = ("quantile_levels", "quantiles", "quantiles_exact", "histogram")
+
+
+def _header(doc: dict[str, Any], path: str) -> Stats | None:
+    """The metadata of ``doc`` checked on no features; ``None`` when it has what a block
+    cannot be checked alone for (a distribution summary, ``--by`` / ``--weights`` sections,
+    names not one per feature)."""
+    shape, features = doc["feature_shape"], doc.get("features")
+    keyed = "by" in doc or "weights" in doc  # per-group sections are checked with the whole
+    if (
+        keyed
+        or any(k in doc or f"{k}_offsets" in doc for k in _DISTRIBUTION_JSON_KEYS)
+        or (isinstance(features, list) and (len(shape) != 1 or len(features) != shape[0]))
+    ):
+        return None
+    empty = {"feature_shape": [0], "features": None if features is None else []}
+    return from_dict({**doc, **empty, **{k: np.empty(0) for k in _ARRAY_KEYS}}, path)
+
+
+def _stream_npz(path: str, block: int) -> tuple[Stats, tuple[int, ...], Iterator[Any]] | None:
+    stack = contextlib.ExitStack()
+    zf = stack.enter_context(zipfile.ZipFile(path))
+    infos = {i.filename: i for i in zf.infolist()}
+    if set(infos) != {f"{k}.npy" for k in ("meta", *_ARRAY_KEYS)}:
+        stack.close()  # a summary, or members missing or unknown: load names them
+        return None
+    meta = read_npz_member(zf, infos["meta.npy"], _MAX_META_BYTES, path)
+    doc = json.loads(str(meta), parse_constant=_reject_constant) if meta.dtype.kind == "U" else None
+    if not isinstance(doc, dict) or not isinstance(doc.get("feature_shape"), list):
+        stack.close()
+        return None
+    shape = _int_list(
+        doc["feature_shape"], "feature_shape", lambda m: ArtifactError(m, path=path), 0
+    )
+    header = _header(doc, path) if shape else None
+    if header is None:
+        stack.close()
+        return None
+    limit = max(8 * math.prod(shape), 1024)
+    readers = {k: NpzMember(zf, infos[f"{k}.npy"], limit, path) for k in _ARRAY_KEYS}
+    if any(r.shape != tuple(shape) or (r.fortran and len(shape) > 1) for r in readers.values()):
+        stack.close()
+        return None
+    for r in readers.values():
+        stack.callback(r.fp.close)
+    blocks = _blocks(path, doc, readers, lambda _, r: r.finish(), block, stack)
+    return header, tuple(shape), _npz_errors_named(blocks, path)
+
+
+def _npz_errors_named(blocks: Iterator[Any], path: str) -> Iterator[Any]:
     try:
-        with open(path, encoding="utf-8") as fp:
-            if fp.readline() != "{\n":
+        yield from blocks
+    except ArtifactError:
+        raise
+    except _NPZ_ERRORS as exc:  # a CRC error, a member cut short
+        raise _npz_error(exc, path) from None
+
+
+def _blocks(
+    path: str,
+    doc: dict[str, Any],
+    readers: dict[str, Any],
+    finish: Any,
+    block: int,
+    stack: contextlib.ExitStack,
+) -> Iterator[tuple[int, Stats]]:
+    """Blocks of ``block`` features taken from each array's reader in step, each validated."""
+    shape = doc["feature_shape"]
+    n, features = math.prod(shape), doc.get("features")
+    with stack:
+        for start in range(0, n, block):
+            k = min(block, n - start)
+            arrays = {name: r.take(k) for name, r in readers.items()}
+            short = [name for name, a in arrays.items() if a.size != k]
+            if short:
+                raise readers[short[0]].fail(f"holds fewer than {n} values (feature_shape)")
+            part = {
+                **doc,
+                **arrays,
+                "feature_shape": [k],
+                "features": None if features is None else features[start : start + k],
+            }
+            yield start, from_dict(part, path)
+        for name, r in readers.items():
+            finish(name, r)
+
+
+STREAM_BYTES = _FAST_BYTES
+"""``show`` reads artifacts above this size block by block (:func:`stream`); smaller ones whole,
+where the strict reader's messages name problems as they always did."""
+_LINE_BYTES = 1 << 16
+_ARRAY_KEYS = (*INT_KEYS, *FLOAT_KEYS)
+
+
+def _layout(path: str) -> tuple[dict[str, Any], dict[str, tuple[int, int]]] | None:
+    """One pass over the file as :func:`write_json` lays it out (``{``, then one ``"key":
+    value`` a line, ``}``), reading lines of at most 64 KiB at a time: the values of the other
+    keys, and the byte range of each statistics array (from its ``[`` to just past its ``]``),
+    found without parsing it. ``None`` for any other layout."""
+    doc: dict[str, Any] = {}
+    where: dict[str, tuple[int, int]] = {}
+    try:
+        with open(path, "rb") as fp:
+            if fp.readline(8) != b"{\n":
                 return None
-            for line in fp:
-                if line == "}\n":
-                    break
-                key, sep, value = line.strip().rstrip(",").partition(": ")
-                name = json.loads(key) if sep else None
-                if not isinstance(name, str):
+            while (line := fp.readline(_LINE_BYTES)) != b"}\n":
+                start = fp.tell() - len(line)
+                head, sep, value = line.partition(b": ")
+                name = json.loads(head) if sep and head.startswith(b"  ") else None
+                if not isinstance(name, str) or name in doc or name in where:
                     return None
-                if name in (*INT_KEYS, *FLOAT_KEYS) and value.startswith("["):
-                    arrays[name] = value
-                else:
-                    doc[name] = json.loads(value, parse_constant=_reject_constant)
+                if name in _ARRAY_KEYS and value.startswith(b"["):
+                    end = _line_end(fp, line)
+                    where[name] = (start + len(head) + 2, end)
+                    continue
+                if not line.endswith(b"\n"):
+                    line += fp.readline()  # a long line of another key (many feature names)
+                value = line.partition(b": ")[2].rstrip(b"\n").removesuffix(b",")
+                doc[name] = json.loads(value, parse_constant=_reject_constant)
+            if fp.read(1):
+                return None
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     shape = doc.get("feature_shape")
-    if not isinstance(shape, list) or not all(isinstance(n, int) for n in shape):
+    if not isinstance(shape, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
         return None
-    for name, text in arrays.items():
-        flat = text.replace("[", " ").replace("]", " ").replace("null", "nan")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a partial parse: caught by the count below
-                a = np.fromstring(flat, dtype=np.float64, sep=",") if flat.strip() else np.empty(0)
-        except ValueError:  # numpy >= 2.3 raises on what it cannot parse
-            return None
-        if a.size != math.prod(shape) or np.isinf(a).any():
-            return None
-        doc[name] = a.reshape(shape)
-    return doc
+    return doc, where
+
+
+def _line_end(fp: Any, line: bytes) -> int:
+    """The offset just past the ``]`` that ends an array line (``],`` or ``]`` then a newline),
+    read forward in blocks; -1 when the line ends otherwise."""
+    tail = line
+    while not tail.endswith(b"\n"):
+        more = fp.readline(1 << 20)
+        if not more:
+            return -1
+        tail = tail[-2:] + more
+    end = fp.tell() - 1
+    ending = tail[:-1]
+    if ending.endswith(b"],"):
+        return end - 1
+    return end if ending.endswith(b"]") else -1
+
+
+def _read_array(
+    fp: Any, where: dict[str, tuple[int, int]], name: str, shape: list[int], path: str
+) -> np.ndarray:
+    """One whole statistics array, checked for its number of values and its nesting."""
+    reader = _array_reader(fp, where, name, path)
+    a = reader.take(math.prod(shape))
+    _check_end(reader, where[name][1], math.prod(shape), len(shape))
+    return a.reshape(shape)
+
+
+def _array_reader(fp: Any, where: dict[str, tuple[int, int]], name: str, path: str) -> ArrayReader:
+    fp.seek(where[name][0])
+    return ArrayReader(fp, name, path)
+
+
+def _check_end(reader: ArrayReader, end: int, n: int, ndim: int) -> None:
+    got = reader.read
+    if reader.take(1).size or got != n:
+        more = got == n
+        raise reader.fail(
+            f"holds {'more than ' if more else ''}{got} values, expected {n} (feature_shape)"
+        )
+    if not reader.done or reader.end != end:
+        raise reader.fail("does not end its line (expected ']' then a newline)")
+    if reader.max_depth != max(ndim, 1):
+        raise reader.fail(f"is nested {reader.max_depth} deep, expected {ndim} (feature_shape)")
 
 
 def _read_npz(path: str) -> dict[str, Any]:
@@ -393,8 +586,12 @@ def _read_npz(path: str) -> dict[str, Any]:
     except ArtifactError:
         raise
     except _NPZ_ERRORS as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(f"not a normstat NPZ statistics file ({reason})", path=path) from None
+        raise _npz_error(exc, path) from None
+
+
+def _npz_error(exc: BaseException, path: str) -> ArtifactError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ArtifactError(f"not a normstat NPZ statistics file ({reason})", path=path)
 
 
 _DISTRIBUTION_KEYS = (

@@ -877,13 +877,12 @@ def apply_cmd(
 @_storage_options
 def show(stats: str, as_json: bool, show_all: bool, by: bool) -> None:
     """Show the statistics in STATS as a table. Python: normstat.load(path)."""
-    loaded = artifact.load(stats)
     if as_json:
-        click.echo(artifact.dumps(loaded), nl=False)
+        click.echo(artifact.dumps(artifact.load(stats)), nl=False)
     elif by:
-        click.echo(report.groups_table(loaded, None if show_all else 20))
-    else:
-        click.echo(report.table(loaded, None if show_all else 20))
+        click.echo(report.groups_table(artifact.load(stats), None if show_all else 20))
+    else:  # a block of features at a time: a wide artifact is not held whole (report.py)
+        click.echo(report.show_file(stats, None if show_all else 20))
 
 
 @main.command()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
 
+from normstat import artifact
 from normstat.core.drift import Drift
 from normstat.core.groups import std_change
 from normstat.core.layout import feature_names as names_of
+from normstat.core.layout import feature_names_at
 from normstat.core.stats import Stats
 
 COLUMNS = ("feature", "count", "nan_count", "mean", "std", "min", "max", "note")
@@ -118,53 +122,110 @@ def notes(stats: Stats) -> list[str]:
 def table(stats: Stats, limit: int | None = 20) -> str:
     """The table, showing the first and last rows with a hint when there are more than
     ``limit`` features (``None`` shows all). Numbers are formatted over the rows shown."""
-    names = feature_names(stats)
-    idx = np.arange(len(names))
-    hidden = 0
-    if limit is not None and len(names) > limit:
+    n = int(stats.moments.count.size)
+    idx = _shown(n, limit)
+    overview = _Overview()
+    if idx.size < n:
+        overview.add(stats)
+    rows = _rows(stats, idx, 0, stats.feature_shape)
+    return _render(rows, idx, stats, stats.feature_shape, overview, limit)
+
+
+def show_file(path: str, limit: int | None = 20) -> str:
+    """:func:`table` of the artifact at ``path``, read a block of features at a time
+    (``artifact.stream``): only the rows shown and the one-line overview are kept, so memory
+    does not grow with the features of a wide artifact (3M features). An artifact with a
+    distribution summary, and ``limit=None`` (every row is shown), are loaded whole."""
+    big = os.path.isfile(path) and os.path.getsize(path) > artifact.STREAM_BYTES
+    streamed = artifact.stream(path) if limit is not None and big else None
+    if streamed is None:
+        return table(artifact.load(path), limit)
+    header, shape, blocks = streamed
+    n = math.prod(shape)
+    idx = _shown(n, limit)
+    parts, overview = [], _Overview()
+    for start, part in blocks:
+        local = idx[(idx >= start) & (idx < start + part.moments.count.size)] - start
+        if local.size:
+            parts.append(_rows(part, local, start, shape))
+        if idx.size < n:
+            overview.add(part)
+    rows = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+    return _render(rows, idx, header, shape, overview, limit)
+
+
+def _shown(n: int, limit: int | None) -> np.ndarray:
+    """The indices of the rows shown: all, or the first and last when more than ``limit``."""
+    idx = np.arange(n)
+    if limit is not None and n > limit:
         head, tail = limit - limit // 4, limit // 4
-        hidden = len(names) - head - tail
-        idx = np.concatenate([idx[:head], idx[len(names) - tail :]])
-    count, nans = stats.count.ravel()[idx], stats.nan_count.ravel()[idx]
-    mean, mn, mx = (getattr(stats, k).ravel()[idx] for k in ("mean", "min", "max"))
-    (std,) = format_columns([stats.std.ravel()[idx]])
-    mean_s, min_s, max_s = format_columns([mean, mn, mx])
-    note = notes(stats)
-    levels = stats.quantile_levels if stats.quantiles is not None else None
-    qcols: list[list[str]] = []
-    if levels is not None:
-        qs = stats.quantiles.reshape(len(levels), -1)  # type: ignore[union-attr]
-        qcols = format_columns([q[idx] for q in qs])
+        idx = np.concatenate([idx[:head], idx[n - tail :]])
+    return idx
+
+
+_ROW_KEYS = ("count", "nan_count", "mean", "std", "min", "max")
+
+
+def _rows(stats: Stats, idx: np.ndarray, start: int, shape: Sequence[int]) -> dict[str, np.ndarray]:
+    """The values of the rows ``idx`` (flat feature indices) of ``stats``, a block of the
+    features of ``shape`` from ``start`` on: its columns, notes and names, and quantiles when
+    it has them (``q0``, ``q1``, ...)."""
+    out = {k: getattr(stats, k).ravel()[idx] for k in _ROW_KEYS}
+    out["note"] = np.array(notes(stats), dtype=object)[idx]
+    names = feature_names_at(stats.features, shape, idx + start, start)
+    out["name"] = np.array(names, dtype=object)
+    if stats.quantile_levels is not None and stats.quantiles is not None:
+        qs = stats.quantiles.reshape(len(stats.quantile_levels), -1)
+        out.update({f"q{j}": q[idx] for j, q in enumerate(qs)})
+    return out
+
+
+def _render(
+    rows: dict[str, np.ndarray],
+    idx: np.ndarray,
+    header_stats: Stats,
+    shape: Sequence[int],
+    overview: _Overview,
+    limit: int | None,
+) -> str:
+    n = math.prod(shape)
+    hidden = n - idx.size
+    empty = np.empty(0)
+    col = {k: rows.get(k, empty) for k in (*_ROW_KEYS, "note", "name")}
+    (std,) = format_columns([col["std"]])
+    mean_s, min_s, max_s = format_columns([col["mean"], col["min"], col["max"]])
+    levels = header_stats.quantile_levels if "q0" in rows else None
+    qcols = format_columns([rows[f"q{j}"] for j in range(len(levels))]) if levels else []
     header = [*COLUMNS[:-1], *(_level_name(q) for q in levels or ()), COLUMNS[-1]]
-    rows = [
+    table_rows = [
         [
-            names[i],
-            f"{int(count[k]):,}",
-            f"{int(nans[k]):,}",
+            col["name"][k],
+            f"{int(col['count'][k]):,}",
+            f"{int(col['nan_count'][k]):,}",
             mean_s[k],
             std[k],
             min_s[k],
             max_s[k],
             *(q[k] for q in qcols),
-            note[i],
+            col["note"][k],
         ]
-        for k, i in enumerate(idx.tolist())
+        for k in range(idx.size)
     ]
     if hidden:
         head = limit - limit // 4  # type: ignore[operator]
-        rows = rows[:head] + [["..."] + [""] * (len(header) - 1)] + rows[head:]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    if not any(r[-1] for r in rows):
+        table_rows = table_rows[:head] + [["..."] + [""] * (len(header) - 1)] + table_rows[head:]
+    widths = [max(len(r[i]) for r in [header, *table_rows]) for i in range(len(header))]
+    if not any(r[-1] for r in table_rows):
         widths[-1] = 0
     lines = [_line(header if widths[-1] else header[:-1], widths)]
-    lines += [_line(r, widths) for r in rows]
-    lines.append(_summary(stats, len(names)))
-    if stats.feature_groups is not None:
-        lines.append(feature_groups_line(stats))
+    lines += [_line(r, widths) for r in table_rows]
+    lines.append(_summary(header_stats, shape, n))
+    if header_stats.feature_groups is not None:
+        lines.append(feature_groups_line(header_stats))
     if hidden:
-        lines.append(_overview(stats))
+        lines.append(overview.text())
         lines.append(f"{hidden} features not shown (use --all to list every one)")
-    lines += keyed_lines(stats)
+    lines += keyed_lines(header_stats)
     return "\n".join(lines)
 
 
@@ -253,19 +314,41 @@ def _level_name(q: float) -> str:
 
 
 def _overview(stats: Stats) -> str:
-    """One line over every feature, so a long table that is cut still says what it holds."""
+    """The overview line of all of ``stats`` at once."""
+    overview = _Overview()
+    overview.add(stats)
+    return overview.text()
 
-    def span(a: np.ndarray) -> str:
-        a = a[np.isfinite(a)]
-        return "-" if a.size == 0 else f"{_num(float(a.min()))} .. {_num(float(a.max()))}"
 
-    kinds = notes(stats)
-    return (
-        f"across all features: mean {span(stats.mean)}, std {span(stats.std)}, "
-        f"min {span(stats.min)}, max {span(stats.max)}, "
-        f"{kinds.count('constant')} constant, {kinds.count('near-constant')} near-constant, "
-        f"{kinds.count('empty')} empty"
-    )
+class _Overview:
+    """One line over every feature, so a long table that is cut still says what it holds;
+    added to a block of features at a time."""
+
+    def __init__(self) -> None:
+        self.span = {k: (np.inf, -np.inf) for k in ("mean", "std", "min", "max")}
+        self.kinds = {"constant": 0, "near-constant": 0, "empty": 0}
+
+    def add(self, stats: Stats) -> None:
+        for k, (lo, hi) in self.span.items():
+            a = getattr(stats, k)
+            a = a[np.isfinite(a)]
+            if a.size:
+                self.span[k] = (min(lo, float(a.min())), max(hi, float(a.max())))
+        kinds = notes(stats)
+        for kind in self.kinds:
+            self.kinds[kind] += kinds.count(kind)
+
+    def text(self) -> str:
+        def span(k: str) -> str:
+            lo, hi = self.span[k]
+            return "-" if lo > hi else f"{_num(lo)} .. {_num(hi)}"
+
+        return (
+            f"across all features: mean {span('mean')}, std {span('std')}, "
+            f"min {span('min')}, max {span('max')}, "
+            f"{self.kinds['constant']} constant, {self.kinds['near-constant']} near-constant, "
+            f"{self.kinds['empty']} empty"
+        )
 
 
 def _align_decimals(rows: list[list[str]], columns: range) -> list[list[str]]:
@@ -293,7 +376,7 @@ def _line(cells: Sequence[str], widths: list[int]) -> str:
     return "  ".join(parts).rstrip()
 
 
-def _summary(stats: Stats, n: int) -> str:
+def _summary(stats: Stats, feature_shape: Sequence[int], n: int) -> str:
     src = stats.source or {}
     paths = src.get("paths") or []
     where = ", ".join(paths[:3]) + (f" (+{len(paths) - 3} more)" if len(paths) > 3 else "")
@@ -305,7 +388,7 @@ def _summary(stats: Stats, n: int) -> str:
         shape = "[" + ", ".join("*" if d is None else str(d) for d in shape) + "]"
     rescale = f", rescale {_fraction(stats.rescale)}" if stats.rescale != 1.0 else ""
     return (
-        f"{n} features, feature shape {list(stats.feature_shape)}, axis {axis}, "
+        f"{n} features, feature shape {list(feature_shape)}, axis {axis}, "
         f"ddof {stats.ddof}{rescale}; source {where or '?'} {shape} "
         f"{src.get('dtype', '')}".rstrip()
     )

@@ -665,3 +665,26 @@ def test_a_table_of_no_rows_records_no_group_and_round_trips(tmp_path):
         back = normstat.load(tmp_path / f"s.{suffix}")
         assert back.group_keys.size == 0 and back.by_group().mean.shape == (0, 1)
         assert back.count.tolist() == [0] and back.moments.weight.tolist() == [0.0]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".npz"])
+def test_show_of_a_large_by_artifact_reads_it_whole(tmp_path, monkeypatch, suffix):
+    """``show`` streams artifacts above ``STREAM_BYTES`` a block of features at a time; the
+    ``by`` section is checked with the whole, so such an artifact is loaded whole, and the
+    pooled rows shown equal numpy's."""
+    from normstat import artifact
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    x = rng.normal(5.0, 2.0, n)
+    pq.write_table(pa.table({"ep": np.repeat(np.arange(300), 10), "x": x}), tmp_path / "g.parquet")
+    out = tmp_path / f"s{suffix}"
+    r = CliRunner().invoke(main, ["fit", str(tmp_path / "g.parquet"), "--by", "ep", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    monkeypatch.setattr(artifact, "STREAM_BYTES", 0)
+    r = CliRunner().invoke(main, ["show", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "300 groups" in r.output
+    row = next(line for line in r.output.splitlines() if line.startswith("x "))
+    assert float(row.split()[3]) == pytest.approx(x.mean(), rel=1e-4)
+    assert float(row.split()[4]) == pytest.approx(x.std(), rel=1e-4)

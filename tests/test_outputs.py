@@ -553,3 +553,23 @@ def test_sighup_and_sigquit_are_handled_like_sigterm(tmp_path, sig):
     assert interrupt(producer, proc, sig, 128 + sig) < 1.0
     assert os.listdir(tmp_path) == ["out.json"]
     assert (tmp_path / "out.json").read_text() == "old"
+
+
+def test_temporaries_named_by_earlier_versions_are_reported_not_removed(data):
+    """``.NAME.XXXXXXXX.tmp`` (before temporaries carried the owner's pid): nothing says whether
+    one is stale, or normstat's at all, so it is named on stderr and left as it is."""
+    old = data / ".out.npy.k2j4_x9q.tmp"
+    old.mkdir()
+    (old / "out.npy").write_bytes(b"\0" * 1000)
+    zarr_old = data / ".o.zarr.a1b2c3d4.tmp.old"
+    zarr_old.mkdir()
+    user = data / ".notes.tmp"  # not a temporary's name: not mentioned
+    user.write_text("mine")
+    proc = run(data, "apply", "s.json", "f.npy", "-o", "out.npy")
+    assert proc.returncode == 0, proc.stderr
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(warning) == 1, proc.stderr
+    assert ".out.npy.k2j4_x9q.tmp" in warning[0] and ".o.zarr.a1b2c3d4.tmp.old" in warning[0]
+    assert ".notes.tmp" not in warning[0]
+    assert (old / "out.npy").stat().st_size == 1000 and zarr_old.is_dir() and user.exists()
+    assert (data / "out.npy").exists()

@@ -7,16 +7,15 @@ import warnings
 
 import numpy as np
 
-from normstat.core.layout import feature_names
+from normstat.core.layout import feature_names_at
 from normstat.core.stats import Stats
 from normstat.errors import NormstatWarning
 
 
 def empty_features(stats: Stats) -> list[str]:
     """Names of the features without any finite value (count 0): their statistics are null."""
-    empty = stats.count.reshape(-1) == 0
-    names = feature_names(stats.features, stats.feature_shape)
-    return [names[i] for i in np.flatnonzero(empty)]
+    empty = np.flatnonzero(stats.count.reshape(-1) == 0)
+    return feature_names_at(stats.features, stats.feature_shape, empty)
 
 
 def features_have(n: int) -> str:

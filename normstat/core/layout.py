@@ -125,3 +125,19 @@ def feature_names(features: Sequence[str] | None, feature_shape: Sequence[int]) 
     if not feature_shape:
         return ["(all)"]
     return ["[" + ", ".join(map(str, i)) + "]" for i in np.ndindex(*feature_shape)]
+
+
+def feature_names_at(
+    features: Sequence[str] | None, feature_shape: Sequence[int], idx: np.ndarray, start: int = 0
+) -> list[str]:
+    """:func:`feature_names` of the flat indices ``idx`` only (a wide artifact has millions);
+    ``features`` are the names from feature ``start`` on."""
+    idx = np.asarray(idx, np.int64)
+    if features is not None:
+        return [features[i - start] for i in idx.tolist()]
+    if not feature_shape:
+        return ["(all)"] * idx.size
+    where = np.unravel_index(idx, tuple(feature_shape))
+    return [
+        "[" + ", ".join(map(str, i)) + "]" for i in zip(*(w.tolist() for w in where), strict=True)
+    ]

@@ -24,14 +24,21 @@ import re
 import shutil
 import stat
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from normstat import interrupts, storage
-from normstat.errors import DataError, UsageError
+from normstat.errors import DataError, NormstatWarning, UsageError
 from normstat.sinks.rename import appeared, rename_noreplace
 
 _TEMP = re.compile(r"^\..+\.normstat-(\d+)\.[^./]*\.tmp(\.old)?$")
+_OLD_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8,}\.tmp(\.old)?$")
+"""How normstat named its temporaries before they carried the owner's pid
+(``.NAME.XXXXXXXX.tmp``, ``tempfile.mkdtemp``'s name; ``.tmp.old``: a replaced Zarr store).
+Nothing says whether such a one is stale or still being written by a running (older)
+normstat, nor that it is normstat's at all, so it is reported, never removed."""
+_reported: set[str] = set()
 
 
 def real_files(source: Any) -> list[str]:
@@ -146,6 +153,17 @@ def remove_stale(directory: str) -> None:
         match = _TEMP.match(name)
         if match and not _alive(int(match.group(1))):
             remove(os.path.join(directory, name))
+    old = sorted(n for n in names if not _TEMP.match(n) and _OLD_TEMP.match(n))
+    if old and directory not in _reported:
+        _reported.add(directory)
+        shown = ", ".join(old[:3]) + (f" (+{len(old) - 3} more)" if len(old) > 3 else "")
+        warnings.warn(
+            f"{directory}: {len(old)} temporar{'y' if len(old) == 1 else 'ies'} named as earlier "
+            f"normstat versions named them, left as they are: {shown}. Without an owner's pid "
+            "they may still be in use; delete them once no normstat runs here.",
+            NormstatWarning,
+            stacklevel=2,
+        )
 
 
 def _alive(pid: int) -> bool:

@@ -317,6 +317,8 @@ def grouped_column(col: pa.Array | pa.ChunkedArray, c: Column, start: int) -> np
             feature=c.name,
         )
     return selected_array(col, c, start)
+
+
 def _has_lists(schema: pa.Schema) -> bool:
     """Whether a column of ``schema`` is a variable-length list (at any depth of structs)."""
 
