@@ -688,3 +688,18 @@ def test_show_of_a_large_by_artifact_reads_it_whole(tmp_path, monkeypatch, suffi
     row = next(line for line in r.output.splitlines() if line.startswith("x "))
     assert float(row.split()[3]) == pytest.approx(x.mean(), rel=1e-4)
     assert float(row.split()[4]) == pytest.approx(x.std(), rel=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float64])
+def test_by_with_quantiles_keeps_the_groups_on_every_kernel_path(dtype):
+    """Integer data with ``quantiles`` is reduced by one counting read; the groups of ``by``
+    must be kept on that path too (they were dropped for uint8 arrays)."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 255, (5000, 2)).astype(dtype)
+    keys = np.repeat(np.arange(50), 100)
+    s = normstat.fit_arrays(x, by=keys, quantiles=[0.5])
+    ref = pd.DataFrame(x.astype(np.float64)).groupby(keys).agg(["mean", "var"])
+    g = s.by_group()
+    np.testing.assert_allclose(g.mean, ref.xs("mean", axis=1, level=1).values, rtol=1e-12)
+    np.testing.assert_allclose(g.var, ref.xs("var", axis=1, level=1).values * 99 / 100, rtol=1e-12)
+    np.testing.assert_array_equal(s.quantiles.ravel(), np.quantile(x, 0.5, axis=0))

@@ -123,13 +123,15 @@ def _chunk_task(
         data = chunk.data
     rows = layout.to_rows(data)
     if sketch is not None and sketch.counts_values(rows.dtype):
-        return sketch.summarise(rows)  # one counting read gives moments and summary
-    moments = finite_moments(rows)
-    if moments is None:
-        _check(rows, chunk, layout, nan_policy, features)
-        moments = chunk_moments(rows)
-    if sketch is not None:
-        moments.sketch = sketch.build(rows, bounds=moments)
+        moments = sketch.summarise(rows)  # one counting read gives moments and summary
+    else:
+        found = finite_moments(rows)
+        if found is None:
+            _check(rows, chunk, layout, nan_policy, features)
+            found = chunk_moments(rows)
+        moments = found
+        if sketch is not None:
+            moments.sketch = sketch.build(rows, bounds=moments)
     if chunk.extra:
         keyed = Keyed(chunk, features)
         moments = keyed.apply(moments, [rows[:, j] for j in range(rows.shape[1])])
