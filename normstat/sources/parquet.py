@@ -183,13 +183,9 @@ class ParquetFile(TableSource):
             lo, hi = max(start, u.start), min(end, u.stop)
             if lo >= hi:
                 break
-            columns = RowGroupColumns(self, u.lo, u.hi, lo - u.start, hi - lo)
+            columns = RowGroupColumns(self, u.lo, u.hi, lo - u.start, hi - lo, lo)
             extra = RowGroupExtras(columns, lo) if self.options.extras else None
             yield Chunk.of_columns(columns, self.path, None, lo, rows=hi - lo, extra=extra)
-
-    def storage_start(self, group: int) -> int:
-        """The first row of row group ``group``."""
-        return sum(self.storage_blocks()[:group])
 
     def _read_blocks(
         self, lo: int, hi: int, rows: int, columns: list[str] | None
@@ -234,8 +230,11 @@ class RowGroupColumns(Sequence[np.ndarray]):
     when iterated (a short chunk, reduced as a matrix: a read per column would cost more than
     its values)."""
 
-    def __init__(self, src: ParquetFile, lo: int, hi: int, offset: int, length: int) -> None:
+    def __init__(
+        self, src: ParquetFile, lo: int, hi: int, offset: int, length: int, first: int
+    ) -> None:
         self.src, self.lo, self.hi, self.offset, self.length = src, lo, hi, offset, length
+        self.first = first  # the row of the file these rows start at (errors name rows)
         self._remote = storage.is_uri(src.path)
         self._table: pa.Table | None = None
         self._lock = threading.Lock()
@@ -252,8 +251,7 @@ class RowGroupColumns(Sequence[np.ndarray]):
         return self._selected(j, self.column(self.src.selected[j].top))
 
     def _selected(self, j: int, col: pa.ChunkedArray) -> np.ndarray:
-        first = self.src.storage_start(self.lo) + self.offset
-        return selected_array(col, self.src.selected[j], first, self.src.path)
+        return selected_array(col, self.src.selected[j], self.first, self.src.path)
 
     def column(self, name: str) -> pa.ChunkedArray:
         """Column ``name`` of these rows, as Arrow decoded it."""
