@@ -519,6 +519,49 @@ def test_fit_with_simplejpeg_equals_the_pillow_reference(tmp_path, monkeypatch):
     np.testing.assert_allclose(fast.var, want_var, rtol=1e-13)
 
 
+def test_jpegs_decoded_in_place_into_the_batch_buffer_reduce_to_the_reference(tmp_path):
+    """A batch decoded straight into its buffer: JPEGs of the first JPEG's shape go in place,
+    a PNG, a JPEG of another size, a damaged JPEG and a CMYK one (Pillow's) do not; the
+    reduction equals integer sums of Pillow's pixels, and the ring's buffers are reused."""
+    pytest.importorskip("simplejpeg")
+    from normstat.core.layout import AxisLayout
+    from normstat.engine.task import FitStep
+    from normstat.sources.images import Stacks, decode_batch, reduce_decoded
+
+    rng = np.random.default_rng(3)
+    smooth = Image.fromarray(rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)).resize((30, 20))
+    specs = ["a.jpg", "b.jpg", "c.png", "small.jpg", "bad.jpg", "cmyk.jpg", "d.jpg", "e.jpg"]
+    for name in specs:
+        im = smooth.resize((13, 11)) if name == "small.jpg" else smooth
+        im = im.convert("CMYK") if name == "cmyk.jpg" else im
+        im.save(tmp_path / name, quality=80 + len(name))
+    (tmp_path / "bad.jpg").write_bytes((tmp_path / "a.jpg").read_bytes()[:300])
+    batch = [(n, str(tmp_path / n)) for n in specs]
+    decoding = Decoding("RGB", turbo=True)
+    stacks = Stacks(depth=2)
+    decoded = decode_batch(decoding, batch, stacks)
+    assert decoded.placed == {0, 1, 6, 7} and decoded.stack is not None
+    assert isinstance(decoded[4][1], str)  # the damaged file: its error, named by the batch
+    step = FitStep(AxisLayout.create(-1, (0, 20, 30, 3)))
+    reduced = reduce_decoded(decoded, step, 0)
+    good = [p for n, p in batch if n != "bad.jpg"]
+    pix = np.concatenate(
+        [np.asarray(Image.open(p).convert("RGB")).reshape(-1, 3).astype(np.int64) for p in good]
+    )
+    m = reduced.value
+    assert reduced.count == 7 and m.count.tolist() == [len(pix)] * 3
+    np.testing.assert_allclose(m.mean, pix.sum(0) / len(pix), rtol=1e-15)
+    m2 = [
+        float(Fraction(int((c**2).sum())) - Fraction(int(c.sum())) ** 2 / len(pix)) for c in pix.T
+    ]
+    np.testing.assert_allclose(m.m2, m2, rtol=1e-13)
+    np.testing.assert_array_equal(m.min, pix.min(0))
+    np.testing.assert_array_equal(m.max, pix.max(0))
+    first = decoded.stack
+    again = [decode_batch(decoding, batch, stacks).stack for _ in range(2)]
+    assert again[1] is first and again[0] is not first  # a ring of two, reused
+
+
 @pytest.mark.parametrize("hugging_face", [True, False])
 def test_image_column_labels_go_with_apply(mixed, tmp_path, hugging_face):
     """A Hugging Face ``Image()`` + ``ClassLabel`` table (the schema metadata ``datasets``

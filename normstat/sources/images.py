@@ -80,11 +80,18 @@ class Decoding:
             height, width = resized_size(height, width, self.resize)
         return self.center_crop if self.center_crop is not None else (height, width)
 
-    def __call__(self, payload: Payload) -> np.ndarray:
+    def __call__(self, payload: Payload, into: Decoded | None = None) -> np.ndarray:
+        """The pixels of one image; with ``into``, a JPEG that simplejpeg decodes is decoded
+        straight into the slot that batch offers for its shape (no copy into a batch later)."""
         pixels = None
         if self.turbo and self.resize is None and self.mode in _JPEG_MODES:
             data = payload if isinstance(payload, bytes) else _read(payload)
-            pixels = turbo_decode(data, self.mode)
+            shape = turbo_shape(data, self.mode)
+            if shape is not None:
+                slot = None if into is None or self.center_crop else into.slot(shape)
+                pixels = turbo_decode(data, self.mode, slot)
+                if pixels is None and into is not None:
+                    into.placed.discard(len(into))  # libjpeg refused it: Pillow decides
             payload = data
         if pixels is None:
             pixels = self._pillow(payload)
@@ -131,22 +138,81 @@ def turbo_available() -> bool:
     return True
 
 
-def turbo_decode(data: bytes, mode: str) -> np.ndarray | None:
-    """The pixels of a JPEG by simplejpeg, or None when Pillow must decode it: not a JPEG, a
-    colour space whose conversion Pillow does otherwise (CMYK, Adobe RGB; YCbCr to L, which
-    Pillow converts from RGB), or any complaint from libjpeg (Pillow then decides, tolerant or
-    not, as it always does)."""
+def turbo_shape(data: bytes, mode: str) -> tuple[int, int, int] | None:
+    """(h, w, channels) of a JPEG that simplejpeg decodes to Pillow's very pixels in ``mode``,
+    or None when Pillow must decode it: not a JPEG, a colour space whose conversion Pillow does
+    otherwise (CMYK, Adobe RGB; YCbCr to L, which Pillow converts from RGB), or a header that
+    libjpeg complains about."""
     if data[:2] != b"\xff\xd8":
         return None
     import simplejpeg
 
     try:
-        colorspace = simplejpeg.decode_jpeg_header(data)[2]
-        if colorspace != "Gray" and (colorspace != "YCbCr" or mode != "RGB"):
-            return None
-        return simplejpeg.decode_jpeg(data, colorspace=_JPEG_MODES[mode])
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError:
         return None
+    if colorspace != "Gray" and (colorspace != "YCbCr" or mode != "RGB"):
+        return None
+    return height, width, 3 if mode == "RGB" else 1
+
+
+def turbo_decode(data: bytes, mode: str, out: np.ndarray | None = None) -> np.ndarray | None:
+    """The pixels of a JPEG by simplejpeg (into ``out``, of its shape, when given), or None when
+    Pillow must decode it (:func:`turbo_shape`, or any complaint from libjpeg: Pillow then
+    decides, tolerant or not, as it always does)."""
+    if out is None and turbo_shape(data, mode) is None:
+        return None
+    import simplejpeg
+
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace=_JPEG_MODES[mode], buffer=out)
+    except ValueError:
+        return None
+    return pixels if out is None else out
+
+
+class Stacks:
+    """Where a batch's images are decoded in place: one ``(n, *shape)`` buffer per batch, for
+    the shape of its first JPEG, taken from a ring of ``depth`` buffers reused batch after batch
+    (fresh pages for every batch would be faulted in each time). ``depth``: batches alive at
+    once (being decoded, waiting, being reduced)."""
+
+    def __init__(self, depth: int = 1) -> None:
+        self.ring: list[np.ndarray | None] = [None] * depth
+        self.turn = 0
+
+    def batch(self, n: int) -> Decoded:
+        """An empty decoded batch of ``n`` images, that takes its buffer from this ring."""
+        return Decoded(self, n)
+
+    def buffer(self, want: tuple[int, ...]) -> np.ndarray:
+        self.turn = (self.turn + 1) % len(self.ring)
+        buf = self.ring[self.turn]
+        if buf is None or buf.shape != want:
+            buf = self.ring[self.turn] = np.empty(want, np.uint8)
+        return buf
+
+
+class Decoded(list[tuple[str, "np.ndarray | str"]]):
+    """A decoded batch, ``(where, pixels or why)`` per image; ``stack``: the buffer that the
+    images in ``placed`` were decoded into, image ``i`` at ``stack[i]``."""
+
+    def __init__(self, stacks: Stacks | None = None, n: int = 0) -> None:
+        super().__init__()
+        self.stacks, self.n = stacks, n
+        self.stack: np.ndarray | None = None
+        self.placed: set[int] = set()
+
+    def slot(self, shape: tuple[int, int, int]) -> np.ndarray | None:
+        """The place for the next image's pixels (None: another shape than the stack's)."""
+        if self.stacks is None:
+            return None
+        if self.stack is None:
+            self.stack = self.stacks.buffer((self.n, *shape))
+        if self.stack.shape[1:] != shape:
+            return None
+        self.placed.add(len(self))
+        return self.stack[len(self)]
 
 
 def _center_crop(pixels: np.ndarray, crop_h: int, crop_w: int) -> np.ndarray:
@@ -162,14 +228,16 @@ def _center_crop(pixels: np.ndarray, crop_h: int, crop_w: int) -> np.ndarray:
 
 
 def decode_batch(
-    decoding: Decoding, batch: Sequence[tuple[str, Payload]]
-) -> list[tuple[str, np.ndarray | str]]:
-    """Decode each item; a file that fails gives its error message instead of pixels."""
-    out: list[tuple[str, np.ndarray | str]] = []
+    decoding: Decoding, batch: Sequence[tuple[str, Payload]], stacks: Stacks | None = None
+) -> Decoded:
+    """Decode each item; a file that fails gives its error message instead of pixels. With
+    ``stacks``, JPEGs of the batch's first JPEG's shape are decoded straight into one buffer."""
+    out = Decoded() if stacks is None else stacks.batch(len(batch))
     for where, payload in batch:
         try:
-            out.append((where, decoding(payload)))
+            out.append((where, decoding(payload, out)))
         except Exception as exc:  # Pillow raises many types for damaged data; each names a file
+            out.placed.discard(len(out))
             out.append((where, f"{type(exc).__name__}: {exc}"))
     return out
 
@@ -191,8 +259,9 @@ def reduce_decoded(
     decoded: Sequence[tuple[str, np.ndarray | str]], step: Reducer, first: int
 ) -> Reduced:
     """Reduce the decoded images of a batch by ``step`` and merge them in order; only that value
-    leaves. Consecutive images of one size are copied into one buffer and reduced by one call
-    (cheaper than a call per image: docs/performance.md); an image of another size is
+    leaves. Consecutive images of one size are reduced by one call (cheaper than a call per
+    image: docs/performance.md), from the buffer they were decoded into, or else copied into
+    one; an image of another size is
     reduced by the step for its own shape (pooled pixel by pixel on the reduced axes)."""
     steps: dict[tuple[int, ...], Reducer | None] = {}
     parts: list[Any] = []
@@ -200,12 +269,23 @@ def reduce_decoded(
     bad: list[tuple[str, str]] = []
     run: list[tuple[int, str, np.ndarray]] = []
 
+    stack = getattr(decoded, "stack", None)
+    placed: set[int] = getattr(decoded, "placed", set())
+
     def flush() -> None:
         if run:
             i0, where0, pixels0 = run[0]
-            buf = _batch_buffer(len(decoded), pixels0)
-            for k, (_, _, pixels) in enumerate(run):
-                buf[k] = pixels
+            indices = [i for i, _, _ in run]
+            if (
+                stack is not None
+                and indices == list(range(i0, i0 + len(run)))
+                and placed.issuperset(indices)
+            ):
+                buf = stack[i0:]  # decoded in place, one after the other: no copy
+            else:
+                buf = _batch_buffer(len(decoded), pixels0)
+                for k, (_, _, pixels) in enumerate(run):
+                    buf[k] = pixels
             own = steps[tuple(pixels0.shape)]
             assert own is not None
             parts.append(own(Chunk(buf[: len(run)], where0, None, first + i0)))
@@ -256,8 +336,13 @@ def decode_then(
 ) -> Any:
     """What a decoding process runs: the batch decoded, then ``finish(decoded, *extra)``
     (a fit's reduction) when given, so that only its result comes back."""
-    decoded = decode_batch(decoding, batch)
-    return decoded if finish is None else finish(decoded, *extra)
+    if finish is None:
+        return decode_batch(decoding, batch)
+    return finish(decode_batch(decoding, batch, _STACKS), *extra)
+
+
+_STACKS = Stacks()
+"""A decoding process's buffer: it decodes and finishes one batch at a time."""
 
 
 def _batched(items: Iterable[tuple[str, Payload]], n: int) -> Iterator[list[tuple[str, Payload]]]:
@@ -496,6 +581,8 @@ class ImageStream:
             items = (item for i, item in enumerate(items, start) if i not in drop)
         batches = _batched(items, per_batch)
         pool: Executor = _pool(self.workers) if self.workers > 1 else ThreadPoolExecutor(1)
+        # one worker: the batch being decoded, one waiting and one being finished
+        stacks = None if finish is None else Stacks(depth=3)
         pending: deque[tuple[list[tuple[str, Payload]], Future[Any]]] = deque()
         index = start
         try:
@@ -504,7 +591,7 @@ class ImageStream:
                     task = (decode_then, finish, self.decoding, batch, *extra, index)
                     pending.append((batch, pool.submit(*task)))
                 else:
-                    decoded = decode_batch(self.decoding, batch)
+                    decoded = decode_batch(self.decoding, batch, stacks)
                     if finish is None:
                         yield batch, decoded
                     else:
