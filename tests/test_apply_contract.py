@@ -255,8 +255,6 @@ def _image_call(images, kind: str, which: str = "sources") -> tuple[str, dict]:
 
 
 def _image_refusal(kind: str, out: str, engine: str) -> str | None:
-    if engine == "dask" and kind == "tar":
-        return "its images are counted only by reading them"
     if engine == "dask" and out == "-":
         return "-o - streams rows in order"
     if engine == "dask" and out == "hdf5":

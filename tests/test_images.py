@@ -236,6 +236,73 @@ def test_tar_shards_with_brace_ranges_equal_the_folder(mixed, tmp_path):
     assert missing.exit_code == 1 and "shards-003.tar" in missing.output
 
 
+def _shards(paths: list[Path], where: Path, per: int, gz: bool = False) -> str:
+    """The images as tar shards of ``per`` images (with ``.cls`` and ``.json`` members that are
+    not pixels), named ``shard-000.tar`` ...; returns the brace spec."""
+    n = -(-len(paths) // per)
+    for s in range(n):
+        name = where / f"shard-{s:03d}.tar"  # gzipped or not: tar reads either
+        with tarfile.open(name, "w:gz" if gz else "w") as tar:
+            for i, p in enumerate(paths[s * per : (s + 1) * per]):
+                tar.add(p, arcname=f"k{s}{i:03d}{p.suffix}")
+                for ext, data in (("cls", b"1"), ("json", b"{}")):
+                    info = tarfile.TarInfo(f"k{s}{i:03d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return str(where / f"shard-{{000..{n - 1:03d}}}.tar")
+
+
+def test_tar_shards_are_counted_from_headers_and_read_from_any_image(mixed, tmp_path):
+    """Uncompressed local shards are numbered up front; reading from image k yields what a
+    read from the start yields from k on (whole shards before it are not opened, members
+    before it in its shard are passed over unread); compressed shards stay streamed."""
+    from normstat.sources import open_sources
+    from normstat.sources.reading import ImageOptions
+
+    _, paths = mixed
+    spec = _shards(paths, tmp_path, 5)
+    (src,) = open_sources([spec], images=ImageOptions(workers=1))
+    assert src.shape[0] == len(paths) and src.local_only is None
+    every = list(src._items(0))
+    assert [w.rsplit(":", 1)[1] for w, _ in every] == [
+        f"k{i // 5}{i % 5:03d}{p.suffix}" for i, p in enumerate(paths)
+    ]
+    for k in (1, 4, 5, 6, 11):
+        assert list(src._items(k)) == every[k:], k
+    gz_dir = tmp_path / "gz"
+    gz_dir.mkdir()
+    (gz,) = open_sources([_shards(paths, gz_dir, 5, gz=True)], images=ImageOptions(workers=1))
+    assert gz.shape[0] is None and "compressed or remote" in (gz.local_only or "")
+    assert list(gz._items(6)) == [(w.replace("/shard", "/gz/shard"), d) for w, d in every[6:]]
+
+
+@pytest.fixture(scope="module")
+def threads_cluster():
+    """A Dask cluster of threads in this process: the tasks and merges of a process cluster,
+    started in a fraction of the time."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, processes=False, threads_per_worker=1, dashboard_address=":0"
+    ) as c:
+        yield c
+
+
+def test_tar_shards_on_dask_equal_the_local_fit_bit_for_bit(mixed, tmp_path, threads_cluster):
+    _, paths = mixed
+    spec = _shards(paths, tmp_path, 5)  # tasks of 3 images start inside shards
+    local = normstat.fit(spec, workers=1, chunk_size=2)
+    dask = normstat.fit(spec, engine="dask", scheduler=threads_cluster.scheduler_address,
+                        task_size=3, chunk_size=2)  # fmt: skip
+    assert np.array_equal(local.mean, dask.mean) and np.array_equal(local.var, dask.var)
+    assert np.array_equal(local.min, dask.min) and np.array_equal(local.max, dask.max)
+    check(dask, exact_reference(paths))
+    assert dask.source["images"] == len(paths)
+    gz_dir = tmp_path / "gz"
+    gz_dir.mkdir()
+    result = run("fit", _shards(paths, gz_dir, 5, gz=True), "--engine", "dask", ok=False)
+    assert result.exit_code == 2 and "compressed or remote tar files are streamed" in result.output
+
+
 def test_bad_file_is_named_or_skipped_and_recorded(mixed, tmp_path):
     root, paths = mixed
     folder = tmp_path / "photos"
