@@ -322,6 +322,38 @@ def test_bad_file_is_named_or_skipped_and_recorded(mixed, tmp_path):
     check(artifact.load(str(out)), exact_reference(sorted(folder.glob("img*"))))
 
 
+def test_skip_bad_on_dask_skips_and_records_as_the_local_fit(mixed, tmp_path, threads_cluster):
+    """Each task reports what it read and skipped; joined in data order, the record is the
+    local one, and the statistics are the local ones bit for bit."""
+    root, paths = mixed
+    folder = tmp_path / "photos"
+    good = sorted(p for p in paths if p.suffix == ".jpg")
+    for p in paths:
+        (folder / p.parent.name).mkdir(parents=True, exist_ok=True)
+        (folder / p.parent.name / p.name).write_bytes(p.read_bytes())
+    bad = [folder / "bird" / "a-truncated.jpg", folder / "dog" / "zz-empty.png"]
+    bad[0].write_bytes(good[0].read_bytes()[:200])
+    bad[1].write_bytes(b"")
+    kw = {"options": {"skip_bad": True}, "chunk_size": 2}
+    with pytest.warns(NormstatWarning, match="skipped 2 image"):
+        local = normstat.fit(str(folder), workers=1, **kw)
+    with pytest.warns(NormstatWarning, match="skipped 2 image"):
+        dask = normstat.fit(str(folder), engine="dask", task_size=3,
+                            scheduler=threads_cluster.scheduler_address, **kw)  # fmt: skip
+    assert np.array_equal(local.mean, dask.mean) and np.array_equal(local.var, dask.var)
+    check(dask, exact_reference(paths))
+    assert dask.source == local.source
+    assert dask.source["skipped"] == [str(b) for b in bad] and dask.source["images"] == len(paths)
+    with pytest.raises(DataError, match="a-truncated.jpg"):
+        normstat.fit(str(folder), engine="dask", task_size=3, chunk_size=2,
+                     scheduler=threads_cluster.scheduler_address)  # fmt: skip
+    saved = _save(local, tmp_path)
+    sized = ["--resize", "8", "--center-crop", "8", "8", "-o", tmp_path / "o.npy"]
+    refused = run("apply", saved, folder, "--skip-bad", "--engine", "dask", *sized, ok=False)
+    assert refused.exit_code == 2 and "use the local engine" in refused.output
+    assert not (tmp_path / "o.npy").exists()
+
+
 def test_sixteen_bit_png_kept_or_refused(tmp_path):
     x = (np.arange(60, dtype=np.uint16).reshape(6, 10) * 1000).astype(np.uint16)
     Image.fromarray(x).save(tmp_path / "deep.png")
@@ -417,9 +449,9 @@ def test_image_column_binary_and_hugging_face_struct(mixed, tmp_path, suffix):
 
 def test_dask_is_refused_where_the_record_needs_the_reader_and_apply_streams_npy(mixed, tmp_path):
     root, paths = mixed
-    result = run("fit", root, "--engine", "dask", "--skip-bad", ok=False)
-    assert result.exit_code == 2 and "local engine" in result.output
     stats = _save(normstat.fit(str(root), workers=1, rescale="1/255"), tmp_path)
+    result = run("apply", stats, root, "--engine", "dask", "--skip-bad", "-o", "x.npy", ok=False)
+    assert result.exit_code == 2 and "local engine" in result.output
     out = run("apply", stats, root, "--resize", "8", "--center-crop", "8", "8", "-o", "-")
     y = np.load(io.BytesIO(out.stdout_bytes))
     loaded = artifact.load(str(stats))
@@ -759,7 +791,7 @@ def test_dask_fit_of_images_is_the_local_fit_bit_for_bit(mixed, tmp_path):
     assert np.array_equal(local.mean, dask.mean) and np.array_equal(local.var, dask.var)
     check(dask, exact_reference(paths))
     assert dask.source["images"] == len(paths)
-    assert dask.source["shape"] == [len(paths), None, None, 3]  # sizes not collected there
+    assert dask.source == local.source  # the tasks' record: images read, sizes seen
     column = tmp_path / "t.parquet"
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

@@ -414,23 +414,47 @@ class ImageStream:
         self.sizes: set[tuple[int, ...]] = set()
         self._marks: deque[tuple[int, int, int, frozenset[tuple[int, ...]]]] = deque(maxlen=256)
         self._drop: list[int] = []  # items found bad by :meth:`settle`, left out of the reads
+        self._absorbed = False  # the record came from Dask tasks (:meth:`absorb`)
         self.dtype, channels = _mode_layout(options.mode, self.path)
         h, w = self._first()
         self.shape: tuple[Any, ...] = (self._count(), h, w, channels)
 
     @property
     def local_only(self) -> str | None:
-        """Why this source needs the local engine, if it does."""
+        """Why ``apply`` on this source needs the local engine, if it does: with ``skip_bad``
+        a Dask task's rows would land at offsets known only once every image before them was
+        decoded (the output holds the images that decode, one after the other)."""
         if self.skip_bad:
-            return "--skip-bad lists skipped images where they are read: use the local engine"
+            return (
+                "apply --skip-bad writes the images that decode one after the other, so where "
+                "a task's images go is known only once every image before them is decoded: "
+                "use the local engine"
+            )
+        return self.local_only_fit
+
+    @property
+    def local_only_fit(self) -> str | None:
+        """Why a fit of this source needs the local engine, if it does (a fit's tasks report
+        the images they skipped: :meth:`task_record`)."""
         if self.shape[0] is None:
             return "its images are counted only by reading them: use the local engine"
         return None
 
+    def task_record(self) -> ImageRecord:
+        """What a Dask task read: joined with the other tasks' in data order, it is the
+        record a local read keeps (:meth:`absorb`)."""
+        return ImageRecord(self.read, tuple(self.skipped), frozenset(self.sizes))
+
+    def absorb(self, record: ImageRecord) -> None:
+        """Take the record of the tasks that read this source, and say what they skipped."""
+        self.read, self.skipped, self.sizes = record.read, list(record.skipped), set(record.sizes)
+        self._absorbed = True
+        self._say_skipped()
+
     def reference(self) -> ImageReference:
         """How another process reopens this source (one decoding process there)."""
         options = ImageOptions(
-            self.options.mode, self.options.resize, self.options.center_crop, False, 1
+            self.options.mode, self.options.resize, self.options.center_crop, self.skip_bad, 1
         )
         return ImageReference(
             type(self).__module__,
@@ -661,7 +685,7 @@ class ImageStream:
         """What the artifact's ``source`` adds for images (after the read). Read by Dask tasks
         (nothing read here), every image was reduced (no --skip-bad there) and their sizes
         were not collected: null."""
-        by_others = self.read == 0 and bool(self.shape[0])
+        by_others = self.read == 0 and bool(self.shape[0]) and not self._absorbed
         one = len(self.sizes) == 1
         h, w = next(iter(self.sizes)) if one else (None, None)
         read = self.shape[0] if by_others else self.read
@@ -680,6 +704,21 @@ class ImageStream:
 
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """What a read of some images found: how many were read, the files skipped (in order) and
+    the sizes seen; two adjacent reads' records join into the record of both."""
+
+    read: int
+    skipped: tuple[str, ...]
+    sizes: frozenset[tuple[int, ...]]
+
+    def joined(self, later: ImageRecord) -> ImageRecord:
+        return ImageRecord(
+            self.read + later.read, self.skipped + later.skipped, self.sizes | later.sizes
+        )
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,13 @@ class TarShards(ImageStream):
         return None if any(c is None for c in counts) else sum(c or 0 for c in counts)
 
     @property
-    def local_only(self) -> str | None:
+    def local_only_fit(self) -> str | None:
         if self.shape[0] is None:
             return (
                 "its images are counted only by reading the shards (compressed or remote "
                 "tar files are streamed): use the local engine"
             )
-        return super().local_only
+        return None
 
     def _items(self, start: int) -> Iterator[tuple[str, Payload]]:
         index = 0
