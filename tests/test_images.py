@@ -659,6 +659,13 @@ def test_jpegs_decoded_in_place_into_the_batch_buffer_reduce_to_the_reference(tm
     first = decoded.stack
     again = [decode_batch(decoding, batch, stacks).stack for _ in range(2)]
     assert again[1] is first and again[0] is not first  # a ring of two, reused
+    for k in range(2):  # grey JPEGs decoded in place as L: (h, w, 1), Pillow's pixels
+        smooth.convert("L").rotate(90 * k).save(tmp_path / f"grey{k}.jpg", quality=90)
+    greys = [(f"grey{k}.jpg", str(tmp_path / f"grey{k}.jpg")) for k in range(2)]
+    grey = decode_batch(Decoding("L", turbo=True), greys, Stacks())
+    assert grey.placed == {0, 1} and grey.stack is not None and grey.stack.shape[1:] == (20, 30, 1)
+    for (_, p), (_, pixels) in zip(greys, grey, strict=True):
+        assert np.array_equal(pixels[:, :, 0], np.asarray(Image.open(p).convert("L")))
 
 
 @pytest.mark.parametrize("hugging_face", [True, False])
