@@ -252,7 +252,7 @@ def _shards(paths: list[Path], where: Path, per: int, gz: bool = False) -> str:
     return str(where / f"shard-{{000..{n - 1:03d}}}.tar")
 
 
-def test_tar_shards_are_counted_from_headers_and_read_from_any_image(mixed, tmp_path):
+def test_tar_shards_are_counted_from_headers_and_read_from_any_image(mixed, tmp_path, monkeypatch):
     """Uncompressed local shards are numbered up front; reading from image k yields what a
     read from the start yields from k on (whole shards before it are not opened, members
     before it in its shard are passed over unread); compressed shards stay streamed."""
@@ -269,6 +269,13 @@ def test_tar_shards_are_counted_from_headers_and_read_from_any_image(mixed, tmp_
     ]
     for k in (1, 4, 5, 6, 11):
         assert list(src._items(k)) == every[k:], k
+    from normstat.sources import webdataset
+
+    counted = []
+    real_count = webdataset._count_members
+    monkeypatch.setattr(webdataset, "_count_members", lambda p: counted.append(p) or real_count(p))
+    task = src.reference().open()  # what a Dask task opens: the counts travel with it
+    assert counted == [] and task.shape[0] == len(paths) and list(task._items(7)) == every[7:]
     gz_dir = tmp_path / "gz"
     gz_dir.mkdir()
     (gz,) = open_sources([_shards(paths, gz_dir, 5, gz=True)], images=ImageOptions(workers=1))

@@ -397,12 +397,16 @@ class ImageStream:
         specs: Sequence[str],
         options: ImageOptions,
         columns: Sequence[str] | None = None,
+        known: Any = None,
     ) -> None:
         """``paths``: the files (folder images, shards, tables), ``roots[i]`` the folder
         ``paths[i]`` was found in, ``specs`` the SOURCE arguments they came from. A subclass
-        sets up what its :meth:`_items` needs (:meth:`_setup`) before the first image is read."""
+        sets up what its :meth:`_items` needs (:meth:`_setup`) before the first image is read;
+        ``known``: what the process that planned a Dask task found there already
+        (:meth:`_known`), so that a task does not find it again."""
         self.paths, self.roots, self.specs = list(paths), list(roots), list(specs)
         self.path = self.specs[0]
+        self.known = known
         self._setup(columns)
         self.options = options
         turbo = options.resize is None and options.mode in _JPEG_MODES and turbo_available()
@@ -464,7 +468,12 @@ class ImageStream:
             tuple(self.specs),
             options,
             getattr(self, "column", None),
+            self._known(),
         )
+
+    def _known(self) -> Any:
+        """What :meth:`_setup` found that a task's reopening may reuse (picklable)."""
+        return None
 
     def _setup(self, columns: Sequence[str] | None) -> None:
         no_columns(columns, self.path)
@@ -732,13 +741,16 @@ class ImageReference:
     specs: tuple[str, ...]
     options: ImageOptions
     column: str | None = None
+    known: Any = None
 
     def open(self) -> ImageStream:
         import importlib
 
         cls = getattr(importlib.import_module(self.module), self.name)
         columns = None if self.column is None else [self.column]
-        return cls(list(self.paths), list(self.roots), list(self.specs), self.options, columns)
+        return cls(
+            list(self.paths), list(self.roots), list(self.specs), self.options, columns, self.known
+        )
 
 
 def no_columns(columns: Sequence[str] | None, path: str) -> None:

@@ -34,7 +34,11 @@ class TarShards(ImageStream):
 
     def _setup(self, columns: Sequence[str] | None) -> None:
         no_columns(columns, self.path)
-        self.counts = [_count_members(p) for p in self.paths]
+        known = self.known if isinstance(self.known, tuple) else None
+        self.counts = list(known) if known else [_count_members(p) for p in self.paths]
+
+    def _known(self) -> tuple[int | None, ...]:
+        return tuple(self.counts)  # a Dask task does not count the shards again
 
     def _count(self) -> int | None:
         counts = self.counts
