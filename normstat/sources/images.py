@@ -452,8 +452,9 @@ class ImageStream:
     def absorb(self, record: ImageRecord) -> None:
         """Take the record of the tasks that read this source, and say what they skipped."""
         self.read, self.skipped, self.sizes = record.read, list(record.skipped), set(record.sizes)
+        if not self._absorbed:  # said once, however many passes (exact quantiles) read them
+            self._say_skipped()
         self._absorbed = True
-        self._say_skipped()
 
     def reference(self) -> ImageReference:
         """How another process reopens this source (one decoding process there)."""
