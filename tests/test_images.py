@@ -354,11 +354,22 @@ def test_skip_bad_on_dask_skips_and_records_as_the_local_fit(mixed, tmp_path, th
     with pytest.raises(DataError, match="a-truncated.jpg"):
         normstat.fit(str(folder), engine="dask", task_size=3, chunk_size=2,
                      scheduler=threads_cluster.scheduler_address)  # fmt: skip
-    saved = _save(local, tmp_path)
-    sized = ["--resize", "8", "--center-crop", "8", "8", "-o", tmp_path / "o.npy"]
-    refused = run("apply", saved, folder, "--skip-bad", "--engine", "dask", *sized, ok=False)
-    assert refused.exit_code == 2 and "use the local engine" in refused.output
-    assert not (tmp_path / "o.npy").exists()
+    # apply: the bad images are found first, and each task is told which to leave out, so a
+    # task's rows land where the local apply writes them (tasks of 3 rows, output-numbered)
+    sized = {"options": {"skip_bad": True, "resize": 8, "center_crop": (8, 8)}, "chunk_size": 2}
+    with pytest.warns(NormstatWarning, match="skipped 2 image"):
+        normstat.apply(local, str(folder), str(tmp_path / "local.npy"), workers=1, **sized)
+    with pytest.warns(NormstatWarning, match="skipped 2 image"):
+        cluster = {"engine": "dask", "scheduler": threads_cluster.scheduler_address}
+        normstat.apply(
+            local, str(folder), str(tmp_path / "dask.npy"), task_size=3, **cluster, **sized
+        )
+    want = np.load(tmp_path / "local.npy")
+    assert want.shape == (len(paths), 8, 8, 3)
+    assert np.array_equal(np.load(tmp_path / "dask.npy"), want)
+    kept = sorted(p for p in folder.rglob("*") if p.is_file() and p not in bad)
+    x = np.stack([Decoding("RGB", 8, (8, 8))(str(p)) for p in kept]).astype(np.float64)
+    np.testing.assert_allclose(want, (x - local.mean) / local.std, rtol=1e-5, atol=1e-5)
 
 
 def test_sixteen_bit_png_kept_or_refused(tmp_path):
@@ -457,8 +468,8 @@ def test_image_column_binary_and_hugging_face_struct(mixed, tmp_path, suffix):
 def test_dask_is_refused_where_the_record_needs_the_reader_and_apply_streams_npy(mixed, tmp_path):
     root, paths = mixed
     stats = _save(normstat.fit(str(root), workers=1, rescale="1/255"), tmp_path)
-    result = run("apply", stats, root, "--engine", "dask", "--skip-bad", "-o", "x.npy", ok=False)
-    assert result.exit_code == 2 and "local engine" in result.output
+    result = run("apply", stats, root, "--engine", "dask", "-o", "-", ok=False)
+    assert result.exit_code == 2 and "-o - streams rows in order" in result.output
     out = run("apply", stats, root, "--resize", "8", "--center-crop", "8", "8", "-o", "-")
     y = np.load(io.BytesIO(out.stdout_bytes))
     loaded = artifact.load(str(stats))
@@ -933,3 +944,34 @@ def test_an_image_column_read_from_a_row_skips_the_units_before_it(mixed, tmp_pa
     assert [w for w, _ in whole] == [f"{path}:img[{i}]" for i in range(len(paths))]
     for k in (0, 4, 5, 7, len(paths) - 1, len(paths)):
         assert list(src._items(k)) == whole[k:]
+
+
+def test_apply_skip_bad_refuses_an_image_that_breaks_after_the_count(tmp_path, monkeypatch):
+    """The output is sized for the images that decoded when they were counted: one that fails
+    afterwards is an error naming it, and nothing is written (no row left unwritten)."""
+    from normstat.sources.images import ImageStream
+
+    root = tmp_path / "images"
+    root.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)).save(root / f"{i}.png")
+    (root / "9.png").write_bytes(b"broken")
+    with pytest.warns(NormstatWarning, match="skipped 1 image"):
+        stats = normstat.fit(str(root), workers=1, options={"skip_bad": True})
+    real = ImageStream.settle
+
+    def settle_then_damage(self):
+        real(self)
+        (root / "3.png").write_bytes(b"damaged after the count")
+
+    monkeypatch.setattr(ImageStream, "settle", settle_then_damage)
+    out = tmp_path / "out" / "o.npy"
+    out.parent.mkdir()
+    with (
+        pytest.raises(DataError, match="did the file change") as caught,
+        pytest.warns(NormstatWarning, match="skipped 1 image"),
+    ):
+        normstat.apply(stats, str(root), str(out), workers=1, options={"skip_bad": True})
+    assert caught.value.path.endswith("3.png")
+    assert list(out.parent.iterdir()) == []

@@ -425,15 +425,9 @@ class ImageStream:
 
     @property
     def local_only(self) -> str | None:
-        """Why ``apply`` on this source needs the local engine, if it does: with ``skip_bad``
-        a Dask task's rows would land at offsets known only once every image before them was
-        decoded (the output holds the images that decode, one after the other)."""
-        if self.skip_bad:
-            return (
-                "apply --skip-bad writes the images that decode one after the other, so where "
-                "a task's images go is known only once every image before them is decoded: "
-                "use the local engine"
-            )
+        """Why ``apply`` on this source needs the local engine, if it does (with ``skip_bad``
+        the images that do not decode are found first, :meth:`settle`, and the tasks are
+        told which to leave out: they travel in the reference)."""
         return self.local_only_fit
 
     @property
@@ -470,6 +464,7 @@ class ImageStream:
             options,
             getattr(self, "column", None),
             self._known(),
+            tuple(self._drop),
         )
 
     def _known(self) -> Any:
@@ -531,6 +526,14 @@ class ImageStream:
         self.shape = (index - len(self._drop), *self.shape[1:])
         self._say_skipped()
 
+    def _input_index(self, k: int) -> int:
+        """The item index of the ``k``-th image kept by :meth:`settle` (``k`` itself when none
+        was left out): a Dask task's output rows start there."""
+        if not self._drop or k == 0:
+            return k
+        drop = np.asarray(self._drop)
+        return int(k + np.searchsorted(drop - np.arange(len(drop)), k, side="right"))
+
     def kept(self, values: np.ndarray) -> np.ndarray:
         """Per-item ``values`` (labels) without the items :meth:`settle` left out."""
         return np.delete(values, self._drop) if self._drop else values
@@ -541,8 +544,9 @@ class ImageStream:
         array; a fit pools sizes through :meth:`reduced_chunks`)."""
         buf: np.ndarray | None = None
         k, first, where0 = 0, start, ""
-        index = start
-        for _, results in self._run(None, start, stop, self.preferred_rows(BATCH_BYTES)):
+        index = start  # in the output's numbering: the images left out by settle() skipped
+        begin, end = self._input_index(start), None if stop is None else self._input_index(stop)
+        for _, results in self._run(None, begin, end, self.preferred_rows(BATCH_BYTES)):
             for where, pixels in self._checked(results):
                 if pixels.shape != tuple(self.shape[1:]):
                     raise DataError(
@@ -660,10 +664,21 @@ class ImageStream:
     def _checked(
         self, results: list[tuple[str, np.ndarray | str]]
     ) -> Iterator[tuple[str, np.ndarray]]:
+        """The pixels of ``apply``'s images. None may fail here: with ``skip_bad`` the ones that
+        do not decode were found and left out first (:meth:`settle`), so the output is sized
+        for the others and one more would leave a row unwritten."""
         for where, pixels in results:
             if isinstance(pixels, str):
-                self._bad(where, pixels)
-                continue
+                if self.skip_bad:
+                    raise DataError(
+                        f"cannot decode this image ({pixels}), though it decoded when the "
+                        "images were counted: did the file change during the run?",
+                        path=where,
+                    )
+                raise DataError(
+                    f"cannot decode this image ({pixels}); --skip-bad skips such files",
+                    path=where,
+                )
             yield where, pixels
 
     @property
@@ -743,15 +758,20 @@ class ImageReference:
     options: ImageOptions
     column: str | None = None
     known: Any = None
+    drop: tuple[int, ...] = ()  # the items ``settle`` found bad: an apply task leaves them out
 
     def open(self) -> ImageStream:
         import importlib
 
         cls = getattr(importlib.import_module(self.module), self.name)
         columns = None if self.column is None else [self.column]
-        return cls(
+        src: ImageStream = cls(
             list(self.paths), list(self.roots), list(self.specs), self.options, columns, self.known
         )
+        if self.drop:
+            src._drop = list(self.drop)
+            src.shape = (src.shape[0] - len(self.drop), *src.shape[1:])
+        return src
 
 
 def no_columns(columns: Sequence[str] | None, path: str) -> None:
