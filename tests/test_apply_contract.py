@@ -3,7 +3,8 @@
 Every supported combination writes ``(x - mean) / std`` of the features (a table written as a
 table keeps its other columns); every unsupported one is refused with one clear usage error
 before anything is written; and a writer that fails leaves nothing behind. Image inputs (a
-folder, tar shards, a ZIP, a Parquet image column) go to the array outputs, checked against
+folder, tar shards, a ZIP, a Parquet image column) go to the array outputs on both engines, with
+and without --skip-bad, checked against
 Pillow's decode.
 """
 
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import normstat
+from normstat.errors import NormstatWarning
 from normstat.sinks import OUTPUTS
 
 engine_tests = pytest.importorskip("test_dask_engine")
@@ -241,11 +243,15 @@ def images(tmp_path_factory):
     order = sorted(range(9), key=lambda i: names[i])
     root = tmp_path_factory.mktemp("contract-images")
     mixed = [*files[:5], _image_bytes(rng, 5, (7, 9)), *files[6:]]
+    half = files[2][1][: len(files[2][1]) // 2]
+    damaged = [*files[:3], ("jpg", half), *files[4:]]  # image 3: a truncated JPEG
     return {
         "sources": _image_sources(root / "same", files),
         "mixed": _image_sources(root / "mixed", mixed),
+        "damaged": _image_sources(root / "damaged", damaged),
         "pixels": _pillow_pixels([files[i][1] for i in order]),
         "labels": np.array([i % 2 for i in order]),  # a = 0, b = 1 (ImageFolder's numbering)
+        "order": order,  # the images' numbers in the folder's order
         "mixed_pixels": [np.asarray(_pillow_pixels([mixed[i][1]])[0]) for i in order],
     }
 
@@ -367,3 +373,32 @@ def test_images_a_failing_writer_leaves_nothing(images, tmp_path, monkeypatch, k
         normstat.apply(stats, source, str(target), chunk_size=2, workers=1, **call)
     assert calls["n"] == 2
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+@pytest.mark.parametrize("kind", IMAGE_INPUTS)
+def test_images_skip_bad_writes_the_others_or_names_the_bad_one(
+    images, tmp_path, cluster, kind, engine
+):
+    """A damaged image: without ``skip_bad`` an error naming it and nothing written; with it,
+    the other images' z-scores, in order, on either engine."""
+    source, call = _image_call(images, kind, "damaged")
+    run: dict = {"chunk_size": 2, **call}
+    if engine == "dask":
+        run |= {"engine": "dask", "scheduler": cluster.scheduler_address, "task_size": 3}
+    else:
+        run["workers"] = 2
+    with pytest.warns(NormstatWarning, match="skipped 1 image"):
+        stats = normstat.fit(source, workers=1, options={"skip_bad": True}, **call)
+    target = tmp_path / "out.npy"
+    with pytest.raises(normstat.DataError, match="--skip-bad skips such files") as caught:
+        normstat.apply(stats, source, str(target), **run)
+    at = list(images["order"]).index(3)  # the damaged one, named as its kind names it
+    named = {"folder": "b/03.jpg", "tar": ":0003.jpg", "zip": ":b/03.jpg"}
+    assert named.get(kind, f":img[{at}]") in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.warns(NormstatWarning, match="skipped 1 image"):
+        normstat.apply(stats, source, str(target), options={"skip_bad": True}, **run)
+    x = np.delete(images["pixels"], at, axis=0)
+    mean, std = x.reshape(-1, 3).mean(0), x.reshape(-1, 3).std(0)
+    np.testing.assert_allclose(np.load(target), (x - mean) / std, rtol=1e-5, atol=1e-6)
