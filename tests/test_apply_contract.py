@@ -4,8 +4,7 @@ Every supported combination writes ``(x - mean) / std`` of the features (a table
 table keeps its other columns); every unsupported one is refused with one clear usage error
 before anything is written; and a writer that fails leaves nothing behind. Image inputs (a
 folder, tar shards, a ZIP, a Parquet image column) go to the array outputs on both engines, with
-and without --skip-bad, checked against
-Pillow's decode.
+and without --skip-bad, checked against Pillow's decode.
 """
 
 from __future__ import annotations
