@@ -236,6 +236,80 @@ def test_tar_shards_with_brace_ranges_equal_the_folder(mixed, tmp_path):
     assert missing.exit_code == 1 and "shards-003.tar" in missing.output
 
 
+def _shards(paths: list[Path], where: Path, per: int, gz: bool = False) -> str:
+    """The images as tar shards of ``per`` images (with ``.cls`` and ``.json`` members that are
+    not pixels), named ``shard-000.tar`` ...; returns the brace spec."""
+    n = -(-len(paths) // per)
+    for s in range(n):
+        name = where / f"shard-{s:03d}.tar"  # gzipped or not: tar reads either
+        with tarfile.open(name, "w:gz" if gz else "w") as tar:
+            for i, p in enumerate(paths[s * per : (s + 1) * per]):
+                tar.add(p, arcname=f"k{s}{i:03d}{p.suffix}")
+                for ext, data in (("cls", b"1"), ("json", b"{}")):
+                    info = tarfile.TarInfo(f"k{s}{i:03d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return str(where / f"shard-{{000..{n - 1:03d}}}.tar")
+
+
+def test_tar_shards_are_counted_from_headers_and_read_from_any_image(mixed, tmp_path, monkeypatch):
+    """Uncompressed local shards are numbered up front; reading from image k yields what a
+    read from the start yields from k on (whole shards before it are not opened, members
+    before it in its shard are passed over unread); compressed shards stay streamed."""
+    from normstat.sources import open_sources
+    from normstat.sources.reading import ImageOptions
+
+    _, paths = mixed
+    spec = _shards(paths, tmp_path, 5)
+    (src,) = open_sources([spec], images=ImageOptions(workers=1))
+    assert src.shape[0] == len(paths) and src.local_only is None
+    every = list(src._items(0))
+    assert [w.rsplit(":", 1)[1] for w, _ in every] == [
+        f"k{i // 5}{i % 5:03d}{p.suffix}" for i, p in enumerate(paths)
+    ]
+    for k in (1, 4, 5, 6, 11):
+        assert list(src._items(k)) == every[k:], k
+    from normstat.sources import webdataset
+
+    counted = []
+    real_count = webdataset._count_members
+    monkeypatch.setattr(webdataset, "_count_members", lambda p: counted.append(p) or real_count(p))
+    task = src.reference().open()  # what a Dask task opens: the counts travel with it
+    assert counted == [] and task.shape[0] == len(paths) and list(task._items(7)) == every[7:]
+    gz_dir = tmp_path / "gz"
+    gz_dir.mkdir()
+    (gz,) = open_sources([_shards(paths, gz_dir, 5, gz=True)], images=ImageOptions(workers=1))
+    assert gz.shape[0] is None and "compressed or remote" in (gz.local_only or "")
+    assert list(gz._items(6)) == [(w.replace("/shard", "/gz/shard"), d) for w, d in every[6:]]
+
+
+@pytest.fixture(scope="module")
+def threads_cluster():
+    """A Dask cluster of threads in this process: the tasks and merges of a process cluster,
+    started in a fraction of the time."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, processes=False, threads_per_worker=1, dashboard_address=":0"
+    ) as c:
+        yield c
+
+
+def test_tar_shards_on_dask_equal_the_local_fit_bit_for_bit(mixed, tmp_path, threads_cluster):
+    _, paths = mixed
+    spec = _shards(paths, tmp_path, 5)  # tasks of 3 images start inside shards
+    local = normstat.fit(spec, workers=1, chunk_size=2)
+    dask = normstat.fit(spec, engine="dask", scheduler=threads_cluster.scheduler_address,
+                        task_size=3, chunk_size=2)  # fmt: skip
+    assert np.array_equal(local.mean, dask.mean) and np.array_equal(local.var, dask.var)
+    assert np.array_equal(local.min, dask.min) and np.array_equal(local.max, dask.max)
+    check(dask, exact_reference(paths))
+    assert dask.source["images"] == len(paths)
+    gz_dir = tmp_path / "gz"
+    gz_dir.mkdir()
+    result = run("fit", _shards(paths, gz_dir, 5, gz=True), "--engine", "dask", ok=False)
+    assert result.exit_code == 2 and "compressed or remote tar files are streamed" in result.output
+
+
 def test_bad_file_is_named_or_skipped_and_recorded(mixed, tmp_path):
     root, paths = mixed
     folder = tmp_path / "photos"
@@ -253,6 +327,49 @@ def test_bad_file_is_named_or_skipped_and_recorded(mixed, tmp_path):
     saved = json.loads(out.read_text())
     assert saved["source"]["skipped"] == [str(bad)] and saved["source"]["images"] == 4
     check(artifact.load(str(out)), exact_reference(sorted(folder.glob("img*"))))
+
+
+def test_skip_bad_on_dask_skips_and_records_as_the_local_fit(mixed, tmp_path, threads_cluster):
+    """Each task reports what it read and skipped; joined in data order, the record is the
+    local one, and the statistics are the local ones bit for bit."""
+    root, paths = mixed
+    folder = tmp_path / "photos"
+    good = sorted(p for p in paths if p.suffix == ".jpg")
+    for p in paths:
+        (folder / p.parent.name).mkdir(parents=True, exist_ok=True)
+        (folder / p.parent.name / p.name).write_bytes(p.read_bytes())
+    bad = [folder / "bird" / "a-truncated.jpg", folder / "dog" / "zz-empty.png"]
+    bad[0].write_bytes(good[0].read_bytes()[:200])
+    bad[1].write_bytes(b"")
+    kw = {"options": {"skip_bad": True}, "chunk_size": 2}
+    with pytest.warns(NormstatWarning, match="skipped 2 image"):
+        local = normstat.fit(str(folder), workers=1, **kw)
+    with pytest.warns(NormstatWarning, match="skipped 2 image"):
+        dask = normstat.fit(str(folder), engine="dask", task_size=3,
+                            scheduler=threads_cluster.scheduler_address, **kw)  # fmt: skip
+    assert np.array_equal(local.mean, dask.mean) and np.array_equal(local.var, dask.var)
+    check(dask, exact_reference(paths))
+    assert dask.source == local.source
+    assert dask.source["skipped"] == [str(b) for b in bad] and dask.source["images"] == len(paths)
+    with pytest.raises(DataError, match="a-truncated.jpg"):
+        normstat.fit(str(folder), engine="dask", task_size=3, chunk_size=2,
+                     scheduler=threads_cluster.scheduler_address)  # fmt: skip
+    # apply: the bad images are found first, and each task is told which to leave out, so a
+    # task's rows land where the local apply writes them (tasks of 3 rows, output-numbered)
+    sized = {"options": {"skip_bad": True, "resize": 8, "center_crop": (8, 8)}, "chunk_size": 2}
+    with pytest.warns(NormstatWarning, match="skipped 2 image"):
+        normstat.apply(local, str(folder), str(tmp_path / "local.npy"), workers=1, **sized)
+    with pytest.warns(NormstatWarning, match="skipped 2 image"):
+        cluster = {"engine": "dask", "scheduler": threads_cluster.scheduler_address}
+        normstat.apply(
+            local, str(folder), str(tmp_path / "dask.npy"), task_size=3, **cluster, **sized
+        )
+    want = np.load(tmp_path / "local.npy")
+    assert want.shape == (len(paths), 8, 8, 3)
+    assert np.array_equal(np.load(tmp_path / "dask.npy"), want)
+    kept = sorted(p for p in folder.rglob("*") if p.is_file() and p not in bad)
+    x = np.stack([Decoding("RGB", 8, (8, 8))(str(p)) for p in kept]).astype(np.float64)
+    np.testing.assert_allclose(want, (x - local.mean) / local.std, rtol=1e-5, atol=1e-5)
 
 
 def test_sixteen_bit_png_kept_or_refused(tmp_path):
@@ -350,9 +467,9 @@ def test_image_column_binary_and_hugging_face_struct(mixed, tmp_path, suffix):
 
 def test_dask_is_refused_where_the_record_needs_the_reader_and_apply_streams_npy(mixed, tmp_path):
     root, paths = mixed
-    result = run("fit", root, "--engine", "dask", "--skip-bad", ok=False)
-    assert result.exit_code == 2 and "local engine" in result.output
     stats = _save(normstat.fit(str(root), workers=1, rescale="1/255"), tmp_path)
+    result = run("apply", stats, root, "--engine", "dask", "-o", "-", ok=False)
+    assert result.exit_code == 2 and "-o - streams rows in order" in result.output
     out = run("apply", stats, root, "--resize", "8", "--center-crop", "8", "8", "-o", "-")
     y = np.load(io.BytesIO(out.stdout_bytes))
     loaded = artifact.load(str(stats))
@@ -519,6 +636,56 @@ def test_fit_with_simplejpeg_equals_the_pillow_reference(tmp_path, monkeypatch):
     np.testing.assert_allclose(fast.var, want_var, rtol=1e-13)
 
 
+def test_jpegs_decoded_in_place_into_the_batch_buffer_reduce_to_the_reference(tmp_path):
+    """A batch decoded straight into its buffer: JPEGs of the first JPEG's shape go in place,
+    a PNG, a JPEG of another size, a damaged JPEG and a CMYK one (Pillow's) do not; the
+    reduction equals integer sums of Pillow's pixels, and the ring's buffers are reused."""
+    pytest.importorskip("simplejpeg")
+    from normstat.core.layout import AxisLayout
+    from normstat.engine.task import FitStep
+    from normstat.sources.images import Stacks, decode_batch, reduce_decoded
+
+    rng = np.random.default_rng(3)
+    smooth = Image.fromarray(rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)).resize((30, 20))
+    specs = ["a.jpg", "b.jpg", "c.png", "small.jpg", "bad.jpg", "cmyk.jpg", "d.jpg", "e.jpg"]
+    for name in specs:
+        im = smooth.resize((13, 11)) if name == "small.jpg" else smooth
+        im = im.convert("CMYK") if name == "cmyk.jpg" else im
+        im.save(tmp_path / name, quality=80 + len(name))
+    (tmp_path / "bad.jpg").write_bytes((tmp_path / "a.jpg").read_bytes()[:300])
+    batch = [(n, str(tmp_path / n)) for n in specs]
+    decoding = Decoding("RGB", turbo=True)
+    stacks = Stacks(depth=2)
+    decoded = decode_batch(decoding, batch, stacks)
+    assert decoded.placed == {0, 1, 6, 7} and decoded.stack is not None
+    assert isinstance(decoded[4][1], str)  # the damaged file: its error, named by the batch
+    step = FitStep(AxisLayout.create(-1, (0, 20, 30, 3)))
+    reduced = reduce_decoded(decoded, step, 0)
+    good = [p for n, p in batch if n != "bad.jpg"]
+    pix = np.concatenate(
+        [np.asarray(Image.open(p).convert("RGB")).reshape(-1, 3).astype(np.int64) for p in good]
+    )
+    m = reduced.value
+    assert reduced.count == 7 and m.count.tolist() == [len(pix)] * 3
+    np.testing.assert_allclose(m.mean, pix.sum(0) / len(pix), rtol=1e-15)
+    m2 = [
+        float(Fraction(int((c**2).sum())) - Fraction(int(c.sum())) ** 2 / len(pix)) for c in pix.T
+    ]
+    np.testing.assert_allclose(m.m2, m2, rtol=1e-13)
+    np.testing.assert_array_equal(m.min, pix.min(0))
+    np.testing.assert_array_equal(m.max, pix.max(0))
+    first = decoded.stack
+    again = [decode_batch(decoding, batch, stacks).stack for _ in range(2)]
+    assert again[1] is first and again[0] is not first  # a ring of two, reused
+    for k in range(2):  # grey JPEGs decoded in place as L: (h, w, 1), Pillow's pixels
+        smooth.convert("L").rotate(90 * k).save(tmp_path / f"grey{k}.jpg", quality=90)
+    greys = [(f"grey{k}.jpg", str(tmp_path / f"grey{k}.jpg")) for k in range(2)]
+    grey = decode_batch(Decoding("L", turbo=True), greys, Stacks())
+    assert grey.placed == {0, 1} and grey.stack is not None and grey.stack.shape[1:] == (20, 30, 1)
+    for (_, p), (_, pixels) in zip(greys, grey, strict=True):
+        assert np.array_equal(pixels[:, :, 0], np.asarray(Image.open(p).convert("L")))
+
+
 @pytest.mark.parametrize("hugging_face", [True, False])
 def test_image_column_labels_go_with_apply(mixed, tmp_path, hugging_face):
     """A Hugging Face ``Image()`` + ``ClassLabel`` table (the schema metadata ``datasets``
@@ -649,7 +816,7 @@ def test_dask_fit_of_images_is_the_local_fit_bit_for_bit(mixed, tmp_path):
     assert np.array_equal(local.mean, dask.mean) and np.array_equal(local.var, dask.var)
     check(dask, exact_reference(paths))
     assert dask.source["images"] == len(paths)
-    assert dask.source["shape"] == [len(paths), None, None, 3]  # sizes not collected there
+    assert dask.source == local.source  # the tasks' record: images read, sizes seen
     column = tmp_path / "t.parquet"
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -777,3 +944,34 @@ def test_an_image_column_read_from_a_row_skips_the_units_before_it(mixed, tmp_pa
     assert [w for w, _ in whole] == [f"{path}:img[{i}]" for i in range(len(paths))]
     for k in (0, 4, 5, 7, len(paths) - 1, len(paths)):
         assert list(src._items(k)) == whole[k:]
+
+
+def test_apply_skip_bad_refuses_an_image_that_breaks_after_the_count(tmp_path, monkeypatch):
+    """The output is sized for the images that decoded when they were counted: one that fails
+    afterwards is an error naming it, and nothing is written (no row left unwritten)."""
+    from normstat.sources.images import ImageStream
+
+    root = tmp_path / "images"
+    root.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)).save(root / f"{i}.png")
+    (root / "9.png").write_bytes(b"broken")
+    with pytest.warns(NormstatWarning, match="skipped 1 image"):
+        stats = normstat.fit(str(root), workers=1, options={"skip_bad": True})
+    real = ImageStream.settle
+
+    def settle_then_damage(self):
+        real(self)
+        (root / "3.png").write_bytes(b"damaged after the count")
+
+    monkeypatch.setattr(ImageStream, "settle", settle_then_damage)
+    out = tmp_path / "out" / "o.npy"
+    out.parent.mkdir()
+    with (
+        pytest.raises(DataError, match="did the file change") as caught,
+        pytest.warns(NormstatWarning, match="skipped 1 image"),
+    ):
+        normstat.apply(stats, str(root), str(out), workers=1, options={"skip_bad": True})
+    assert caught.value.path.endswith("3.png")
+    assert list(out.parent.iterdir()) == []

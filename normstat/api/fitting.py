@@ -159,7 +159,7 @@ def fit(
     )
     try:
         check_tables(srcs, by, weights)
-        check_distributable(srcs, engine)
+        check_distributable(srcs, engine, fit=True)
         if output is not None:
             check_writable(output, force=force, sources=srcs)
         if checkpoint:
@@ -286,7 +286,14 @@ def _fit_dask(
 
     check_seekable(srcs)
     tasks = fit_tasks(srcs, rows, task_rows)
-    return fit_dask(tasks, rows, layout, nan, features=srcs[0].features, sketch=sketch, **cluster)
+    records: list[Any] = []
+    moments = fit_dask(
+        tasks, rows, layout, nan, features=srcs[0].features, sketch=sketch, records=records,
+        **cluster,
+    )  # fmt: skip
+    if records and len(srcs) == 1:  # what the tasks read of an image source (read, skipped)
+        srcs[0].absorb(records[0])  # type: ignore[attr-defined]
+    return moments
 
 
 def source_layout(axis: AxisSpec, src: ArraySource) -> AxisLayout:

@@ -66,10 +66,13 @@ def check_checkpoint_every(every: float) -> None:
         )
 
 
-def check_distributable(srcs: Sequence[ArraySource], engine: str) -> None:
+def check_distributable(srcs: Sequence[ArraySource], engine: str, fit: bool = False) -> None:
     """Dask tasks reopen a source by (path, dataset), or by its ``reference()``; a source
-    that says why it cannot be (``local_only``) needs the local engine."""
+    that says why it cannot be (``local_only``, or for a fit ``local_only_fit``) needs the
+    local engine."""
     why = getattr(srcs[0], "local_only", None)
+    if fit and hasattr(srcs[0], "local_only_fit"):
+        why = srcs[0].local_only_fit
     if engine == "dask" and why:
         raise UsageError(f"{srcs[0].format} sources: {why}; drop --engine dask", path=srcs[0].path)
 

@@ -87,10 +87,12 @@ def fit_dask(
     workers: int | None = None,
     progress: Progress | None = None,
     sketch: SketchSpec | None = None,
+    records: list[Any] | None = None,
 ) -> Moments:
     """Moments of all ``tasks`` (from :func:`~normstat.engine.plan.fit_tasks`), arrays or
     tables: each task's merge tree, adjacent trees joined on the cluster, equal to the local
-    engine's result bit for bit whatever the order in which workers finish."""
+    engine's result bit for bit whatever the order in which workers finish. ``records``: the
+    joined record of a source that keeps one (images) is appended to it."""
     if not tasks:
         return Moments.empty(layout.n_features)
     with dask_client(scheduler, workers) as client:
@@ -106,7 +108,10 @@ def fit_dask(
             ]
             nodes = pairs + nodes[len(pairs) * 2 :]
         track(leaves, tasks, progress)
-        return outcome(lambda: nodes[0].result().total())
+        result = outcome(nodes[0].result)
+        if records is not None and result.record is not None:
+            records.append(result.record)
+        return result.total()
 
 
 def track(futures: list[Any], tasks: Sequence[Any], progress: Progress | None) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from normstat.core.checks import NanPolicy
 from normstat.core.histogram import SketchSpec
 from normstat.core.layout import AxisLayout
-from normstat.core.moments import TreeMerger
+from normstat.core.moments import Moments, TreeMerger
 from normstat.engine.plan import FitTask
 from normstat.engine.task import FitStep, chunk_task
 from normstat.engine.transform import TransformStep
@@ -41,6 +42,24 @@ def blame(pieces: tuple[RowRange, ...]) -> Iterator[None]:
         ) from None
 
 
+@dataclass
+class TaskResult:
+    """A fit task's merge tree, and the record its source kept of the images it read (None
+    for other sources): both join with the next task's, in data order."""
+
+    tree: TreeMerger
+    record: Any = None
+
+    def joined(self, other: TaskResult) -> TaskResult:
+        record = self.record if other.record is None else other.record
+        if self.record is not None and other.record is not None:
+            record = self.record.joined(other.record)
+        return TaskResult(self.tree.joined(other.tree), record)
+
+    def total(self) -> Moments:
+        return self.tree.total()
+
+
 def fit_range(
     task: FitTask,
     rows: int,
@@ -48,13 +67,14 @@ def fit_range(
     nan_policy: NanPolicy,
     features: list[str] | None = None,
     sketch: SketchSpec | None = None,
-) -> TreeMerger:
+) -> TaskResult:
     """The merge tree of the task's chunks: the local engine's per-chunk step and merges."""
     tree = TreeMerger(layout.n_features, task.first)
     step = FitStep(layout, nan_policy, features, sketch)
+    records: list[Any] = []
     with blame(task.pieces):
         for piece in task.pieces:
-            for chunk in read_range(piece, rows, step):
+            for chunk in read_range(piece, rows, step, records):
                 tree.add(chunk_task(chunk, layout, nan_policy, features, sketch))
     if tree.stop - task.first != task.chunks:
         first = task.pieces[0]
@@ -63,11 +83,14 @@ def fit_range(
             f"{task.chunks} were planned: did the file change during the fit?",
             path=first.label,
         )
-    return tree
+    record = None
+    for r in records:
+        record = r if record is None else record.joined(r)
+    return TaskResult(tree, record)
 
 
-def join(left: TreeMerger, right: TreeMerger) -> TreeMerger:
-    """Two adjacent tasks' trees as one (a picklable task)."""
+def join(left: TaskResult, right: TaskResult) -> TaskResult:
+    """Two adjacent tasks' results as one (a picklable task)."""
     return left.joined(right)
 
 

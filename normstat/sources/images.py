@@ -80,11 +80,18 @@ class Decoding:
             height, width = resized_size(height, width, self.resize)
         return self.center_crop if self.center_crop is not None else (height, width)
 
-    def __call__(self, payload: Payload) -> np.ndarray:
+    def __call__(self, payload: Payload, into: Decoded | None = None) -> np.ndarray:
+        """The pixels of one image; with ``into``, a JPEG that simplejpeg decodes is decoded
+        straight into the slot that batch offers for its shape (no copy into a batch later)."""
         pixels = None
         if self.turbo and self.resize is None and self.mode in _JPEG_MODES:
             data = payload if isinstance(payload, bytes) else _read(payload)
-            pixels = turbo_decode(data, self.mode)
+            shape = turbo_shape(data, self.mode)
+            if shape is not None:
+                slot = None if into is None or self.center_crop else into.slot(shape)
+                pixels = turbo_decode(data, self.mode, slot)
+                if pixels is None and into is not None:
+                    into.placed.discard(len(into))  # libjpeg refused it: Pillow decides
             payload = data
         if pixels is None:
             pixels = self._pillow(payload)
@@ -131,22 +138,81 @@ def turbo_available() -> bool:
     return True
 
 
-def turbo_decode(data: bytes, mode: str) -> np.ndarray | None:
-    """The pixels of a JPEG by simplejpeg, or None when Pillow must decode it: not a JPEG, a
-    colour space whose conversion Pillow does otherwise (CMYK, Adobe RGB; YCbCr to L, which
-    Pillow converts from RGB), or any complaint from libjpeg (Pillow then decides, tolerant or
-    not, as it always does)."""
+def turbo_shape(data: bytes, mode: str) -> tuple[int, int, int] | None:
+    """(h, w, channels) of a JPEG that simplejpeg decodes to Pillow's very pixels in ``mode``,
+    or None when Pillow must decode it: not a JPEG, a colour space whose conversion Pillow does
+    otherwise (CMYK, Adobe RGB; YCbCr to L, which Pillow converts from RGB), or a header that
+    libjpeg complains about."""
     if data[:2] != b"\xff\xd8":
         return None
     import simplejpeg
 
     try:
-        colorspace = simplejpeg.decode_jpeg_header(data)[2]
-        if colorspace != "Gray" and (colorspace != "YCbCr" or mode != "RGB"):
-            return None
-        return simplejpeg.decode_jpeg(data, colorspace=_JPEG_MODES[mode])
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError:
         return None
+    if colorspace != "Gray" and (colorspace != "YCbCr" or mode != "RGB"):
+        return None
+    return height, width, 3 if mode == "RGB" else 1
+
+
+def turbo_decode(data: bytes, mode: str, out: np.ndarray | None = None) -> np.ndarray | None:
+    """The pixels of a JPEG by simplejpeg (into ``out``, of its shape, when given), or None when
+    Pillow must decode it (:func:`turbo_shape`, or any complaint from libjpeg: Pillow then
+    decides, tolerant or not, as it always does)."""
+    if out is None and turbo_shape(data, mode) is None:
+        return None
+    import simplejpeg
+
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace=_JPEG_MODES[mode], buffer=out)
+    except ValueError:
+        return None
+    return pixels if out is None else out
+
+
+class Stacks:
+    """Where a batch's images are decoded in place: one ``(n, *shape)`` buffer per batch, for
+    the shape of its first JPEG, taken from a ring of ``depth`` buffers reused batch after batch
+    (fresh pages for every batch would be faulted in each time). ``depth``: batches alive at
+    once (being decoded, waiting, being reduced)."""
+
+    def __init__(self, depth: int = 1) -> None:
+        self.ring: list[np.ndarray | None] = [None] * depth
+        self.turn = 0
+
+    def batch(self, n: int) -> Decoded:
+        """An empty decoded batch of ``n`` images, that takes its buffer from this ring."""
+        return Decoded(self, n)
+
+    def buffer(self, want: tuple[int, ...]) -> np.ndarray:
+        self.turn = (self.turn + 1) % len(self.ring)
+        buf = self.ring[self.turn]
+        if buf is None or buf.shape != want:
+            buf = self.ring[self.turn] = np.empty(want, np.uint8)
+        return buf
+
+
+class Decoded(list[tuple[str, "np.ndarray | str"]]):
+    """A decoded batch, ``(where, pixels or why)`` per image; ``stack``: the buffer that the
+    images in ``placed`` were decoded into, image ``i`` at ``stack[i]``."""
+
+    def __init__(self, stacks: Stacks | None = None, n: int = 0) -> None:
+        super().__init__()
+        self.stacks, self.n = stacks, n
+        self.stack: np.ndarray | None = None
+        self.placed: set[int] = set()
+
+    def slot(self, shape: tuple[int, int, int]) -> np.ndarray | None:
+        """The place for the next image's pixels (None: another shape than the stack's)."""
+        if self.stacks is None:
+            return None
+        if self.stack is None:
+            self.stack = self.stacks.buffer((self.n, *shape))
+        if self.stack.shape[1:] != shape:
+            return None
+        self.placed.add(len(self))
+        return self.stack[len(self)]
 
 
 def _center_crop(pixels: np.ndarray, crop_h: int, crop_w: int) -> np.ndarray:
@@ -162,14 +228,16 @@ def _center_crop(pixels: np.ndarray, crop_h: int, crop_w: int) -> np.ndarray:
 
 
 def decode_batch(
-    decoding: Decoding, batch: Sequence[tuple[str, Payload]]
-) -> list[tuple[str, np.ndarray | str]]:
-    """Decode each item; a file that fails gives its error message instead of pixels."""
-    out: list[tuple[str, np.ndarray | str]] = []
+    decoding: Decoding, batch: Sequence[tuple[str, Payload]], stacks: Stacks | None = None
+) -> Decoded:
+    """Decode each item; a file that fails gives its error message instead of pixels. With
+    ``stacks``, JPEGs of the batch's first JPEG's shape are decoded straight into one buffer."""
+    out = Decoded() if stacks is None else stacks.batch(len(batch))
     for where, payload in batch:
         try:
-            out.append((where, decoding(payload)))
+            out.append((where, decoding(payload, out)))
         except Exception as exc:  # Pillow raises many types for damaged data; each names a file
+            out.placed.discard(len(out))
             out.append((where, f"{type(exc).__name__}: {exc}"))
     return out
 
@@ -191,8 +259,9 @@ def reduce_decoded(
     decoded: Sequence[tuple[str, np.ndarray | str]], step: Reducer, first: int
 ) -> Reduced:
     """Reduce the decoded images of a batch by ``step`` and merge them in order; only that value
-    leaves. Consecutive images of one size are copied into one buffer and reduced by one call
-    (cheaper than a call per image: docs/performance.md); an image of another size is
+    leaves. Consecutive images of one size are reduced by one call (cheaper than a call per
+    image: docs/performance.md), from the buffer they were decoded into, or else copied into
+    one; an image of another size is
     reduced by the step for its own shape (pooled pixel by pixel on the reduced axes)."""
     steps: dict[tuple[int, ...], Reducer | None] = {}
     parts: list[Any] = []
@@ -200,12 +269,23 @@ def reduce_decoded(
     bad: list[tuple[str, str]] = []
     run: list[tuple[int, str, np.ndarray]] = []
 
+    stack = getattr(decoded, "stack", None)
+    placed: set[int] = getattr(decoded, "placed", set())
+
     def flush() -> None:
         if run:
             i0, where0, pixels0 = run[0]
-            buf = _batch_buffer(len(decoded), pixels0)
-            for k, (_, _, pixels) in enumerate(run):
-                buf[k] = pixels
+            indices = [i for i, _, _ in run]
+            if (
+                stack is not None
+                and indices == list(range(i0, i0 + len(run)))
+                and placed.issuperset(indices)
+            ):
+                buf = stack[i0:]  # decoded in place, one after the other: no copy
+            else:
+                buf = _batch_buffer(len(decoded), pixels0)
+                for k, (_, _, pixels) in enumerate(run):
+                    buf[k] = pixels
             own = steps[tuple(pixels0.shape)]
             assert own is not None
             parts.append(own(Chunk(buf[: len(run)], where0, None, first + i0)))
@@ -256,8 +336,13 @@ def decode_then(
 ) -> Any:
     """What a decoding process runs: the batch decoded, then ``finish(decoded, *extra)``
     (a fit's reduction) when given, so that only its result comes back."""
-    decoded = decode_batch(decoding, batch)
-    return decoded if finish is None else finish(decoded, *extra)
+    if finish is None:
+        return decode_batch(decoding, batch)
+    return finish(decode_batch(decoding, batch, _STACKS), *extra)
+
+
+_STACKS = Stacks()
+"""A decoding process's buffer: it decodes and finishes one batch at a time."""
 
 
 def _batched(items: Iterable[tuple[str, Payload]], n: int) -> Iterator[list[tuple[str, Payload]]]:
@@ -312,12 +397,16 @@ class ImageStream:
         specs: Sequence[str],
         options: ImageOptions,
         columns: Sequence[str] | None = None,
+        known: Any = None,
     ) -> None:
         """``paths``: the files (folder images, shards, tables), ``roots[i]`` the folder
         ``paths[i]`` was found in, ``specs`` the SOURCE arguments they came from. A subclass
-        sets up what its :meth:`_items` needs (:meth:`_setup`) before the first image is read."""
+        sets up what its :meth:`_items` needs (:meth:`_setup`) before the first image is read;
+        ``known``: what the process that planned a Dask task found there already
+        (:meth:`_known`), so that a task does not find it again."""
         self.paths, self.roots, self.specs = list(paths), list(roots), list(specs)
         self.path = self.specs[0]
+        self.known = known
         self._setup(columns)
         self.options = options
         turbo = options.resize is None and options.mode in _JPEG_MODES and turbo_available()
@@ -329,23 +418,42 @@ class ImageStream:
         self.sizes: set[tuple[int, ...]] = set()
         self._marks: deque[tuple[int, int, int, frozenset[tuple[int, ...]]]] = deque(maxlen=256)
         self._drop: list[int] = []  # items found bad by :meth:`settle`, left out of the reads
+        self._absorbed = False  # the record came from Dask tasks (:meth:`absorb`)
         self.dtype, channels = _mode_layout(options.mode, self.path)
         h, w = self._first()
         self.shape: tuple[Any, ...] = (self._count(), h, w, channels)
 
     @property
     def local_only(self) -> str | None:
-        """Why this source needs the local engine, if it does."""
-        if self.skip_bad:
-            return "--skip-bad lists skipped images where they are read: use the local engine"
+        """Why ``apply`` on this source needs the local engine, if it does (with ``skip_bad``
+        the images that do not decode are found first, :meth:`settle`, and the tasks are
+        told which to leave out: they travel in the reference)."""
+        return self.local_only_fit
+
+    @property
+    def local_only_fit(self) -> str | None:
+        """Why a fit of this source needs the local engine, if it does (a fit's tasks report
+        the images they skipped: :meth:`task_record`)."""
         if self.shape[0] is None:
             return "its images are counted only by reading them: use the local engine"
         return None
 
+    def task_record(self) -> ImageRecord:
+        """What a Dask task read: joined with the other tasks' in data order, it is the
+        record a local read keeps (:meth:`absorb`)."""
+        return ImageRecord(self.read, tuple(self.skipped), frozenset(self.sizes))
+
+    def absorb(self, record: ImageRecord) -> None:
+        """Take the record of the tasks that read this source, and say what they skipped."""
+        self.read, self.skipped, self.sizes = record.read, list(record.skipped), set(record.sizes)
+        if not self._absorbed:  # said once, however many passes (exact quantiles) read them
+            self._say_skipped()
+        self._absorbed = True
+
     def reference(self) -> ImageReference:
         """How another process reopens this source (one decoding process there)."""
         options = ImageOptions(
-            self.options.mode, self.options.resize, self.options.center_crop, False, 1
+            self.options.mode, self.options.resize, self.options.center_crop, self.skip_bad, 1
         )
         return ImageReference(
             type(self).__module__,
@@ -355,7 +463,13 @@ class ImageStream:
             tuple(self.specs),
             options,
             getattr(self, "column", None),
+            self._known(),
+            tuple(self._drop),
         )
+
+    def _known(self) -> Any:
+        """What :meth:`_setup` found that a task's reopening may reuse (picklable)."""
+        return None
 
     def _setup(self, columns: Sequence[str] | None) -> None:
         no_columns(columns, self.path)
@@ -412,6 +526,14 @@ class ImageStream:
         self.shape = (index - len(self._drop), *self.shape[1:])
         self._say_skipped()
 
+    def _input_index(self, k: int) -> int:
+        """The item index of the ``k``-th image kept by :meth:`settle` (``k`` itself when none
+        was left out): a Dask task's output rows start there."""
+        if not self._drop or k == 0:
+            return k
+        drop = np.asarray(self._drop)
+        return int(k + np.searchsorted(drop - np.arange(len(drop)), k, side="right"))
+
     def kept(self, values: np.ndarray) -> np.ndarray:
         """Per-item ``values`` (labels) without the items :meth:`settle` left out."""
         return np.delete(values, self._drop) if self._drop else values
@@ -422,8 +544,9 @@ class ImageStream:
         array; a fit pools sizes through :meth:`reduced_chunks`)."""
         buf: np.ndarray | None = None
         k, first, where0 = 0, start, ""
-        index = start
-        for _, results in self._run(None, start, stop, self.preferred_rows(BATCH_BYTES)):
+        index = start  # in the output's numbering: the images left out by settle() skipped
+        begin, end = self._input_index(start), None if stop is None else self._input_index(stop)
+        for _, results in self._run(None, begin, end, self.preferred_rows(BATCH_BYTES)):
             for where, pixels in self._checked(results):
                 if pixels.shape != tuple(self.shape[1:]):
                     raise DataError(
@@ -496,6 +619,8 @@ class ImageStream:
             items = (item for i, item in enumerate(items, start) if i not in drop)
         batches = _batched(items, per_batch)
         pool: Executor = _pool(self.workers) if self.workers > 1 else ThreadPoolExecutor(1)
+        # one worker: the batch being decoded, one waiting and one being finished
+        stacks = None if finish is None else Stacks(depth=3)
         pending: deque[tuple[list[tuple[str, Payload]], Future[Any]]] = deque()
         index = start
         try:
@@ -504,7 +629,7 @@ class ImageStream:
                     task = (decode_then, finish, self.decoding, batch, *extra, index)
                     pending.append((batch, pool.submit(*task)))
                 else:
-                    decoded = decode_batch(self.decoding, batch)
+                    decoded = decode_batch(self.decoding, batch, stacks)
                     if finish is None:
                         yield batch, decoded
                     else:
@@ -539,10 +664,21 @@ class ImageStream:
     def _checked(
         self, results: list[tuple[str, np.ndarray | str]]
     ) -> Iterator[tuple[str, np.ndarray]]:
+        """The pixels of ``apply``'s images. None may fail here: with ``skip_bad`` the ones that
+        do not decode were found and left out first (:meth:`settle`), so the output is sized
+        for the others and one more would leave a row unwritten."""
         for where, pixels in results:
             if isinstance(pixels, str):
-                self._bad(where, pixels)
-                continue
+                if self.skip_bad:
+                    raise DataError(
+                        f"cannot decode this image ({pixels}), though it decoded when the "
+                        "images were counted: did the file change during the run?",
+                        path=where,
+                    )
+                raise DataError(
+                    f"cannot decode this image ({pixels}); --skip-bad skips such files",
+                    path=where,
+                )
             yield where, pixels
 
     @property
@@ -574,7 +710,7 @@ class ImageStream:
         """What the artifact's ``source`` adds for images (after the read). Read by Dask tasks
         (nothing read here), every image was reduced (no --skip-bad there) and their sizes
         were not collected: null."""
-        by_others = self.read == 0 and bool(self.shape[0])
+        by_others = self.read == 0 and bool(self.shape[0]) and not self._absorbed
         one = len(self.sizes) == 1
         h, w = next(iter(self.sizes)) if one else (None, None)
         read = self.shape[0] if by_others else self.read
@@ -596,6 +732,21 @@ class ImageStream:
 
 
 @dataclass(frozen=True)
+class ImageRecord:
+    """What a read of some images found: how many were read, the files skipped (in order) and
+    the sizes seen; two adjacent reads' records join into the record of both."""
+
+    read: int
+    skipped: tuple[str, ...]
+    sizes: frozenset[tuple[int, ...]]
+
+    def joined(self, later: ImageRecord) -> ImageRecord:
+        return ImageRecord(
+            self.read + later.read, self.skipped + later.skipped, self.sizes | later.sizes
+        )
+
+
+@dataclass(frozen=True)
 class ImageReference:
     """A picklable image source: its class, files and options (a Dask task's ``RowRange``)."""
 
@@ -606,13 +757,21 @@ class ImageReference:
     specs: tuple[str, ...]
     options: ImageOptions
     column: str | None = None
+    known: Any = None
+    drop: tuple[int, ...] = ()  # the items ``settle`` found bad: an apply task leaves them out
 
     def open(self) -> ImageStream:
         import importlib
 
         cls = getattr(importlib.import_module(self.module), self.name)
         columns = None if self.column is None else [self.column]
-        return cls(list(self.paths), list(self.roots), list(self.specs), self.options, columns)
+        src: ImageStream = cls(
+            list(self.paths), list(self.roots), list(self.specs), self.options, columns, self.known
+        )
+        if self.drop:
+            src._drop = list(self.drop)
+            src.shape = (src.shape[0] - len(self.drop), *src.shape[1:])
+        return src
 
 
 def no_columns(columns: Sequence[str] | None, path: str) -> None:

@@ -74,11 +74,18 @@ def open_range(r: RowRange) -> ArraySource:
         return open_one(r.path, r.dataset, r.format, columns, r.table, allow_external=True)
 
 
-def read_range(r: RowRange, rows: int, step: Reducer | None = None) -> Iterator[Chunk]:
+def read_range(
+    r: RowRange, rows: int, step: Reducer | None = None, records: list[Any] | None = None
+) -> Iterator[Chunk]:
     """The rows of ``r`` in chunks of at most ``rows``, each tagged with its file row; a fit
-    gives its ``step``, which a source that reduces where it decodes runs there."""
+    gives its ``step``, which a source that reduces where it decodes runs there. A source that
+    keeps a record of what it read (images: read, skipped, sizes) appends it to ``records``
+    once the range is read (``task_record()``), for the client's artifact."""
     src = open_range(r)
     try:
         yield from fit_chunks(src, rows, step, r.start, r.stop)
+        noted = getattr(src, "task_record", None)
+        if records is not None and noted is not None:
+            records.append(noted())
     finally:
         src.close()
