@@ -110,10 +110,17 @@ class _Reader:
         )
 
     def iter_batches(
-        self, batch_size: int, row_groups: range, columns: Sequence[str] | None
+        self,
+        batch_size: int,
+        row_groups: range,
+        columns: Sequence[str] | None,
+        use_threads: bool = True,
     ) -> Iterator[Batch]:
         return self.reader.iter_batches(
-            batch_size, list(row_groups), column_indices=self.indices(columns), use_threads=True
+            batch_size,
+            list(row_groups),
+            column_indices=self.indices(columns),
+            use_threads=use_threads,
         )
 
     def close(self) -> None:
@@ -124,6 +131,7 @@ class _Reader:
 
 class ParquetFile(TableSource):
     format = "parquet"
+    column_reads = True
 
     def __init__(
         self, path: str, columns: Sequence[str] | None = None, options: TableOptions | None = None
@@ -188,8 +196,10 @@ class ParquetFile(TableSource):
             yield Chunk.of_columns(columns, self.path, None, lo, rows=hi - lo, extra=extra)
 
     def _read_blocks(
-        self, lo: int, hi: int, rows: int, columns: list[str] | None
+        self, lo: int, hi: int, rows: int, columns: list[str] | None, threads: bool = True
     ) -> Iterator[Batch]:
+        if not threads:  # this thread's reader, no decoding threads of pyarrow's
+            return self.handle().iter_batches(rows, range(lo, hi), columns, use_threads=False)
         if self._file is None:
             self._file = self.reopen()
         return self._file.iter_batches(rows, range(lo, hi), columns)
