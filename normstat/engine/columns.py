@@ -105,7 +105,7 @@ def _split(
     pending: deque[list[Future[Any]]] = deque()
     try:
         while True:
-            pending.append([p.submit(r[1]) for p, r in zip(pools, readers)])
+            pending.append([p.submit(r[1]) for p, r in zip(pools, readers, strict=True)])
             if len(pending) <= depth:
                 continue
             got = [f.result() for f in pending.popleft()]
@@ -113,9 +113,9 @@ def _split(
                 return
             if any(b is None or b.num_rows != got[0].num_rows for b in got):
                 raise RuntimeError("the column parts of a table were read as different batches")
-            arrays = {}
+            arrays: dict[str, Any] = {}
             for b in got:
-                arrays.update(zip(b.schema.names, b.columns))
+                arrays.update(zip(b.schema.names, b.columns, strict=True))
             batch = pa.RecordBatch.from_arrays([arrays[c] for c in schema.names], schema=schema)
             yield batch.num_rows, batch
     finally:
