@@ -13,6 +13,7 @@ undefined outside them: an inverse never clips.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ def _float64_scratch(shape: tuple[int, ...]) -> np.ndarray:
     buf = getattr(_scratch, "buf", None)
     if buf is None:
         buf = _scratch.buf = np.empty(_BLOCK_ELEMENTS)
-    n = int(np.prod(shape))
+    n = math.prod(shape)
     if n > buf.size:  # a single sample wider than a block
         return np.empty(shape)
     return buf[:n].reshape(shape)
