@@ -198,11 +198,22 @@ class ParquetFile(TableSource):
     def _read_blocks(
         self, lo: int, hi: int, rows: int, columns: list[str] | None, threads: bool = True
     ) -> Iterator[Batch]:
-        if not threads:  # this thread's reader, no decoding threads of pyarrow's
-            return self.handle().iter_batches(rows, range(lo, hi), columns, use_threads=False)
+        if not threads:
+            return self._read_alone(lo, hi, rows, columns)
         if self._file is None:
             self._file = self.reopen()
         return self._file.iter_batches(rows, range(lo, hi), columns)
+
+    def _read_alone(
+        self, lo: int, hi: int, rows: int, columns: list[str] | None
+    ) -> Iterator[Batch]:
+        """Row groups ``lo:hi`` through a reader of their own, closed once they are read (no
+        file stays open per shard and part), decoded on the calling thread alone."""
+        reader = self.reopen()
+        try:
+            yield from reader.iter_batches(rows, range(lo, hi), columns, use_threads=False)
+        finally:
+            reader.close()
 
     def handle(self) -> _Reader:
         """This thread's own reader (the footer is parsed once, not per thread): chunks are
