@@ -235,3 +235,28 @@ def test_a_short_chunk_as_one_matrix_equals_its_columns_stacked(tmp_path, dtype)
     (src,) = open_sources([str(mixed)])
     assert next(iter(src.chunks(100))).columns.row_major() is None
     src.close()
+
+
+def test_npy_shards_sharing_a_header_parse_it_once_and_still_refuse_a_bad_one(tmp_path):
+    """Headers are remembered by their bytes: shards of one shape parse once; a shard whose
+    header differs (another dtype) is parsed anew, and a damaged one is still refused."""
+    from normstat.sources import npy
+
+    x = np.arange(40.0).reshape(20, 2)
+    for i in range(3):
+        np.save(tmp_path / f"s{i}.npy", x + i)
+    np.save(tmp_path / "t.npy", x.astype(np.float32))
+    s = normstat.fit([str(tmp_path / f"s{i}.npy") for i in range(3)])
+    ref = np.concatenate([x + i for i in range(3)])
+    np.testing.assert_allclose(s.mean, ref.mean(axis=0), rtol=1e-15)
+    np.testing.assert_allclose(s.var, ref.var(axis=0), rtol=1e-13)
+    assert npy.NpyFile(str(tmp_path / "t.npy")).dtype == np.float32
+    bad = (tmp_path / "s0.npy").read_bytes().replace(b"'descr'", b"'dascr'")
+    (tmp_path / "bad.npy").write_bytes(bad)
+    with pytest.raises(DataError, match="not a readable .npy"):
+        npy.NpyFile(str(tmp_path / "bad.npy"))
+    huge = bytearray((tmp_path / "s0.npy").read_bytes())
+    huge[8:10] = (60000).to_bytes(2, "little")  # a header length beyond numpy's limit
+    (tmp_path / "huge.npy").write_bytes(bytes(huge))
+    with pytest.raises(DataError, match="more than 10000"):
+        npy.NpyFile(str(tmp_path / "huge.npy"))
