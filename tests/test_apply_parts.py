@@ -161,3 +161,24 @@ def test_by_group_and_arrow_files_stay_batch_by_batch(tmp_path, parts_used):
             np.testing.assert_allclose(y, (x - x.mean()) / x.std(), rtol=1e-5, atol=1e-5)
     arrow = ipc.open_file(str(tmp_path / "o.arrow")).read_all()
     assert np.array_equal(arrow.column("a").to_numpy(), _reference(plain, t, "a"))
+
+
+def test_default_parts_leave_a_core_to_an_encoding_writer(
+    parquet, tmp_path, parts_used, monkeypatch
+):
+    """By default one part per core; a Parquet or CSV writer (which encodes) keeps one core."""
+    monkeypatch.setattr(columns.os, "cpu_count", lambda: 2)
+    stats = normstat.fit(parquet, columns=["a", "b"])
+    normstat.apply(stats, parquet, str(tmp_path / "o.parquet"))
+    assert parts_used == []  # 2 cores - the writer's = 1: batch by batch
+    normstat.apply(stats, parquet, str(tmp_path / "o.arrow"))
+    assert [len(p) for p in parts_used] == [2]
+    monkeypatch.setattr(columns.os, "cpu_count", lambda: 8)
+    normstat.apply(stats, parquet, str(tmp_path / "o2.parquet"), force=True)
+    assert [len(p) for p in parts_used] == [2, columns._MAX_PARTS]
+    src = pq.read_table(parquet)
+    for out in ("o.parquet", "o2.parquet"):
+        got = pq.read_table(tmp_path / out)
+        assert np.array_equal(got.column("b").to_numpy(), _reference(stats, src, "b"))
+    got = ipc.open_file(str(tmp_path / "o.arrow")).read_all()
+    assert np.array_equal(got.column("a").to_numpy(), _reference(stats, src, "a"))

@@ -30,7 +30,8 @@ def apply(srcs: list[ArraySource], o: ApplyOptions) -> None:
         return
     out = resolve(srcs, o)
     if out.batches:  # a table written as a table
-        done = transformed_tables(srcs, o.rows, o.step, out.spec.schema, o.workers)
+        spare = 1 if out.format.encodes else 0  # a core for the writer's thread
+        done = transformed_tables(srcs, o.rows, o.step, out.spec.schema, o.workers, spare)
     else:
         done = transformed(reads(srcs, o.rows, False), o.step, None, o.workers or 1)
     items = _counted(done, o.progress)

@@ -32,13 +32,15 @@ def transformed_tables(
     step: TransformStep,
     schema: Any,
     threads: int | None = None,
+    spare: int = 0,
 ) -> Iterator[tuple[int, Any]]:
     """``(rows, transformed record batch)`` of every source in order, ``schema`` the output's;
-    a columnar table in parts (``threads`` of them; by default one per core, at most
-    ``_MAX_PARTS``), any other one batch at a time ``threads`` (default 1) batches ahead."""
+    a columnar table in parts (``threads`` of them; by default one per core but ``spare`` left
+    to the writer, at most ``_MAX_PARTS``), any other one batch at a time ``threads`` (default
+    1) batches ahead. Fewer than two parts: batch by batch too."""
     first = 0
     for s in srcs:
-        parts = _parts(s, step, schema, threads)
+        parts = _parts(s, step, schema, threads, spare)
         if parts is None:
             items = transformed(s.batches(rows), step, schema, threads or 1, first)  # type: ignore[attr-defined]
         else:
@@ -48,7 +50,9 @@ def transformed_tables(
             yield n, b
 
 
-def _parts(src: ArraySource, step: TransformStep, schema: Any, threads: int | None) -> Any:
+def _parts(
+    src: ArraySource, step: TransformStep, schema: Any, threads: int | None, spare: int = 0
+) -> Any:
     """The output's column names cut into parts of about equal decoded bytes, or None where the
     source is not read by columns (CSV, streams, Arrow IPC: a batch of theirs costs the same
     read whatever its columns), the map is per group (``--by``: every part would need the
@@ -58,7 +62,7 @@ def _parts(src: ArraySource, step: TransformStep, schema: Any, threads: int | No
         return None
     if len(set(names)) != len(names) or len(names) < 2:
         return None
-    n = threads if threads else min(os.cpu_count() or 1, _MAX_PARTS)
+    n = threads if threads else min((os.cpu_count() or 1) - spare, _MAX_PARTS)
     n = min(max(n, 1), len(names))
     if n < 2:
         return None
