@@ -144,7 +144,7 @@ def fit(
         raise UsageError("--resume needs --checkpoint PATH")
     if checkpoint and "-" in specs:
         raise UsageError("a fit from stdin cannot be checkpointed (it cannot be re-read)")
-    check_keyed(by, weights, checkpoint=checkpoint, sketch=sketch is not None, rescale=scale)
+    check_keyed(by, weights, checkpoint=checkpoint, sketch=sketch is not None)
     chosen, table = reading(columns, exclude, column_types, delimiter, header, null_values)
     table = keyed_table(table, by, weights)
     srcs = open_sources(

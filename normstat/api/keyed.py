@@ -31,7 +31,6 @@ def check_keyed(
     *,
     checkpoint: str | None = None,
     sketch: bool = False,
-    rescale: float = 1.0,
 ) -> None:
     """What ``by`` and ``weights`` cannot be combined with yet, refused before any read."""
     for name, value in (("by", by), ("weights", weights)):
@@ -49,8 +48,6 @@ def check_keyed(
     flag = "--by" if by is not None else "--weights"
     if checkpoint:
         raise UsageError(f"{flag}: a fit by group or weighted cannot be checkpointed yet")
-    if by is not None and rescale != 1.0:
-        raise UsageError("--by: per-group statistics are not combined with --rescale yet")
 
 
 def keyed_table(table: TableOptions, by: str | None, weights: str | None) -> TableOptions:
