@@ -144,9 +144,10 @@ def fit(
         raise UsageError("--resume needs --checkpoint PATH")
     if checkpoint and "-" in specs:
         raise UsageError("a fit from stdin cannot be checkpointed (it cannot be re-read)")
-    check_keyed(by, weights, checkpoint=checkpoint, sketch=sketch is not None)
+    check_keyed(by, weights, sketch=sketch is not None)
     chosen, table = reading(columns, exclude, column_types, delimiter, header, null_values)
     table = keyed_table(table, by, weights)
+    keyed = {"by": by, "weights": weights}
     srcs = open_sources(
         specs,
         dataset,
@@ -169,7 +170,7 @@ def fit(
         saver, initial = None, None
         if checkpoint:
             saver, initial = _checkpointer(
-                srcs, layout, rows, nan, checkpoint, checkpoint_every, resume, sketch
+                srcs, layout, rows, nan, checkpoint, checkpoint_every, resume, sketch, keyed
             )
         skip = saver.rows_done if saver else 0
         if progress is not None:
@@ -316,9 +317,13 @@ def _checkpointer(
     every: float,
     resume: bool,
     sketch: SketchSpec | None = None,
+    keyed: Mapping[str, str | None] | None = None,
 ) -> tuple[checkpoints.Checkpointer, TreeMerger | None]:
     check_checkpoint_every(every)
-    summary = {} if sketch is None else {"distribution_summary": {"rescale": sketch.scale}}
+    summary: dict[str, Any] = {}
+    if sketch is not None:
+        summary["distribution_summary"] = {"rescale": sketch.scale}
+    summary.update({k: v for k, v in (keyed or {}).items() if v is not None})  # --by, --weights
     print_ = checkpoints.fingerprint(
         srcs,
         axis=plain(layout.axis),

@@ -29,7 +29,6 @@ def check_keyed(
     by: str | None,
     weights: str | None,
     *,
-    checkpoint: str | None = None,
     sketch: bool = False,
 ) -> None:
     """What ``by`` and ``weights`` cannot be combined with yet, refused before any read."""
@@ -43,11 +42,6 @@ def check_keyed(
         )
     if by is not None and by == weights:
         raise UsageError(f"--by and --weights name the same column {by!r}")
-    if by is None and weights is None:
-        return
-    flag = "--by" if by is not None else "--weights"
-    if checkpoint:
-        raise UsageError(f"{flag}: a fit by group or weighted cannot be checkpointed yet")
 
 
 def keyed_table(table: TableOptions, by: str | None, weights: str | None) -> TableOptions:
