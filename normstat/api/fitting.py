@@ -391,6 +391,8 @@ class Accumulator:
         self.rows = 0
         self.dtype: np.dtype | None = None
         self.features: list[str] | None = check_columns(columns)
+        self.columns = self.features  # what each batch selects (a vector column: one name)
+        self.feature_groups: list[dict[str, Any]] | None = None
         self.keyed: tuple[str | None, str | None] = (None, None)
 
     def update(self, batch: Any, *, by: Any = None, weights: Any = None) -> Accumulator:
@@ -402,9 +404,10 @@ class Accumulator:
     def _update(self, batch: Any, name: str, by: Any = None, weights: Any = None) -> Accumulator:
         batch, extra = split_keyed(batch, by, weights)
         self._check_keyed(by, weights)
-        m = as_matrix(batch, name, columns=self.features if self.features else None)
-        if m.names is not None and self.features is None and self.layout is None:
-            self.features = m.names
+        m = as_matrix(batch, name, columns=self.columns if self.columns else None)
+        if m.names is not None and self.layout is None:
+            self.features, self.feature_groups = m.names, m.feature_groups
+            self.columns = m.selected or m.names
         if m.names is not None and self.axis not in (-1, 1, (-1,), (1,)):
             raise UsageError(
                 f"axis: a table has one statistic per column, so axis must be -1, "
@@ -456,6 +459,7 @@ class Accumulator:
         if self.layout is None:
             self.layout, self.moments = other.layout, other.moments.copy()  # type: ignore[union-attr]
             self.features, self.keyed = other.features, other.keyed
+            self.columns, self.feature_groups = other.columns, other.feature_groups
         elif (
             other.layout != self.layout
             or other.features != self.features
@@ -493,6 +497,7 @@ class Accumulator:
             quantile_levels=self.levels,
             by=self.keyed[0],
             weights=self.keyed[1],
+            feature_groups=self.feature_groups,
         )
 
 

@@ -319,9 +319,7 @@ def _weight(w: np.ndarray | None, m: Moments, what: str, path: str) -> np.ndarra
     return np.array(w)
 
 
-def _groups(
-    arrays: dict[str, np.ndarray], i: int, m: Moments, n: int, path: str
-) -> GroupedMoments:
+def _groups(arrays: dict[str, np.ndarray], i: int, m: Moments, n: int, path: str) -> GroupedMoments:
     """State ``i``'s per-group moments: ``n`` sorted distinct keys, each group possible, and
     the groups' counts adding up to the state's exactly (every row is in one group)."""
     what = f"state {i}'s groups"
