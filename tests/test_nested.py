@@ -683,3 +683,17 @@ def test_fit_arrays_of_an_arrow_table_says_what_it_left_out_and_names_a_bad_row(
     rows[31] = [1.0, 2.0]
     with pytest.raises(DataError, match="row 31 holds a value of another shape"):
         normstat.fit_arrays(pa.table({"v": pa.array(rows)}), columns=["v"])
+
+
+def test_transform_of_an_arrow_table_with_vector_columns_uses_its_groups(tmp_path):
+    table, state, action = lerobot_table(500)
+    pq.write_table(table, tmp_path / "e.parquet")
+    stats = normstat.fit(str(tmp_path / "e.parquet"))  # the groups of a file ...
+    z = normstat.transform(table, stats, dtype=np.float64)  # ... applied to the table in memory
+    x = np.concatenate([state, action], axis=1).astype(np.float64)
+    np.testing.assert_allclose(z, (x - x.mean(axis=0)) / x.std(axis=0), rtol=1e-9, atol=1e-9)
+    other = pa.table(
+        {"observation.state": _vectors(np.ones((4, 3))), "action": _vectors(np.ones((4, 14)))}
+    )
+    with pytest.raises(normstat.UsageError, match="are not those of the statistics"):
+        normstat.transform(other, stats)
