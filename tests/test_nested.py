@@ -517,6 +517,12 @@ def test_files_written_by_hugging_face_datasets(tmp_path):
         assert {"name": "label", "reason": "ClassLabel"} in stats.source["left_out"]
         assert_matches(stats, slice(0, 4), state)
         assert_matches(stats, slice(4, 10), arr)
+    with pytest.warns(NormstatWarning, match="ClassLabel"):  # the table in memory: the same
+        in_memory = normstat.fit_arrays(ds.data.table)
+    assert in_memory.feature_groups == stats.feature_groups
+    assert in_memory.features == stats.features
+    assert_matches(in_memory, slice(0, 4), state)
+    assert_matches(in_memory, slice(4, 10), arr)
 
 
 def test_dask_engine_equals_local(lerobot_file, tmp_path):

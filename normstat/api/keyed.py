@@ -37,8 +37,8 @@ def check_keyed(
             raise UsageError(f"{name}: expected a column name, received {value!r}")
     if weights is not None and sketch:
         raise UsageError(
-            "--weights: quantiles and the histogram are not weighted yet; fit them without "
-            "--weights"
+            "--weights: quantiles and the histogram are not weighted yet (the distribution "
+            "summary counts each value once); fit them in a run without --weights"
         )
     if by is not None and by == weights:
         raise UsageError(f"--by and --weights name the same column {by!r}")
