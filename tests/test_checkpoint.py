@@ -163,6 +163,7 @@ def _keyed_table(tmp_path):
         {"weights": "w"},
         {"by": "episode_index", "weights": "w"},
         {"by": "speaker", "weights": "w"},
+        {"by": "episode_index", "quantiles": "robust"},
     ],
 )
 def test_resume_of_a_fit_by_group_or_weighted_equals_uninterrupted_bit_for_bit(tmp_path, keyed):
@@ -177,6 +178,8 @@ def test_resume_of_a_fit_by_group_or_weighted_equals_uninterrupted_bit_for_bit(t
         assert np.array_equal(getattr(resumed, k), getattr(whole, k), equal_nan=True), k
     if "weights" in keyed:
         assert np.array_equal(resumed.moments.weight, whole.moments.weight)
+    if "quantiles" in keyed:
+        assert np.array_equal(resumed.quantiles, whole.quantiles, equal_nan=True)
     if "by" in keyed:
         assert np.array_equal(resumed.group_keys, whole.group_keys)
         g, h = resumed.by_group(), whole.by_group()
