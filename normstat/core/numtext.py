@@ -1,27 +1,41 @@
 """JSON arrays of numbers read and written in blocks, in memory bounded by the block.
 
 A wide artifact holds arrays of millions of numbers; parsing one as Python lists costs ~100
-bytes a value, formatting one as text holds the whole text. Here an array is read from a
-binary file a block of values at a time (numpy's C parser, correctly rounded: the same floats
-as ``json``), and written a block at a time with ``json``'s own float repr.
+bytes a value, formatting one as text holds the whole text, and a Python call per value
+(``repr``, ``float``) is most of the time. Here an array is read from a binary file a block of
+values at a time (Arrow's CSV number parser, correctly rounded: the same floats as ``json``),
+and written a block at a time with Arrow's float-to-text cast (the shortest text that reads
+back to the same float64, like ``repr``, sometimes spelled differently: ``0.00001`` for
+``1e-05``). Integral floats get a ``.0`` so that ``json`` reads them back as floats (``-0.0``
+keeps its sign).
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from typing import IO, Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 
 from normstat.errors import ArtifactError
 
 READ_BYTES = 1 << 18
 """Text read at a time; a block of values needs about 20 bytes each beyond it."""
-WRITE_VALUES = 1 << 16
+WRITE_VALUES = 1 << 18
 """Values formatted at a time when writing."""
-_ALLOWED = str.maketrans("", "", "0123456789.-+eE, \n\t\r")
+_ALLOWED = b"0123456789.-+eEnul, \n\t\r[]"
+"""Bytes of numbers, ``null``, commas, blanks and brackets: anything else is not a number."""
 _OPEN, _CLOSE = ord("["), ord("]")
+_COMMA_TO_LINE = bytes.maketrans(b",", b"\n")
+_BLANKS = b" \t\r\n[]"
+_CSV_READ = pcsv.ReadOptions(column_names=["v"], use_threads=False, block_size=1 << 26)
+_CSV_PARSE = pcsv.ParseOptions(ignore_empty_lines=False, quote_char=False)
+_CSV_CONVERT = pcsv.ConvertOptions(
+    column_types={"v": pa.float64()}, null_values=["null"], strings_can_be_null=False
+)
 
 
 def dump_array(a: np.ndarray, fp: IO[str]) -> None:
@@ -46,13 +60,43 @@ def dump_array(a: np.ndarray, fp: IO[str]) -> None:
 
 
 def _text(a: np.ndarray) -> str:
-    if a.dtype.kind in "iu":
-        value: Any = a.tolist()
+    if a.ndim == 0 or a.dtype.kind not in "iuf":  # a scalar, or booleans: few, rare
+        if a.dtype.kind in "iub":
+            value: Any = a.tolist()
+        else:
+            obj = a.astype(object)
+            obj[~np.isfinite(a)] = None
+            value = obj.tolist()
+        return json.dumps(value, allow_nan=False, separators=(", ", ": "))
+    flat = a.reshape(-1)
+    if a.dtype.kind == "f":
+        flat = flat.astype(np.float64, copy=False)
+        text = pc.cast(pa.array(flat), pa.string())
+        integral = pc.match_substring_regex(text, r"^-?[0-9]+$")  # "3", "-0": json reads ints
+        text = pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
+        text = pc.if_else(pa.array(np.isfinite(flat)), text, "null")
     else:
-        obj = a.astype(object)
-        obj[~np.isfinite(a)] = None
-        value = obj.tolist()
-    return json.dumps(value, allow_nan=False, separators=(", ", ": "))
+        text = pc.cast(pa.array(flat), pa.string())
+    for d in reversed(range(a.ndim)):  # innermost lists first: "a, b" -> "[a, b]", then theirs
+        lists = int(np.prod(a.shape[:d]))
+        offsets = pa.array(np.arange(lists + 1, dtype=np.int64) * a.shape[d])
+        joined = pc.binary_join(pa.LargeListArray.from_arrays(offsets, text), ", ")
+        text = pc.binary_join_element_wise("[", joined, "]", "")
+    return str(text[0].as_py())
+
+
+def _split_value(raw: bytes) -> bool:
+    """Whether blanks stand between two characters of values with no comma ("1 2", "1 e5"):
+    the blanks are dropped before parsing, which would join them into one value."""
+    b = np.frombuffer(raw, np.uint8)
+    blank = (b == 32) | (b == 9) | (b == 10) | (b == 13) | (b == _OPEN) | (b == _CLOSE)
+    if not blank.any():
+        return False
+    kept = np.flatnonzero(~blank)
+    if kept.size < 2:
+        return False
+    value = b[kept] != ord(",")
+    return bool(((np.diff(kept) > 1) & value[:-1] & value[1:]).any())
 
 
 class ArrayReader:
@@ -64,7 +108,7 @@ class ArrayReader:
     def __init__(self, fp: IO[bytes], key: str, path: str) -> None:
         self.fp, self.key, self.path = fp, key, path
         self.depth = 0
-        self.rest = ""  # text after the last complete value read
+        self.rest = b""  # text after the last complete value read
         self.values = np.empty(0)
         self.done = False
         self.read = 0  # values handed out
@@ -106,29 +150,34 @@ class ArrayReader:
         if depth.size:
             self.depth = int(depth[-1])
             self.max_depth = max(self.max_depth, int(depth.max()))
-        try:
-            text = self.rest + chunk.decode("ascii")
-        except UnicodeDecodeError:
-            raise self.fail("holds something other than numbers") from None
-        text = text.replace("[", " ").replace("]", " ")
+        text = self.rest + chunk
         if not self.done:
-            cut = text.rfind(",")
-            text, self.rest = (text[:cut], text[cut + 1 :]) if cut >= 0 else ("", text)
+            cut = text.rfind(b",")
+            text, self.rest = (text[:cut], text[cut + 1 :]) if cut >= 0 else (b"", text)
         return self._parse(text)
 
-    def _parse(self, text: str) -> np.ndarray:
-        if not text.replace(",", "").strip():  # no value ("[]", or "[[], []]" of a 0-sized shape)
-            return np.empty(0)
-        bare = text.replace("null", "")
-        if bare.translate(_ALLOWED):
+    def _parse(self, text: bytes) -> np.ndarray:
+        """The values of ``text``: whole values, commas, blanks and brackets. Arrow's CSV
+        reader parses them one a line; what it would accept beyond JSON numbers (``nan``,
+        ``inf``, blanks inside a value) is refused before."""
+        if text.translate(None, _ALLOWED):  # a string, an object, NaN, inf, non-ASCII, ...
             raise self.fail(f"holds something other than numbers near value {self._at()}")
-        expected = text.count(",") + 1
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a partial parse: caught by the count below
-            try:
-                a = np.fromstring(text.replace("null", "nan"), dtype=np.float64, sep=",")
-            except ValueError:  # numpy >= 2.3 raises on what it cannot parse
-                a = np.empty(0)
+        if _split_value(text):
+            raise self.fail(f"holds something other than numbers near value {self._at()}")
+        lines = text.translate(_COMMA_TO_LINE, _BLANKS)  # one value a line
+        if lines.count(b"\n") == len(lines):  # no value ("[]", "[[], []]" of a 0-sized shape)
+            return np.empty(0)
+        expected = lines.count(b"\n") + 1
+        try:
+            column = pcsv.read_csv(
+                pa.py_buffer(lines),
+                read_options=_CSV_READ,
+                parse_options=_CSV_PARSE,
+                convert_options=_CSV_CONVERT,
+            ).column(0)
+        except pa.ArrowInvalid:
+            raise self.fail(f"holds something other than numbers near value {self._at()}") from None
+        a = column.to_numpy()
         if a.size != expected:
             raise self.fail(f"holds something other than numbers near value {self._at()}")
         if np.isinf(a).any():
