@@ -82,10 +82,14 @@ def _same_as_json_reads(text: str, a: np.ndarray) -> None:
 @pytest.mark.parametrize(
     "shape", [(100_000,), (3, 40_000), (2, 70_000), (70_000, 2), (5, 4, 9_000), (0,), (2, 0)]
 )
-def test_block_writing_gives_text_json_reads_to_the_same_values(shape):
+@pytest.mark.parametrize("arrow_values", [0, 1 << 14])  # every array through Arrow; the default
+def test_block_writing_gives_text_json_reads_to_the_same_values(shape, arrow_values, monkeypatch):
     import io
 
-    from normstat.core.numtext import dump_array
+    from normstat import numtext
+    from normstat.numtext import dump_array
+
+    monkeypatch.setattr(numtext, "ARROW_VALUES", arrow_values)
 
     rng = np.random.default_rng(3)
     a = rng.standard_normal(shape) * 10.0 ** rng.integers(-300, 300, shape)
@@ -143,7 +147,7 @@ def _edge_floats(n: int, seed: int) -> np.ndarray:
 def test_float_text_round_trips_bit_for_bit_through_json_and_the_reader():
     import io
 
-    from normstat.core.numtext import ArrayReader, dump_array
+    from normstat.numtext import ArrayReader, dump_array
 
     a = _edge_floats(300_000, 7)
     out = io.StringIO()
@@ -166,7 +170,7 @@ def test_the_reader_reads_what_json_reads_in_other_spellings():
     values, nesting; every one read as ``json`` reads it."""
     import io
 
-    from normstat.core.numtext import ArrayReader
+    from normstat.numtext import ArrayReader
 
     text = "[[1, -0.0, 1E5, 1e+5, 1.5e-07 ,\n 2.5E-3], [null,  0 ,-7, 1e-400, 123456789012345678]]"
     got = ArrayReader(io.BytesIO(text.encode()), "k", "p").take(100)
@@ -204,14 +208,14 @@ def test_the_reader_reads_what_json_reads_in_other_spellings():
 def test_the_reader_refuses_what_is_not_a_json_number_array(text):
     import io
 
-    from normstat.core.numtext import ArrayReader
+    from normstat.numtext import ArrayReader
 
     with pytest.raises(ArtifactError, match="'k'"):
         ArrayReader(io.BytesIO(text.encode()), "k", "p").take(100)
 
 
 def test_reading_in_tiny_pieces_gives_the_strict_readers_floats(wide, monkeypatch):
-    from normstat.core import numtext
+    from normstat import numtext
 
     monkeypatch.setattr(numtext, "READ_BYTES", 37)  # every value split somewhere
     fast = artifact.load(str(wide))
@@ -359,3 +363,41 @@ def test_a_damaged_wide_npz_is_refused_by_show(tmp_path):
             report.show_file(str(bad), 20)
         with pytest.raises(ArtifactError):
             artifact.load(str(bad))
+
+
+def test_many_groups_written_in_blocks_read_as_json_reads_them(tmp_path):
+    """``--by`` with thousands of groups: the per-group arrays are written by the block writer;
+    ``json`` reads the file to what ``to_dict`` gives, value for value, and ``load`` reads the
+    same statistics back."""
+    import pandas as pd
+
+    rng = np.random.default_rng(8)
+    n = 20_000
+    df = pd.DataFrame(
+        {
+            "episode_index": np.repeat(np.arange(5_000), 4),
+            "w": rng.uniform(0.5, 2.0, n),
+            **{f"c{i}": rng.standard_normal(n) * 10.0 ** rng.integers(-30, 30) for i in range(4)},
+        }
+    )
+    df.loc[::7, "c1"] = np.nan
+    data = tmp_path / "d.parquet"
+    df.to_parquet(data)
+    stats = normstat.fit(str(data), by="episode_index", weights="w")
+    path = tmp_path / "s.json"
+    artifact.save(stats, str(path))
+    doc = json.loads(path.read_text())
+    want = json.loads(json.dumps(artifact.to_dict(stats)))
+    assert doc.keys() == want.keys()
+    for key in ("by", "weights"):
+        assert doc[key].keys() == want[key].keys()
+        for k, v in want[key].items():
+            if isinstance(v, list):
+                got, ref = _leaves(doc[key][k], []), _leaves(v, [])
+                assert [type(x) for x in got] == [type(x) for x in ref], (key, k)
+                assert np.array_equal(np.array(got, float), np.array(ref, float), equal_nan=True)
+                assert np.shape(doc[key][k]) == np.shape(v)
+            else:
+                assert doc[key][k] == v
+    back = artifact.to_dict(artifact.load(str(path)))
+    assert json.dumps(back, sort_keys=True) == json.dumps(artifact.to_dict(stats), sort_keys=True)

@@ -16,9 +16,6 @@ import json
 from typing import IO, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 
 from normstat.errors import ArtifactError
 
@@ -31,11 +28,9 @@ _ALLOWED = b"0123456789.-+eEnul, \n\t\r[]"
 _OPEN, _CLOSE = ord("["), ord("]")
 _COMMA_TO_LINE = bytes.maketrans(b",", b"\n")
 _BLANKS = b" \t\r\n[]"
-_CSV_READ = pcsv.ReadOptions(column_names=["v"], use_threads=False, block_size=1 << 26)
-_CSV_PARSE = pcsv.ParseOptions(ignore_empty_lines=False, quote_char=False)
-_CSV_CONVERT = pcsv.ConvertOptions(
-    column_types={"v": pa.float64()}, null_values=["null"], strings_can_be_null=False
-)
+ARROW_VALUES = 1 << 14
+"""Arrays this large and larger are formatted by Arrow; smaller ones by ``json`` (a small
+artifact's command does not pay Arrow's import)."""
 
 
 def dump_array(a: np.ndarray, fp: IO[str]) -> None:
@@ -60,7 +55,7 @@ def dump_array(a: np.ndarray, fp: IO[str]) -> None:
 
 
 def _text(a: np.ndarray) -> str:
-    if a.ndim == 0 or a.dtype.kind not in "iuf":  # a scalar, or booleans: few, rare
+    if a.size < ARROW_VALUES or a.dtype.kind not in "iuf":  # few values, or booleans: rare
         if a.dtype.kind in "iub":
             value: Any = a.tolist()
         else:
@@ -68,6 +63,9 @@ def _text(a: np.ndarray) -> str:
             obj[~np.isfinite(a)] = None
             value = obj.tolist()
         return json.dumps(value, allow_nan=False, separators=(", ", ": "))
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     flat = a.reshape(-1)
     if a.dtype.kind == "f":
         flat = flat.astype(np.float64, copy=False)
@@ -164,6 +162,9 @@ class ArrayReader:
             raise self.fail(f"holds something other than numbers near value {self._at()}")
         if _split_value(text):
             raise self.fail(f"holds something other than numbers near value {self._at()}")
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
         lines = text.translate(_COMMA_TO_LINE, _BLANKS)  # one value a line
         if lines.count(b"\n") == len(lines):  # no value ("[]", "[[], []]" of a 0-sized shape)
             return np.empty(0)
@@ -171,9 +172,11 @@ class ArrayReader:
         try:
             column = pcsv.read_csv(
                 pa.py_buffer(lines),
-                read_options=_CSV_READ,
-                parse_options=_CSV_PARSE,
-                convert_options=_CSV_CONVERT,
+                read_options=pcsv.ReadOptions(column_names=["v"], use_threads=False),
+                parse_options=pcsv.ParseOptions(ignore_empty_lines=False, quote_char=False),
+                convert_options=pcsv.ConvertOptions(
+                    column_types={"v": pa.float64()}, null_values=["null"]
+                ),
             ).column(0)
         except pa.ArrowInvalid:
             raise self.fail(f"holds something other than numbers near value {self._at()}") from None
