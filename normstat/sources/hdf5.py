@@ -14,6 +14,7 @@ from normstat import storage
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import Chunk, rows_for_bytes
 from normstat.sources.buffers import BufferPool, pread_into, read_only
+from normstat.sources.hdf5_chunks import ChunkReader, chunk_index
 
 
 def numeric_datasets(f: h5py.File) -> list[str]:
@@ -260,10 +261,16 @@ class Hdf5Dataset:
             self.compression_opts = self._ds.compression_opts
             remote = storage.is_uri(path)
             self._offset = contiguous_offset(self._file, self._ds, remote=remote)
+            index = chunk_index(self._ds) if remote and self._offset is None else None
         except BaseException:
             self._file.close()
             raise
         self._fd: int | Any = -1
+        self._chunked: ChunkReader | None = None
+        if index is not None:
+            # stored chunks fetched by coalesced ranged GETs and decoded here, not by h5py
+            self._chunked = ChunkReader(index, storage.open_input(path), path, self.dataset)
+            return
         if self._offset is not None and remote:
             # a plain block of values: each chunk is one ranged GET of its rows, no h5py
             self._fd = storage.open_input(path)
@@ -332,7 +339,10 @@ class Hdf5Dataset:
             end = min(first + rows, n)
             buf = pool.get((end - first, *self.shape[1:]), self.dtype)
             try:
-                self._ds.read_direct(buf, np.s_[first:end])
+                if self._chunked is not None:
+                    self._chunked.read(buf, first)
+                else:
+                    self._ds.read_direct(buf, np.s_[first:end])
             except H5_ERRORS as exc:
                 raise self._read_error(first, end, exc) from None
             yield Chunk(buf, self.path, self.dataset, first)
@@ -383,4 +393,7 @@ class Hdf5Dataset:
 
     def close(self) -> None:
         self._stop_mapping()
+        if self._chunked is not None:
+            self._chunked.close()
+            self._chunked = None
         self._file.close()
