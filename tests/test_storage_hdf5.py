@@ -62,9 +62,9 @@ def test_coalesced_requests_stay_bounded(s3, tmp_path, monkeypatch):  # noqa: F8
     seen: list[int] = []
     real = hdf5_chunks.ChunkReader._fetch
 
-    def spy(self, group, buf, first):
+    def spy(self, group):
         seen.append(len(group))
-        return real(self, group, buf, first)
+        return real(self, group)
 
     monkeypatch.setattr(hdf5_chunks.ChunkReader, "_fetch", spy)
     monkeypatch.setattr(hdf5_chunks, "REQUEST_BYTES", 3000)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +33,12 @@ SHUFFLE = h5py.h5z.FILTER_SHUFFLE
 FILTERS = (DEFLATE, SHUFFLE)
 """The filters decoded here; a dataset declaring any other is read by h5py."""
 
-REQUEST_BYTES = 8 * 2**20
+REQUEST_BYTES = 32 * 2**20
 """Most bytes one ranged GET fetches (neighbouring chunks coalesced up to this)."""
 GAP_BYTES = 256 * 2**10
 """Chunks at most this far apart are fetched by one GET (the gap is read and dropped)."""
-READERS = 4
-"""Ranged GETs in flight at once per open dataset (each also decodes its own chunks)."""
+READERS = 2
+"""Ranged GETs in flight at once per open dataset."""
 
 
 @dataclass(frozen=True)
@@ -97,25 +97,42 @@ def chunk_index(ds: h5py.Dataset) -> ChunkIndex | None:
 class ChunkReader:
     """Fills row ranges of a buffer from the stored chunks of an object in a bucket."""
 
-    def __init__(self, index: ChunkIndex, file: Any, uri: str, dataset: str) -> None:
+    def __init__(self, index: ChunkIndex, file: Any, rows: int, uri: str, dataset: str) -> None:
         self.index = index
         self._file = file  # a pyarrow random-access file: read_at is safe from threads
         self._size = int(file.size())
         self.uri = uri
         self.dataset = dataset
+        self._rows = rows
         self._pool: ThreadPoolExecutor | None = None
+        self._ahead: dict[tuple[int, ...], Future] = {}
 
-    def read(self, buf: np.ndarray, first: int) -> None:
-        """Fill ``buf`` with rows ``first : first + len(buf)``."""
-        ix = self.index
+    def read(self, buf: np.ndarray, first: int, ahead: int = 0) -> None:
+        """Fill ``buf`` with rows ``first : first + len(buf)``; then start fetching the
+        ``ahead`` rows that follow (the next read's), so that its GETs overlap the work on
+        this one: at most one further read's stored bytes are held."""
         end = first + len(buf)
-        ks = np.arange(first // ix.rows, (end - 1) // ix.rows + 1)
-        self._check(ks)
-        groups = self._coalesce(ks)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(READERS, thread_name_prefix="normstat-h5")
-        for done in [self._pool.submit(self._fetch, g, buf, first) for g in groups]:
-            done.result()
+        wanted = self._groups(first, end)
+        fetches = [self._ahead.pop(tuple(g), None) or self._submit(g) for g in wanted]
+        for fut in self._ahead.values():
+            fut.cancel()  # a read that was not the one announced
+        self._ahead = {}
+        if ahead > 0:
+            stop = min(end + ahead, self._rows)
+            self._ahead = {tuple(g): self._submit(g) for g in self._groups(end, stop)}
+        for group, fut in zip(wanted, fetches, strict=True):
+            self._decode_into(group, fut.result(), buf, first)
+
+    def _groups(self, first: int, end: int) -> list[list[int]]:
+        ks = np.arange(first // self.index.rows, (end - 1) // self.index.rows + 1)
+        self._check(ks)
+        return self._coalesce(ks)
+
+    def _submit(self, group: list[int]) -> Future:
+        assert self._pool is not None
+        return self._pool.submit(self._fetch, group)
 
     def _check(self, ks: np.ndarray) -> None:
         ix = self.index
@@ -150,7 +167,8 @@ class ChunkReader:
                 start, stop = lo, hi
         return groups
 
-    def _fetch(self, group: list[int], buf: np.ndarray, first: int) -> None:
+    def _fetch(self, group: list[int]) -> Any:
+        """The stored bytes of ``group``: one ranged GET."""
         ix = self.index
         lo = int(ix.offsets[group[0]])
         hi = int(ix.offsets[group[-1]] + ix.sizes[group[-1]])
@@ -165,6 +183,11 @@ class ChunkReader:
                 path=self.uri,
                 dataset=self.dataset,
             )
+        return data
+
+    def _decode_into(self, group: list[int], data: Any, buf: np.ndarray, first: int) -> None:
+        ix = self.index
+        lo = int(ix.offsets[group[0]])
         view = memoryview(data)
         end = first + len(buf)
         for k in group:
@@ -209,6 +232,6 @@ class ChunkReader:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._file.close()
