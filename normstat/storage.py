@@ -232,7 +232,9 @@ def _arrow_s3() -> Any:
 def _arrow_gcs() -> Any:
     from pyarrow import fs
 
-    kw: dict[str, Any] = {"retry_time_limit": REQUEST_TIMEOUT}
+    from datetime import timedelta
+
+    kw: dict[str, Any] = {"retry_time_limit": timedelta(seconds=REQUEST_TIMEOUT)}
     if _anon():
         kw["anonymous"] = True
     endpoint = _opt("endpoint_url", "STORAGE_EMULATOR_HOST")
