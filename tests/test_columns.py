@@ -201,3 +201,62 @@ def test_many_short_shards_match_one_file(tmp_path):
     np.testing.assert_array_equal(s.count, [3000, 3000, 2999, 3000, 3000])
     np.testing.assert_allclose(s.mean, np.nanmean(ref, axis=0), rtol=1e-14)
     np.testing.assert_allclose(s.var, np.nanvar(ref, axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_short_chunk_as_one_matrix_equals_its_columns_stacked(tmp_path, dtype):
+    """A short chunk of plain float columns becomes its row-major matrix in one Arrow call;
+    it must hold exactly what the columns give one by one (nulls as NaN, NaN kept), from any
+    row of a row group on. Columns of mixed types take the column path (no matrix)."""
+    from normstat.sources import open_sources
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((100, 4)).astype(dtype)
+    x[3, 1] = np.nan
+    mask = np.zeros(100, bool)
+    mask[[5, 60]] = True
+    cols = {f"c{j}": pa.array(x[:, j], mask=mask if j == 2 else None) for j in range(4)}
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table(cols), path, row_group_size=50)
+    (src,) = open_sources([str(path)])
+    chunks = list(src.chunks(100, start=10))
+    assert [c.start for c in chunks] == [10]
+    whole = chunks[0].columns.row_major()
+    assert whole is not None and whole.dtype == dtype and whole.flags.c_contiguous
+    expected = stack_columns(list(chunks[0].columns), chunks[0].rows, order="C")
+    np.testing.assert_array_equal(whole, expected)  # NaN where NaN, in the same places
+    ref = x[10:].astype(np.float64)
+    ref[mask[10:], 2] = np.nan
+    np.testing.assert_array_equal(whole.astype(np.float64), ref)
+    src.close()
+
+    mixed = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"a": x[:, 0], "b": np.arange(100)}), mixed, row_group_size=50)
+    (src,) = open_sources([str(mixed)])
+    assert next(iter(src.chunks(100))).columns.row_major() is None
+    src.close()
+
+
+def test_npy_shards_sharing_a_header_parse_it_once_and_still_refuse_a_bad_one(tmp_path):
+    """Headers are remembered by their bytes: shards of one shape parse once; a shard whose
+    header differs (another dtype) is parsed anew, and a damaged one is still refused."""
+    from normstat.sources import npy
+
+    x = np.arange(40.0).reshape(20, 2)
+    for i in range(3):
+        np.save(tmp_path / f"s{i}.npy", x + i)
+    np.save(tmp_path / "t.npy", x.astype(np.float32))
+    s = normstat.fit([str(tmp_path / f"s{i}.npy") for i in range(3)])
+    ref = np.concatenate([x + i for i in range(3)])
+    np.testing.assert_allclose(s.mean, ref.mean(axis=0), rtol=1e-15)
+    np.testing.assert_allclose(s.var, ref.var(axis=0), rtol=1e-13)
+    assert npy.NpyFile(str(tmp_path / "t.npy")).dtype == np.float32
+    bad = (tmp_path / "s0.npy").read_bytes().replace(b"'descr'", b"'dascr'")
+    (tmp_path / "bad.npy").write_bytes(bad)
+    with pytest.raises(DataError, match="not a readable .npy"):
+        npy.NpyFile(str(tmp_path / "bad.npy"))
+    huge = bytearray((tmp_path / "s0.npy").read_bytes())
+    huge[8:10] = (60000).to_bytes(2, "little")  # a header length beyond numpy's limit
+    (tmp_path / "huge.npy").write_bytes(bytes(huge))
+    with pytest.raises(DataError, match="more than 10000"):
+        npy.NpyFile(str(tmp_path / "huge.npy"))

@@ -118,7 +118,10 @@ def _chunk_task(
     if chunk.columns is not None and _width(chunk.columns) == layout.n_features:
         if chunk.rows >= COLUMN_MIN_ROWS:
             return _by_column(chunk, layout, nan_policy, features, sketch)
-        data = stack_columns(list(chunk.columns), chunk.rows, order="C")
+        whole = getattr(chunk.columns, "row_major", None)  # columns that make one matrix
+        data = whole() if whole is not None else None
+        if data is None:
+            data = stack_columns(list(chunk.columns), chunk.rows, order="C")
     else:
         data = chunk.data
     rows = layout.to_rows(data)

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from normstat.errors import DataError
 
@@ -238,7 +237,11 @@ def dense(col: pa.Array, column: Column, start: int, path: str) -> np.ndarray:
 
 
 def field_of(arr: pa.Array, path: tuple[str, ...]) -> pa.Array:
-    """A struct field by path, nulls of the parents carried down (``struct_field`` does)."""
+    """A struct field by path, nulls of the parents carried down (``struct_field`` does).
+    ``pyarrow.compute`` is imported here, not at the top: it is a tenth of a CLI fit's start
+    (``python -X importtime``), and only struct fields need it."""
+    import pyarrow.compute as pc
+
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
     for key in path:

@@ -62,7 +62,13 @@ class _Reader:
     (docs/performance.md). Where the private class is missing or takes other arguments, the
     public ``pyarrow.parquet.ParquetFile``'s reader is used instead."""
 
-    def __init__(self, path: str, metadata: Any = None, whole: bool = False) -> None:
+    def __init__(
+        self,
+        path: str,
+        metadata: Any = None,
+        whole: bool = False,
+        leaves: dict[str, list[int]] | None = None,
+    ) -> None:
         options = {**_READ_OPTIONS, **_WHOLE} if whole else _READ_OPTIONS
         self._input: Any = None
         if storage.is_uri(path):  # an object in a bucket: a random-access file of it
@@ -79,9 +85,7 @@ class _Reader:
         self.reader = reader
         self.metadata = reader.metadata
         self.schema_arrow = reader.schema_arrow
-        self._leaves: dict[str, list[int]] = {}  # top-level column -> its leaf columns
-        for i, leaf in enumerate(reader.column_paths):
-            self._leaves.setdefault(leaf[0], []).append(i)
+        self.leaves = leaves if leaves is not None else _leaves(reader)
 
     @staticmethod
     def _local(path: str, metadata: Any, options: dict) -> Any:
@@ -100,7 +104,7 @@ class _Reader:
         """The leaf column indices of top-level ``columns`` (all of them: ``None``)."""
         if columns is None:
             return None
-        return [i for c in columns for i in self._leaves.get(c, ())]
+        return [i for c in columns for i in self.leaves.get(c, ())]
 
     def read_row_groups(
         self, row_groups: range, columns: Sequence[str], use_threads: bool = False
@@ -122,6 +126,24 @@ class _Reader:
             self._input.close()
 
 
+_LAST_LEAVES: list[Any] = [None, None]
+"""The Parquet schema of the last file opened and its leaves: the shards of a dataset share
+it, and ``ParquetSchema.equals`` costs less than walking 64 column paths again."""
+
+
+def _leaves(reader: Any) -> dict[str, list[int]]:
+    """Top-level column -> the indices of its leaf columns."""
+    schema = reader.metadata.schema
+    last, known = _LAST_LEAVES
+    if last is not None and schema.equals(last):
+        return known
+    out: dict[str, list[int]] = {}
+    for i, leaf in enumerate(reader.column_paths):
+        out.setdefault(leaf[0], []).append(i)
+    _LAST_LEAVES[:] = [schema, out]
+    return out
+
+
 class ParquetFile(TableSource):
     format = "parquet"
 
@@ -135,7 +157,7 @@ class ParquetFile(TableSource):
             schema.names  # noqa: B018  (decoded here: damaged names may not be UTF-8)
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise arrow_error(exc, "Parquet file", path) from None
-        self.metadata = reader.metadata
+        self.metadata, self._leaves = reader.metadata, reader.leaves
         reader.close()  # reopened to read: ten thousand shards must not hold ten thousand files
         self._file: _Reader | None = None
         self._local = threading.local()
@@ -157,7 +179,7 @@ class ParquetFile(TableSource):
                 "the file changed since it was opened (size, time or inode differ)",
                 path=self.path,
             )
-        return _Reader(self.path, metadata=self.metadata, whole=whole)
+        return _Reader(self.path, metadata=self.metadata, whole=whole, leaves=self._leaves)
 
     def preferred_rows(self, target_bytes: int) -> int:
         """Whole row groups per chunk when one column of the largest (a feature group: all its
@@ -270,22 +292,41 @@ class RowGroupColumns(Sequence[np.ndarray]):
     def __iter__(self) -> Iterator[np.ndarray]:
         """Every column; a short chunk's in one read, by a reader opened for it and closed at
         once (a fit of many small files holds no file open between its chunks)."""
-        names = self.src.read_columns
         n = len(self.src.selected)
         if self._remote or self.length * self.width > _WHOLE_READ_VALUES:  # one at a time
             return (self[j] for j in range(n))
+        table = self._short_table()
+        cols = [table.column(c.top) for c in self.src.selected]
+        return iter([self._selected(j, c) for j, c in enumerate(cols)])
+
+    def row_major(self) -> np.ndarray | None:
+        """A short chunk of plain float columns (one float type, no nesting) as its
+        ``(rows, features)`` matrix in one step (Arrow's ``to_tensor``, nulls as NaN: what the
+        columns give one by one), or None for any other chunk. For a shard of 1,000 rows x 64
+        columns this is 0.04 ms against 0.4 ms column by column (docs/performance.md)."""
+        if self._remote or self.length * self.width > _WHOLE_READ_VALUES:
+            return None
+        first, selected = self.src.plain_float, self.src.selected
+        if first is None:
+            return None
+        table = self._short_table().select([c.top for c in selected])
+        batch = table.combine_chunks().to_batches()
+        if not batch:
+            return np.empty((0, len(selected)), first.to_pandas_dtype())
+        return np.asarray(batch[0].to_tensor(null_to_nan=True, row_major=True))
+
+    def _short_table(self) -> pa.Table:
         try:
             reader = self.src.reopen(whole=True)
             try:
-                table = reader.read_row_groups(range(self.lo, self.hi), names)
+                table = reader.read_row_groups(range(self.lo, self.hi), self.src.read_columns)
             finally:
                 reader.close()
             if self.offset or self.length != table.num_rows:
                 table = table.slice(self.offset, self.length)
-            cols = [table.column(c.top) for c in self.src.selected]
-            return iter([self._selected(j, c) for j, c in enumerate(cols)])
+            return table
         except (pa.ArrowException, OSError) as exc:
-            for j in range(n):  # the error names the column that cannot be read
+            for j in range(len(self.src.selected)):  # the error names the unreadable column
                 self[j]
             raise self._error(exc, "the columns", None) from None
 

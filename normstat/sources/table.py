@@ -371,10 +371,33 @@ def sliced(batches: Iterator[Batch], rows: int) -> Iterator[Batch]:
 
 
 _SELECTED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-"""Feature selections by (schema, columns, exclude): the shards of one dataset share a schema,
-and selecting again for each of 10,000 shards cost 0.6 ms a file (docs/decisions.md). Only a
-successful selection is kept (an error names its file)."""
+"""Feature selections by (schema, columns, exclude, extras) and what follows from them: the
+shards of one dataset share a schema, and selecting again for each of 10,000 shards cost 0.6 ms
+a file (docs/decisions.md). Only a successful selection is kept (an error names its file)."""
 _SELECTED_MAX = 64
+_LAST: list[Any] = [None, None, None]
+"""The last selection used, as (schema, how, selection): the next shard is compared with
+``Schema.equals`` (0.3 us for 64 columns) before the dictionary, whose key hashes the schema
+in Python (40 us)."""
+
+
+def _known_selection(schema: pa.Schema, how: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    last, last_how, known = _LAST
+    if last is not None and last_how == how and schema.equals(last, check_metadata=True):
+        return known
+    meta = tuple(sorted((schema.metadata or {}).items()))  # == on schemas ignores it
+    known = _SELECTED.get((schema, meta, how))
+    if known is not None:
+        _LAST[:] = [schema, how, known]
+    return known
+
+
+def _keep_selection(schema: pa.Schema, how: tuple[Any, ...], known: tuple[Any, ...]) -> None:
+    if len(_SELECTED) >= _SELECTED_MAX:
+        _SELECTED.clear()
+    meta = tuple(sorted((schema.metadata or {}).items()))
+    _SELECTED[(schema, meta, how)] = known
+    _LAST[:] = [schema, how, known]
 
 
 class TableSource:
@@ -395,31 +418,52 @@ class TableSource:
         self.path = path
         self.schema = schema
         self.options = options or TableOptions()
-        meta = tuple(sorted((schema.metadata or {}).items()))  # == on schemas ignores it
         names = None if columns is None else tuple(columns)
-        key = (schema, meta, names, tuple(self.options.exclude))
-        # a list column's length is read from the file's first rows: not shared between files
-        known = None if _has_lists(schema) else _SELECTED.get(key)
+        how = (names, tuple(self.options.exclude), self.options.extras)
+        known = _known_selection(schema, how)
         if known is None:
-            known = select_features(schema, columns, path, self.options.exclude, self._peek)
+            known = self._select(schema, columns)
+            # a list column's length is read from the file's first rows: not shared
             if not _has_lists(schema):
-                if len(_SELECTED) >= _SELECTED_MAX:
-                    _SELECTED.clear()
-                _SELECTED[key] = known
+                _keep_selection(schema, how, known)
+        else:
+            for role, name in self.options.extras:  # names this file in the message
+                check_extra(schema, role, name, path)
+        selected, left_out, read_columns, features, groups, types, self.dtype, plain = known
+        self.plain_float: pa.DataType | None = plain
+        self.selected, self.left_out = list(selected), list(left_out)
+        # copies: a shard's types may be promoted, and the cached entry must not follow
+        self.read_columns, self.features = list(read_columns), list(features)
+        self.feature_groups, self.feature_types = groups, list(types)
+        self.promoted: list[dict[str, Any]] = []
+        self.shape: tuple[int | None, int] = (rows, len(self.features))
+
+    def _select(self, schema: pa.Schema, columns: Sequence[str] | None) -> tuple[Any, ...]:
+        """The feature selection of ``schema`` and what follows from it alone (names, types,
+        the read columns), computed once for all the shards that share the schema."""
+        known = select_features(schema, columns, self.path, self.options.exclude, self._peek)
         self.selected, self.left_out = list(known[0]), list(known[1])
         self._set_aside(columns)
-        self.read_columns = list(dict.fromkeys(c.top for c in self.selected))
-        self.features = [n for c in self.selected for n in c.feature_names()]
-        self.feature_groups = group_records(self.selected)
-        self.feature_types = [
-            str(schema.field(c.top).type if len(c.path) == 1 else c.element)
-            for c in self.selected
-            for _ in range(c.width)
-        ]
-        self.promoted: list[dict[str, Any]] = []
         types = [numpy_dtype(c.element) for c in self.selected]
-        self.dtype = np.result_type(*types)
-        self.shape: tuple[int | None, int] = (rows, len(self.features))
+        first = schema.field(self.selected[0].top).type
+        plain = (pa.types.is_float32(first) or pa.types.is_float64(first)) and all(
+            not c.nested and len(c.path) == 1 and schema.field(c.top).type == first
+            for c in self.selected
+        )
+        return (
+            tuple(self.selected),
+            tuple(self.left_out),
+            list(dict.fromkeys(c.top for c in self.selected)),
+            [n for c in self.selected for n in c.feature_names()],
+            group_records(self.selected),
+            [
+                str(schema.field(c.top).type if len(c.path) == 1 else c.element)
+                for c in self.selected
+                for _ in range(c.width)
+            ],
+            np.result_type(*types),
+            first if plain else None,
+        )
 
     def _set_aside(self, columns: Sequence[str] | None) -> None:
         """The ``--by`` / ``--weights`` columns: checked, and never features (a default feature
@@ -660,6 +704,8 @@ def arrow_error(exc: BaseException, what: str, path: str) -> DataError:
 
 def disagreement(first: TableSource, other: TableSource) -> str | None:
     """Why shard ``other`` cannot continue ``first``: the first column that differs, or None."""
+    if other.features == first.features and other.feature_types == first.feature_types:
+        return None  # the common case, of shards written alike: no column by column walk
     a = list(zip(first.features, first.feature_types, strict=True))
     b = list(zip(other.features, other.feature_types, strict=True))
     for (na, ta), (nb, tb) in zip(a, b, strict=False):
@@ -696,7 +742,10 @@ def promote_shards(shards: Sequence[TableSource]) -> None:
     """Give every shard the widest type of each feature column, and note each promotion on the
     first shard (``promoted``: name, the types seen, the type used) for the report."""
     first = shards[0]
-    promoted = []
+    promoted: list[dict[str, Any]] = []
+    first.promoted = promoted
+    if all(s.feature_types == first.feature_types for s in shards):
+        return  # shards written alike: nothing to promote
     for j, name in enumerate(first.features):
         seen = list(dict.fromkeys(s.feature_types[j] for s in shards))
         if len(seen) == 1:
@@ -707,4 +756,3 @@ def promote_shards(shards: Sequence[TableSource]) -> None:
         for s in shards:
             s.feature_types[j] = to
         promoted.append({"name": name, "types": seen, "to": to})
-    first.promoted = promoted
