@@ -189,7 +189,13 @@ def arrow_fs(uri: str) -> tuple[Any, str]:
         from pyarrow.fs import FSSpecHandler, PyFileSystem
 
         return PyFileSystem(FSSpecHandler(fsspec_fs(uri)[0])), path
-    key = (s, current(), _endpoint(), _opt("region", "AWS_REGION", "AWS_DEFAULT_REGION"))
+    key = (
+        s,
+        current(),
+        _endpoint(),
+        _opt("region", "AWS_REGION", "AWS_DEFAULT_REGION"),
+        os.environ.get("STORAGE_EMULATOR_HOST"),  # gs:// endpoint: a new one is a new filesystem
+    )
     with _lock:
         fs = _ARROW.get(key)
     if fs is None:
@@ -230,9 +236,9 @@ def _arrow_s3() -> Any:
 
 
 def _arrow_gcs() -> Any:
-    from pyarrow import fs
-
     from datetime import timedelta
+
+    from pyarrow import fs
 
     kw: dict[str, Any] = {"retry_time_limit": timedelta(seconds=REQUEST_TIMEOUT)}
     if _anon():

@@ -134,3 +134,87 @@ def test_sigkill_then_resume_through_the_cli(tmp_path):
 def test_stdin_cannot_be_checkpointed():
     with pytest.raises(UsageError, match="stdin"):
         normstat.fit("-", input_format="npy", checkpoint="x.npz")
+
+
+def _keyed_table(tmp_path):
+    """Episodes of different sizes and offsets (one far away), NaN, zero weights, string keys."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    ep = np.sort(rng.integers(0, 30, n))
+    a = rng.normal(0, 1 + ep % 4, n) + np.where(ep == 7, 1e6, ep * 10.0)
+    a[rng.random(n) < 0.05] = np.nan
+    b = rng.normal(3, 2, n).astype(np.float32)
+    w = rng.random(n) * 3
+    w[rng.random(n) < 0.1] = 0.0
+    speaker = np.array([f"spk{k:02d}" for k in rng.integers(0, 12, n)])
+    table = pa.table({"episode_index": ep, "speaker": speaker, "a": a, "b": b, "w": w})
+    path = str(tmp_path / "episodes.parquet")
+    pq.write_table(table, path, row_group_size=250)
+    return table.to_pandas(), path
+
+
+@pytest.mark.parametrize(
+    "keyed",
+    [
+        {"by": "episode_index"},
+        {"weights": "w"},
+        {"by": "episode_index", "weights": "w"},
+        {"by": "speaker", "weights": "w"},
+        {"by": "episode_index", "quantiles": "robust"},
+    ],
+)
+def test_resume_of_a_fit_by_group_or_weighted_equals_uninterrupted_bit_for_bit(tmp_path, keyed):
+    df, path = _keyed_table(tmp_path)
+    state = str(tmp_path / "state.npz")
+    whole = normstat.fit(path, chunk_size=64, **keyed)
+    _crash(path, state, at=1700, **keyed)
+    assert os.path.exists(state)
+    resumed = normstat.fit(path, chunk_size=64, checkpoint=state, resume=True, **keyed)
+    assert not os.path.exists(state)
+    for k in ("count", "nan_count", "mean", "var", "min", "max"):  # bit for bit
+        assert np.array_equal(getattr(resumed, k), getattr(whole, k), equal_nan=True), k
+    if "weights" in keyed:
+        assert np.array_equal(resumed.moments.weight, whole.moments.weight)
+    if "quantiles" in keyed:
+        assert np.array_equal(resumed.quantiles, whole.quantiles, equal_nan=True)
+    if "by" in keyed:
+        assert np.array_equal(resumed.group_keys, whole.group_keys)
+        g, h = resumed.by_group(), whole.by_group()
+        for k in ("count", "nan_count", "mean", "var", "min", "max"):
+            assert np.array_equal(getattr(g, k), getattr(h, k), equal_nan=True), k
+        # and right: against pandas (weighted: numpy's average) per group
+        for i, key in enumerate(resumed.group_keys):
+            rows = df[df[keyed["by"]] == key]
+            for j, c in enumerate(resumed.features):
+                x = rows[c].to_numpy(np.float64)
+                wt = rows.w.to_numpy() if "weights" in keyed else np.ones(len(x))
+                ok = ~np.isnan(x) & (wt > 0)
+                if not ok.any():
+                    continue
+                m = np.average(x[ok], weights=wt[ok])
+                v = np.average((x[ok] - m) ** 2, weights=wt[ok])
+                np.testing.assert_allclose(g.mean[i, j], m, rtol=1e-12, atol=1e-9)
+                np.testing.assert_allclose(g.var[i, j], v, rtol=1e-8, atol=1e-12)
+
+
+def test_resume_refuses_another_by_or_weights_and_a_damaged_group_state(tmp_path):
+    _, path = _keyed_table(tmp_path)
+    state = str(tmp_path / "state.npz")
+    _crash(path, state, at=1700, by="episode_index", weights="w")
+    with pytest.raises(DataError, match="--resume needs the same by"):
+        normstat.fit(path, chunk_size=64, checkpoint=state, resume=True, by="speaker", weights="w")
+    with pytest.raises(DataError, match="--resume needs the same (features|weights)"):
+        normstat.fit(path, chunk_size=64, checkpoint=state, resume=True, by="episode_index")
+    # a group's count changed: the groups no longer add up to the state
+    with np.load(state) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["0_by_count"] = arrays["0_by_count"].copy()
+    arrays["0_by_count"][0, 0] += 1
+    np.savez(state, **arrays)
+    with pytest.raises(DataError, match="do not add up"):
+        normstat.fit(
+            path, chunk_size=64, checkpoint=state, resume=True, by="episode_index", weights="w"
+        )

@@ -99,7 +99,13 @@ def test_teardown_is_skipped_after_a_plain_run(train):
     fast = _normstat(keep + "run()", *args)
     assert fast.returncode == 0, fast.stderr
     assert "TEARDOWN" not in fast.stdout
-    thread = "import threading, time\nthreading.Thread(target=time.sleep, args=(0.3,)).start()\n"
+    # a thread that lives exactly as long as the main thread (a fixed sleep ended before a fit
+    # on a loaded machine did, and the exit was then fast)
+    thread = (
+        "import threading, time\nm = threading.main_thread()\n"
+        "threading.Thread(target=lambda: [time.sleep(0.01) for _ in iter(m.is_alive, False)])"
+        ".start()\n"
+    )
     slow = _normstat(keep + thread + "run()", *args)
     assert slow.returncode == 0, slow.stderr
     assert "TEARDOWN" in slow.stdout

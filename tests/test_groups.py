@@ -703,3 +703,35 @@ def test_by_with_quantiles_keeps_the_groups_on_every_kernel_path(dtype):
     np.testing.assert_allclose(g.mean, ref.xs("mean", axis=1, level=1).values, rtol=1e-12)
     np.testing.assert_allclose(g.var, ref.xs("var", axis=1, level=1).values * 99 / 100, rtol=1e-12)
     np.testing.assert_array_equal(s.quantiles.ravel(), np.quantile(x, 0.5, axis=0))
+
+
+# --------------------------------------------------------------------------------------------
+# combinations: --by with --rescale, --by / --weights with --checkpoint / --resume
+
+
+@pytest.mark.parametrize("scale", ["1/255", "-2"])
+def test_by_with_rescale_describes_each_group_of_the_scaled_values(lerobot, tmp_path, scale):
+    df, path = lerobot
+    out = tmp_path / "scaled.npz"
+    r = _run(["fit", path, "--by", "episode_index", "--rescale", scale, "-q", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    s = normstat.load(out)
+    factor = 1 / 255 if scale == "1/255" else -2.0
+    cols = ["a", "b", "c", "w"]
+    scaled = df.astype({c: np.float64 for c in cols})
+    scaled[cols] = scaled[cols] * factor
+    keys, mean, var, lo, hi, count = _pandas_groups(scaled, "episode_index", cols)
+    g = s.by_group()
+    assert s.rescale == factor and g.rescale == factor and s.by == "episode_index"
+    assert np.array_equal(s.group_keys, keys) and np.array_equal(g.count, count)
+    np.testing.assert_allclose(g.mean, mean, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(g.var, var, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(g.min, lo, rtol=1e-15)
+    np.testing.assert_allclose(g.max, hi, rtol=1e-15)
+    x = scaled[cols].to_numpy()
+    np.testing.assert_allclose(s.mean, np.nanmean(x, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(s.var, np.nanvar(x, axis=0), rtol=1e-10)
+    # apply --by rescales, then standardizes each row with its own group
+    z = normstat.transform(df[cols], s, by=df.episode_index.to_numpy(), dtype=np.float64)
+    expect = _zscore_by_group(scaled, "episode_index", cols)
+    np.testing.assert_allclose(z, expect, rtol=1e-8, atol=1e-8)

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 import normstat
 from normstat.cli import main
-from normstat.errors import ArtifactError, DataError
+from normstat.errors import ArtifactError, DataError, NormstatWarning
 
 INDEX = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 
@@ -517,6 +517,12 @@ def test_files_written_by_hugging_face_datasets(tmp_path):
         assert {"name": "label", "reason": "ClassLabel"} in stats.source["left_out"]
         assert_matches(stats, slice(0, 4), state)
         assert_matches(stats, slice(4, 10), arr)
+    with pytest.warns(NormstatWarning, match="ClassLabel"):  # the table in memory: the same
+        in_memory = normstat.fit_arrays(ds.data.table)
+    assert in_memory.feature_groups == stats.feature_groups
+    assert in_memory.features == stats.features
+    assert_matches(in_memory, slice(0, 4), state)
+    assert_matches(in_memory, slice(4, 10), arr)
 
 
 def test_dask_engine_equals_local(lerobot_file, tmp_path):
@@ -609,3 +615,91 @@ def test_vector_groups_fit_and_apply_memory_is_bounded(tmp_path):
     assert pq.ParquetFile(out).metadata.num_rows == rows
     print(f"peak RSS: fit {fit:.0f} MB, apply {apply:.0f} MB")
     assert fit < 500 and apply < 450, (fit, apply)
+
+
+def _struct_table(n: int = 500) -> pa.Table:
+    rng = np.random.default_rng(12)
+    state = rng.standard_normal((n, 7)) + 3
+    obs = pa.StructArray.from_arrays(
+        [_vectors(state), pa.array(rng.standard_normal(n))], names=["state", "grip"]
+    )
+    x = rng.standard_normal((n, 2, 2)).astype(np.float32) + 7
+    tensor = pa.ExtensionArray.from_storage(
+        pa.fixed_shape_tensor(pa.float32(), (2, 2)),
+        pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 4),
+    )
+    v = pa.array((rng.standard_normal((n, 5)) * 4).tolist())  # list<double> of one length
+    return pa.table({"observation": obs, "t": tensor, "v": v, "y": rng.integers(0, 9, n)})
+
+
+def _stacked(table: pa.Table, name: str) -> np.ndarray:
+    """A group's values per row as numpy float64 (rows, k), through Python lists: independent
+    of the Arrow buffers normstat reads."""
+    col = table.column(name) if name in table.column_names else None
+    if col is None:  # a struct field by dotted path
+        top, field = name.split(".", 1)
+        col = pa.chunked_array([c.field(field) for c in table.column(top).chunks])
+    if isinstance(col.type, pa.BaseExtensionType):
+        col = pa.chunked_array([c.storage for c in col.chunks])
+    return np.asarray(col.to_pylist(), np.float64).reshape(table.num_rows, -1)
+
+
+@pytest.mark.filterwarnings("ignore::normstat.errors.NormstatWarning")
+@pytest.mark.parametrize(
+    ("make", "columns"),
+    [
+        (lambda: lerobot_table(800)[0], None),
+        (lambda: hf_table()[0], None),
+        (_struct_table, None),
+        (_struct_table, ["observation.state", "t", "v", "observation.grip"]),
+    ],
+)
+def test_fit_arrays_of_an_arrow_table_equals_the_fit_of_its_parquet_file(tmp_path, make, columns):
+    table = make()
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, row_group_size=128)
+    from_file = normstat.fit(str(path), columns=columns)
+    assert from_file.feature_groups is not None
+    batch = table.combine_chunks().to_batches()[0]
+    acc = normstat.Accumulator(columns=columns)
+    for part in table.to_batches(max_chunksize=300):  # batches of one dataset
+        acc.update(part)
+    for got in (
+        normstat.fit_arrays(table, columns=columns),
+        normstat.fit_arrays(batch, columns=columns),
+        acc.result(),
+    ):
+        assert got.features == from_file.features
+        assert got.feature_groups == from_file.feature_groups
+        for k in ("count", "mean", "var", "min", "max"):
+            np.testing.assert_allclose(getattr(got, k), getattr(from_file, k), rtol=1e-12)
+        flat = np.concatenate(
+            [_stacked(table, g["name"]) for g in from_file.feature_groups], axis=1
+        )
+        assert_matches(got, slice(0, flat.shape[1]), flat)
+
+
+def test_fit_arrays_of_an_arrow_table_says_what_it_left_out_and_names_a_bad_row():
+    table, data = hf_table()
+    with pytest.warns(NormstatWarning, match=r"label \(ClassLabel\)"):
+        stats = normstat.fit_arrays(table)
+    assert [g["name"] for g in stats.feature_groups] == ["vec", "arr"]
+    assert_matches(stats, slice(0, 3), data["vec"])
+    rows = np.ones((50, 3)).tolist()
+    rows[31] = [1.0, 2.0]
+    with pytest.raises(DataError, match="row 31 holds a value of another shape"):
+        normstat.fit_arrays(pa.table({"v": pa.array(rows)}), columns=["v"])
+
+
+def test_transform_of_an_arrow_table_with_vector_columns_uses_its_groups(tmp_path):
+    table, state, action = lerobot_table(500)
+    pq.write_table(table, tmp_path / "e.parquet")
+    stats = normstat.fit(str(tmp_path / "e.parquet"))  # the groups of a file ...
+    z = normstat.transform(table, stats, dtype=np.float64)  # ... applied to the table in memory
+    x = np.concatenate([state, action], axis=1).astype(np.float64)
+    np.testing.assert_allclose(z, (x - x.mean(axis=0)) / x.std(axis=0), rtol=1e-9, atol=1e-9)
+    other = pa.table(
+        {"observation.state": _vectors(np.ones((4, 3))), "action": _vectors(np.ones((4, 14)))}
+    )
+    with pytest.raises(normstat.UsageError, match="are not those of the statistics"):
+        normstat.transform(other, stats)

@@ -144,9 +144,10 @@ def fit(
         raise UsageError("--resume needs --checkpoint PATH")
     if checkpoint and "-" in specs:
         raise UsageError("a fit from stdin cannot be checkpointed (it cannot be re-read)")
-    check_keyed(by, weights, checkpoint=checkpoint, sketch=sketch is not None, rescale=scale)
+    check_keyed(by, weights, sketch=sketch is not None)
     chosen, table = reading(columns, exclude, column_types, delimiter, header, null_values)
     table = keyed_table(table, by, weights)
+    keyed = {"by": by, "weights": weights}
     srcs = open_sources(
         specs,
         dataset,
@@ -169,7 +170,7 @@ def fit(
         saver, initial = None, None
         if checkpoint:
             saver, initial = _checkpointer(
-                srcs, layout, rows, nan, checkpoint, checkpoint_every, resume, sketch
+                srcs, layout, rows, nan, checkpoint, checkpoint_every, resume, sketch, keyed
             )
         skip = saver.rows_done if saver else 0
         if progress is not None:
@@ -316,9 +317,13 @@ def _checkpointer(
     every: float,
     resume: bool,
     sketch: SketchSpec | None = None,
+    keyed: Mapping[str, str | None] | None = None,
 ) -> tuple[checkpoints.Checkpointer, TreeMerger | None]:
     check_checkpoint_every(every)
-    summary = {} if sketch is None else {"distribution_summary": {"rescale": sketch.scale}}
+    summary: dict[str, Any] = {}
+    if sketch is not None:
+        summary["distribution_summary"] = {"rescale": sketch.scale}
+    summary.update({k: v for k, v in (keyed or {}).items() if v is not None})  # --by, --weights
     print_ = checkpoints.fingerprint(
         srcs,
         axis=plain(layout.axis),
@@ -386,6 +391,8 @@ class Accumulator:
         self.rows = 0
         self.dtype: np.dtype | None = None
         self.features: list[str] | None = check_columns(columns)
+        self.columns = self.features  # what each batch selects (a vector column: one name)
+        self.feature_groups: list[dict[str, Any]] | None = None
         self.keyed: tuple[str | None, str | None] = (None, None)
 
     def update(self, batch: Any, *, by: Any = None, weights: Any = None) -> Accumulator:
@@ -397,9 +404,10 @@ class Accumulator:
     def _update(self, batch: Any, name: str, by: Any = None, weights: Any = None) -> Accumulator:
         batch, extra = split_keyed(batch, by, weights)
         self._check_keyed(by, weights)
-        m = as_matrix(batch, name, columns=self.features if self.features else None)
-        if m.names is not None and self.features is None and self.layout is None:
-            self.features = m.names
+        m = as_matrix(batch, name, columns=self.columns if self.columns else None)
+        if m.names is not None and self.layout is None:
+            self.features, self.feature_groups = m.names, m.feature_groups
+            self.columns = m.selected or m.names
         if m.names is not None and self.axis not in (-1, 1, (-1,), (1,)):
             raise UsageError(
                 f"axis: a table has one statistic per column, so axis must be -1, "
@@ -451,6 +459,7 @@ class Accumulator:
         if self.layout is None:
             self.layout, self.moments = other.layout, other.moments.copy()  # type: ignore[union-attr]
             self.features, self.keyed = other.features, other.keyed
+            self.columns, self.feature_groups = other.columns, other.feature_groups
         elif (
             other.layout != self.layout
             or other.features != self.features
@@ -488,6 +497,7 @@ class Accumulator:
             quantile_levels=self.levels,
             by=self.keyed[0],
             weights=self.keyed[1],
+            feature_groups=self.feature_groups,
         )
 
 

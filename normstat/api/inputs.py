@@ -129,6 +129,11 @@ class Matrix:
 
     data: np.ndarray
     names: list[str] | None = None
+    selected: list[str] | None = None
+    """The columns (dotted paths into structs too) the names come from, when they differ from
+    the names (a vector or tensor column is one column of many features)."""
+    feature_groups: list[dict[str, Any]] | None = None
+    """The artifact's ``feature_groups`` of those columns (None: scalar columns only)."""
 
 
 def _module(x: Any) -> str:
@@ -214,6 +219,8 @@ def as_matrix(x: Any, name: str, *, columns: Sequence[str] | None = None) -> Mat
 
 def _table_matrix(x: Any, name: str, columns: Sequence[str] | None) -> Matrix:
     mod = _module(x)
+    if mod == "pyarrow" and _nested(x.schema, columns):
+        return _arrow_groups(x, name, columns)
     cols = _table_columns(x)
     by_name = dict(cols)
     if columns is not None:
@@ -244,6 +251,34 @@ def _table_matrix(x: Any, name: str, columns: Sequence[str] | None) -> Matrix:
     for j, a in enumerate(arrays):
         data[:, j] = a
     return Matrix(data, names)
+
+
+def _nested(schema: Any, columns: Sequence[str] | None) -> bool:
+    """An Arrow table with vector / tensor columns, or a selection of struct fields by path."""
+    from normstat.sources import nested
+
+    if columns is not None and any(c not in schema.names for c in columns):
+        return True
+    return any(nested.is_list(f.type) for f in schema)
+
+
+def _arrow_groups(x: Any, name: str, columns: Sequence[str] | None) -> Matrix:
+    """An Arrow table or batch read as a table file is (:mod:`normstat.sources.table`): the same
+    columns selected by default or by ``columns``, the same feature groups, the same errors
+    (a row of another length is named)."""
+    from normstat.sources.table import feature_columns, group_records, select_features
+
+    selected, left_out = select_features(
+        x.schema, columns, name, peek=lambda top: x.column(top) if x.num_rows else None
+    )
+    arrays = [a.reshape(len(a), -1) for a in feature_columns(x, selected, 0, name)]
+    dtype = np.result_type(*arrays)
+    data = np.concatenate(arrays, axis=1, dtype=dtype) if arrays else np.empty((x.num_rows, 0))
+    if left_out and columns is None:
+        why = "; ".join(f"{c} ({reason})" for c, reason in left_out)
+        warnings.warn(NormstatWarning(f"{name}: columns left out: {why}"), stacklevel=4)
+    names = [f for c in selected for f in c.feature_names()]
+    return Matrix(data, names, [c.name for c in selected], group_records(selected))
 
 
 def _rows(x: Any) -> int:

@@ -29,9 +29,7 @@ def check_keyed(
     by: str | None,
     weights: str | None,
     *,
-    checkpoint: str | None = None,
     sketch: bool = False,
-    rescale: float = 1.0,
 ) -> None:
     """What ``by`` and ``weights`` cannot be combined with yet, refused before any read."""
     for name, value in (("by", by), ("weights", weights)):
@@ -39,18 +37,11 @@ def check_keyed(
             raise UsageError(f"{name}: expected a column name, received {value!r}")
     if weights is not None and sketch:
         raise UsageError(
-            "--weights: quantiles and the histogram are not weighted yet; fit them without "
-            "--weights"
+            "--weights: quantiles and the histogram are not weighted yet (the distribution "
+            "summary counts each value once); fit them in a run without --weights"
         )
     if by is not None and by == weights:
         raise UsageError(f"--by and --weights name the same column {by!r}")
-    if by is None and weights is None:
-        return
-    flag = "--by" if by is not None else "--weights"
-    if checkpoint:
-        raise UsageError(f"{flag}: a fit by group or weighted cannot be checkpointed yet")
-    if by is not None and rescale != 1.0:
-        raise UsageError("--by: per-group statistics are not combined with --rescale yet")
 
 
 def keyed_table(table: TableOptions, by: str | None, weights: str | None) -> TableOptions:

@@ -51,6 +51,14 @@ from normstat.sources import ArraySource, ImageOptions, open_sources
 from normstat.sources.base import total_rows
 
 
+def _table_columns(stats: Stats) -> list[str] | None:
+    """The columns of a table that the statistics describe: one per feature group (a vector
+    column holds many features), else one per feature."""
+    if stats.feature_groups is not None:
+        return [g["name"] for g in stats.feature_groups]
+    return stats.features or None
+
+
 def transform(
     x: Any,
     stats: Stats | str | os.PathLike[str],
@@ -82,7 +90,12 @@ def transform(
     of a key not fitted take the pooled statistics instead of an error.
     """
     stats = as_stats(stats)
-    matrix = as_matrix(x, "x", columns=stats.features if is_table(x) and stats.features else None)
+    matrix = as_matrix(x, "x", columns=_table_columns(stats) if is_table(x) else None)
+    if matrix.names is not None and stats.features and matrix.names != stats.features:
+        raise UsageError(
+            f"x: the table's features {describe_names(matrix.names)} are not those of the "
+            f"statistics {describe_names(stats.features)}"
+        )
     plan = _plan(
         stats,
         method,

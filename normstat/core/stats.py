@@ -146,27 +146,17 @@ class Stats:
 
     def rescaled(self, scale: float) -> Stats:
         """The statistics of ``x * scale``, from those of ``x``: the moments transform exactly
-        (mean and the extremes by ``scale``, m2 by ``scale**2``), no pass over the data."""
-        m = self.moments
-        lo, hi = (m.min, m.max) if scale > 0 else (m.max, m.min)
-        moments = Moments(
-            count=m.count.copy(),
-            nan_count=m.nan_count.copy(),
-            dmean=m.dmean * scale,
-            m2=m.m2 * (scale * scale),
-            min=lo * scale,
-            max=hi * scale,
-            shift=m.shift * scale,
-            weight=None if m.weight is None else m.weight.copy(),
-        )
+        (mean and the extremes by ``scale``, m2 by ``scale**2``), no pass over the data; each
+        group's (``fit --by``) as the pooled ones."""
         return Stats(
-            moments,
+            scaled_moments(self.moments, scale),
             self.feature_shape,
             self.axis,
             self.ddof,
             self.features,
             dict(self.source),
             rescale=self.rescale * scale,
+            by=self.by,
             weights=self.weights,
             feature_groups=self.feature_groups,
         )
@@ -241,3 +231,23 @@ class Stats:
             rescale=self.rescale,
             weights=self.weights,
         )
+
+
+def scaled_moments(m: Moments, scale: float) -> Moments:
+    """The moments of ``x * scale`` from those of ``x`` (any shape; the per-group moments
+    too). The distribution summary is not carried: it is built from the scaled values."""
+    lo, hi = (m.min, m.max) if scale > 0 else (m.max, m.min)
+    groups = None
+    if m.groups is not None:
+        groups = GroupedMoments(m.groups.keys, scaled_moments(m.groups.moments, scale))
+    return Moments(
+        count=m.count.copy(),
+        nan_count=m.nan_count.copy(),
+        dmean=m.dmean * scale,
+        m2=m.m2 * (scale * scale),
+        min=lo * scale,
+        max=hi * scale,
+        shift=m.shift * scale,
+        weight=None if m.weight is None else m.weight.copy(),
+        groups=groups,
+    )

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from normstat import storage
+from normstat.core.groups import GroupedMoments
 from normstat.core.moments import FIELDS, Moments, TreeMerger
 from normstat.core.npz import read_npz_member
 from normstat.core.quantiles import FIELDS as SKETCH_FIELDS
@@ -110,9 +111,28 @@ class Checkpointer:
         for i, (_, m) in enumerate(pending):  # the distribution summary, kept beside
             if m.sketch is not None:
                 arrays.update({f"{i}_histogram_{k}": v for k, v in m.sketch.arrays().items()})
+        if any(m.weight is not None or m.groups is not None for _, m in pending):
+            meta["groups"] = [None if m.groups is None else m.groups.n_groups for _, m in pending]
+            for i, (_, m) in enumerate(pending):
+                arrays.update(_keyed_arrays(i, m))
         with atomic_output(self.path) as tmp, open(tmp, "wb") as fp:
             np.savez(fp, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]
         self._last = time.monotonic()
+
+
+def _keyed_arrays(i: int, m: Moments) -> dict[str, np.ndarray]:
+    """State ``i``'s weights (``fit --weights``) and per-group moments (``fit --by``), saved
+    exactly (the resumed fit merges them in the same tree, bit for bit)."""
+    out: dict[str, np.ndarray] = {}
+    if m.weight is not None:
+        out[f"{i}_weight"] = m.weight
+    if m.groups is not None:
+        g = m.groups.moments
+        out[f"{i}_by_keys"] = m.groups.keys
+        out.update({f"{i}_by_{k}": a for k, a in zip(FIELDS, g.arrays(), strict=True)})
+        if g.weight is not None:
+            out[f"{i}_by_weight"] = g.weight
+    return out
 
 
 def load(
@@ -157,22 +177,48 @@ def _read(path: str, n_features: int) -> tuple[dict[str, Any], dict[str, np.ndar
             if "meta.npy" not in infos:
                 raise DataError("not a normstat checkpoint (no 'meta' entry)", path=path)
             meta_arr = read_npz_member(zf, infos.pop("meta.npy"), 2**24, path)
+            meta = json.loads(str(meta_arr)) if meta_arr.dtype.kind == "U" else None
+            if not isinstance(meta, dict):
+                raise DataError(
+                    "not a normstat checkpoint (its 'meta' is not a JSON object)", path=path
+                )
+            groups = _group_counts(meta, path)
             arrays = {
-                name[: -len(".npy")]: read_npz_member(zf, info, _cap(name, n_features), path)
+                name[: -len(".npy")]: read_npz_member(
+                    zf, info, _cap(name, n_features, groups), path
+                )
                 for name, info in infos.items()
             }
     except ArtifactError as exc:
         raise DataError(f"not a readable checkpoint ({exc.message})", path=path) from None
-    meta = json.loads(str(meta_arr)) if meta_arr.dtype.kind == "U" else None
-    if not isinstance(meta, dict):
-        raise DataError("not a normstat checkpoint (its 'meta' is not a JSON object)", path=path)
     return meta, arrays
 
 
-def _cap(name: str, n_features: int) -> int:
-    """Bytes a member may declare: one value per feature, or a summary's buckets."""
+MAX_GROUPS = 2**24
+"""The most groups a saved state may declare (as for the artifact): what its members may then
+inflate to is bounded before they are read."""
+
+
+def _group_counts(meta: dict[str, Any], path: str) -> list[int | None]:
+    groups = meta.get("groups", [])
+    if not isinstance(groups, list) or not all(
+        g is None or (isinstance(g, int) and not isinstance(g, bool) and 0 <= g <= MAX_GROUPS)
+        for g in groups
+    ):
+        raise DataError("the checkpoint's 'groups' is not a list of group counts", path=path)
+    return groups
+
+
+def _cap(name: str, n_features: int, groups: list[int | None]) -> int:
+    """Bytes a member may declare: one value per feature, a summary's buckets, or per group
+    (``{i}_by_...``) one value per feature and a key of up to 128 characters."""
     if "_histogram_" in name:
         return 8 * (n_features + 1) * BUCKETS_PER_FEATURE
+    state, _, rest = name.partition("_")
+    if rest.startswith("by_"):
+        i = int(state) if state.isdigit() else -1
+        g = groups[i] if 0 <= i < len(groups) else None
+        return 0 if g is None else 8 * g * (n_features + 64)
     return 8 * n_features
 
 
@@ -194,9 +240,20 @@ def _tree(
         isinstance(lv, int) and not isinstance(lv, bool) for lv in levels
     ):
         raise DataError("the checkpoint's merge tree is not a list of levels", path=path)
-    pending = [(lv, _moments(arrays, i, n_features, path)) for i, lv in enumerate(levels)]
-    summaries = sum(m.sketch is not None for _, m in pending)
-    if len(arrays) != len(FIELDS) * len(levels) + len(SKETCH_FIELDS) * summaries:
+    groups = _group_counts(meta, path) or [None] * len(levels)
+    if len(groups) != len(levels):
+        raise DataError("the checkpoint's 'groups' does not match its merge tree", path=path)
+    pending = [
+        (lv, _moments(arrays, i, n_features, path, groups[i])) for i, lv in enumerate(levels)
+    ]
+    named = sum(
+        len(FIELDS)
+        + len(SKETCH_FIELDS) * (m.sketch is not None)
+        + (m.weight is not None)
+        + (0 if m.groups is None else 1 + len(FIELDS) + (m.groups.moments.weight is not None))
+        for _, m in pending
+    )
+    if len(arrays) != named:
         raise DataError("the checkpoint holds arrays its merge tree does not name", path=path)
     try:
         return TreeMerger.restore(n_features, pending)
@@ -204,18 +261,32 @@ def _tree(
         raise DataError(f"the checkpoint's merge tree is damaged ({exc})", path=path) from None
 
 
-def _moments(arrays: dict[str, np.ndarray], i: int, n_features: int, path: str) -> Moments:
+def _moments(
+    arrays: dict[str, np.ndarray], i: int, n_features: int, path: str, groups: int | None = None
+) -> Moments:
     """Partial state ``i``: every field present, of this fit's length and dtype, and possible
-    (non-negative counts and m2, finite means, min <= max where there are values)."""
+    (non-negative counts and m2, finite means, min <= max where there are values); its
+    weights and per-group moments when saved."""
+    m = _fields(arrays, f"{i}_", (n_features,), f"state {i}", path)
+    m.sketch = _sketch(arrays, i, m, path)
+    m.weight = _weight(arrays.get(f"{i}_weight"), m, f"state {i}", path)
+    if groups is not None:
+        m.groups = _groups(arrays, i, m, groups, path)
+    return m
+
+
+def _fields(
+    arrays: dict[str, np.ndarray], prefix: str, shape: tuple[int, ...], what: str, path: str
+) -> Moments:
     got = []
     for name in FIELDS:
-        a = arrays.get(f"{i}_{name}")
+        a = arrays.get(f"{prefix}{name}")
         want = np.int64 if name in ("count", "nan_count") else np.float64
-        if a is None or a.shape != (n_features,) or a.dtype != want:
-            shape = None if a is None else (list(a.shape), str(a.dtype))
+        if a is None or a.shape != shape or a.dtype != want:
+            found = None if a is None else (list(a.shape), str(a.dtype))
             raise DataError(
-                f"the checkpoint's state {i} has a damaged '{name}' ({shape}; expected "
-                f"{n_features} values of {np.dtype(want)})",
+                f"the checkpoint's {what} has a damaged '{name}' ({found}; expected "
+                f"{list(shape)} values of {np.dtype(want)})",
                 path=path,
             )
         got.append(np.array(a))
@@ -231,9 +302,43 @@ def _moments(arrays: dict[str, np.ndarray], i: int, n_features: int, path: str) 
             and (m.min[has] <= m.max[has]).all()
         )
     if not ok:
-        raise DataError(f"the checkpoint's state {i} holds impossible statistics", path=path)
-    m.sketch = _sketch(arrays, i, m, path)
+        raise DataError(f"the checkpoint's {what} holds impossible statistics", path=path)
     return m
+
+
+def _weight(w: np.ndarray | None, m: Moments, what: str, path: str) -> np.ndarray | None:
+    """The sum of weights: finite, non-negative, positive exactly where rows were counted."""
+    if w is None:
+        return None
+    if w.shape != m.count.shape or w.dtype != np.float64:
+        raise DataError(f"the checkpoint's {what} has a damaged 'weight'", path=path)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(w).all() and (w >= 0).all() and np.array_equal(w > 0, m.count > 0)
+    if not ok:
+        raise DataError(f"the checkpoint's {what} holds impossible weights", path=path)
+    return np.array(w)
+
+
+def _groups(arrays: dict[str, np.ndarray], i: int, m: Moments, n: int, path: str) -> GroupedMoments:
+    """State ``i``'s per-group moments: ``n`` sorted distinct keys, each group possible, and
+    the groups' counts adding up to the state's exactly (every row is in one group)."""
+    what = f"state {i}'s groups"
+    keys = arrays.get(f"{i}_by_keys")
+    if (
+        keys is None
+        or keys.shape != (n,)
+        or keys.dtype.kind not in "iuU"
+        or (n > 1 and not (keys[1:] > keys[:-1]).all())
+    ):
+        raise DataError(f"the checkpoint's {what} have damaged keys", path=path)
+    g = _fields(arrays, f"{i}_by_", (n, m.n_features), what, path)
+    g.weight = _weight(arrays.get(f"{i}_by_weight"), g, what, path)
+    if (g.weight is None) != (m.weight is None) or not (
+        np.array_equal(g.count.sum(axis=0), m.count)
+        and np.array_equal(g.nan_count.sum(axis=0), m.nan_count)
+    ):
+        raise DataError(f"the checkpoint's {what} do not add up to the state", path=path)
+    return GroupedMoments(np.array(keys), g)
 
 
 def _sketch(arrays: dict[str, np.ndarray], i: int, m: Moments, path: str) -> Sketch | None:

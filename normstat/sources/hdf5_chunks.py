@@ -115,7 +115,10 @@ class ChunkReader:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(READERS, thread_name_prefix="normstat-h5")
         wanted = self._groups(first, end)
-        fetches = [self._ahead.pop(tuple(g), None) or self._submit(g) for g in wanted]
+        fetches = [
+            self._ahead.pop(tuple(g)) if tuple(g) in self._ahead else self._submit(g)
+            for g in wanted
+        ]
         for fut in self._ahead.values():
             fut.cancel()  # a read that was not the one announced
         self._ahead = {}
