@@ -25,12 +25,12 @@ from normstat import __version__, storage
 from normstat.core.groups import GroupedMoments, moments_of
 from normstat.core.moments import Moments
 from normstat.core.npz import NpzMember, read_npz_member
-from normstat.core.numtext import ArrayReader, dump_array
 from normstat.core.quantiles import FIELDS as SKETCH_FIELDS
 from normstat.core.quantiles import Sketch
 from normstat.core.quantiles import well_formed as _well_formed
 from normstat.core.stats import Stats
 from normstat.errors import ArtifactError, UsageError
+from normstat.numtext import ArrayReader, dump_array
 from normstat.sinks.atomic import atomic_output
 
 FORMAT = "normstat.stats"
@@ -225,24 +225,39 @@ def dumps(stats: Stats) -> str:
 
 def write_json(stats: Stats, fp: TextIO) -> None:
     """One key a line, metadata first and arrays last, each array compact on its line and
-    written a block of values at a time (``core/numtext.py``): memory stays that of the
+    written a block of values at a time (``numtext.py``): memory stays that of the
     statistics, whatever their number (docs/artifact.md, "Layout"). One line per array also
     lets a reader find each array and parse it in blocks without ``json`` (:func:`stream`)."""
     items = [
         *_meta(stats).items(),
         *_arrays(stats).items(),
         *_distribution(stats).items(),
-        *_keyed(stats).items(),
+        *_keyed(stats, np.asarray).items(),
     ]
     fp.write("{\n")
     for i, (k, v) in enumerate(items):
         fp.write(f"  {json.dumps(k)}: ")
         if isinstance(v, np.ndarray):
             dump_array(v, fp)
+        elif isinstance(v, dict) and any(isinstance(x, np.ndarray) for x in v.values()):
+            _write_section(v, fp)
         else:
             fp.write(json.dumps(v, allow_nan=False, separators=(", ", ": "), indent=None))
         fp.write(",\n" if i < len(items) - 1 else "\n")
     fp.write("}\n")
+
+
+def _write_section(section: dict[str, Any], fp: TextIO) -> None:
+    """A section holding arrays (``by``: groups x features), on its line as ``json.dumps``
+    lays it out, the arrays written a block of values at a time."""
+    fp.write("{")
+    for i, (k, v) in enumerate(section.items()):
+        fp.write(f"{', ' if i else ''}{json.dumps(k)}: ")
+        if isinstance(v, np.ndarray):
+            dump_array(v, fp)
+        else:
+            fp.write(json.dumps(v, allow_nan=False, separators=(", ", ": ")))
+    fp.write("}")
 
 
 def save(stats: Stats, path: str | os.PathLike[str]) -> None:
@@ -880,17 +895,18 @@ def _by_arrays(stats: Stats) -> dict[str, np.ndarray]:
     return out
 
 
-def _keyed(stats: Stats) -> dict[str, Any]:
+def _keyed(stats: Stats, nest: Any = _nested) -> dict[str, Any]:
     """``weights``: the column and the sum of the counted rows' weights per feature; ``by``:
     the column, its sorted distinct values (``keys``) and per group the statistics of the top
-    level, as arrays of ``(groups, *feature_shape)``."""
+    level, as arrays of ``(groups, *feature_shape)``, each given to ``nest`` (nested lists for
+    :func:`to_dict`; arrays for the JSON writer, which formats them in blocks)."""
     out: dict[str, Any] = {}
     if stats.weights is not None:
         w = stats.moments.total_weight.reshape(stats.feature_shape)
-        out["weights"] = {"column": stats.weights, "sum": _nested(w)}
+        out["weights"] = {"column": stats.weights, "sum": nest(w)}
     if stats.groups is not None:
         section: dict[str, Any] = {"column": stats.by, "keys": stats.groups.keys.tolist()}
-        section.update({k: _nested(v) for k, v in _by_arrays(stats).items()})
+        section.update({k: nest(v) for k, v in _by_arrays(stats).items()})
         out["by"] = section
     return out
 

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("lazy", "interrupts"),  # standard library helpers
     ("normstat",),  # the package: its version, and its names loaded lazily
-    ("core", "storage"),  # pure numerics; where data lives (URIs -> filesystems)
+    ("core", "storage", "numtext"),  # pure numerics; where data lives; numbers as JSON text
     ("sources", "sinks"),  # reading, writing: neither imports the other
     ("engine", "artifact"),
     ("api",),

@@ -47,36 +47,175 @@ def test_a_damaged_wide_file_is_still_refused_by_name(wide, tmp_path):
 # --- the layout written a block at a time, read a block at a time (issue 14: huge artifacts) ---
 
 
-def _reference_text(a: np.ndarray) -> str:
-    """What ``json`` writes for the whole array at once: the layout before block writing."""
-    obj = a.astype(object)
+def _leaves(doc, out):
+    """The leaves of ``json.load``'s nested lists, depth first, and the shape they make."""
+    if isinstance(doc, list):
+        for x in doc:
+            _leaves(x, out)
+    else:
+        out.append(doc)
+    return out
+
+
+def _same_as_json_reads(text: str, a: np.ndarray) -> None:
+    """``json`` reads ``text`` to the values of ``a`` bit for bit (non-finite as ``null``),
+    floats as floats and integers as integers, nested as ``a.tolist()`` is."""
+    doc = json.loads(text)
+    assert np.shape(doc) == a.shape or a.size == 0
+    if a.size == 0:
+        assert doc == a.tolist()
+        return
+    leaves = _leaves(doc, [])
+    flat = a.reshape(-1)
+    assert len(leaves) == flat.size
     if a.dtype.kind == "f":
-        obj[~np.isfinite(a)] = None
-    return json.dumps(obj.tolist(), allow_nan=False, separators=(", ", ": "))
+        finite = np.isfinite(flat)
+        assert all(leaves[i] is None for i in np.flatnonzero(~finite))
+        kept = [leaves[i] for i in np.flatnonzero(finite)]
+        assert all(type(v) is float for v in kept)
+        got = np.array(kept, dtype=np.float64)
+        assert np.array_equal(got.view(np.uint64), flat[finite].view(np.uint64))
+    else:
+        assert all(type(v) is int for v in leaves) and leaves == flat.tolist()
 
 
 @pytest.mark.parametrize(
     "shape", [(100_000,), (3, 40_000), (2, 70_000), (70_000, 2), (5, 4, 9_000), (0,), (2, 0)]
 )
-def test_block_writing_gives_the_text_json_gives(shape):
+@pytest.mark.parametrize("arrow_values", [0, 1 << 14])  # every array through Arrow; the default
+def test_block_writing_gives_text_json_reads_to_the_same_values(shape, arrow_values, monkeypatch):
     import io
 
-    from normstat.core.numtext import dump_array
+    from normstat import numtext
+    from normstat.numtext import dump_array
+
+    monkeypatch.setattr(numtext, "ARROW_VALUES", arrow_values)
 
     rng = np.random.default_rng(3)
     a = rng.standard_normal(shape) * 10.0 ** rng.integers(-300, 300, shape)
     a[a > 2.0] = np.nan
     out = io.StringIO()
     dump_array(a, out)
-    assert out.getvalue() == _reference_text(a)
+    _same_as_json_reads(out.getvalue(), a)
     ints = rng.integers(0, 2**53, shape)
     out = io.StringIO()
     dump_array(ints, out)
-    assert out.getvalue() == _reference_text(ints)
+    _same_as_json_reads(out.getvalue(), ints)
+    assert out.getvalue() == json.dumps(ints.tolist())  # integers: json's own text
+
+
+def _edge_floats(n: int, seed: int) -> np.ndarray:
+    """Random bit patterns (every exponent, subnormals, NaN payloads, infinities) and the
+    values where formatting goes wrong: signed zeros, extremes, integral and power-of-ten
+    floats around the switch between fixed and exponent notation."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2**64, n, dtype=np.uint64).view(np.float64)
+    tiny = rng.integers(1, 2**52, 1000, dtype=np.uint64).view(np.float64)  # subnormals
+    special = [
+        0.0,
+        -0.0,
+        5e-324,
+        -5e-324,
+        2.2250738585072014e-308,
+        2.225073858507201e-308,
+        1.7976931348623157e308,
+        -1.7976931348623157e308,
+        np.nan,
+        np.inf,
+        -np.inf,
+        1.0,
+        -1.0,
+        3.0,
+        1e16,
+        1e15,
+        9007199254740993.0,
+        1e21,
+        1e22,
+        1e-4,
+        1e-5,
+        1.5e-7,
+        0.1,
+        1 / 3,
+        123456789.0,
+        -(2.0**1023),
+        2.0**-1074,
+    ]
+    powers = 10.0 ** np.arange(-323, 309)
+    return np.concatenate([a, tiny, -tiny, special, powers, -powers, np.round(a[:1000] % 1e6)])
+
+
+def test_float_text_round_trips_bit_for_bit_through_json_and_the_reader():
+    import io
+
+    from normstat.numtext import ArrayReader, dump_array
+
+    a = _edge_floats(300_000, 7)
+    out = io.StringIO()
+    dump_array(a, out)
+    text = out.getvalue()
+    _same_as_json_reads(text, a)  # the standard library reads the same floats
+    reader = ArrayReader(io.BytesIO(text.encode()), "mean", "p")
+    got = reader.take(a.size + 1)
+    finite = np.isfinite(a)
+    assert got.size == a.size and np.isnan(got[~finite]).all()
+    assert np.array_equal(got[finite].view(np.uint64), a[finite].view(np.uint64))
+    float32 = a[finite & (np.abs(a) < 3e38)].astype(np.float32)
+    out = io.StringIO()
+    dump_array(float32, out)  # float32 statistics: written as the float64 they widen to
+    _same_as_json_reads(out.getvalue(), float32.astype(np.float64))
+
+
+def test_the_reader_reads_what_json_reads_in_other_spellings():
+    """Old files and hand-written ones: exponents, signs, blanks and newlines anywhere between
+    values, nesting; every one read as ``json`` reads it."""
+    import io
+
+    from normstat.numtext import ArrayReader
+
+    text = "[[1, -0.0, 1E5, 1e+5, 1.5e-07 ,\n 2.5E-3], [null,  0 ,-7, 1e-400, 123456789012345678]]"
+    got = ArrayReader(io.BytesIO(text.encode()), "k", "p").take(100)
+    want = np.array([np.nan if v is None else v for v in _leaves(json.loads(text), [])], float)
+    assert np.array_equal(got, want, equal_nan=True)
+    assert np.signbit(got[1]) and got[9] == 0.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[1 2]",
+        "[1, 2 3]",
+        "[[1] [2]]",
+        "[1,,2]",
+        "[1, NaN]",
+        "[nan]",
+        "[inf]",
+        "[-Infinity]",
+        '[1, "2"]',
+        "[1, {}]",
+        "[1e999]",
+        "[-1e400]",
+        "[1, nul]",
+        "[1, nulll]",
+        "[0x10]",
+        "[1, 2,]",
+        "[,1]",
+        "[1e]",
+        "[1.0\u00e9]",
+        "[true]",
+        "[1 e5]",
+    ],
+)
+def test_the_reader_refuses_what_is_not_a_json_number_array(text):
+    import io
+
+    from normstat.numtext import ArrayReader
+
+    with pytest.raises(ArtifactError, match="'k'"):
+        ArrayReader(io.BytesIO(text.encode()), "k", "p").take(100)
 
 
 def test_reading_in_tiny_pieces_gives_the_strict_readers_floats(wide, monkeypatch):
-    from normstat.core import numtext
+    from normstat import numtext
 
     monkeypatch.setattr(numtext, "READ_BYTES", 37)  # every value split somewhere
     fast = artifact.load(str(wide))
@@ -224,3 +363,42 @@ def test_a_damaged_wide_npz_is_refused_by_show(tmp_path):
             report.show_file(str(bad), 20)
         with pytest.raises(ArtifactError):
             artifact.load(str(bad))
+
+
+def test_many_groups_written_in_blocks_read_as_json_reads_them(tmp_path):
+    """``--by`` with thousands of groups: the per-group arrays are written by the block writer;
+    ``json`` reads the file to what ``to_dict`` gives, value for value, and ``load`` reads the
+    same statistics back."""
+    import pandas as pd
+
+    rng = np.random.default_rng(8)
+    n = 20_000
+    df = pd.DataFrame(
+        {
+            "episode_index": np.repeat(np.arange(5_000), 4),
+            "w": rng.uniform(0.5, 2.0, n),
+            **{f"c{i}": rng.standard_normal(n) * 10.0 ** rng.integers(-30, 30) for i in range(4)},
+        }
+    )
+    df.loc[::7, "c1"] = np.nan
+    data = tmp_path / "d.parquet"
+    df.to_parquet(data)
+    stats = normstat.fit(str(data), by="episode_index", weights="w")
+    path = tmp_path / "s.json"
+    artifact.save(stats, str(path))
+    doc = json.loads(path.read_text())
+    want = json.loads(json.dumps(artifact.to_dict(stats)))
+    assert doc.keys() == want.keys()
+    for key in ("by", "weights"):
+        assert doc[key].keys() == want[key].keys()
+        for k, v in want[key].items():
+            if isinstance(v, list):
+                got, ref = _leaves(doc[key][k], []), _leaves(v, [])
+                assert [type(x) for x in got] == [type(x) for x in ref], (key, k)
+                assert np.array_equal(np.array(got, float), np.array(ref, float), equal_nan=True)
+                assert np.shape(doc[key][k]) == np.shape(v)
+            else:
+                assert doc[key][k] == v
+    back = artifact.to_dict(artifact.load(str(path)))
+    back["created"] = want["created"]  # when each was made: seconds apart
+    assert json.dumps(back, sort_keys=True) == json.dumps(want, sort_keys=True)

@@ -13,6 +13,8 @@ undefined outside them: an inverse never clips.
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +75,20 @@ class TransformParams:
 
 
 _BLOCK_ELEMENTS = 2**18
+_scratch = threading.local()
+
+
+def _float64_scratch(shape: tuple[int, ...]) -> np.ndarray:
+    """This thread's float64 block of ``shape`` (at most ``_BLOCK_ELEMENTS`` values), reused
+    across calls: ``apply`` of a table transforms one column at a time, and a fresh temporary per
+    column cost more in page faults than the arithmetic itself."""
+    buf = getattr(_scratch, "buf", None)
+    if buf is None:
+        buf = _scratch.buf = np.empty(_BLOCK_ELEMENTS)
+    n = math.prod(shape)
+    if n > buf.size:  # a single sample wider than a block
+        return np.empty(shape)
+    return buf[:n].reshape(shape)
 
 
 def _blocked(
@@ -101,7 +117,7 @@ def _blocked(
             _cast(y, out[...], limit, clip, 0)
         return out
     step = max(1, _BLOCK_ELEMENTS // max(x[0].size, 1))
-    tmp = np.empty((min(step, x.shape[0]), *x.shape[1:]))
+    tmp = _float64_scratch((min(step, x.shape[0]), *x.shape[1:]))
     for i in range(0, x.shape[0], step):
         block = x[i : i + step]
         with np.errstate(over="ignore", invalid="ignore"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from normstat.engine.columns import transformed_tables
 from normstat.engine.output import ApplyOptions, Progress, resolve, write
 from normstat.engine.transform import reads, transformed
 from normstat.sinks import atomic_output_for, check_writable, open_writer
@@ -28,7 +29,11 @@ def apply(srcs: list[ArraySource], o: ApplyOptions) -> None:
         apply_dask(srcs, o)
         return
     out = resolve(srcs, o)
-    done = transformed(reads(srcs, o.rows, out.batches), o.step, out.spec.schema, o.workers or 1)
+    if out.batches:  # a table written as a table
+        spare = 1 if out.format.encodes else 0  # a core for the writer's thread
+        done = transformed_tables(srcs, o.rows, o.step, out.spec.schema, o.workers, spare)
+    else:
+        done = transformed(reads(srcs, o.rows, False), o.step, None, o.workers or 1)
     items = _counted(done, o.progress)
     if o.out == "-":
         write(lambda: open_writer(out.format, "-", out.spec), items, "<stdout>")

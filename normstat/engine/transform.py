@@ -61,7 +61,8 @@ class TransformStep:
 
     def batch(self, batch: Any, schema: Any, first_row: int = 0) -> Any:
         """``batch`` with its feature columns replaced, at their positions, by their transformed
-        values (nulls kept null); ``schema`` is the output's (:func:`output_schema`);
+        values (nulls kept null); ``schema`` is the output's (:func:`output_schema`), or the
+        part of it that ``batch`` holds (features it lacks are another part's);
         ``first_row``: the batch's position, to name the row of a value that does not fit.
 
         Column by column, from the Arrow buffers: gathering the features into a float64 matrix
@@ -80,6 +81,8 @@ class TransformStep:
             rows = self.groups.rows(keys, first_row=first_row)
         for j, name in enumerate(self.features or ()):
             pos = schema.get_field_index(name)
+            if pos < 0:  # in another part of the columns
+                continue
             col = cols[pos]
             x = column_array(col)
             p = self.params.feature(j)
@@ -87,7 +90,16 @@ class TransformStep:
                 if self.groups is not None and rows is not None:
                     y = self.groups.forward_column(x, j, rows, self.inverse, self.dtype)
                 else:
-                    y = p.inverse(x, self.dtype) if self.inverse else p.forward(x, self.dtype)
+                    buf, y = _arrow_owned(x.shape[0], self.dtype)
+                    if self.inverse:
+                        p.inverse(x, self.dtype, out=y)
+                    else:
+                        p.forward(x, self.dtype, out=y)
+                    if not col.null_count:
+                        cols[pos] = pa.Array.from_buffers(
+                            schema.field(pos).type, len(y), [None, buf]
+                        )
+                        continue
             except CastOverflow as exc:
                 row = first_row + (exc.index[0] if exc.index else 0)
                 raise DataError(
@@ -118,6 +130,9 @@ class TransformStep:
         j = 0
         for c in self.selected:
             pos = schema.get_field_index(c.top)
+            if pos < 0:  # in another part of the columns
+                j += c.width
+                continue
             col = cols[pos]
             x = grouped_column(col, c, first_row)
             p = TransformParams(
@@ -134,6 +149,16 @@ class TransformStep:
                 cols[pos] = pa.array(y.reshape(-1), type=schema.field(pos).type, mask=mask)
             j += c.width
         return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def _arrow_owned(n: int, dtype: np.dtype) -> tuple[Any, np.ndarray]:
+    """``n`` values of ``dtype`` in a buffer of pyarrow's memory pool, and a numpy view to write
+    them: the pool recycles the pages of batches already written, where a fresh numpy array per
+    column faulted its pages in anew."""
+    import pyarrow as pa
+
+    buf = pa.allocate_buffer(n * dtype.itemsize)
+    return buf, np.frombuffer(buf, dtype)
 
 
 def _fixed_lists(y: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, mask: Any) -> Any:
@@ -198,6 +223,7 @@ def transformed(
     step: TransformStep,
     schema: Any = None,
     threads: int = 1,
+    first_row: int = 0,
 ) -> Iterator[tuple[int, Any]]:
     """``(rows, transformed item)`` in order: chunks into blocks, or (with ``schema``, the
     output's) record batches into batches, ``threads`` items ahead of the caller on helper
@@ -220,12 +246,11 @@ def transformed(
 
     if schema is None:
         return compute_ahead(items, block, threads)
-    return compute_ahead(_positioned(items), batch, threads)
+    return compute_ahead(_positioned(items, first_row), batch, threads)
 
 
-def _positioned(batches: Iterable[Any]) -> Iterator[tuple[int, Any]]:
-    """Each record batch with the row it starts at."""
-    start = 0
+def _positioned(batches: Iterable[Any], start: int = 0) -> Iterator[tuple[int, Any]]:
+    """Each record batch with the row it starts at (the first at ``start``)."""
     for b in batches:
         yield start, b
         start += b.num_rows

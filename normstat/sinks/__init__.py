@@ -58,6 +58,7 @@ class OutputFormat:
     parallel: str | None = None  # "ranges": workers write row ranges of one output (a
     # ``range_target`` factory in ``module``); "whole": one worker writes a whole file; None: no
     stream: str | None = None  # class writing the format to stdout (``-o -``)
+    encodes: bool = False  # its writer encodes the values (a busy thread: apply leaves it a core)
 
 
 _S = "normstat.sinks."
@@ -69,12 +70,13 @@ OUTPUTS: tuple[OutputFormat, ...] = (
     OutputFormat("zarr", (".zarr",), _S + "zarr", "ZarrWriter", ("array",),
                  directory=True, parallel="ranges"),
     OutputFormat("parquet", (".parquet", ".pq"), _S + "table", "ParquetTableWriter", ("table",),
-                 parallel="whole"),
+                 parallel="whole", encodes=True),
     OutputFormat("arrow", (".arrow", ".ipc", ".arrows"), _S + "table", "IpcTableWriter",
                  ("table",), parallel="whole", stream="IpcStreamWriter"),
     OutputFormat("feather", (".feather",), _S + "table", "IpcTableWriter", ("table",),
                  parallel="whole"),
-    OutputFormat("csv", (".csv",), _S + "table", "CsvTableWriter", ("table",), parallel="whole"),
+    OutputFormat("csv", (".csv",), _S + "table", "CsvTableWriter", ("table",), parallel="whole",
+                 encodes=True),
 )
 # fmt: on
 """A table's feature columns can also go to an array format, as a (rows, features) matrix: the

@@ -139,7 +139,7 @@ class IpcFile(TableSource):
         return self._blocks
 
     def _read_blocks(
-        self, lo: int, hi: int, rows: int, columns: list[str] | None
+        self, lo: int, hi: int, rows: int, columns: list[str] | None, threads: bool = True
     ) -> Iterator[Batch]:
         assert self._file is not None
         for i in range(lo, hi):

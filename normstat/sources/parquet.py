@@ -114,10 +114,17 @@ class _Reader:
         )
 
     def iter_batches(
-        self, batch_size: int, row_groups: range, columns: Sequence[str] | None
+        self,
+        batch_size: int,
+        row_groups: range,
+        columns: Sequence[str] | None,
+        use_threads: bool = True,
     ) -> Iterator[Batch]:
         return self.reader.iter_batches(
-            batch_size, list(row_groups), column_indices=self.indices(columns), use_threads=True
+            batch_size,
+            list(row_groups),
+            column_indices=self.indices(columns),
+            use_threads=use_threads,
         )
 
     def close(self) -> None:
@@ -146,6 +153,7 @@ def _leaves(reader: Any) -> dict[str, list[int]]:
 
 class ParquetFile(TableSource):
     format = "parquet"
+    column_reads = True
 
     def __init__(
         self, path: str, columns: Sequence[str] | None = None, options: TableOptions | None = None
@@ -210,11 +218,24 @@ class ParquetFile(TableSource):
             yield Chunk.of_columns(columns, self.path, None, lo, rows=hi - lo, extra=extra)
 
     def _read_blocks(
-        self, lo: int, hi: int, rows: int, columns: list[str] | None
+        self, lo: int, hi: int, rows: int, columns: list[str] | None, threads: bool = True
     ) -> Iterator[Batch]:
+        if not threads:
+            return self._read_alone(lo, hi, rows, columns)
         if self._file is None:
             self._file = self.reopen()
         return self._file.iter_batches(rows, range(lo, hi), columns)
+
+    def _read_alone(
+        self, lo: int, hi: int, rows: int, columns: list[str] | None
+    ) -> Iterator[Batch]:
+        """Row groups ``lo:hi`` through a reader of their own, closed once they are read (no
+        file stays open per shard and part), decoded on the calling thread alone."""
+        reader = self.reopen()
+        try:
+            yield from reader.iter_batches(rows, range(lo, hi), columns, use_threads=False)
+        finally:
+            reader.close()
 
     def handle(self) -> _Reader:
         """This thread's own reader (the footer is parsed once, not per thread): chunks are

@@ -499,9 +499,10 @@ class TableSource:
         return None
 
     def _read_blocks(
-        self, lo: int, hi: int, rows: int, columns: list[str] | None
+        self, lo: int, hi: int, rows: int, columns: list[str] | None, threads: bool = True
     ) -> Iterator[Batch]:
-        """Storage blocks ``lo:hi`` (sources with :meth:`storage_blocks`)."""
+        """Storage blocks ``lo:hi`` (sources with :meth:`storage_blocks`); ``threads``: see
+        :meth:`batches`."""
         raise NotImplementedError
 
     def read_units(self, rows: int) -> list[Unit] | None:
@@ -537,16 +538,22 @@ class TableSource:
         i = unit_at(units, start)
         return units[i].start if i < len(units) else start
 
+    column_reads = False
+    """Reading some columns costs only those columns (a columnar file with storage blocks):
+    ``apply`` then reads and transforms a table's columns in parts, a thread each
+    (:mod:`normstat.engine.columns`)."""
+
     def batches(
-        self, rows: int, columns: list[str] | None = None, start: int = 0
+        self, rows: int, columns: list[str] | None = None, start: int = 0, threads: bool = True
     ) -> Iterator[Batch]:
         """Record batches of at most ``rows`` rows (every column unless ``columns`` is given)
         from :meth:`first_row` of ``start``; once all are read from row 0, ``shape[0]`` is known
-        even for a CSV or a stream."""
+        even for a CSV or a stream. ``threads=False``: decoded by the calling thread alone, with
+        a reader of its own (the caller reads other columns on other threads at once)."""
         begin = self.first_row(rows, start)
         seen = begin
         try:
-            for b in self._from(rows, columns, begin):
+            for b in self._from(rows, columns, begin, threads):
                 seen += b.num_rows
                 yield b
                 self._release()
@@ -557,13 +564,15 @@ class TableSource:
         if begin == 0:
             self.shape = (seen, self.shape[1])
 
-    def _from(self, rows: int, columns: list[str] | None, begin: int) -> Iterator[Batch]:
+    def _from(
+        self, rows: int, columns: list[str] | None, begin: int, threads: bool = True
+    ) -> Iterator[Batch]:
         units = self.read_units(rows)
         if units is None:
             yield from sliced(self._read(rows, columns), rows)
             return
         for u in units[unit_at(units, begin) :]:
-            yield from exact_batches(self._read_blocks(u.lo, u.hi, rows, columns), rows)
+            yield from exact_batches(self._read_blocks(u.lo, u.hi, rows, columns, threads), rows)
 
     def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         """Feature matrices of at most ``rows`` rows, rows ``start`` to ``stop``. Parquet and

@@ -1,0 +1,192 @@
+"""JSON arrays of numbers read and written in blocks, in memory bounded by the block.
+
+A wide artifact holds arrays of millions of numbers; parsing one as Python lists costs ~100
+bytes a value, formatting one as text holds the whole text, and a Python call per value
+(``repr``, ``float``) is most of the time. Here an array is read from a binary file a block of
+values at a time (Arrow's CSV number parser, correctly rounded: the same floats as ``json``),
+and written a block at a time with Arrow's float-to-text cast (the shortest text that reads
+back to the same float64, like ``repr``, sometimes spelled differently: ``0.00001`` for
+``1e-05``). Integral floats get a ``.0`` so that ``json`` reads them back as floats (``-0.0``
+keeps its sign).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Any
+
+import numpy as np
+
+from normstat.errors import ArtifactError
+
+READ_BYTES = 1 << 18
+"""Text read at a time; a block of values needs about 20 bytes each beyond it."""
+WRITE_VALUES = 1 << 18
+"""Values formatted at a time when writing."""
+_ALLOWED = b"0123456789.-+eEnul, \n\t\r[]"
+"""Bytes of numbers, ``null``, commas, blanks and brackets: anything else is not a number."""
+_OPEN, _CLOSE = ord("["), ord("]")
+_COMMA_TO_LINE = bytes.maketrans(b",", b"\n")
+_BLANKS = b" \t\r\n[]"
+ARROW_VALUES = 1 << 14
+"""Arrays this large and larger are formatted by Arrow; smaller ones by ``json`` (a small
+artifact's command does not pay Arrow's import)."""
+
+
+def dump_array(a: np.ndarray, fp: IO[str]) -> None:
+    """``a`` as nested JSON lists (non-finite as ``null``) on ``fp``, without the whole text
+    or a Python list of every value in memory: the same text as ``json.dumps(a.tolist())``
+    with ``", "`` separators."""
+    if a.size <= WRITE_VALUES or a.ndim == 0:
+        fp.write(_text(a))
+        return
+    fp.write("[")
+    row = a[0].size
+    if row > WRITE_VALUES and a.ndim > 1:  # rows themselves are wide: each in blocks
+        for i in range(a.shape[0]):
+            fp.write(", " if i else "")
+            dump_array(a[i], fp)
+    else:
+        step = max(1, WRITE_VALUES // max(row, 1))
+        for i in range(0, a.shape[0], step):
+            fp.write(", " if i else "")
+            fp.write(_text(a[i : i + step])[1:-1])
+    fp.write("]")
+
+
+def _text(a: np.ndarray) -> str:
+    if a.size < ARROW_VALUES or a.dtype.kind not in "iuf":  # few values, or booleans: rare
+        if a.dtype.kind in "iub":
+            value: Any = a.tolist()
+        else:
+            obj = a.astype(object)
+            obj[~np.isfinite(a)] = None
+            value = obj.tolist()
+        return json.dumps(value, allow_nan=False, separators=(", ", ": "))
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    flat = a.reshape(-1)
+    if a.dtype.kind == "f":
+        flat = flat.astype(np.float64, copy=False)
+        text = pc.cast(pa.array(flat), pa.string())
+        integral = pc.match_substring_regex(text, r"^-?[0-9]+$")  # "3", "-0": json reads ints
+        text = pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
+        text = pc.if_else(pa.array(np.isfinite(flat)), text, "null")
+    else:
+        text = pc.cast(pa.array(flat), pa.string())
+    for d in reversed(range(a.ndim)):  # innermost lists first: "a, b" -> "[a, b]", then theirs
+        lists = int(np.prod(a.shape[:d]))
+        offsets = pa.array(np.arange(lists + 1, dtype=np.int64) * a.shape[d])
+        joined = pc.binary_join(pa.LargeListArray.from_arrays(offsets, text), ", ")
+        text = pc.binary_join_element_wise("[", joined, "]", "")
+    return str(text[0].as_py())
+
+
+def _split_value(raw: bytes) -> bool:
+    """Whether blanks stand between two characters of values with no comma ("1 2", "1 e5"):
+    the blanks are dropped before parsing, which would join them into one value."""
+    b = np.frombuffer(raw, np.uint8)
+    blank = (b == 32) | (b == 9) | (b == 10) | (b == 13) | (b == _OPEN) | (b == _CLOSE)
+    if not blank.any():
+        return False
+    kept = np.flatnonzero(~blank)
+    if kept.size < 2:
+        return False
+    value = b[kept] != ord(",")
+    return bool(((np.diff(kept) > 1) & value[:-1] & value[1:]).any())
+
+
+class ArrayReader:
+    """The numbers of one JSON array (nested lists of numbers and ``null``, as :func:`dump_array`
+    writes), read from ``fp`` positioned at its ``[``, ``take(n)`` values at a time; ``null`` is
+    NaN. Anything else in the array (a string, ``NaN``, an object, a value beyond float64) is an
+    :class:`ArtifactError` naming ``key`` and the index of the value."""
+
+    def __init__(self, fp: IO[bytes], key: str, path: str) -> None:
+        self.fp, self.key, self.path = fp, key, path
+        self.depth = 0
+        self.rest = b""  # text after the last complete value read
+        self.values = np.empty(0)
+        self.done = False
+        self.read = 0  # values handed out
+        self.end = -1  # the file offset just past the closing bracket
+        self.max_depth = 0  # how deep the lists nest
+
+    def fail(self, what: str) -> ArtifactError:
+        return ArtifactError(f"'{self.key}' {what}", path=self.path)
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` values (fewer only when the array ends)."""
+        parts = [self.values]
+        have = self.values.size
+        while have < n and not self.done:
+            more = self._more()
+            parts.append(more)
+            have += more.size
+        flat = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        self.values = flat[n:]
+        self.read += min(n, flat.size)
+        return flat[:n]
+
+    def _more(self) -> np.ndarray:
+        start = self.fp.tell()
+        chunk = self.fp.read(READ_BYTES)
+        if not chunk:
+            raise self.fail("is cut short: the file ends inside the array")
+        raw = np.frombuffer(chunk, np.uint8)
+        at = np.flatnonzero((raw == _OPEN) | (raw == _CLOSE))  # brackets only: few
+        depth = self.depth + np.cumsum(np.where(raw[at] == _OPEN, 1, -1))
+        if self.depth == 0 and chunk[:1] != b"[":
+            raise self.fail("is not an array of numbers")
+        closed = at[depth == 0]
+        if closed.size:  # the array ends in this chunk
+            stop = int(closed[0]) + 1
+            self.end, self.done = start + stop, True
+            chunk = chunk[:stop]
+            depth = depth[at < stop]
+        if depth.size:
+            self.depth = int(depth[-1])
+            self.max_depth = max(self.max_depth, int(depth.max()))
+        text = self.rest + chunk
+        if not self.done:
+            cut = text.rfind(b",")
+            text, self.rest = (text[:cut], text[cut + 1 :]) if cut >= 0 else (b"", text)
+        return self._parse(text)
+
+    def _parse(self, text: bytes) -> np.ndarray:
+        """The values of ``text``: whole values, commas, blanks and brackets. Arrow's CSV
+        reader parses them one a line; what it would accept beyond JSON numbers (``nan``,
+        ``inf``, blanks inside a value) is refused before."""
+        if text.translate(None, _ALLOWED):  # a string, an object, NaN, inf, non-ASCII, ...
+            raise self.fail(f"holds something other than numbers near value {self._at()}")
+        if _split_value(text):
+            raise self.fail(f"holds something other than numbers near value {self._at()}")
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        lines = text.translate(_COMMA_TO_LINE, _BLANKS)  # one value a line
+        if lines.count(b"\n") == len(lines):  # no value ("[]", "[[], []]" of a 0-sized shape)
+            return np.empty(0)
+        expected = lines.count(b"\n") + 1
+        try:
+            column = pcsv.read_csv(
+                pa.py_buffer(lines),
+                read_options=pcsv.ReadOptions(column_names=["v"], use_threads=False),
+                parse_options=pcsv.ParseOptions(ignore_empty_lines=False, quote_char=False),
+                convert_options=pcsv.ConvertOptions(
+                    column_types={"v": pa.float64()}, null_values=["null"]
+                ),
+            ).column(0)
+        except pa.ArrowInvalid:
+            raise self.fail(f"holds something other than numbers near value {self._at()}") from None
+        a = column.to_numpy()
+        if a.size != expected:
+            raise self.fail(f"holds something other than numbers near value {self._at()}")
+        if np.isinf(a).any():
+            raise self.fail(f"holds a number too large for float64 at value {self._at(a)}")
+        return a
+
+    def _at(self, a: np.ndarray | None = None) -> int:
+        base = self.read + self.values.size
+        return base + (int(np.argmax(np.isinf(a))) if a is not None else 0)
