@@ -7,9 +7,11 @@ contenders interleaved, the median of ``--repeats`` rounds reported:
 1. Parquet: ``normstat.fit("s3://...")`` against ``pyarrow.parquet.read_table`` of the same
    object through ``pyarrow.fs.S3FileSystem`` (every column, into memory), and against
    ``normstat.fit`` of the same file on local disk (peak RSS).
-2. HDF5: a contiguous dataset (read by ranged GETs of its rows) and a chunked one (read by h5py
-   through an fsspec block cache, for each of ``--blocks`` sizes) against a plain sequential
-   download of the object (16 MiB reads, discarded).
+2. HDF5: a contiguous dataset (read by ranged GETs of its rows), a chunked one and a chunked
+   one compressed with shuffle + gzip (stored chunks fetched by coalesced ranged GETs and
+   decoded by normstat; ``--blocks`` sets the block size of the fsspec cache h5py reads through
+   where it reads the values itself) against a plain sequential download of the object (16 MiB
+   reads, discarded); the compressed one also against a fit of the same file on local disk.
 
     python benchmarks/storage.py --mb 1024      # a 1 GiB Parquet object, a 256 MiB HDF5
     python benchmarks/storage.py --mb 64        # a quick run
@@ -73,14 +75,15 @@ def make_parquet(path: str, mb: int) -> None:
             w.write_table(pa.table({nm: x[:, j] for j, nm in enumerate(names)}))
 
 
-def make_hdf5(path: str, mb: int, chunked: bool) -> None:
+def make_hdf5(path: str, mb: int, chunked: bool, gzip: bool = False) -> None:
     import h5py
 
     rows = mb * 2**20 // (COLS * 4)
     rng = np.random.default_rng(1)
     with h5py.File(path, "w") as f:
         chunks = (2**14, COLS) if chunked else None  # 1 MiB chunks
-        ds = f.create_dataset("x", (rows, COLS), np.float32, chunks=chunks)
+        filters = {"compression": "gzip", "compression_opts": 1, "shuffle": True} if gzip else {}
+        ds = f.create_dataset("x", (rows, COLS), np.float32, chunks=chunks, **filters)
         step = 2**20
         for start in range(0, rows, step):
             n = min(step, rows - start)
@@ -159,6 +162,7 @@ def main() -> None:
                 "t.parquet": lambda p: make_parquet(p, args.mb),
                 "contiguous.h5": lambda p: make_hdf5(p, args.hdf5_mb, False),
                 "chunked.h5": lambda p: make_hdf5(p, args.hdf5_mb, True),
+                "gzip.h5": lambda p: make_hdf5(p, args.hdf5_mb, True, gzip=True),
             }
             sizes = {}
             for name, make in files.items():
@@ -188,6 +192,13 @@ def run_all(args: argparse.Namespace, env: dict[str, str], tmp: str, sizes: dict
             uri=f"s3://{BUCKET}/contiguous.h5", block=default_block, cache="background"
         ),
         "hdf5 download chunked": PROGRAMS["download"].format(key=f"{BUCKET}/chunked.h5"),
+        "hdf5 download gzip": PROGRAMS["download"].format(key=f"{BUCKET}/gzip.h5"),
+        "hdf5 fit gzip": PROGRAMS["fit"].format(
+            uri=f"s3://{BUCKET}/gzip.h5", block=default_block, cache="background"
+        ),
+        "hdf5 fit gzip local": PROGRAMS["fit"].format(
+            uri=os.path.join(tmp, "gzip.h5"), block=default_block, cache="background"
+        ),
     }
     for mb in (int(b) for b in args.blocks.split(",")):
         for cache in args.caches.split(","):
@@ -204,7 +215,7 @@ def run_all(args: argparse.Namespace, env: dict[str, str], tmp: str, sizes: dict
         size = sizes[
             "t.parquet"
             if name.startswith("parquet")
-            else ("contiguous.h5" if "contiguous" in name else "chunked.h5")
+            else next(f for f in ("contiguous.h5", "gzip.h5", "chunked.h5") if f[:-3] in name)
         ]
         out["results"][name] = {
             "seconds": round(seconds, 3),
@@ -220,6 +231,12 @@ def run_all(args: argparse.Namespace, env: dict[str, str], tmp: str, sizes: dict
             r["hdf5 download contiguous"]["seconds"] / r["hdf5 fit contiguous"]["seconds"], 3
         ),
     }
+    out["ratios"]["hdf5 gzip fit / download"] = round(
+        r["hdf5 download gzip"]["seconds"] / r["hdf5 fit gzip"]["seconds"], 3
+    )
+    out["ratios"]["hdf5 gzip fit / local fit"] = round(
+        r["hdf5 fit gzip local"]["seconds"] / r["hdf5 fit gzip"]["seconds"], 3
+    )
     for name in r:
         if name.startswith("hdf5 fit chunked"):
             out["ratios"][f"{name} / download"] = round(

@@ -360,6 +360,9 @@ BLOCK_SIZE = 16 * 2**20
 HDF5 reads its superblock, B-tree nodes and chunks as many small, scattered requests; one GET
 serves the metadata around it and many chunks, and the cache keeps a few blocks."""
 CACHE_BLOCKS = 4
+METADATA_BLOCK_SIZE = 2**20
+"""Bytes per ranged GET while h5py reads only an HDF5 object's metadata (its header, the chunk
+index): small blocks, no read-ahead, since each GET has a cost of its own whatever its size."""
 CACHE_TYPE = "background"
 """fsspec's block cache that fetches the next block in a thread while the current one is
 decoded (``"blockcache"``: the same LRU without read-ahead); docs/storage.md."""
@@ -370,15 +373,20 @@ class _CachedFile(io.RawIOBase):
     fsspec's block caches: h5py's many small reads are served from blocks fetched by ranged
     GETs in pyarrow's C++ client (s3fs' Python client moved the same bytes 2x slower)."""
 
-    def __init__(self, raw: Any, block_size: int) -> None:
-        from fsspec.caching import caches  # type: ignore[import-untyped]
-
+    def __init__(self, raw: Any, block_size: int, cache_type: str) -> None:
         self._raw = raw
         self._size = int(raw.size())
-        self._cache = caches[CACHE_TYPE](
+        self._pos = 0
+        self.retune(block_size, cache_type)
+
+    def retune(self, block_size: int, cache_type: str) -> None:
+        """Read on in blocks of ``block_size`` through fsspec's cache ``cache_type`` (the
+        blocks cached so far are dropped)."""
+        from fsspec.caching import caches  # type: ignore[import-untyped]
+
+        self._cache = caches[cache_type](
             block_size, self._fetch, self._size, maxblocks=CACHE_BLOCKS
         )
-        self._pos = 0
 
     def _fetch(self, start: int, end: int) -> bytes:
         return bytes(self._raw.read_at(end - start, start))
@@ -412,12 +420,12 @@ class _CachedFile(io.RawIOBase):
         super().close()
 
 
-def open_file(uri: str, block_size: int | None = None) -> Any:
+def open_file(uri: str, block_size: int | None = None, cache_type: str | None = None) -> Any:
     """A seekable Python file of the object, read in ``block_size`` (default
     :data:`BLOCK_SIZE`) ranged GETs through an LRU of :data:`CACHE_BLOCKS` blocks (memory: at
     most that many blocks)."""
     optional_module("fsspec", "remote", f"reading HDF5 from {scheme(uri)}:// URIs")
-    return _CachedFile(open_input(uri), block_size or BLOCK_SIZE)
+    return _CachedFile(open_input(uri), block_size or BLOCK_SIZE, cache_type or CACHE_TYPE)
 
 
 def info(uri: str) -> dict[str, Any]:

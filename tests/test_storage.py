@@ -455,6 +455,8 @@ def test_outputs_a_bucket_cannot_take_are_refused_before_the_pass(s3, tmp_path, 
     assert dask.exit_code == 2 and "--engine dask" in dask.output
     zarr = run("apply", f"s3://{BUCKET}/s.json", src, "-o", f"s3://{BUCKET}/z.zarr", ok=False)
     assert zarr.exit_code == 2 and "cannot be written to a bucket" in zarr.output
+    assert "no rename" in zarr.output  # says why
+    assert "in place" in dask.output
     assert keys(s3) == ["s.json", "x.npy"]
     https = run("fit", src, "-o", "https://example.org/s.json", ok=False)
     assert https.exit_code == 2 and "read only" in https.output

@@ -32,8 +32,9 @@ def atomic_directory(path: str) -> Iterator[str]:
     """Yield an empty temporary directory beside ``path``; commit it to ``path`` on success."""
     if storage.is_uri(path):
         raise UsageError(
-            "a directory output (Zarr, a directory of parts) cannot be written to a bucket "
-            "yet; write it locally and copy it",
+            "a directory output (Zarr, a directory of parts) cannot be written to a bucket: "
+            "it is many objects, and a bucket has no rename to make them appear at once (a "
+            "reader or a crash mid-way would see part of it); write it locally and copy it",
             path=storage.shown(path),
         )
     path = path.rstrip("/") or path

@@ -14,6 +14,7 @@ from normstat import storage
 from normstat.errors import DataError, UsageError
 from normstat.sources.base import Chunk, rows_for_bytes
 from normstat.sources.buffers import BufferPool, pread_into, read_only
+from normstat.sources.hdf5_chunks import ChunkReader, chunk_index
 
 
 def numeric_datasets(f: h5py.File) -> list[str]:
@@ -37,7 +38,7 @@ H5_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError)
 
 def _open_file(path: str) -> h5py.File:
     if storage.is_uri(path):
-        return _open_remote(path)
+        return _open_remote(path)[0]
     try:
         return h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
     except FileNotFoundError:
@@ -46,13 +47,14 @@ def _open_file(path: str) -> h5py.File:
         raise DataError(f"not a readable HDF5 file ({_reason(exc)})", path=path) from None
 
 
-def _open_remote(uri: str) -> h5py.File:
+def _open_remote(uri: str) -> tuple[h5py.File, Any]:
     """An HDF5 object in a bucket, read by h5py through an fsspec file that fetches
-    :data:`normstat.storage.BLOCK_SIZE` bytes per GET (HDF5's metadata reads are many and
-    small: a block serves many of them)."""
-    fp = storage.open_file(uri)
+    :data:`normstat.storage.METADATA_BLOCK_SIZE` bytes per GET (HDF5's metadata reads are many
+    and small: a block serves many of them), and the file (:meth:`Hdf5Dataset.__init__` widens
+    its blocks when h5py is to read the values too)."""
+    fp = storage.open_file(uri, storage.METADATA_BLOCK_SIZE, "blockcache")
     try:
-        return h5py.File(fp, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
+        return h5py.File(fp, "r", rdcc_nbytes=CHUNK_CACHE_BYTES), fp
     except H5_ERRORS as exc:
         fp.close()
         raise DataError(f"not a readable HDF5 file ({_reason(exc)})", path=uri) from None
@@ -249,7 +251,8 @@ class Hdf5Dataset:
 
     def __init__(self, path: str, dataset: str | None, allow_external: bool = False) -> None:
         self.path = path
-        self._file = _open_file(path)
+        remote = storage.is_uri(path)
+        self._file, fp = _open_remote(path) if remote else (_open_file(path), None)
         try:
             self._ds = self._open(dataset, allow_external)
             self.dataset = self._ds.name
@@ -258,12 +261,21 @@ class Hdf5Dataset:
             self.storage_chunks = self._ds.chunks
             self.compression = self._ds.compression
             self.compression_opts = self._ds.compression_opts
-            remote = storage.is_uri(path)
             self._offset = contiguous_offset(self._file, self._ds, remote=remote)
+            index = chunk_index(self._ds) if remote and self._offset is None else None
         except BaseException:
             self._file.close()
             raise
         self._fd: int | Any = -1
+        self._chunked: ChunkReader | None = None
+        if index is not None:
+            # stored chunks fetched by coalesced ranged GETs and decoded here, not by h5py
+            self._chunked = ChunkReader(
+                index, storage.open_input(path), self.shape[0], path, self.dataset
+            )
+            return
+        if fp is not None and self._offset is None:
+            fp.retune(storage.BLOCK_SIZE, storage.CACHE_TYPE)  # h5py reads the values
         if self._offset is not None and remote:
             # a plain block of values: each chunk is one ranged GET of its rows, no h5py
             self._fd = storage.open_input(path)
@@ -332,7 +344,10 @@ class Hdf5Dataset:
             end = min(first + rows, n)
             buf = pool.get((end - first, *self.shape[1:]), self.dtype)
             try:
-                self._ds.read_direct(buf, np.s_[first:end])
+                if self._chunked is not None:
+                    self._chunked.read(buf, first, min(rows, n - end))
+                else:
+                    self._ds.read_direct(buf, np.s_[first:end])
             except H5_ERRORS as exc:
                 raise self._read_error(first, end, exc) from None
             yield Chunk(buf, self.path, self.dataset, first)
@@ -383,4 +398,7 @@ class Hdf5Dataset:
 
     def close(self) -> None:
         self._stop_mapping()
+        if self._chunked is not None:
+            self._chunked.close()
+            self._chunked = None
         self._file.close()
