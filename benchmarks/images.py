@@ -9,7 +9,10 @@ Every method runs in its own fresh process (wall time includes the interpreter a
   decode is shown beside it;
 * loop: the torchvision-style hand-written loop: decode, then per-image float64 sums and sums of
   squares per channel (numerically naive, shown for speed);
-* ``normstat fit DIR --workers 1`` and ``--workers 2``.
+* ``normstat fit DIR --workers 1`` and ``--workers 2``;
+* Datumaro's ``compute_image_statistics`` on the folder imported as an ImageNet-style dataset,
+  when Datumaro is importable by this interpreter or by the one ``--datumaro-python`` names (it
+  pins its own dependencies: a venv of its own keeps them away from normstat's).
 
 Peak RSS: the measured process (``ru_maxrss``), and with psutil the whole process tree (the
 decoding workers included), sampled every 20 ms. The images are smooth synthetic photos
@@ -55,6 +58,15 @@ for f in sorted(glob.glob(sys.argv[1] + '/*/*.jpg')):
         x = np.asarray(im.convert('RGB'), dtype=np.float64)
     s += x.sum((0, 1)); q += (x * x).sum((0, 1)); n += x.shape[0] * x.shape[1]
 print((s / n).tolist(), (q / n - (s / n) ** 2).tolist())
+"""
+
+DATUMARO = """
+import sys
+from datumaro.components.dataset import Dataset
+from datumaro.components.operations import compute_image_statistics
+stats = compute_image_statistics(Dataset.import_from(sys.argv[1], "imagenet"))
+sub = next(iter(stats["subsets"].values()))
+print(sub["image mean (RGB)"], sub["image std (RGB)"])
 """
 
 
@@ -120,6 +132,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dir", default="/tmp/normstat-bench-images")
+    ap.add_argument("--datumaro-python", help="an interpreter that can import datumaro")
     args = ap.parse_args()
     folder = Path(args.dir)
     make_folder(folder, args.files)
@@ -161,6 +174,9 @@ def main() -> None:
             os.devnull,
         ],  # fmt: skip
     }
+    dm = args.datumaro_python or py
+    if subprocess.run([dm, "-c", "import datumaro"], capture_output=True).returncode == 0:
+        methods["peer: Datumaro compute_image_statistics"] = [dm, "-c", DATUMARO, str(folder)]
     runs: dict[str, list[tuple[float, float, float | None, float]]] = {m: [] for m in methods}
     for _ in range(args.repeats):
         for name, argv in methods.items():  # interleaved, so drift hits every method alike
