@@ -61,13 +61,19 @@ def _entry(stats: Stats, shape: tuple[int, ...], cols: slice) -> dict[str, Any]:
     def part(a: np.ndarray) -> list[Any]:
         return _plain(np.asarray(a, np.float64).reshape(-1)[cols].reshape(shape))
 
+    return _stats_entry(stats, part, int(stats.count.reshape(-1)[cols].max(initial=0)))
+
+
+def _stats_entry(stats: Stats, part: Any, count: int) -> dict[str, Any]:
+    """mean, std (0 for constant features), min, max, count and ``q01``..., each array laid
+    out by ``part``."""
     std = np.where(stats.constant, 0.0, stats.std)
     entry: dict[str, Any] = {
         "mean": part(stats.mean),
         "std": part(std),
         "min": part(stats.min),
         "max": part(stats.max),
-        "count": [int(stats.count.reshape(-1)[cols].max(initial=0))],
+        "count": [count],
     }
     entry.update(_quantiles(stats, part))
     return entry
@@ -107,16 +113,7 @@ def _image_entry(stats: Stats) -> dict[str, Any]:
     def part(a: np.ndarray) -> list[Any]:
         return _plain((np.asarray(a, np.float64) / divisor).reshape(channels, 1, 1))
 
-    std = np.where(stats.constant, 0.0, stats.std)
-    entry: dict[str, Any] = {
-        "mean": part(stats.mean),
-        "std": part(std),
-        "min": part(stats.min),
-        "max": part(stats.max),
-        "count": [int(source.get("images") or 0)],
-    }
-    entry.update(_quantiles(stats, part))
-    return entry
+    return _stats_entry(stats, part, int(source.get("images") or 0))
 
 
 def _plain(a: np.ndarray) -> list[Any]:
