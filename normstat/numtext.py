@@ -23,11 +23,25 @@ READ_BYTES = 1 << 18
 """Text read at a time; a block of values needs about 20 bytes each beyond it."""
 WRITE_VALUES = 1 << 18
 """Values formatted at a time when writing."""
-_ALLOWED = b"0123456789.-+eEnul, \n\t\r[]"
-"""Bytes of numbers, ``null``, commas, blanks and brackets: anything else is not a number."""
 _OPEN, _CLOSE = ord("["), ord("]")
-_COMMA_TO_LINE = bytes.maketrans(b",", b"\n")
-_BLANKS = b" \t\r\n[]"
+
+
+def _one_pass_table() -> bytes:
+    """The one translation the text takes before Arrow parses it, one value a line: commas
+    become line ends; blanks and brackets become spaces (which Arrow's number parser trims at
+    either end of a value and refuses inside one: "1 2", "1 e5"); the characters of numbers
+    and ``null`` stay; any other byte becomes ``x``, which no number holds (a string, an
+    object, ``NaN``, ``inf``, non-ASCII...)."""
+    table = bytearray(b"x" * 256)
+    for c in b"0123456789.-+eEnul":
+        table[c] = c
+    table[ord(",")] = ord("\n")
+    for c in b" \t\r\n[]":
+        table[c] = ord(" ")
+    return bytes(table)
+
+
+_TABLE = _one_pass_table()
 ARROW_VALUES = 1 << 14
 """Arrays this large and larger are formatted by Arrow; smaller ones by ``json`` (a small
 artifact's command does not pay Arrow's import)."""
@@ -81,20 +95,6 @@ def _text(a: np.ndarray) -> str:
         joined = pc.binary_join(pa.LargeListArray.from_arrays(offsets, text), ", ")
         text = pc.binary_join_element_wise("[", joined, "]", "")
     return str(text[0].as_py())
-
-
-def _split_value(raw: bytes) -> bool:
-    """Whether blanks stand between two characters of values with no comma ("1 2", "1 e5"):
-    the blanks are dropped before parsing, which would join them into one value."""
-    b = np.frombuffer(raw, np.uint8)
-    blank = (b == 32) | (b == 9) | (b == 10) | (b == 13) | (b == _OPEN) | (b == _CLOSE)
-    if not blank.any():
-        return False
-    kept = np.flatnonzero(~blank)
-    if kept.size < 2:
-        return False
-    value = b[kept] != ord(",")
-    return bool(((np.diff(kept) > 1) & value[:-1] & value[1:]).any())
 
 
 class ArrayReader:
@@ -155,19 +155,21 @@ class ArrayReader:
         return self._parse(text)
 
     def _parse(self, text: bytes) -> np.ndarray:
-        """The values of ``text``: whole values, commas, blanks and brackets. Arrow's CSV
-        reader parses them one a line; what it would accept beyond JSON numbers (``nan``,
-        ``inf``, blanks inside a value) is refused before."""
-        if text.translate(None, _ALLOWED):  # a string, an object, NaN, inf, non-ASCII, ...
+        """The values of ``text``: whole values, commas, blanks and brackets. One translation
+        (``_TABLE``) makes it one value a line and spoils every byte that is not part of a
+        number or ``null``; ``null`` becomes ``nan``, which the text itself cannot hold (``a``
+        is spoilt); Arrow's CSV reader then parses each line as a float64 or refuses it. What
+        Arrow would accept beyond JSON numbers is refused before or after: a sign before
+        ``null``, and values beyond float64 (``inf``)."""
+        lines = text.translate(_TABLE)
+        if b"-n" in lines or b"+n" in lines:  # "-null" would parse as "-nan"
             raise self.fail(f"holds something other than numbers near value {self._at()}")
-        if _split_value(text):
-            raise self.fail(f"holds something other than numbers near value {self._at()}")
+        lines = lines.replace(b"null", b"nan ")
+        if not lines or lines.isspace():  # no value ("[]", "[[], []]" of a 0-sized shape)
+            return np.empty(0)
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
-        lines = text.translate(_COMMA_TO_LINE, _BLANKS)  # one value a line
-        if lines.count(b"\n") == len(lines):  # no value ("[]", "[[], []]" of a 0-sized shape)
-            return np.empty(0)
         expected = lines.count(b"\n") + 1
         try:
             column = pcsv.read_csv(
