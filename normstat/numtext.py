@@ -157,14 +157,12 @@ class ArrayReader:
     def _parse(self, text: bytes) -> np.ndarray:
         """The values of ``text``: whole values, commas, blanks and brackets. One translation
         (``_TABLE``) makes it one value a line and spoils every byte that is not part of a
-        number or ``null``; ``null`` becomes ``nan``, which the text itself cannot hold (``a``
-        is spoilt); Arrow's CSV reader then parses each line as a float64 or refuses it. What
-        Arrow would accept beyond JSON numbers is refused before or after: a sign before
-        ``null``, and values beyond float64 (``inf``)."""
-        lines = text.translate(_TABLE)
-        if b"-n" in lines or b"+n" in lines:  # "-null" would parse as "-nan"
-            raise self.fail(f"holds something other than numbers near value {self._at()}")
-        lines = lines.replace(b"null", b"nan ")
+        number or ``null``; ``null`` becomes ``" nan"``, which the text itself cannot hold
+        (``a`` is spoilt); Arrow's CSV reader then parses each line as a float64 or refuses
+        it. What Arrow would accept beyond JSON numbers is refused after: values beyond
+        float64 (``inf``)."""
+        # " nan": the blank is trimmed, and refused after a sign ("-null" is not "-nan")
+        lines = text.translate(_TABLE).replace(b"null", b" nan")
         if not lines or lines.isspace():  # no value ("[]", "[[], []]" of a 0-sized shape)
             return np.empty(0)
         import pyarrow as pa
