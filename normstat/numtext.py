@@ -84,9 +84,19 @@ def _text(a: np.ndarray) -> str:
     if a.dtype.kind == "f":
         flat = flat.astype(np.float64, copy=False)
         text = pc.cast(pa.array(flat), pa.string())
-        integral = pc.match_substring_regex(text, r"^-?[0-9]+$")  # "3", "-0": json reads ints
-        text = pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
-        text = pc.if_else(pa.array(np.isfinite(flat)), text, "null")
+        finite = np.isfinite(flat)
+        # "3", "-0" would read back as ints: only whole values can be spelled so, so only
+        # their text is looked at (most statistics have none)
+        whole = np.flatnonzero(finite & (flat == np.trunc(flat)))
+        if whole.size:
+            sub = text.take(pa.array(whole))
+            integral = pc.match_substring_regex(sub, r"^-?[0-9]+$")
+            sub = pc.if_else(integral, pc.binary_join_element_wise(sub, ".0", ""), sub)
+            mask = np.zeros(flat.size, bool)
+            mask[whole] = True
+            text = pc.replace_with_mask(text, pa.array(mask), sub)
+        if not finite.all():
+            text = pc.if_else(pa.array(finite), text, "null")
     else:
         text = pc.cast(pa.array(flat), pa.string())
     for d in reversed(range(a.ndim)):  # innermost lists first: "a, b" -> "[a, b]", then theirs
