@@ -275,13 +275,6 @@ def apply(
     out_dtype = float_dtype(dtype)
     paths = as_paths(sources, "sources")
     check_engine(engine, scheduler, paths)
-    if storage.is_uri(out) and engine == "dask":
-        raise UsageError(
-            "out: --engine dask has its workers write their rows into OUT in place, which an "
-            "object cannot take (it is uploaded whole), and a worker on another machine "
-            "cannot reach this machine's temporary file; write to a bucket with the local "
-            "engine (reading from one works with both)"
-        )
     chosen, table = reading(columns, None, column_types, delimiter, header, null_values)
     table = keyed_table(table, by, None)
     srcs = open_sources(

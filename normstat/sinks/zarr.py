@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from normstat import interrupts
+from normstat import interrupts, storage
 from normstat.lazy import optional_module
 from normstat.sinks import OutputSpec
 
@@ -54,13 +54,18 @@ class ZarrTarget:
     chunks: tuple[int, ...]
     dataset: str | None = None  # array path inside the store; None: the store is the array
     attrs: dict[str, Any] = field(default_factory=dict)
+    options: tuple[tuple[str, str], ...] = ()  # storage options of a URI store (for workers)
 
     @property
     def align(self) -> int:
         return self.chunks[0]
 
     def _kwargs(self) -> dict[str, Any]:
-        return {"path": self.dataset.strip("/")} if self.dataset else {}
+        kw: dict[str, Any] = {"path": self.dataset.strip("/")} if self.dataset else {}
+        if storage.is_uri(self.path):  # a prefix in a bucket, through zarr's fsspec store
+            with storage.using(dict(self.options)):
+                kw["storage_options"] = storage.fsspec_options(self.path)
+        return kw
 
     def create(self) -> None:
         arr = zarr_module().open_array(
@@ -101,7 +106,8 @@ def range_target(path: str, spec: OutputSpec, rows: int | None = None) -> ZarrTa
     dataset = spec.dataset if spec.input_format == "zarr" else None
     dtype = np.dtype(spec.dtype)
     chunking = output_chunks(spec.shape, dtype, chunks, rows)
-    return ZarrTarget(path, tuple(spec.shape), dtype.str, chunking, dataset, spec.attrs())
+    options = storage.current() if storage.is_uri(path) else ()
+    return ZarrTarget(path, tuple(spec.shape), dtype.str, chunking, dataset, spec.attrs(), options)
 
 
 class ZarrWriter:
