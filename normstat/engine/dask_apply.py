@@ -218,6 +218,8 @@ def _check_bucket(fmt: OutputFormat, parts: bool, where: str) -> None:
             "write OUT.zarr or OUT.npy, or use --engine local",
             path=shown,
         )
+    if not fmt.directory:
+        storage.multipart_scheme(where, f"--engine dask writing one {fmt.name} object")
 
 
 def _check_parallel(fmt: OutputFormat, shards: int, where: str) -> None:
