@@ -332,3 +332,34 @@ def test_what_a_bucket_still_cannot_take_is_refused_before_the_pass(s3, tmp_path
         normstat.apply(stats, srcs, "gs://b/o.npy", engine="dask", scheduler=cluster)
     assert keys(s3) == ["in/p0.npy", "in/p1.npy", "in/t.parquet"]
     assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+
+
+def test_an_interrupt_after_the_parts_aborts_the_dask_upload(s3, tmp_path, cluster, monkeypatch):
+    """Ctrl-C seen once every worker has uploaded its parts: the client aborts the upload
+    instead of completing it (no object, no parts left)."""
+    from normstat import interrupts
+    from normstat.engine import dask as dask_engine
+
+    monkeypatch.setattr(npy_sink, "PART_BYTES", npy_sink.MIN_PART_BYTES)
+    x = _data(25_000, 64)
+    np.save(tmp_path / "x.npy", x)
+    src = put(s3, tmp_path / "x.npy", "in/x.npy")
+    stats = normstat.fit(str(tmp_path / "x.npy"))
+    real = dask_engine.run_jobs
+    uploaded: list[int] = []
+
+    def run_then_interrupt(jobs, o):
+        done = real(jobs, o)
+        (up,) = s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]
+        parts = s3.list_parts(Bucket=BUCKET, Key=up["Key"], UploadId=up["UploadId"])["Parts"]
+        uploaded.extend(p["PartNumber"] for p in parts)
+        monkeypatch.setattr(interrupts, "received", [signal.SIGINT])
+        return done
+
+    monkeypatch.setattr(dask_engine, "run_jobs", run_then_interrupt)
+    with pytest.raises(interrupts.Interrupted):
+        normstat.apply(stats, src, f"s3://{BUCKET}/out/z.npy", dtype="float64", engine="dask",
+                       scheduler=cluster)  # fmt: skip
+    assert uploaded == [1, 2, 3]
+    assert keys(s3) == ["in/x.npy"]
+    assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")

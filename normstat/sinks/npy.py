@@ -296,7 +296,8 @@ class NpyPartWriter:
             self._buf.write(target.header())
 
     def write(self, block: np.ndarray) -> None:
-        data = np.ascontiguousarray(block, dtype=self._dtype).reshape(block.shape[0], -1)
+        rows = np.ascontiguousarray(block, dtype=self._dtype)
+        data = rows.reshape(len(rows), int(np.prod(self._t.shape[1:], dtype=np.int64)))
         done = 0
         while done < len(data):
             room = self._part * self._t.part_rows - self._row

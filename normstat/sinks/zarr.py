@@ -102,7 +102,7 @@ def release(array: Any) -> None:
     """Close the connection pool zarr opened for a store in a bucket: zarr 3 creates its own
     asynchronous s3fs filesystem per store and never closes it, so its HTTP session would be
     reported as unclosed ("Unclosed client session") on stderr when collected."""
-    fs = getattr(getattr(array, "store", None), "fs", None)
+    fs: Any = getattr(getattr(array, "store", None), "fs", None)
     creator = getattr(fs, "_s3creator", None)
     if creator is None:
         return
