@@ -14,6 +14,12 @@ HDF5 is refused: HDF5 has no safe concurrent writers (parallel HDF5 needs MPI an
 build of the library), so many processes writing one file would corrupt it. A part written
 whole goes through a temporary file beside it, renamed into place, so a task that Dask runs
 twice never leaves a torn part; the client commits the whole output only when every task is done.
+
+OUT in a bucket: a Zarr store is written by the workers into a staging prefix, published by the
+client (:mod:`normstat.sinks.prefix`); one ``.npy`` object is one multipart upload that the
+client creates, the workers fill part by part (tasks cut at part boundaries) and the client
+completes, or aborts on any failure or interrupt. A directory of parts and table files are
+refused there (they could not appear only when complete).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ including an interrupt, it is removed. The commit is one atomic step on Linux: w
 at OUT at the start, ``renameat2(RENAME_NOREPLACE)`` (fails if OUT appeared meanwhile); when a
 directory was there (``--force``), ``renameat2(RENAME_EXCHANGE)`` swaps the two, then the old
 tree, now under the temporary name, is removed. Elsewhere, a check-then-rename and a move-aside
-are the fallbacks.
+are the fallbacks. In a bucket, which has no rename: :mod:`normstat.sinks.prefix`.
 """
 
 from __future__ import annotations
