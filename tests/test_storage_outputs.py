@@ -363,3 +363,27 @@ def test_an_interrupt_after_the_parts_aborts_the_dask_upload(s3, tmp_path, clust
     assert uploaded == [1, 2, 3]
     assert keys(s3) == ["in/x.npy"]
     assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+
+
+def test_an_output_appearing_while_writing_is_neither_replaced_nor_deleted(
+    s3, tmp_path, monkeypatch
+):
+    """Another writer puts a store at OUT while this run writes (no --force, nothing there at
+    the start): the run stops with a line saying so, its stage is removed, and the other
+    writer's objects are left exactly as they are."""
+    x = _data()
+    np.save(tmp_path / "x.npy", x)
+    src = put(s3, tmp_path / "x.npy", "in/x.npy")
+    stats = normstat.fit(str(tmp_path / "x.npy"))
+    real = zarr_sink.ZarrRangeWriter.write
+
+    def write_while_another_does(self, block):
+        real(self, block)
+        s3.put_object(Bucket=BUCKET, Key="out/z.zarr/zarr.json", Body=b"{}")
+        s3.put_object(Bucket=BUCKET, Key="out/z.zarr/c/0/0", Body=b"theirs")
+
+    monkeypatch.setattr(zarr_sink.ZarrRangeWriter, "write", write_while_another_does)
+    with pytest.raises(normstat.UsageError, match="output appeared while writing"):
+        normstat.apply(stats, src, f"s3://{BUCKET}/out/z.zarr")
+    assert keys(s3) == ["in/x.npy", "out/z.zarr/c/0/0", "out/z.zarr/zarr.json"]
+    assert s3.get_object(Bucket=BUCKET, Key="out/z.zarr/c/0/0")["Body"].read() == b"theirs"
