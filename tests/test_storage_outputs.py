@@ -142,18 +142,35 @@ def test_zarr_objects_are_published_chunks_first_metadata_last(s3, tmp_path, mon
     )
 
 
+@pytest.mark.parametrize(
+    ("task_rows", "parts_by_task"), [(10_240, [[1], [2], [3]]), (20_480, [[1, 2], [3]])]
+)
 def test_dask_npy_to_a_bucket_is_one_multipart_upload_equal_to_a_local_apply(
-    s3, tmp_path, cluster, monkeypatch
+    s3, tmp_path, cluster, monkeypatch, task_rows, parts_by_task
 ):
     """Three parts of >= 5 MiB but the last (moto refuses smaller ones), uploaded by the
-    workers, completed by the client: the object equals the local apply's file byte for byte."""
+    workers (a part per task, or two by one task), completed by the client: the object equals
+    the local apply's file byte for byte."""
+    from normstat.engine import dask as dask_engine
+
     monkeypatch.setattr(npy_sink, "PART_BYTES", npy_sink.MIN_PART_BYTES)
     x = _data(25_000, 64)  # 12.8 MB as float64: parts of 10,240 rows
     np.save(tmp_path / "x.npy", x)
     src = put(s3, tmp_path / "x.npy", "in/x.npy")
     stats = normstat.fit(str(tmp_path / "x.npy"))
+    real = dask_engine.run_jobs
+    receipts: list[list[int]] = []
+
+    def run_jobs(jobs, o):
+        done = real(jobs, o)
+        receipts.extend([n for n, _ in r] for _, r in done)
+        return done
+
+    monkeypatch.setattr(dask_engine, "run_jobs", run_jobs)
     out = f"s3://{BUCKET}/out/z.npy"
-    normstat.apply(stats, src, out, dtype="float64", engine="dask", scheduler=cluster)
+    normstat.apply(stats, src, out, dtype="float64", engine="dask", scheduler=cluster,
+                   task_size=task_rows)  # fmt: skip
+    assert receipts == parts_by_task
     normstat.apply(stats, str(tmp_path / "x.npy"), str(tmp_path / "z.npy"), dtype="float64")
     body = s3.get_object(Bucket=BUCKET, Key="out/z.npy")["Body"].read()
     assert body == (tmp_path / "z.npy").read_bytes()
@@ -189,13 +206,15 @@ def test_a_failing_apply_to_a_bucket_leaves_no_object_and_no_upload(
     rows = 25_000 if fmt == "npy" else 300
     x = _data(rows, 64 if fmt == "npy" else 5).astype(np.float64)
     stats = normstat.fit_arrays(x)
-    bad_row = 12_000 if fmt == "npy" else 100  # in part 2 (of 10,240 rows) / chunk 7 of 16
+    bad_row = 12_000 if fmt == "npy" else 100  # in the second task (and chunk 7 of 16 rows)
     x[bad_row:, 1] = 1e30  # far outside float16 once standardised
     np.save(tmp_path / "bad.npy", x)
     src = put(s3, tmp_path / "bad.npy", "in/bad.npy")
     kw = _engine(engine, address) | {"dtype": "float16"}
     if fmt == "zarr":
-        kw["chunk_size"] = 16
+        kw["chunk_size"] = 16  # dask: tasks of 64 rows, the bad rows in the second
+    elif engine == "dask":
+        kw["task_size"] = 10_240  # a part per task: the bad rows in the second
     out = f"s3://{BUCKET}/out/z.{fmt}"
     with pytest.raises(DataError):
         normstat.apply(stats, src, out, **kw)
