@@ -33,7 +33,7 @@ from test_storage import (  # noqa: F401  (fixtures)
 
 import normstat
 from normstat import storage
-from normstat.errors import DataError
+from normstat.errors import DataError, NormstatWarning
 from normstat.sinks import npy as npy_sink
 from normstat.sinks import zarr as zarr_sink
 
@@ -406,3 +406,28 @@ def test_an_output_appearing_while_writing_is_neither_replaced_nor_deleted(
         normstat.apply(stats, src, f"s3://{BUCKET}/out/z.zarr")
     assert keys(s3) == ["in/x.npy", "out/z.zarr/c/0/0", "out/z.zarr/zarr.json"]
     assert s3.get_object(Bucket=BUCKET, Key="out/z.zarr/c/0/0")["Body"].read() == b"theirs"
+
+
+def test_a_stage_that_cannot_be_deleted_is_said(s3, tmp_path, monkeypatch):
+    """The store fails the clean-up too: a warning names the staging prefix left behind
+    (never a silent orphan), and the first error is the one raised."""
+    x = _data()
+    np.save(tmp_path / "x.npy", x)
+    src = put(s3, tmp_path / "x.npy", "in/x.npy")
+    stats = normstat.fit(str(tmp_path / "x.npy"))
+
+    def broken(self, block):
+        raise OSError("injected write failure")
+
+    def refuse(uris):
+        raise OSError("injected delete failure")
+
+    monkeypatch.setattr(zarr_sink.ZarrRangeWriter, "write", broken)
+    monkeypatch.setattr(storage, "delete_objects", refuse)
+    with (
+        pytest.warns(NormstatWarning, match=r"could not delete the staging prefix"),
+        pytest.raises(DataError, match="injected write failure"),
+    ):
+        normstat.apply(stats, src, f"s3://{BUCKET}/out/z.zarr")
+    staged = [k for k in keys(s3) if ".z.zarr.normstat-" in k]
+    assert staged  # what the warning says is there

@@ -22,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import warnings
 from collections.abc import Iterator
 
 from normstat import interrupts, storage
+from normstat.errors import NormstatWarning
 from normstat.sinks.rename import appeared
 
 METADATA = {"zarr.json": 1, ".zattrs": 0, ".zarray": 1, ".zgroup": 1, ".zmetadata": 2}
@@ -79,11 +81,24 @@ def staged_prefix(uri: str) -> Iterator[str]:
     finally:
         if stage:
             with interrupts.deferred():  # a second signal does not cut the clean-up short
-                with contextlib.suppress(Exception):
-                    storage.delete_objects(storage.files_under(stage))
-                with contextlib.suppress(Exception):
-                    if copied and not done:
-                        storage.delete_objects(copied)
+                _clean(stage, target, [] if done else copied)
+
+
+def _clean(stage: str, target: str, copied: list[str]) -> None:
+    """Delete the stage and what a failed switch copied; what cannot be deleted (the store
+    failing too) is said, never left silently."""
+    for where, listed in ((stage, None), (target, copied)):
+        if listed == []:
+            continue
+        try:
+            storage.delete_objects(storage.files_under(where) if listed is None else listed)
+        except Exception as exc:  # reported; the first error goes on
+            what = "the staging prefix" if listed is None else "the objects this run copied to"
+            warnings.warn(
+                f"could not delete {what} {storage.shown(where)}/ ({exc}); delete them by hand",
+                NormstatWarning,
+                stacklevel=3,
+            )
 
 
 def _switch(stage: str, target: str, existed: bool, copied: list[str]) -> None:
