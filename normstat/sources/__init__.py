@@ -187,9 +187,11 @@ def open_one(
     columns: Sequence[str] | None = None,
     table: TableOptions | None = None,
     allow_external: bool = False,
+    whole: bool = False,
 ) -> ArraySource:
     """One source. ``allow_external``: an HDF5 dataset may read files outside its file's
-    directory (external storage, external links, virtual datasets)."""
+    directory (external storage, external links, virtual datasets). ``whole``: a small file of
+    a format that can is read whole now (a shard opened ahead of the pass: NPY, Parquet)."""
     table = table or TableOptions()
     if path == "-":
         if input_format is None:
@@ -207,17 +209,18 @@ def open_one(
         raise DataError("is a directory, expected a file", path=path)
     _check_table_options(fmt, table, path)
     cls = getattr(importlib.import_module(fmt.module), fmt.reader)
+    more = {"whole": True} if whole and fmt.name in _LAZY_FORMATS else {}
     if fmt.kind == "table":
         if dataset is not None:
             raise UsageError(f"--dataset applies to HDF5 and Zarr only, not {fmt.name}", path=path)
-        return cls(path, columns, table)
+        return cls(path, columns, table, **more)
     if fmt.name == "hdf5":
         return _array_only(cls(path, dataset, allow_external), columns)
     if fmt.named_arrays:
         return _array_only(cls(path, dataset), columns)
     if dataset is not None:
         raise UsageError(f"--dataset applies to HDF5 and Zarr only, not {fmt.name}", path=path)
-    return _array_only(cls(path), columns)
+    return _array_only(cls(path, **more), columns)
 
 
 def _check_table_options(fmt: Format, table: TableOptions, path: str) -> None:
@@ -292,7 +295,7 @@ def open_sources(
                         _check_not_seen(path, ds or dataset, seen)
                     args = (path, ds or dataset, input_format, columns, table, allow_external)
                     if group is not None and opened and _can_wait(path, input_format):
-                        opener = functools.partial(_open_checked, opened[0], *args)
+                        opener = functools.partial(_open_checked, opened[0], *args, True)
                         opened.append(shards.LazyShard(group, path, ds or dataset, opener))
                         continue
                     opened.append(_open_checked(opened[0] if opened else None, *args))
@@ -321,9 +324,10 @@ def _open_checked(
     columns: Sequence[str] | None,
     table: TableOptions | None,
     allow_external: bool,
+    whole: bool = False,
 ) -> ArraySource:
     """One shard opened and checked against the ``first`` (closed again if it disagrees)."""
-    src = open_one(path, dataset, input_format, columns, table, allow_external)
+    src = open_one(path, dataset, input_format, columns, table, allow_external, whole)
     try:
         if src.kind == "array":
             check_sample_shape(tuple(src.shape), src.path, src.dataset)
