@@ -43,6 +43,7 @@ from normstat.core.moments import Moments, TreeMerger
 from normstat.core.quantiles import Sketch, merge_levels, parse_levels
 from normstat.core.stats import Stats
 from normstat.engine import checkpoint as checkpoints
+from normstat.engine.coalesce import coalesce
 from normstat.engine.local import fit_local
 from normstat.engine.task import FitStep, check_finite, chunk_task
 from normstat.errors import UsageError
@@ -197,14 +198,13 @@ def fit(
                 cluster["progress"] = advance if first else None
                 tasks = task_rows(srcs[0], rows, task_size)
                 return _fit_dask(srcs, rows, tasks, layout, nan, cluster, sketch)
+            step = FitStep(layout, nan, srcs[0].features, sketch)
+            chunks = all_chunks(srcs, rows, step, skip if first else 0)
+            if saver is None and len(srcs) > 1:  # small shards' rows gathered into full chunks
+                chunks = coalesce(chunks, rows)  # (a checkpoint's tree keeps the read chunks)
             with np.errstate(over="ignore", invalid="ignore"):  # merges near float64's limit
                 return fit_local(
-                    all_chunks(
-                        srcs,
-                        rows,
-                        FitStep(layout, nan, srcs[0].features, sketch),
-                        skip if first else 0,
-                    ),
+                    chunks,
                     layout,
                     nan,
                     workers=workers,

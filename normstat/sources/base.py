@@ -11,7 +11,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -39,7 +39,9 @@ class Chunk:
     ``rows`` is then the number of samples it stands for.
     """
 
-    __slots__ = ("_data", "_rows", "columns", "dataset", "extra", "moments", "path", "start")
+    __slots__ = (
+        "_data", "_rows", "columns", "dataset", "extra", "moments", "parts", "path", "start"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -63,6 +65,9 @@ class Chunk:
         self.path = path
         self.dataset = dataset
         self.start = start
+        self.parts: tuple[Piece, ...] | None = None
+        """Rows of several short chunks gathered into this one (small shards): where each
+        piece came from, so that an error names its file and row; None for one source's."""
         self.extra = extra
         """Columns read beside the features, by role (``fit --by``: ``"by"``, the rows' group
         keys as ``(codes, values)``; ``--weights``: ``"weights"``, float64), or None."""
@@ -99,6 +104,17 @@ class Chunk:
     def __repr__(self) -> str:
         where = f"{self.path!r}, dataset={self.dataset!r}, start={self.start}"
         return f"Chunk({where}, rows={self.rows})"
+
+
+class Piece(NamedTuple):
+    """Rows ``offset:offset + rows`` of a gathered chunk: rows ``start:start + rows`` of
+    ``path`` (``dataset``)."""
+
+    path: str
+    dataset: str | None
+    start: int
+    rows: int
+    offset: int
 
 
 def stack_columns(

@@ -184,13 +184,18 @@ class ParquetFile(TableSource):
                     self.known_fingerprint = fingerprint_of(path, st, raw)
             else:
                 self._identity = _identity(path)
-            reader = _Reader(path, data=self._data)
+            reader = _Reader(path, whole=self._data is not None, data=self._data)
             schema = reader.schema_arrow
             schema.names  # noqa: B018  (decoded here: damaged names may not be UTF-8)
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise arrow_error(exc, "Parquet file", path) from None
         self.metadata, self._leaves = reader.metadata, reader.leaves
-        reader.close()  # reopened to read: ten thousand shards must not hold ten thousand files
+        # a reader of the file's bytes in memory holds no file: kept for the first read (a
+        # reader's opening costs as much as its footer parse); one of the file is closed, and
+        # reopened to read: ten thousand shards must not hold ten thousand files
+        self._kept: _Reader | None = reader if self._data is not None else None
+        if self._kept is None:
+            reader.close()
         self._file: _Reader | None = None
         self._local = threading.local()
         self._handles: list[_Reader] = []
@@ -230,6 +235,7 @@ class ParquetFile(TableSource):
         units = self.read_units(rows)
         assert units is not None  # a Parquet file always has row groups
         data, self._data = self._data, None  # the bytes read whole serve one pass, then go
+        kept, self._kept = self._kept, None  # ... as does the reader of them
         if any(u.stop - u.start > rows for u in units):  # row groups larger than a chunk
             yield from super().chunks(rows, start, stop)
             return
@@ -240,7 +246,8 @@ class ParquetFile(TableSource):
             lo, hi = max(start, u.start), min(end, u.stop)
             if lo >= hi:
                 break
-            columns = RowGroupColumns(self, u.lo, u.hi, lo - u.start, hi - lo, lo, data)
+            columns = RowGroupColumns(self, u.lo, u.hi, lo - u.start, hi - lo, lo, data, kept)
+            kept = None  # its first chunk's: a reader is read by one thread
             extra = RowGroupExtras(columns, lo) if self.options.extras else None
             yield Chunk.of_columns(columns, self.path, None, lo, rows=hi - lo, extra=extra)
 
@@ -276,6 +283,7 @@ class ParquetFile(TableSource):
         return h
 
     def close(self) -> None:
+        self._kept = self._data = None
         with self._handles_lock:
             for h in self._handles:
                 h.close()
@@ -309,9 +317,11 @@ class RowGroupColumns(Sequence[np.ndarray]):
         length: int,
         first: int,
         data: Any = None,
+        reader: _Reader | None = None,
     ) -> None:
         self.src, self.lo, self.hi, self.offset, self.length = src, lo, hi, offset, length
         self._data = data  # the file's bytes, when it was read whole
+        self._reader = reader  # a reader of those bytes, open already, for one read
         self.first = first  # the row of the file these rows start at (errors name rows)
         self._remote = storage.is_uri(src.path)
         self._table: pa.Table | None = None
@@ -373,7 +383,9 @@ class RowGroupColumns(Sequence[np.ndarray]):
 
     def _short_table(self) -> pa.Table:
         try:
-            reader = self.src.reopen(whole=True, data=self._data)
+            reader, self._reader = self._reader, None
+            if reader is None:
+                reader = self.src.reopen(whole=True, data=self._data)
             try:
                 table = reader.read_row_groups(range(self.lo, self.hi), self.src.read_columns)
             finally:
