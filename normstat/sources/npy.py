@@ -65,7 +65,8 @@ class NpyFile:
         self.known_fingerprint: dict[str, Any] | None = None
         try:
             raw = self._read_small() if whole and not storage.is_uri(path) else None
-            with io.BytesIO(raw[: _HEAD].tobytes()) if raw is not None else self._open() as fp:
+            head: Any = io.BytesIO(raw[:_HEAD].tobytes()) if raw is not None else self._open()
+            with head as fp:
                 version = np.lib.format.read_magic(fp)
                 shape, fortran, dtype = _read_header(fp, version)
                 self._offset = fp.tell()
