@@ -18,7 +18,7 @@ import pytest
 
 import normstat
 from normstat.errors import DataError
-from normstat.sources import describe, open_sources
+from normstat.sources import describe, open_sources, read_ahead, settle
 from normstat.sources.base import fingerprint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -229,3 +229,33 @@ def test_open_files_stay_bounded(tmp_path, fmt):
     x = np.concatenate(parts).astype(np.float64)
     assert (int(n), int(rows)) == (2000, 6000)
     assert float(mean) == pytest.approx(x[:, 0].mean(), rel=1e-13)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "parquet"])
+def test_read_ahead_reads_small_shards_whole_and_up_front_opening_does_not(tmp_path, fmt):
+    """During the pass (the read-ahead running) a small shard is read once, whole, its
+    fingerprint taken from those bytes; opened before the pass (``settle``: a Dask plan, a
+    checkpoint, a progress total), it is not read whole, so memory does not follow the
+    number of shards."""
+    parts = _rows(9, [50] * 40)
+    paths = (_npy_shards if fmt == "npy" else _parquet_shards)(tmp_path, parts)
+    srcs = open_sources(paths, lazy=True)
+    try:
+        settle(srcs)
+        assert all(getattr(s, "known_fingerprint", None) is None for s in srcs)
+    finally:
+        for s in srcs:
+            s.close()
+    srcs = open_sources(paths, lazy=True)
+    try:
+        ahead = read_ahead(srcs)
+        assert ahead is not None
+        got = [np.asarray(c.data, np.float64) for s in srcs for c in s.chunks(1000)]
+        ahead.stop()
+        settle(srcs)
+        np.testing.assert_array_equal(np.concatenate(got), np.concatenate(parts))
+        assert [s.known_fingerprint for s in srcs[1:]] == [fingerprint(p) for p in paths[1:]]
+    finally:
+        for s in srcs:
+            s.close()
+    _no_thread_left()

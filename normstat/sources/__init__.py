@@ -295,7 +295,7 @@ def open_sources(
                         _check_not_seen(path, ds or dataset, seen)
                     args = (path, ds or dataset, input_format, columns, table, allow_external)
                     if group is not None and opened and _can_wait(path, input_format):
-                        opener = functools.partial(_open_checked, opened[0], *args, True)
+                        opener = functools.partial(_open_checked, opened[0], *args)
                         opened.append(shards.LazyShard(group, path, ds or dataset, opener))
                         continue
                     opened.append(_open_checked(opened[0] if opened else None, *args))

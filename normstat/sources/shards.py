@@ -81,11 +81,17 @@ class LazyShard:
     then it stands for the opened source (attributes are the source's)."""
 
     def __init__(
-        self, group: _Group, path: str, dataset: str | None, opener: Callable[[], ArraySource]
+        self,
+        group: _Group,
+        path: str,
+        dataset: str | None,
+        opener: Callable[[bool], ArraySource],
     ) -> None:
+        """``opener(whole)``: the shard, opened and checked; ``whole``: a small file read
+        whole (during the pass only: memory stays bounded by the read-ahead)."""
         self.path, self.dataset = path, dataset
         self._group, self._index = group, len(group.shards)
-        self._opener: Callable[[], ArraySource] | None = opener
+        self._opener: Callable[[bool], ArraySource] | None = opener
         self._source: ArraySource | None = None
         self._error: BaseException | None = None
         self._lock = threading.Lock()
@@ -96,7 +102,7 @@ class LazyShard:
         with self._lock:
             if self._opener is not None:
                 try:
-                    self._source = self._opener()
+                    self._source = self._opener(self._group.thread is not None)
                 except BaseException as exc:  # kept for the thread that needs the shard
                     self._error = exc
                 self._opener = None
