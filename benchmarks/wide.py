@@ -12,10 +12,17 @@ Two datasets, each fitted two ways on the very same ``.npy``:
 
 Steps, each a fresh ``python -m normstat`` process of this tree (wall time includes the
 interpreter and imports), peak RSS from ``ru_maxrss`` and CPU seconds from ``ru_utime +
-ru_stime`` through ``spawn.py``: ``fit`` to JSON and
-to NPZ, ``show`` of each, ``apply`` (JSON statistics, to ``.npy``), ``merge`` of the two halves'
-JSON artifacts, ``export --to keras``. Runs are interleaved (narrow, wide; then wide, narrow) and
-the median of the repeats is reported, with the ratio wide / narrow; the machine is shared.
+ru_stime`` through ``spawn.py``. Each step comes in a JSON and an NPZ variant, the suffix
+naming the artifact it writes or reads:
+
+* ``fit json`` / ``fit npz``: fit the whole ``.npy`` to a ``.json`` / ``.npz`` artifact;
+* ``show json`` / ``show npz``: print that artifact's summary;
+* ``apply json`` / ``apply npz``: standardize the ``.npy`` with that artifact, to ``.npy``;
+* ``merge json`` / ``merge npz``: merge the two halves' artifacts (each half fitted to that
+  format beforehand, not timed) into one of the same format;
+* ``export json`` / ``export npz``: ``export --to keras`` of that artifact (to stdout).
+
+Runs are interleaved (narrow, wide; then wide, narrow) and the median of the repeats is reported, with the ratio wide / narrow; the machine is shared.
 Artifact sizes are reported as bytes per feature.
 """
 
@@ -40,7 +47,18 @@ DATASETS = {
     "images": (["1", "2", "3"], ["3"]),
     "3M": (["1", "2"], ["2"]),
 }
-STEPS = ("fit json", "fit npz", "show json", "show npz", "apply", "merge", "export")
+STEPS = (
+    "fit json",
+    "fit npz",
+    "show json",
+    "show npz",
+    "apply json",
+    "apply npz",
+    "merge json",
+    "merge npz",
+    "export json",
+    "export npz",
+)
 
 
 def make_data(scratch: Path, images: int, rows: int, positions: int) -> dict[str, Path]:
@@ -71,12 +89,13 @@ def command(step: str, data: Path, axes: list[str], tag: str, scratch: Path) -> 
         return ["fit", str(data), *flags, "-o", f"{art}.{suffix}", "--force", "-q"]
     if step.startswith("show"):
         return ["show", f"{art}.{step.split()[1]}"]
-    if step == "apply":
-        return ["apply", f"{art}.json", str(data), "-o", f"{art}.out.npy", "--force", "-q"]
-    if step == "merge":
-        parts = [f"{art}.a.json", f"{art}.b.json"]
-        return ["merge", *parts, "-o", f"{art}.merged.json", "--force", "-q"]
-    return ["export", f"{art}.json", "--to", "keras"]
+    suffix = step.split()[1]
+    if step.startswith("apply"):
+        return ["apply", f"{art}.{suffix}", str(data), "-o", f"{art}.out.npy", "--force", "-q"]
+    if step.startswith("merge"):
+        parts = [f"{art}.a.{suffix}", f"{art}.b.{suffix}"]
+        return ["merge", *parts, "-o", f"{art}.merged.{suffix}", "--force", "-q"]
+    return ["export", f"{art}.{suffix}", "--to", "keras"]
 
 
 def measure(argv: list[str]) -> tuple[float, float, float]:
@@ -93,12 +112,12 @@ def measure(argv: list[str]) -> tuple[float, float, float]:
 
 
 def prepare(data: Path, axes: dict[str, list[str]], scratch: Path) -> None:
-    """The halves' artifacts for merge (not timed)."""
+    """The halves' artifacts for merge, JSON and NPZ (not timed)."""
     for tag, ax in axes.items():
-        for half in ("a", "b"):
+        for half, suffix in (("a", "json"), ("b", "json"), ("a", "npz"), ("b", "npz")):
             flags = [a for x in ax for a in ("--axis", x)]
             src = data.with_suffix(f".{half}.npy")
-            out = scratch / f"{data.stem}.{tag}.{half}.json"
+            out = scratch / f"{data.stem}.{tag}.{half}.{suffix}"
             subprocess.run(
                 [sys.executable, "-m", "normstat", "fit", str(src), *flags, "-o", str(out)]
                 + ["--force", "-q"],
