@@ -290,7 +290,7 @@ def load(path: str | os.PathLike[str]) -> Stats:
     if not os.path.isfile(path):
         raise ArtifactError("no such statistics file", path=path)
     doc = _read_npz(path) if path.lower().endswith(".npz") else _read_json(path)
-    return from_dict(doc, path)
+    return _from_owned(doc, path)
 
 
 def _load_remote(uri: str) -> Stats:
@@ -308,7 +308,7 @@ def _load_remote(uri: str) -> Stats:
         except ArtifactError as exc:
             exc.path = storage.shown(uri)
             raise
-    return from_dict(doc, storage.shown(uri))
+    return _from_owned(doc, storage.shown(uri))
 
 
 def _reject_constant(name: str) -> float:
@@ -656,7 +656,16 @@ def from_dict(doc: dict[str, Any], path: str = "<artifact>") -> Stats:
         return _from_dict(doc, path)
 
 
-def _from_dict(doc: dict[str, Any], path: str) -> Stats:
+def _from_owned(doc: dict[str, Any], path: str) -> Stats:
+    """:func:`from_dict` of a document this module has just read, whose arrays nobody else
+    holds: the statistics take them over instead of copying them (a 3M-feature artifact's
+    arrays are 24 MB each). A caller's own dict goes through :func:`from_dict`, which copies,
+    so that merging in place never writes into the caller's arrays."""
+    with np.errstate(all="ignore"):
+        return _from_dict(doc, path, owned=True)
+
+
+def _from_dict(doc: dict[str, Any], path: str, owned: bool = False) -> Stats:
     def fail(msg: str) -> ArtifactError:
         return ArtifactError(msg, path=path)
 
@@ -685,9 +694,9 @@ def _from_dict(doc: dict[str, Any], path: str) -> Stats:
         raise fail(f"'features' must be null or {math.prod(shape)} names for feature_shape {shape}")
     _check_source(doc["source"], fail)
     _check_source_lists(doc["source"], fail)
-    arrays = {k: _array(doc[k], k, shape, fail) for k in (*INT_KEYS, *FLOAT_KEYS)}
+    arrays = {k: _array(doc[k], k, shape, fail, owned) for k in (*INT_KEYS, *FLOAT_KEYS)}
     weight = _load_weights(doc, shape, arrays["count"], fail)
-    moments = _moments(arrays, fail, weight)
+    moments = _moments(arrays, fail, weight, owned)
     rescale = doc.get("rescale", 1.0)  # absent before --rescale: values as read
     if not isinstance(rescale, int | float) or isinstance(rescale, bool) or not rescale:
         raise fail(f"'rescale' must be a non-zero number, received {rescale!r}")
@@ -788,13 +797,21 @@ def _int_list(v: Any, key: str, fail: Any, minimum: int | None = None) -> list[i
     return [int(x) for x in v]
 
 
-def _array(v: Any, key: str, shape: list[int], fail: Any) -> np.ndarray:
+def _array(v: Any, key: str, shape: list[int], fail: Any, owned: bool = False) -> np.ndarray:
     """A statistic as float64 of ``shape``: numbers (JSON null: NaN) only — no strings, booleans,
-    complex values, or integers past float64's range, which numpy would convert silently."""
+    complex values, or integers past float64's range, which numpy would convert silently.
+    A count key (``INT_KEYS``) read as an integer array stays one: it is checked as integers
+    and becomes int64 in :func:`_moments`. ``owned``: ``v`` may be returned as it is."""
     if isinstance(v, np.ndarray):
         if v.dtype.kind not in "iuf":
             raise fail(f"'{key}' has dtype {v.dtype}, expected integers or floats")
-        a = v.astype(np.float64)
+        if key in INT_KEYS and v.dtype.kind in "iu":
+            if list(v.shape) != shape:
+                raise fail(f"'{key}' has shape {list(v.shape)}, expected feature_shape {shape}")
+            if v.size and (int(v.min()) < 0 or int(v.max()) >= MAX_COUNT):
+                raise fail(f"'{key}' must hold non-negative integers below 2**53")
+            return v if owned else v.copy()
+        a = v.astype(np.float64, copy=not owned)
     else:
         try:
             obj = np.array(v, dtype=object)
@@ -822,17 +839,36 @@ def _array(v: Any, key: str, shape: list[int], fail: Any) -> np.ndarray:
     return a
 
 
-def _moments(a: dict[str, np.ndarray], fail: Any, weight: np.ndarray | None = None) -> Moments:
-    count = a["count"].astype(np.int64).reshape(-1)
+def _moments(
+    a: dict[str, np.ndarray], fail: Any, weight: np.ndarray | None = None, owned: bool = False
+) -> Moments:
+    """The checked moments. When every feature has values (the usual case) the arrays are
+    checked and, if ``owned``, taken as they are; otherwise the empty features are left out of
+    the checks and their statistics reset, in copies."""
+    count = a["count"].astype(np.int64, copy=not owned).reshape(-1)
     has = count > 0
+    full = bool(has.all())
+    flat = {k: a[k].reshape(-1) for k in ("min", "max", "mean", "m2")}
     for k in ("mean", "m2", "min", "max"):
-        v = a[k].reshape(-1)
-        if np.isnan(v[has]).any():
+        v = flat[k] if full else flat[k][has]
+        if np.isnan(v).any():
             raise fail(f"'{k}' is null for a feature whose count is positive")
-    if (a["m2"].reshape(-1)[has] < 0).any():
+    if ((flat["m2"] if full else flat["m2"][has]) < 0).any():
         raise fail("'m2' is negative")
-    lo, hi, mean, m2 = (a[k].reshape(-1)[has] for k in ("min", "max", "mean", "m2"))
-    _check_ranges(lo, hi, mean, m2, (count if weight is None else weight)[has], fail)
+    lo, hi, mean, m2 = (flat[k] if full else flat[k][has] for k in ("min", "max", "mean", "m2"))
+    n = count if weight is None else weight
+    _check_ranges(lo, hi, mean, m2, n if full else n[has], fail)
+    if full and owned:
+        return Moments(
+            count=count,
+            nan_count=a["nan_count"].astype(np.int64, copy=False).reshape(-1),
+            dmean=np.zeros(count.shape),
+            m2=flat["m2"],
+            min=flat["min"],
+            max=flat["max"],
+            shift=flat["mean"],
+            weight=weight,
+        )
     return Moments(
         count=count,
         nan_count=a["nan_count"].astype(np.int64).reshape(-1),
@@ -851,15 +887,34 @@ def _check_ranges(
     """What any data satisfies: min <= mean <= max, and a variance of at most (max - min)^2 / 4
     (Popoviciu), with a slack of 1e-9 of the magnitude for rounding. ``minmax`` would invert
     ranges, and z-scores be off, with a file that breaks them."""
+    # in blocks of features: the temporaries stay in cache instead of a dozen full-size arrays
+    for at in range(0, lo.size, _CHECK_BLOCK):
+        part = slice(at, at + _CHECK_BLOCK)
+        _check_block(lo[part], hi[part], mean[part], m2[part], n[part], at, fail)
+
+
+_CHECK_BLOCK = 2**16
+
+
+def _check_block(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    mean: np.ndarray,
+    m2: np.ndarray,
+    n: np.ndarray,
+    at: int,
+    fail: Any,
+) -> None:
     if (lo > hi).any():
-        raise fail(f"'min' is above 'max' for feature {int(np.argmax(lo > hi))}")
+        raise fail(f"'min' is above 'max' for feature {at + int(np.argmax(lo > hi))}")
     slack = 1e-9 * np.maximum(np.abs(lo), np.abs(hi))
     outside = (mean < lo - slack) | (mean > hi + slack)
     if outside.any():
-        raise fail(f"'mean' lies outside [min, max] for feature {int(np.argmax(outside))}")
+        raise fail(f"'mean' lies outside [min, max] for feature {at + int(np.argmax(outside))}")
     too_wide = m2 > n * ((hi - lo) / 2 + slack) ** 2 * (1 + 1e-9)
     if too_wide.any():
-        raise fail(f"'m2' is larger than [min, max] allows for feature {int(np.argmax(too_wide))}")
+        worst = at + int(np.argmax(too_wide))
+        raise fail(f"'m2' is larger than [min, max] allows for feature {worst}")
 
 
 def _check_derived(stats: Stats, a: dict[str, np.ndarray], fail: Any) -> None:

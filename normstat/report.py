@@ -113,13 +113,19 @@ def _drop_last_digit(c: str) -> str:
 def notes(stats: Stats) -> list[str]:
     """Per feature: ``empty`` (no value: null statistics), ``constant`` (every value equal) or
     ``near-constant`` (values differ, but z-scoring only centres it: docs/numerics.md)."""
+    return list(_KINDS[_kind_codes(stats)])
+
+
+_KINDS = np.array(["", "constant", "near-constant", "empty"], dtype=object)
+
+
+def _kind_codes(stats: Stats) -> np.ndarray:
+    """Each feature's note as a code (0 none, 1 constant, 2 near-constant, 3 empty), whole
+    arrays at once: the overview counts them over millions of features."""
     empty = (stats.count == 0).reshape(-1)
     near = stats.near_constant().reshape(-1)
-    const = stats.constant.reshape(-1) & ~near
-    return [
-        "empty" if e else "near-constant" if n else "constant" if c else ""
-        for e, n, c in zip(empty.tolist(), near.tolist(), const.tolist(), strict=True)
-    ]
+    const = stats.constant.reshape(-1)
+    return np.where(empty, 3, np.where(near, 2, np.where(const, 1, 0))).astype(np.int8)
 
 
 def table(stats: Stats, limit: int | None = 20) -> str:
@@ -174,7 +180,7 @@ def _rows(stats: Stats, idx: np.ndarray, start: int, shape: Sequence[int]) -> di
     features of ``shape`` from ``start`` on: its columns, notes and names, and quantiles when
     it has them (``q0``, ``q1``, ...)."""
     out = {k: getattr(stats, k).ravel()[idx] for k in _ROW_KEYS}
-    out["note"] = np.array(notes(stats), dtype=object)[idx]
+    out["note"] = _KINDS[_kind_codes(stats)[idx]]
     names = feature_names_at(stats.features, shape, idx + start, start)
     out["name"] = np.array(names, dtype=object)
     if stats.quantile_levels is not None and stats.quantiles is not None:
@@ -337,9 +343,9 @@ class _Overview:
             a = a[np.isfinite(a)]
             if a.size:
                 self.span[k] = (min(lo, float(a.min())), max(hi, float(a.max())))
-        kinds = notes(stats)
-        for kind in self.kinds:
-            self.kinds[kind] += kinds.count(kind)
+        counts = np.bincount(_kind_codes(stats), minlength=4)
+        for code, kind in ((1, "constant"), (2, "near-constant"), (3, "empty")):
+            self.kinds[kind] += int(counts[code])
 
     def text(self) -> str:
         def span(k: str) -> str:
