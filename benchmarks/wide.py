@@ -22,8 +22,9 @@ naming the artifact it writes or reads:
   format beforehand, not timed) into one of the same format;
 * ``export json`` / ``export npz``: ``export --to keras`` of that artifact (to stdout).
 
-Runs are interleaved (narrow, wide; then wide, narrow) and the median of the repeats is reported, with the ratio wide / narrow; the machine is shared.
-Artifact sizes are reported as bytes per feature.
+Runs are interleaved (narrow, wide; then wide, narrow) and the median of the repeats is
+reported, with the ratio wide / narrow; the machine is shared. Artifact sizes are reported as
+bytes per feature.
 """
 
 from __future__ import annotations
