@@ -12,7 +12,7 @@ column, the same way: a Parquet column is decoded here, in the worker, just befo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +25,7 @@ from normstat.core.groups import (
     Workspace,
     check_weights,
     grouped_moments,
+    pooled_moments,
     weighted_moments,
 )
 from normstat.core.histogram import SketchSpec
@@ -154,18 +155,24 @@ def _by_column(
     j = 0
     for col in chunk.columns:
         rows = col.reshape(len(col), -1)  # a feature group arrives as its (rows, k) matrix
+        columns = [rows[:, i] for i in range(rows.shape[1])]
+        check = _checker(rows, chunk, layout, nan_policy, features, j)
         if sketch is not None and sketch.counts_values(col.dtype):
             part = sketch.summarise(rows)
+            if keyed is not None:
+                part = keyed.apply(part, columns)
+        elif keyed is not None:
+            part = keyed.reduce(columns, check)  # no pooled pass: merged from the groups
+            if sketch is not None:
+                part.sketch = sketch.build(rows, j, bounds=part)
         else:
             found = column_moments(col) if col.ndim == 1 else finite_moments(rows)
             if found is None:
-                _check(rows, chunk, layout, nan_policy, features, feature_offset=j)
+                check()
                 found = chunk_moments(rows)
             part = found
             if sketch is not None:
                 part.sketch = sketch.build(rows, j, bounds=part)
-        if keyed is not None:
-            part = keyed.apply(part, [rows[:, i] for i in range(rows.shape[1])])
         parts.append(part)
         j += rows.shape[1]
     return Moments.join(parts)
@@ -173,7 +180,14 @@ def _by_column(
 
 class Keyed:
     """A chunk's ``--weights`` (checked: an error names the first bad row) and ``--by`` groups
-    (their index built once per chunk, shared by its columns)."""
+    (their index built once per chunk, shared by its columns).
+
+    With either, the pooled statistics are not taken by a pass of their own over the rows:
+    with ``--by`` they are Chan's merge of the groups' (:func:`pooled_moments`), with
+    ``--weights`` alone the weighted kernel's single group. The check of the values (a NaN or an
+    inf is an error naming its row, per the policy) rides on the sums that kernel takes; the
+    rows are searched only when a sum is not finite (docs/decisions.md, "Pooled statistics of
+    --by merged from the groups")."""
 
     def __init__(self, chunk: Chunk, features: list[str] | None) -> None:
         extra = chunk.extra or {}
@@ -198,16 +212,50 @@ class Keyed:
             ordered = w if w is None or self.index.order is None else w[self.index.order]
             self.work = Workspace(self.index, ordered)
 
-    def apply(self, part: Moments, columns: list[np.ndarray]) -> Moments:
-        """``part`` (the validated pooled moments of ``columns``) weighted, with its groups."""
-        if self.weights is not None:
-            weighted = weighted_moments(columns, self.weights, self.pooled)
-            weighted.sketch = part.sketch
-            part = weighted
-        if self.index is not None:
-            grouped = grouped_moments(columns, self.index, self.weights, self.work)
-            part.groups = GroupedMoments(self.index.keys, grouped)
+    def reduce(self, columns: list[np.ndarray], check: Callable[[], None] | None) -> Moments:
+        """The moments of ``columns``: weighted, with their groups. ``check``: called when
+        the kernel's sums show a NaN or an inf, before the NaN-skipping kernel (it raises,
+        naming the row, when the policy forbids the value); None: validated already."""
+        if self.index is None:
+            assert self.weights is not None
+            return weighted_moments(columns, self.weights, self.pooled, check)
+        grouped = grouped_moments(columns, self.index, self.weights, self.work, check)
+        if self.index.n_groups == 0:  # no rows: the empty state of each feature
+            part = Moments.empty(len(columns))
+            if self.weights is not None:
+                part.weight = np.zeros(len(columns))
+        else:
+            part = pooled_moments(grouped)
+        part.groups = GroupedMoments(self.index.keys, grouped)
         return part
+
+    def apply(self, part: Moments, columns: list[np.ndarray]) -> Moments:
+        """``part`` (the validated pooled moments of ``columns``) weighted, with its groups
+        (the pooled moments then merged from the groups', as :meth:`reduce` gives them)."""
+        reduced = self.reduce(columns, None)
+        reduced.sketch = part.sketch
+        return reduced
+
+
+def _checker(
+    rows: np.ndarray,
+    chunk: Chunk,
+    layout: AxisLayout,
+    nan_policy: NanPolicy,
+    features: list[str] | None,
+    offset: int,
+) -> Callable[[], None]:
+    """:func:`_check` of ``rows`` as a call without arguments, that searches them once (the
+    columns of a feature group may each ask)."""
+    done = False
+
+    def check() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            _check(rows, chunk, layout, nan_policy, features, feature_offset=offset)
+
+    return check
 
 
 def _width(columns: Sequence[np.ndarray]) -> int:
