@@ -133,6 +133,11 @@ def grouped_moments(
     if (weights is None) != (w is None):
         raise ValueError("the workspace was made for other weights")
     parts = [_column(np.asarray(c), index, w, work, check) for c in columns]
+    if len(parts) == 1:  # one column at a time (a table's): views, no copies
+        out = moments_of(a.reshape(-1, 1) for a in parts[0].arrays())
+        if w is not None:
+            out.weight = parts[0].weight.reshape(-1, 1)  # type: ignore[union-attr]
+        return out
     fields = zip(*(p.arrays() for p in parts), strict=True)
     stacked = [np.stack(f, axis=1) for f in fields]
     out = moments_of(stacked)
@@ -427,9 +432,29 @@ class GroupedMoments:
         if len(self.keys) == len(other.keys) and np.array_equal(self.keys, other.keys):
             return GroupedMoments(self.keys, self.moments.merge(other.moments))
         keys = np.union1d(self.keys, other.keys)
-        a = _spread(self.moments, np.searchsorted(keys, self.keys), len(keys))
-        b = _spread(other.moments, np.searchsorted(keys, other.keys), len(keys))
-        return GroupedMoments(keys, a.merge(b))
+        at_a, at_b = np.searchsorted(keys, self.keys), np.searchsorted(keys, other.keys)
+        if (self.moments.weight is None) != (other.moments.weight is None):
+            a, b = _spread(self.moments, at_a, len(keys)), _spread(other.moments, at_b, len(keys))
+            return GroupedMoments(keys, a.merge(b))
+        # A group one side lacks is the other side's as it is (its merge with the empty state
+        # is an exact identity, bit for bit); only the groups both sides hold are merged.
+        common, ia, ib = np.intersect1d(
+            self.keys, other.keys, assume_unique=True, return_indices=True
+        )
+        both = _rows(self.moments, ia).merge(_rows(other.moments, ib))
+        at = np.searchsorted(keys, common)
+        sides = (self.moments, other.moments, both)
+        weighted = self.moments.weight is not None
+        fields = [m.arrays() + ((m.weight,) if m.weight is not None else ()) for m in sides]
+        out = []
+        for a, b, m in zip(*fields, strict=True):
+            whole = np.empty((len(keys), *a.shape[1:]), a.dtype)
+            whole[at_a], whole[at_b], whole[at] = a, b, m
+            out.append(whole)
+        merged = moments_of(out[:7])
+        if weighted:
+            merged.weight = out[7]
+        return GroupedMoments(keys, merged)
 
     @classmethod
     def join(cls, parts: Sequence[GroupedMoments]) -> GroupedMoments:
@@ -457,6 +482,14 @@ class GroupedMoments:
         if self.moments.weight is not None:
             m.weight = self.moments.weight.reshape(-1)
         return m
+
+
+def _rows(m: Moments, at: np.ndarray) -> Moments:
+    """The groups ``at`` of ``m``."""
+    out = moments_of(a[at] for a in m.arrays())
+    if m.weight is not None:
+        out.weight = m.weight[at]
+    return out
 
 
 def _spread(m: Moments, at: np.ndarray, n: int) -> Moments:

@@ -160,9 +160,11 @@ def _by_column(
         if sketch is not None and sketch.counts_values(col.dtype):
             part = sketch.summarise(rows)
             if keyed is not None:
-                part = keyed.apply(part, columns)
+                part = keyed.apply(part, columns, pooled=False)
         elif keyed is not None:
-            part = keyed.reduce(columns, check)  # no pooled pass: merged from the groups
+            # the pooled moments merged from the groups', once for the chunk (here only as
+            # the bounds of a distribution summary)
+            part = keyed.reduce(columns, check, pooled=sketch is not None)
             if sketch is not None:
                 part.sketch = sketch.build(rows, j, bounds=part)
         else:
@@ -175,7 +177,8 @@ def _by_column(
                 part.sketch = sketch.build(rows, j, bounds=part)
         parts.append(part)
         j += rows.shape[1]
-    return Moments.join(parts)
+    joined = Moments.join(parts)
+    return joined if keyed is None else keyed.pooled_of(joined)
 
 
 class Keyed:
@@ -212,27 +215,37 @@ class Keyed:
             ordered = w if w is None or self.index.order is None else w[self.index.order]
             self.work = Workspace(self.index, ordered)
 
-    def reduce(self, columns: list[np.ndarray], check: Callable[[], None] | None) -> Moments:
+    def reduce(
+        self, columns: list[np.ndarray], check: Callable[[], None] | None, pooled: bool = True
+    ) -> Moments:
         """The moments of ``columns``: weighted, with their groups. ``check``: called when
         the kernel's sums show a NaN or an inf, before the NaN-skipping kernel (it raises,
-        naming the row, when the policy forbids the value); None: validated already."""
+        naming the row, when the policy forbids the value); None: validated already.
+        ``pooled=False``: with groups, the pooled moments are left for :meth:`pooled_of` to
+        merge once for all the chunk's columns."""
         if self.index is None:
             assert self.weights is not None
             return weighted_moments(columns, self.weights, self.pooled, check)
         grouped = grouped_moments(columns, self.index, self.weights, self.work, check)
-        if self.index.n_groups == 0:  # no rows: the empty state of each feature
-            part = Moments.empty(len(columns))
-            if self.weights is not None:
-                part.weight = np.zeros(len(columns))
-        else:
-            part = pooled_moments(grouped)
+        part = Moments.empty(len(columns))
+        if self.weights is not None:
+            part.weight = np.zeros(len(columns))
         part.groups = GroupedMoments(self.index.keys, grouped)
-        return part
+        return self.pooled_of(part) if pooled else part
 
-    def apply(self, part: Moments, columns: list[np.ndarray]) -> Moments:
+    def pooled_of(self, part: Moments) -> Moments:
+        """``part`` with its pooled moments merged from its groups' (Chan's merge of all the
+        groups at once: no pass over the rows); unchanged without groups or rows."""
+        if self.index is None or part.groups is None or self.index.n_groups == 0:
+            return part
+        pooled = pooled_moments(part.groups.moments)
+        pooled.groups, pooled.sketch = part.groups, part.sketch
+        return pooled
+
+    def apply(self, part: Moments, columns: list[np.ndarray], pooled: bool = True) -> Moments:
         """``part`` (the validated pooled moments of ``columns``) weighted, with its groups
         (the pooled moments then merged from the groups', as :meth:`reduce` gives them)."""
-        reduced = self.reduce(columns, None)
+        reduced = self.reduce(columns, None, pooled)
         reduced.sketch = part.sketch
         return reduced
 
