@@ -225,6 +225,7 @@ class Workspace:
         self.all_positive = True
         if weights is not None and index.n_groups:
             self.positive = weights > 0
+            self.zero = ~self.positive
             self.all_positive = bool(self.positive.all())
             self.count = np.add.reduceat(self.positive, starts, dtype=np.int64)
             self.total = np.add.reduceat(weights, starts)
@@ -325,10 +326,11 @@ def _ranges(xs: np.ndarray, work: Workspace, g: int) -> tuple[np.ndarray, np.nda
     """Per group (``g`` of them), the min and max of the counted rows (weight > 0), as
     float64, a block at a time (the block is still in cache from the sums)."""
     lo, hi = np.full(g, np.inf), np.full(g, -np.inf)
-    if not work.all_positive:
-        counted = np.where(work.positive, xs, np.nan)
+    if not work.all_positive:  # rows of weight 0 as NaN, a block at a time, then skipped
         for b_lo, b_hi, g_lo, g_hi, at, _ in work.blocks:
-            blk = counted[b_lo:b_hi]
+            blk = work.square[: b_hi - b_lo]
+            blk[...] = xs[b_lo:b_hi]
+            np.copyto(blk, np.nan, where=work.zero[b_lo:b_hi])
             np.fmin(lo[g_lo:g_hi], np.fmin.reduceat(blk, at), out=lo[g_lo:g_hi])
             np.fmax(hi[g_lo:g_hi], np.fmax.reduceat(blk, at), out=hi[g_lo:g_hi])
         return lo, hi
