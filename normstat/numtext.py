@@ -70,9 +70,12 @@ def _text(a: np.ndarray) -> str:
     if a.dtype.kind == "f":
         flat = flat.astype(np.float64, copy=False)
         text = pc.cast(pa.array(flat), pa.string())
-        integral = pc.match_substring_regex(text, r"^-?[0-9]+$")  # "3", "-0": json reads ints
-        text = pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
-        text = pc.if_else(pa.array(np.isfinite(flat)), text, "null")
+        finite = np.isfinite(flat)
+        if (flat[finite] == np.trunc(flat[finite])).any():  # only these can be digits alone
+            integral = pc.match_substring_regex(text, r"^-?[0-9]+$")  # "3", "-0": json: ints
+            text = pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
+        if not finite.all():
+            text = pc.if_else(pa.array(finite), text, "null")
     else:
         text = pc.cast(pa.array(flat), pa.string())
     for d in reversed(range(a.ndim)):  # innermost lists first: "a, b" -> "[a, b]", then theirs
