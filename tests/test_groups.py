@@ -337,6 +337,26 @@ def test_column_kernel_by_group_at_a_large_offset_equals_numpy(offset_file, chun
     assert abs(g.var[0, 0] - a.var()) < 1e-10 * a.var() or weighted
 
 
+@pytest.mark.parametrize("chunk", [20_000, None])
+def test_column_kernel_weights_alone_equal_numpy_and_scikit_learn(offset_file, chunk):
+    """``--weights`` without ``--by``: the weighted kernel's one group spans many blocks of
+    rows (sums added across them); no unweighted pass before it."""
+    df, path = offset_file
+    s = normstat.fit(path, weights="w", columns=["a", "b"], chunk_size=chunk)
+    x, w = df[["a", "b"]].to_numpy(np.float64), df.w.to_numpy()
+    mean, var = _weighted_reference(x, w)
+    counted = ~np.isnan(x) & (w > 0)[:, None]
+    assert np.array_equal(s.count, counted.sum(axis=0))
+    np.testing.assert_allclose(s.moments.weight, [w[counted[:, j]].sum() for j in range(2)])
+    np.testing.assert_allclose(s.mean, mean, rtol=1e-13)
+    np.testing.assert_allclose(s.var, var, rtol=1e-12)
+    assert np.array_equal(s.min, [x[counted[:, j], j].min() for j in range(2)])
+    assert np.array_equal(s.max, [x[counted[:, j], j].max() for j in range(2)])
+    ok = ~np.isnan(x[:, 1])
+    sk = sklearn_pre.StandardScaler().fit(x[ok, 1:], sample_weight=w[ok])
+    np.testing.assert_allclose(s.var[1], sk.var_[0], rtol=1e-9)
+
+
 def test_column_kernel_results_do_not_depend_on_the_chunk_size(offset_file):
     _, path = offset_file
     fits = [normstat.fit(path, by="episode_index", chunk_size=c) for c in (17_000, 45_000, None)]
