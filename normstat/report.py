@@ -5,15 +5,18 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from normstat import artifact
-from normstat.core.drift import Drift
 from normstat.core.groups import std_change
 from normstat.core.layout import feature_names as names_of
 from normstat.core.layout import feature_names_at
 from normstat.core.stats import Stats
+
+if TYPE_CHECKING:
+    from normstat.core.drift import Drift
 
 COLUMNS = ("feature", "count", "nan_count", "mean", "std", "min", "max", "note")
 

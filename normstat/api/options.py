@@ -207,10 +207,13 @@ def apply_columns(stats: Stats, columns: Sequence[str] | None) -> Sequence[str] 
 
 def parse_rescale(value: float | str) -> float:
     """``--rescale``: a number or a fraction (``1/255``), non-zero and finite."""
-    from fractions import Fraction
-
     try:
-        scale = float(Fraction(value.strip()) if isinstance(value, str) else value)
+        if isinstance(value, str) and "/" in value:
+            from fractions import Fraction  # only a fraction's text needs it (a CLI start cost)
+
+            scale = float(Fraction(value.strip()))
+        else:
+            scale = float(value.strip() if isinstance(value, str) else value)
     except (ValueError, ZeroDivisionError, OverflowError):
         raise UsageError(
             f"--rescale must be a number or a fraction such as 1/255, received {value!r}"

@@ -6,7 +6,6 @@ The commit step of both atomic outputs (:mod:`normstat.sinks.atomic` for files,
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from typing import Any
@@ -71,9 +70,10 @@ _LIBC: list[Any] = []
 
 def _libc() -> Any:
     if not _LIBC:
-        name = ctypes.util.find_library("c")
+        # The process's own symbols include the C library: no ``ctypes.util.find_library``,
+        # which spawns ``ldconfig`` (and imports ``subprocess``) at every command's first rename.
         try:
-            _LIBC.append(ctypes.CDLL(name, use_errno=True) if name else None)
+            _LIBC.append(ctypes.CDLL(None, use_errno=True))
         except OSError:
             _LIBC.append(None)
     return _LIBC[0]
