@@ -209,7 +209,9 @@ class Keyed:
         self.index = GroupIndex.of(extra["by"]) if "by" in extra else None
         # buffers and per-group weight sums shared by the chunk's columns
         w = None if self.weights is None else np.asarray(self.weights, np.float64)
-        self.pooled = None if w is None or not len(w) else Workspace(GroupIndex.single(len(w)), w)
+        self.pooled = None  # weights alone: the workspace of their one group
+        if w is not None and len(w) and self.index is None:
+            self.pooled = Workspace(GroupIndex.single(len(w)), w)
         self.work = None
         if self.index is not None:
             ordered = w if w is None or self.index.order is None else w[self.index.order]
