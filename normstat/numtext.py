@@ -13,6 +13,9 @@ keeps its sign).
 from __future__ import annotations
 
 import json
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
 import numpy as np
@@ -37,7 +40,7 @@ def dump_array(a: np.ndarray, fp: IO[str]) -> None:
     """``a`` as nested JSON lists (non-finite as ``null``) on ``fp``, without the whole text
     or a Python list of every value in memory: the same text as ``json.dumps(a.tolist())``
     with ``", "`` separators."""
-    if a.size <= WRITE_VALUES or a.ndim == 0:
+    if a.size < 2 * ARROW_VALUES or a.ndim == 0:
         fp.write(_text(a))
         return
     fp.write("[")
@@ -47,11 +50,30 @@ def dump_array(a: np.ndarray, fp: IO[str]) -> None:
             fp.write(", " if i else "")
             dump_array(a[i], fp)
     else:
-        step = max(1, WRITE_VALUES // max(row, 1))
-        for i in range(0, a.shape[0], step):
+        # at least two blocks, formatted side by side (Arrow's kernels release the GIL)
+        step = max(1, min(WRITE_VALUES, -(-a.size // FORMAT_THREADS)) // max(row, 1))
+        starts = range(0, a.shape[0], step)
+        for i, text in zip(starts, _formatted(a, starts, step), strict=True):
             fp.write(", " if i else "")
-            fp.write(_text(a[i : i + step])[1:-1])
+            fp.write(text[1:-1])
     fp.write("]")
+
+
+FORMAT_THREADS = 2
+"""Blocks of one array formatted at once, by as many threads; as many block texts wait in
+memory (formatting the 280,000 values of a statistic per group took half the time on two)."""
+
+
+def _formatted(a: np.ndarray, starts: range, step: int) -> Iterator[str]:
+    """The text of each block ``a[i : i + step]``, in order, ``FORMAT_THREADS`` ahead."""
+    with ThreadPoolExecutor(FORMAT_THREADS) as pool:
+        pending: deque[Future[str]] = deque()
+        for i in starts:
+            pending.append(pool.submit(_text, a[i : i + step]))
+            if len(pending) >= FORMAT_THREADS:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _text(a: np.ndarray) -> str:
