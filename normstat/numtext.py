@@ -40,7 +40,7 @@ def dump_array(a: np.ndarray, fp: IO[str]) -> None:
     """``a`` as nested JSON lists (non-finite as ``null``) on ``fp``, without the whole text
     or a Python list of every value in memory: the same text as ``json.dumps(a.tolist())``
     with ``", "`` separators."""
-    if a.size < 2 * ARROW_VALUES or a.ndim == 0:
+    if a.ndim == 0 or a.size < max(2 * ARROW_VALUES, 2):
         fp.write(_text(a))
         return
     fp.write("[")
