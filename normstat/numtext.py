@@ -60,8 +60,8 @@ def dump_array(a: np.ndarray, fp: IO[str]) -> None:
 
 
 FORMAT_THREADS = 2
-"""Blocks of one array formatted at once, by as many threads; as many block texts wait in
-memory (formatting the 280,000 values of a statistic per group took half the time on two)."""
+"""Blocks of one array formatted at once, by as many threads (the JSON of a statistic per
+group is the serial tail of a ``--by`` fit); as many block texts wait in memory."""
 
 
 def _formatted(a: np.ndarray, starts: range, step: int) -> Iterator[str]:
