@@ -85,13 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--files", type=int, default=10_000)
     p.add_argument("--rows", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--formats", default="parquet,npy", help="which of parquet,npy to fit (the data is written)"
+    )
     args = p.parse_args(argv)
     import normstat
 
     data = write(args.out, args.files, args.rows)
     runs = {
-        "parquet": (data["parquet"], data["big parquet"]),
-        "npy": (data["npy"], data["big npy"]),
+        fmt: (data[fmt], data[f"big {fmt}"])
+        for fmt in ("parquet", "npy")
+        if fmt in args.formats.split(",")
     }
     mb = args.files * args.rows * N_FEATURES * 4 / 1e6
     times: dict[str, list[float]] = {}

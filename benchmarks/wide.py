@@ -11,7 +11,8 @@ Two datasets, each fitted two ways on the very same ``.npy``:
   against per channel ``--axis 2``.
 
 Steps, each a fresh ``python -m normstat`` process of this tree (wall time includes the
-interpreter and imports), peak RSS from ``ru_maxrss`` through ``spawn.py``: ``fit`` to JSON and
+interpreter and imports), peak RSS from ``ru_maxrss`` and CPU seconds from ``ru_utime +
+ru_stime`` through ``spawn.py``: ``fit`` to JSON and
 to NPZ, ``show`` of each, ``apply`` (JSON statistics, to ``.npy``), ``merge`` of the two halves'
 JSON artifacts, ``export --to keras``. Runs are interleaved (narrow, wide; then wide, narrow) and
 the median of the repeats is reported, with the ratio wide / narrow; the machine is shared.
@@ -78,8 +79,9 @@ def command(step: str, data: Path, axes: list[str], tag: str, scratch: Path) -> 
     return ["export", f"{art}.json", "--to", "keras"]
 
 
-def measure(argv: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of ``python -m normstat ARGV`` run from this tree."""
+def measure(argv: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds (user + system) of ``python -m normstat
+    ARGV`` run from this tree."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with tempfile.NamedTemporaryFile(suffix=".json") as report:
         cmd = [sys.executable, str(SPAWN), report.name, sys.executable, "-m", "normstat", *argv]
@@ -87,7 +89,7 @@ def measure(argv: list[str]) -> tuple[float, float]:
         got = json.loads(Path(report.name).read_text())
     if got["exit"] != 0:
         raise RuntimeError(f"normstat {' '.join(argv)} exited {got['exit']}")
-    return got["wall"], got["maxrss_kb"] / 1024
+    return got["wall"], got["maxrss_kb"] / 1024, got["cpu"]
 
 
 def prepare(data: Path, axes: dict[str, list[str]], scratch: Path) -> None:
@@ -111,7 +113,7 @@ def run(scratch: Path, repeats: int, images: int, rows: int, positions: int) -> 
         wide_axes, narrow_axes = DATASETS[name]
         axes = {"narrow": narrow_axes, "wide": wide_axes}
         prepare(path, axes, scratch)
-        times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        times: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
         for rep in range(repeats):
             for step in STEPS:
                 order = ("narrow", "wide") if rep % 2 == 0 else ("wide", "narrow")
@@ -125,7 +127,11 @@ def run(scratch: Path, repeats: int, images: int, rows: int, positions: int) -> 
             row = {"data": name, "step": step, "features": features}
             for tag in axes:
                 runs = times[(step, tag)]
-                row[tag] = (statistics.median(w for w, _ in runs), max(m for _, m in runs))
+                row[tag] = (
+                    statistics.median(w for w, _, _ in runs),
+                    max(m for _, m, _ in runs),
+                    statistics.median(c for _, _, c in runs),
+                )
             rows_out.append(row)
         for suffix in ("json", "npz"):
             size = (scratch / f"{path.stem}.wide.{suffix}").stat().st_size
@@ -146,17 +152,19 @@ def _feature_shape(path: Path) -> list[int]:
 def print_tables(rows: list[dict]) -> None:
     print(
         "| data | step | per channel s | per position s | ratio | per channel MB | "
-        "per position MB | MB beyond per channel, bytes per feature |"
+        "per position MB | MB beyond per channel, bytes per feature | CPU s per channel, "
+        "per position | CPU ratio |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "step" not in r:
             continue
-        (tn, mn), (tw, mw) = r["narrow"], r["wide"]
+        (tn, mn, cn), (tw, mw, cw) = r["narrow"], r["wide"]
         per = (mw - mn) * 2**20 / r["features"]["wide"]
         print(
             f"| {r['data']} ({r['features']['wide']:,} features) | {r['step']} | {tn:.2f} | "
-            f"{tw:.2f} | {tw / tn:.2f}x | {mn:.0f} | {mw:.0f} | {mw - mn:.0f}, {per:.0f} |"
+            f"{tw:.2f} | {tw / tn:.2f}x | {mn:.0f} | {mw:.0f} | {mw - mn:.0f}, {per:.0f} | "
+            f"{cn:.2f}, {cw:.2f} | {cw / cn:.2f}x |"
         )
     print()
     print("| data | artifact | bytes | bytes per feature |")

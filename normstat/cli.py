@@ -694,7 +694,8 @@ def fit(
     help="Output file (.h5, .npy, .zarr, and for tables .parquet, .arrow, .feather, .csv; "
     "default: the input's format), or '-' for stdout (NPY for arrays, an Arrow IPC stream for "
     "tables). With --engine dask and several SOURCEs, a name without suffix is a directory of "
-    "parts, one per SOURCE.",
+    "parts, one per SOURCE. OUT may be an s3:// or gs:// URI (any file format and Zarr; with "
+    "--engine dask: .zarr, or .npy on s3://): it appears only when complete.",
 )
 @click.option(
     "--method",
@@ -927,14 +928,26 @@ def export(stats: str, to: str, allow_empty: bool) -> None:
 
     Python: normstat.export(stats, to).
     """
-    click.echo(_compact_json(api.export(stats, to, allow_empty=allow_empty)))
+    _write_compact_json(api.export_arrays(stats, to, allow_empty=allow_empty))
 
 
-def _compact_json(obj: dict[str, Any]) -> str:
+def _write_compact_json(obj: dict[str, Any]) -> None:
     """One key per line and each value (a whole array) on that line: readable, and what
-    ``json.loads`` reads back."""
-    items = [f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in obj.items()]
-    return "{\n" + ",\n".join(items) + "\n}"
+    ``json.loads`` reads back. Arrays of finite numbers are written a block at a time
+    (``numtext.dump_array``): a wide export holds no Python list nor the whole text."""
+    import numpy as np
+
+    from normstat.numtext import dump_array
+
+    out = sys.stdout
+    out.write("{\n")
+    for i, (k, v) in enumerate(obj.items()):
+        out.write(f"{',' + chr(10) if i else ''}  {json.dumps(k)}: ")
+        if isinstance(v, np.ndarray) and v.dtype.kind in "iuf" and np.isfinite(v).all():
+            dump_array(v, out)
+        else:
+            out.write(json.dumps(v.tolist() if isinstance(v, np.ndarray) else v, allow_nan=False))
+    out.write("\n}\n")
 
 
 def _drift_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -26,11 +26,25 @@ READ_BYTES = 1 << 18
 """Text read at a time; a block of values needs about 20 bytes each beyond it."""
 WRITE_VALUES = 1 << 18
 """Values formatted at a time when writing."""
-_ALLOWED = b"0123456789.-+eEnul, \n\t\r[]"
-"""Bytes of numbers, ``null``, commas, blanks and brackets: anything else is not a number."""
 _OPEN, _CLOSE = ord("["), ord("]")
-_COMMA_TO_LINE = bytes.maketrans(b",", b"\n")
-_BLANKS = b" \t\r\n[]"
+
+
+def _one_pass_table() -> bytes:
+    """The one translation the text takes before Arrow parses it, one value a line: commas
+    become line ends; blanks and brackets become spaces (which Arrow's number parser trims at
+    either end of a value and refuses inside one: "1 2", "1 e5"); the characters of numbers
+    and ``null`` stay; any other byte becomes ``x``, which no number holds (a string, an
+    object, ``NaN``, ``inf``, non-ASCII...)."""
+    table = bytearray(b"x" * 256)
+    for c in b"0123456789.-+eEnul":
+        table[c] = c
+    table[ord(",")] = ord("\n")
+    for c in b" \t\r\n[]":
+        table[c] = ord(" ")
+    return bytes(table)
+
+
+_TABLE = _one_pass_table()
 ARROW_VALUES = 1 << 14
 """Arrays this large and larger are formatted by Arrow; smaller ones by ``json`` (a small
 artifact's command does not pay Arrow's import)."""
@@ -40,7 +54,7 @@ def dump_array(a: np.ndarray, fp: IO[str]) -> None:
     """``a`` as nested JSON lists (non-finite as ``null``) on ``fp``, without the whole text
     or a Python list of every value in memory: the same text as ``json.dumps(a.tolist())``
     with ``", "`` separators."""
-    if a.ndim == 0 or a.size < max(2 * ARROW_VALUES, 2):
+    if a.ndim == 0 or a.size < max(4 * ARROW_VALUES, 2):
         fp.write(_text(a))
         return
     fp.write("[")
@@ -50,10 +64,12 @@ def dump_array(a: np.ndarray, fp: IO[str]) -> None:
             fp.write(", " if i else "")
             dump_array(a[i], fp)
     else:
-        # at least two blocks, formatted side by side (Arrow's kernels release the GIL)
-        step = max(1, min(WRITE_VALUES, -(-a.size // FORMAT_THREADS)) // max(row, 1))
-        starts = range(0, a.shape[0], step)
-        for i, text in zip(starts, _formatted(a, starts, step), strict=True):
+        # blocks of even size, at least two, formatted side by side (Arrow's kernels release
+        # the GIL)
+        n = a.shape[0]
+        k = min(n, max(FORMAT_THREADS, -(-a.size // WRITE_VALUES)))
+        bounds = [n * i // k for i in range(k + 1)]
+        for i, text in enumerate(_formatted(a, bounds)):
             fp.write(", " if i else "")
             fp.write(text[1:-1])
     fp.write("]")
@@ -64,12 +80,13 @@ FORMAT_THREADS = 2
 group is the serial tail of a ``--by`` fit); as many block texts wait in memory."""
 
 
-def _formatted(a: np.ndarray, starts: range, step: int) -> Iterator[str]:
-    """The text of each block ``a[i : i + step]``, in order, ``FORMAT_THREADS`` ahead."""
+def _formatted(a: np.ndarray, bounds: list[int]) -> Iterator[str]:
+    """The text of each block ``a[lo:hi]`` between ``bounds``, in order, ``FORMAT_THREADS``
+    ahead."""
     with ThreadPoolExecutor(FORMAT_THREADS) as pool:
         pending: deque[Future[str]] = deque()
-        for i in starts:
-            pending.append(pool.submit(_text, a[i : i + step]))
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            pending.append(pool.submit(_text, a[lo:hi]))
             if len(pending) >= FORMAT_THREADS:
                 yield pending.popleft().result()
         while pending:
@@ -93,9 +110,16 @@ def _text(a: np.ndarray) -> str:
         flat = flat.astype(np.float64, copy=False)
         text = pc.cast(pa.array(flat), pa.string())
         finite = np.isfinite(flat)
-        if (flat[finite] == np.trunc(flat[finite])).any():  # only these can be digits alone
-            integral = pc.match_substring_regex(text, r"^-?[0-9]+$")  # "3", "-0": json: ints
-            text = pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
+        # "3", "-0" would read back as ints: only whole values can be spelled so, so only
+        # their text is looked at (most statistics have none)
+        whole = np.flatnonzero(finite & (flat == np.trunc(flat)))
+        if whole.size:
+            sub = text.take(pa.array(whole))
+            integral = pc.match_substring_regex(sub, r"^-?[0-9]+$")
+            sub = pc.if_else(integral, pc.binary_join_element_wise(sub, ".0", ""), sub)
+            mask = np.zeros(flat.size, bool)
+            mask[whole] = True
+            text = pc.replace_with_mask(text, pa.array(mask), sub)
         if not finite.all():
             text = pc.if_else(pa.array(finite), text, "null")
     else:
@@ -106,20 +130,6 @@ def _text(a: np.ndarray) -> str:
         joined = pc.binary_join(pa.LargeListArray.from_arrays(offsets, text), ", ")
         text = pc.binary_join_element_wise("[", joined, "]", "")
     return str(text[0].as_py())
-
-
-def _split_value(raw: bytes) -> bool:
-    """Whether blanks stand between two characters of values with no comma ("1 2", "1 e5"):
-    the blanks are dropped before parsing, which would join them into one value."""
-    b = np.frombuffer(raw, np.uint8)
-    blank = (b == 32) | (b == 9) | (b == 10) | (b == 13) | (b == _OPEN) | (b == _CLOSE)
-    if not blank.any():
-        return False
-    kept = np.flatnonzero(~blank)
-    if kept.size < 2:
-        return False
-    value = b[kept] != ord(",")
-    return bool(((np.diff(kept) > 1) & value[:-1] & value[1:]).any())
 
 
 class ArrayReader:
@@ -180,19 +190,19 @@ class ArrayReader:
         return self._parse(text)
 
     def _parse(self, text: bytes) -> np.ndarray:
-        """The values of ``text``: whole values, commas, blanks and brackets. Arrow's CSV
-        reader parses them one a line; what it would accept beyond JSON numbers (``nan``,
-        ``inf``, blanks inside a value) is refused before."""
-        if text.translate(None, _ALLOWED):  # a string, an object, NaN, inf, non-ASCII, ...
-            raise self.fail(f"holds something other than numbers near value {self._at()}")
-        if _split_value(text):
-            raise self.fail(f"holds something other than numbers near value {self._at()}")
+        """The values of ``text``: whole values, commas, blanks and brackets. One translation
+        (``_TABLE``) makes it one value a line and spoils every byte that is not part of a
+        number or ``null``; ``null`` becomes ``" nan"``, which the text itself cannot hold
+        (``a`` is spoilt); Arrow's CSV reader then parses each line as a float64 or refuses
+        it. What Arrow would accept beyond JSON numbers is refused after: values beyond
+        float64 (``inf``)."""
+        # " nan": the blank is trimmed, and refused after a sign ("-null" is not "-nan")
+        lines = text.translate(_TABLE).replace(b"null", b" nan")
+        if not lines or lines.isspace():  # no value ("[]", "[[], []]" of a 0-sized shape)
+            return np.empty(0)
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
-        lines = text.translate(_COMMA_TO_LINE, _BLANKS)  # one value a line
-        if lines.count(b"\n") == len(lines):  # no value ("[]", "[[], []]" of a 0-sized shape)
-            return np.empty(0)
         expected = lines.count(b"\n") + 1
         try:
             column = pcsv.read_csv(

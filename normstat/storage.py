@@ -583,3 +583,93 @@ def download(uri: str, local: str) -> None:
                 dst.write(block)
     except (OSError, ValueError) as exc:
         raise failure(exc, uri) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# writing by many processes: one multipart upload filled by tasks, a prefix of many objects
+
+
+def multipart_scheme(uri: str, what: str) -> None:
+    """Refuse ``what`` on a scheme whose filesystem gives no multipart upload to fill from many
+    processes (s3:// has it; gcsfs does not expose one)."""
+    if scheme(uri) != "s3":
+        raise UsageError(
+            f"{what} needs one upload that many processes add parts to (S3's multipart "
+            f"upload); {scheme(uri)}:// does not offer it here: use --engine local",
+            path=shown(uri),
+        )
+
+
+def _s3_call(uri: str, op: str, what: str, **kw: Any) -> Any:
+    fs, path = fsspec_fs(uri)
+    bucket, _, key = path.partition("/")
+    try:
+        return fs.call_s3(op, Bucket=bucket, Key=key, **kw)
+    except (OSError, ValueError) as exc:
+        raise failure(exc, uri, what) from None
+
+
+def start_upload(uri: str) -> str:
+    """Create a multipart upload of the object ``uri``; returns its id. Nothing is visible at
+    the key until :func:`complete_upload`."""
+    multipart_scheme(uri, "writing one object from many processes")
+    return str(_s3_call(uri, "create_multipart_upload", "cannot write")["UploadId"])
+
+
+def upload_part(uri: str, upload_id: str, number: int, body: Any, size: int) -> str:
+    """Upload part ``number`` (1-based; parts may be sparse) from the file object ``body`` of
+    ``size`` bytes; returns its ETag. Re-uploading a number replaces that part."""
+    reply = _s3_call(
+        uri,
+        "upload_part",
+        "cannot write",
+        UploadId=upload_id,
+        PartNumber=number,
+        Body=body,
+        ContentLength=size,
+    )
+    return str(reply["ETag"])
+
+
+def complete_upload(uri: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+    """Make the object appear, made of ``parts`` (``(number, etag)``) in number order."""
+    listed = [{"PartNumber": n, "ETag": e} for n, e in sorted(parts)]
+    _s3_call(
+        uri,
+        "complete_multipart_upload",
+        "cannot write",
+        UploadId=upload_id,
+        MultipartUpload={"Parts": listed},
+    )
+
+
+def abort_upload(uri: str, upload_id: str) -> None:
+    """Abort a multipart upload: its parts are deleted, nothing appears at the key. Never
+    raises (it runs while another error unwinds)."""
+    with contextlib.suppress(Exception):
+        _s3_call(uri, "abort_multipart_upload", "cannot abort", UploadId=upload_id)
+
+
+def copy_objects(pairs: list[tuple[str, str]]) -> None:
+    """Server-side copies ``(from URI, to URI)``, run concurrently (no data through here)."""
+    if not pairs:
+        return
+    fs, _ = fsspec_fs(pairs[0][0])
+    try:
+        fs.copy([split(a)[1] for a, _ in pairs], [split(b)[1] for _, b in pairs])
+    except (OSError, ValueError) as exc:
+        raise failure(exc, pairs[0][1], "cannot write") from None
+
+
+def delete_objects(uris: list[str]) -> None:
+    """Delete the objects ``uris`` (one batched request per 1000 on S3)."""
+    if not uris:
+        return
+    fs, _ = fsspec_fs(uris[0])
+    try:
+        fs.rm([split(u)[1] for u in uris])
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:
+        raise failure(exc, uris[0], "cannot delete") from None
+    fs.invalidate_cache()

@@ -203,6 +203,13 @@ def test_the_reader_reads_what_json_reads_in_other_spellings():
         "[1.0\u00e9]",
         "[true]",
         "[1 e5]",
+        "[-null]",
+        "[+null]",
+        "[1, nullnull]",
+        "[1, null 2]",
+        "[null1]",
+        "[.nul]",
+        "[\u00a01]",
     ],
 )
 def test_the_reader_refuses_what_is_not_a_json_number_array(text):

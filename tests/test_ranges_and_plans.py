@@ -168,7 +168,7 @@ def in_process(monkeypatch):
     from normstat.engine.ranged import apply_range
 
     def run_jobs(jobs, o):
-        return sum(apply_range(j, o.rows, o.step) for j in reversed(jobs))
+        return [apply_range(j, o.rows, o.step) for j in reversed(jobs)][::-1]
 
     monkeypatch.setattr("normstat.engine.dask.run_jobs", run_jobs)
 

@@ -16,6 +16,7 @@ _EXPORTS = {
     "diff": "normstat.api.combining",
     "drift": "normstat.api.combining",
     "export": "normstat.api.combining",
+    "export_arrays": "normstat.api.combining",
     "merge": "normstat.api.combining",
     "Accumulator": "normstat.api.fitting",
     "fit": "normstat.api.fitting",
@@ -37,6 +38,7 @@ __all__ = [
     "diff",
     "drift",
     "export",
+    "export_arrays",
     "fit",
     "fit_arrays",
     "merge",
@@ -44,7 +46,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from normstat.api.combining import EXPORT_TARGETS, diff, drift, export, merge
+    from normstat.api.combining import (
+        EXPORT_TARGETS,
+        diff,
+        drift,
+        export,
+        export_arrays,
+        merge,
+    )
     from normstat.api.fitting import Accumulator, fit, fit_arrays
     from normstat.api.options import ENGINES, ChunkSize, ProgressHook
     from normstat.api.transforming import apply, transform

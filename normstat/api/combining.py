@@ -187,6 +187,20 @@ def export(
     without statistics (count 0) are refused unless ``allow_empty`` (then mean 0 and scale 1:
     left unchanged).
     """
+    arrays = export_arrays(stats, to, allow_empty=allow_empty, storage_options=storage_options)
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in arrays.items()}
+
+
+def export_arrays(
+    stats: Stats | str | os.PathLike[str],
+    to: str,
+    *,
+    allow_empty: bool = False,
+    storage_options: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """:func:`export` with the statistics left as numpy arrays: a wide artifact's CLI export
+    writes them as text in blocks (``numtext.dump_array``) instead of as Python lists of
+    millions of floats."""
     stats = as_stats(stats)
     if to not in EXPORT_TARGETS:
         raise UsageError(f"to: expected one of {', '.join(EXPORT_TARGETS)}, received {to!r}")
@@ -206,22 +220,22 @@ def export(
     if to == "keras":
         return {
             "axis": None if stats.axis is None else list(stats.axis),
-            "mean": mean.tolist(),
-            "variance": (scale * scale).tolist(),
+            "mean": mean,
+            "variance": scale * scale,
         }
     if to == "torch":
         _check_torch_shape(stats)
-        return {"mean": mean.tolist(), "std": scale.tolist()}
+        return {"mean": mean, "std": scale}
     if to == "sklearn-robust":
         return _robust_export(stats)
     _check_sklearn_shape(stats)
     counts = stats.count
     seen = int(counts.flat[0]) if counts.size and (counts == counts.flat[0]).all() else None
     out: dict[str, Any] = {
-        "mean_": mean.reshape(-1).tolist(),
-        "var_": np.nan_to_num(stats.var).reshape(-1).tolist(),
-        "scale_": scale.reshape(-1).tolist(),
-        "n_samples_seen_": counts.reshape(-1).tolist() if seen is None else seen,
+        "mean_": mean.reshape(-1),
+        "var_": np.nan_to_num(stats.var).reshape(-1),
+        "scale_": scale.reshape(-1),
+        "n_samples_seen_": counts.reshape(-1) if seen is None else seen,
         "n_features_in_": int(np.prod(stats.feature_shape)),
     }
     if stats.features is not None:

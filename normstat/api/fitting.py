@@ -43,11 +43,20 @@ from normstat.core.moments import Moments, TreeMerger
 from normstat.core.quantiles import Sketch, merge_levels, parse_levels
 from normstat.core.stats import Stats
 from normstat.engine import checkpoint as checkpoints
+from normstat.engine.coalesce import coalesce
 from normstat.engine.local import fit_local
 from normstat.engine.task import FitStep, check_finite, chunk_task
 from normstat.errors import UsageError
 from normstat.sinks.atomic import check_writable
-from normstat.sources import ArraySource, Chunk, ImageOptions, describe, open_sources
+from normstat.sources import (
+    ArraySource,
+    Chunk,
+    ImageOptions,
+    describe,
+    open_sources,
+    read_ahead,
+    settle,
+)
 from normstat.sources.base import fit_chunks, known_rows, total_rows
 
 
@@ -157,8 +166,11 @@ def fit(
         allow_overlap=allow_overlap,
         allow_external=allow_external,
         images=image_options(options, workers),
+        lazy=True,  # shards after the first are opened ahead of the pass, as it goes
     )
     try:
+        if engine == "dask" or checkpoint or progress is not None:
+            settle(srcs)  # the plan, the checkpoint's fingerprint, the total: every shard
         check_tables(srcs, by, weights)
         check_distributable(srcs, engine, fit=True)
         if output is not None:
@@ -186,14 +198,13 @@ def fit(
                 cluster["progress"] = advance if first else None
                 tasks = task_rows(srcs[0], rows, task_size)
                 return _fit_dask(srcs, rows, tasks, layout, nan, cluster, sketch)
+            step = FitStep(layout, nan, srcs[0].features, sketch)
+            chunks = all_chunks(srcs, rows, step, skip if first else 0)
+            if saver is None and len(srcs) > 1:  # small shards' rows gathered into full chunks
+                chunks = coalesce(chunks, rows)  # (a checkpoint's tree keeps the read chunks)
             with np.errstate(over="ignore", invalid="ignore"):  # merges near float64's limit
                 return fit_local(
-                    all_chunks(
-                        srcs,
-                        rows,
-                        FitStep(layout, nan, srcs[0].features, sketch),
-                        skip if first else 0,
-                    ),
+                    chunks,
                     layout,
                     nan,
                     workers=workers,
@@ -205,6 +216,7 @@ def fit(
                 )
 
         moments = one_pass(sketch, first=True)
+        settle(srcs)  # all opened by the pass; table types promoted for the record
         paths = ", ".join(s.path for s in srcs[:3]) + (", ..." if len(srcs) > 3 else "")
         check_finite(moments, paths, srcs[0].dataset, layout, srcs[0].features)
         if sketch is not None and moments.sketch is None:  # no rows at all
@@ -353,14 +365,20 @@ def _checkpointer(
 
 def all_chunks(srcs: list[ArraySource], rows: int, step: FitStep, skip: int = 0) -> Iterable[Chunk]:
     """Chunks of every shard in order, starting ``skip`` samples in (when resuming); a source
-    that reduces where it decodes runs ``step`` there."""
-    for s in srcs:
-        n = known_rows(s) if skip else 0
-        if skip and skip >= n:
-            skip -= n
-            continue
-        yield from fit_chunks(s, rows, step, skip)
-        skip = 0
+    that reduces where it decodes runs ``step`` there. Shards not yet opened are opened
+    ahead of the pass on a thread (:func:`read_ahead`)."""
+    ahead = read_ahead(srcs)
+    try:
+        for s in srcs:
+            n = known_rows(s) if skip else 0
+            if skip and skip >= n:
+                skip -= n
+                continue
+            yield from fit_chunks(s, rows, step, skip)
+            skip = 0
+    finally:
+        if ahead is not None:
+            ahead.stop()
 
 
 class Accumulator:

@@ -258,7 +258,8 @@ def apply(
     workers read and write their own rows in parallel, into one Zarr / NPY array or table
     file, or (several shards, OUT without a known suffix) a directory of parts named as the
     shards. HDF5 output and streams need the local engine. STATS, SOURCE and OUT may be URIs
-    (``s3://...``), with ``storage_options`` as in :func:`~normstat.api.fitting.fit`.
+    (``s3://...``), with ``storage_options`` as in :func:`~normstat.api.fitting.fit`; with the
+    Dask engine, OUT in a bucket is one ``.zarr`` store or one ``.npy`` object (s3://).
 
     A CSV is read as ``fit`` reads it: ``column_types``, ``delimiter``, ``header``,
     ``null_values`` as there. The same file given twice is refused unless ``allow_overlap``.
@@ -275,13 +276,6 @@ def apply(
     out_dtype = float_dtype(dtype)
     paths = as_paths(sources, "sources")
     check_engine(engine, scheduler, paths)
-    if storage.is_uri(out) and engine == "dask":
-        raise UsageError(
-            "out: --engine dask has its workers write their rows into OUT in place, which an "
-            "object cannot take (it is uploaded whole), and a worker on another machine "
-            "cannot reach this machine's temporary file; write to a bucket with the local "
-            "engine (reading from one works with both)"
-        )
     chosen, table = reading(columns, None, column_types, delimiter, header, null_values)
     table = keyed_table(table, by, None)
     srcs = open_sources(

@@ -98,10 +98,16 @@ class _Range:
         self.lo, self.hi = first_row.copy(), first_row.copy()
 
     def add(self, blk: np.ndarray) -> None:
+        if blk.shape[0] == 1:  # a wide view's one-row block: no reduced copy of the row
+            np.minimum(self.lo, blk[0], out=self.lo)
+            np.maximum(self.hi, blk[0], out=self.hi)
+            return
         np.minimum(self.lo, blk.min(axis=0), out=self.lo)
         np.maximum(self.hi, blk.max(axis=0), out=self.hi)
 
     def folded(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        if r == 1:
+            return self.lo.astype(np.float64), self.hi.astype(np.float64)
         return (
             _fold(self.lo, r, np.minimum).astype(np.float64),
             _fold(self.hi, r, np.maximum).astype(np.float64),
@@ -126,20 +132,28 @@ def _float_moments_quiet(rows: np.ndarray) -> Moments | None:
     s, q, lo, hi = shifted_sums(rows, shift)
     if not (np.isfinite(s).all() and np.isfinite(lo).all() and np.isfinite(hi).all()):
         return None
-    m2 = q - s * s / n
+    m2 = _m2(q, s, n)
     if (s * s > SHIFT_RERUN * n * m2).any():  # shift too far from the mean: two-pass exactly
         shift = shift + s / n
         s, q, _, _ = shifted_sums(rows, shift)
-        m2 = q - s * s / n
+        m2 = _m2(q, s, n)
     return Moments(
         count=np.full(f, n, np.int64),
         nan_count=np.zeros(f, np.int64),
         dmean=s / n,
-        m2=np.maximum(m2, 0.0),
+        m2=np.maximum(m2, 0.0, out=m2),
         min=lo,
         max=hi,
         shift=shift,
     )
+
+
+def _m2(q: np.ndarray, s: np.ndarray, n: int) -> np.ndarray:
+    """``q - s * s / n``, written over ``q`` (one temporary instead of three: a wide chunk's
+    features are millions)."""
+    t = s * s
+    t /= n
+    return np.subtract(q, t, out=q)
 
 
 def shifted_sums(rows: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -158,14 +172,17 @@ def shifted_sums(rows: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
             d = buf[: blk.shape[0]]
             d[...] = blk  # a plain cast, then same-type arithmetic: faster than a mixed subtract
             d -= k
-            s_w += d.sum(axis=0)
+            # a one-row block (features wider than a sub-block) is its own sum: added as it
+            # is, without a reduced copy of the row (the same bits)
+            s_w += d[0] if d.shape[0] == 1 else d.sum(axis=0)
             d *= d
-            q_w += d.sum(axis=0)
+            q_w += d[0] if d.shape[0] == 1 else d.sum(axis=0)
             rng.add(blk)
-        s += _fold(s_w, r, np.add)
-        q += _fold(q_w, r, np.add)
+        s += s_w if r == 1 else _fold(s_w, r, np.add)
+        q += q_w if r == 1 else _fold(q_w, r, np.add)
         v_lo, v_hi = rng.folded(r)
-        lo, hi = np.minimum(lo, v_lo), np.maximum(hi, v_hi)
+        np.minimum(lo, v_lo, out=lo)
+        np.maximum(hi, v_hi, out=hi)
     return s, q, lo, hi
 
 

@@ -81,32 +81,60 @@ class Moments:
         return self.count.astype(np.float64) if self.weight is None else self.weight
 
     def merge(self, other: Moments) -> Moments:
-        """Chan et al.: exact combination of the moments of two disjoint parts."""
-        shift = np.where(self.count > 0, self.shift, other.shift)
-        # Both means relative to the kept shift (exactly self.dmean where self's shift is kept);
-        # an empty side counts as 0 so that merging with an empty state is an exact identity.
-        ma = np.where(self.count > 0, self.dmean + (self.shift - shift), 0.0)
-        mb = np.where(other.count > 0, other.dmean + (other.shift - shift), 0.0)
-        n = self.count + other.count
-        weighted = self.weight is not None or other.weight is not None
+        """Chan et al.: exact combination of the moments of two disjoint parts (a new value)."""
+        return self.copy().merge_into(other)
+
+    def merge_into(self, other: Moments) -> Moments:
+        """:meth:`merge`, written over this state's own arrays (returned): for a state nobody
+        else holds (a merge tree's own partial results). A wide state is millions of features;
+        the out-of-place formula made some twenty fresh full-size temporaries per merge, each
+        page-faulted in, so this works in the left state's buffers with four scratch arrays.
+        The arithmetic is the very same, operation by operation (so the same bits as before):
+        the formula is, for ``a = self`` and ``b = other``::
+
+            shift = where(a.count > 0, a.shift, b.shift)
+            ma = where(a.count > 0, a.dmean + (a.shift - shift), 0)  # both means from shift;
+            mb = where(b.count > 0, b.dmean + (b.shift - shift), 0)  # an empty side is 0
+            w = wa + wb   # the weights, or the counts when unweighted
+            frac = wb / w (0 where w == 0);  delta = mb - ma
+            dmean = ma + delta * frac;  m2 = a.m2 + b.m2 + delta * delta * wa * frac
+        """
+        a, b = self, other
+        weighted = a.weight is not None or b.weight is not None
         # the weights take the counts' place (exactly the counts when unweighted)
-        wa = self.total_weight if weighted else self.count
-        wb = other.total_weight if weighted else other.count
+        wa = a.total_weight if weighted else a.count
+        wb = b.total_weight if weighted else b.count
+        a_has = a.count > 0
+        shift = b.shift.copy()
+        np.copyto(shift, a.shift, where=a_has)
+        # Both means relative to the kept shift (exactly a.dmean where a's shift is kept);
+        # an empty side counts as 0 so that merging with an empty state is an exact identity.
+        ma = np.subtract(a.shift, shift)
+        ma += a.dmean
+        np.copyto(ma, 0.0, where=np.logical_not(a_has, out=a_has))
+        mb = np.subtract(b.shift, shift)
+        mb += b.dmean
+        np.copyto(mb, 0.0, where=b.count <= 0)
         w = wa + wb
-        frac = np.divide(wb, w, out=np.zeros(n.shape), where=w > 0)
-        delta = mb - ma
-        return Moments(
-            count=n,
-            nan_count=self.nan_count + other.nan_count,
-            dmean=ma + delta * frac,
-            m2=self.m2 + other.m2 + delta * delta * wa * frac,
-            min=np.minimum(self.min, other.min),
-            max=np.maximum(self.max, other.max),
-            shift=shift,
-            sketch=_merge_sketches(self.sketch, other.sketch),
-            weight=w if weighted else None,
-            groups=_merge_groups(self.groups, other.groups),
-        )
+        frac = np.zeros(w.shape)
+        np.divide(wb, w, out=frac, where=w > 0)
+        delta = np.subtract(mb, ma, out=mb)
+        term = np.multiply(delta, delta, out=a.shift)  # a's old shift is free: scratch
+        term *= wa
+        term *= frac
+        a.m2 += b.m2
+        a.m2 += term
+        np.multiply(delta, frac, out=a.dmean)
+        a.dmean += ma
+        a.shift = shift
+        a.count = a.count + b.count if weighted else w
+        np.add(a.nan_count, b.nan_count, out=a.nan_count)
+        np.minimum(a.min, b.min, out=a.min)
+        np.maximum(a.max, b.max, out=a.max)
+        a.sketch = _merge_sketches(a.sketch, b.sketch)
+        a.weight = w if weighted else None
+        a.groups = _merge_groups(a.groups, b.groups)
+        return a
 
     @classmethod
     def join(cls, parts: Sequence[Moments]) -> Moments:
@@ -232,6 +260,9 @@ class TreeMerger:
         self.n_features = n_features
         self.first = first
         self._stack: list[tuple[int, Moments]] = []  # (level, moments of 2**level chunks)
+        # Which stack entries this tree made itself (merge results nobody else holds): those are
+        # merged into in place (Moments.merge_into); parts from outside are never written.
+        self._mine: list[bool] = []
 
     @property
     def stop(self) -> int:
@@ -240,16 +271,19 @@ class TreeMerger:
 
     def add(self, part: Moments, level: int = 0) -> None:
         """``part``: the moments of the aligned block of ``2**level`` chunks from :attr:`stop`."""
-        at, cur = self.stop, part
+        at, cur, mine = self.stop, part, False
         while (
             self._stack
             and self._stack[-1][0] == level
             and (at - (1 << level)) % (2 << level) == 0  # the top is the left sibling
         ):
-            cur = self._stack.pop()[1].merge(cur)
+            left = self._stack.pop()[1]
+            cur = left.merge_into(cur) if self._mine.pop() else left.merge(cur)
+            mine = True
             at -= 1 << level
             level += 1
         self._stack.append((level, cur))
+        self._mine.append(mine)
 
     def joined(self, right: TreeMerger) -> TreeMerger:
         """The merger of this one's chunks followed by ``right``'s (a new value)."""
@@ -257,6 +291,8 @@ class TreeMerger:
             raise ValueError(f"mergers are not adjacent: {self.stop} != {right.first}")
         out = TreeMerger(self.n_features, self.first)
         out._stack = list(self._stack)
+        out._mine = [False] * len(self._stack)
+        self._mine = [False] * len(self._stack)  # both trees now hold these states
         for level, part in right._stack:
             out.add(part, level)
         return out
@@ -265,7 +301,9 @@ class TreeMerger:
     def pending(self) -> list[tuple[int, Moments]]:
         """The partial states waiting to be merged, as (level, moments), bottom of the stack
         first: with :meth:`restore`, all a checkpoint needs to continue the *same* tree, so a
-        resumed fit merges exactly as an uninterrupted one (bit for bit)."""
+        resumed fit merges exactly as an uninterrupted one (bit for bit). The states handed out
+        are no longer merged into in place."""
+        self._mine = [False] * len(self._stack)
         return list(self._stack)
 
     @classmethod
@@ -278,12 +316,13 @@ class TreeMerger:
             raise ValueError(f"tree levels must be non-negative and decreasing, got {levels}")
         tree = cls(n_features)
         tree._stack = list(pending)
+        tree._mine = [False] * len(pending)
         return tree
 
     def total(self) -> Moments:
         result = Moments.empty(self.n_features)
         for _, m in self._stack:
-            result = result.merge(m)
+            result = result.merge_into(m)  # result is this call's own
         return result
 
 

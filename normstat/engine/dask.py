@@ -164,13 +164,14 @@ def outcome(get: Callable[[], Any], where: RowRange | None = None) -> Any:
         raise DataError(f"the Dask computation failed ({type(exc).__name__}: {exc})") from None
 
 
-def run_jobs(jobs: Sequence[Any], o: Any) -> int:
+def run_jobs(jobs: Sequence[Any], o: Any) -> list[tuple[int, list[Any]]]:
     """Run every apply job (:mod:`normstat.engine.dask_apply`) on the cluster of the options
-    ``o``; returns the rows written. Outputs must exist already (the caller commits them)."""
+    ``o``; returns each job's rows written and upload receipts. Outputs must exist already
+    (the caller commits them)."""
     if not jobs:
-        return 0
+        return []
     with dask_client(o.scheduler, o.workers) as client:
         futures = [client.submit(apply_range, j, o.rows, o.step, pure=False) for j in jobs]
         track(list(futures), jobs, o.progress)
         written = outcome(lambda: client.gather(futures))
-    return int(sum(written))
+    return [(int(n), list(r)) for n, r in written]

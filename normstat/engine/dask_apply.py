@@ -14,6 +14,12 @@ HDF5 is refused: HDF5 has no safe concurrent writers (parallel HDF5 needs MPI an
 build of the library), so many processes writing one file would corrupt it. A part written
 whole goes through a temporary file beside it, renamed into place, so a task that Dask runs
 twice never leaves a torn part; the client commits the whole output only when every task is done.
+
+OUT in a bucket: a Zarr store is written by the workers into a staging prefix, published by the
+client (:mod:`normstat.sinks.prefix`); one ``.npy`` object is one multipart upload that the
+client creates, the workers fill part by part (tasks cut at part boundaries) and the client
+completes, or aborts on any failure or interrupt. A directory of parts and table files are
+refused there (they could not appear only when complete).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
+from normstat import interrupts, storage
 from normstat.engine.output import ApplyOptions, Output, resolve, write
 from normstat.engine.plan import aligned, check_seekable, concat_tasks
 from normstat.engine.transform import TransformStep, reads, transformed
@@ -57,8 +64,14 @@ class RangeJob:
     def rows(self) -> int:
         return sum(p.rows for p in self.pieces)
 
-    def run(self, rows: int, step: TransformStep) -> int:
+    def run(self, rows: int, step: TransformStep) -> tuple[int, list[Any]]:
         # sources stay open until written: a table chunk decodes its columns when transformed
+        writers: list[Any] = []
+
+        def opener() -> Any:
+            writers.append(self.target.open(self.start))
+            return writers[-1]
+
         with contextlib.ExitStack() as opened:
             srcs = [opened.enter_context(contextlib.closing(open_range(p))) for p in self.pieces]
             chunks = (
@@ -67,7 +80,8 @@ class RangeJob:
                 for c in s.chunks(rows, p.start, p.stop)
             )
             items = transformed(chunks, step)
-            return write(lambda: self.target.open(self.start), items, self.shown)
+            n = write(opener, items, self.shown)
+        return n, list(getattr(writers[0], "receipts", ()))
 
 
 @dataclass(frozen=True)
@@ -85,7 +99,7 @@ class FileJob:
     def rows(self) -> int:
         return self.pieces[0].rows
 
-    def run(self, rows: int, step: TransformStep) -> int:
+    def run(self, rows: int, step: TransformStep) -> tuple[int, list[Any]]:
         tmp = temporary(self.target, secrets.token_hex(4))
         src = open_range(self.pieces[0])
         try:
@@ -98,7 +112,7 @@ class FileJob:
             raise
         finally:
             src.close()
-        return n
+        return n, []
 
 
 def temporary(target: str, token: str, escape: bool = False) -> str:
@@ -126,11 +140,13 @@ def apply_dask(srcs: list[ArraySource], o: ApplyOptions) -> None:
     else:
         outs = [resolve(srcs, o)]
         _check_parallel(outs[0].format, len(srcs), o.out)
+    if storage.is_uri(o.out):
+        _check_bucket(outs[0].format, parts, o.out)
     check_writable(o.out, force=o.force, sources=srcs)
 
-    def run(jobs: list[Any]) -> None:
+    def run(jobs: list[Any]) -> list[tuple[int, list[Any]]]:
         try:
-            run_jobs(jobs, o)
+            return run_jobs(jobs, o)
         finally:
             for j in jobs:  # temporaries of tasks whose worker died while writing
                 if isinstance(j, FileJob):
@@ -138,6 +154,20 @@ def apply_dask(srcs: list[ArraySource], o: ApplyOptions) -> None:
                         with contextlib.suppress(OSError):
                             os.unlink(left)
 
+    if storage.is_uri(o.out) and not outs[0].format.directory:  # one object, many writers
+        target = range_target(outs[0].format, o.out, outs[0].spec, o.rows)
+        target.create()  # the multipart upload: aborted on any failure or interrupt below
+        try:
+            done = run(_range_jobs(srcs, target, o.out, outs[0], o))
+            with interrupts.deferred():
+                interrupts.check()
+                target.complete([r for _, receipts in done for r in receipts])  # type: ignore[attr-defined]
+                interrupts.record_commit(o.out)
+        except BaseException:
+            with interrupts.deferred():
+                target.abort()  # type: ignore[attr-defined]
+            raise
+        return
     if not parts:
         with atomic_output_for(o.out, outs[0].format.name) as tmp:
             run(_jobs(srcs, tmp, o.out, outs[0], o))
@@ -159,6 +189,13 @@ def _jobs(
         return [FileJob((_whole(srcs[0]),), os.path.abspath(path), out.format, spec, shown)]
     target = range_target(out.format, path, out.spec, o.rows)
     target.create()
+    return _range_jobs(srcs, target, shown, out, o)
+
+
+def _range_jobs(
+    srcs: list[ArraySource], target: RangeTarget, shown: str, out: Output, o: ApplyOptions
+) -> list[Any]:
+    """Jobs of whole multiples of the target's ``align`` rows (the last one shorter)."""
     assert o.task_rows is not None
     rows = aligned(o.task_rows(srcs[0]), target.align, out.spec.shape[0])
     return [RangeJob(pieces, target, start, shown) for pieces, start in concat_tasks(srcs, rows)]
@@ -168,6 +205,27 @@ def _whole(src: ArraySource) -> RowRange:
     n = src.shape[0]
     assert n is not None  # a table with row groups / record batches knows its rows
     return RowRange.of(src, 0, n)
+
+
+def _check_bucket(fmt: OutputFormat, parts: bool, where: str) -> None:
+    """Refuse, before anything is read, what workers cannot write into a bucket."""
+    shown = storage.shown(where)
+    if parts:
+        raise UsageError(
+            "--engine dask writes several shards to a bucket only as one output (OUT.zarr or "
+            "OUT.npy): a directory of parts there would appear part by part; name OUT with a "
+            "suffix, or use --engine local",
+            path=shown,
+        )
+    if fmt.parallel == "whole":
+        raise UsageError(
+            f"--engine dask cannot write {fmt.name} to a bucket: a table file is written "
+            "whole by one worker, whose file the client could not publish atomically; "
+            "write OUT.zarr or OUT.npy, or use --engine local",
+            path=shown,
+        )
+    if not fmt.directory:
+        storage.multipart_scheme(where, f"--engine dask writing one {fmt.name} object")
 
 
 def _check_parallel(fmt: OutputFormat, shards: int, where: str) -> None:

@@ -94,7 +94,9 @@ def join(left: TaskResult, right: TaskResult) -> TaskResult:
     return left.joined(right)
 
 
-def apply_range(job: Any, rows: int, step: TransformStep) -> int:
-    """Run one apply job (:mod:`normstat.engine.dask_apply`); returns the rows written."""
+def apply_range(job: Any, rows: int, step: TransformStep) -> tuple[int, list[Any]]:
+    """Run one apply job (:mod:`normstat.engine.dask_apply`); returns the rows written and
+    the receipts of what its writer uploaded (parts of one object in a bucket), if any."""
     with blame(job.pieces):
-        return int(job.run(rows, step))
+        rows_written, receipts = job.run(rows, step)
+        return int(rows_written), list(receipts)

@@ -79,9 +79,30 @@ def chunk_task(
         return chunk.moments
     # values near float64's limit overflow the sums: checked below, never warned about
     with np.errstate(over="ignore", invalid="ignore"):
-        part = _chunk_task(chunk, layout, nan_policy, features, sketch)
-        check_finite(part, chunk.path, chunk.dataset, layout, features)
+        try:
+            part = _chunk_task(chunk, layout, nan_policy, features, sketch)
+            check_finite(part, chunk.path, chunk.dataset, layout, features)
+        except DataError:
+            if chunk.parts is None:
+                raise
+            _blame_piece(chunk, layout, nan_policy, features, sketch)
+            raise  # no piece alone fails (the sums of all overflow): the first one is named
     return part
+
+
+def _blame_piece(
+    chunk: Chunk,
+    layout: AxisLayout,
+    nan_policy: NanPolicy,
+    features: list[str] | None,
+    sketch: SketchSpec | None,
+) -> None:
+    """Raise the error of the first piece of a gathered chunk that fails alone: the one
+    naming the shard and the row the value is in."""
+    assert chunk.parts is not None
+    for p in chunk.parts:
+        piece = Chunk(chunk.data[p.offset : p.offset + p.rows], p.path, p.dataset, p.start)
+        chunk_task(piece, layout, nan_policy, features, sketch)
 
 
 def check_finite(

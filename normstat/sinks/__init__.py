@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from normstat import storage
 from normstat.errors import UsageError
 from normstat.sinks.atomic import atomic_output, check_writable
 from normstat.sinks.directory import atomic_directory
@@ -183,7 +184,7 @@ def range_target(
             path=path,
         )
     make = importlib.import_module(fmt.module).range_target
-    return make(os.path.abspath(path), spec, rows)
+    return make(path if storage.is_uri(path) else os.path.abspath(path), spec, rows)
 
 
 def atomic_output_for(path: str, fmt: str) -> AbstractContextManager[str]:

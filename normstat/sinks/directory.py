@@ -6,7 +6,7 @@ including an interrupt, it is removed. The commit is one atomic step on Linux: w
 at OUT at the start, ``renameat2(RENAME_NOREPLACE)`` (fails if OUT appeared meanwhile); when a
 directory was there (``--force``), ``renameat2(RENAME_EXCHANGE)`` swaps the two, then the old
 tree, now under the temporary name, is removed. Elsewhere, a check-then-rename and a move-aside
-are the fallbacks.
+are the fallbacks. In a bucket, which has no rename: :mod:`normstat.sinks.prefix`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import os
 from collections.abc import Iterator
 
 from normstat import interrupts, storage
-from normstat.errors import UsageError
 from normstat.sinks.atomic import (
     _fsync,
     fsync_tree,
@@ -30,13 +29,12 @@ from normstat.sinks.rename import exchange, rename_noreplace
 @contextlib.contextmanager
 def atomic_directory(path: str) -> Iterator[str]:
     """Yield an empty temporary directory beside ``path``; commit it to ``path`` on success."""
-    if storage.is_uri(path):
-        raise UsageError(
-            "a directory output (Zarr, a directory of parts) cannot be written to a bucket: "
-            "it is many objects, and a bucket has no rename to make them appear at once (a "
-            "reader or a crash mid-way would see part of it); write it locally and copy it",
-            path=storage.shown(path),
-        )
+    if storage.is_uri(path):  # no rename in a bucket: a staged prefix, published in order
+        from normstat.sinks.prefix import staged_prefix
+
+        with staged_prefix(path) as stage:
+            yield stage
+        return
     path = path.rstrip("/") or path
     target = target_of(path)
     existed = os.path.lexists(target)

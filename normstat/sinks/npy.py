@@ -186,5 +186,159 @@ class NpyRangeWriter:
         os.close(self._fd)
 
 
-def range_target(path: str, spec: OutputSpec, rows: int | None = None) -> NpyTarget:
-    return NpyTarget(path, tuple(spec.shape), np.dtype(spec.dtype).str)
+def range_target(
+    path: str, spec: OutputSpec, rows: int | None = None
+) -> NpyTarget | NpyPartsTarget:
+    """A local file written at byte offsets, or an object in a bucket written as parts."""
+    from normstat import storage
+
+    shape, dtype = tuple(spec.shape), np.dtype(spec.dtype)
+    if storage.is_uri(path):
+        storage.multipart_scheme(path, "--engine dask writing one .npy object")
+        return NpyPartsTarget(
+            path, shape, dtype.str, part_rows(shape, dtype), "", storage.current()
+        )
+    return NpyTarget(path, shape, dtype.str)
+
+
+PART_BYTES = 16 * 2**20
+"""Bytes per part of an ``.npy`` object written by many processes (S3 wants >= 5 MiB per
+part but the last, and at most 10,000 parts)."""
+MIN_PART_BYTES = 5 * 2**20
+MAX_PARTS = 10_000
+
+
+@dataclass
+class NpyPartsTarget:
+    """A ``.npy`` object in a bucket that many processes fill at once: one multipart upload,
+    created by the client (:meth:`create`), in which part ``p`` (1-based) holds output rows
+    ``(p - 1) * part_rows`` up to ``p * part_rows`` (the header before them, in part 1). Tasks
+    start on multiples of ``part_rows`` (:attr:`align`), so each part has one writer; a task
+    re-run after its worker died uploads the same bytes under the same part numbers. Writers
+    return ``(part number, ETag)`` receipts; the client completes the upload with them
+    (:meth:`complete`) or aborts it (:meth:`abort`). Nothing is visible at the key before."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+    part_rows: int
+    upload: str = ""  # the multipart upload's id, once created
+    options: tuple[tuple[str, str], ...] = ()  # storage options (--storage-option), for workers
+
+    @property
+    def align(self) -> int:
+        return self.part_rows
+
+    def create(self) -> None:
+        """Start the upload (its id then travels to the workers with the target)."""
+        from normstat import storage
+
+        with storage.using(dict(self.options)):
+            self.upload = storage.start_upload(self.path)
+
+    def header(self) -> bytes:
+        out = io.BytesIO()
+        _write_header(out, self.shape, np.dtype(self.dtype))
+        return out.getvalue()
+
+    def open(self, start: int = 0) -> NpyPartWriter:
+        return NpyPartWriter(self, start)
+
+    def complete(self, receipts: list[tuple[int, str]]) -> None:
+        """Make the object appear, from every part's receipt (one per part, all of them)."""
+        from normstat import storage
+
+        if self.shape[0] == 0 and not receipts:  # no task: the header is the whole object
+            header = self.header()
+            with storage.using(dict(self.options)):
+                etag = storage.upload_part(
+                    self.path, self.upload, 1, io.BytesIO(header), len(header)
+                )
+            receipts = [(1, etag)]
+        expected = list(range(1, self.parts + 1))
+        numbers = sorted({n for n, _ in receipts})
+        if numbers != expected:
+            raise DataError(
+                f"{len(numbers)} of {len(expected)} parts were uploaded; not completed",
+                path=storage.shown(self.path),
+            )
+        with storage.using(dict(self.options)):
+            storage.complete_upload(self.path, self.upload, sorted(dict(receipts).items()))
+
+    def abort(self) -> None:
+        from normstat import storage
+
+        if self.upload:
+            with storage.using(dict(self.options)):
+                storage.abort_upload(self.path, self.upload)
+
+    @property
+    def parts(self) -> int:
+        return max(1, -(-self.shape[0] // self.part_rows))
+
+
+class NpyPartWriter:
+    """Consecutive blocks from row ``start`` (a multiple of the target's ``part_rows``), kept
+    in a temporary file on this machine until a part is whole, then uploaded as that part:
+    memory holds a block, disk at most one part."""
+
+    def __init__(self, target: NpyPartsTarget, start: int) -> None:
+        import tempfile
+
+        self._t = target
+        self._dtype = np.dtype(target.dtype)
+        self._row_bytes = int(np.prod(target.shape[1:], dtype=np.int64)) * self._dtype.itemsize
+        self._row = start
+        self._part = start // target.part_rows + 1
+        self._buf = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
+        self.receipts: list[tuple[int, str]] = []
+        if start == 0:
+            self._buf.write(target.header())
+
+    def write(self, block: np.ndarray) -> None:
+        rows = np.ascontiguousarray(block, dtype=self._dtype)
+        data = rows.reshape(len(rows), int(np.prod(self._t.shape[1:], dtype=np.int64)))
+        done = 0
+        while done < len(data):
+            room = self._part * self._t.part_rows - self._row
+            take = data[done : done + room]
+            self._buf.write(take.data.cast("B"))
+            done += len(take)
+            self._row += len(take)
+            if self._row == self._part * self._t.part_rows:
+                self._send()
+
+    def _send(self) -> None:
+        from normstat import storage
+
+        size = self._buf.tell()
+        if size == 0:
+            return
+        self._buf.seek(0)
+        with storage.using(dict(self._t.options)):
+            etag = storage.upload_part(self._t.path, self._t.upload, self._part, self._buf, size)
+        self.receipts.append((self._part, etag))
+        self._part += 1
+        self._buf.seek(0)
+        self._buf.truncate()
+
+    def close(self) -> None:
+        try:
+            if self._buf.tell():  # the last part, the only one that may be small
+                if self._row != self._t.shape[0]:
+                    raise DataError(
+                        f"rows ended at {self._row}, inside part {self._part} (parts hold "
+                        f"{self._t.part_rows} rows): not uploaded",
+                        path=self._t.path,
+                    )
+                self._send()
+        finally:
+            self._buf.close()
+
+
+def part_rows(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Rows per part: about :data:`PART_BYTES`, at least :data:`MIN_PART_BYTES` and at most
+    :data:`MAX_PARTS` parts."""
+    row_bytes = max(int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize, 1)
+    rows = max(1, -(-PART_BYTES // row_bytes), -(-shape[0] // MAX_PARTS))
+    return max(rows, -(-MIN_PART_BYTES // row_bytes))

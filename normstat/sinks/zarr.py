@@ -8,12 +8,13 @@ input reads the output the same way); otherwise chunks hold about 16 MiB.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from normstat import interrupts
+from normstat import interrupts, storage
 from normstat.lazy import optional_module
 from normstat.sinks import OutputSpec
 
@@ -54,13 +55,18 @@ class ZarrTarget:
     chunks: tuple[int, ...]
     dataset: str | None = None  # array path inside the store; None: the store is the array
     attrs: dict[str, Any] = field(default_factory=dict)
+    options: tuple[tuple[str, str], ...] = ()  # storage options of a URI store (for workers)
 
     @property
     def align(self) -> int:
         return self.chunks[0]
 
     def _kwargs(self) -> dict[str, Any]:
-        return {"path": self.dataset.strip("/")} if self.dataset else {}
+        kw: dict[str, Any] = {"path": self.dataset.strip("/")} if self.dataset else {}
+        if storage.is_uri(self.path):  # a prefix in a bucket, through zarr's fsspec store
+            with storage.using(dict(self.options)):
+                kw["storage_options"] = storage.fsspec_options(self.path)
+        return kw
 
     def create(self) -> None:
         arr = zarr_module().open_array(
@@ -72,6 +78,7 @@ class ZarrTarget:
             **self._kwargs(),
         )
         arr.attrs.update(_json_attrs(self.attrs))
+        release(arr)
 
     def open(self, start: int = 0) -> ZarrRangeWriter:
         array = zarr_module().open_array(store=self.path, mode="r+", **self._kwargs())
@@ -87,7 +94,23 @@ class ZarrRangeWriter:
         self._start += block.shape[0]
 
     def close(self) -> None:
+        release(self._arr)
         self._arr = None
+
+
+def release(array: Any) -> None:
+    """Close the connection pool zarr opened for a store in a bucket: zarr 3 creates its own
+    asynchronous s3fs filesystem per store and never closes it, so its HTTP session would be
+    reported as unclosed ("Unclosed client session") on stderr when collected."""
+    fs: Any = getattr(getattr(array, "store", None), "fs", None)
+    creator = getattr(fs, "_s3creator", None)
+    if creator is None:
+        return
+    from zarr.core.sync import sync  # zarr 3: the loop that store's session belongs to
+
+    with contextlib.suppress(Exception):
+        sync(creator.__aexit__(None, None, None))
+    fs._s3creator = fs._s3 = None
 
 
 def range_target(path: str, spec: OutputSpec, rows: int | None = None) -> ZarrTarget:
@@ -101,7 +124,8 @@ def range_target(path: str, spec: OutputSpec, rows: int | None = None) -> ZarrTa
     dataset = spec.dataset if spec.input_format == "zarr" else None
     dtype = np.dtype(spec.dtype)
     chunking = output_chunks(spec.shape, dtype, chunks, rows)
-    return ZarrTarget(path, tuple(spec.shape), dtype.str, chunking, dataset, spec.attrs())
+    options = storage.current() if storage.is_uri(path) else ()
+    return ZarrTarget(path, tuple(spec.shape), dtype.str, chunking, dataset, spec.attrs(), options)
 
 
 class ZarrWriter:

@@ -7,6 +7,7 @@ system. A format's module is imported only when a file of that format is opened,
 
 from __future__ import annotations
 
+import functools
 import glob
 import importlib
 import itertools
@@ -18,6 +19,7 @@ from typing import Any
 
 from normstat import storage
 from normstat.errors import DataError, UsageError
+from normstat.sources import shards
 from normstat.sources.base import ArraySource, Chunk, check_sample_shape, describe
 from normstat.sources.reading import ImageOptions, TableOptions
 
@@ -33,7 +35,11 @@ __all__ = [
     "describe",
     "format_of",
     "open_sources",
+    "read_ahead",
+    "settle",
 ]
+
+read_ahead = shards.read_ahead
 
 
 @dataclass(frozen=True)
@@ -181,9 +187,11 @@ def open_one(
     columns: Sequence[str] | None = None,
     table: TableOptions | None = None,
     allow_external: bool = False,
+    whole: bool = False,
 ) -> ArraySource:
     """One source. ``allow_external``: an HDF5 dataset may read files outside its file's
-    directory (external storage, external links, virtual datasets)."""
+    directory (external storage, external links, virtual datasets). ``whole``: a small file of
+    a format that can is read whole now (a shard opened ahead of the pass: NPY, Parquet)."""
     table = table or TableOptions()
     if path == "-":
         if input_format is None:
@@ -201,17 +209,18 @@ def open_one(
         raise DataError("is a directory, expected a file", path=path)
     _check_table_options(fmt, table, path)
     cls = getattr(importlib.import_module(fmt.module), fmt.reader)
+    more = {"whole": True} if whole and fmt.name in _LAZY_FORMATS else {}
     if fmt.kind == "table":
         if dataset is not None:
             raise UsageError(f"--dataset applies to HDF5 and Zarr only, not {fmt.name}", path=path)
-        return cls(path, columns, table)
+        return cls(path, columns, table, **more)
     if fmt.name == "hdf5":
         return _array_only(cls(path, dataset, allow_external), columns)
     if fmt.named_arrays:
         return _array_only(cls(path, dataset), columns)
     if dataset is not None:
         raise UsageError(f"--dataset applies to HDF5 and Zarr only, not {fmt.name}", path=path)
-    return _array_only(cls(path), columns)
+    return _array_only(cls(path, **more), columns)
 
 
 def _check_table_options(fmt: Format, table: TableOptions, path: str) -> None:
@@ -248,6 +257,7 @@ def open_sources(
     allow_overlap: bool = False,
     allow_external: bool = False,
     images: ImageOptions | None = None,
+    lazy: bool = False,
 ) -> list[ArraySource]:
     """Open every shard; they must agree on the shape of one sample (tables: on the feature
     columns and their types, integers and floats of different widths promoted), and no file may
@@ -256,6 +266,10 @@ def open_sources(
 
     Files of a format that reads many files as one dataset (images, tar shards) become one
     source per run of such files, read with ``images`` (how images are decoded).
+
+    ``lazy``: only the first source is opened here; a further shard of a one-file format is a
+    :class:`~normstat.sources.shards.LazyShard`, opened and checked when first used or ahead of
+    the pass (:func:`read_ahead`); :func:`settle` opens the rest and promotes table types.
     """
     if not specs:
         raise UsageError("no SOURCE given")
@@ -263,6 +277,7 @@ def open_sources(
     items = [(p, ds, one) for spec in specs for one in _braces(spec) for p, ds in _expand(one)]
     opened: list[ArraySource] = []
     seen: dict[tuple[Any, Any, str | None], str] = {}
+    group = shards.new_group() if lazy else None
     try:
         for fmt, run in itertools.groupby(
             items, key=lambda it: _many(it[0], it[1], input_format, columns)
@@ -278,27 +293,76 @@ def open_sources(
                         )
                     if not allow_overlap:
                         _check_not_seen(path, ds or dataset, seen)
-                    src = open_one(
-                        path, ds or dataset, input_format, columns, table, allow_external
-                    )
-                    opened.append(src)
-                    if src.kind == "array":
-                        check_sample_shape(tuple(src.shape), src.path, src.dataset)
-                    _check_agrees(opened[0], src)
+                    args = (path, ds or dataset, input_format, columns, table, allow_external)
+                    if group is not None and opened and _can_wait(path, input_format):
+                        opener = functools.partial(_open_checked, opened[0], *args)
+                        opened.append(shards.LazyShard(group, path, ds or dataset, opener))
+                        continue
+                    opened.append(_open_checked(opened[0] if opened else None, *args))
                 continue
-            group = list(run)
+            many = list(run)
             cls = getattr(importlib.import_module(fmt.module), fmt.reader)
-            paths = [p for p, _, _ in group]
-            roots = [_root(one, p) for p, _, one in group]
-            specs_ = list(dict.fromkeys(one for _, _, one in group))
+            paths = [p for p, _, _ in many]
+            roots = [_root(one, p) for p, _, one in many]
+            specs_ = list(dict.fromkeys(one for _, _, one in many))
             opened.append(cls(paths, roots, specs_, images, columns))
             _check_agrees(opened[0], opened[-1])
-        _promote(opened)
+        if not shards.any_lazy(opened):
+            _promote(opened)
     except BaseException:
         for s in opened:
             s.close()
         raise
     return opened
+
+
+def _open_checked(
+    first: ArraySource | None,
+    path: str,
+    dataset: str | None,
+    input_format: str | None,
+    columns: Sequence[str] | None,
+    table: TableOptions | None,
+    allow_external: bool,
+    whole: bool = False,
+) -> ArraySource:
+    """One shard opened and checked against the ``first`` (closed again if it disagrees)."""
+    src = open_one(path, dataset, input_format, columns, table, allow_external, whole)
+    try:
+        if src.kind == "array":
+            check_sample_shape(tuple(src.shape), src.path, src.dataset)
+        if first is not None:
+            _check_agrees(first, src)
+    except BaseException:
+        src.close()
+        raise
+    return src
+
+
+def _can_wait(path: str, input_format: str | None) -> bool:
+    """A shard that may be opened later (during the pass): nothing about it is checked up front
+    but its identity (the same file twice)."""
+    if path == "-":
+        return False
+    try:
+        fmt = format_of(path, input_format)
+    except UsageError:
+        return False  # open_one names the unknown suffix now
+    return fmt.name in _LAZY_FORMATS
+
+
+_LAZY_FORMATS = frozenset({"npy", "parquet"})
+"""Readers with neither ``files()`` nor ``check_budget`` (shards.ABSENT): Arrow IPC files check
+their batches' decoded size up front, HDF5 its external files."""
+
+
+def settle(opened: list[ArraySource]) -> None:
+    """Every shard opened, in order (the first failure raised), each lazy shard replaced by
+    its source, and table types promoted across shards: before what needs every shard (a Dask
+    plan, a checkpoint, a progress total) or after the pass (the record of what was read)."""
+    if shards.any_lazy(opened):
+        shards.settle(opened)
+        _promote(opened)
 
 
 def _check_not_seen(

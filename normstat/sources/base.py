@@ -11,7 +11,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -39,7 +39,9 @@ class Chunk:
     ``rows`` is then the number of samples it stands for.
     """
 
-    __slots__ = ("_data", "_rows", "columns", "dataset", "extra", "moments", "path", "start")
+    __slots__ = (
+        "_data", "_rows", "columns", "dataset", "extra", "moments", "parts", "path", "start"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -63,6 +65,9 @@ class Chunk:
         self.path = path
         self.dataset = dataset
         self.start = start
+        self.parts: tuple[Piece, ...] | None = None
+        """Rows of several short chunks gathered into this one (small shards): where each
+        piece came from, so that an error names its file and row; None for one source's."""
         self.extra = extra
         """Columns read beside the features, by role (``fit --by``: ``"by"``, the rows' group
         keys as ``(codes, values)``; ``--weights``: ``"weights"``, float64), or None."""
@@ -99,6 +104,17 @@ class Chunk:
     def __repr__(self) -> str:
         where = f"{self.path!r}, dataset={self.dataset!r}, start={self.start}"
         return f"Chunk({where}, rows={self.rows})"
+
+
+class Piece(NamedTuple):
+    """Rows ``offset:offset + rows`` of a gathered chunk: rows ``start:start + rows`` of
+    ``path`` (``dataset``)."""
+
+    path: str
+    dataset: str | None
+    start: int
+    rows: int
+    offset: int
 
 
 def stack_columns(
@@ -214,7 +230,7 @@ def describe(sources: list[ArraySource]) -> dict[str, Any]:
     if record is not None and len(sources) == 1:
         out.update(record())
     files = [
-        (s.path, s.dataset)
+        (s.path, s.dataset, getattr(s, "known_fingerprint", None))
         for s in sources
         if s.path != "-" and (storage.is_uri(s.path) or os.path.exists(s.path))
         # not a stream, nor a glob of images
@@ -223,15 +239,20 @@ def describe(sources: list[ArraySource]) -> dict[str, Any]:
     return out
 
 
-def _fingerprints(files: list[tuple[str, str | None]]) -> list[dict[str, Any]]:
-    """:func:`fingerprint` of every file, in order; many shards on a few threads (the reads and
-    the hashing release the GIL: 10,000 shards spent a tenth of their fit here)."""
-    if len(files) < 16:
-        return [fingerprint(p, d) for p, d in files]
-    from concurrent.futures import ThreadPoolExecutor
+def _fingerprints(files: list[tuple[str, str | None, Any]]) -> list[dict[str, Any]]:
+    """:func:`fingerprint` of every file, in order (taken by its reader already when it read
+    the file whole: a small shard); many shards on a few threads (the reads and the hashing
+    release the GIL: 10,000 shards spent a tenth of their fit here)."""
+    todo = [(p, d) for p, d, known in files if known is None]
+    if len(todo) < 16:
+        taken = [fingerprint(p, d) for p, d in todo]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        return list(pool.map(lambda f: fingerprint(*f), files))
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            taken = list(pool.map(lambda f: fingerprint(*f), todo))
+    fresh = iter(taken)
+    return [known if known is not None else next(fresh) for _, _, known in files]
 
 
 _EDGE = 64 * 1024
@@ -259,6 +280,23 @@ def fingerprint(path: str, dataset: str | None = None) -> dict[str, Any]:
                 h.update(fp.read(_EDGE))
         out["sha256_edges"] = h.hexdigest()
     return out
+
+
+def fingerprint_of(path: str, st: os.stat_result, data: Any) -> dict[str, Any]:
+    """:func:`fingerprint` of a regular file from its ``stat`` and its whole contents
+    ``data`` (a buffer), already read: what a reader of small files takes as it reads them,
+    with no second open or read."""
+    view = memoryview(data).cast("B")
+    h = hashlib.sha256(view[:_EDGE])
+    if st.st_size > _EDGE:
+        h.update(view[max(_EDGE, st.st_size - _EDGE) :])
+    return {
+        "path": os.path.realpath(path),
+        "dataset": None,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "sha256_edges": h.hexdigest(),
+    }
 
 
 def known_rows(source: ArraySource) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from typing import Any
 
@@ -70,3 +71,24 @@ def read_only(buf: np.ndarray) -> np.ndarray:
     view = buf.view()
     view.flags.writeable = False
     return view
+
+
+SMALL_FILE = 2**20
+"""Bytes up to which a shard opened ahead of the pass is read whole as it is opened."""
+
+
+def read_small(path: str, limit: int = SMALL_FILE) -> tuple[np.ndarray, os.stat_result] | None:
+    """A regular local file of at most ``limit`` bytes, read whole in one ``pread`` (with the
+    ``stat`` of the open file, for its fingerprint); None for a larger or special file. Fewer
+    bytes than the ``stat`` said means it changed while being read: the caller's checks of its
+    contents (a header's promised size, a footer) tell."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        raw = np.empty(st.st_size, np.uint8)
+        got = pread_into(fd, raw, 0)
+    finally:
+        os.close(fd)
+    return raw[:got], st

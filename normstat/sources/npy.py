@@ -14,8 +14,8 @@ import numpy as np
 
 from normstat import storage
 from normstat.errors import DataError, UsageError
-from normstat.sources.base import Chunk, rows_for_bytes
-from normstat.sources.buffers import BufferPool, pread_into, read_only
+from normstat.sources.base import Chunk, fingerprint_of, rows_for_bytes
+from normstat.sources.buffers import BufferPool, pread_into, read_only, read_small
 
 # numpy parses the header (a Python literal) with ast/tokenize: a damaged header can raise any of
 # these, and none of them should become a traceback.
@@ -33,6 +33,9 @@ HEADER_ERRORS = (
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+_HEAD = 16 + 10000  # magic, version, header length and numpy's longest header
 
 
 def _check_dtype(dtype: np.dtype, path: str) -> np.dtype:
@@ -53,14 +56,24 @@ class NpyFile:
     features = None
     dataset = None
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, whole: bool = False) -> None:
+        """``whole``: a small file (up to ``buffers.SMALL_FILE`` bytes) is read whole here, in one
+        read, and its rows, header and fingerprint all come from those bytes: a shard opened
+        ahead of the pass, whose one chunk is then a view (many small files)."""
         self.path = path
+        self._raw: np.ndarray | None = None
+        self.known_fingerprint: dict[str, Any] | None = None
         try:
-            with self._open() as fp:
+            raw = self._read_small() if whole and not storage.is_uri(path) else None
+            head: Any = io.BytesIO(raw[:_HEAD].tobytes()) if raw is not None else self._open()
+            with head as fp:
                 version = np.lib.format.read_magic(fp)
                 shape, fortran, dtype = _read_header(fp, version)
                 self._offset = fp.tell()
-                size = fp.size() if storage.is_uri(path) else os.fstat(fp.fileno()).st_size
+                if raw is not None:
+                    size = len(raw)
+                else:
+                    size = fp.size() if storage.is_uri(path) else os.fstat(fp.fileno()).st_size
         except HEADER_ERRORS as exc:
             raise DataError(f"not a readable .npy file ({_first_line(exc)})", path=path) from None
         self.dtype = _check_dtype(np.dtype(dtype), path)
@@ -73,7 +86,19 @@ class NpyFile:
             raise DataError(
                 f"file is truncated: its header promises {needed} bytes, it has {size}", path=path
             )
-        self._whole: np.ndarray | None = None
+        if raw is not None and not self._fortran:
+            self._raw = raw
+
+    def _read_small(self) -> np.ndarray | None:
+        """The whole file in one read if it is a small regular file (its fingerprint taken
+        from the same stat and bytes), else None."""
+        small = read_small(self.path)
+        if small is None:
+            return None
+        raw, st = small
+        if len(raw) == st.st_size:  # else it changed as it was read: the header check tells
+            self.known_fingerprint = fingerprint_of(self.path, st, raw)
+        return raw
 
     def _open(self) -> Any:
         """The file, or a random-access pyarrow file of an object in a bucket (its reads are
@@ -85,6 +110,12 @@ class NpyFile:
 
     def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         end = self.shape[0] if stop is None else min(stop, self.shape[0])
+        raw, self._raw = self._raw, None  # the bytes read whole serve one pass, then go
+        if raw is not None:
+            values = raw[self._offset : self._needed].view(self.dtype).reshape(self.shape)
+            for first in range(start, end, rows):
+                yield Chunk(read_only(values[first : first + rows]), self.path, None, first)
+            return
         pool = BufferPool()
         with self._open() as fp:
             fd = fp if storage.is_uri(self.path) else fp.fileno()

@@ -24,8 +24,9 @@ import pyarrow as pa
 
 from normstat import storage
 from normstat.errors import DataError
-from normstat.sources.base import Chunk
+from normstat.sources.base import Chunk, fingerprint_of
 from normstat.sources.blocks import unit_at
+from normstat.sources.buffers import read_small
 from normstat.sources.reading import TableOptions
 from normstat.sources.table import (
     Batch,
@@ -68,10 +69,14 @@ class _Reader:
         metadata: Any = None,
         whole: bool = False,
         leaves: dict[str, list[int]] | None = None,
+        data: Any = None,
     ) -> None:
+        """``data``: the file's bytes, read already (a small shard): read from memory."""
         options = {**_READ_OPTIONS, **_WHOLE} if whole else _READ_OPTIONS
         self._input: Any = None
-        if storage.is_uri(path):  # an object in a bucket: a random-access file of it
+        if data is not None:
+            reader = self._local(pa.BufferReader(data), metadata, options)
+        elif storage.is_uri(path):  # an object in a bucket: a random-access file of it
             import pyarrow.parquet as pq
 
             self._input = storage.open_input(path)
@@ -88,7 +93,7 @@ class _Reader:
         self.leaves = leaves if leaves is not None else _leaves(reader)
 
     @staticmethod
-    def _local(path: str, metadata: Any, options: dict) -> Any:
+    def _local(path: Any, metadata: Any, options: dict) -> Any:
         try:
             from pyarrow._parquet import ParquetReader
 
@@ -156,17 +161,41 @@ class ParquetFile(TableSource):
     column_reads = True
 
     def __init__(
-        self, path: str, columns: Sequence[str] | None = None, options: TableOptions | None = None
+        self,
+        path: str,
+        columns: Sequence[str] | None = None,
+        options: TableOptions | None = None,
+        whole: bool = False,
     ) -> None:
+        """``whole``: a small file (up to ``buffers.SMALL_FILE`` bytes) is read whole here, in
+        one read: its footer, its row groups (in the pass, the first time) and its fingerprint
+        come from those bytes (a shard opened ahead of the pass, many small files)."""
+        self._data: Any = None
+        self.known_fingerprint: dict[str, Any] | None = None
         try:
-            self._identity = _identity(path)
-            reader = _Reader(path)
+            small = read_small(path) if whole and not storage.is_uri(path) else None
+            if small is not None:
+                raw, st = small
+                self._identity: tuple[int, ...] | None = (
+                    st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+                )  # fmt: skip
+                self._data = pa.py_buffer(raw)
+                if len(raw) == st.st_size:
+                    self.known_fingerprint = fingerprint_of(path, st, raw)
+            else:
+                self._identity = _identity(path)
+            reader = _Reader(path, whole=self._data is not None, data=self._data)
             schema = reader.schema_arrow
             schema.names  # noqa: B018  (decoded here: damaged names may not be UTF-8)
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
             raise arrow_error(exc, "Parquet file", path) from None
         self.metadata, self._leaves = reader.metadata, reader.leaves
-        reader.close()  # reopened to read: ten thousand shards must not hold ten thousand files
+        # a reader of the file's bytes in memory holds no file: kept for the first read (a
+        # reader's opening costs as much as its footer parse); one of the file is closed, and
+        # reopened to read: ten thousand shards must not hold ten thousand files
+        self._kept: _Reader | None = reader if self._data is not None else None
+        if self._kept is None:
+            reader.close()
         self._file: _Reader | None = None
         self._local = threading.local()
         self._handles: list[_Reader] = []
@@ -177,11 +206,13 @@ class ParquetFile(TableSource):
         meta = self.metadata
         return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
 
-    def reopen(self, whole: bool = False) -> _Reader:
+    def reopen(self, whole: bool = False, data: Any = None) -> _Reader:
         """A new reader of this file, its footer taken from the first opening (not parsed
         again); refused if the file is not the one that was opened. ``whole``: to read whole
         column chunks, their reads coalesced (a buffer would read 256 KiB for a chunk of a few
-        KiB)."""
+        KiB). ``data``: the file's bytes as read when it was opened (nothing to check)."""
+        if data is not None:
+            return _Reader(self.path, self.metadata, whole, self._leaves, data)
         if self._identity is not None and _identity(self.path) != self._identity:
             raise DataError(
                 "the file changed since it was opened (size, time or inode differ)",
@@ -203,6 +234,8 @@ class ParquetFile(TableSource):
     def chunks(self, rows: int, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         units = self.read_units(rows)
         assert units is not None  # a Parquet file always has row groups
+        data, self._data = self._data, None  # the bytes read whole serve one pass, then go
+        kept, self._kept = self._kept, None  # ... as does the reader of them
         if any(u.stop - u.start > rows for u in units):  # row groups larger than a chunk
             yield from super().chunks(rows, start, stop)
             return
@@ -213,7 +246,8 @@ class ParquetFile(TableSource):
             lo, hi = max(start, u.start), min(end, u.stop)
             if lo >= hi:
                 break
-            columns = RowGroupColumns(self, u.lo, u.hi, lo - u.start, hi - lo, lo)
+            columns = RowGroupColumns(self, u.lo, u.hi, lo - u.start, hi - lo, lo, data, kept)
+            kept = None  # its first chunk's: a reader is read by one thread
             extra = RowGroupExtras(columns, lo) if self.options.extras else None
             yield Chunk.of_columns(columns, self.path, None, lo, rows=hi - lo, extra=extra)
 
@@ -249,6 +283,7 @@ class ParquetFile(TableSource):
         return h
 
     def close(self) -> None:
+        self._kept = self._data = None
         with self._handles_lock:
             for h in self._handles:
                 h.close()
@@ -274,9 +309,19 @@ class RowGroupColumns(Sequence[np.ndarray]):
     its values)."""
 
     def __init__(
-        self, src: ParquetFile, lo: int, hi: int, offset: int, length: int, first: int
+        self,
+        src: ParquetFile,
+        lo: int,
+        hi: int,
+        offset: int,
+        length: int,
+        first: int,
+        data: Any = None,
+        reader: _Reader | None = None,
     ) -> None:
         self.src, self.lo, self.hi, self.offset, self.length = src, lo, hi, offset, length
+        self._data = data  # the file's bytes, when it was read whole
+        self._reader = reader  # a reader of those bytes, open already, for one read
         self.first = first  # the row of the file these rows start at (errors name rows)
         self._remote = storage.is_uri(src.path)
         self._table: pa.Table | None = None
@@ -338,7 +383,9 @@ class RowGroupColumns(Sequence[np.ndarray]):
 
     def _short_table(self) -> pa.Table:
         try:
-            reader = self.src.reopen(whole=True)
+            reader, self._reader = self._reader, None
+            if reader is None:
+                reader = self.src.reopen(whole=True, data=self._data)
             try:
                 table = reader.read_row_groups(range(self.lo, self.hi), self.src.read_columns)
             finally:
