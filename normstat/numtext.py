@@ -112,7 +112,8 @@ def _text(a: np.ndarray) -> str:
         finite = np.isfinite(flat)
         # "3", "-0" would read back as ints: only whole values can be spelled so, so only
         # their text is looked at (most statistics have none)
-        whole = np.flatnonzero(finite & (flat == np.trunc(flat)))
+        with np.errstate(invalid="ignore"):  # NaN and inf are not whole: ``finite`` says so
+            whole = np.flatnonzero(finite & (flat == np.trunc(flat)))
         if whole.size:
             sub = text.take(pa.array(whole))
             integral = pc.match_substring_regex(sub, r"^-?[0-9]+$")
