@@ -13,6 +13,9 @@ keeps its sign).
 from __future__ import annotations
 
 import json
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
 import numpy as np
@@ -51,7 +54,7 @@ def dump_array(a: np.ndarray, fp: IO[str]) -> None:
     """``a`` as nested JSON lists (non-finite as ``null``) on ``fp``, without the whole text
     or a Python list of every value in memory: the same text as ``json.dumps(a.tolist())``
     with ``", "`` separators."""
-    if a.size <= WRITE_VALUES or a.ndim == 0:
+    if a.ndim == 0 or a.size < max(4 * ARROW_VALUES, 2):
         fp.write(_text(a))
         return
     fp.write("[")
@@ -61,11 +64,33 @@ def dump_array(a: np.ndarray, fp: IO[str]) -> None:
             fp.write(", " if i else "")
             dump_array(a[i], fp)
     else:
-        step = max(1, WRITE_VALUES // max(row, 1))
-        for i in range(0, a.shape[0], step):
+        # blocks of even size, at least two, formatted side by side (Arrow's kernels release
+        # the GIL)
+        n = a.shape[0]
+        k = min(n, max(FORMAT_THREADS, -(-a.size // WRITE_VALUES)))
+        bounds = [n * i // k for i in range(k + 1)]
+        for i, text in enumerate(_formatted(a, bounds)):
             fp.write(", " if i else "")
-            fp.write(_text(a[i : i + step])[1:-1])
+            fp.write(text[1:-1])
     fp.write("]")
+
+
+FORMAT_THREADS = 2
+"""Blocks of one array formatted at once, by as many threads (the JSON of a statistic per
+group is the serial tail of a ``--by`` fit); as many block texts wait in memory."""
+
+
+def _formatted(a: np.ndarray, bounds: list[int]) -> Iterator[str]:
+    """The text of each block ``a[lo:hi]`` between ``bounds``, in order, ``FORMAT_THREADS``
+    ahead."""
+    with ThreadPoolExecutor(FORMAT_THREADS) as pool:
+        pending: deque[Future[str]] = deque()
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            pending.append(pool.submit(_text, a[lo:hi]))
+            if len(pending) >= FORMAT_THREADS:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _text(a: np.ndarray) -> str:
@@ -87,7 +112,8 @@ def _text(a: np.ndarray) -> str:
         finite = np.isfinite(flat)
         # "3", "-0" would read back as ints: only whole values can be spelled so, so only
         # their text is looked at (most statistics have none)
-        whole = np.flatnonzero(finite & (flat == np.trunc(flat)))
+        with np.errstate(invalid="ignore"):  # NaN and inf are not whole: ``finite`` says so
+            whole = np.flatnonzero(finite & (flat == np.trunc(flat)))
         if whole.size:
             sub = text.take(pa.array(whole))
             integral = pc.match_substring_regex(sub, r"^-?[0-9]+$")

@@ -225,12 +225,26 @@ def test_fit_by_equals_pandas_and_pooled_equals_numpy(lerobot, tmp_path, chunk):
     np.testing.assert_allclose(doc["var"], np.nanvar(x, axis=0), rtol=1e-10)
 
 
-def test_fit_by_does_not_change_the_pooled_statistics(lerobot):
-    _, path = lerobot
-    plain = normstat.fit(path, exclude=["episode_index"], chunk_size=600)
-    grouped = normstat.fit(path, by="episode_index", chunk_size=600)
-    for k in ("count", "mean", "var", "min", "max"):
-        assert np.array_equal(getattr(plain, k), getattr(grouped, k), equal_nan=True), k
+@pytest.mark.parametrize("chunk", [600, None])
+def test_fit_by_pooled_statistics_equal_numpy_and_the_plain_fit(lerobot, chunk):
+    """With ``--by`` the pooled statistics are merged from the groups' (no pass of their own
+    over the rows): not bit for bit a plain fit's, but as exact against numpy float64
+    two-pass. ``chunk=None``: chunks large enough for the column-by-column kernel."""
+    df, path = lerobot
+    plain = normstat.fit(path, exclude=["episode_index"], chunk_size=chunk)
+    grouped = normstat.fit(path, by="episode_index", chunk_size=chunk)
+    x = df[["a", "b", "c", "w"]].to_numpy(np.float64)
+    ok = ~np.isnan(x)
+    mean = np.nanmean(x, axis=0)
+    var = np.array([((x[ok[:, j], j] - mean[j]) ** 2).mean() for j in range(x.shape[1])])
+    for s in (plain, grouped):
+        assert np.array_equal(s.count, ok.sum(axis=0))
+        assert np.array_equal(s.min, np.nanmin(x, axis=0))
+        assert np.array_equal(s.max, np.nanmax(x, axis=0))
+        np.testing.assert_allclose(s.mean, mean, rtol=1e-13)
+        np.testing.assert_allclose(s.var, var, rtol=1e-12)
+    np.testing.assert_allclose(grouped.mean, plain.mean, rtol=1e-13)
+    np.testing.assert_allclose(grouped.var, plain.var, rtol=1e-12)
 
 
 def test_results_do_not_depend_on_the_chunk_size(lerobot):
@@ -245,6 +259,135 @@ def test_results_do_not_depend_on_the_chunk_size(lerobot):
         np.testing.assert_allclose(g.mean, base.mean, rtol=1e-13, atol=1e-9)
         np.testing.assert_allclose(g.var, base.var, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(s.var, fits[0].var, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# the column kernel (chunks of COLUMN_MIN_ROWS rows or more): groups in one read, the pooled
+# statistics merged from the groups, the values checked on the way
+
+
+def _offset_frame(n: int = 70_000, groups: int = 300, seed: int = 11) -> pd.DataFrame:
+    """Groups at ``|mean| / std = 1e6`` (each around its own centre), NaN in ``a``, a group
+    whose first row lies 50 standard deviations from its mean, float32 ``b`` with a trend,
+    weights with zeros."""
+    rng = np.random.default_rng(seed)
+    key = np.sort(rng.integers(0, groups, n))
+    centre = 1e6 + rng.normal(0, 1e3, groups)
+    a = centre[key] + rng.normal(0, 1, n)
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    a[first[5]] = centre[key[first[5]]] + 50.0  # summed again from its mean
+    a[rng.random(n) < 0.01] = np.nan
+    a[first[7]] = np.nan  # a group whose first row is NaN
+    b = (rng.normal(0, 1, n) + 3 * key + np.arange(n) / n).astype(np.float32)
+    w = rng.random(n) * 3
+    w[rng.random(n) < 0.05] = 0.0
+    return pd.DataFrame({"episode_index": key, "a": a, "b": b, "w": w})
+
+
+def _two_pass(x: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """numpy float64 two-pass mean and variance per column, NaN skipped (weighted: numpy's
+    ``average``, rows of weight 0 skipped)."""
+    if w is not None:
+        return _weighted_reference(x, w)
+    mean = np.nanmean(x, axis=0)
+    var = np.array([np.nanmean((x[:, j] - mean[j]) ** 2) for j in range(x.shape[1])])
+    return mean, var
+
+
+@pytest.fixture(scope="module")
+def offset_file(tmp_path_factory):
+    df = _offset_frame()
+    return df, _parquet(df, tmp_path_factory.mktemp("offset") / "o.parquet", 10_000)
+
+
+@pytest.mark.parametrize("chunk", [20_000, None])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_column_kernel_by_group_at_a_large_offset_equals_numpy(offset_file, chunk, weighted):
+    from normstat.engine.task import COLUMN_MIN_ROWS
+
+    assert chunk is None or chunk >= COLUMN_MIN_ROWS
+    df, path = offset_file
+    cols = ["a", "b"]
+    wcol = "w" if weighted else None
+    s = normstat.fit(path, by="episode_index", weights=wcol, columns=cols, chunk_size=chunk)
+    x = df[cols].to_numpy(np.float64)
+    w = df.w.to_numpy() if weighted else None
+    counted = ~np.isnan(x) & ((w > 0)[:, None] if weighted else True)
+    # the pooled statistics, merged from the groups', against numpy two-pass on all the rows
+    mean, var = _two_pass(x, w)
+    assert np.array_equal(s.count, counted.sum(axis=0))
+    np.testing.assert_allclose(s.mean, mean, rtol=1e-13)
+    np.testing.assert_allclose(s.var, var, rtol=1e-12)
+    assert np.array_equal(s.min, [x[counted[:, j], j].min() for j in range(2)])
+    assert np.array_equal(s.max, [x[counted[:, j], j].max() for j in range(2)])
+    # each group against numpy two-pass on its rows
+    g = s.by_group()
+    keys = df.episode_index.to_numpy()
+    assert np.array_equal(s.group_keys, np.unique(keys))
+    for i, k in enumerate(s.group_keys):
+        rows = keys == k
+        gm, gv = _two_pass(x[rows], None if w is None else w[rows])
+        assert np.array_equal(g.count[i], counted[rows].sum(axis=0))
+        np.testing.assert_allclose(g.mean[i], gm, rtol=1e-13)
+        np.testing.assert_allclose(g.var[i], gv, rtol=1e-10)
+    # a witness that the groups are hard: E[x^2] - E[x]^2 in float64 loses a group's variance
+    a = x[(keys == s.group_keys[0]) & ~np.isnan(x[:, 0]), 0]
+    naive = (a * a).mean() - a.mean() ** 2
+    assert abs(naive - a.var()) > 1e-5 * a.var()  # 6.6e-5 on this seed
+    assert abs(g.var[0, 0] - a.var()) < 1e-10 * a.var() or weighted
+
+
+@pytest.mark.parametrize("chunk", [20_000, None])
+def test_column_kernel_weights_alone_equal_numpy_and_scikit_learn(offset_file, chunk):
+    """``--weights`` without ``--by``: the weighted kernel's one group spans many blocks of
+    rows (sums added across them); no unweighted pass before it."""
+    df, path = offset_file
+    s = normstat.fit(path, weights="w", columns=["a", "b"], chunk_size=chunk)
+    x, w = df[["a", "b"]].to_numpy(np.float64), df.w.to_numpy()
+    mean, var = _weighted_reference(x, w)
+    counted = ~np.isnan(x) & (w > 0)[:, None]
+    assert np.array_equal(s.count, counted.sum(axis=0))
+    np.testing.assert_allclose(s.moments.weight, [w[counted[:, j]].sum() for j in range(2)])
+    np.testing.assert_allclose(s.mean, mean, rtol=1e-13)
+    np.testing.assert_allclose(s.var, var, rtol=1e-12)
+    assert np.array_equal(s.min, [x[counted[:, j], j].min() for j in range(2)])
+    assert np.array_equal(s.max, [x[counted[:, j], j].max() for j in range(2)])
+    ok = ~np.isnan(x[:, 1])
+    sk = sklearn_pre.StandardScaler().fit(x[ok, 1:], sample_weight=w[ok])
+    np.testing.assert_allclose(s.var[1], sk.var_[0], rtol=1e-9)
+
+
+def test_column_kernel_results_do_not_depend_on_the_chunk_size(offset_file):
+    _, path = offset_file
+    fits = [normstat.fit(path, by="episode_index", chunk_size=c) for c in (17_000, 45_000, None)]
+    base = fits[-1]
+    for s in fits[:-1]:
+        assert np.array_equal(s.count, base.count)
+        np.testing.assert_allclose(s.mean, base.mean, rtol=1e-14)
+        np.testing.assert_allclose(s.var, base.var, rtol=1e-12)
+        g, h = s.by_group(), base.by_group()
+        assert np.array_equal(g.count, h.count)
+        np.testing.assert_allclose(g.mean, h.mean, rtol=1e-14)
+        np.testing.assert_allclose(g.var, h.var, rtol=1e-10)
+
+
+@pytest.mark.parametrize("flags", [{"by": "episode_index"}, {"weights": "w"}])
+def test_column_kernel_names_the_row_of_a_forbidden_value(tmp_path, flags):
+    """No pooled pass checks the values any more: the group kernel's sums see a NaN or an inf,
+    and the error still names its row and feature."""
+    df = _offset_frame(n=40_000)
+    df["a"] = df["a"].fillna(0.0)
+    df.loc[33_333, "b"] = np.inf
+    path = _parquet(df, tmp_path / "inf.parquet", 10_000)
+    with pytest.raises(DataError, match=r"infinite value at row 33333, feature b"):
+        normstat.fit(path, columns=["a", "b"], **flags)
+    df.loc[33_333, "b"] = 1.0
+    df.loc[21_000, "a"] = np.nan
+    path = _parquet(df, tmp_path / "nan.parquet", 10_000)
+    with pytest.raises(DataError, match=r"NaN at row 21000, feature a"):
+        normstat.fit(path, columns=["a", "b"], nan="error", **flags)
+    s = normstat.fit(path, columns=["a", "b"], **flags)  # skipped under the default policy
+    assert s.count[0] == (len(df) - 1 if "by" in flags else (df.w > 0).sum() - (df.w[21_000] > 0))
 
 
 def test_fit_weights_equals_scikit_learn(lerobot, tmp_path):

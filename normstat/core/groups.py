@@ -21,7 +21,7 @@ ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,13 +112,16 @@ def grouped_moments(
     index: GroupIndex,
     weights: np.ndarray | None = None,
     work: Workspace | None = None,
+    check: Callable[[], None] | None = None,
 ) -> Moments:
     """Moments of each group (rows of the arrays) and feature (columns), one column at a time.
 
     ``weights``: non-negative finite float64 per row (checked by the caller, who can name the
     row), or None for unit weights. NaN values are skipped per feature; inf must have been
-    refused before. The result's arrays are ``(groups, features)``. ``work``: the chunk's
-    :class:`Workspace`, when the caller reduces its columns one call at a time.
+    refused before, or ``check`` given: it is called when a column's sums show a NaN or an inf
+    (seen at no extra read), before the NaN-skipping kernel runs, and raises (naming the row)
+    when the value is forbidden. The result's arrays are ``(groups, features)``. ``work``: the
+    chunk's :class:`Workspace`, when the caller reduces its columns one call at a time.
     """
     if work is None:
         w = None
@@ -129,7 +132,12 @@ def grouped_moments(
     w = work.weights
     if (weights is None) != (w is None):
         raise ValueError("the workspace was made for other weights")
-    parts = [_column(np.asarray(c), index, w, work) for c in columns]
+    parts = [_column(np.asarray(c), index, w, work, check) for c in columns]
+    if len(parts) == 1:  # one column at a time (a table's): views, no copies
+        out = moments_of(a.reshape(-1, 1) for a in parts[0].arrays())
+        if w is not None:
+            out.weight = parts[0].weight.reshape(-1, 1)  # type: ignore[union-attr]
+        return out
     fields = zip(*(p.arrays() for p in parts), strict=True)
     stacked = [np.stack(f, axis=1) for f in fields]
     out = moments_of(stacked)
@@ -138,8 +146,46 @@ def grouped_moments(
     return out
 
 
+def pooled_moments(groups: Moments) -> Moments:
+    """The flat moments of all the rows from the moments of their groups (``(groups,
+    features)``): Chan's merge of every group at once, as the corrected two-pass formula over
+    the groups' means (relative to the first counted group's shift, so that data far from 0
+    keeps its digits). Exact as any merge; no pass over the rows."""
+    count = groups.count.sum(axis=0)
+    f = count.shape[0]
+    weighted = groups.weight is not None
+    w = groups.total_weight
+    total = w.sum(axis=0)
+    has = groups.count > 0
+    first = np.argmax(has, axis=0)
+    shift = np.where(has.any(axis=0), groups.shift[first, np.arange(f)], 0.0)
+    inv = np.divide(1.0, total, out=np.zeros(f), where=total > 0)
+    d = np.where(has, (groups.shift - shift) + groups.dmean, 0.0)
+    dmean = (w * d).sum(axis=0) * inv
+    e = np.where(has, d - dmean, 0.0)
+    we = w * e
+    corr = we.sum(axis=0)
+    m2 = groups.m2.sum(axis=0) + (we * e).sum(axis=0) - corr * corr * inv
+    out = Moments(
+        count=count,
+        nan_count=groups.nan_count.sum(axis=0),
+        dmean=dmean + corr * inv,
+        m2=np.maximum(m2, 0.0),
+        min=groups.min.min(axis=0, initial=np.inf),
+        max=groups.max.max(axis=0, initial=-np.inf),
+        shift=shift,
+    )
+    if weighted:
+        out.weight = total
+    return out
+
+
 def _column(
-    x: np.ndarray, index: GroupIndex, w: np.ndarray | None, work: Workspace | None
+    x: np.ndarray,
+    index: GroupIndex,
+    w: np.ndarray | None,
+    work: Workspace | None,
+    check: Callable[[], None] | None = None,
 ) -> Moments:
     g = index.n_groups
     if g == 0:
@@ -148,107 +194,151 @@ def _column(
             empty.weight = np.zeros(0)
         return empty
     xs = x if index.order is None else x[index.order]
+    work = work or Workspace(index, w)
+    dense = _dense(xs, index, work)
+    if dense is not None:
+        return dense
+    if check is not None:
+        check()
     nan = np.isnan(xs) if xs.dtype.kind == "f" else None
-    if nan is None or not nan.any():
-        work = work or Workspace(index, w)
-        return _dense(xs, index, work) if w is None else _weighted_dense(xs, index, work)
     return _masked(xs, index, w, nan)
 
 
 BLOCK_ROWS = 1 << 16
-"""Rows of the deviations held at once (512 KiB of float64: they stay in cache while summed),
-cut at group boundaries; a larger group is a block of its own."""
+"""Rows of the deviations held at once (512 KiB of float64: they stay in cache while summed);
+a group across a block's edge has its sums added from both blocks."""
+SHIFT_RERUN = 16.0
+"""Take a group's sums again, shifted by its mean, when ``(mean - first)**2 > SHIFT_RERUN *
+var`` (the rule of the pooled kernel, :data:`normstat.core.blocked.SHIFT_RERUN`)."""
 
 
 class Workspace:
-    """What every column of a chunk shares: each row's group, blocks of whole groups, and two
-    float64 buffers of a block, reused column after column (fresh full-chunk temporaries per
-    column cost more in page faults than the arithmetic)."""
+    """What every column of a chunk shares: the blocks of rows (each with its groups, where
+    they start in it and how many of its rows each has), and two float64 buffers of a block,
+    reused column after column (fresh full-chunk temporaries per column cost more in page
+    faults than the arithmetic)."""
 
     def __init__(self, index: GroupIndex, weights: np.ndarray | None = None) -> None:
         """``weights``: float64 per row, in the index's order (the rows taken by ``order``)."""
         starts, n = index.starts, int(index.sizes.sum())
         self.weights = weights
+        self.all_positive = True
         if weights is not None and index.n_groups:
             self.positive = weights > 0
+            self.zero = ~self.positive
             self.all_positive = bool(self.positive.all())
             self.count = np.add.reduceat(self.positive, starts, dtype=np.int64)
             self.total = np.add.reduceat(weights, starts)
-        self.row_group = np.repeat(np.arange(index.n_groups), index.sizes)
-        first = np.r_[0, np.flatnonzero(np.diff(starts // BLOCK_ROWS)) + 1]
-        ends = np.r_[first[1:], len(starts)]
-        rows = np.r_[starts, n]
-        self.blocks = [
-            (int(rows[a]), int(rows[b]), int(a), int(b)) for a, b in zip(first, ends, strict=True)
-        ]
-        widest = max((hi - lo for lo, hi, _, _ in self.blocks), default=0)
-        self.dev = np.empty(widest)
-        self.square = np.empty(widest)
+        self.blocks: list[tuple[int, int, int, int, np.ndarray, np.ndarray]] = []
+        for lo in range(0, n, BLOCK_ROWS):
+            hi = min(lo + BLOCK_ROWS, n)
+            g_lo = int(np.searchsorted(starts, lo, "right")) - 1
+            g_hi = int(np.searchsorted(starts, hi, "left"))
+            at = np.maximum(starts[g_lo:g_hi], lo) - lo
+            rows = np.diff(np.r_[at, hi - lo])
+            self.blocks.append((lo, hi, g_lo, g_hi, at, rows))
+        self.dev = np.empty(min(n, BLOCK_ROWS))
+        self.square = np.empty(min(n, BLOCK_ROWS))
 
 
-def _dense(xs: np.ndarray, index: GroupIndex, work: Workspace) -> Moments:
-    """The corrected two-pass formula per group, the deviations a block of groups at a time."""
-    starts, sizes = index.starts, index.sizes
-    mean = np.add.reduceat(xs, starts, dtype=np.float64) / sizes
-    corr, squares = np.empty(len(sizes)), np.empty(len(sizes))
-    for lo, hi, g_lo, g_hi in work.blocks:
-        dev, sq = work.dev[: hi - lo], work.square[: hi - lo]
-        np.take(mean, work.row_group[lo:hi], out=dev)
-        np.subtract(xs[lo:hi], dev, out=dev)
-        at = starts[g_lo:g_hi] - lo
-        corr[g_lo:g_hi] = np.add.reduceat(dev, at)
-        squares[g_lo:g_hi] = np.add.reduceat(np.multiply(dev, dev, out=sq), at)
-    m2 = squares - corr * corr / sizes
-    return Moments(
-        count=sizes.copy(),
-        nan_count=np.zeros(len(sizes), np.int64),
-        dmean=corr / sizes,
-        m2=np.maximum(m2, 0.0),
-        min=np.minimum.reduceat(xs, starts).astype(np.float64),
-        max=np.maximum.reduceat(xs, starts).astype(np.float64),
-        shift=mean,
-    )
+def _dense(xs: np.ndarray, index: GroupIndex, work: Workspace) -> Moments | None:
+    """Each group's moments in one read of ``xs``, or None if it holds a NaN or an inf.
 
-
-def _weighted_dense(xs: np.ndarray, index: GroupIndex, work: Workspace) -> Moments:
-    """:func:`_dense` with weights (no NaN): ``mean = sum w x / W``, ``m2 = sum w (x -
-    mean)**2``, the corrected two-pass per group; rows of weight 0 count nowhere."""
-    assert work.weights is not None
-    w, starts, g = work.weights, index.starts, index.n_groups
-    total, count = work.total, work.count
-    has = count > 0
-    inv = np.divide(1.0, total, out=np.zeros(g), where=total > 0)
-    sums, corr, squares = np.empty(g), np.empty(g), np.empty(g)
-    for lo, hi, g_lo, g_hi in work.blocks:
-        at = starts[g_lo:g_hi] - lo
-        sums[g_lo:g_hi] = np.add.reduceat(
-            np.multiply(xs[lo:hi], w[lo:hi], out=work.dev[: hi - lo]), at
+    The deviations from a shift per group (its first row, as the pooled kernel shifts by its
+    first values) are formed a block at a time in cache, summed, squared and summed: ``mean =
+    shift + s / W`` and ``m2 = q - s**2 / W``, the corrected two-pass formula with that shift.
+    A group whose first row lies more than 4 standard deviations from its mean is summed again
+    from its mean (then the corrected two-pass formula exactly)."""
+    w = work.weights
+    g = index.n_groups
+    shift = xs[index.starts].astype(np.float64)
+    with np.errstate(all="ignore"):  # inf - inf, overflowing squares: seen in the sums
+        s, q = _shifted_sums(xs, shift, work)
+        if not np.isfinite(q).all():
+            return None
+        size = index.sizes if w is None else work.total
+        inv = np.divide(1.0, size, out=np.zeros(g), where=size > 0)
+        m2 = q - s * s * inv
+        again = s * s > SHIFT_RERUN * size * m2
+        if again.any():
+            shift = np.where(again, shift + s * inv, shift)
+            s, q = _shifted_sums(xs, shift, work)
+            m2 = q - s * s * inv
+    lo, hi = _ranges(xs, work, g)
+    if w is None:
+        return Moments(
+            count=index.sizes.copy(),
+            nan_count=np.zeros(g, np.int64),
+            dmean=s * inv,
+            m2=np.maximum(m2, 0.0),
+            min=lo,
+            max=hi,
+            shift=shift,
         )
-    mean = sums * inv
-    for lo, hi, g_lo, g_hi in work.blocks:
-        dev, sq = work.dev[: hi - lo], work.square[: hi - lo]
-        at = starts[g_lo:g_hi] - lo
-        np.take(mean, work.row_group[lo:hi], out=dev)
-        np.subtract(xs[lo:hi], dev, out=dev)
-        corr[g_lo:g_hi] = np.add.reduceat(np.multiply(dev, w[lo:hi], out=sq), at)
-        squares[g_lo:g_hi] = np.add.reduceat(np.multiply(sq, dev, out=sq), at)
-    m2 = squares - corr * corr * inv
-    if work.all_positive:
-        lo_, hi_ = np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts)
-    else:
-        counted = np.where(work.positive, xs, np.nan)
-        lo_, hi_ = np.fmin.reduceat(counted, starts), np.fmax.reduceat(counted, starts)
+    has = work.count > 0
     out = Moments(
-        count=count.copy(),
+        count=work.count.copy(),
         nan_count=np.zeros(g, np.int64),
-        dmean=np.where(has, corr * inv, 0.0),
+        dmean=np.where(has, s * inv, 0.0),
         m2=np.where(has, np.maximum(m2, 0.0), 0.0),
-        min=np.where(has, lo_, np.inf),
-        max=np.where(has, hi_, -np.inf),
-        shift=np.where(has, mean, 0.0),
+        min=np.where(has, lo, np.inf),
+        max=np.where(has, hi, -np.inf),
+        shift=np.where(has, shift, 0.0),
     )
-    out.weight = np.where(has, total, 0.0)
+    out.weight = np.where(has, work.total, 0.0)
     return out
+
+
+def _shifted_sums(
+    xs: np.ndarray, shift: np.ndarray, work: Workspace
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, ``sum(w (x - shift))`` and ``sum(w (x - shift)**2)`` (w = 1 unweighted),
+    a block of rows at a time: cast into a float64 buffer, the block's shifts subtracted (each
+    group's repeated over its rows), reduced there."""
+    g = len(shift)
+    s, q = np.zeros(g), np.zeros(g)
+    w = work.weights
+    for lo, hi, g_lo, g_hi, at, rows in work.blocks:
+        d, sq = work.dev[: hi - lo], work.square[: hi - lo]
+        d[...] = xs[lo:hi]  # a plain cast, then same-type arithmetic: faster than a mixed one
+        if g_hi - g_lo == 1:  # one group (a long one, or the weighted pooled statistics)
+            d -= shift[g_lo]
+            if w is not None:
+                np.multiply(d, w[lo:hi], out=sq)
+                s[g_lo] += sq.sum()
+                q[g_lo] += np.multiply(sq, d, out=sq).sum()
+            else:
+                s[g_lo] += d.sum()
+                q[g_lo] += np.multiply(d, d, out=sq).sum()
+            continue
+        d -= np.repeat(shift[g_lo:g_hi], rows)
+        if w is not None:
+            np.multiply(d, w[lo:hi], out=sq)
+            s[g_lo:g_hi] += np.add.reduceat(sq, at)
+            q[g_lo:g_hi] += np.add.reduceat(np.multiply(sq, d, out=sq), at)
+        else:
+            s[g_lo:g_hi] += np.add.reduceat(d, at)
+            q[g_lo:g_hi] += np.add.reduceat(np.multiply(d, d, out=sq), at)
+    return s, q
+
+
+def _ranges(xs: np.ndarray, work: Workspace, g: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group (``g`` of them), the min and max of the counted rows (weight > 0), as
+    float64, a block at a time (the block is still in cache from the sums)."""
+    lo, hi = np.full(g, np.inf), np.full(g, -np.inf)
+    if not work.all_positive:  # rows of weight 0 as NaN, a block at a time, then skipped
+        for b_lo, b_hi, g_lo, g_hi, at, _ in work.blocks:
+            blk = work.square[: b_hi - b_lo]
+            blk[...] = xs[b_lo:b_hi]
+            np.copyto(blk, np.nan, where=work.zero[b_lo:b_hi])
+            np.fmin(lo[g_lo:g_hi], np.fmin.reduceat(blk, at), out=lo[g_lo:g_hi])
+            np.fmax(hi[g_lo:g_hi], np.fmax.reduceat(blk, at), out=hi[g_lo:g_hi])
+        return lo, hi
+    for b_lo, b_hi, g_lo, g_hi, at, _ in work.blocks:
+        blk = xs[b_lo:b_hi]
+        np.minimum(lo[g_lo:g_hi], np.minimum.reduceat(blk, at), out=lo[g_lo:g_hi])
+        np.maximum(hi[g_lo:g_hi], np.maximum.reduceat(blk, at), out=hi[g_lo:g_hi])
+    return lo, hi
 
 
 def _masked(
@@ -288,10 +378,14 @@ def _masked(
 
 
 def weighted_moments(
-    columns: Sequence[np.ndarray], weights: np.ndarray, work: Workspace | None = None
+    columns: Sequence[np.ndarray],
+    weights: np.ndarray,
+    work: Workspace | None = None,
+    check: Callable[[], None] | None = None,
 ) -> Moments:
     """Weighted moments of whole columns (one group), flat over features. ``work``: a
-    :class:`Workspace` of ``GroupIndex.single(n)`` and these weights, shared by calls."""
+    :class:`Workspace` of ``GroupIndex.single(n)`` and these weights, shared by calls.
+    ``check``: as for :func:`grouped_moments`."""
     n = len(weights)
     if n == 0:
         out = Moments.empty(len(columns))
@@ -299,7 +393,7 @@ def weighted_moments(
         return out
     if work is None:
         work = Workspace(GroupIndex.single(n), np.asarray(weights, np.float64))
-    m = grouped_moments(columns, GroupIndex.single(n), weights, work)
+    m = grouped_moments(columns, GroupIndex.single(n), weights, work, check)
     flat = moments_of(a[0] for a in m.arrays())
     flat.weight = m.weight[0]  # type: ignore[index]
     return flat
@@ -340,9 +434,29 @@ class GroupedMoments:
         if len(self.keys) == len(other.keys) and np.array_equal(self.keys, other.keys):
             return GroupedMoments(self.keys, self.moments.merge(other.moments))
         keys = np.union1d(self.keys, other.keys)
-        a = _spread(self.moments, np.searchsorted(keys, self.keys), len(keys))
-        b = _spread(other.moments, np.searchsorted(keys, other.keys), len(keys))
-        return GroupedMoments(keys, a.merge(b))
+        at_a, at_b = np.searchsorted(keys, self.keys), np.searchsorted(keys, other.keys)
+        if (self.moments.weight is None) != (other.moments.weight is None):
+            a, b = _spread(self.moments, at_a, len(keys)), _spread(other.moments, at_b, len(keys))
+            return GroupedMoments(keys, a.merge(b))
+        # A group one side lacks is the other side's as it is (its merge with the empty state
+        # is an exact identity, bit for bit); only the groups both sides hold are merged.
+        common, ia, ib = np.intersect1d(
+            self.keys, other.keys, assume_unique=True, return_indices=True
+        )
+        both = _rows(self.moments, ia).merge(_rows(other.moments, ib))
+        at = np.searchsorted(keys, common)
+        sides = (self.moments, other.moments, both)
+        weighted = self.moments.weight is not None
+        fields = [m.arrays() + ((m.weight,) if m.weight is not None else ()) for m in sides]
+        out = []
+        for a, b, m in zip(*fields, strict=True):
+            whole = np.empty((len(keys), *a.shape[1:]), a.dtype)
+            whole[at_a], whole[at_b], whole[at] = a, b, m
+            out.append(whole)
+        merged = moments_of(out[:7])
+        if weighted:
+            merged.weight = out[7]
+        return GroupedMoments(keys, merged)
 
     @classmethod
     def join(cls, parts: Sequence[GroupedMoments]) -> GroupedMoments:
@@ -370,6 +484,14 @@ class GroupedMoments:
         if self.moments.weight is not None:
             m.weight = self.moments.weight.reshape(-1)
         return m
+
+
+def _rows(m: Moments, at: np.ndarray) -> Moments:
+    """The groups ``at`` of ``m``."""
+    out = moments_of(a[at] for a in m.arrays())
+    if m.weight is not None:
+        out.weight = m.weight[at]
+    return out
 
 
 def _spread(m: Moments, at: np.ndarray, n: int) -> Moments:

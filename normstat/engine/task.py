@@ -12,7 +12,7 @@ column, the same way: a Parquet column is decoded here, in the worker, just befo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +25,7 @@ from normstat.core.groups import (
     Workspace,
     check_weights,
     grouped_moments,
+    pooled_moments,
     weighted_moments,
 )
 from normstat.core.histogram import SketchSpec
@@ -175,26 +176,42 @@ def _by_column(
     j = 0
     for col in chunk.columns:
         rows = col.reshape(len(col), -1)  # a feature group arrives as its (rows, k) matrix
+        columns = [rows[:, i] for i in range(rows.shape[1])]
+        check = _checker(rows, chunk, layout, nan_policy, features, j)
         if sketch is not None and sketch.counts_values(col.dtype):
             part = sketch.summarise(rows)
+            if keyed is not None:
+                part = keyed.apply(part, columns, pooled=False)
+        elif keyed is not None:
+            # the pooled moments merged from the groups', once for the chunk (here only as
+            # the bounds of a distribution summary)
+            part = keyed.reduce(columns, check, pooled=sketch is not None)
+            if sketch is not None:
+                part.sketch = sketch.build(rows, j, bounds=part)
         else:
             found = column_moments(col) if col.ndim == 1 else finite_moments(rows)
             if found is None:
-                _check(rows, chunk, layout, nan_policy, features, feature_offset=j)
+                check()
                 found = chunk_moments(rows)
             part = found
             if sketch is not None:
                 part.sketch = sketch.build(rows, j, bounds=part)
-        if keyed is not None:
-            part = keyed.apply(part, [rows[:, i] for i in range(rows.shape[1])])
         parts.append(part)
         j += rows.shape[1]
-    return Moments.join(parts)
+    joined = Moments.join(parts)
+    return joined if keyed is None else keyed.pooled_of(joined)
 
 
 class Keyed:
     """A chunk's ``--weights`` (checked: an error names the first bad row) and ``--by`` groups
-    (their index built once per chunk, shared by its columns)."""
+    (their index built once per chunk, shared by its columns).
+
+    With either, the pooled statistics are not taken by a pass of their own over the rows:
+    with ``--by`` they are Chan's merge of the groups' (:func:`pooled_moments`), with
+    ``--weights`` alone the weighted kernel's single group. The check of the values (a NaN or an
+    inf is an error naming its row, per the policy) rides on the sums that kernel takes; the
+    rows are searched only when a sum is not finite (docs/decisions.md, "Pooled statistics of
+    --by merged from the groups")."""
 
     def __init__(self, chunk: Chunk, features: list[str] | None) -> None:
         extra = chunk.extra or {}
@@ -213,22 +230,68 @@ class Keyed:
         self.index = GroupIndex.of(extra["by"]) if "by" in extra else None
         # buffers and per-group weight sums shared by the chunk's columns
         w = None if self.weights is None else np.asarray(self.weights, np.float64)
-        self.pooled = None if w is None or not len(w) else Workspace(GroupIndex.single(len(w)), w)
+        self.pooled = None  # weights alone: the workspace of their one group
+        if w is not None and len(w) and self.index is None:
+            self.pooled = Workspace(GroupIndex.single(len(w)), w)
         self.work = None
         if self.index is not None:
             ordered = w if w is None or self.index.order is None else w[self.index.order]
             self.work = Workspace(self.index, ordered)
 
-    def apply(self, part: Moments, columns: list[np.ndarray]) -> Moments:
-        """``part`` (the validated pooled moments of ``columns``) weighted, with its groups."""
+    def reduce(
+        self, columns: list[np.ndarray], check: Callable[[], None] | None, pooled: bool = True
+    ) -> Moments:
+        """The moments of ``columns``: weighted, with their groups. ``check``: called when
+        the kernel's sums show a NaN or an inf, before the NaN-skipping kernel (it raises,
+        naming the row, when the policy forbids the value); None: validated already.
+        ``pooled=False``: with groups, the pooled moments are left for :meth:`pooled_of` to
+        merge once for all the chunk's columns."""
+        if self.index is None:
+            assert self.weights is not None
+            return weighted_moments(columns, self.weights, self.pooled, check)
+        grouped = grouped_moments(columns, self.index, self.weights, self.work, check)
+        part = Moments.empty(len(columns))
         if self.weights is not None:
-            weighted = weighted_moments(columns, self.weights, self.pooled)
-            weighted.sketch = part.sketch
-            part = weighted
-        if self.index is not None:
-            grouped = grouped_moments(columns, self.index, self.weights, self.work)
-            part.groups = GroupedMoments(self.index.keys, grouped)
-        return part
+            part.weight = np.zeros(len(columns))
+        part.groups = GroupedMoments(self.index.keys, grouped)
+        return self.pooled_of(part) if pooled else part
+
+    def pooled_of(self, part: Moments) -> Moments:
+        """``part`` with its pooled moments merged from its groups' (Chan's merge of all the
+        groups at once: no pass over the rows); unchanged without groups or rows."""
+        if self.index is None or part.groups is None or self.index.n_groups == 0:
+            return part
+        pooled = pooled_moments(part.groups.moments)
+        pooled.groups, pooled.sketch = part.groups, part.sketch
+        return pooled
+
+    def apply(self, part: Moments, columns: list[np.ndarray], pooled: bool = True) -> Moments:
+        """``part`` (the validated pooled moments of ``columns``) weighted, with its groups
+        (the pooled moments then merged from the groups', as :meth:`reduce` gives them)."""
+        reduced = self.reduce(columns, None, pooled)
+        reduced.sketch = part.sketch
+        return reduced
+
+
+def _checker(
+    rows: np.ndarray,
+    chunk: Chunk,
+    layout: AxisLayout,
+    nan_policy: NanPolicy,
+    features: list[str] | None,
+    offset: int,
+) -> Callable[[], None]:
+    """:func:`_check` of ``rows`` as a call without arguments, that searches them once (the
+    columns of a feature group may each ask)."""
+    done = False
+
+    def check() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            _check(rows, chunk, layout, nan_policy, features, feature_offset=offset)
+
+    return check
 
 
 def _width(columns: Sequence[np.ndarray]) -> int:
