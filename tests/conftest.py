@@ -44,3 +44,19 @@ def digits() -> np.ndarray:
     """The example dataset: 1,797 8x8 uint8 images."""
     with h5py.File(DIGITS, "r") as f:
         return f["images"][...]
+
+
+class CrashAfter:
+    """A progress hook that "crashes" a fit after ``limit`` samples (a stand-in for a kill),
+    for the checkpoint/resume tests."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.done = limit, 0
+
+    def start(self, total: int | None, row_bytes: int = 0) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.done >= self.limit:
+            raise RuntimeError("crash")

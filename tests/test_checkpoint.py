@@ -11,24 +11,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import CrashAfter
 
 import normstat
 from normstat.errors import DataError, UsageError
-
-
-class _CrashAfter:
-    """A progress hook that "crashes" the fit after some samples (a stand-in for a kill)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.done = limit, 0
-
-    def start(self, total: int, row_bytes: int = 0) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self.done >= self.limit:
-            raise RuntimeError("crash")
 
 
 @pytest.fixture
@@ -50,7 +36,7 @@ def _crash(paths, state, at, **kw):
             workers=1,
             checkpoint=state,
             checkpoint_every=1e-9,
-            progress=_CrashAfter(at),
+            progress=CrashAfter(at),
             **kw,
         )
 

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import DIGITS
+from conftest import DIGITS, CrashAfter
 from PIL import Image
 
 import normstat
@@ -739,21 +739,6 @@ def test_image_column_labels_go_with_apply(mixed, tmp_path, hugging_face):
         assert f[next(k for k in f if k != "labels" and k != "normstat")].shape[0] == len(paths)
 
 
-class _CrashAfter:
-    """A progress hook that "crashes" the fit after some images (a stand-in for a kill)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.done = limit, 0
-
-    def start(self, total: int | None, row_bytes: int = 0) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self.done >= self.limit:
-            raise RuntimeError("crash")
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 def test_checkpoint_resume_equals_the_uninterrupted_fit_and_its_record(tmp_path, workers):
     rng = np.random.default_rng(3)
@@ -772,7 +757,7 @@ def test_checkpoint_resume_equals_the_uninterrupted_fit_and_its_record(tmp_path,
     state = str(tmp_path / "state.npz")
     with pytest.raises(RuntimeError, match="crash"):
         normstat.fit(
-            str(root), checkpoint=state, checkpoint_every=1e-9, progress=_CrashAfter(17), **kw
+            str(root), checkpoint=state, checkpoint_every=1e-9, progress=CrashAfter(17), **kw
         )
     assert os.path.exists(state)
     resumed = normstat.fit(str(root), checkpoint=state, resume=True, **kw)
@@ -798,7 +783,7 @@ def test_checkpoint_refuses_a_changed_image(tmp_path):
             workers=1,
             checkpoint=state,
             checkpoint_every=1e-9,
-            progress=_CrashAfter(9),
+            progress=CrashAfter(9),
         )
     _png(root / "15.png", (5, 4))
     with pytest.raises(DataError, match="15.png"):
@@ -884,7 +869,7 @@ def test_zip_images_on_dask_and_from_a_checkpoint(mixed, tmp_path):
             workers=1,
             checkpoint=state,
             checkpoint_every=1e-9,
-            progress=_CrashAfter(5),
+            progress=CrashAfter(5),
         )
     resumed = normstat.fit(str(archive), workers=1, checkpoint=state, resume=True)
     assert np.array_equal(local.mean, resumed.mean) and np.array_equal(local.var, resumed.var)

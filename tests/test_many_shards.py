@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import CrashAfter
 
 import normstat
 from normstat.errors import DataError
@@ -157,28 +158,13 @@ def test_nan_in_a_gathered_chunk_names_its_shard_and_row(tmp_path, fmt):
     np.testing.assert_allclose(skipped.mean, np.nanmean(x, axis=0), rtol=1e-13)
 
 
-class _CrashAfter:
-    """A progress hook that "crashes" the fit after some samples (a stand-in for a kill)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.done = limit, 0
-
-    def start(self, total: int, row_bytes: int = 0) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self.done >= self.limit:
-            raise RuntimeError("crash")
-
-
 @pytest.mark.parametrize("fmt", ["npy", "parquet"])
 def test_checkpointed_fit_of_shards_resumes_to_the_same_statistics(tmp_path, fmt):
     parts = _rows(6, SIZES)
     paths = (_npy_shards if fmt == "npy" else _parquet_shards)(tmp_path, parts)
     ck = str(tmp_path / "fit.ckpt")
     with pytest.raises(RuntimeError, match="crash"):
-        normstat.fit(paths, checkpoint=ck, checkpoint_every=1e-9, progress=_CrashAfter(900))
+        normstat.fit(paths, checkpoint=ck, checkpoint_every=1e-9, progress=CrashAfter(900))
     assert os.path.exists(ck)
     stats = normstat.fit(paths, checkpoint=ck, resume=True)
     _check_against_numpy(stats, np.concatenate(parts))

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import CrashAfter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -473,21 +474,6 @@ def test_dask_engine_equals_local(tmp_path):
         assert np.array_equal(a, b)
 
 
-class _CrashAfter:
-    """A progress hook that stops the fit after some samples (a stand-in for a kill)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.done = limit, 0
-
-    def start(self, total: int, row_bytes: int = 0) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self.done >= self.limit:
-            raise RuntimeError("crash")
-
-
 @pytest.mark.parametrize(
     "kw",
     [
@@ -519,7 +505,7 @@ def test_checkpointed_fit_with_a_summary_resumes_bit_for_bit(tmp_path, kw, dtype
             workers=1,
             checkpoint=state,
             checkpoint_every=1e-9,
-            progress=_CrashAfter(1900),  # in the second shard
+            progress=CrashAfter(1900),  # in the second shard
             **kw,
         )
     with np.load(state) as saved:
@@ -549,7 +535,7 @@ def test_checkpoint_without_a_summary_does_not_resume_a_fit_with_one(tmp_path):
                 chunk_size=64,
                 checkpoint=state,
                 checkpoint_every=1e-9,
-                progress=_CrashAfter(300),
+                progress=CrashAfter(300),
                 **before,
             )
         with pytest.raises(normstat.DataError, match="distribution_summary"):
@@ -568,7 +554,7 @@ def test_damaged_summary_in_a_checkpoint_is_refused(tmp_path):
             str(tmp_path / "x.npy"),
             checkpoint=str(state),
             checkpoint_every=1e-9,
-            progress=_CrashAfter(300),
+            progress=CrashAfter(300),
             **kw,
         )
     with np.load(state) as saved:
