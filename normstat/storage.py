@@ -631,6 +631,26 @@ def upload_part(uri: str, upload_id: str, number: int, body: Any, size: int) -> 
     return str(reply["ETag"])
 
 
+def upload_file_parts(local: str, uri: str, upload_id: str) -> list[tuple[int, str]]:
+    """Upload the finished file ``local`` as parts 1, 2, ... of the upload ``upload_id`` (a
+    task writing a whole table file; the client completes or aborts the upload); returns the
+    ``(number, ETag)`` receipts. Parts are :data:`UPLOAD_PART` bytes, larger when the file
+    needs more than S3's 10,000 parts, the last one shorter; an empty file is one empty part."""
+    size = os.path.getsize(local)
+    part = max(UPLOAD_PART, -(-size // (MAX_PARTS * 2**20)) * 2**20)
+    receipts = []
+    with open(local, "rb") as fp:
+        for number, offset in enumerate(range(0, max(size, 1), part), 1):
+            n = min(part, size - offset)
+            body = io.BytesIO(fp.read(n))
+            receipts.append((number, upload_part(uri, upload_id, number, body, n)))
+    return receipts
+
+
+MAX_PARTS = 10_000
+"""S3's most parts in one multipart upload."""
+
+
 def complete_upload(uri: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
     """Make the object appear, made of ``parts`` (``(number, etag)``) in number order."""
     listed = [{"PartNumber": n, "ETag": e} for n, e in sorted(parts)]

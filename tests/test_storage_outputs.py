@@ -345,8 +345,8 @@ def test_what_a_bucket_still_cannot_take_is_refused_before_the_pass(s3, tmp_path
     with pytest.raises(normstat.UsageError, match="directory of parts there would appear"):
         normstat.apply(stats, srcs, f"s3://{BUCKET}/parts", engine="dask", scheduler=cluster)
     tstats = normstat.fit(table)
-    with pytest.raises(normstat.UsageError, match="cannot write parquet to a bucket"):
-        normstat.apply(tstats, table, f"s3://{BUCKET}/o.parquet", engine="dask", scheduler=cluster)
+    with pytest.raises(normstat.UsageError, match="gs:// does not offer it"):
+        normstat.apply(tstats, table, "gs://b/o.parquet", engine="dask", scheduler=cluster)
     with pytest.raises(normstat.UsageError, match="gs:// does not offer it"):
         normstat.apply(stats, srcs, "gs://b/o.npy", engine="dask", scheduler=cluster)
     assert keys(s3) == ["in/p0.npy", "in/p1.npy", "in/t.parquet"]
@@ -431,3 +431,105 @@ def test_a_stage_that_cannot_be_deleted_is_said(s3, tmp_path, monkeypatch):
         normstat.apply(stats, src, f"s3://{BUCKET}/out/z.zarr")
     staged = [k for k in keys(s3) if ".z.zarr.normstat-" in k]
     assert staged  # what the warning says is there
+
+
+def _table(tmp_path, s3, rows: int, bad_from: int | None = None) -> tuple[str, str, np.ndarray]:
+    """A Parquet table in the bucket (and its local copy); rows from ``bad_from`` overflow
+    float16 once standardised."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x = _data(rows, 6, seed=7)
+    if bad_from is not None:
+        x[bad_from:, 2] = 1e30
+    local = tmp_path / "t.parquet"
+    pq.write_table(pa.table({f"c{i}": x[:, i] for i in range(6)}), local, row_group_size=50_000)
+    good = tmp_path / "good.parquet"  # the rows before ``bad_from``, to fit on
+    pq.write_table(pa.table({f"c{i}": x[:bad_from, i] for i in range(6)}), good)
+    return str(good), put(s3, local, "in/t.parquet"), x
+
+
+def _read_table(data: bytes, fmt: str):
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet":
+        return pq.read_table(pa.BufferReader(data))
+    if fmt == "csv":
+        return pacsv.read_csv(pa.BufferReader(data))
+    return pa.ipc.open_file(pa.BufferReader(data)).read_all()
+
+
+@pytest.mark.parametrize(("fmt", "rows"), [("parquet", 300), ("csv", 300), ("arrow", 300),
+                                           ("parquet", 1_000_000)])  # fmt: skip
+def test_dask_table_file_to_a_bucket_equals_a_local_apply(s3, tmp_path, cluster, fmt, rows):
+    """One task writes the table file on its worker and uploads it as the parts of the
+    client's multipart upload (1,000,000 rows: a 24 MB file, two parts)."""
+    local_src, src, x = _table(tmp_path, s3, rows)
+    stats = normstat.fit(local_src)
+    want = tmp_path / f"want.{fmt}"
+    normstat.apply(stats, local_src, str(want))
+    out = f"s3://{BUCKET}/out/t.{fmt}"
+    normstat.apply(stats, src, out, engine="dask", scheduler=cluster)
+    head = s3.head_object(Bucket=BUCKET, Key=f"out/t.{fmt}")
+    got = _read_table(s3.get_object(Bucket=BUCKET, Key=f"out/t.{fmt}")["Body"].read(), fmt)
+    ref = _read_table(want.read_bytes(), fmt)
+    assert got.schema.equals(ref.schema, check_metadata=False)
+    assert got.equals(ref)
+    if fmt != "csv":  # (CSV's text of a float32 reads back as another float64)
+        z = normstat.transform(x, stats, dtype="float32")
+        np.testing.assert_array_equal(np.column_stack([c.to_numpy() for c in got.columns]), z)
+    parts = -(-head["ContentLength"] // storage.UPLOAD_PART)
+    assert head["ETag"].strip('"').endswith(f"-{parts}")
+    assert (parts > 1) == (rows > 300)
+    assert keys(s3) == ["in/t.parquet", f"out/t.{fmt}"]
+    assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+
+
+def test_a_failing_dask_table_file_to_a_bucket_leaves_no_object_and_no_upload(
+    s3, tmp_path, cluster
+):
+    """Rows that overflow float16 past the first row group: the task fails after writing
+    some of the file; the client aborts the upload."""
+    local_src, src, x = _table(tmp_path, s3, 120_000, bad_from=110_000)
+    stats = normstat.fit(local_src)
+    with pytest.raises(DataError, match="row 110000"):
+        normstat.apply(stats, src, f"s3://{BUCKET}/out/t.parquet", dtype="float16",
+                       engine="dask", scheduler=cluster)  # fmt: skip
+    assert keys(s3) == ["in/t.parquet"]
+    assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+
+
+def test_an_existing_table_object_needs_force_and_an_interrupt_aborts(
+    s3, tmp_path, cluster, monkeypatch
+):
+    from normstat import interrupts
+    from normstat.engine import dask as dask_engine
+
+    local_src, src, x = _table(tmp_path, s3, 300)
+    stats = normstat.fit(local_src)
+    out = f"s3://{BUCKET}/out/t.parquet"
+    normstat.apply(stats, src, out, engine="dask", scheduler=cluster)
+    before = s3.get_object(Bucket=BUCKET, Key="out/t.parquet")["Body"].read()
+    with pytest.raises(normstat.UsageError, match="output exists"):
+        normstat.apply(stats, src, out, dtype="float64", engine="dask", scheduler=cluster)
+    real = dask_engine.run_jobs
+
+    def run_then_interrupt(jobs, o):
+        done = real(jobs, o)
+        monkeypatch.setattr(interrupts, "received", [signal.SIGINT])
+        return done
+
+    monkeypatch.setattr(dask_engine, "run_jobs", run_then_interrupt)
+    with pytest.raises(interrupts.Interrupted):
+        normstat.apply(stats, src, out, dtype="float64", force=True, engine="dask",
+                       scheduler=cluster)  # fmt: skip
+    assert s3.get_object(Bucket=BUCKET, Key="out/t.parquet")["Body"].read() == before
+    assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+    monkeypatch.setattr(dask_engine, "run_jobs", real)
+    monkeypatch.setattr(interrupts, "received", [])
+    normstat.apply(stats, src, out, dtype="float64", force=True, engine="dask", scheduler=cluster)
+    got = _read_table(s3.get_object(Bucket=BUCKET, Key="out/t.parquet")["Body"].read(), "parquet")
+    z = normstat.transform(x.astype(np.float64), stats, dtype="float64")
+    np.testing.assert_array_equal(np.column_stack([c.to_numpy() for c in got.columns]), z)

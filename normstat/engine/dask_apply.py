@@ -18,8 +18,9 @@ twice never leaves a torn part; the client commits the whole output only when ev
 OUT in a bucket: a Zarr store is written by the workers into a staging prefix, published by the
 client (:mod:`normstat.sinks.prefix`); one ``.npy`` object is one multipart upload that the
 client creates, the workers fill part by part (tasks cut at part boundaries) and the client
-completes, or aborts on any failure or interrupt. A directory of parts and table files are
-refused there (they could not appear only when complete).
+completes, or aborts on any failure or interrupt; a table file is written by its one task into
+a temporary file on the worker's disk and uploaded as the parts of such an upload. A directory
+of parts is refused there (its parts would appear one by one).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import contextlib
 import glob
 import os
 import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -87,32 +90,43 @@ class RangeJob:
 @dataclass(frozen=True)
 class FileJob:
     """A whole table shard written as the file ``target``, through a temporary renamed into
-    place when complete (shown to the user as ``shown``)."""
+    place when complete (shown to the user as ``shown``). With ``upload`` (``target`` is then
+    an object in a bucket), the temporary is on the worker's own disk and goes up as the parts
+    of the client's multipart upload, which the client completes or aborts."""
 
     pieces: tuple[RowRange, ...]  # the whole shard
     target: str
     format: OutputFormat
     spec: OutputSpec
     shown: str
+    upload: str = ""  # the client's multipart upload of ``target`` (a bucket), or none
+    options: tuple[tuple[str, str], ...] = ()  # storage options (--storage-option)
 
     @property
     def rows(self) -> int:
         return self.pieces[0].rows
 
     def run(self, rows: int, step: TransformStep) -> tuple[int, list[Any]]:
-        tmp = temporary(self.target, secrets.token_hex(4))
+        folder = tempfile.mkdtemp(prefix="normstat-") if self.upload else None
+        token = secrets.token_hex(4)
+        tmp = os.path.join(folder, "part") if folder else temporary(self.target, token)
         src = open_range(self.pieces[0])
         try:
             items = transformed(reads([src], rows, True), step, self.spec.schema)
             n = write(lambda: open_writer(self.format, tmp, self.spec), items, self.shown)
-            os.replace(tmp, self.target)
+            if not self.upload:
+                os.replace(tmp, self.target)
+                return n, []
+            with storage.using(dict(self.options)):
+                return n, storage.upload_file_parts(tmp, self.target, self.upload)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
         finally:
             src.close()
-        return n, []
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def temporary(target: str, token: str, escape: bool = False) -> str:
@@ -149,11 +163,25 @@ def apply_dask(srcs: list[ArraySource], o: ApplyOptions) -> None:
             return run_jobs(jobs, o)
         finally:
             for j in jobs:  # temporaries of tasks whose worker died while writing
-                if isinstance(j, FileJob):
+                if isinstance(j, FileJob) and not j.upload:
                     for left in glob.glob(temporary(j.target, "*", escape=True)):
                         with contextlib.suppress(OSError):
                             os.unlink(left)
 
+    if storage.is_uri(o.out) and outs[0].batches:  # a table file: one task, one upload
+        upload = storage.start_upload(o.out)  # aborted on any failure or interrupt below
+        try:
+            (job,) = _jobs(srcs, o.out, o.out, outs[0], o)
+            done = run([replace(job, upload=upload, options=storage.current())])
+            with interrupts.deferred():
+                interrupts.check()
+                storage.complete_upload(o.out, upload, done[0][1])
+                interrupts.record_commit(o.out)
+        except BaseException:
+            with interrupts.deferred():
+                storage.abort_upload(o.out, upload)
+            raise
+        return
     if storage.is_uri(o.out) and not outs[0].format.directory:  # one object, many writers
         target = range_target(outs[0].format, o.out, outs[0].spec, o.rows)
         target.create()  # the multipart upload: aborted on any failure or interrupt below
@@ -186,7 +214,8 @@ def _jobs(
     by ranges)."""
     if out.batches:
         spec = replace(out.spec, like=None, attrs=dict)  # picklable: it travels to a worker
-        return [FileJob((_whole(srcs[0]),), os.path.abspath(path), out.format, spec, shown)]
+        where = path if storage.is_uri(path) else os.path.abspath(path)
+        return [FileJob((_whole(srcs[0]),), where, out.format, spec, shown)]
     target = range_target(out.format, path, out.spec, o.rows)
     target.create()
     return _range_jobs(srcs, target, shown, out, o)
@@ -215,13 +244,6 @@ def _check_bucket(fmt: OutputFormat, parts: bool, where: str) -> None:
             "--engine dask writes several shards to a bucket only as one output (OUT.zarr or "
             "OUT.npy): a directory of parts there would appear part by part; name OUT with a "
             "suffix, or use --engine local",
-            path=shown,
-        )
-    if fmt.parallel == "whole":
-        raise UsageError(
-            f"--engine dask cannot write {fmt.name} to a bucket: a table file is written "
-            "whole by one worker, whose file the client could not publish atomically; "
-            "write OUT.zarr or OUT.npy, or use --engine local",
             path=shown,
         )
     if not fmt.directory:

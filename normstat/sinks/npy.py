@@ -15,6 +15,7 @@ import numpy as np
 
 from normstat.errors import DataError
 from normstat.sinks import OutputSpec
+from normstat.storage import MAX_PARTS
 
 
 class NpyWriter:
@@ -205,7 +206,6 @@ PART_BYTES = 16 * 2**20
 """Bytes per part of an ``.npy`` object written by many processes (S3 wants >= 5 MiB per
 part but the last, and at most 10,000 parts)."""
 MIN_PART_BYTES = 5 * 2**20
-MAX_PARTS = 10_000
 
 
 @dataclass
