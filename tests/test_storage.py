@@ -373,10 +373,10 @@ for i in range(rows // 1000):
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_apply_leaves_no_object(s3, tmp_path, sig):
-    """Ctrl-C (or SIGTERM) in a real process writing to the bucket: exit 130 / 143, one line,
-    and no object nor multipart upload at the output key."""
+def interrupted_apply(s3, tmp_path, sig, out: str, before_signal=lambda: None) -> str:
+    """A real ``normstat apply`` process reading a slow stdin and writing ``out`` in the
+    bucket, signalled (as a terminal would) once it has written some rows; ``before_signal``
+    runs just before the signal. Returns its stderr, after checking the exit code and line."""
     np.save(tmp_path / "train.npy", np.random.default_rng(1).standard_normal((100, 8)))
     normstat.fit(str(tmp_path / "train.npy"), output=f"s3://{BUCKET}/s.json")
     ready = tmp_path / "ready"
@@ -387,7 +387,7 @@ def test_an_interrupted_apply_leaves_no_object(s3, tmp_path, sig):
         preexec_fn=lambda: os.setpgid(0, 0),
     )
     args = ["apply", f"s3://{BUCKET}/s.json", "-", "--input-format", "npy"]
-    args += ["--chunk-size", "1000", "-o", f"s3://{BUCKET}/out/z.npy"]
+    args += ["--chunk-size", "1000", "-o", out]
     proc = subprocess.Popen(
         [sys.executable, "-m", "normstat", *args],
         stdin=producer.stdout,
@@ -401,12 +401,21 @@ def test_an_interrupted_apply_leaves_no_object(s3, tmp_path, sig):
     while not ready.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
+    before_signal()
     assert proc.poll() is None, "the run ended before the signal"
     os.killpg(producer.pid, sig)
     _, err = proc.communicate(timeout=30)
     producer.wait(timeout=10)
     assert proc.returncode == 128 + sig, err
     assert f"interrupted by {signal.Signals(sig).name}" in err.decode()
+    return err.decode()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_apply_leaves_no_object(s3, tmp_path, sig):
+    """Ctrl-C (or SIGTERM) in a real process writing to the bucket: exit 130 / 143, one line,
+    and no object nor multipart upload at the output key."""
+    interrupted_apply(s3, tmp_path, sig, f"s3://{BUCKET}/out/z.npy")
     assert "out/z.npy" not in keys(s3)
     assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
 

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -24,6 +20,7 @@ from test_storage import (  # noqa: F401  (fixtures)
     PRODUCER,
     ROOT,
     SECRET,
+    interrupted_apply,
     keys,
     put,
     run,
@@ -295,40 +292,17 @@ def test_force_keeps_the_old_zarr_readable_until_the_new_one_is_complete(
 def test_an_interrupted_zarr_apply_leaves_no_object(s3, tmp_path, sig):
     """Ctrl-C (or SIGTERM) while a real process writes a Zarr store to the bucket: exit
     130 / 143, and no object at the output prefix nor in a stage (chunks were written)."""
-    np.save(tmp_path / "train.npy", np.random.default_rng(1).standard_normal((100, 8)))
-    normstat.fit(str(tmp_path / "train.npy"), output=f"s3://{BUCKET}/s.json")
-    ready = tmp_path / "ready"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    producer = subprocess.Popen(
-        [sys.executable, "-c", PRODUCER, str(ready)],
-        stdout=subprocess.PIPE,
-        preexec_fn=lambda: os.setpgid(0, 0),
+    staged: list[str] = []
+    err = interrupted_apply(
+        s3,
+        tmp_path,
+        sig,
+        f"s3://{BUCKET}/out/z.zarr",
+        before_signal=lambda: staged.extend(k for k in keys(s3) if ".normstat-" in k),
     )
-    args = ["apply", f"s3://{BUCKET}/s.json", "-", "--input-format", "npy"]
-    args += ["--chunk-size", "1000", "-o", f"s3://{BUCKET}/out/z.zarr"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "normstat", *args],
-        stdin=producer.stdout,
-        stderr=subprocess.PIPE,
-        env=env,
-        preexec_fn=lambda: os.setpgid(0, producer.pid),
-    )
-    assert producer.stdout is not None
-    producer.stdout.close()
-    deadline = time.monotonic() + 60
-    while not ready.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    staged = [k for k in keys(s3) if ".normstat-" in k]
-    assert proc.poll() is None, "the run ended before the signal"
-    os.killpg(producer.pid, sig)
-    _, err = proc.communicate(timeout=30)
-    producer.wait(timeout=10)
-    assert proc.returncode == 128 + sig, err
-    assert f"interrupted by {signal.Signals(sig).name}" in err.decode()
     assert staged, "no chunk was staged before the signal: the test proves nothing"
     assert keys(s3) == ["s.json"]
-    assert "Unclosed" not in err.decode()
+    assert "Unclosed" not in err
 
 
 def test_what_a_bucket_still_cannot_take_is_refused_before_the_pass(s3, tmp_path, cluster):

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from conftest import CrashAfter
 from tables_data import (
     FEATURES,
     TABLE_FORMATS,
@@ -207,21 +208,6 @@ def test_import_normstat_loads_no_pyarrow():
     assert out.stdout.strip() == "False"
 
 
-class _CrashAfter:
-    """A progress hook that "crashes" the fit after some rows (a stand-in for a kill)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.done = limit, 0
-
-    def start(self, total: int | None, row_bytes: int = 0) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self.done >= self.limit:
-            raise RuntimeError("crash")
-
-
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 @pytest.mark.parametrize("crash_at", [100, 700])  # inside the first shard / inside the second
 def test_resume_a_table_fit_after_a_crash(fmt, crash_at, tmp_path):
@@ -234,7 +220,7 @@ def test_resume_a_table_fit_after_a_crash(fmt, crash_at, tmp_path):
     state = str(tmp_path / "state.npz")
     options = {"columns": FEATURES, "chunk_size": 37, "workers": 1, "checkpoint": state}
     with pytest.raises(RuntimeError, match="crash"):
-        normstat.fit(paths, checkpoint_every=1e-9, progress=_CrashAfter(crash_at), **options)
+        normstat.fit(paths, checkpoint_every=1e-9, progress=CrashAfter(crash_at), **options)
     assert Path(state).exists()
     resumed = normstat.fit(paths, resume=True, **options)
     ref = reference(_nan_matrix(x, nulls))
@@ -242,7 +228,7 @@ def test_resume_a_table_fit_after_a_crash(fmt, crash_at, tmp_path):
     np.testing.assert_allclose(resumed.var, ref["var"], rtol=1e-12)
     assert resumed.source["shape"] == [x.shape[0], 4]
     with pytest.raises(RuntimeError, match="crash"):  # other columns: refuse to resume
-        normstat.fit(paths, checkpoint_every=1e-9, progress=_CrashAfter(crash_at), **options)
+        normstat.fit(paths, checkpoint_every=1e-9, progress=CrashAfter(crash_at), **options)
     with pytest.raises(DataError, match="features"):
         normstat.fit(paths, resume=True, **{**options, "columns": ["c", "a", "b", "idx"]})
 
