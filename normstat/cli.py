@@ -695,7 +695,7 @@ def fit(
     "default: the input's format), or '-' for stdout (NPY for arrays, an Arrow IPC stream for "
     "tables). With --engine dask and several SOURCEs, a name without suffix is a directory of "
     "parts, one per SOURCE. OUT may be an s3:// or gs:// URI (any file format and Zarr; with "
-    "--engine dask: .zarr, or one file on s3://): it appears only when complete.",
+    "--engine dask: .zarr, or files on s3://): it appears only when complete.",
 )
 @click.option(
     "--method",

@@ -316,8 +316,6 @@ def test_what_a_bucket_still_cannot_take_is_refused_before_the_pass(s3, tmp_path
     srcs = [put(s3, tmp_path / f"p{i}.npy", f"in/p{i}.npy") for i in range(2)]
     table = put(s3, tmp_path / "t.parquet", "in/t.parquet")
     stats = normstat.fit(srcs)
-    with pytest.raises(normstat.UsageError, match="directory of parts there would appear"):
-        normstat.apply(stats, srcs, f"s3://{BUCKET}/parts", engine="dask", scheduler=cluster)
     tstats = normstat.fit(table)
     with pytest.raises(normstat.UsageError, match="gs:// does not offer it"):
         normstat.apply(tstats, table, "gs://b/o.parquet", engine="dask", scheduler=cluster)
@@ -507,3 +505,55 @@ def test_an_existing_table_object_needs_force_and_an_interrupt_aborts(
     got = _read_table(s3.get_object(Bucket=BUCKET, Key="out/t.parquet")["Body"].read(), "parquet")
     z = normstat.transform(x.astype(np.float64), stats, dtype="float64")
     np.testing.assert_array_equal(np.column_stack([c.to_numpy() for c in got.columns]), z)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "parquet"])
+def test_dask_directory_of_parts_to_a_bucket_equals_the_local_one(s3, tmp_path, cluster, fmt):
+    """Several shards, OUT without suffix: one part per shard, each an upload completed into a
+    staged prefix, published together; equal to the local directory of parts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    xs = [_data(300 + 50 * i, 4, seed=30 + i) for i in range(3)]
+    local, remote = [], []
+    for i, x in enumerate(xs):
+        name = f"s{i}.{fmt}"
+        if fmt == "npy":
+            np.save(tmp_path / name, x)
+        else:
+            pq.write_table(pa.table({f"c{j}": x[:, j] for j in range(4)}), tmp_path / name)
+        local.append(str(tmp_path / name))
+        remote.append(put(s3, tmp_path / name, f"in/{name}"))
+    stats = normstat.fit(local)
+    normstat.apply(stats, local, str(tmp_path / "parts"), engine="dask", scheduler=cluster)
+    normstat.apply(stats, remote, f"s3://{BUCKET}/parts", engine="dask", scheduler=cluster)
+    names = sorted(p.name for p in (tmp_path / "parts").iterdir())
+    assert [k for k in keys(s3) if k.startswith("parts/")] == [f"parts/{n}" for n in names]
+    for n, x in zip(names, xs, strict=True):
+        data = s3.get_object(Bucket=BUCKET, Key=f"parts/{n}")["Body"].read()
+        if fmt == "npy":
+            assert data == (tmp_path / "parts" / n).read_bytes()
+            got = np.load(io.BytesIO(data))
+        else:
+            table = _read_table(data, "parquet")
+            assert table.equals(pq.read_table(tmp_path / "parts" / n))
+            got = np.column_stack([c.to_numpy() for c in table.columns])
+        np.testing.assert_array_equal(got, normstat.transform(x, stats, dtype="float32"))
+    assert not [k for k in keys(s3) if ".normstat-" in k]
+    assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+
+
+def test_a_failing_part_leaves_no_directory_in_the_bucket(s3, tmp_path, cluster):
+    """The last shard overflows float16: no part appears, no stage and no upload is left."""
+    xs = [_data(300, 4, seed=40 + i).astype(np.float64) for i in range(3)]
+    stats = normstat.fit_arrays(np.concatenate(xs))
+    xs[2][100:, 1] = 1e30
+    remote = []
+    for i, x in enumerate(xs):
+        np.save(tmp_path / f"s{i}.npy", x)
+        remote.append(put(s3, tmp_path / f"s{i}.npy", f"in/s{i}.npy"))
+    with pytest.raises(DataError):
+        normstat.apply(stats, remote, f"s3://{BUCKET}/parts", dtype="float16", engine="dask",
+                       scheduler=cluster)  # fmt: skip
+    assert keys(s3) == [f"in/s{i}.npy" for i in range(3)]
+    assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")

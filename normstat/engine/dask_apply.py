@@ -20,7 +20,8 @@ client (:mod:`normstat.sinks.prefix`); one ``.npy`` object is one multipart uplo
 client creates, the workers fill part by part (tasks cut at part boundaries) and the client
 completes, or aborts on any failure or interrupt; a table file is written by its one task into
 a temporary file on the worker's disk and uploaded as the parts of such an upload. A directory
-of parts is refused there (its parts would appear one by one).
+of parts is a staged prefix (as a Zarr store) whose part objects are such uploads, all completed
+into the stage once every task is done, then published together.
 """
 
 from __future__ import annotations
@@ -137,6 +138,68 @@ def temporary(target: str, token: str, escape: bool = False) -> str:
     return os.path.join(folder, f".{name}.{token}.tmp")
 
 
+@dataclass
+class ObjectUpload:
+    """The client's multipart upload of one object that a :class:`FileJob` fills: created
+    here, completed with the task's receipts, or aborted (as :class:`~normstat.sinks.npy.
+    NpyPartsTarget` is for an NPY object)."""
+
+    path: str
+    upload: str = ""
+
+    def create(self) -> None:
+        self.upload = storage.start_upload(self.path)
+
+    def complete(self, receipts: list[tuple[int, str]]) -> None:
+        storage.complete_upload(self.path, self.upload, receipts)
+
+    def abort(self) -> None:
+        if self.upload:
+            storage.abort_upload(self.path, self.upload)
+
+
+def _uploading(jobs: list[Any]) -> tuple[list[Any], list[Any]]:
+    """``jobs`` writing into a bucket, each with the upload its receipts complete: a table
+    file's job gets an upload of its own; a job of an NPY object carries its target's."""
+    out, owners = [], []
+    for job in jobs:
+        owner: Any = None
+        if isinstance(job, FileJob):
+            owner = ObjectUpload(job.target)
+            owner.create()
+            job = replace(job, upload=owner.upload, options=storage.current())
+        elif hasattr(job.target, "complete"):  # an NPY object's multipart upload
+            owner = job.target
+        out.append(job)
+        owners.append(owner)
+    return out, owners
+
+
+def _run_uploads(run: Any, jobs: list[Any], owners: list[Any], shown: str | None) -> None:
+    """Run ``jobs``; then complete every upload with its jobs' receipts (signals deferred),
+    or abort them all on any failure or interrupt: no object appears unless all do.
+    ``shown``: the output recorded as written (none for the parts of a staged prefix, which
+    its publication records)."""
+    uploads = list({id(w): w for w in owners if w is not None}.values())
+    try:
+        done = run(jobs)
+        receipts: dict[int, list[tuple[int, str]]] = {id(w): [] for w in uploads}
+        for w, (_, got) in zip(owners, done, strict=True):
+            if w is not None:
+                receipts[id(w)] += got
+        with interrupts.deferred():
+            interrupts.check()
+            for w in uploads:
+                w.complete(receipts[id(w)])
+            if shown is not None:
+                interrupts.record_commit(shown)
+    except BaseException:
+        with interrupts.deferred():
+            for w in uploads:
+                w.abort()
+        raise
+
+
 def apply_dask(srcs: list[ArraySource], o: ApplyOptions) -> None:
     """Plan the jobs of OUT (one output, or a directory of parts), commit OUT when all ran."""
     from normstat.engine.dask import run_jobs
@@ -155,7 +218,7 @@ def apply_dask(srcs: list[ArraySource], o: ApplyOptions) -> None:
         outs = [resolve(srcs, o)]
         _check_parallel(outs[0].format, len(srcs), o.out)
     if storage.is_uri(o.out):
-        _check_bucket(outs[0].format, parts, o.out)
+        _check_bucket(outs[0].format, o.out)
     check_writable(o.out, force=o.force, sources=srcs)
 
     def run(jobs: list[Any]) -> list[tuple[int, list[Any]]]:
@@ -168,43 +231,23 @@ def apply_dask(srcs: list[ArraySource], o: ApplyOptions) -> None:
                         with contextlib.suppress(OSError):
                             os.unlink(left)
 
-    if storage.is_uri(o.out) and outs[0].batches:  # a table file: one task, one upload
-        upload = storage.start_upload(o.out)  # aborted on any failure or interrupt below
-        try:
-            (job,) = _jobs(srcs, o.out, o.out, outs[0], o)
-            done = run([replace(job, upload=upload, options=storage.current())])
-            with interrupts.deferred():
-                interrupts.check()
-                storage.complete_upload(o.out, upload, done[0][1])
-                interrupts.record_commit(o.out)
-        except BaseException:
-            with interrupts.deferred():
-                storage.abort_upload(o.out, upload)
-            raise
-        return
-    if storage.is_uri(o.out) and not outs[0].format.directory:  # one object, many writers
-        target = range_target(outs[0].format, o.out, outs[0].spec, o.rows)
-        target.create()  # the multipart upload: aborted on any failure or interrupt below
-        try:
-            done = run(_range_jobs(srcs, target, o.out, outs[0], o))
-            with interrupts.deferred():
-                interrupts.check()
-                target.complete([r for _, receipts in done for r in receipts])  # type: ignore[attr-defined]
-                interrupts.record_commit(o.out)
-        except BaseException:
-            with interrupts.deferred():
-                target.abort()  # type: ignore[attr-defined]
-            raise
+    if storage.is_uri(o.out) and not parts and not outs[0].format.directory:  # one object
+        jobs, owners = _uploading(_jobs(srcs, o.out, o.out, outs[0], o))
+        _run_uploads(run, jobs, owners, o.out)
         return
     if not parts:
         with atomic_output_for(o.out, outs[0].format.name) as tmp:
             run(_jobs(srcs, tmp, o.out, outs[0], o))
         return
-    with atomic_directory(o.out) as tmp:
+    with atomic_directory(o.out) as tmp:  # in a bucket: a staged prefix, published at the end
         jobs = []
         for src, out, name in zip(srcs, outs, names, strict=True):
-            jobs += _jobs([src], os.path.join(tmp, name), f"{o.out}/{name}", out, o)
-        run(jobs)
+            jobs += _jobs([src], f"{tmp}/{name}", f"{o.out}/{name}", out, o)
+        if not storage.is_uri(o.out):
+            run(jobs)
+            return
+        jobs, owners = _uploading(jobs)  # each part one object of the stage
+        _run_uploads(run, jobs, owners, None)
 
 
 def _jobs(
@@ -236,18 +279,11 @@ def _whole(src: ArraySource) -> RowRange:
     return RowRange.of(src, 0, n)
 
 
-def _check_bucket(fmt: OutputFormat, parts: bool, where: str) -> None:
-    """Refuse, before anything is read, what workers cannot write into a bucket."""
-    shown = storage.shown(where)
-    if parts:
-        raise UsageError(
-            "--engine dask writes several shards to a bucket only as one output (OUT.zarr or "
-            "OUT.npy): a directory of parts there would appear part by part; name OUT with a "
-            "suffix, or use --engine local",
-            path=shown,
-        )
+def _check_bucket(fmt: OutputFormat, where: str) -> None:
+    """Refuse, before anything is read, what workers cannot write into a bucket: one object
+    filled by many processes needs a multipart upload that they can all add parts to."""
     if not fmt.directory:
-        storage.multipart_scheme(where, f"--engine dask writing one {fmt.name} object")
+        storage.multipart_scheme(where, f"--engine dask writing {fmt.name} objects")
 
 
 def _check_parallel(fmt: OutputFormat, shards: int, where: str) -> None:
