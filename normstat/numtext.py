@@ -20,6 +20,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from normstat.arrowbuf import arrow, with_nan
+from normstat.arrowbuf import text as as_text
 from normstat.errors import ArtifactError
 
 READ_BYTES = 1 << 18
@@ -108,28 +110,29 @@ def _text(a: np.ndarray) -> str:
     flat = a.reshape(-1)
     if a.dtype.kind == "f":
         flat = flat.astype(np.float64, copy=False)
-        text = pc.cast(pa.array(flat), pa.string())
+        text = pc.cast(arrow(flat), pa.string())
         finite = np.isfinite(flat)
         # "3", "-0" would read back as ints: only whole values can be spelled so, so only
         # their text is looked at (most statistics have none)
         with np.errstate(invalid="ignore"):  # NaN and inf are not whole: ``finite`` says so
             whole = np.flatnonzero(finite & (flat == np.trunc(flat)))
         if whole.size:
-            sub = text.take(pa.array(whole))
+            sub = text.take(arrow(whole))
             integral = pc.match_substring_regex(sub, r"^-?[0-9]+$")
-            sub = pc.if_else(integral, pc.binary_join_element_wise(sub, ".0", ""), sub)
+            dotted = pc.binary_join_element_wise(sub, as_text(".0"), as_text(""))
+            sub = pc.if_else(integral, dotted, sub)
             mask = np.zeros(flat.size, bool)
             mask[whole] = True
-            text = pc.replace_with_mask(text, pa.array(mask), sub)
+            text = pc.replace_with_mask(text, arrow(mask), sub)
         if not finite.all():
-            text = pc.if_else(pa.array(finite), text, "null")
+            text = pc.if_else(arrow(finite), text, as_text("null"))
     else:
-        text = pc.cast(pa.array(flat), pa.string())
+        text = pc.cast(arrow(flat), pa.string())
     for d in reversed(range(a.ndim)):  # innermost lists first: "a, b" -> "[a, b]", then theirs
         lists = int(np.prod(a.shape[:d]))
-        offsets = pa.array(np.arange(lists + 1, dtype=np.int64) * a.shape[d])
-        joined = pc.binary_join(pa.LargeListArray.from_arrays(offsets, text), ", ")
-        text = pc.binary_join_element_wise("[", joined, "]", "")
+        offsets = arrow(np.arange(lists + 1, dtype=np.int64) * a.shape[d])
+        joined = pc.binary_join(pa.LargeListArray.from_arrays(offsets, text), as_text(", "))
+        text = pc.binary_join_element_wise(as_text("["), joined, as_text("]"), as_text(""))
     return str(text[0].as_py())
 
 
@@ -216,7 +219,8 @@ class ArrayReader:
             ).column(0)
         except pa.ArrowInvalid:
             raise self.fail(f"holds something other than numbers near value {self._at()}") from None
-        a = column.to_numpy()
+        chunks = [with_nan(c) for c in column.chunks]
+        a = chunks[0] if len(chunks) == 1 else np.concatenate(chunks) if chunks else np.empty(0)
         if a.size != expected:
             raise self.fail(f"holds something other than numbers near value {self._at()}")
         if np.isinf(a).any():

@@ -20,7 +20,7 @@ STDLIB = set(sys.stdlib_module_names)
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
-    ("lazy", "interrupts"),  # standard library helpers
+    ("lazy", "interrupts", "arrowbuf"),  # standard library helpers; numpy <-> Arrow buffers
     ("normstat",),  # the package: its version, and its names loaded lazily
     ("core", "storage", "numtext"),  # pure numerics; where data lives; numbers as JSON text
     ("sources", "sinks"),  # reading, writing: neither imports the other

@@ -409,3 +409,27 @@ def test_many_groups_written_in_blocks_read_as_json_reads_them(tmp_path):
     back = artifact.to_dict(artifact.load(str(path)))
     back["created"] = want["created"]  # when each was made: seconds apart
     assert json.dumps(back, sort_keys=True) == json.dumps(want, sort_keys=True)
+
+
+def test_wide_json_text_is_written_and_read_without_pandas(tmp_path):
+    """pyarrow's ``pa.array``, ``pa.scalar`` and ``to_numpy`` import pandas (0.13 s and more of
+    a command's start); the number text goes through Arrow buffers instead. Checked in a fresh
+    process: a wide artifact's fit, write and read leave pandas unimported, and read back the
+    same values."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys, numpy as np, normstat
+from normstat import artifact
+x = np.random.default_rng(0).normal(size=(3, 40_000))
+x[:, 5] = np.nan  # a feature without values: null statistics in the text
+stats = normstat.fit_arrays(x, nan="skip")
+artifact.save(stats, {str(tmp_path / "w.json")!r})
+back = artifact.load({str(tmp_path / "w.json")!r})
+assert np.array_equal(back.mean, stats.mean, equal_nan=True)
+assert np.array_equal(back.m2, stats.m2, equal_nan=True)
+print("pandas" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

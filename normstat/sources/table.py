@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from normstat import storage
+from normstat.arrowbuf import values, with_nan
 from normstat.errors import DataError, UsageError
 from normstat.sources import nested
 from normstat.sources.base import Chunk
@@ -265,7 +266,7 @@ def column_to_float64(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     col = _combined(col)
     if col.type != pa.float64():
         col = col.cast(pa.float64(), safe=False)
-    return _with_nan(col)
+    return with_nan(col)
 
 
 def feature_columns(
@@ -300,9 +301,9 @@ def column_array(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     col = _combined(col)
     t = col.type
     if col.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)):
-        return _values(col)
+        return values(col)
     if t == pa.float32():
-        return _with_nan(col)
+        return with_nan(col)
     return column_to_float64(col)
 
 
@@ -330,30 +331,6 @@ def _has_lists(schema: pa.Schema) -> bool:
         return False
 
     return any(has(f.type) for f in schema)
-
-
-def _values(col: pa.Array) -> np.ndarray:
-    """The values buffer of a fixed-width numeric array, as numpy, without a copy.
-
-    Not ``Array.to_numpy``: its first call imports pandas (0.3-0.5 s of a CLI fit's start,
-    ``python -X importtime``), which nothing here needs."""
-    dtype = np.dtype(col.type.to_pandas_dtype())
-    buf = col.buffers()[1]
-    if buf is None or len(col) == 0:
-        return np.empty(0, dtype)
-    return np.frombuffer(buf, dtype, count=col.offset + len(col))[col.offset :]
-
-
-def _with_nan(col: pa.Array) -> np.ndarray:
-    """A float array's values, copied with NaN where they are null (as they are if not)."""
-    values = _values(col)
-    if col.null_count == 0:
-        return values
-    bits = np.frombuffer(col.buffers()[0], np.uint8)
-    valid = np.unpackbits(bits, bitorder="little")[col.offset : col.offset + len(col)]
-    out = values.copy()
-    out[valid == 0] = np.nan
-    return out
 
 
 def _combined(col: pa.Array | pa.ChunkedArray) -> pa.Array:
