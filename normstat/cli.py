@@ -112,7 +112,8 @@ class _Group(click.Group):
         except (KeyboardInterrupt, interrupts.Interrupted):
             # the flag is the truth; a KeyboardInterrupt without our handler counts as SIGINT
             signum = interrupts.signum() or signal.SIGINT
-            click.echo(interrupts.report(signum), err=True)
+            if not (interrupts.committed and interrupts.announced):  # else "wrote OUT" said it
+                click.echo(interrupts.report(signum), err=True)
             ctx.exit(interrupts.exit_code(signum))
         except BrokenPipeError:
             # Python's documented recipe: stop writing to the closed pipe, exit quietly.
