@@ -78,6 +78,12 @@ def _data(rows: int = 300, cols: int = 5, seed: int = 20):
     return rng.normal(1e3, 4.0, size=(rows, cols)).astype(np.float32)
 
 
+def _in_bucket(s3, tmp_path, x: np.ndarray) -> tuple[np.ndarray, str, normstat.Stats]:
+    """``x`` as ``in/x.npy`` in the bucket (and ``x.npy`` beside it), with its statistics."""
+    np.save(tmp_path / "x.npy", x)
+    return x, put(s3, tmp_path / "x.npy", "in/x.npy"), normstat.fit(str(tmp_path / "x.npy"))
+
+
 def _engine(engine: str, cluster_address: str | None) -> dict:
     if engine == "dask":
         return {"engine": "dask", "scheduler": cluster_address, "task_size": 64}
@@ -95,10 +101,7 @@ def _same_zarr(got, want) -> None:
 @pytest.mark.parametrize("engine", ["local", "dask"])
 def test_zarr_to_a_bucket_equals_a_local_apply(s3, tmp_path, engine, request):
     address = request.getfixturevalue("cluster") if engine == "dask" else None
-    x = _data()
-    np.save(tmp_path / "x.npy", x)
-    src = put(s3, tmp_path / "x.npy", "in/x.npy")
-    stats = normstat.fit(str(tmp_path / "x.npy"))
+    x, src, stats = _in_bucket(s3, tmp_path, _data())
     out = f"s3://{BUCKET}/out/z.zarr"
     kw = _engine(engine, address) | {"chunk_size": 16}
     normstat.apply(stats, src, out, **kw)
@@ -151,10 +154,8 @@ def test_dask_npy_to_a_bucket_is_one_multipart_upload_equal_to_a_local_apply(
     from normstat.engine import dask as dask_engine
 
     monkeypatch.setattr(npy_sink, "PART_BYTES", npy_sink.MIN_PART_BYTES)
-    x = _data(25_000, 64)  # 12.8 MB as float64: parts of 10,240 rows
-    np.save(tmp_path / "x.npy", x)
-    src = put(s3, tmp_path / "x.npy", "in/x.npy")
-    stats = normstat.fit(str(tmp_path / "x.npy"))
+    # 12.8 MB as float64: parts of 10,240 rows
+    x, src, stats = _in_bucket(s3, tmp_path, _data(25_000, 64))
     real = dask_engine.run_jobs
     receipts: list[list[int]] = []
 
@@ -179,10 +180,7 @@ def test_dask_npy_to_a_bucket_is_one_multipart_upload_equal_to_a_local_apply(
 
 
 def test_a_small_dask_npy_is_one_part(s3, tmp_path, cluster):
-    x = _data(300, 5)
-    np.save(tmp_path / "x.npy", x)
-    src = put(s3, tmp_path / "x.npy", "in/x.npy")
-    stats = normstat.fit(str(tmp_path / "x.npy"))
+    x, src, stats = _in_bucket(s3, tmp_path, _data(300, 5))
     out = f"s3://{BUCKET}/out/z.npy"
     normstat.apply(stats, src, out, engine="dask", scheduler=cluster, chunk_size=16, task_size=64)
     got = np.load(io.BytesIO(s3.get_object(Bucket=BUCKET, Key="out/z.npy")["Body"].read()))
@@ -222,10 +220,7 @@ def test_a_failing_apply_to_a_bucket_leaves_no_object_and_no_upload(
 @pytest.mark.parametrize(("fmt", "engine"), [("zarr", "local"), ("zarr", "dask"), ("npy", "dask")])
 def test_an_existing_output_needs_force(s3, tmp_path, request, fmt, engine):
     address = request.getfixturevalue("cluster") if engine == "dask" else None
-    x = _data()
-    np.save(tmp_path / "x.npy", x)
-    src = put(s3, tmp_path / "x.npy", "in/x.npy")
-    stats = normstat.fit(str(tmp_path / "x.npy"))
+    x, src, stats = _in_bucket(s3, tmp_path, _data())
     out = f"s3://{BUCKET}/out/z.{fmt}"
     normstat.apply(stats, src, out, **_engine(engine, address))
     before = {k: s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in keys(s3)}
@@ -249,10 +244,7 @@ def test_force_keeps_the_old_zarr_readable_until_the_new_one_is_complete(
     """While the new store is written (checked from inside its second block's write), OUT is
     still the old array, whole; a replacement that fails keeps it; one that succeeds replaces
     it and removes the old chunks the new one did not overwrite (different chunking)."""
-    x = _data()
-    np.save(tmp_path / "x.npy", x)
-    src = put(s3, tmp_path / "x.npy", "in/x.npy")
-    stats = normstat.fit(str(tmp_path / "x.npy"))
+    x, src, stats = _in_bucket(s3, tmp_path, _data())
     out = f"s3://{BUCKET}/out/z.zarr"
     normstat.apply(stats, src, out, chunk_size=10, **_engine("dask", cluster))  # 30 chunks
     old = normstat.transform(x, stats, dtype="float32")
@@ -332,10 +324,7 @@ def test_an_interrupt_after_the_parts_aborts_the_dask_upload(s3, tmp_path, clust
     from normstat.engine import dask as dask_engine
 
     monkeypatch.setattr(npy_sink, "PART_BYTES", npy_sink.MIN_PART_BYTES)
-    x = _data(25_000, 64)
-    np.save(tmp_path / "x.npy", x)
-    src = put(s3, tmp_path / "x.npy", "in/x.npy")
-    stats = normstat.fit(str(tmp_path / "x.npy"))
+    x, src, stats = _in_bucket(s3, tmp_path, _data(25_000, 64))
     real = dask_engine.run_jobs
     uploaded: list[int] = []
 
@@ -362,10 +351,7 @@ def test_an_output_appearing_while_writing_is_neither_replaced_nor_deleted(
     """Another writer puts a store at OUT while this run writes (no --force, nothing there at
     the start): the run stops with a line saying so, its stage is removed, and the other
     writer's objects are left exactly as they are."""
-    x = _data()
-    np.save(tmp_path / "x.npy", x)
-    src = put(s3, tmp_path / "x.npy", "in/x.npy")
-    stats = normstat.fit(str(tmp_path / "x.npy"))
+    x, src, stats = _in_bucket(s3, tmp_path, _data())
     real = zarr_sink.ZarrRangeWriter.write
 
     def write_while_another_does(self, block):
@@ -383,10 +369,7 @@ def test_an_output_appearing_while_writing_is_neither_replaced_nor_deleted(
 def test_a_stage_that_cannot_be_deleted_is_said(s3, tmp_path, monkeypatch):
     """The store fails the clean-up too: a warning names the staging prefix left behind
     (never a silent orphan), and the first error is the one raised."""
-    x = _data()
-    np.save(tmp_path / "x.npy", x)
-    src = put(s3, tmp_path / "x.npy", "in/x.npy")
-    stats = normstat.fit(str(tmp_path / "x.npy"))
+    x, src, stats = _in_bucket(s3, tmp_path, _data())
 
     def broken(self, block):
         raise OSError("injected write failure")
