@@ -113,6 +113,38 @@ def test_layouts_and_tails(n_rows, order):
     np.testing.assert_array_equal(m.max, x.max(axis=0))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+def test_rows_wider_than_a_sub_block_are_cut_into_tiles(dtype):
+    """Per-pixel features (rows of 150,528 values and more) are reduced in tiles of many rows
+    and a slice of the columns: every column slice and row block counted once, min and max
+    found in whichever tile holds them, against numpy's float64 two-pass (exact for the
+    integers, so compared bit for bit)."""
+    rng = np.random.default_rng(11)
+    w = blocked.SUB_BLOCK_ELEMENTS + 4099  # more than one column slice at any row count
+    n = 2 * blocked.WIDE_TILE_ROWS + 3  # several row blocks, a short last one
+    if np.dtype(dtype).kind == "f":
+        x = (rng.standard_normal((n, w)) * 3 + 1e6).astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        x = rng.integers(info.min, info.max, (n, w), endpoint=True).astype(dtype)
+    x[n - 1, w - 1], x[n // 2, 5] = x.max(), x.min()  # extremes in the last and a middle tile
+    step, cols = blocked._tile_shape(x, n)
+    assert step * cols <= blocked.SUB_BLOCK_ELEMENTS and cols < w  # tiles, bounded
+    m = finite_moments(x)
+    mean, m2 = two_pass(x)
+    if np.dtype(dtype).kind == "f":
+        np.testing.assert_allclose(m.mean, mean, rtol=1e-14)
+        np.testing.assert_allclose(m.m2, m2, rtol=1e-8)
+    else:
+        exact = np.array([exact_mean_m2(x[:, j]) for j in (0, 5, w // 2, w - 1)])
+        got = np.stack([m.mean, m.m2], axis=1)[[0, 5, w // 2, w - 1]]
+        np.testing.assert_array_equal(got, exact)
+        np.testing.assert_allclose(m.m2, m2, rtol=1e-12)
+    np.testing.assert_array_equal(m.min, x.min(axis=0))
+    np.testing.assert_array_equal(m.max, x.max(axis=0))
+    np.testing.assert_array_equal(m.count, np.full(w, n))
+
+
 def test_wide_parts_cover_every_row_once():
     x = np.arange(1000 * 3).reshape(1000, 3)
     parts = list(wide_parts(x))

@@ -91,19 +91,48 @@ def _sub_blocks(view: np.ndarray) -> Iterator[np.ndarray]:
         yield view[i : i + step]
 
 
+WIDE_TILE_ROWS = 64
+"""Rows of a tile of a chunk whose rows are wider than ``SUB_BLOCK_ELEMENTS / 64``."""
+
+
+def _tile_shape(view: np.ndarray, max_rows: int) -> tuple[int, int]:
+    """Rows and columns of the tiles :func:`_tiles` cuts ``view`` into."""
+    n, w = view.shape
+    step = max(1, min(n, max_rows, max(WIDE_TILE_ROWS, SUB_BLOCK_ELEMENTS // max(w, 1))))
+    cols = w if step * w <= SUB_BLOCK_ELEMENTS else max(MIN_WIDTH, SUB_BLOCK_ELEMENTS // step)
+    return step, cols
+
+
+def _tiles(view: np.ndarray, max_rows: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(columns, block)`` pairs covering ``view``: blocks of at most ``max_rows`` rows of
+    about ``SUB_BLOCK_ELEMENTS`` values. A chunk of narrow rows is cut into row blocks only (as
+    :func:`_sub_blocks`); rows wider than that (per-pixel features: 150,528 a row) are cut into
+    column slices too, so a tile still holds many rows: reduced one row at a time, every
+    operation is a pass over memory, and a fit of 224x224x3 images took 8x as long."""
+    n, w = view.shape
+    step, width = _tile_shape(view, max_rows)
+    for c0 in range(0, w, width):
+        cols = slice(c0, min(w, c0 + width))
+        part = view if width >= w else view[:, cols]
+        for i in range(0, n, step):
+            yield cols, part[i : i + step]
+
+
 class _Range:
     """Running per-column min and max of one wide view, kept in the data's own dtype."""
 
     def __init__(self, first_row: np.ndarray) -> None:
         self.lo, self.hi = first_row.copy(), first_row.copy()
 
-    def add(self, blk: np.ndarray) -> None:
-        if blk.shape[0] == 1:  # a wide view's one-row block: no reduced copy of the row
-            np.minimum(self.lo, blk[0], out=self.lo)
-            np.maximum(self.hi, blk[0], out=self.hi)
+    def add(self, blk: np.ndarray, cols: slice = slice(None)) -> None:
+        """Fold in ``blk``, a block of rows of the columns ``cols``."""
+        lo, hi = self.lo[cols], self.hi[cols]
+        if blk.shape[0] == 1:  # a one-row block: no reduced copy of the row
+            np.minimum(lo, blk[0], out=lo)
+            np.maximum(hi, blk[0], out=hi)
             return
-        np.minimum(self.lo, blk.min(axis=0), out=self.lo)
-        np.maximum(self.hi, blk.max(axis=0), out=self.hi)
+        np.minimum(lo, blk.min(axis=0), out=lo)
+        np.maximum(hi, blk.max(axis=0), out=hi)
 
     def folded(self, r: int) -> tuple[np.ndarray, np.ndarray]:
         if r == 1:
@@ -167,17 +196,17 @@ def shifted_sums(rows: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, ...]:
     for view, r in wide_parts(rows):
         k = np.tile(shift, r)
         s_w, q_w, rng = np.zeros(k.size), np.zeros(k.size), _Range(view[0])
-        buf = np.empty((min(view.shape[0], max(1, SUB_BLOCK_ELEMENTS // k.size)), k.size))
-        for blk in _sub_blocks(view):
-            d = buf[: blk.shape[0]]
+        buf = np.empty(_tile_shape(view, view.shape[0]))
+        for cols, blk in _tiles(view, view.shape[0]):
+            d = buf[: blk.shape[0], : blk.shape[1]]
             d[...] = blk  # a plain cast, then same-type arithmetic: faster than a mixed subtract
-            d -= k
-            # a one-row block (features wider than a sub-block) is its own sum: added as it
-            # is, without a reduced copy of the row (the same bits)
-            s_w += d[0] if d.shape[0] == 1 else d.sum(axis=0)
+            d -= k[cols]
+            # a one-row block is its own sum: added as it is, without a reduced copy of the row
+            # (the same bits)
+            s_w[cols] += d[0] if d.shape[0] == 1 else d.sum(axis=0)
             d *= d
-            q_w += d[0] if d.shape[0] == 1 else d.sum(axis=0)
-            rng.add(blk)
+            q_w[cols] += d[0] if d.shape[0] == 1 else d.sum(axis=0)
+            rng.add(blk, cols)
         s += s_w if r == 1 else _fold(s_w, r, np.add)
         q += q_w if r == 1 else _fold(q_w, r, np.add)
         v_lo, v_hi = rng.folded(r)
@@ -313,14 +342,13 @@ def integer_sums(rows: np.ndarray) -> tuple[np.ndarray, ...]:
     for view, r in wide_parts(rows):
         w = view.shape[1]
         s_w, q_w, rng = np.zeros(w, np.int64), np.zeros(w, np.int64), _Range(view[0])
-        step = max(1, min(_MAX_BLOCK_ROWS, SUB_BLOCK_ELEMENTS // w))
-        buf = np.empty((min(view.shape[0], step), w), square_t)
-        for blk in _row_blocks(view, step):
-            sq = buf[: blk.shape[0]]
+        buf = np.empty(_tile_shape(view, _MAX_BLOCK_ROWS), square_t)
+        for cols, blk in _tiles(view, _MAX_BLOCK_ROWS):
+            sq = buf[: blk.shape[0], : blk.shape[1]]
             np.multiply(blk, blk, out=sq, dtype=square_t)
-            s_w += blk.sum(axis=0, dtype=block_sum_t)
-            q_w += sq.sum(axis=0, dtype=block_sum_t)
-            rng.add(blk)
+            s_w[cols] += blk.sum(axis=0, dtype=block_sum_t)
+            q_w[cols] += sq.sum(axis=0, dtype=block_sum_t)
+            rng.add(blk, cols)
         s += _fold(s_w, r, np.add)
         q += _fold(q_w, r, np.add)
         v_lo, v_hi = rng.folded(r)
@@ -342,23 +370,17 @@ def byte_sums(rows: np.ndarray) -> tuple[np.ndarray, ...]:
     for view, r in wide_parts(rows):
         w = view.shape[1]
         s_w, q_w, rng = np.zeros(w, np.int64), np.zeros(w, np.int64), _Range(view[0])
-        step = max(1, min(_BYTE_BLOCK_ROWS, SUB_BLOCK_ELEMENTS // w))
-        buf = np.empty((min(view.shape[0], step), w), np.float32)
+        buf = np.empty(_tile_shape(view, _BYTE_BLOCK_ROWS), np.float32)
         ones = np.ones(buf.shape[0], np.float32)
-        for blk in _row_blocks(view, step):
-            x, one = buf[: blk.shape[0]], ones[: blk.shape[0]]
+        for cols, blk in _tiles(view, _BYTE_BLOCK_ROWS):
+            x, one = buf[: blk.shape[0], : blk.shape[1]], ones[: blk.shape[0]]
             x[...] = blk
-            s_w += (one @ x).astype(np.int64)
+            s_w[cols] += (one @ x).astype(np.int64)
             x *= x
-            q_w += (one @ x).astype(np.int64)
-            rng.add(blk)
+            q_w[cols] += (one @ x).astype(np.int64)
+            rng.add(blk, cols)
         s += _fold(s_w, r, np.add)
         q += _fold(q_w, r, np.add)
         v_lo, v_hi = rng.folded(r)
         lo, hi = np.minimum(lo, v_lo), np.maximum(hi, v_hi)
     return s, q, lo, hi
-
-
-def _row_blocks(view: np.ndarray, step: int) -> Iterator[np.ndarray]:
-    for i in range(0, view.shape[0], step):
-        yield view[i : i + step]
