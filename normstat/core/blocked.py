@@ -342,7 +342,7 @@ def integer_sums(rows: np.ndarray) -> tuple[np.ndarray, ...]:
     for view, r in wide_parts(rows):
         w = view.shape[1]
         s_w, q_w, rng = np.zeros(w, np.int64), np.zeros(w, np.int64), _Range(view[0])
-        buf = np.empty(_tile_shape(view, _MAX_BLOCK_ROWS), square_t)
+        buf: np.ndarray = np.empty(_tile_shape(view, _MAX_BLOCK_ROWS), square_t)
         for cols, blk in _tiles(view, _MAX_BLOCK_ROWS):
             sq = buf[: blk.shape[0], : blk.shape[1]]
             np.multiply(blk, blk, out=sq, dtype=square_t)
