@@ -26,6 +26,7 @@ HDF5_NAMES = {"floats": "/x", "images": "/images"}
 FLOOR_READ = "floor: read only"
 FLOOR_SUM = "floor: read + f64 sum"
 NORMSTAT = "normstat.fit (library)"
+DURABLE_COPY = "floor: h5py copy + fsync"
 
 
 class Skip(Exception):
@@ -200,7 +201,9 @@ def pyarrow_stream(dataset: str, path: str) -> Callable[[], None]:
     return run
 
 
-def h5py_copy(dataset: str, path: str) -> Callable[[], None]:
+def h5py_copy(dataset: str, path: str, durable: bool = False) -> Callable[[], None]:
+    """h5py's copy of the dataset into a new file; ``durable``: then ``fsync`` it, as every
+    normstat output is before it takes its name (the data on disk, not only in the page cache)."""
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -214,9 +217,19 @@ def h5py_copy(dataset: str, path: str) -> Callable[[], None]:
             for chunk in hdf5_chunks(dataset, path):
                 dst[start : start + chunk.shape[0]] = chunk
                 start += chunk.shape[0]
+        if durable:
+            fd = os.open(out, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.remove(out)
 
     return run
+
+
+def h5py_copy_durable(dataset: str, path: str) -> Callable[[], None]:
+    return h5py_copy(dataset, path, durable=True)
 
 
 def pyarrow_copy(dataset: str, path: str) -> Callable[[], None]:
@@ -363,6 +376,7 @@ TIMED: dict[str, Callable[[str, str], np.ndarray | None]] = {
 PREPARED: dict[str, Callable[[str, str], Callable[[], None]]] = {
     "normstat.apply": normstat_apply,
     "floor: h5py copy": h5py_copy,
+    DURABLE_COPY: h5py_copy_durable,
     "floor: pyarrow read + write": pyarrow_copy,
     "normstat.apply -> stream": normstat_apply_stream,
     "floor: pyarrow read + stream": pyarrow_stream,

@@ -40,6 +40,13 @@ def test_small_benchmark_prints_the_table():
         cli = _row(out, data, "normstat fit (CLI)")
         assert float(cli[4]) <= 1e-12
     assert float(_row(out, "-", "normstat --help")[2]) > 0
+    # HDF5 apply against the plain copy (the ratio's base) and the copy made durable (its note)
+    durable = _row(out, "apply floats", "floor: h5py copy + fsync")
+    applied = _row(out, "apply floats", "normstat.apply")
+    ratio = re.fullmatch(r"(\d+\.\d\d)x the durable copy \(h5py copy \+ fsync\)", applied[6])
+    assert ratio, applied
+    a, d, half = float(applied[2]), float(durable[2]), 5e-4  # medians printed to 3 decimals
+    assert (a - half) / (d + half) - 0.01 <= float(ratio[1]) <= (a + half) / (d - half) + 0.01
     for data in ("floats", "images", "table"):  # each CLI run paired with a warm library call
         line = re.search(rf"CLI overhead {data}: ([+-]\d+\.\d+) s \(median of 1 paired.*", out)
         assert line, out
