@@ -138,6 +138,7 @@ class _ClickProgress:
         self.bar: Any = None
         self.started = 0.0
         self.row_bytes = 0
+        self.exact = True  # the total (False: an estimate until every shard is opened)
 
     def start(self, total: int | None, row_bytes: int = 0) -> None:
         self.started = time.monotonic()
@@ -160,10 +161,20 @@ class _ClickProgress:
 
     def _info(self, _item: object) -> str:
         done, total = self.bar.pos, self.bar.length
-        info = f"{_count(done)}/{_count(total)} rows"
+        about = "" if self.exact else "~"  # shards not opened yet counted as the first
+        info = f"{_count(done)}/{about}{_count(total)} rows"
         if self.row_bytes:
-            info += f"  {_count(done * self.row_bytes)}B/{_count(total * self.row_bytes)}B"
+            info += f"  {_count(done * self.row_bytes)}B/{about}{_count(total * self.row_bytes)}B"
         return f"{info}  {self._rate(done)}"
+
+    def total_changed(self, total: int | None, exact: bool) -> None:
+        """A better total: shards are opened as the pass reaches them, each counted as many
+        rows as the first until then."""
+        self.exact = exact
+        if self.bar is not None and total is not None:
+            self.bar.length = total
+            self.bar.finished = self.bar.pos >= total
+            self.bar.render_progress()
 
     def _rate(self, done: int) -> str:
         elapsed = time.monotonic() - self.started

@@ -55,6 +55,7 @@ from normstat.sources import (
     describe,
     open_sources,
     read_ahead,
+    rows_so_far,
     settle,
 )
 from normstat.sources.base import fit_chunks, known_rows, total_rows
@@ -169,8 +170,8 @@ def fit(
         lazy=True,  # shards after the first are opened ahead of the pass, as it goes
     )
     try:
-        if engine == "dask" or checkpoint or progress is not None:
-            settle(srcs)  # the plan, the checkpoint's fingerprint, the total: every shard
+        if engine == "dask" or checkpoint:
+            settle(srcs)  # the plan, the checkpoint's fingerprint: every shard
         check_tables(srcs, by, weights)
         check_distributable(srcs, engine, fit=True)
         if output is not None:
@@ -185,10 +186,7 @@ def fit(
                 srcs, layout, rows, nan, checkpoint, checkpoint_every, resume, sketch, keyed
             )
         skip = saver.rows_done if saver else 0
-        if progress is not None:
-            progress.start(total_rows(srcs), row_bytes(srcs[0]))
-            progress.advance(skip)
-        advance = None if progress is None else progress.advance
+        advance = None if progress is None else _reporter(progress, srcs, skip)
 
         def one_pass(sketch: SketchSpec | None, first: bool = False) -> Moments:
             """A pass over the data: the first one reports progress and checkpoints (and
@@ -250,6 +248,32 @@ def fit(
 
 
 _ARRAY_HINT = "; for arrays and tables in memory use normstat.fit_arrays"
+
+
+def _reporter(progress: ProgressHook, srcs: list[ArraySource], skip: int) -> Callable[[int], None]:
+    """Start ``progress`` and return what the pass advances it with. Shards not opened yet
+    (they are opened ahead of the pass, as it goes: none is opened before it for the bar) count
+    as many rows as the first until they are; a hook with a ``total_changed(total, exact)``
+    method is told the estimate and each correction, so the total is exact by the end."""
+    total = rows_so_far(srcs)
+    shown = total()
+    progress.start(shown[0], row_bytes(srcs[0]))
+    changed = getattr(progress, "total_changed", None)
+    if changed is not None and not shown[1]:
+        changed(*shown)
+    progress.advance(skip)
+    if changed is None or shown[1]:
+        return progress.advance
+    state = [shown]
+
+    def advance(n: int) -> None:
+        now = total()
+        if now != state[0]:
+            state[0] = now
+            changed(*now)
+        progress.advance(n)
+
+    return advance
 
 
 def _check_exact(levels: tuple[float, ...] | None, exact: bool, specs: list[str]) -> None:

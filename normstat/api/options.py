@@ -23,7 +23,12 @@ ChunkSize = int | str | None
 class ProgressHook(Protocol):
     """What fit / apply report to: the total number of samples (None when not known before
     reading, as for CSV and stdin) and the input bytes per sample (when known), then samples as
-    they are done."""
+    they are done.
+
+    A fit of many shards does not open them all before the pass to count their samples: the
+    total starts as the first shard's count for each shard not opened yet. A hook that has a
+    ``total_changed(total, exact)`` method is told so after ``start`` (``exact`` False) and
+    then each correction as shards open, the last with ``exact`` True."""
 
     def start(self, total: int | None, row_bytes: int = 0) -> None: ...
 

@@ -36,10 +36,12 @@ __all__ = [
     "format_of",
     "open_sources",
     "read_ahead",
+    "rows_so_far",
     "settle",
 ]
 
 read_ahead = shards.read_ahead
+rows_so_far = shards.rows_so_far
 
 
 @dataclass(frozen=True)

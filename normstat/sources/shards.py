@@ -40,6 +40,8 @@ class _Group:
         self.reached = 0  # shards (of this group) the pass has asked for
         self.stopped = False
         self.thread: threading.Thread | None = None
+        self.opened_rows = 0  # rows of the shards opened so far ...
+        self.opened = 0  # ... and how many they are
 
     def start(self) -> None:
         with self.cond:
@@ -75,6 +77,18 @@ class _Group:
             if not shard.open_now():  # failed: the pass raises its error when it gets there
                 return
 
+    def rows(self, guess: int) -> tuple[int, bool]:
+        """Rows of the group's shards: exact for those opened, ``guess`` for each other one;
+        and whether all are opened (the count exact)."""
+        with self.cond:
+            left = len(self.shards) - self.opened
+            return self.opened_rows + left * guess, left == 0
+
+    def count(self, rows: int | None) -> None:
+        with self.cond:
+            self.opened += 1
+            self.opened_rows += rows or 0
+
 
 class LazyShard:
     """A shard that is opened when first asked for anything but its ``path`` and ``dataset``;
@@ -105,6 +119,8 @@ class LazyShard:
                     self._source = self._opener(self._group.thread is not None)
                 except BaseException as exc:  # kept for the thread that needs the shard
                     self._error = exc
+                else:
+                    self._group.count(self._source.shape[0])
                 self._opener = None
             return self._error is None
 
@@ -172,3 +188,22 @@ def settle(sources: list[Any]) -> None:
 
 def any_lazy(sources: Sequence[Any]) -> bool:
     return any(isinstance(s, LazyShard) for s in sources)
+
+
+def rows_so_far(sources: Sequence[Any]) -> Callable[[], tuple[int | None, bool]]:
+    """The rows of all ``sources`` as known now, and whether that is exact, for a progress bar
+    that must not wait for every shard to be opened: exact for the sources opened, the first
+    source's row count for each shard not opened yet (exact once the pass has opened them
+    all); None when a source cannot tell its rows before it is read (CSV, a stream)."""
+    groups = {id(s._group): s._group for s in sources if isinstance(s, LazyShard)}
+    eager = [s for s in sources if not isinstance(s, LazyShard)]
+    known = [s.shape[0] for s in eager]
+    if any(r is None for r in known) or not eager:
+        return lambda: (None, True)
+    base, guess = sum(known), known[0]
+
+    def rows() -> tuple[int | None, bool]:
+        parts = [g.rows(guess) for g in groups.values()]
+        return base + sum(n for n, _ in parts), all(done for _, done in parts)
+
+    return rows
