@@ -264,12 +264,12 @@ def _reporter(progress: ProgressHook, srcs: list[ArraySource], skip: int) -> Cal
     progress.advance(skip)
     if changed is None or shown[1]:
         return progress.advance
-    state = [shown]
 
     def advance(n: int) -> None:
+        nonlocal shown
         now = total()
-        if now != state[0]:
-            state[0] = now
+        if now != shown:
+            shown = now
             changed(*now)
         progress.advance(n)
 
